@@ -1,0 +1,56 @@
+# The two commands a new machine needs: `make up` and `make test`.
+# Both install what is missing first: the virtual environment with the pinned
+# Python packages (pyproject.toml) and the JVM jars (conf/pom.xml, via Maven).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MVN ?= mvn
+DEPS_STAMP := $(VENV)/.deps-installed
+JARS_STAMP := var/jars/.resolved
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+export SPARK_CONF_DIR := $(CURDIR)/conf
+
+.PHONY: help up test deps jars check-tools clean
+
+help:
+	@echo "make up      install what is missing, start Kafka, the Spark relay, the API and the UI"
+	@echo "make test    install what is missing, run the whole test suite"
+	@echo "make deps    only the Python virtual environment ($(VENV))"
+	@echo "make jars    only the JVM jars (var/jars) from Maven Central"
+	@echo "make clean   remove var/ (broker data, checkpoints, warehouse, jars) and $(VENV)"
+
+up: deps jars
+	@$(PY) -m stack.up
+
+test: deps jars
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+deps: $(DEPS_STAMP)
+
+$(DEPS_STAMP): pyproject.toml | check-tools
+	@echo "setup  creating the virtual environment and installing the pinned Python packages ..."
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+	@echo "setup  Python packages ready"
+
+jars: $(JARS_STAMP)
+
+$(JARS_STAMP): conf/pom.xml | check-tools
+	@echo "setup  resolving the Kafka broker, Spark's Kafka connector and Delta jars with Maven (once) ..."
+	@rm -rf var/jars
+	@$(MVN) -q -B -f conf/pom.xml -Dmaven.repo.local=$(CURDIR)/var/m2 -Pkafka package
+	@$(MVN) -q -B -f conf/pom.xml -Dmaven.repo.local=$(CURDIR)/var/m2 -Pspark package
+	@touch $@
+	@echo "setup  jars ready in var/jars ($$(ls var/jars/kafka | wc -l) for Kafka, $$(ls var/jars/spark | wc -l) for Spark)"
+
+check-tools:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0])'
+	@java -version 2>&1 | grep -qE 'version "(1[7-9]|2[0-9])' || { echo "JDK 17+ is needed (java -version)"; exit 1; }
+	@command -v $(MVN) >/dev/null || { echo "Maven is needed (mvn)"; exit 1; }
+
+clean:
+	rm -rf var $(VENV)

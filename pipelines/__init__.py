@@ -1,0 +1,1 @@
+"""Spark jobs of the chat: the streaming relay (and ledger), the batch statistics."""

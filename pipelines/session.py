@@ -1,0 +1,37 @@
+"""One way to get a SparkSession for every job, configured from conf/spark-defaults.conf."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from stack import settings
+
+CONF_DIR = settings.REPO_ROOT / "conf"
+
+
+def spark_jars() -> list[Path]:
+    """The Kafka connector and Delta jars that `make jars` resolved."""
+    jars = sorted((settings.jars_dir() / "spark").glob("*.jar"))
+    if not any(j.name.startswith("spark-sql-kafka-0-10") for j in jars):
+        raise RuntimeError(f"Spark's Kafka connector is not in {settings.jars_dir() / 'spark'}: "
+                           "run `make jars` (or `make up`) first")
+    return jars
+
+
+def get_spark(app_name: str, master: str | None = None, extra: dict[str, str] | None = None) -> SparkSession:
+    """Build (or reuse) the SparkSession.
+
+    Cluster and Delta settings come from conf/spark-defaults.conf (through
+    SPARK_CONF_DIR); here only what depends on this machine: the master from
+    CHAT_SPARK_MASTER and the absolute paths of the jars.
+    """
+    os.environ.setdefault("SPARK_CONF_DIR", str(CONF_DIR))
+    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
+    builder = (SparkSession.builder.appName(app_name)
+               .master(master or settings.load().spark_master)
+               .config("spark.jars", ",".join(str(j) for j in spark_jars())))
+    for key, value in (extra or {}).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()

@@ -1,0 +1,87 @@
+"""Validation of raw `chat` records: column functions and the `with_validated_message` transformation.
+
+A record is valid when its value is a JSON object with exactly the string
+fields `author`, `data` and `timestamp` (`YYYY-MM-DD HH:MM:SS`), a non-blank
+author of at most 64 characters and a non-blank text of at most 2000.
+Everything is a native Spark expression (the VARIANT type for JSON), so the
+relay has no Python on its hot path.
+"""
+from __future__ import annotations
+
+import pyspark.sql.functions as F
+from pyspark.sql import Column, DataFrame
+
+from stack import settings
+
+_STRING_FIELDS = settings.MESSAGE_FIELDS
+_BLANK = r"(?U)^\s*$"  # empty or only (Unicode) white space
+_EXPECTED_SHAPE = "OBJECT<" + ", ".join(f"{f}: STRING" for f in sorted(_STRING_FIELDS)) + ">"
+
+
+def parsed_value(value: Column) -> Column:
+    """The Kafka value as VARIANT, or null when it is not JSON."""
+    return F.try_parse_json(value.cast("string"))
+
+
+def _field(v: Column, name: str) -> Column:
+    return F.try_variant_get(v, f"$.{name}", "variant")
+
+
+def _is_string(v: Column, name: str) -> Column:
+    return F.schema_of_variant(_field(v, name)) == F.lit("STRING")
+
+
+def field_text(v: Column, name: str) -> Column:
+    return F.try_variant_get(v, f"$.{name}", "string")
+
+
+def message_id(headers: Column, partition: Column, offset: Column) -> Column:
+    """The `message_id` header, or a stable id from the Kafka coordinates for records without one."""
+    from_header = F.get(F.filter(headers, lambda h: h["key"] == F.lit(settings.MESSAGE_ID_HEADER)), 0)["value"]
+    return F.coalesce(from_header.cast("string"),
+                      F.concat(F.lit("kafka-"), partition.cast("string"), F.lit("-"), offset.cast("string")))
+
+
+def reject_reason(value: Column) -> Column:
+    """Why a raw record is not a valid chat message, or null when it is valid."""
+    v = parsed_value(value)
+    author, data, ts = (field_text(v, f) for f in _STRING_FIELDS)
+    checks = [(value.isNull(), "empty record"),
+              (v.isNull(), "value is not JSON"),
+              (F.schema_of_variant(v).startswith("OBJECT") == F.lit(False), "value is not a JSON object")]
+    for name in _STRING_FIELDS:
+        checks += [(_field(v, name).isNull() | F.is_variant_null(_field(v, name)), f"missing field {name}"),
+                   (~_is_string(v, name), f"field {name} must be a string")]
+    checks += [
+        (F.schema_of_variant(v) != F.lit(_EXPECTED_SHAPE), "unexpected fields (only author, data, timestamp)"),
+        (author.rlike(_BLANK), "author is empty"),
+        (F.char_length(author) > settings.MAX_AUTHOR_CHARS,
+         f"author longer than {settings.MAX_AUTHOR_CHARS} characters"),
+        (data.rlike(_BLANK), "data is empty"),
+        (F.char_length(data) > settings.MAX_DATA_CHARS, f"data longer than {settings.MAX_DATA_CHARS} characters"),
+        (~ts.rlike(settings.TIMESTAMP_PATTERN) | F.try_to_timestamp(ts, F.lit("yyyy-MM-dd HH:mm:ss")).isNull(),
+         "timestamp is not YYYY-MM-DD HH:MM:SS"),
+    ]
+    reason = F.when(checks[0][0], F.lit(checks[0][1]))
+    for condition, text in checks[1:]:
+        reason = reason.when(condition, F.lit(text))
+    return reason
+
+
+def with_validated_message(raw_df: DataFrame) -> DataFrame:
+    """Add `message_id`, `author`, `data`, `timestamp` and `reject_reason` to raw Kafka records.
+
+    Expects the Kafka source's columns `value`, `headers`, `partition`, `offset`.
+    For a rejected record the message fields may be null.
+    """
+    v = parsed_value(F.col("value"))
+    return (raw_df
+            .withColumn("message_id", message_id(F.col("headers"), F.col("partition"), F.col("offset")))
+            .withColumn("author", field_text(v, "author"))
+            .withColumn("data", field_text(v, "data"))
+            .withColumn("timestamp", field_text(v, "timestamp"))
+            .withColumn("reject_reason", reject_reason(F.col("value"))))
+
+
+def filter_valid(df: DataFrame) -> DataFrame:
+    return df.where(F.col("reject_reason").isNull())

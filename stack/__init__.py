@@ -1,0 +1,1 @@
+"""The local stack: settings shared by every part, the embedded Kafka broker, topics and `make up`."""
