@@ -1,0 +1,203 @@
+"""The tail of `chat_controlled`: one background consumer per process, shared by every reader.
+
+Readers long-poll it with a cursor. The cursor is opaque to clients: it names
+this process's run (`epoch`) and a position in the tail (`seq`). A cursor
+from an earlier run of the API (or one older than the tail keeps) is answered
+from the oldest message kept; clients de-duplicate by message id anyway.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from stack import settings
+
+log = logging.getLogger(__name__)
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class FeedMessage:
+    seq: int
+    id: str
+    author: str
+    data: str
+    timestamp: str
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "author": self.author, "data": self.data, "timestamp": self.timestamp}
+
+
+def parse_record(value: bytes | None, headers) -> tuple[str, dict] | None:
+    """(message id, message) from a `chat_controlled` record, or None when it is not one."""
+    ids = [v for k, v in (headers or []) if k == settings.MESSAGE_ID_HEADER and v]
+    if not ids or value is None:
+        return None
+    try:
+        message = json.loads(value)
+        message_id = ids[0].decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(message, dict) or not all(isinstance(message.get(f), str) for f in settings.MESSAGE_FIELDS):
+        return None
+    return message_id, {f: message[f] for f in settings.MESSAGE_FIELDS}
+
+
+class Feed:
+    def __init__(self, bootstrap: str, topic: str = settings.TOPIC_CONTROLLED,
+                 capacity: int = 10_000, history: int = 500):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.history = history
+        self.epoch = secrets.token_hex(4)
+        self._messages: deque[FeedMessage] = deque(maxlen=capacity)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_max = capacity * 4
+        self._seq = 0
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = False
+        self.last_error: str | None = None
+        self.last_poll_at: float | None = None
+        self.duplicates_dropped = 0
+
+    # -- the background consumer -------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="chat-feed", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+
+    def _connect(self) -> KafkaConsumer:
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, client_id="chat-api-feed",
+                                 group_id=None, enable_auto_commit=False,
+                                 bootstrap_timeout_ms=3000, request_timeout_ms=10000)
+        partitions = None
+        deadline = time.monotonic() + 30
+        while not partitions:
+            partitions = consumer.partitions_for_topic(self.topic)
+            if not partitions:
+                if time.monotonic() > deadline or self._stop.is_set():
+                    consumer.close()
+                    raise KafkaError(f"topic {self.topic} not found")
+                time.sleep(0.5)
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        if self._seq == 0:
+            # first start: begin with the recent history, not the whole topic
+            ends = consumer.end_offsets(tps)
+            begins = consumer.beginning_offsets(tps)
+            per_partition = max(1, self.history // len(tps))
+            for tp in tps:
+                consumer.seek(tp, max(begins[tp], ends[tp] - per_partition))
+        return consumer
+
+    def _run(self) -> None:
+        consumer = None
+        positions: dict[TopicPartition, int] = {}
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                if consumer is None:
+                    consumer = self._connect()
+                    for tp, offset in positions.items():  # after a reconnect: carry on where we were
+                        consumer.seek(tp, offset)
+                    self.connected, self.last_error, backoff = True, None, 0.5
+                    log.info("feed: reading %s from %s", self.topic, self.bootstrap)
+                batches = consumer.poll(timeout_ms=200)
+                self.last_poll_at = time.time()
+                for tp, records in batches.items():
+                    for record in records:
+                        self._add(record.value, record.headers)
+                        positions[tp] = record.offset + 1
+            except Exception as exc:  # noqa: BLE001 - the feed must outlive any Kafka failure
+                self.connected, self.last_error = False, f"{type(exc).__name__}: {exc}"
+                log.warning("feed: %s; retrying in %.1fs", self.last_error, backoff)
+                if consumer is not None:
+                    try:
+                        consumer.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    consumer = None
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        if consumer is not None:
+            consumer.close()
+
+    def _add(self, value: bytes | None, headers) -> None:
+        parsed = parse_record(value, headers)
+        if parsed is None:
+            log.warning("feed: skipping a record of %s that is not a chat message", self.topic)
+            return
+        message_id, message = parsed
+        with self._cond:
+            if message_id in self._seen:  # the relay's Kafka sink is at-least-once
+                self.duplicates_dropped += 1
+                return
+            self._seen[message_id] = None
+            if len(self._seen) > self._seen_max:
+                self._seen.popitem(last=False)
+            self._seq += 1
+            self._messages.append(FeedMessage(self._seq, message_id, **message))
+            self._cond.notify_all()
+
+    # -- readers ------------------------------------------------------------------
+    def cursor(self, seq: int) -> str:
+        return f"{self.epoch}.{seq}"
+
+    def parse_cursor(self, cursor: str) -> int:
+        """The position after which to read; 0 (the start of the tail) for another run's cursor."""
+        epoch, _, seq = cursor.partition(".")
+        if not epoch or not seq.isdigit() or len(cursor) > 64:
+            raise BadCursor("after must be a cursor returned by GET /messages")
+        return int(seq) if epoch == self.epoch else 0
+
+    def read(self, after: int | None, wait_s: float, limit: int) -> tuple[list[FeedMessage], str]:
+        """Messages after position `after` (long-polling up to `wait_s`), or the latest `limit` when None."""
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            if after is None:
+                recent = list(self._messages)[-limit:]
+                return recent, self.cursor(self._seq)
+            after = min(after, self._seq)
+            while self._seq <= after:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    return [], self.cursor(after)
+                self._cond.wait(remaining)
+            newer = [m for m in self._messages if m.seq > after][:limit]
+            return newer, self.cursor(newer[-1].seq if newer else after)
+
+    def status(self) -> dict:
+        with self._cond:
+            return {"connected": self.connected, "topic": self.topic, "messages_kept": len(self._messages),
+                    "last_error": self.last_error, "duplicates_dropped": self.duplicates_dropped}
+
+
+def get_feed() -> Feed:
+    return current_app.extensions["chat_feed"]
+
+
+def init_app(app: Flask) -> None:
+    feed = Feed(app.config["KAFKA_BOOTSTRAP"], capacity=app.config["FEED_CAPACITY"],
+                history=app.config["FEED_HISTORY"])
+    app.extensions["chat_feed"] = feed
+    if app.config["START_FEED"]:
+        feed.start()

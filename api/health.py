@@ -1,0 +1,38 @@
+"""GET /health: is Kafka reachable, is the feed reading? 200 when all is well, 503 naming what is down."""
+from __future__ import annotations
+
+import socket
+
+from flask import Blueprint, current_app
+
+from api.feed import get_feed
+from api.producer import get_producer
+
+bp = Blueprint("health", __name__)
+
+
+def kafka_reachable(bootstrap: str, timeout: float = 0.5) -> bool:
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+@bp.get("/health")
+def health():
+    bootstrap = current_app.config["KAFKA_BOOTSTRAP"]
+    kafka_up = kafka_reachable(bootstrap)
+    feed = get_feed().status()
+    down = [name for name, ok in (("kafka", kafka_up), ("feed", feed["connected"])) if not ok]
+    body = {
+        "status": "ok" if not down else "degraded",
+        "down": down,
+        "kafka": {"bootstrap": bootstrap, "reachable": kafka_up,
+                  "producer_connected": get_producer().is_connected()},
+        "feed": feed,
+    }
+    return body, (200 if not down else 503)

@@ -1,0 +1,85 @@
+"""The process's one Kafka producer (acks=all, idempotent), behind an accessor so tests can swap it."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from flask import Flask, current_app
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from api.errors import ApiError
+from stack import settings
+
+log = logging.getLogger(__name__)
+
+
+class ChatProducer:
+    """Publishes chat messages to `chat`; created lazily and re-created after Kafka was unreachable."""
+
+    def __init__(self, bootstrap: str, send_timeout_s: float = 10.0):
+        self.bootstrap = bootstrap
+        self.send_timeout_s = send_timeout_s
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+        self._retry_after = 0.0
+
+    def _get(self) -> KafkaProducer:
+        with self._lock:
+            if self._producer is None:
+                if time.monotonic() < self._retry_after:
+                    raise ApiError(503, f"Kafka is unavailable at {self.bootstrap}; try again shortly")
+                try:
+                    self._producer = KafkaProducer(
+                        bootstrap_servers=self.bootstrap,
+                        client_id="chat-api",
+                        acks="all",
+                        enable_idempotence=True,
+                        linger_ms=0,
+                        bootstrap_timeout_ms=3000,
+                        max_block_ms=5000,
+                        request_timeout_ms=5000,
+                        delivery_timeout_ms=int(self.send_timeout_s * 1000),
+                        allow_auto_create_topics=False,
+                    )
+                except KafkaError as exc:
+                    self._retry_after = time.monotonic() + 1.0
+                    log.warning("cannot connect to Kafka at %s: %s", self.bootstrap, exc)
+                    raise ApiError(503, f"Kafka is unavailable at {self.bootstrap}; try again shortly") from exc
+            return self._producer
+
+    def send(self, message_id: str, message: dict) -> None:
+        """Publish and wait for the broker's acknowledgement: when this returns, Kafka has it."""
+        producer = self._get()
+        try:
+            future = producer.send(
+                settings.TOPIC_CHAT,
+                key=message["author"].encode("utf-8"),
+                value=json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+                headers=[(settings.MESSAGE_ID_HEADER, message_id.encode("ascii"))],
+            )
+            future.get(timeout=self.send_timeout_s + 2)
+        except KafkaError as exc:
+            log.warning("message %s not accepted by Kafka: %s", message_id, exc)
+            raise ApiError(503, "Kafka did not accept the message (it was not sent); try again") from exc
+
+    def is_connected(self) -> bool:
+        with self._lock:
+            return self._producer is not None and self._producer.bootstrap_connected()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
+
+
+def get_producer() -> ChatProducer:
+    return current_app.extensions["chat_producer"]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["chat_producer"] = ChatProducer(app.config["KAFKA_BOOTSTRAP"],
+                                                   app.config["KAFKA_SEND_TIMEOUT_S"])

@@ -1,0 +1,73 @@
+"""Checks on what clients send, with messages a person can act on."""
+from __future__ import annotations
+
+import unicodedata
+
+from api.errors import ApiError
+
+
+def _has_control_chars(text: str, allow_newlines: bool) -> bool:
+    for ch in text:
+        if allow_newlines and ch in "\n\t":
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            return True
+    return False
+
+
+def clean_author(value, max_chars: int, field: str = "author") -> str:
+    if value is None:
+        raise ApiError(400, f"{field} is required")
+    if not isinstance(value, str):
+        raise ApiError(400, f"{field} must be a string")
+    author = unicodedata.normalize("NFC", value.strip())
+    if not author:
+        raise ApiError(400, f"{field} must not be empty")
+    if len(author) > max_chars:
+        raise ApiError(400, f"{field} is too long ({len(author)} characters, at most {max_chars})")
+    if _has_control_chars(author, allow_newlines=False) or any(ch.isspace() and ch != " " for ch in author):
+        raise ApiError(400, f"{field} must not contain control characters or line breaks")
+    return author
+
+
+def clean_text(value, max_chars: int) -> str:
+    if value is None:
+        raise ApiError(400, "data is required")
+    if not isinstance(value, str):
+        raise ApiError(400, "data must be a string")
+    if not value.strip():
+        raise ApiError(400, "data must not be empty")
+    if len(value) > max_chars:
+        raise ApiError(413, f"data is too long ({len(value)} characters, at most {max_chars})")
+    if _has_control_chars(value, allow_newlines=True):
+        raise ApiError(400, "data must not contain control characters")
+    return value
+
+
+def parse_message_body(body, max_author: int, max_text: int) -> tuple[str, str]:
+    if not isinstance(body, dict):
+        raise ApiError(400, 'body must be a JSON object {"author": ..., "data": ...}')
+    unknown = sorted(set(body) - {"author", "data"})
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}")
+    return clean_author(body.get("author"), max_author), clean_text(body.get("data"), max_text)
+
+
+def parse_wait(raw: str | None, max_wait: float) -> float:
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ApiError(400, "wait must be a number of seconds") from None
+    if not 0 <= wait <= max_wait or wait != wait:
+        raise ApiError(400, f"wait must be between 0 and {max_wait:g} seconds")
+    return wait
+
+
+def parse_limit(raw: str | None, default: int = 100, maximum: int = 500) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise ApiError(400, f"limit must be a whole number from 1 to {maximum}")
+    return int(raw)
