@@ -1,0 +1,80 @@
+"""api/feed.py: parsing chat_controlled records, de-duplication, cursors and long-polling (no broker)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from api.feed import BadCursor, Feed, parse_record
+
+
+def record(author="ana", data="hola", ts="2026-11-27 10:00:00"):
+    return json.dumps({"author": author, "data": data, "timestamp": ts}).encode()
+
+
+def hdr(message_id):
+    return [("message_id", message_id.encode())]
+
+
+def test_parse_record_accepts_only_chat_messages_with_an_id():
+    assert parse_record(record(data="¡hola! 😀"), hdr("m1")) == (
+        "m1", {"author": "ana", "data": "¡hola! 😀", "timestamp": "2026-11-27 10:00:00"})
+    assert parse_record(record(), []) is None
+    assert parse_record(b"not json", hdr("m1")) is None
+    assert parse_record(b'{"author": 1, "data": "x", "timestamp": "t"}', hdr("m1")) is None
+    assert parse_record(None, hdr("m1")) is None
+
+
+def test_duplicates_by_id_are_served_once():
+    feed = Feed("unused:1")
+    feed._add(record(data="one"), hdr("m1"))
+    feed._add(record(data="one again"), hdr("m1"))
+    feed._add(record(data="two"), hdr("m2"))
+    messages, _ = feed.read(None, 0, 100)
+    assert [(m.id, m.data) for m in messages] == [("m1", "one"), ("m2", "two")]
+    assert feed.status()["duplicates_dropped"] == 1
+
+
+def test_cursor_returns_only_newer_messages():
+    feed = Feed("unused:1")
+    feed._add(record(data="old"), hdr("m1"))
+    _, cursor = feed.read(None, 0, 100)
+    feed._add(record(data="new"), hdr("m2"))
+    messages, next_cursor = feed.read(feed.parse_cursor(cursor), 0, 100)
+    assert [m.data for m in messages] == ["new"]
+    assert feed.read(feed.parse_cursor(next_cursor), 0, 100)[0] == []
+
+
+def test_history_is_limited_and_capacity_bounded():
+    feed = Feed("unused:1", capacity=5)
+    for i in range(8):
+        feed._add(record(data=str(i)), hdr(f"m{i}"))
+    assert [m.data for m in feed.read(None, 0, 3)[0]] == ["5", "6", "7"]
+    assert [m.data for m in feed.read(0, 0, 100)[0]] == ["3", "4", "5", "6", "7"]
+
+
+def test_cursor_from_another_run_starts_from_the_oldest_kept_message():
+    feed = Feed("unused:1")
+    feed._add(record(data="x"), hdr("m1"))
+    assert feed.parse_cursor("deadbeef.99") == 0
+    with pytest.raises(BadCursor):
+        feed.parse_cursor("garbage")
+
+
+def test_long_poll_wakes_up_when_a_message_arrives():
+    feed = Feed("unused:1")
+    _, cursor = feed.read(None, 0, 100)
+    threading.Timer(0.3, feed._add, args=(record(data="late"), hdr("m9"))).start()
+    started = time.monotonic()
+    messages, _ = feed.read(feed.parse_cursor(cursor), 10, 100)
+    waited = time.monotonic() - started
+    assert [m.data for m in messages] == ["late"]
+    assert 0.2 < waited < 5
+
+
+def test_long_poll_times_out_empty_with_the_same_cursor():
+    feed = Feed("unused:1")
+    _, cursor = feed.read(None, 0, 100)
+    assert feed.read(feed.parse_cursor(cursor), 0.2, 100) == ([], cursor)
