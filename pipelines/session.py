@@ -27,10 +27,13 @@ def get_spark(app_name: str, master: str | None = None, extra: dict[str, str] | 
     SPARK_CONF_DIR); here only what depends on this machine: the master from
     CHAT_SPARK_MASTER and the absolute paths of the jars.
     """
+    master = master or settings.load().spark_master
     os.environ.setdefault("SPARK_CONF_DIR", str(CONF_DIR))
-    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
+    if master.startswith("local"):
+        # one machine: the driver, its block manager and its web UI listen on loopback only
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = (SparkSession.builder.appName(app_name)
-               .master(master or settings.load().spark_master)
+               .master(master)
                .config("spark.jars", ",".join(str(j) for j in spark_jars())))
     for key, value in (extra or {}).items():
         builder = builder.config(key, value)
