@@ -670,7 +670,7 @@ def test_app_is_a_shiny_app() -> None:
 
     assert isinstance(ui.app.app, App)
     page = str(ui.app.app_ui)
-    for output_id in ("join_area", "chat_area", "connection_status"):
+    for output_id in ("join_area", "chat_area", "connection_status", "chat"):
         assert f'id="{output_id}"' in page
 
 
@@ -788,7 +788,7 @@ def test_html_escape_helper_matches_htmltools() -> None:
 # --------------------------------------------------------------------------
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-OUTPUTS = ("connection_status", "join_area", "join_error_text", "chat_area")
+OUTPUTS = ("connection_status", "join_area", "join_error_text")
 
 
 class ShinyClient:
@@ -913,19 +913,19 @@ def test_ui_end_to_end(fake_api: tuple[FakeChatAPI, str], ui_server: str) -> Non
     with connect(ws_url) as ws_alice, connect(ws_url) as ws_carol, connect(ws_url) as ws_mallory:
         alice, carol, mallory = ShinyClient(ws_alice), ShinyClient(ws_carol), ShinyClient(ws_mallory)
 
-        # Before joining: a join form, no chat (so no chat input).
+        # Before joining: a join form, and no message shown.
         assert alice.pump(lambda: "Connected" in alice.output_html("connection_status"))
         assert 'id="join"' in alice.output_html("join_area")
-        assert "shiny-chat-container" not in alice.output_html("chat_area")
+        assert alice.chat_blocks() == []
 
         alice.join("   ", 1)
         assert alice.pump(lambda: "enter a name" in str(alice.output("join_error_text")))
         alice.join("x" * 65, 2)
         assert alice.pump(lambda: "at most 64" in str(alice.output("join_error_text")))
-        assert "shiny-chat-container" not in alice.output_html("chat_area")
+        assert alice.chat_blocks() == []
 
         alice.join("alice", 3)
-        assert alice.pump(lambda: "shiny-chat-container" in alice.output_html("chat_area"))
+        assert alice.pump(lambda: "Chatting as" in alice.output_html("join_area"))
         assert "alice" in alice.output_html("join_area")
         assert alice.output("join_error_text") == ""
         # The history, with the hostile text escaped and no markdown.

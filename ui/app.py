@@ -235,7 +235,21 @@ app_ui = ui.page_fillable(
         class_="chat-topbar",
     ),
     ui.output_ui("join_area"),
-    ui.output_ui("chat_area", fill=True, fillable=True),
+    # The chat is part of the static page, not rendered on join: messages
+    # appended in the same flush as a freshly rendered output would reach the
+    # browser before the chat element exists and be lost. It stays empty
+    # until the user joins.
+    ui.div(
+        ui.chat_ui(
+            "chat",
+            placeholder="Join with a name to chat…",
+            show_history=False,
+            drawer=False,
+            height="100%",
+        ),
+        id="chat_area",
+        class_="html-fill-item html-fill-container",
+    ),
     title="Chat",
 )
 
@@ -261,6 +275,7 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
         join_error.set(check.error)
         if check.name is not None:
             user_name.set(check.name)
+            chat.update_user_input(placeholder=f"Message as {check.name}…")
 
     @reactive.effect
     async def _show_new_messages() -> None:
@@ -319,19 +334,6 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     @render.text
     def join_error_text() -> str:
         return join_error() or ""
-
-    @render.ui
-    def chat_area() -> Tag | None:
-        name = user_name()
-        if name is None:
-            return None
-        return ui.chat_ui(
-            "chat",
-            placeholder=f"Message as {name}…",
-            show_history=False,
-            drawer=False,
-            height="100%",
-        )
 
 
 app = App(app_ui, server)
