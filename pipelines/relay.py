@@ -8,12 +8,22 @@ resumes where it stopped.
     python -m pipelines.relay
     spark-submit --properties-file conf/spark-defaults.conf pipelines/relay.py
 
-Settings: CHAT_KAFKA_BOOTSTRAP, CHAT_SPARK_MASTER, CHAT_DATA_DIR (see README).
+It runs in Spark's real-time mode by default (CHAT_RELAY_TRIGGER=realtime): one
+long-running task per Kafka partition passes records on as they arrive, and
+the progress is checkpointed once a minute. CHAT_RELAY_TRIGGER=microbatch
+runs back-to-back micro-batches instead. Measured on 2 cores: a single
+message takes ~0.05-0.15 s through the relay in real-time mode against
+~1.3 s with micro-batches, and an idle relay costs ~2% CPU (plus ~6% for the
+broker) against ~50% (plus ~36%) for micro-batches, which poll Kafka for new
+offsets without pause.
+
+Settings: CHAT_KAFKA_BOOTSTRAP, CHAT_SPARK_MASTER, CHAT_DATA_DIR, CHAT_RELAY_TRIGGER (see README).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -61,7 +71,17 @@ def build_relay(raw_df: DataFrame) -> DataFrame:
             .transform(to_controlled_record))
 
 
-def start_relay(spark: SparkSession, bootstrap: str, checkpoint: Path) -> StreamingQuery:
+def trigger_args(trigger: str) -> dict:
+    """`realtime` (Spark's real-time mode: long-running tasks, records flow as they arrive) or
+    `microbatch` (a new micro-batch as soon as the previous one ends)."""
+    if trigger == "realtime":
+        return {"realTime": "1 minute"}
+    if trigger == "microbatch":
+        return {"processingTime": "0 seconds"}
+    raise ValueError(f"unknown relay trigger {trigger!r}: use realtime or microbatch")
+
+
+def start_relay(spark: SparkSession, bootstrap: str, checkpoint: Path, trigger: str = "realtime") -> StreamingQuery:
     return (build_relay(read_chat(spark, bootstrap))
             .writeStream.format("kafka")
             .queryName(QUERY_NAME)
@@ -70,8 +90,23 @@ def start_relay(spark: SparkSession, bootstrap: str, checkpoint: Path) -> Stream
             .option("kafka.acks", "all")
             .option("kafka.linger.ms", "0")
             .option("checkpointLocation", str(checkpoint))
-            .trigger(processingTime="0 seconds")
+            .outputMode("update")  # the same as append for a stateless query; real-time mode requires it
+            .trigger(**trigger_args(trigger))
             .start())
+
+
+def wait_until_running(spark: SparkSession, query: StreamingQuery, timeout_s: float = 120.0) -> None:
+    """Return once the query really reads Kafka: its long-running real-time task is
+    scheduled, or its first micro-batch is done. Before that, a message would wait."""
+    tracker = spark.sparkContext.statusTracker()
+    deadline = time.monotonic() + timeout_s
+    while query.isActive and time.monotonic() < deadline:
+        if query.lastProgress is not None or tracker.getActiveStageIds():
+            return
+        time.sleep(0.1)
+    if not query.isActive:
+        raise SystemExit(f"relay: query stopped while starting: {query.exception()}")
+    print(f"relay: still starting after {timeout_s:.0f}s; carrying on", flush=True)
 
 
 def run(query: StreamingQuery, ready_file: Path | None, status_every_s: float = 30.0) -> None:
@@ -115,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"relay: starting Spark ({s.spark_master}), Kafka {s.kafka_bootstrap}, checkpoint {checkpoint}",
           flush=True)
     spark = get_spark("chat-relay")
-    query = start_relay(spark, s.kafka_bootstrap, checkpoint)
-    print(f"relay: streaming {settings.TOPIC_CHAT} -> {settings.TOPIC_CONTROLLED}", flush=True)
+    query = start_relay(spark, s.kafka_bootstrap, checkpoint, os.environ.get("CHAT_RELAY_TRIGGER", "realtime"))
+    wait_until_running(spark, query)
+    print(f"relay: streaming {settings.TOPIC_CHAT} -> {settings.TOPIC_CONTROLLED} "
+          f"({os.environ.get('CHAT_RELAY_TRIGGER', 'realtime')} trigger)", flush=True)
     run(query, s.run_dir / "relay.ready")
     spark.stop()
     return 0
