@@ -28,6 +28,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         FEED_HISTORY=500,
         KAFKA_SEND_TIMEOUT_S=10.0,
         START_FEED=True,
+        WAREHOUSE_DIR=s.warehouse_dir,
+        SNAPSHOT_REFRESH_S=0.5,
         JSON_SORT_KEYS=False,
     )
     if test_config:
@@ -36,11 +38,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from api import errors, feed, health, messages, producer, spec
+    from api import errors, feed, health, messages, notices, producer, spec, users
     errors.init_app(app)
     producer.init_app(app)
     feed.init_app(app)
+    notices.init_app(app)
     app.register_blueprint(messages.bp)
+    app.register_blueprint(users.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(spec.bp)
     return app

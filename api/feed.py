@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import Callable
 
 from flask import Flask, current_app
 from kafka import KafkaConsumer, TopicPartition
@@ -35,49 +36,67 @@ class FeedMessage:
     author: str
     data: str
     timestamp: str
+    position: tuple[int, int] | None = None  # (partition, offset) of the original in `chat`
 
     def as_json(self) -> dict:
         return {"id": self.id, "author": self.author, "data": self.data, "timestamp": self.timestamp}
 
 
+def header(headers, name: str) -> str | None:
+    for key, value in headers or []:
+        if key == name and value:
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def parse_position(text: str | None) -> tuple[int, int] | None:
+    partition, _, offset = (text or "").partition(":")
+    if partition.isdigit() and offset.isdigit():
+        return int(partition), int(offset)
+    return None
+
+
 def parse_record(value: bytes | None, headers) -> tuple[str, dict] | None:
-    """(message id, message) from a `chat_controlled` record, or None when it is not one."""
-    ids = [v for k, v in (headers or []) if k == settings.MESSAGE_ID_HEADER and v]
-    if not ids or value is None:
+    """(message id, message) from a `chat_controlled` record, or None when it is not one.
+    The message has `author`, `data`, `timestamp` and `position` (None when the header is absent)."""
+    message_id = header(headers, settings.MESSAGE_ID_HEADER)
+    if not message_id or value is None:
         return None
     try:
         message = json.loads(value)
-        message_id = ids[0].decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         return None
     if not isinstance(message, dict) or not all(isinstance(message.get(f), str) for f in settings.MESSAGE_FIELDS):
         return None
-    return message_id, {f: message[f] for f in settings.MESSAGE_FIELDS}
+    return message_id, {**{f: message[f] for f in settings.MESSAGE_FIELDS},
+                        "position": parse_position(header(headers, "chat_position"))}
 
 
-class Feed:
-    def __init__(self, bootstrap: str, topic: str = settings.TOPIC_CONTROLLED,
-                 capacity: int = 10_000, history: int = 500):
+class KafkaTail:
+    """One background consumer of one topic (no consumer group), feeding `handle(record)`.
+
+    Survives Kafka going away: it reconnects with back-off and carries on from
+    the offsets it had reached. Subclasses choose where a first start begins.
+    """
+
+    thread_name = "kafka-tail"
+
+    def __init__(self, bootstrap: str, topic: str):
         self.bootstrap = bootstrap
         self.topic = topic
-        self.history = history
-        self.epoch = secrets.token_hex(4)
-        self._messages: deque[FeedMessage] = deque(maxlen=capacity)
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._seen_max = capacity * 4
-        self._seq = 0
-        self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = False
         self.last_error: str | None = None
         self.last_poll_at: float | None = None
-        self.duplicates_dropped = 0
+        self._started_reading = False
 
-    # -- the background consumer -------------------------------------------------
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="chat-feed", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
@@ -85,8 +104,15 @@ class Feed:
         if self._thread:
             self._thread.join(10)
 
-    def _connect(self) -> KafkaConsumer:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, client_id="chat-api-feed",
+    def first_offsets(self, consumer: KafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where to begin the very first time: the beginning of each partition."""
+        return consumer.beginning_offsets(tps)
+
+    def handle(self, record) -> None:
+        raise NotImplementedError
+
+    def _connect(self, positions: dict[TopicPartition, int]) -> KafkaConsumer:
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, client_id=f"chat-api-{self.thread_name}",
                                  group_id=None, enable_auto_commit=False,
                                  bootstrap_timeout_ms=3000, request_timeout_ms=10000)
         partitions = None
@@ -100,13 +126,10 @@ class Feed:
                 time.sleep(0.5)
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
-        if self._seq == 0:
-            # first start: begin with the recent history, not the whole topic
-            ends = consumer.end_offsets(tps)
-            begins = consumer.beginning_offsets(tps)
-            per_partition = max(1, self.history // len(tps))
-            for tp in tps:
-                consumer.seek(tp, max(begins[tp], ends[tp] - per_partition))
+        starts = positions if self._started_reading else self.first_offsets(consumer, tps)
+        for tp in tps:
+            consumer.seek(tp, starts.get(tp, 0))
+        self._started_reading = True
         return consumer
 
     def _run(self) -> None:
@@ -116,20 +139,18 @@ class Feed:
         while not self._stop.is_set():
             try:
                 if consumer is None:
-                    consumer = self._connect()
-                    for tp, offset in positions.items():  # after a reconnect: carry on where we were
-                        consumer.seek(tp, offset)
+                    consumer = self._connect(positions)
                     self.connected, self.last_error, backoff = True, None, 0.5
-                    log.info("feed: reading %s from %s", self.topic, self.bootstrap)
+                    log.info("%s: reading %s from %s", self.thread_name, self.topic, self.bootstrap)
                 batches = consumer.poll(timeout_ms=200)
                 self.last_poll_at = time.time()
                 for tp, records in batches.items():
                     for record in records:
-                        self._add(record.value, record.headers)
+                        self.handle(record)
                         positions[tp] = record.offset + 1
-            except Exception as exc:  # noqa: BLE001 - the feed must outlive any Kafka failure
+            except Exception as exc:  # noqa: BLE001 - the tail must outlive any Kafka failure
                 self.connected, self.last_error = False, f"{type(exc).__name__}: {exc}"
-                log.warning("feed: %s; retrying in %.1fs", self.last_error, backoff)
+                log.warning("%s: %s; retrying in %.1fs", self.thread_name, self.last_error, backoff)
                 if consumer is not None:
                     try:
                         consumer.close()
@@ -140,6 +161,34 @@ class Feed:
                 backoff = min(backoff * 2, 5.0)
         if consumer is not None:
             consumer.close()
+
+
+class Feed(KafkaTail):
+    """The recent tail of `chat_controlled`, with cursors and long-polling."""
+
+    thread_name = "feed"
+
+    def __init__(self, bootstrap: str, topic: str = settings.TOPIC_CONTROLLED,
+                 capacity: int = 10_000, history: int = 500):
+        super().__init__(bootstrap, topic)
+        self.history = history
+        self.epoch = secrets.token_hex(4)
+        self._messages: deque[FeedMessage] = deque(maxlen=capacity)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_max = capacity * 4
+        self._seq = 0
+        self._cond = threading.Condition()
+        self.duplicates_dropped = 0
+
+    def first_offsets(self, consumer, tps):
+        """Begin with the recent history, not the whole topic."""
+        ends = consumer.end_offsets(tps)
+        begins = consumer.beginning_offsets(tps)
+        per_partition = max(1, self.history // len(tps))
+        return {tp: max(begins[tp], ends[tp] - per_partition) for tp in tps}
+
+    def handle(self, record) -> None:
+        self._add(record.value, record.headers)
 
     def _add(self, value: bytes | None, headers) -> None:
         parsed = parse_record(value, headers)
@@ -158,6 +207,11 @@ class Feed:
             self._messages.append(FeedMessage(self._seq, message_id, **message))
             self._cond.notify_all()
 
+    def stop(self) -> None:
+        super().stop()
+        with self._cond:
+            self._cond.notify_all()
+
     # -- readers ------------------------------------------------------------------
     def cursor(self, seq: int) -> str:
         return f"{self.epoch}.{seq}"
@@ -169,21 +223,27 @@ class Feed:
             raise BadCursor("after must be a cursor returned by GET /messages")
         return int(seq) if epoch == self.epoch else 0
 
-    def read(self, after: int | None, wait_s: float, limit: int) -> tuple[list[FeedMessage], str]:
-        """Messages after position `after` (long-polling up to `wait_s`), or the latest `limit` when None."""
+    def read(self, after: int | None, wait_s: float, limit: int,
+             hide: Callable[[FeedMessage], bool] | None = None) -> tuple[list[FeedMessage], str]:
+        """Messages after position `after` (long-polling up to `wait_s`), or the latest `limit` when None.
+        Messages for which `hide` is true are skipped (and do not end the wait)."""
+        visible = (lambda m: not hide(m)) if hide else (lambda m: True)
         deadline = time.monotonic() + wait_s
         with self._cond:
             if after is None:
-                recent = list(self._messages)[-limit:]
+                recent = [m for m in self._messages if visible(m)][-limit:]
                 return recent, self.cursor(self._seq)
             after = min(after, self._seq)
-            while self._seq <= after:
+            while True:
+                newer = [m for m in self._messages if m.seq > after]
+                shown = [m for m in newer if visible(m)][:limit]
+                if shown:
+                    return shown, self.cursor(shown[-1].seq)
+                after = newer[-1].seq if newer else after
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stop.is_set():
                     return [], self.cursor(after)
                 self._cond.wait(remaining)
-            newer = [m for m in self._messages if m.seq > after][:limit]
-            return newer, self.cursor(newer[-1].seq if newer else after)
 
     def status(self) -> dict:
         with self._cond:

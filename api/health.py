@@ -6,6 +6,7 @@ import socket
 from flask import Blueprint, current_app
 
 from api.feed import get_feed
+from api.notices import get_moderation
 from api.producer import get_producer
 
 bp = Blueprint("health", __name__)
@@ -27,12 +28,19 @@ def health():
     bootstrap = current_app.config["KAFKA_BOOTSTRAP"]
     kafka_up = kafka_reachable(bootstrap)
     feed = get_feed().status()
-    down = [name for name, ok in (("kafka", kafka_up), ("feed", feed["connected"])) if not ok]
+    moderation = get_moderation()
+    notices = moderation.notices.status()
+    snapshot = moderation.snapshot.status()
+    down = [name for name, ok in (("kafka", kafka_up), ("feed", feed["connected"]),
+                                  ("notices", notices["connected"])) if not ok]
     body = {
         "status": "ok" if not down else "degraded",
         "down": down,
         "kafka": {"bootstrap": bootstrap, "reachable": kafka_up,
                   "producer_connected": get_producer().is_connected()},
         "feed": feed,
+        "notices": notices,
+        # the blocked-status snapshot: stale or missing is reported, not fatal (the notices still block)
+        "snapshot": snapshot,
     }
     return body, (200 if not down else 503)

@@ -123,8 +123,9 @@ class KafkaBroker:
         if self.is_formatted():
             return False
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # `=`: a base64 id may start with "-", which the tool's argument parser would take for an option
         cmd = self._java("kafka.tools.StorageTool", "format", "--standalone",
-                         "-t", cluster_id, "-c", str(self.config_file))
+                         f"--cluster-id={cluster_id}", "-c", str(self.config_file))
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")

@@ -1,7 +1,8 @@
 """`make up`: start the whole chat on this machine and keep it running until Ctrl-C.
 
 Starts, in order: the Kafka broker (KRaft, formatted once under DATA_DIR/kafka),
-the topics, the Spark relay, the API (gunicorn) and the UI (uvicorn); prints a
+the topics, the Spark streams (relay and ledger in one Spark application), the
+API (gunicorn) and the UI (uvicorn); prints a
 status line per step and the URLs; restarts a part that dies; stops everything
 cleanly on Ctrl-C or SIGTERM. Logs go to DATA_DIR/log/.
 
@@ -27,7 +28,7 @@ PY = sys.executable
 
 
 def say(step: str, text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')}  {step:<6} {text}", flush=True)
+    print(f"{time.strftime('%H:%M:%S')}  {step:<7} {text}", flush=True)
 
 
 @dataclass
@@ -99,11 +100,11 @@ def http_ok(url: str) -> bool:
 
 
 def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
-    relay_ready = s.run_dir / "relay.ready"
-    relay_ready.unlink(missing_ok=True)
+    streams_ready = s.run_dir / "streams.ready"
+    streams_ready.unlink(missing_ok=True)
     return [
-        Service("relay", [PY, "-m", "pipelines.relay"], s.log_dir / "relay.log", env,
-                ready=relay_ready.exists),
+        Service("streams", [PY, "-m", "pipelines.streams"], s.log_dir / "streams.log", env,
+                ready=streams_ready.exists),
         Service("api", [PY, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "64",
                         "--timeout", "60", "--graceful-timeout", "10",
                         "-b", f"{s.api_host}:{s.api_port}", "api:create_app()"],

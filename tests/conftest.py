@@ -109,3 +109,16 @@ def wait_for_messages(api_url: str, user: str, predicate, timeout_s: float = 60)
         seen.extend(body["messages"])
         cursor = body["cursor"]
     return seen
+
+
+@pytest.fixture(scope="session")
+def kafka_only(tmp_path_factory):
+    """A bare broker (with the chat topics) for tests that drive Spark by hand; yields its bootstrap."""
+    from stack.broker import KafkaBroker
+    from stack.topics import create_topics
+    home = tmp_path_factory.mktemp("kafka")
+    broker = KafkaBroker(home, free_port(), free_port(), home / "kafka.log")
+    broker.start()
+    create_topics(broker.bootstrap)
+    yield broker.bootstrap
+    broker.stop()

@@ -33,14 +33,14 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = ROOT / "pyproject.toml"
 
 LOOPBACK = "127.0.0.1"
-SERVICES = ("kafka", "topics", "relay", "api", "ui")
-BUILT_SERVICES = ("topics", "relay", "api", "ui")
+SERVICES = ("kafka", "topics", "streams", "api", "ui")
+BUILT_SERVICES = ("topics", "streams", "api", "ui")
 DOCKERFILES = ("api/Dockerfile", "pipelines/Dockerfile", "ui/Dockerfile")
 
 # The project module each built service runs (compose `command`), per the design.
 EXPECTED_MODULES = {
     "topics": {"stack.topics"},
-    "relay": {"pipelines.relay"},
+    "streams": {"pipelines.streams"},
     "api": {"api"},
     "ui": {"ui.app"},
 }
@@ -527,7 +527,7 @@ def test_named_volumes_are_declared_and_used():
     assert undeclared_volumes(doc) == []
     used = set().union(*(named_volume_sources(s) for s in doc["services"].values()))
     assert used == set(doc["volumes"]), "declared volumes no service uses"
-    relay, api = doc["services"]["relay"], doc["services"]["api"]
+    relay, api = doc["services"]["streams"], doc["services"]["api"]
     assert named_volume_sources(relay) & named_volume_sources(api), "api must read the relay's /data"
 
 
@@ -556,7 +556,7 @@ def test_depends_on_conditions_are_satisfiable():
     for name in set(services) - completed_once:
         assert services[name].get("restart") == "unless-stopped", name
     assert depends_on(services["topics"]) == {"kafka": "service_healthy"}
-    assert depends_on(services["relay"])["topics"] == "service_completed_successfully"
+    assert depends_on(services["streams"])["topics"] == "service_completed_successfully"
     assert depends_on(services["api"])["topics"] == "service_completed_successfully"
     assert depends_on(services["ui"]) == {"api": "service_healthy"}
 
@@ -567,7 +567,7 @@ def test_kafka_clients_bootstrap_from_an_advertised_listener():
     advertised = advertised_addresses(kafka)
     clients = {n: environment(s)["CHAT_KAFKA_BOOTSTRAP"] for n, s in services.items()
                if "CHAT_KAFKA_BOOTSTRAP" in environment(s)}
-    assert set(clients) == {"topics", "relay", "api"}
+    assert set(clients) == {"topics", "streams", "api"}
     for name, bootstrap in clients.items():
         for address in bootstrap.split(","):
             assert address in advertised, f"{name}: {address} not in {advertised}"
@@ -580,7 +580,7 @@ def test_kafka_clients_bootstrap_from_an_advertised_listener():
 
 def test_service_environment():
     services = load_compose()["services"]
-    relay = environment(services["relay"])
+    relay = environment(services["streams"])
     assert relay["CHAT_DATA_DIR"] == "/data"
     assert relay["CHAT_SPARK_MASTER"] == "local[*]"
     assert relay["SPARK_CONF_DIR"] == "/app/conf"

@@ -20,7 +20,8 @@ def hdr(message_id):
 
 def test_parse_record_accepts_only_chat_messages_with_an_id():
     assert parse_record(record(data="¡hola! 😀"), hdr("m1")) == (
-        "m1", {"author": "ana", "data": "¡hola! 😀", "timestamp": "2026-11-27 10:00:00"})
+        "m1", {"author": "ana", "data": "¡hola! 😀", "timestamp": "2026-11-27 10:00:00", "position": None})
+    assert parse_record(record(), hdr("m1") + [("chat_position", b"0:42")])[1]["position"] == (0, 42)
     assert parse_record(record(), []) is None
     assert parse_record(b"not json", hdr("m1")) is None
     assert parse_record(b'{"author": 1, "data": "x", "timestamp": "t"}', hdr("m1")) is None
@@ -78,3 +79,13 @@ def test_long_poll_times_out_empty_with_the_same_cursor():
     feed = Feed("unused:1")
     _, cursor = feed.read(None, 0, 100)
     assert feed.read(feed.parse_cursor(cursor), 0.2, 100) == ([], cursor)
+
+
+def test_hidden_messages_are_skipped_and_do_not_end_the_wait():
+    feed = Feed("unused:1")
+    _, cursor = feed.read(None, 0, 100)
+    feed._add(record(author="mallory", data="after the block"), hdr("m1"))
+    threading.Timer(0.3, feed._add, args=(record(author="ana", data="visible"), hdr("m2"))).start()
+    messages, _ = feed.read(feed.parse_cursor(cursor), 10, 100, hide=lambda m: m.author == "mallory")
+    assert [m.data for m in messages] == ["visible"]
+    assert [m.data for m in feed.read(None, 0, 100, hide=lambda m: m.author == "mallory")[0]] == ["visible"]

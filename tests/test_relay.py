@@ -5,25 +5,31 @@ import json
 
 from chispa import assert_df_equality
 
+from pipelines.moderation import load_word_lists
 from pipelines.relay import build_relay, to_controlled_record
 from tests.test_validation import raw_df
 
 
-def test_to_controlled_record_keys_by_author_and_carries_the_id(spark):
-    df = spark.createDataFrame([("m1", "Zoë", "¡hola! 😀 <b>x</b>", "2026-11-27 10:00:00")],
-                               "message_id string, author string, data string, timestamp string")
+def test_to_controlled_record_serves_the_masked_text_keyed_by_author_with_id_and_position(spark):
+    df = spark.createDataFrame(
+        [("m1", "Zoë", "¡qué mierda! 😀 <b>x</b>", "¡qué ******! 😀 <b>x</b>", "2026-11-27 10:00:00", 0, 41)],
+        "message_id string, author string, data string, masked_data string, timestamp string, "
+        "partition int, offset long")
     actual = to_controlled_record(df)
     expected = spark.createDataFrame(
-        [("Zoë", '{"author":"Zoë","data":"¡hola! 😀 <b>x</b>","timestamp":"2026-11-27 10:00:00"}',
-          [("message_id", b"m1")])],
+        [("Zoë", '{"author":"Zoë","data":"¡qué ******! 😀 <b>x</b>","timestamp":"2026-11-27 10:00:00"}',
+          [("message_id", b"m1"), ("chat_position", b"0:41")])],
         "key string, value string, headers array<struct<key:string,value:binary>>")
     assert_df_equality(actual, expected, ignore_nullable=True)
 
 
-def test_build_relay_passes_valid_messages_unchanged_and_drops_invalid_ones(spark):
+def test_build_relay_masks_valid_messages_and_drops_invalid_ones(spark):
     good = {"author": "ana", "data": "hola mundo", "timestamp": "2026-11-27 10:00:00"}
     values = [json.dumps(good).encode(), b"garbage", None,
-              json.dumps({**good, "data": ""}).encode(), json.dumps({**good, "author": "bob"}).encode()]
-    rows = build_relay(raw_df(spark, values)).collect()
-    assert [(r.key, json.loads(r.value), r.headers[0].value) for r in rows] == [
-        ("ana", good, b"m0"), ("bob", {**good, "author": "bob"}, b"m4")]
+              json.dumps({**good, "data": ""}).encode(),
+              json.dumps({**good, "author": "bob", "data": "qué m1erda, JODER"}).encode()]
+    rows = build_relay(raw_df(spark, values), load_word_lists()).collect()
+    assert [(r.key, json.loads(r.value), dict(r.headers)) for r in rows] == [
+        ("ana", good, {"message_id": b"m0", "chat_position": b"0:0"}),
+        ("bob", {**good, "author": "bob", "data": "qué ******, *****"}, {"message_id": b"m4", "chat_position": b"0:4"}),
+    ]

@@ -3,6 +3,8 @@ the API under gunicorn and the UI; messages go POST → Kafka `chat` → Spark �
 from __future__ import annotations
 
 import json
+import os
+import signal
 import re
 import time
 from pathlib import Path
@@ -26,7 +28,7 @@ def post(api_url, author, data):
 
 def test_startup_printed_a_status_line_per_step_and_the_urls(chat_stack):
     out = chat_stack.output()
-    for step in ("kafka", "topics", "relay", "api", "ui"):
+    for step in ("kafka", "topics", "streams", "api", "ui"):
         assert re.search(rf"^\S+\s+{step}\s", out, re.M), f"no status line for {step}:\n{out}"
     assert chat_stack.ui_url in out and chat_stack.api_url in out
 
@@ -96,6 +98,85 @@ def test_many_messages_arrive_once_each_and_in_order_per_author(chat_stack):
     assert got == ids
 
 
+def delta_rows(stack, table, **equal) -> list[dict]:
+    """Rows of a Delta table of the running stack, read with deltalake (as the API does)."""
+    from deltalake import DeltaTable
+    rows = DeltaTable(str(stack.data_dir / "warehouse" / table)).to_pyarrow_table().to_pylist()
+    return [r for r in rows if all(r.get(k) == v for k, v in equal.items())]
+
+
+def wait_until(predicate, timeout_s=300, every_s=0.25):
+    """The ledger's micro-batches take seconds to tens of seconds on 2 busy cores: be patient."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(every_s)
+    raise AssertionError("timed out")
+
+
+def test_profanity_is_masked_for_readers_and_kept_for_audit(chat_stack):
+    sent = post(chat_stack.api_url, "ivan", "¡Qué mierda, JODER! 😡 computadora")
+    seen = wait_for_messages(chat_stack.api_url, "judy", lambda ms: any(m["id"] == sent["id"] for m in ms))
+    [got] = [m for m in seen if m["id"] == sent["id"]]
+    assert got["data"] == "¡Qué ******, *****! 😡 computadora"
+    [row] = wait_until(lambda: delta_rows(chat_stack, "messages", message_id=sent["id"]))
+    assert (row["data"], row["masked_data"], row["is_profane"], row["verdict"]) == (
+        "¡Qué mierda, JODER! 😡 computadora", got["data"], True, "profane")
+    assert sorted(row["terms"]) == ["joder", "mierda"]
+
+
+def test_three_strikes_block_the_sender_from_sending_and_reading(chat_stack):
+    api = chat_stack.api_url
+    for i, text in enumerate(["mierda", "sh1t happens", "eres un cabrón"], start=1):
+        post(api, "trol", text)
+        if i < 3:
+            wait_until(lambda: requests.get(f"{api}/users/trol", timeout=5).json().get("strikes", 0) >= i)
+    third_posted = time.monotonic()
+    # poll with reads (a POST that is still accepted would add messages): the first 403
+    wait_until(lambda: requests.get(f"{api}/messages", params={"user": "trol"}, timeout=10).status_code == 403)
+    block_latency = time.monotonic() - third_posted
+    response = requests.post(f"{api}/messages", json={"author": "trol", "data": "hi"}, timeout=20)
+    assert response.status_code == 403 and "blocked" in response.json()["error"]
+    assert block_latency < 300, block_latency
+    print(f"block latency: {block_latency:.1f}s from the third strike's POST to the first 403")
+    read = requests.get(f"{api}/messages", params={"user": "trol"}, timeout=10)
+    assert read.status_code == 403 and "blocked" in read.json()["error"]
+    user = requests.get(f"{api}/users/trol", timeout=10).json()
+    assert (user["strikes"], user["is_blocked"]) == (3, True)
+    notices = requests.get(f"{api}/users/trol/notices", timeout=10).json()["notices"]
+    assert [(n["kind"], n["strike"]) for n in notices] == [("warning", 1), ("warning", 2), ("blocked", 3)]
+    assert notices[0]["text"].startswith("Warning: strike 1 of 3")
+    assert requests.get(f"{api}/users/nobody-at-all", timeout=10).status_code == 404
+
+    # a message the blocked user writes straight to Kafka is recorded as withheld and never served
+    producer = KafkaProducer(bootstrap_servers=chat_stack.kafka_bootstrap, acks="all")
+    producer.send("chat", key=b"trol", value=json.dumps(
+        {"author": "trol", "data": "sneaky", "timestamp": "2026-11-27 10:00:00"}).encode(),
+        headers=[("message_id", b"sneaky-1")]).get(timeout=10)
+    producer.close()
+    [row] = wait_until(lambda: delta_rows(chat_stack, "messages", message_id="sneaky-1"))
+    assert row["verdict"] == "withheld"
+    marker = post(api, "kim", "after the sneaky one")
+    seen = wait_for_messages(api, "kim", lambda ms: any(m["id"] == marker["id"] for m in ms))
+    assert not [m for m in seen if m["id"] == "sneaky-1"]
+
+
+def test_malformed_records_land_in_rejected_messages_with_the_reason(chat_stack):
+    producer = KafkaProducer(bootstrap_servers=chat_stack.kafka_bootstrap, acks="all")
+    producer.send("chat", value=b"\xff\xfe\x00 binary", headers=[("message_id", b"rej-1")])
+    producer.send("chat", value=json.dumps({"author": "x", "data": "y" * 2001,
+                                            "timestamp": "2026-11-27 10:00:00"}).encode(),
+                  headers=[("message_id", b"rej-2")])
+    producer.flush()
+    producer.close()
+    rows = wait_until(lambda: len(r := [x for x in delta_rows(chat_stack, "rejected_messages")
+                                        if x["message_id"] in ("rej-1", "rej-2")]) == 2 and r)
+    assert sorted((r["message_id"], r["reason"]) for r in rows) == [
+        ("rej-1", "value is not JSON"), ("rej-2", "data longer than 2000 characters")]
+
+
 def test_ui_serves_the_chat_page(chat_stack):
     response = requests.get(chat_stack.ui_url, timeout=10)
     assert response.status_code == 200
@@ -124,3 +205,43 @@ def test_broker_is_formatted_once_and_keeps_its_data_across_restarts(tmp_path: P
         consumer.close()
     finally:
         broker.stop()
+
+
+def child_pid(parent: int, needle: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and needle in cmdline:
+            return int(entry.name)
+    return None
+
+
+def test_streams_killed_mid_traffic_resume_from_their_checkpoints_without_duplicates(chat_stack):
+    """Runs last: it kills the Spark streams with SIGKILL; `make up` restarts them."""
+    api = chat_stack.api_url
+    old_pid = child_pid(chat_stack.process.pid, "pipelines.streams")
+    assert old_pid, "the streams process was not found"
+    ids = [post(api, "crash", "antes: mierda" if i < 2 else f"antes {i}")["id"] for i in range(10)]
+    os.kill(old_pid, signal.SIGKILL)
+    ids += [post(api, "crash", f"durante {i}")["id"] for i in range(10)]  # Kafka keeps them meanwhile
+    new_pid = wait_until(lambda: (p := child_pid(chat_stack.process.pid, "pipelines.streams")) != old_pid and p,
+                         timeout_s=120)
+    assert new_pid
+    ids += [post(api, "crash", f"después {i}")["id"] for i in range(10)]
+
+    seen = wait_for_messages(api, "observer", lambda ms: set(ids) <= {m["id"] for m in ms}, timeout_s=180)
+    served = [m["id"] for m in seen if m["id"] in set(ids)]
+    assert served == ids  # each once, in order
+    rows = wait_until(lambda: len(r := delta_rows(chat_stack, "messages", author="crash")) >= len(ids) and r,
+                      timeout_s=180)
+    assert sorted(r["message_id"] for r in rows) == sorted(ids)  # exactly once in Delta
+    strikes = delta_rows(chat_stack, "strikes", author="crash")
+    assert sorted(s["strike_number"] for s in strikes) == [1, 2]
+    [user] = delta_rows(chat_stack, "user_moderation", author="crash")
+    assert (user["messages"], user["strikes"], user["is_blocked"]) == (30, 2, False)
+    assert "streams  exited" in chat_stack.output() or "streams exited" in chat_stack.output()

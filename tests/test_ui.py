@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -32,11 +33,20 @@ from websockets.sync.client import ClientConnection, connect
 from werkzeug.serving import make_server
 
 from ui.feed import (
+    ChatApiError,
     FeedMessage,
     FeedPoller,
     MessageStore,
+    Notice,
+    NoticeBatch,
+    NoticeFollower,
     SendError,
+    Standing,
+    UserRecord,
+    blocked_explanation,
+    fetch_user,
     send_message,
+    user_url,
 )
 
 # --------------------------------------------------------------------------
@@ -44,25 +54,105 @@ from ui.feed import (
 # --------------------------------------------------------------------------
 
 
-class FakeChatAPI:
-    """The contract of POST/GET /messages, in memory.
+STRIKE_LIMIT = 3
 
-    Cursors look like "<epoch>:<count>"; bumping ``epoch`` expires them all.
-    ``fail_next`` holds status codes to answer the next GET requests with.
+
+class FakeChatAPI:
+    """The contract of POST/GET /messages and GET /users/<author>[/notices], in memory.
+
+    Message cursors look like "<epoch>:<count>", notice cursors
+    "<epoch>.<count>"; bumping ``epoch`` expires them all. ``fail_next`` holds
+    status codes to answer the next GET /messages requests with,
+    ``notices_fail_next`` and ``users_fail_next`` the same for
+    GET /users/<author>/notices and GET /users/<author>.
     ``overlap`` makes long-polls also return that many already-delivered
-    messages (an at-least-once feed). ``get_log`` records GET query strings.
+    messages (an at-least-once feed). ``get_log`` records GET /messages query
+    strings, ``notices_log`` the notices' (author, query) pairs, ``user_uris``
+    the raw request URIs under /users/, and ``posts`` every POST /messages
+    body received, accepted or not.
+
+    Moderation: :meth:`strike` publishes a warning notice (a ``blocked`` one
+    at the third strike); blocked users get 403 on POST and GET /messages.
+    :meth:`wake_notices` ends the notices long-polls in flight, once.
     """
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.messages: list[dict[str, str]] = []
+        self.notices: list[dict[str, Any]] = []
+        self.strikes: dict[str, int] = {}
+        self.blocked_at: dict[str, str] = {}
         self.epoch = 1
         self.fail_next: list[int] = []
+        self.notices_fail_next: list[int] = []
+        self.users_fail_next: list[int] = []
         self.overlap = 0
         self.tail_size = 50
         self.released = False
         self.get_log: list[dict[str, str]] = []
+        self.notices_log: list[tuple[str, dict[str, str]]] = []
+        self.user_uris: list[str] = []
+        self.posts: list[Any] = []
+        self.notice_wakeups = 0
         self.app = self._make_app()
+
+    @staticmethod
+    def now() -> str:
+        return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+    def strike(
+        self, author: str, terms: tuple[str, ...] = ("darn",), text: str | None = None
+    ) -> dict[str, Any]:
+        """Publish the author's next strike as a notice (blocking at the third)."""
+        with self.cond:
+            strike = self.strikes.get(author, 0) + 1
+            kind = "blocked" if strike >= STRIKE_LIMIT else "warning"
+            words = ", ".join(terms)
+            if text is None:
+                text = (
+                    f"You are blocked: strike {STRIKE_LIMIT} of {STRIKE_LIMIT} for {words}. "
+                    "You can no longer send or read messages."
+                    if kind == "blocked"
+                    else f"Warning: strike {strike} of {STRIKE_LIMIT} for {words}. Your message "
+                    f"was masked. At {STRIKE_LIMIT} strikes you are blocked."
+                )
+            timestamp = self.now()
+            notice: dict[str, Any] = {
+                "id": uuid.uuid4().hex,
+                "author": author,
+                "kind": kind,
+                "strike": strike,
+                "limit": STRIKE_LIMIT,
+                "terms": list(terms),
+                "message_id": uuid.uuid4().hex,
+                "text": text,
+                "timestamp": timestamp,
+            }
+            self.strikes[author] = strike
+            if kind == "blocked":
+                self.blocked_at[author] = timestamp
+            self.notices.append(notice)
+            self.cond.notify_all()
+        return notice
+
+    def wake_notices(self) -> None:
+        """Answer every notices long-poll in flight now (with what it has)."""
+        with self.cond:
+            self.notice_wakeups += 1
+            self.cond.notify_all()
+
+    def block_silently(self, author: str) -> None:
+        """Block without a notice (as when the API's snapshot knows first)."""
+        with self.cond:
+            self.strikes[author] = STRIKE_LIMIT
+            self.blocked_at[author] = self.now()
+
+    def blocked_error(self, author: str) -> str:
+        return (
+            f"{author} is blocked since {self.blocked_at[author]} UTC after "
+            f"{self.strikes[author]} strikes for profanity: blocked users can "
+            "neither send nor read messages"
+        )
 
     def add(self, author: str, data: str) -> dict[str, str]:
         message = {
@@ -87,10 +177,12 @@ class FakeChatAPI:
 
     def _make_app(self) -> Flask:
         app = Flask("fake_chat_api")
+        app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
         @app.post("/messages")
         def post_message() -> Any:
             body = request.get_json(silent=True)
+            self.posts.append(body)
             if not isinstance(body, dict):
                 return jsonify(error="body must be a JSON object"), 400
             author, data = body.get("author"), body.get("data")
@@ -100,8 +192,8 @@ class FakeChatAPI:
                 return jsonify(error="data must be a non-empty string"), 400
             if len(data) > 2000:
                 return jsonify(error="message too long (max 2000 characters)"), 413
-            if author == "mallory":
-                return jsonify(error="user mallory is blocked"), 403
+            if author in self.blocked_at:
+                return jsonify(error=self.blocked_error(author)), 403
             return jsonify(self.add(author, data)), 202
 
         @app.get("/messages")
@@ -113,6 +205,8 @@ class FakeChatAPI:
                     return jsonify(error="Kafka is unavailable"), self.fail_next.pop(0)
             if not args.get("user"):
                 return jsonify(error="user is required"), 400
+            if args["user"] in self.blocked_at:
+                return jsonify(error=self.blocked_error(args["user"])), 403
             after = args.get("after")
             with self.cond:
                 if after is None:
@@ -135,6 +229,61 @@ class FakeChatAPI:
         @app.get("/broken/messages")
         def broken_messages() -> Any:
             return jsonify(messages="not a list"), 200
+
+        @app.get("/users/<path:author>")
+        def get_user(author: str) -> Any:
+            self.user_uris.append(request.environ["RAW_URI"])
+            with self.cond:
+                if self.users_fail_next:
+                    return jsonify(error="snapshot unavailable"), self.users_fail_next.pop(0)
+                sent = sum(m["author"] == author for m in self.messages)
+                strikes = self.strikes.get(author, 0)
+                if not sent and not strikes:
+                    return jsonify(error=f"unknown user {author!r}"), 404
+                return jsonify(
+                    author=author,
+                    strikes=strikes,
+                    is_blocked=author in self.blocked_at,
+                    blocked_at=self.blocked_at.get(author),
+                    messages=sent,
+                )
+
+        @app.get("/users/<path:author>/notices")
+        def get_notices(author: str) -> Any:
+            args = request.args.to_dict()
+            self.user_uris.append(request.environ["RAW_URI"])
+            self.notices_log.append((author, args))
+            with self.cond:
+                if self.notices_fail_next:
+                    return jsonify(error="notices unavailable"), self.notices_fail_next.pop(0)
+                after = args.get("after")
+                count = 0
+                if after is not None:
+                    epoch, _, count_text = after.partition(".")
+                    if epoch != str(self.epoch) or not count_text.isdigit():
+                        return jsonify(error=f"unknown cursor {after!r}"), 400
+                    count = int(count_text)
+
+                def newer() -> list[dict[str, Any]]:
+                    return [n for n in self.notices[count:] if n["author"] == author]
+
+                wait = min(float(args.get("wait", "0")), 30.0)
+                wakeups = self.notice_wakeups
+                self.cond.wait_for(
+                    lambda: bool(newer()) or self.released or self.notice_wakeups != wakeups,
+                    timeout=wait,
+                )
+                return jsonify(
+                    author=author, notices=newer(), cursor=f"{self.epoch}.{len(self.notices)}"
+                )
+
+        @app.get("/broken/users/<path:author>/notices")
+        def broken_notices(author: str) -> Any:
+            return jsonify(author=author, notices={"not": "a list"}), 200
+
+        @app.get("/broken/users/<path:author>")
+        def broken_user(author: str) -> Any:
+            return jsonify(author=author, strikes="many"), 200
 
         return app
 
@@ -317,6 +466,43 @@ def test_format_time() -> None:
     assert format_time("not a time <b>") == "not a time <b>"
 
 
+def test_strike_status_text() -> None:
+    from ui.app import strike_status_text
+
+    warned = Standing(strikes=2, latest=notice(2, strike=2))
+    assert strike_status_text(Standing()) is None
+    assert strike_status_text(warned) == (
+        "⚠ Strike 2 of 3 — your message was masked. At 3 strikes you are blocked."
+    )
+    assert strike_status_text(Standing(strikes=1)) == (
+        "⚠ Strike 1 of 3 for profanity. At 3 strikes you are blocked."
+    )
+    assert strike_status_text(warned.with_refusal("no")) is None  # the banner says it all
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_moderation_texts_are_rendered_literally(text: str) -> None:
+    from ui.app import render_moderation
+
+    assert render_moderation(None) is None
+    assert render_moderation(Standing()) is None
+
+    status = str(render_moderation(Standing().with_notice(notice(1, text=text))))
+    parsed = parse(status)
+    assert [tag for tag, _ in parsed.elements] == ["div", "strong", "div", "span", "span"]
+    assert parsed.elements[0][1] == {"class": "chat-strikes alert alert-warning", "role": "status"}
+    assert parsed.text_by_class["chat-strikes-line"].startswith("⚠ Strike 1 of 3")
+    assert parsed.text_by_class["chat-strikes-text"] == text
+    assert parsed.text_by_class["chat-strikes-notice"].split() == ["Latest", "notice:"]
+    assert parsed.text_by_class["chat-msg-time"] == "(12:03:04)"
+
+    banner = str(render_moderation(Standing().with_notice(notice(3, "blocked", 3, text))))
+    parsed = parse(banner)
+    assert [tag for tag, _ in parsed.elements] == ["div", "span", "strong"]
+    assert parsed.elements[0][1] == {"class": "chat-blocked alert alert-danger", "role": "alert"}
+    assert parsed.text_by_class["chat-blocked-reason"] == text
+
+
 # --------------------------------------------------------------------------
 # Joining
 # --------------------------------------------------------------------------
@@ -348,6 +534,7 @@ def test_valid_names(raw: str, expected: str) -> None:
         ("x" * 65, "at most 64 characters (yours has 65)"),
         ("a\nb", "control characters"),
         ("a\x00b", "control characters"),
+        (" ui ", "'ui' is reserved"),  # the shared feed reads as "ui"
     ],
 )
 def test_invalid_names(raw: str | None, message: str) -> None:
@@ -630,7 +817,6 @@ def test_send_message_returns_the_echo(fake_api: tuple[FakeChatAPI, str]) -> Non
 @pytest.mark.parametrize(
     ("author", "data", "expected"),
     [
-        ("mallory", "hi", "Message not sent: user mallory is blocked"),
         ("alice", "x" * 2001, "Message not sent: message too long (max 2000 characters)"),
         ("alice", "   ", "Message not sent: data must be a non-empty string"),
     ],
@@ -642,6 +828,19 @@ def test_send_message_reports_the_api_error(
     with pytest.raises(SendError) as info:
         send_message(url, author, data)
     assert str(info.value) == expected
+    assert info.value.status in (400, 413) and not info.value.blocked
+
+
+def test_send_message_when_blocked(fake_api: tuple[FakeChatAPI, str]) -> None:
+    api, url = fake_api
+    api.block_silently("mallory")
+    with pytest.raises(SendError) as info:
+        send_message(url, "mallory", "hi")
+    error = api.blocked_error("mallory")
+    assert str(info.value) == f"Message not sent: {error}"
+    assert info.value.status == 403 and info.value.blocked
+    assert info.value.api_error == error
+    assert len(api.messages) == 0
 
 
 def test_send_message_without_an_error_body(fake_api: tuple[FakeChatAPI, str]) -> None:
@@ -656,6 +855,364 @@ def test_send_message_when_the_api_is_unreachable() -> None:
     with pytest.raises(SendError) as info:
         send_message(url, "alice", "hi")
     assert str(info.value) == f"Cannot reach the chat server at {url}. Your message was not sent."
+    assert info.value.status is None and not info.value.blocked
+
+
+# --------------------------------------------------------------------------
+# Moderation: user records, notices, the session's standing
+# --------------------------------------------------------------------------
+
+# Names that must survive the trip through a URL path.
+AWKWARD_NAMES = [
+    "bob smith",
+    "a/b",
+    "../admin",
+    ".",
+    "..",
+    "...",
+    "zoë 🦊",
+    "日本語",
+    "50% off?#&=+",
+    "notices",
+]
+
+
+def notice(
+    i: int,
+    kind: str = "warning",
+    strike: int = 1,
+    text: str = "Warning: strike 1 of 3 for darn.",
+    author: str = "alice",
+) -> Notice:
+    return Notice(
+        id=f"n{i}", author=author, kind="blocked" if kind == "blocked" else "warning",
+        strike=strike, limit=3, text=text, timestamp="2024-05-01 12:03:04",
+        terms=("darn",), message_id=f"m{i}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("author", "path"),
+    [
+        ("alice", "alice"),
+        ("bob smith", "bob%20smith"),
+        ("a/b", "a%2Fb"),
+        ("../admin", "..%2Fadmin"),
+        (".", "%2E"),
+        ("..", "%2E%2E"),
+        ("...", "..."),
+        ("zoë 🦊", "zo%C3%AB%20%F0%9F%A6%8A"),
+        ("50% off?#&=+", "50%25%20off%3F%23%26%3D%2B"),
+    ],
+)
+def test_user_url_encodes_the_name_as_one_segment(author: str, path: str) -> None:
+    assert user_url("http://api/", author) == f"http://api/users/{path}"
+    assert user_url("http://api", author, "notices") == f"http://api/users/{path}/notices"
+
+
+@pytest.mark.parametrize("author", AWKWARD_NAMES)
+def test_fetch_user_sends_the_name_encoded(
+    fake_api: tuple[FakeChatAPI, str], author: str
+) -> None:
+    api, url = fake_api
+    api.strike(author)
+    record = fetch_user(url, author)
+    # The API routed the request to this very user...
+    assert record == UserRecord(author, strikes=1, is_blocked=False, blocked_at=None)
+    # ...because on the wire the name is one percent-encoded path segment.
+    (uri,) = api.user_uris
+    assert_one_segment(uri, "/users/", "", author)
+
+
+def assert_one_segment(uri: str, prefix: str, suffix: str, author: str) -> None:
+    """``uri`` is ``prefix + <author as one encoded path segment> + suffix``."""
+    assert uri.startswith(prefix) and uri.endswith(suffix)
+    segment = uri[len(prefix) : len(uri) - len(suffix)]
+    assert "/" not in segment and urllib.parse.unquote(segment) == author
+
+
+def test_fetch_user_unknown_user_is_not_blocked(fake_api: tuple[FakeChatAPI, str]) -> None:
+    _, url = fake_api
+    assert fetch_user(url, "newcomer") == UserRecord("newcomer", 0, False, None)
+
+
+def test_fetch_user_blocked(fake_api: tuple[FakeChatAPI, str]) -> None:
+    api, url = fake_api
+    for _ in range(3):
+        api.strike("mallory")
+    record = fetch_user(url, "mallory")
+    assert record.is_blocked and record.strikes == 3
+    assert record.blocked_at == api.blocked_at["mallory"]
+    assert blocked_explanation(record) == api.blocked_error("mallory")
+
+
+def test_fetch_user_errors(fake_api: tuple[FakeChatAPI, str]) -> None:
+    api, url = fake_api
+    with pytest.raises(ChatApiError, match="malformed"):
+        fetch_user(f"{url}/broken", "alice")
+    api.users_fail_next = [503]
+    with pytest.raises(ChatApiError, match=r"HTTP 503.*snapshot unavailable"):
+        fetch_user(url, "alice")
+    with pytest.raises(ChatApiError, match="cannot reach"):
+        fetch_user(f"http://127.0.0.1:{free_port()}", "alice")
+
+
+def test_notice_from_json() -> None:
+    good: dict[str, Any] = {
+        "id": "n1", "author": "alice", "kind": "warning", "strike": 1, "limit": 3,
+        "terms": ["darn", 5], "message_id": "m1", "text": "careful", "timestamp": "t",
+    }
+    parsed = Notice.from_json(good)
+    assert parsed == Notice("n1", "alice", "warning", 1, 3, "careful", "t", ("darn",), "m1")
+    assert parsed is not None and not parsed.blocked
+    blocked = Notice.from_json({**good, "kind": "blocked", "strike": 3})
+    assert blocked is not None and blocked.blocked
+    lenient = Notice.from_json({**good, "limit": None, "terms": None, "message_id": 7})
+    assert lenient is not None
+    assert (lenient.limit, lenient.terms, lenient.message_id) == (3, (), None)
+    for broken in (
+        {**good, "id": ""},
+        {**good, "kind": "ban"},
+        {**good, "strike": "1"},
+        {**good, "strike": True},
+        {**good, "text": None},
+        {k: v for k, v in good.items() if k != "timestamp"},
+        ["not", "a", "dict"],
+    ):
+        assert Notice.from_json(broken) is None
+
+
+def test_user_record_from_json() -> None:
+    assert UserRecord.from_json(
+        {"author": "a", "strikes": 3, "is_blocked": True, "blocked_at": "t", "messages": 9}
+    ) == UserRecord("a", 3, True, "t")
+    minimal = {"author": "a", "strikes": 0, "is_blocked": False}
+    assert UserRecord.from_json(minimal) == UserRecord("a")
+    assert UserRecord.from_json({"author": "a", "strikes": -1, "is_blocked": False}) is None
+    assert UserRecord.from_json({"author": "a", "strikes": 1, "is_blocked": "no"}) is None
+    assert UserRecord.from_json(None) is None
+
+
+def test_standing_strikes_and_warnings() -> None:
+    standing = Standing()
+    assert (standing.strikes, standing.blocked, standing.latest) == (0, False, None)
+    assert standing.with_user(UserRecord("alice")) == standing  # 404: nothing known
+    standing = standing.with_user(UserRecord("alice", strikes=1))
+    assert standing.strikes == 1 and not standing.blocked and standing.latest is None
+    second = notice(2, strike=2, text="second")
+    standing = standing.with_notices([notice(1), second])
+    assert standing.strikes == 2 and standing.latest == second and not standing.blocked
+    # Strikes never go down (an old notice re-read, a stale record).
+    assert standing.with_notice(notice(1)).strikes == 2
+    assert standing.with_user(UserRecord("alice", strikes=1)).strikes == 2
+
+
+def test_standing_blocked_by_a_notice() -> None:
+    standing = Standing().with_notice(notice(3, "blocked", 3, "You are blocked: strike 3 of 3"))
+    assert standing.blocked and standing.strikes == 3
+    assert standing.reason == "You are blocked: strike 3 of 3"
+    assert standing.reason_source == "notice"
+    # A block is final, and the notice's explanation is the best one.
+    assert standing.with_notice(notice(4)).blocked
+    assert standing.with_refusal("refused").reason == "You are blocked: strike 3 of 3"
+    blocked_record = UserRecord("alice", 3, True, "2024-05-01 12:00:00")
+    assert standing.with_user(blocked_record).reason == "You are blocked: strike 3 of 3"
+
+
+def test_standing_blocked_by_the_record_then_better_explained() -> None:
+    record = UserRecord("alice", 3, True, "2024-05-01 12:00:00")
+    standing = Standing().with_user(record)
+    assert standing.blocked and standing.reason_source == "record"
+    assert standing.reason == (
+        "alice is blocked since 2024-05-01 12:00:00 UTC after 3 strikes for profanity: "
+        "blocked users can neither send nor read messages"
+    )
+    refused = standing.with_refusal("the API says no")
+    assert (refused.reason, refused.reason_source) == ("the API says no", "refusal")
+    noticed = refused.with_notice(notice(3, "blocked", 3, "blocked for darn"))
+    assert (noticed.reason, noticed.reason_source) == ("blocked for darn", "notice")
+
+
+def test_standing_blocked_by_a_refusal_without_text() -> None:
+    standing = Standing(strikes=1).with_refusal(None)
+    assert standing.blocked and standing.strikes == 3
+    assert "blocked" in standing.reason
+
+
+def make_follower(url: str, author: str = "alice", **kwargs: Any) -> NoticeFollower:
+    options: dict[str, Any] = {"wait": 1, "backoff_initial": 1.0, "backoff_max": 8.0}
+    options.update(kwargs)
+    return NoticeFollower(url, author, **options)
+
+
+def test_follower_reads_the_backlog_then_long_polls_with_the_cursor(
+    fake_api: tuple[FakeChatAPI, str],
+) -> None:
+    api, url = fake_api
+    first = api.strike("alice")
+    api.strike("bob")
+    follower = make_follower(url)
+    try:
+        batch, delay = follower.poll_once()
+        assert delay == 0.0
+        assert api.notices_log[-1] == ("alice", {})  # no cursor, no wait: returns at once
+        assert batch is not None and batch.backlog is True
+        assert [n.id for n in batch.notices] == [first["id"]]
+        assert batch.notices[0] == Notice.from_json(first)
+        assert follower.cursor == "1.2"
+
+        second = api.strike("alice")
+        batch, delay = follower.poll_once()
+        assert api.notices_log[-1] == ("alice", {"after": "1.2", "wait": "1"})
+        assert batch == NoticeBatch((Notice.from_json(second),), backlog=False)  # type: ignore[arg-type]
+        assert follower.cursor == "1.3"
+
+        # Nothing new (bob's strike is not alice's): the long-poll times out.
+        api.strike("bob")
+        assert follower.poll_once() == (None, 0.0)
+        assert follower.cursor == "1.4"
+    finally:
+        follower.stop()
+
+
+def test_follower_backlog_may_be_empty(fake_api: tuple[FakeChatAPI, str]) -> None:
+    api, url = fake_api
+    follower = make_follower(url)
+    try:
+        assert follower.poll_once() == (None, 0.0)
+        api.strike("alice")
+        batch, _ = follower.poll_once()
+        assert batch is not None and batch.backlog is False  # arrived after following started
+    finally:
+        follower.stop()
+
+
+def test_follower_long_poll_returns_as_soon_as_a_notice_arrives(
+    fake_api: tuple[FakeChatAPI, str],
+) -> None:
+    api, url = fake_api
+    follower = make_follower(url, wait=10)
+    try:
+        follower.poll_once()
+        timer = threading.Timer(0.3, api.strike, args=("alice",))
+        timer.start()
+        started = time.monotonic()
+        batch, _ = follower.poll_once()
+        timer.join()
+        assert time.monotonic() - started < 5
+        assert batch is not None and batch.notices[0].strike == 1
+    finally:
+        follower.stop()
+
+
+def test_follower_drops_a_rejected_cursor_and_delivers_each_notice_once(
+    fake_api: tuple[FakeChatAPI, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    api, url = fake_api
+    first = api.strike("alice")
+    follower = make_follower(url)
+    try:
+        follower.poll_once()
+        api.epoch = 2  # the API restarted: every cursor is unknown
+        missed = api.strike("alice")
+        with caplog.at_level(logging.WARNING, logger="ui.feed"):
+            batch, delay = follower.poll_once()
+        assert batch is None and 0 < delay <= follower.backoff_initial
+        assert follower.cursor is None
+        assert "rejected" in caplog.text and "unknown cursor" in caplog.text
+
+        batch, delay = follower.poll_once()
+        assert api.notices_log[-1] == ("alice", {})  # read again from the start
+        # Both notices came back; only the one not delivered before is new.
+        assert batch is not None and [n.id for n in batch.notices] == [missed["id"]]
+        assert batch.backlog is False and delay == 0.0
+        assert first["id"] != missed["id"] and follower.cursor == "2.2"
+    finally:
+        follower.stop()
+
+
+def test_follower_backs_off_on_errors(
+    fake_api: tuple[FakeChatAPI, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    api, url = fake_api
+    api.strike("alice")
+    api.notices_fail_next = [503, 503, 503]
+    follower = make_follower(url, backoff_initial=1.0, backoff_max=2.0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="ui.feed"):
+            results = [follower.poll_once() for _ in range(3)]
+        assert results == [(None, 1.0), (None, 2.0), (None, 2.0)]
+        assert "HTTP 503" in caplog.text and "notices unavailable" in caplog.text
+        batch, delay = follower.poll_once()  # recovered: the backlog, still
+        assert batch is not None and batch.backlog and delay == 0.0
+    finally:
+        follower.stop()
+
+
+def test_follower_survives_malformed_and_unreachable(fake_api: tuple[FakeChatAPI, str]) -> None:
+    _, url = fake_api
+    for base in (f"{url}/broken", f"http://127.0.0.1:{free_port()}"):
+        follower = make_follower(base, backoff_initial=0.5)
+        try:
+            assert follower.poll_once() == (None, 0.5)
+            assert follower.poll_once() == (None, 1.0)
+            assert follower.cursor is None
+        finally:
+            follower.stop()
+
+
+@pytest.mark.parametrize("author", AWKWARD_NAMES)
+def test_follower_thread_delivers_notices_for_awkward_names(
+    fake_api: tuple[FakeChatAPI, str], author: str
+) -> None:
+    api, url = fake_api
+    api.strike(author)
+    api.strike("someone else")
+    batches: list[NoticeBatch] = []
+    threads: set[str] = set()
+
+    def on_batch(batch: NoticeBatch) -> None:
+        threads.add(threading.current_thread().name)
+        batches.append(batch)
+
+    follower = make_follower(url, author, on_batch=on_batch)
+    follower.start()
+    try:
+        assert wait_until(lambda: len(batches) == 1)
+        api.strike(author)
+        assert wait_until(lambda: len(batches) == 2)
+        assert [(b.backlog, [n.strike for n in b.notices]) for b in batches] == [
+            (True, [1]), (False, [2]),
+        ]
+        assert all(n.author == author for b in batches for n in b.notices)
+        assert {a for a, _ in api.notices_log} == {author}
+        for uri in api.user_uris:
+            assert_one_segment(uri.partition("?")[0], "/users/", "/notices", author)
+        assert threads == {"chat-notices"}
+    finally:
+        follower.stop()
+        api.release()  # end the long-poll in flight
+    assert wait_until(lambda: not follower.running)
+    api.strike(author)
+    time.sleep(0.2)
+    assert len(batches) == 2  # nothing delivered after stop()
+
+
+def test_follower_stop_does_not_wait_for_the_long_poll(fake_api: tuple[FakeChatAPI, str]) -> None:
+    api, url = fake_api
+    follower = make_follower(url, wait=20)
+    follower.start()
+    try:
+        assert wait_until(lambda: any("after" in q for _, q in api.notices_log))
+        started = time.monotonic()
+        follower.stop()
+        assert time.monotonic() - started < 0.5
+        assert follower.running  # still in its long-poll...
+    finally:
+        api.release()
+    assert wait_until(lambda: not follower.running)  # ...which then ends it
+    with pytest.raises(RuntimeError):
+        follower.start()
 
 
 # --------------------------------------------------------------------------
@@ -788,7 +1345,17 @@ def test_html_escape_helper_matches_htmltools() -> None:
 # --------------------------------------------------------------------------
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-OUTPUTS = ("connection_status", "join_area", "join_error_text")
+OUTPUTS = ("connection_status", "moderation", "join_area", "join_error_text")
+
+
+def open_ws(url: str) -> ClientConnection:
+    """A websocket to the app that buffers everything it receives.
+
+    Shiny sends every session an update on every flush, whichever session
+    caused it; with the default bounded queue a client the test stops reading
+    stops reading the socket too, and then cannot see the server's close frame.
+    """
+    return connect(url, max_queue=None)
 
 
 class ShinyClient:
@@ -847,11 +1414,21 @@ class ShinyClient:
             if segment.get("type") == "html_block"
         ]
 
-    def notifications(self) -> list[str]:
+    def notifications(self, kind: str | None = None) -> list[str]:
+        """The HTML of every notification shown (of type ``kind``, if given)."""
         return [
             m["notification"]["message"]["html"]
             for m in self.received
             if (m.get("notification") or {}).get("type") == "show"
+            and kind in (None, m["notification"]["message"]["type"])
+        ]
+
+    def placeholders(self) -> list[str]:
+        """Every placeholder the chat input was given, in order."""
+        return [
+            a["placeholder"]
+            for a in self.chat_actions()
+            if a["type"] == "update_input" and "placeholder" in a
         ]
 
     def join(self, name: str, clicks: int) -> None:
@@ -910,7 +1487,7 @@ def test_ui_end_to_end(fake_api: tuple[FakeChatAPI, str], ui_server: str) -> Non
     api, _ = fake_api
     api.add("bob", "<img src=x onerror=alert(1)> **not bold**")
     ws_url = ui_server.replace("http://", "ws://") + "/websocket/"
-    with connect(ws_url) as ws_alice, connect(ws_url) as ws_carol, connect(ws_url) as ws_mallory:
+    with open_ws(ws_url) as ws_alice, open_ws(ws_url) as ws_carol, open_ws(ws_url) as ws_mallory:
         alice, carol, mallory = ShinyClient(ws_alice), ShinyClient(ws_carol), ShinyClient(ws_mallory)
 
         # Before joining: a join form, and no message shown.
@@ -957,10 +1534,138 @@ def test_ui_end_to_end(fake_api: tuple[FakeChatAPI, str], ui_server: str) -> Non
                        for a in alice.chat_actions())
 
         # An API error is shown to the sender, and nothing is displayed.
+        alice.say("x" * 2001, 2)
+        assert alice.pump(lambda: bool(alice.notifications()))
+        assert alice.notifications() == ["Message not sent: message too long (max 2000 characters)"]
+        assert alice.output_html("moderation") == ""
+
+        # A 403 when sending: the API blocked mallory before this session knew.
+        # The API's explanation becomes a banner, the chat is cleared for good,
+        # and later submissions are refused without reaching the API.
         mallory.join("mallory", 1)
         assert mallory.pump(lambda: len(mallory.chat_blocks()) == 2)
+        assert mallory.output_html("moderation") == ""
+        api.block_silently("mallory")
         mallory.say("spam", 1)
         assert mallory.pump(lambda: bool(mallory.notifications()))
-        assert mallory.notifications() == ["Message not sent: user mallory is blocked"]
-        assert mallory.pump(lambda: {"type": "remove_loading"} in mallory.chat_actions())
-        assert len(api.messages) == 2 and len(mallory.chat_blocks()) == 2
+        error = html.escape(api.blocked_error("mallory"), quote=False)
+        assert mallory.notifications() == [f"Message not sent: {error}"]
+        assert mallory.pump(lambda: {"type": "clear"} in mallory.chat_actions())
+        assert mallory.pump(lambda: "chat-blocked" in mallory.output_html("moderation"))
+        assert error in mallory.output_html("moderation")
+        assert mallory.placeholders()[-1] == "You are blocked: you can no longer send messages."
+        posts = len(api.posts)
+        mallory.say("spam again", 2)
+        assert mallory.pump(lambda: len(mallory.notifications()) == 2)
+        assert mallory.notifications()[1] == f"Message not sent: {error}"
+        assert mallory.pump(
+            lambda: mallory.chat_actions().count({"type": "remove_loading"}) == 2
+        )
+        assert len(api.posts) == posts and len(api.messages) == 2
+        api.add("bob", "not for mallory")
+        assert alice.pump(lambda: len(alice.chat_blocks()) == 3)
+        mallory.pump(lambda: False, timeout=1)
+        assert len(mallory.chat_blocks()) == 2  # nothing appended since the clear
+        assert mallory.chat_actions()[-1]["type"] != "message"
+
+
+def test_ui_end_to_end_moderation(fake_api: tuple[FakeChatAPI, str], ui_server: str) -> None:
+    """Warnings reach the user as they are published; the third strike blocks."""
+    api, _ = fake_api
+    api.add("bob", "hello all")
+    api.strike("dave", text="Warning: strike 1 of 3 for heck (before joining).")
+    ws_url = ui_server.replace("http://", "ws://") + "/websocket/"
+    with open_ws(ws_url) as ws_alice, open_ws(ws_url) as ws_carol, open_ws(ws_url) as ws_dave:
+        alice, carol, dave = ShinyClient(ws_alice), ShinyClient(ws_carol), ShinyClient(ws_dave)
+        for client, name in ((alice, "bob smith/ü"), (carol, "carol"), (dave, "dave")):
+            client.join(name, 1)
+        for client in (alice, carol, dave):
+            assert client.pump(lambda c=client: len(c.chat_blocks()) == 1)  # type: ignore[misc]
+
+        # A strike from before the join sets the status but does not pop up.
+        assert dave.pump(lambda: "(before joining)" in dave.output_html("moderation"))
+        assert "Strike 1 of 3 — your message was masked" in dave.output_html("moderation")
+        dave.pump(lambda: False, timeout=1)
+        assert dave.notifications() == []
+
+        # A new warning: within a couple of seconds, a notification and a
+        # status line, with the API's text shown as text.
+        assert alice.output_html("moderation") == ""
+        text = "Warning: strike 1 of 3 for <b>d*rn</b>. At 3 strikes you are blocked."
+        published = time.monotonic()
+        api.strike("bob smith/ü", text=text)
+        assert alice.pump(lambda: bool(alice.notifications("warning")), timeout=5)
+        assert alice.pump(lambda: "Strike 1 of 3" in alice.output_html("moderation"), timeout=5)
+        assert time.monotonic() - published < 2.5
+        escaped = html.escape(text, quote=False)
+        assert alice.notifications("warning") == [escaped]
+        status = alice.output_html("moderation")
+        assert "⚠ Strike 1 of 3 — your message was masked. At 3 strikes you are blocked." in status
+        assert escaped in status and "<b>d*rn" not in status
+        # ...only for her: carol gets nothing.
+        carol.pump(lambda: False, timeout=0.5)
+        assert carol.notifications() == [] and carol.output_html("moderation") == ""
+
+        # Warned users still chat.
+        alice.say("sorry", 1)
+        assert alice.pump(lambda: len(alice.chat_blocks()) == 2)
+        assert carol.pump(lambda: len(carol.chat_blocks()) == 2)
+
+        api.strike("bob smith/ü")
+        assert alice.pump(lambda: "Strike 2 of 3" in alice.output_html("moderation"), timeout=5)
+        assert alice.pump(lambda: len(alice.notifications("warning")) == 2)
+
+        # The third strike blocks: banner, chat cleared, input refused.
+        blocked = api.strike("bob smith/ü", terms=("heck",))
+        assert alice.pump(lambda: "chat-blocked" in alice.output_html("moderation"), timeout=5)
+        banner = alice.output_html("moderation")
+        assert blocked["text"] in banner and "Strike" not in banner
+        assert alice.pump(lambda: bool(alice.notifications("error")))
+        assert alice.notifications("error") == [blocked["text"]]
+        assert alice.pump(lambda: {"type": "clear"} in alice.chat_actions())
+        assert alice.placeholders()[-1] == "You are blocked: you can no longer send messages."
+
+        posts = len(api.posts)
+        alice.say("let me back in", 2)
+        assert alice.pump(lambda: len(alice.notifications("error")) == 2)
+        assert alice.notifications("error")[1] == f"Message not sent: {blocked['text']}"
+        assert alice.pump(lambda: alice.chat_actions().count({"type": "remove_loading"}) == 2)
+        assert len(api.posts) == posts  # refused in the UI: no POST reached the API
+
+        # The chat goes on without her.
+        shown = len(alice.chat_blocks())
+        api.add("carol", "is she gone?")
+        assert carol.pump(lambda: len(carol.chat_blocks()) == 3)
+        alice.pump(lambda: False, timeout=1)
+        assert len(alice.chat_blocks()) == shown
+        assert alice.chat_actions()[-1]["type"] != "message"
+
+        # When a session ends, so does its notices long-polling.
+        def polls(name: str) -> int:
+            return sum(author == name for author, _ in api.notices_log)
+
+        ws_carol.close()
+        time.sleep(0.3)  # the server runs the session's on_ended callbacks
+        carol_polls, dave_polls = polls("carol"), polls("dave")
+        api.wake_notices()
+        assert wait_until(lambda: polls("dave") > dave_polls)  # a live session asks again...
+        time.sleep(0.3)
+        assert polls("carol") == carol_polls  # ...the ended one does not
+
+        # Joining again under the same name shows the block at once, and no message.
+        with open_ws(ws_url) as ws_again:
+            again = ShinyClient(ws_again)
+            assert again.pump(lambda: "Connected" in again.output_html("connection_status"))
+            joined = time.monotonic()
+            again.join("bob smith/ü", 1)
+            assert again.pump(lambda: "chat-blocked" in again.output_html("moderation"))
+            assert time.monotonic() - joined < 2
+            assert again.pump(lambda: blocked["text"] in again.output_html("moderation"))
+            assert again.pump(lambda: bool(again.placeholders()))
+            assert again.placeholders()[-1] == "You are blocked: you can no longer send messages."
+            again.pump(lambda: False, timeout=1)
+            assert again.chat_blocks() == []
+            assert again.notifications() == []  # the block predates this session
+            again.say("hello?", 1)
+            assert again.pump(lambda: bool(again.notifications("error")))
+            assert len(api.posts) == posts

@@ -25,11 +25,27 @@ How it works:
 * Message text is untrusted: it is placed as a text child of htmltools tags,
   which HTML-escape it, and shinychat shows tag content verbatim (no
   markdown), so it always displays literally.
+
+Moderation (strikes and blocks) is per user, so per joined session: on join,
+a :class:`ModerationWatch` reads ``GET /users/<author>`` (in a worker thread)
+and then starts a ``ui.feed.NoticeFollower``, a daemon thread long-polling
+``GET /users/<author>/notices``, which hands each batch of new notices to the
+session's task through an ``asyncio.Queue`` (``loop.call_soon_threadsafe``).
+That task, holding ``reactive.lock()``, folds them into the session's
+``Standing`` and flushes; new notices (not the ones from before the join) also
+pop up as notifications. The watch stops when the session ends.
+
+Until the user's standing is known no message is shown. A blocked user (from
+``GET /users``, a ``blocked`` notice, or a 403 when sending) gets a banner with
+the API's explanation, the chat is cleared and stays empty (the shared feed
+keeps reading, as the fixed reader ``ui``, but nothing is appended), the input
+is greyed out and anything submitted anyway is refused here, never POSTed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import re
@@ -43,10 +59,18 @@ from shiny import App, Inputs, Outputs, Session, reactive, render, ui
 
 from .feed import (
     DEFAULT_API_URL,
+    READER_NAME,
+    ChatApiError,
     FeedMessage,
     FeedPoller,
     FeedStatus,
+    Notice,
+    NoticeBatch,
+    NoticeFollower,
     SendError,
+    Standing,
+    UserRecord,
+    fetch_user,
     send_message,
 )
 
@@ -56,6 +80,10 @@ API_URL = (os.environ.get("CHAT_API_URL", "").strip() or DEFAULT_API_URL).rstrip
 MAX_NAME_LENGTH = 64
 
 API_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+NOTICE_DURATION = 20
+"""Seconds a warning notification stays up (the status line stays for good)."""
+BLOCKED_PLACEHOLDER = "You are blocked: you can no longer send messages."
 
 # C0 controls (except tab and newline) and DEL: invisible, or worse, in a browser.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -110,6 +138,57 @@ def message_to_chat_content(message: FeedMessage, *, own: bool = False) -> Tag:
     )
 
 
+def strike_status_text(standing: Standing) -> str | None:
+    """The status line for a user with strikes who is not (yet) blocked, else None."""
+    if standing.blocked or standing.strikes <= 0:
+        return None
+    head = f"⚠ Strike {standing.strikes} of {standing.limit}"
+    tail = f"At {standing.limit} strikes you are blocked."
+    if standing.latest is None:  # only GET /users/<author> told us
+        return f"{head} for profanity. {tail}"
+    return f"{head} — your message was masked. {tail}"
+
+
+def render_moderation(standing: Standing | None) -> Tag | None:
+    """The user's moderation state, for the top of the page (None: nothing to say).
+
+    Blocked: a banner with the API's explanation. Strikes: the status line
+    and the latest notice's text. Every API text is a text child (escaped).
+    """
+    if standing is None:
+        return None
+    if standing.blocked:
+        return tags.div(
+            tags.span("⛔", aria_hidden="true"),
+            " ",
+            tags.strong(clean_text(standing.reason), class_="chat-blocked-reason"),
+            class_="chat-blocked alert alert-danger",
+            role="alert",
+        )
+    line = strike_status_text(standing)
+    if line is None:
+        return None
+    latest = standing.latest
+    return tags.div(
+        tags.strong(line, class_="chat-strikes-line"),
+        None
+        if latest is None
+        else tags.div(
+            "Latest notice: ",
+            tags.span(clean_text(latest.text), class_="chat-strikes-text"),
+            " ",
+            tags.span(
+                f"({format_time(latest.timestamp)})",
+                title=f"{latest.timestamp} UTC",
+                class_="chat-msg-time",
+            ),
+            class_="chat-strikes-notice",
+        ),
+        class_="chat-strikes alert alert-warning",
+        role="status",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class NameCheck:
     name: str | None
@@ -117,7 +196,11 @@ class NameCheck:
 
 
 def validate_name(raw: str | None) -> NameCheck:
-    """Check a display name: non-empty after trimming, at most 64 characters."""
+    """Check a display name: non-empty after trimming, at most 64 characters.
+
+    The name the shared feed reads as (``ui.feed.READER_NAME``) is reserved:
+    were that user blocked, the API would refuse the feed to every session.
+    """
     name = (raw or "").strip()
     if not name:
         return NameCheck(None, "Please enter a name to join the chat.")
@@ -128,6 +211,8 @@ def validate_name(raw: str | None) -> NameCheck:
         )
     if _CONTROL_CHARS.search(name) or "\n" in name or "\t" in name:
         return NameCheck(None, "Names cannot contain control characters.")
+    if name == READER_NAME:
+        return NameCheck(None, f"The name {name!r} is reserved; please choose another.")
     return NameCheck(name, None)
 
 
@@ -207,6 +292,113 @@ def get_feed() -> LiveFeed:
         return _feed
 
 
+# -- one session's moderation ----------------------------------------------------
+
+
+class ModerationWatch:
+    """Keeps one joined session's ``standing`` up to date, and tells the user.
+
+    Runs as an asyncio task on Shiny's event loop: it reads
+    ``GET /users/<author>`` (in a worker thread), then starts a
+    :class:`~ui.feed.NoticeFollower` thread and applies each batch of notices
+    that thread hands over (through an ``asyncio.Queue``). Every update is made
+    holding ``reactive.lock()`` and followed by a flush, like
+    :meth:`LiveFeed.publish`. Notices that arrive after the join are also
+    shown as notifications; the backlog only sets the standing.
+
+    The task runs in a fresh ``contextvars`` context, so it does not inherit
+    the reactive context of the effect that started it.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        author: str,
+        standing: reactive.Value[Standing | None],
+        *,
+        api_url: str | None = None,
+        **follower_options: Any,
+    ) -> None:
+        self.session = session
+        self.author = author
+        self.standing = standing
+        self.api_url = api_url or API_URL
+        self.follower_options = follower_options
+        self.follower: NoticeFollower | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start watching (call on the event loop)."""
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), context=contextvars.Context())
+        self._task.add_done_callback(self._done)
+
+    def stop(self) -> None:
+        """Stop watching; the follower thread ends after its request in flight."""
+        if self._task is not None:
+            self._task.cancel()
+        if self.follower is not None:
+            self.follower.stop()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Moderation of %r failed", self.author, exc_info=task.exception())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        record: UserRecord | None = None
+        try:
+            record = await asyncio.to_thread(fetch_user, self.api_url, self.author)
+        except ChatApiError as exc:
+            # Shown as not blocked for now; a blocked user's notices (read
+            # next, with retries) still block them.
+            log.warning("Cannot look up user %r (%s)", self.author, exc)
+        await self._apply(record=record)
+
+        batches: asyncio.Queue[NoticeBatch] = asyncio.Queue()
+
+        def hand_over(batch: NoticeBatch) -> None:  # in the follower's thread
+            try:
+                loop.call_soon_threadsafe(batches.put_nowait, batch)
+            except RuntimeError:  # the event loop is closed
+                pass
+
+        self.follower = NoticeFollower(
+            self.api_url, self.author, on_batch=hand_over, **self.follower_options
+        )
+        self.follower.start()
+        try:
+            while True:
+                batch = await batches.get()
+                await self._apply(notices=batch.notices, notify=not batch.backlog)
+        finally:
+            self.follower.stop()
+
+    async def _apply(
+        self,
+        *,
+        record: UserRecord | None = None,
+        notices: tuple[Notice, ...] = (),
+        notify: bool = False,
+    ) -> None:
+        """Fold a user record and/or notices into the standing, show the
+        notices as notifications if ``notify``, and flush."""
+        async with reactive.lock():
+            with reactive.isolate():
+                standing = self.standing.get() or Standing()
+            if record is not None:
+                standing = standing.with_user(record)
+            self.standing.set(standing.with_notices(notices))
+            for notice in notices if notify else ():
+                ui.notification_show(
+                    clean_text(notice.text),
+                    type="error" if notice.blocked else "warning",
+                    duration=None if notice.blocked else NOTICE_DURATION,
+                    session=self.session,
+                )
+            await reactive.flush()
+
+
 # -- UI ----------------------------------------------------------------------
 
 CSS = """
@@ -225,6 +417,13 @@ CSS = """
    never sends user-role messages: every message, your own included, is shown
    when it comes back from the API feed. Hiding the local echo shows it once. */
 #chat .shiny-chat-user-message { display: none; }
+.chat-moderation .alert { margin: .5rem 0 0; padding: .5rem .75rem; }
+.chat-blocked-reason, .chat-strikes-text { white-space: pre-wrap; overflow-wrap: anywhere; }
+.chat-strikes-notice { font-size: .85rem; }
+/* Blocked: the input cannot be used (submissions are refused server-side too). */
+body:has(.chat-blocked) #chat .shiny-chat-input {
+  pointer-events: none; opacity: .5; user-select: none;
+}
 """
 
 app_ui = ui.page_fillable(
@@ -234,6 +433,7 @@ app_ui = ui.page_fillable(
         ui.output_ui("connection_status", inline=True),
         class_="chat-topbar",
     ),
+    ui.div(ui.output_ui("moderation"), class_="chat-moderation"),
     ui.output_ui("join_area"),
     # The chat is part of the static page, not rendered on join: messages
     # appended in the same flush as a freshly rendered output would reach the
@@ -260,7 +460,17 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     chat = ui.Chat("chat", history=False)
     user_name: reactive.Value[str | None] = reactive.Value(None)
     join_error: reactive.Value[str | None] = reactive.Value(None)
+    # The user's strikes and block; None until the join's GET /users answers.
+    standing: reactive.Value[Standing | None] = reactive.Value(None)
+    watch: ModerationWatch | None = None
     shown_seq = 0  # sequence number of the last message this session displayed
+    chat_hidden = False  # the user is blocked: the chat was cleared for good
+
+    def _stop_watching() -> None:
+        if watch is not None:
+            watch.stop()
+
+    session.on_ended(_stop_watching)
 
     @reactive.calc
     def joined() -> bool:
@@ -269,6 +479,7 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     @reactive.effect
     @reactive.event(input.join)
     def _join() -> None:
+        nonlocal watch
         if joined():
             return
         check = validate_name(input.name())
@@ -276,13 +487,22 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
         if check.name is not None:
             user_name.set(check.name)
             chat.update_user_input(placeholder=f"Message as {check.name}…")
+            watch = ModerationWatch(session, check.name, standing)
+            watch.start()
 
     @reactive.effect
     async def _show_new_messages() -> None:
-        nonlocal shown_seq
+        nonlocal shown_seq, chat_hidden
         feed.version()  # re-run whenever the poller stored something new
         name = user_name()
-        if name is None:
+        current = standing()
+        if name is None or current is None or chat_hidden:
+            return
+        if current.blocked:
+            # Blocked users may not read: nothing more is shown, ever.
+            chat_hidden = True
+            await chat.clear_messages()
+            chat.update_user_input(placeholder=BLOCKED_PLACEHOLDER)
             return
         for seq, message in store.since(shown_seq):
             await chat.append_message(
@@ -293,15 +513,25 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     @chat.on_user_submit
     async def _send(user_input: str) -> None:
         name = user_name()
+        current = standing()
         try:
             if name is None:
                 ui.notification_show("Join the chat before sending.", type="warning")
+                return
+            if current is not None and current.blocked:
+                ui.notification_show(
+                    f"Message not sent: {clean_text(current.reason)}",
+                    type="error",
+                    duration=8,
+                )
                 return
             if not user_input.strip():
                 return
             await asyncio.to_thread(send_message, API_URL, name, user_input)
         except SendError as exc:
             ui.notification_show(str(exc), type="error", duration=8)
+            if exc.blocked:  # the API knew before this session did
+                standing.set((standing.get() or Standing()).with_refusal(exc.api_error))
         finally:
             # The message itself appears when it comes back through the feed;
             # end shinychat's "waiting for a reply" state (placeholder, locked
@@ -316,6 +546,10 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
             class_="chat-status ok" if status.connected else "chat-status down",
             role="status",
         )
+
+    @render.ui
+    def moderation() -> Tag | None:
+        return render_moderation(standing())
 
     @render.ui
     def join_area() -> Tag:

@@ -1,5 +1,7 @@
-"""Delta Lake tables of the chat: their schemas, their paths under CHAT_DATA_DIR/warehouse, their readers.
+"""Delta Lake tables of the chat: their names, paths, schemas and readers.
 
-The tables themselves (messages, strikes, user_moderation, rejected_messages,
-user_stats) arrive with the moderation ledger.
+- `warehouse.paths`: where each table lives (CHAT_DATA_DIR/warehouse/<table>); no dependencies.
+- `warehouse.tables`: the Spark schemas, creation and registration by name (needs pyspark).
+- `warehouse.moderation_snapshot`: the API's reader of `user_moderation` with the
+  `deltalake` package (no Spark, no JVM).
 """

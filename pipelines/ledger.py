@@ -1,0 +1,285 @@
+"""The ledger: `chat` → Delta `messages`, `strikes`, `user_moderation`, `rejected_messages`, and warnings on `chat_notices`.
+
+A micro-batch query with `foreachBatch`, beside the relay. Every valid message
+is recorded with its verdict; each profane message of a user who is not yet
+blocked is a strike; the third strike blocks the user; messages a blocked user
+still manages to send are recorded as `withheld`. Records that are not valid
+messages go to `rejected_messages` with the reason, and the stream goes on.
+
+Exactly once into Delta: each append carries the batch id as a Delta
+transaction version (`txnAppId`/`txnVersion`), so a batch replayed after a
+crash writes nothing twice; the `user_moderation` MERGE only applies a batch
+newer than the row's `last_batch_id`; strike numbers are computed from the
+state before the batch, so a replay numbers them the same. Notices are
+at-least-once: each carries a stable `notice_id` header and readers
+de-duplicate on it.
+
+    python -m pipelines.ledger
+    spark-submit --properties-file conf/spark-defaults.conf pipelines/ledger.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pyspark.sql.functions as F
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql.streaming import StreamingQuery
+
+from pipelines.moderation import WordLists, load_word_lists, with_moderation
+from pipelines.relay import read_chat
+from pipelines.validation import with_validated_message
+from stack import settings
+from warehouse import paths
+from warehouse.tables import ensure_tables
+
+QUERY_NAME = "ledger"
+STRIKE_LIMIT = 3
+NOTICE_ID_HEADER = "notice_id"
+
+
+# -- column functions ---------------------------------------------------------------
+
+def sent_at(timestamp: Column) -> Column:
+    return F.to_timestamp(timestamp, "yyyy-MM-dd HH:mm:ss")
+
+
+def raw_text(value: Column) -> Column:
+    """The raw Kafka value as text where it is valid UTF-8, else null (the bytes are kept beside it)."""
+    return F.when(F.is_valid_utf8(value.cast("string")), value.cast("string"))
+
+
+def notice_text(kind: Column, strike: Column, terms: Column) -> Column:
+    words = F.array_join(terms, ", ")
+    return (F.when(kind == F.lit("blocked"),
+                   F.concat(F.lit(f"You are blocked: strike {STRIKE_LIMIT} of {STRIKE_LIMIT} for "), words,
+                            F.lit(". You can no longer send or read messages.")))
+            .otherwise(F.concat(F.lit("Warning: strike "), strike.cast("string"), F.lit(f" of {STRIKE_LIMIT} for "),
+                                words, F.lit(f". Your message was masked. At {STRIKE_LIMIT} strikes you are blocked."))))
+
+
+# -- transformations ------------------------------------------------------------------
+
+def with_rejections(raw_df: DataFrame) -> DataFrame:
+    """Validated records, the Kafka record time renamed `kafka_timestamp` (the message has its own)."""
+    return raw_df.withColumnRenamed("timestamp", "kafka_timestamp").transform(with_validated_message)
+
+
+def to_rejected_rows(validated_df: DataFrame, batch_id: int) -> DataFrame:
+    return (validated_df.where(F.col("reject_reason").isNotNull())
+            .select(F.col("value").alias("raw_value"), raw_text(F.col("value")).alias("raw_text"),
+                    F.col("reject_reason").alias("reason"),
+                    # the header only: an id made up from coordinates would mean nothing here
+                    F.when(~F.col("message_id").startswith("kafka-"), F.col("message_id")).alias("message_id"),
+                    F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
+                    "kafka_timestamp", F.current_timestamp().alias("seen_at"),
+                    F.lit(batch_id).cast("long").alias("batch_id")))
+
+
+def with_strikes(moderated_df: DataFrame, prior_strikes_df: DataFrame) -> DataFrame:
+    """Number the strikes per author in Kafka order, given each author's strikes before this batch.
+
+    Adds `prior_strikes`, `is_withheld` (the author was blocked before this message),
+    `is_strike` and `strike_number` (null when not a strike).
+    """
+    order = Window.partitionBy("author").orderBy("kafka_partition", "kafka_offset")
+    profane_before = F.coalesce(F.sum(F.col("is_profane").cast("int")).over(
+        order.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0))
+    return (moderated_df
+            .join(F.broadcast(prior_strikes_df), "author", "left")
+            .withColumn("prior_strikes", F.coalesce("prior_strikes", F.lit(0)))
+            .withColumn("is_withheld", F.col("prior_strikes") + profane_before >= STRIKE_LIMIT)
+            .withColumn("is_strike", F.col("is_profane") & ~F.col("is_withheld"))
+            .withColumn("strike_number", F.when(F.col("is_strike"),
+                                                (F.col("prior_strikes") + profane_before + 1).cast("int"))))
+
+
+def to_message_rows(struck_df: DataFrame, batch_id: int) -> DataFrame:
+    verdict = (F.when(F.col("is_withheld"), "withheld").when(F.col("is_profane"), "profane").otherwise("clean"))
+    return struck_df.select(
+        "message_id", "author", "data", "masked_data", "is_profane", "terms", verdict.alias("verdict"),
+        "sent_at", F.col("kafka_timestamp").alias("ingested_at"), "kafka_partition", "kafka_offset",
+        F.lit(batch_id).cast("long").alias("batch_id"))
+
+
+def to_strike_rows(struck_df: DataFrame, batch_id: int) -> DataFrame:
+    return struck_df.where("is_strike").select(
+        "message_id", "author", "terms", "strike_number", F.col("sent_at").alias("struck_at"),
+        "kafka_partition", "kafka_offset", F.lit(batch_id).cast("long").alias("batch_id"))
+
+
+def to_moderation_updates(struck_df: DataFrame, batch_id: int) -> DataFrame:
+    """One row per author of the batch: the state after it."""
+    blocking = F.col("strike_number") == STRIKE_LIMIT
+    return (struck_df.groupBy("author").agg(
+        F.count("*").alias("messages"),
+        F.max(F.greatest(F.col("prior_strikes"), F.coalesce("strike_number", F.lit(0)))).cast("int").alias("strikes"),
+        F.max(F.when(blocking, F.col("sent_at"))).alias("blocked_at"),
+        F.max(F.when(blocking, F.col("kafka_partition"))).alias("blocked_partition"),
+        F.max(F.when(blocking, F.col("kafka_offset"))).alias("blocked_offset"),
+        F.min("sent_at").alias("first_seen"),
+        F.max("sent_at").alias("last_seen"))
+        .withColumn("is_blocked", F.col("strikes") >= STRIKE_LIMIT)
+        .withColumn("batch_id", F.lit(batch_id).cast("long")))
+
+
+def to_notice_records(strikes_df: DataFrame) -> DataFrame:
+    """Kafka records for `chat_notices`: a warning per strike, "blocked" for the last one."""
+    kind = F.when(F.col("strike_number") >= STRIKE_LIMIT, "blocked").otherwise("warning")
+    notice_id = F.concat(F.col("message_id"), F.lit(":strike"))
+    body = F.struct(
+        notice_id.alias("id"), "author", kind.alias("kind"), F.col("strike_number").alias("strike"),
+        F.lit(STRIKE_LIMIT).alias("limit"), "terms", "message_id",
+        notice_text(kind, F.col("strike_number"), F.col("terms")).alias("text"),
+        F.date_format("struck_at", "yyyy-MM-dd HH:mm:ss").alias("timestamp"),
+        F.col("kafka_partition").alias("partition"), F.col("kafka_offset").alias("offset"))
+    return strikes_df.select(
+        F.col("author").alias("key"), F.to_json(body).alias("value"),
+        F.array(F.struct(F.lit(NOTICE_ID_HEADER).alias("key"), notice_id.cast("binary").alias("value"))).alias("headers"))
+
+
+# -- the query ---------------------------------------------------------------------------
+
+class Ledger:
+    """The foreachBatch sink: one call per micro-batch, idempotent per batch id."""
+
+    def __init__(self, spark: SparkSession, warehouse: Path, bootstrap: str, word_lists: WordLists,
+                 checkpoint: Path):
+        self.spark = spark
+        self.warehouse = warehouse
+        self.bootstrap = bootstrap
+        self.word_lists = word_lists
+        self.checkpoint = checkpoint
+        self._app_id: str | None = None
+
+    def path(self, table: str) -> str:
+        return str(paths.table_path(table, self.warehouse))
+
+    def app_id(self) -> str:
+        """Stable for this checkpoint (Spark's query id is kept in it): a fresh checkpoint
+        starts its batch ids at 0 again and must not be mistaken for a replay."""
+        if self._app_id is None:
+            self._app_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
+        return self._app_id
+
+    def _append(self, df: DataFrame, table: str, batch_id: int) -> None:
+        (df.write.format("delta").mode("append")
+         .option("txnAppId", f"{self.app_id()}-{table}").option("txnVersion", batch_id)
+         .save(self.path(table)))
+
+    def prior_strikes(self, authors_df: DataFrame, batch_id: int) -> DataFrame:
+        """Each author's strikes before this batch, also when a failed attempt already merged it."""
+        state = (DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).toDF()
+                 .join(authors_df, "author").select("author", "strikes", "last_batch_id"))
+        this_batch = (self.spark.read.format("delta").load(self.path(paths.STRIKES))
+                      .where(F.col("batch_id") == batch_id).groupBy("author").count())
+        return (state.join(this_batch, "author", "left")
+                .select("author", F.when(F.col("last_batch_id") >= batch_id,
+                                         F.col("strikes") - F.coalesce("count", F.lit(0)))
+                        .otherwise(F.col("strikes")).alias("prior_strikes")))
+
+    def merge_moderation(self, updates_df: DataFrame) -> None:
+        (DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).alias("t")
+         .merge(updates_df.alias("s"), "t.author = s.author")
+         .whenMatchedUpdate(condition="t.last_batch_id < s.batch_id", set={
+             "messages": "t.messages + s.messages",
+             "strikes": "s.strikes",
+             "is_blocked": "s.is_blocked",
+             "blocked_at": "coalesce(t.blocked_at, s.blocked_at)",
+             "blocked_partition": "coalesce(t.blocked_partition, s.blocked_partition)",
+             "blocked_offset": "coalesce(t.blocked_offset, s.blocked_offset)",
+             "last_seen": "greatest(t.last_seen, s.last_seen)",
+             "updated_at": "current_timestamp()",
+             "last_batch_id": "s.batch_id"})
+         .whenNotMatchedInsert(values={
+             "author": "s.author", "messages": "s.messages", "strikes": "s.strikes",
+             "is_blocked": "s.is_blocked", "blocked_at": "s.blocked_at",
+             "blocked_partition": "s.blocked_partition", "blocked_offset": "s.blocked_offset",
+             "first_seen": "s.first_seen", "last_seen": "s.last_seen",
+             "updated_at": "current_timestamp()", "last_batch_id": "s.batch_id"})
+         .execute())
+
+    def send_notices(self, strikes_df: DataFrame) -> None:
+        (to_notice_records(strikes_df).write.format("kafka")
+         .option("kafka.bootstrap.servers", self.bootstrap)
+         .option("kafka.acks", "all")
+         .option("topic", settings.TOPIC_NOTICES)
+         .save())
+
+    def process_batch(self, batch_df: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        steps: list[str] = []
+
+        def step(name: str, t0=[started]) -> None:  # noqa: B006 - a running clock for the timing line
+            now = time.monotonic()
+            steps.append(f"{name} {now - t0[0]:.1f}s")
+            t0[0] = now
+        # localCheckpoint (not persist) cuts the lineage: the moderation expressions are large, and
+        # every later write would otherwise analyse and optimise them again.
+        validated = with_rejections(batch_df).localCheckpoint()
+        if validated.isEmpty():
+            return
+        step("validate")
+        rejected = to_rejected_rows(validated, batch_id).localCheckpoint()
+        self._append(rejected, paths.REJECTED_MESSAGES, batch_id)
+        step("rejected")
+        moderated = (validated.where(F.col("reject_reason").isNull())
+                     .dropDuplicates(["message_id"])
+                     .withColumn("sent_at", sent_at(F.col("timestamp")))
+                     .withColumnRenamed("partition", "kafka_partition")
+                     .withColumnRenamed("offset", "kafka_offset")
+                     .transform(lambda df: with_moderation(df, self.word_lists))
+                     .select("message_id", "author", "data", "masked_data", "is_profane", "terms", "sent_at",
+                             "kafka_timestamp", "kafka_partition", "kafka_offset")
+                     .localCheckpoint())
+        step("moderate")
+        authors = moderated.select("author").distinct()
+        struck = with_strikes(moderated, self.prior_strikes(authors, batch_id)).localCheckpoint()
+        step("strikes")
+        self._append(to_message_rows(struck, batch_id), paths.MESSAGES, batch_id)
+        step("messages")
+        strikes = to_strike_rows(struck, batch_id).localCheckpoint()
+        self._append(strikes, paths.STRIKES, batch_id)
+        step("strikes-table")
+        self.merge_moderation(to_moderation_updates(struck, batch_id))
+        step("merge")
+        self.send_notices(strikes)
+        step("notices")
+        counts = struck.agg(F.count("*").alias("n"), F.sum(F.col("is_strike").cast("int")).alias("s")).first()
+        print(f"ledger: batch {batch_id}: {counts.n} messages, {counts.s or 0} strikes, "
+              f"{rejected.count()} rejected in {time.monotonic() - started:.1f}s ({', '.join(steps)})", flush=True)
+
+
+def start_ledger(spark: SparkSession, bootstrap: str, warehouse: Path, checkpoint: Path,
+                 word_lists: WordLists | None = None, trigger_s: float = 1.0) -> StreamingQuery:
+    ensure_tables(spark, warehouse)
+    ledger = Ledger(spark, warehouse, bootstrap, word_lists or load_word_lists(), checkpoint)
+    return (read_chat(spark, bootstrap)
+            .writeStream.queryName(QUERY_NAME)
+            .foreachBatch(ledger.process_batch)
+            .option("checkpointLocation", str(checkpoint))
+            .trigger(processingTime=f"{trigger_s} seconds")
+            .start())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, help="default DATA_DIR/checkpoints/ledger")
+    args = parser.parse_args(argv)
+    s = settings.load()
+    from pipelines.session import get_spark
+    from pipelines.streams import supervise
+    spark = get_spark("chat-ledger")
+    query = start_ledger(spark, s.kafka_bootstrap, s.warehouse_dir, args.checkpoint or s.checkpoint_dir / "ledger")
+    print(f"ledger: recording {settings.TOPIC_CHAT} into Delta under {s.warehouse_dir}", flush=True)
+    supervise(spark, [query], s.run_dir / "ledger.ready")
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Schemas of the Delta tables, their creation and their registration by name for SQL.
+
+Every table written here stays readable by the `deltalake` package the API
+uses: deletion vectors are switched off explicitly (and column mapping and v2
+checkpoints are never switched on), so the protocol stays at reader version 1.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyspark.sql.types as T
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+
+from warehouse import paths
+
+# Table properties every table gets: see the module docstring.
+READABLE_BY_DELTA_RS = {
+    "delta.enableDeletionVectors": "false",
+    "delta.checkpointPolicy": "classic",
+}
+
+MESSAGES_SCHEMA = T.StructType([
+    T.StructField("message_id", T.StringType(), False),
+    T.StructField("author", T.StringType(), False),
+    T.StructField("data", T.StringType(), False),             # the original text, for audit
+    T.StructField("masked_data", T.StringType(), False),      # what readers see
+    T.StructField("is_profane", T.BooleanType(), False),
+    T.StructField("terms", T.ArrayType(T.StringType()), False),
+    # clean | profane | withheld (sent by a user who was already blocked: recorded, not served)
+    T.StructField("verdict", T.StringType(), False),
+    T.StructField("sent_at", T.TimestampType(), False),       # the message's timestamp (UTC)
+    T.StructField("ingested_at", T.TimestampType(), True),    # when Kafka got it
+    T.StructField("kafka_partition", T.IntegerType(), False),
+    T.StructField("kafka_offset", T.LongType(), False),
+    T.StructField("batch_id", T.LongType(), False),
+])
+
+STRIKES_SCHEMA = T.StructType([
+    T.StructField("message_id", T.StringType(), False),
+    T.StructField("author", T.StringType(), False),
+    T.StructField("terms", T.ArrayType(T.StringType()), False),
+    T.StructField("strike_number", T.IntegerType(), False),
+    T.StructField("struck_at", T.TimestampType(), False),
+    T.StructField("kafka_partition", T.IntegerType(), False),
+    T.StructField("kafka_offset", T.LongType(), False),
+    T.StructField("batch_id", T.LongType(), False),
+])
+
+USER_MODERATION_SCHEMA = T.StructType([
+    T.StructField("author", T.StringType(), False),
+    T.StructField("messages", T.LongType(), False),
+    T.StructField("strikes", T.IntegerType(), False),
+    T.StructField("is_blocked", T.BooleanType(), False),
+    T.StructField("blocked_at", T.TimestampType(), True),
+    # Kafka position (in `chat`) of the strike that blocked the user: later messages are withheld
+    T.StructField("blocked_partition", T.IntegerType(), True),
+    T.StructField("blocked_offset", T.LongType(), True),
+    T.StructField("first_seen", T.TimestampType(), False),
+    T.StructField("last_seen", T.TimestampType(), False),
+    T.StructField("updated_at", T.TimestampType(), False),
+    T.StructField("last_batch_id", T.LongType(), False),
+])
+
+REJECTED_MESSAGES_SCHEMA = T.StructType([
+    T.StructField("raw_value", T.BinaryType(), True),
+    T.StructField("raw_text", T.StringType(), True),          # the value as UTF-8 text, where it is text
+    T.StructField("reason", T.StringType(), False),
+    T.StructField("message_id", T.StringType(), True),
+    T.StructField("kafka_partition", T.IntegerType(), False),
+    T.StructField("kafka_offset", T.LongType(), False),
+    T.StructField("kafka_timestamp", T.TimestampType(), True),
+    T.StructField("seen_at", T.TimestampType(), False),
+    T.StructField("batch_id", T.LongType(), False),
+])
+
+SCHEMAS = {
+    paths.MESSAGES: MESSAGES_SCHEMA,
+    paths.STRIKES: STRIKES_SCHEMA,
+    paths.USER_MODERATION: USER_MODERATION_SCHEMA,
+    paths.REJECTED_MESSAGES: REJECTED_MESSAGES_SCHEMA,
+}
+
+COMMENTS = {
+    paths.MESSAGES: "every chat message with its moderation verdict (original and masked text)",
+    paths.STRIKES: "one row per profane message of a user who was not yet blocked",
+    paths.USER_MODERATION: "per user: messages, strikes, blocked (3 strikes) and since when",
+    paths.REJECTED_MESSAGES: "records of the chat topic that are not valid messages, with the reason",
+}
+
+
+def ensure_table(spark: SparkSession, name: str, warehouse: Path | None = None,
+                 schema: T.StructType | None = None) -> DeltaTable:
+    """Create the table at its path if it does not exist yet; return it."""
+    builder = (DeltaTable.createIfNotExists(spark)
+               .location(str(paths.table_path(name, warehouse)))
+               .addColumns(schema or SCHEMAS[name])
+               .comment(COMMENTS.get(name, name)))
+    for key, value in READABLE_BY_DELTA_RS.items():
+        builder = builder.property(key, value)
+    return builder.execute()
+
+
+def ensure_tables(spark: SparkSession, warehouse: Path | None = None) -> None:
+    for name in SCHEMAS:
+        ensure_table(spark, name, warehouse)
+
+
+def register_tables(spark: SparkSession, warehouse: Path | None = None, database: str = paths.DATABASE) -> list[str]:
+    """Register every existing table as `chat.<name>` in this session's catalog; return the names."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+    registered = []
+    for name in paths.ALL_TABLES:
+        location = paths.table_path(name, warehouse)
+        if not (location / "_delta_log").exists():
+            continue
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {database}.{name} USING DELTA LOCATION '{location}'")
+        registered.append(f"{database}.{name}")
+    return registered
