@@ -240,8 +240,10 @@ def test_streams_killed_mid_traffic_resume_from_their_checkpoints_without_duplic
     rows = wait_until(lambda: len(r := delta_rows(chat_stack, "messages", author="crash")) >= len(ids) and r,
                       timeout_s=180)
     assert sorted(r["message_id"] for r in rows) == sorted(ids)  # exactly once in Delta
+    # the same batch then appends the strikes and merges the user's row: wait for those too
+    [user] = wait_until(lambda: [u for u in delta_rows(chat_stack, "user_moderation", author="crash")
+                                 if u["messages"] >= len(ids)])
+    assert (user["messages"], user["strikes"], user["is_blocked"]) == (30, 2, False)
     strikes = delta_rows(chat_stack, "strikes", author="crash")
     assert sorted(s["strike_number"] for s in strikes) == [1, 2]
-    [user] = delta_rows(chat_stack, "user_moderation", author="crash")
-    assert (user["messages"], user["strikes"], user["is_blocked"]) == (30, 2, False)
     assert "streams  exited" in chat_stack.output() or "streams exited" in chat_stack.output()
