@@ -75,6 +75,25 @@ def parse_record(value: bytes | None, headers) -> tuple[str, dict] | None:
                         "position": parse_position(header(headers, "chat_position"))}
 
 
+class EpochCursors:
+    """Opaque cursors `<epoch>.<seq>`: `epoch` names this process's run, `seq` a position in its
+    in-memory tail. A cursor from another run reads from the start of what is kept."""
+
+    cursor_source = "GET /messages"
+
+    def __init__(self) -> None:
+        self.epoch = secrets.token_hex(4)
+
+    def cursor(self, seq: int) -> str:
+        return f"{self.epoch}.{seq}"
+
+    def parse_cursor(self, cursor: str) -> int:
+        epoch, _, seq = cursor.partition(".")
+        if not epoch or not seq.isdigit() or len(cursor) > 64:
+            raise BadCursor(f"after must be a cursor returned by {self.cursor_source}")
+        return int(seq) if epoch == self.epoch else 0
+
+
 class KafkaTail:
     """One background consumer of one topic (no consumer group), feeding `handle(record)`.
 
@@ -163,16 +182,16 @@ class KafkaTail:
             consumer.close()
 
 
-class Feed(KafkaTail):
+class Feed(KafkaTail, EpochCursors):
     """The recent tail of `chat_controlled`, with cursors and long-polling."""
 
     thread_name = "feed"
 
     def __init__(self, bootstrap: str, topic: str = settings.TOPIC_CONTROLLED,
                  capacity: int = 10_000, history: int = 500):
-        super().__init__(bootstrap, topic)
+        KafkaTail.__init__(self, bootstrap, topic)
+        EpochCursors.__init__(self)
         self.history = history
-        self.epoch = secrets.token_hex(4)
         self._messages: deque[FeedMessage] = deque(maxlen=capacity)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_max = capacity * 4
@@ -213,16 +232,6 @@ class Feed(KafkaTail):
             self._cond.notify_all()
 
     # -- readers ------------------------------------------------------------------
-    def cursor(self, seq: int) -> str:
-        return f"{self.epoch}.{seq}"
-
-    def parse_cursor(self, cursor: str) -> int:
-        """The position after which to read; 0 (the start of the tail) for another run's cursor."""
-        epoch, _, seq = cursor.partition(".")
-        if not epoch or not seq.isdigit() or len(cursor) > 64:
-            raise BadCursor("after must be a cursor returned by GET /messages")
-        return int(seq) if epoch == self.epoch else 0
-
     def read(self, after: int | None, wait_s: float, limit: int,
              hide: Callable[[FeedMessage], bool] | None = None) -> tuple[list[FeedMessage], str]:
         """Messages after position `after` (long-polling up to `wait_s`), or the latest `limit` when None.

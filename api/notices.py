@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import threading
 import time
 from collections import defaultdict, deque
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
-from api.feed import BadCursor, FeedMessage, KafkaTail, header
+from api.feed import EpochCursors, FeedMessage, KafkaTail, header
 from stack import settings
 from warehouse import paths
 from warehouse.moderation_snapshot import ModerationSnapshot, UserState
@@ -50,12 +49,13 @@ def parse_notice(value: bytes | None, headers) -> dict | None:
     return body if isinstance(body.get("id"), str) else None
 
 
-class NoticeBoard(KafkaTail):
+class NoticeBoard(KafkaTail, EpochCursors):
     thread_name = "notices"
+    cursor_source = "GET /users/<author>/notices"
 
     def __init__(self, bootstrap: str, per_author: int = 100):
-        super().__init__(bootstrap, settings.TOPIC_NOTICES)
-        self.epoch = secrets.token_hex(4)
+        KafkaTail.__init__(self, bootstrap, settings.TOPIC_NOTICES)
+        EpochCursors.__init__(self)
         self._by_author: dict[str, deque[Notice]] = defaultdict(lambda: deque(maxlen=per_author))
         self._seen: set[str] = set()
         self._strikes: dict[str, int] = {}
@@ -82,15 +82,6 @@ class NoticeBoard(KafkaTail):
             if body["kind"] == "blocked":
                 self._blocked[author] = body
             self._cond.notify_all()
-
-    def cursor(self, seq: int) -> str:
-        return f"{self.epoch}.{seq}"
-
-    def parse_cursor(self, cursor: str) -> int:
-        epoch, _, seq = cursor.partition(".")
-        if not epoch or not seq.isdigit() or len(cursor) > 64:
-            raise BadCursor("after must be a cursor returned by GET /users/<author>/notices")
-        return int(seq) if epoch == self.epoch else 0
 
     def read(self, author: str, after: int, wait_s: float) -> tuple[list[Notice], str]:
         deadline = time.monotonic() + wait_s
