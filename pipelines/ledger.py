@@ -213,13 +213,17 @@ class Ledger:
     def process_batch(self, batch_df: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         steps: list[str] = []
+        clock = [started]
 
-        def step(name: str, t0=[started]) -> None:  # noqa: B006 - a running clock for the timing line
+        def step(name: str) -> None:
+            """Note how long the step since the previous one took, for the batch's log line."""
             now = time.monotonic()
-            steps.append(f"{name} {now - t0[0]:.1f}s")
-            t0[0] = now
+            steps.append(f"{name} {now - clock[0]:.1f}s")
+            clock[0] = now
+
         # localCheckpoint (not persist) cuts the lineage: the moderation expressions are large, and
-        # every later write would otherwise analyse and optimise them again.
+        # every later write would otherwise analyse and optimise them again. (On a cluster, where an
+        # executor can be lost, a reliable checkpoint() would be the safer choice.)
         validated = with_rejections(batch_df).localCheckpoint()
         if validated.isEmpty():
             return
