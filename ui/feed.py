@@ -197,6 +197,21 @@ def send_message(
             return None
 
 
+
+def page_body(response: requests.Response, items_key: str) -> Mapping[str, Any] | None:
+    """The JSON body of a long-poll page (`{items_key: [...], "cursor": str}`), or None if malformed."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return None
+    if (
+        not isinstance(body, Mapping)
+        or not isinstance(body.get(items_key), list)
+        or not isinstance(body.get("cursor"), str)
+    ):
+        return None
+    return body
+
 class FeedPoller:
     """Follows ``GET /messages`` and puts what it reads into a :class:`MessageStore`.
 
@@ -293,15 +308,8 @@ class FeedPoller:
             return self._backoff(f"HTTP {status} from GET /messages: {error}")
 
     def _accept(self, response: requests.Response) -> float:
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = None
-        if (
-            not isinstance(body, Mapping)
-            or not isinstance(body.get("messages"), list)
-            or not isinstance(body.get("cursor"), str)
-        ):
+        body = page_body(response, "messages")
+        if body is None:
             self._set_status(False, "The chat server sent an unexpected reply.")
             return self._backoff("malformed reply to GET /messages")
         messages: list[FeedMessage] = []
@@ -685,15 +693,8 @@ class NoticeFollower:
             return None, self._backoff(f"HTTP {status} from GET notices: {error}")
 
     def _accept(self, response: requests.Response) -> tuple[NoticeBatch | None, float]:
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = None
-        if (
-            not isinstance(body, Mapping)
-            or not isinstance(body.get("notices"), list)
-            or not isinstance(body.get("cursor"), str)
-        ):
+        body = page_body(response, "notices")
+        if body is None:
             return None, self._backoff("malformed reply to GET notices")
         new: list[Notice] = []
         for raw in body["notices"]:
