@@ -64,7 +64,8 @@ def start_stack(data_dir: Path, timeout_s: float = 240) -> ChatStack:
     stack = ChatStack(process, data_dir, log, f"127.0.0.1:{kafka_port}", f"http://127.0.0.1:{api_port}",
                       f"http://127.0.0.1:{ui_port}", (kafka_port, controller_port, api_port, ui_port))
     deadline = time.monotonic() + timeout_s
-    while not re.search(r"\bready\s+in ", stack.output()):
+    # the final "HH:MM:SS  ready   in ..." line, not a service's "streams ready in ..."
+    while not re.search(r"^\S+\s+ready\s+in ", stack.output(), re.M):
         if process.poll() is not None or time.monotonic() > deadline:
             stop_stack(stack)
             logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
