@@ -20,21 +20,29 @@ def spark_jars() -> list[Path]:
     return jars
 
 
+def launched_by_spark_submit() -> bool:
+    """True in a Python driver that spark-submit started (its JVM is already running, with its master)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def get_spark(app_name: str, master: str | None = None, extra: dict[str, str] | None = None) -> SparkSession:
     """Build (or reuse) the SparkSession.
 
     Cluster and Delta settings come from conf/spark-defaults.conf (through
     SPARK_CONF_DIR); here only what depends on this machine: the master from
-    CHAT_SPARK_MASTER and the absolute paths of the jars.
+    CHAT_SPARK_MASTER (unless spark-submit already chose one) and the absolute
+    paths of the jars.
     """
-    master = master or settings.load().spark_master
-    os.environ.setdefault("SPARK_CONF_DIR", str(CONF_DIR))
-    if master.startswith("local"):
-        # one machine: the driver, its block manager and its web UI listen on loopback only
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = (SparkSession.builder.appName(app_name)
-               .master(master)
-               .config("spark.jars", ",".join(str(j) for j in spark_jars())))
+    builder = SparkSession.builder.appName(app_name)
+    # under spark-submit the JVM already runs with its --master (or spark.master from --properties-file)
+    if master is not None or not launched_by_spark_submit():
+        master = master or settings.load().spark_master
+        os.environ.setdefault("SPARK_CONF_DIR", str(CONF_DIR))
+        if master.startswith("local"):
+            # one machine: the driver, its block manager and its web UI listen on loopback only
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.master(master)
+    builder = builder.config("spark.jars", ",".join(str(j) for j in spark_jars()))
     for key, value in (extra or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

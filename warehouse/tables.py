@@ -74,18 +74,43 @@ REJECTED_MESSAGES_SCHEMA = T.StructType([
     T.StructField("batch_id", T.LongType(), False),
 ])
 
+# Delta has no NOT NULL inside arrays: the nested fields are nullable, though the job never writes a null there
+TERM_COUNT = T.StructType([T.StructField("term", T.StringType(), True),
+                           T.StructField("hits", T.LongType(), True)])
+
+# Built by the statistics job (pipelines/user_stats.py), replaced as a whole on every run
+USER_STATS_SCHEMA = T.StructType([
+    T.StructField("author", T.StringType(), False),
+    T.StructField("messages", T.LongType(), False),            # every recorded message, withheld ones included
+    T.StructField("profane_messages", T.LongType(), False),
+    T.StructField("profanity_rate", T.DoubleType(), False),    # profane_messages / messages, 0 … 1
+    T.StructField("withheld_messages", T.LongType(), False),   # sent after the block: recorded, not served
+    T.StructField("strikes", T.LongType(), False),             # rows in `strikes` (all time)
+    T.StructField("is_blocked", T.BooleanType(), False),
+    T.StructField("blocked_at", T.TimestampType(), True),
+    T.StructField("first_seen", T.TimestampType(), False),
+    T.StructField("last_seen", T.TimestampType(), False),
+    T.StructField("active_days", T.IntegerType(), False),      # distinct UTC dates with a message
+    T.StructField("messages_by_hour", T.ArrayType(T.LongType(), True), False),  # 24 counts, hour of day UTC
+    T.StructField("busiest_hour", T.IntegerType(), False),     # 0 … 23, the earliest on a tie
+    T.StructField("top_terms", T.ArrayType(TERM_COUNT, True), False),  # up to 5 matched terms, most frequent first
+])
+
 SCHEMAS = {
     paths.MESSAGES: MESSAGES_SCHEMA,
     paths.STRIKES: STRIKES_SCHEMA,
     paths.USER_MODERATION: USER_MODERATION_SCHEMA,
     paths.REJECTED_MESSAGES: REJECTED_MESSAGES_SCHEMA,
 }
+# created by its own job, not by the ledger's ensure_tables()
+ALL_SCHEMAS = {**SCHEMAS, paths.USER_STATS: USER_STATS_SCHEMA}
 
 COMMENTS = {
     paths.MESSAGES: "every chat message with its moderation verdict (original and masked text)",
     paths.STRIKES: "one row per profane message of a user who was not yet blocked",
     paths.USER_MODERATION: "per user: messages, strikes, blocked (3 strikes) and since when",
     paths.REJECTED_MESSAGES: "records of the chat topic that are not valid messages, with the reason",
+    paths.USER_STATS: "per user statistics, rebuilt by pipelines/user_stats.py (make stats)",
 }
 
 
@@ -94,7 +119,7 @@ def ensure_table(spark: SparkSession, name: str, warehouse: Path | None = None,
     """Create the table at its path if it does not exist yet; return it."""
     builder = (DeltaTable.createIfNotExists(spark)
                .location(str(paths.table_path(name, warehouse)))
-               .addColumns(schema or SCHEMAS[name])
+               .addColumns(schema or ALL_SCHEMAS[name])
                .comment(COMMENTS.get(name, name)))
     for key, value in READABLE_BY_DELTA_RS.items():
         builder = builder.property(key, value)

@@ -1,0 +1,275 @@
+"""The statistics job's HTML report: one self-contained file, charts drawn by matplotlib and inlined as SVG.
+
+Nothing is loaded from the network when the report is opened: the styles are
+inline and every chart is an `<svg>` element in the page. Chart text is kept
+as text (not paths), so the browser draws user names in its own fonts
+(accents, CJK, emoji). Every user-supplied string is HTML-escaped.
+"""
+from __future__ import annotations
+
+import html
+import io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+HOURS = 24
+HOUR_WIDTH = 1 / 24 * 0.9  # a bar per clock hour on a date axis (whose unit is the day), with a gap
+CLEAN, PROFANE, BLOCKED, STRIKE = "#4C78A8", "#E45756", "#B279A2", "#F58518"
+
+
+@dataclass
+class ReportData:
+    versions: dict            # table -> Delta version the report was built from
+    totals: dict              # users, messages, profane_messages, strikes, blocked, first_seen, last_seen
+    rejected: int | None      # rows in rejected_messages (None: no table yet)
+    activity: list            # rows (hour, messages, profane_messages), by hour
+    offenders: list           # user_stats rows with profane messages, worst first
+    rate_histogram: list      # rows (bin, users)
+    moderation: list          # rows (hour, strikes, blocks), by hour
+    top_users: list           # user_stats rows for the table
+    rate_bins: int = 20       # bands of the rate histogram (bin i: [i/bins, (i+1)/bins))
+
+
+# -- charts ----------------------------------------------------------------------------------
+
+def _svg(fig: Figure) -> str:
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}), warnings.catch_warnings():
+        # names may hold glyphs matplotlib's font lacks; the browser draws the text with its own fonts
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from font", category=UserWarning)
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg"):]  # drop the XML prolog and doctype: the SVG sits inside HTML
+
+
+def _figure(width: float = 9.0, height: float = 3.4) -> tuple[Figure, object]:
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_subplot()
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="y", alpha=0.3)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of messages and users
+    return fig, ax
+
+
+def _no_data(ax, text: str = "no data yet") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#888")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def chart_messages_per_hour(activity: list) -> str:
+    fig, ax = _figure()
+    if not activity:
+        _no_data(ax)
+    else:
+        hours = [r["hour"] for r in activity]
+        clean = [r["messages"] - r["profane_messages"] for r in activity]
+        ax.bar(hours, clean, width=HOUR_WIDTH, align="edge", color=CLEAN, label="clean")
+        ax.bar(hours, [r["profane_messages"] for r in activity], width=HOUR_WIDTH, align="edge", color=PROFANE,
+               bottom=clean, label="profane")
+        ax.set_ylabel("messages per hour")
+        ax.legend(frameon=False, loc="upper left")
+        fig.autofmt_xdate()
+    ax.set_title("Messages per hour (UTC)", loc="left")
+    return _svg(fig)
+
+
+def chart_hour_of_day(activity: list) -> str:
+    fig, ax = _figure(height=3.0)
+    per_hour = [0] * HOURS
+    profane = [0] * HOURS
+    for r in activity:
+        per_hour[r["hour"].hour] += r["messages"]
+        profane[r["hour"].hour] += r["profane_messages"]
+    if not activity:
+        _no_data(ax)
+    else:
+        ax.bar(range(HOURS), [m - p for m, p in zip(per_hour, profane)], color=CLEAN, label="clean")
+        ax.bar(range(HOURS), profane, bottom=[m - p for m, p in zip(per_hour, profane)], color=PROFANE,
+               label="profane")
+        ax.set_xticks(range(0, HOURS, 2), [f"{h:02d}" for h in range(0, HOURS, 2)])
+        ax.set_xlabel("hour of day (UTC)")
+        ax.set_ylabel("messages")
+        ax.legend(frameon=False, loc="upper left")
+    ax.set_title("Activity by hour of day, all days together", loc="left")
+    return _svg(fig)
+
+
+def chart_top_offenders(offenders: list) -> str:
+    fig, ax = _figure(height=max(2.5, 0.32 * len(offenders) + 1.2))
+    ax.grid(axis="y", alpha=0)
+    ax.grid(axis="x", alpha=0.3)
+    if not offenders:
+        _no_data(ax, "no profane messages")
+    else:
+        rows = list(reversed(offenders))  # worst at the top
+        names = [r["author"] if len(r["author"]) <= 24 else r["author"][:23] + "…" for r in rows]
+        bars = ax.barh(range(len(rows)), [r["profane_messages"] for r in rows],
+                       color=[BLOCKED if r["is_blocked"] else STRIKE for r in rows])
+        ax.set_yticks(range(len(rows)), names)
+        for bar, r in zip(bars, rows):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                    f"  {r['strikes']} strike{'s' if r['strikes'] != 1 else ''}"
+                    + (" · blocked" if r["is_blocked"] else "") + f" · {r['profanity_rate']:.0%} of messages",
+                    va="center", fontsize=8, color="#444")
+        ax.set_xlabel("profane messages")
+        ax.set_xlim(0, max(r["profane_messages"] for r in rows) * 1.6)
+        ax.legend(handles=[Patch(color=BLOCKED, label="blocked"), Patch(color=STRIKE, label="not blocked")],
+                  frameon=False, loc="lower right")
+    ax.set_title("Top offenders", loc="left")
+    return _svg(fig)
+
+
+def chart_rate_distribution(histogram: list, bins: int) -> str:
+    fig, ax = _figure(height=3.0)
+    users = [0] * bins
+    for r in histogram:
+        users[r["bin"]] = r["users"]
+    if not histogram:
+        _no_data(ax)
+    else:
+        step = 100 / bins
+        ax.bar([i * step for i in range(bins)], users, width=step * 0.9, align="edge",
+               color=[CLEAN if i == 0 else PROFANE for i in range(bins)])
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("profanity rate: share of a user's messages that were profane (%)")
+        ax.set_ylabel("users")
+        if max(users) > 20 * max(1, sorted(users)[-2]):
+            ax.set_yscale("symlog")  # most users are clean: keep the tail visible
+    ax.set_title("How profane are users? Distribution of profanity rates", loc="left")
+    return _svg(fig)
+
+
+def chart_moderation_over_time(moderation: list) -> str:
+    fig, ax = _figure()
+    if not moderation:
+        _no_data(ax, "no strikes yet")
+    else:
+        hours = [r["hour"] for r in moderation]
+        ax.bar(hours, [r["strikes"] for r in moderation], width=HOUR_WIDTH, align="edge", color=STRIKE,
+               label="strikes per hour")
+        ax.set_ylabel("strikes per hour")
+        blocked, total = [], 0
+        for r in moderation:
+            total += r["blocks"]
+            blocked.append(total)
+        twin = ax.twinx()
+        # the total holds until the end of the last hour
+        twin.step(hours + [hours[-1] + timedelta(hours=1)], blocked + blocked[-1:], where="post", color=BLOCKED,
+                  linewidth=2, label="blocked users (cumulative)")
+        twin.set_ylabel("blocked users")
+        twin.set_ylim(bottom=0, top=max(1, total) * 1.1)
+        twin.yaxis.set_major_locator(MaxNLocator(integer=True))
+        twin.spines[["top"]].set_visible(False)
+        lines = ax.get_legend_handles_labels()
+        more = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], frameon=False, loc="upper left")
+        fig.autofmt_xdate()
+    ax.set_title("Strikes and blocks over time (UTC)", loc="left")
+    return _svg(fig)
+
+
+# -- the page ----------------------------------------------------------------------------------
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
+       padding: 0 1rem; color: #222; }
+h1 { margin-bottom: .2rem; } .sub { color: #666; margin-top: 0; }
+.cards { display: flex; flex-wrap: wrap; gap: .8rem; margin: 1.2rem 0; }
+.card { border: 1px solid #ddd; border-radius: 8px; padding: .6rem 1rem; min-width: 8rem; }
+.card b { display: block; font-size: 1.5rem; }
+section { margin: 2rem 0; } figure { margin: 0; } svg { max-width: 100%; height: auto; }
+table { border-collapse: collapse; font-size: .9rem; } th, td { padding: .3rem .6rem; border-bottom: 1px solid #eee; }
+th { text-align: left; background: #f6f6f6; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+code { background: #f3f3f3; padding: 0 .25rem; border-radius: 3px; }
+"""
+
+
+def _fmt_time(value) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if value else "–"
+
+
+def _cards(data: ReportData) -> str:
+    t = data.totals
+    messages = t.get("messages") or 0
+    profane = t.get("profane_messages") or 0
+    cards = [("users", f"{t.get('users') or 0:,}"), ("messages", f"{messages:,}"),
+             ("profane", f"{profane:,} ({profane / messages:.1%})" if messages else "0"),
+             ("strikes", f"{t.get('strikes') or 0:,}"), ("blocked users", f"{t.get('blocked') or 0:,}")]
+    if data.rejected is not None:
+        cards.append(("rejected records", f"{data.rejected:,}"))
+    return "".join(f'<div class="card">{html.escape(label)}<b>{html.escape(value)}</b></div>'
+                   for label, value in cards)
+
+
+def _users_table(rows: list) -> str:
+    head = ("author", "messages", "profane", "rate", "strikes", "blocked since", "first seen", "last seen",
+            "active days", "busiest hour", "top terms")
+    out = ["<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    for r in rows:
+        terms = ", ".join(f"{t['term']} ({t['hits']})" for t in r["top_terms"])
+        cells = [(r["author"], ""), (f"{r['messages']:,}", "n"), (f"{r['profane_messages']:,}", "n"),
+                 (f"{r['profanity_rate']:.1%}", "n"), (str(r["strikes"]), "n"),
+                 (_fmt_time(r["blocked_at"]) if r["is_blocked"] else "–", ""),
+                 (_fmt_time(r["first_seen"]), ""), (_fmt_time(r["last_seen"]), ""),
+                 (str(r["active_days"]), "n"), (f"{r['busiest_hour']:02d}:00", "n"), (terms, "")]
+        out.append("<tr>" + "".join(f'<td class="{c}">{html.escape(v)}</td>' if c else f"<td>{html.escape(v)}</td>"
+                                    for v, c in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def render_report(data: ReportData, generated_at: datetime | None = None) -> str:
+    generated_at = generated_at or datetime.now(timezone.utc)
+    t = data.totals
+    span = (f"{_fmt_time(t.get('first_seen'))} – {_fmt_time(t.get('last_seen'))} UTC"
+            if t.get("first_seen") else "no messages yet")
+    versions = ", ".join(f"<code>chat.{html.escape(n)} VERSION AS OF {v}</code>" for n, v in data.versions.items())
+    sections = [
+        ("Messages per hour", "Every message the ledger recorded, per clock hour; profane ones stacked in red.",
+         chart_messages_per_hour(data.activity)),
+        ("Activity by hour of day", "When people chat: all days added up per hour of the day.",
+         chart_hour_of_day(data.activity)),
+        ("Top offenders", "Users with the most profane messages; the label gives strikes, the block and the rate.",
+         chart_top_offenders(data.offenders)),
+        ("Profanity rates", f"Users per {100 / data.rate_bins:g} % band of their profanity rate; the first (blue) "
+                            f"band is 0–{100 / data.rate_bins:g} %.",
+         chart_rate_distribution(data.rate_histogram, data.rate_bins)),
+        ("Strikes and blocks over time", "Strikes given per hour, and the running total of blocked users.",
+         chart_moderation_over_time(data.moderation)),
+    ]
+    body = "".join(f"<section><h2>{title}</h2><p class=\"sub\">{text}</p><figure>{svg}</figure></section>"
+                   for title, text, svg in sections)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Chat user statistics</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
+<body>
+<h1>Chat user statistics</h1>
+<p class="sub">Messages from {html.escape(span)} · generated {generated_at:%Y-%m-%d %H:%M:%S} UTC
+by <code>pipelines/user_stats.py</code></p>
+<div class="cards">{_cards(data)}</div>
+{body}
+<section><h2>Users with the most strikes</h2>{_users_table(data.top_users)}</section>
+<section><h2>Data</h2><p class="sub">Built from {versions}.</p></section>
+</body></html>
+"""
+
+
+def write_report(data: ReportData, path: Path) -> Path:
+    """Render and write atomically (a reader never sees half a report)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = render_report(data)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(text)
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes it private; a report is for sharing
+    os.replace(tmp.name, path)
+    return path

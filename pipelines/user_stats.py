@@ -1,0 +1,306 @@
+"""Per-user statistics: reads the ledger's Delta tables, rebuilds Delta `user_stats`, prints a summary, writes a report.
+
+Run it from the repository root once `make up` (or `make deps jars`) has set
+things up, with the project's virtual environment active:
+
+    . .venv/bin/activate
+    spark-submit --properties-file conf/spark-defaults.conf pipelines/user_stats.py
+
+or simply `make stats`. Options: `--data-dir DIR` (default CHAT_DATA_DIR or
+var/), `--report FILE` (default DATA_DIR/reports/user_stats.html), `--top N`
+(rows in the printed summary). Under spark-submit the master comes from
+spark-submit (`--master`); run as `python -m pipelines.user_stats` it comes
+from CHAT_SPARK_MASTER.
+
+It reads `messages`, `strikes` and `user_moderation` and writes one row per
+author (see warehouse/tables.py USER_STATS_SCHEMA for the columns). The table
+is replaced in one Delta commit (an overwrite), so a rerun on the same data
+gives the same table, and readers see either the previous version or the new
+one, never a partial state. The report (self-contained HTML with the charts
+inlined as SVG) names the Delta version of every table it was built from, so
+an analyst can look at exactly that data with `VERSION AS OF`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file by spark-submit: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pyspark.sql.functions as F  # noqa: E402
+from delta.tables import DeltaTable  # noqa: E402
+from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
+
+from pipelines.textable import format_table  # noqa: E402
+from stack import settings  # noqa: E402
+from warehouse import paths  # noqa: E402
+from warehouse.tables import USER_STATS_SCHEMA, ensure_table  # noqa: E402
+
+TOP_TERMS = 5
+HOURS = 24
+SOURCES = (paths.MESSAGES, paths.STRIKES, paths.USER_MODERATION)
+
+
+# -- the statistics (pure DataFrame functions, tested with chispa) ------------------------------
+
+def hourly_activity(messages: DataFrame) -> DataFrame:
+    """One row per author and clock hour: the single pass over `messages` everything else builds on."""
+    return (messages
+            .groupBy("author", F.date_trunc("hour", "sent_at").alias("hour"))
+            .agg(F.count(F.lit(1)).alias("messages"),
+                 F.count(F.when(F.col("is_profane"), 1)).alias("profane_messages"),
+                 F.count(F.when(F.col("verdict") == "withheld", 1)).alias("withheld_messages"),
+                 F.min("sent_at").alias("first_seen"),
+                 F.max("sent_at").alias("last_seen")))
+
+
+def _by_hour_of_day(hour: Column, count: Column) -> Column:
+    return F.array(*[F.sum(F.when(F.hour(hour) == h, count).otherwise(F.lit(0))).cast("long")
+                     for h in range(HOURS)])
+
+
+def _most_frequent_first(left: Column, right: Column) -> Column:
+    return (F.when(left["hits"] > right["hits"], -1).when(left["hits"] < right["hits"], 1)
+            .when(left["term"] < right["term"], -1).when(left["term"] > right["term"], 1).otherwise(0))
+
+
+def top_terms(messages: DataFrame, limit: int = TOP_TERMS) -> DataFrame:
+    """Per author, the `limit` most frequent matched terms, as (term, count), ties by term."""
+    counts = (messages.where(F.col("is_profane"))
+              .select("author", F.explode("terms").alias("term"))
+              .groupBy("author", "term").agg(F.count(F.lit(1)).alias("hits")))
+    return (counts.groupBy("author")
+            .agg(F.slice(F.array_sort(F.collect_list(F.struct("term", "hits")), _most_frequent_first),
+                         1, limit).alias("top_terms")))
+
+
+def user_stats(messages: DataFrame, strikes: DataFrame, user_moderation: DataFrame,
+               hourly: DataFrame | None = None) -> DataFrame:
+    """One row per author of `messages`, in USER_STATS_SCHEMA's columns."""
+    hourly = hourly if hourly is not None else hourly_activity(messages)
+    by_hour = _by_hour_of_day(F.col("hour"), F.col("messages"))
+    activity = (hourly.groupBy("author")
+                .agg(F.sum("messages").cast("long").alias("messages"),
+                     F.sum("profane_messages").cast("long").alias("profane_messages"),
+                     F.sum("withheld_messages").cast("long").alias("withheld_messages"),
+                     F.min("first_seen").alias("first_seen"),
+                     F.max("last_seen").alias("last_seen"),
+                     F.count_distinct(F.to_date("hour")).cast("int").alias("active_days"),
+                     by_hour.alias("messages_by_hour")))
+    struck = strikes.groupBy("author").agg(F.count(F.lit(1)).cast("long").alias("strikes"))
+    blocked = user_moderation.select("author", "is_blocked", "blocked_at")
+    busiest = F.array_position("messages_by_hour", F.array_max("messages_by_hour")) - 1
+    return (activity
+            .join(struck, "author", "left")
+            .join(blocked, "author", "left")
+            .join(top_terms(messages), "author", "left")
+            .select("author", "messages", "profane_messages",
+                    (F.col("profane_messages") / F.col("messages")).alias("profanity_rate"),
+                    "withheld_messages",
+                    F.coalesce("strikes", F.lit(0).cast("long")).alias("strikes"),
+                    F.coalesce("is_blocked", F.lit(False)).alias("is_blocked"),
+                    F.when(F.col("is_blocked"), F.col("blocked_at")).alias("blocked_at"),
+                    "first_seen", "last_seen", "active_days", "messages_by_hour",
+                    busiest.cast("int").alias("busiest_hour"),
+                    F.coalesce("top_terms", F.array().cast(USER_STATS_SCHEMA["top_terms"].dataType))
+                    .alias("top_terms")))
+
+
+# -- what the report plots (small aggregates, collected to the driver) ---------------------------
+
+RATE_BINS = 20  # 5 % wide
+
+
+def activity_over_time(hourly: DataFrame) -> DataFrame:
+    """Messages and profane messages per clock hour, all users together."""
+    return (hourly.groupBy("hour")
+            .agg(F.sum("messages").cast("long").alias("messages"),
+                 F.sum("profane_messages").cast("long").alias("profane_messages"))
+            .orderBy("hour"))
+
+
+def profanity_rate_histogram(stats: DataFrame, bins: int = RATE_BINS) -> DataFrame:
+    """Users per profanity-rate bin: bin i holds rates in [i/bins, (i+1)/bins), the last bin includes 1."""
+    bin_of = F.least(F.floor(F.col("profanity_rate") * bins), F.lit(bins - 1)).cast("int")
+    return stats.groupBy(bin_of.alias("bin")).agg(F.count(F.lit(1)).alias("users")).orderBy("bin")
+
+
+def moderation_over_time(strikes: DataFrame, user_moderation: DataFrame) -> DataFrame:
+    """Per clock hour: strikes given and users blocked."""
+    s = strikes.groupBy(F.date_trunc("hour", "struck_at").alias("hour")).agg(F.count(F.lit(1)).alias("strikes"))
+    b = (user_moderation.where(F.col("is_blocked") & F.col("blocked_at").isNotNull())
+         .groupBy(F.date_trunc("hour", "blocked_at").alias("hour")).agg(F.count(F.lit(1)).alias("blocks")))
+    return (s.join(b, "hour", "full")
+            .select("hour", F.coalesce("strikes", F.lit(0)).cast("long").alias("strikes"),
+                    F.coalesce("blocks", F.lit(0)).cast("long").alias("blocks"))
+            .orderBy("hour"))
+
+
+# -- the job -------------------------------------------------------------------------------------
+
+class StatsError(Exception):
+    """Something the operator has to fix (no data yet, ...): printed as one line, exit code 1."""
+
+
+@dataclass
+class Progress:
+    steps: int
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def step(self, text: str) -> float:
+        self.done += 1
+        print(f"stats  [{self.done}/{self.steps}] {text} ...", flush=True)
+        return time.monotonic()
+
+    def finished(self, since: float, text: str = "") -> None:
+        print(f"stats        done in {time.monotonic() - since:.1f}s{'  ' + text if text else ''}", flush=True)
+
+
+def read_source(spark: SparkSession, warehouse: Path, name: str) -> tuple[DataFrame, int]:
+    location = paths.table_path(name, warehouse)
+    if not DeltaTable.isDeltaTable(spark, str(location)):
+        raise StatsError(f"no Delta table `{name}` at {location}: start the chat (`make up`) and send "
+                         "some messages (or `make demo-data`) first")
+    table = DeltaTable.forPath(spark, str(location))
+    version = table.history(1).select("version").first()[0]
+    # read the version the report names, even if the ledger commits meanwhile
+    return spark.read.format("delta").option("versionAsOf", version).load(str(location)), version
+
+
+def _columns(schema) -> list[tuple[str, str]]:
+    return [(f.name, f.dataType.simpleString()) for f in schema.fields]
+
+
+def write_stats(spark: SparkSession, stats: DataFrame, warehouse: Path) -> int:
+    """Replace `user_stats` in one commit; return the new version."""
+    location = str(paths.table_path(paths.USER_STATS, warehouse))
+    existing = ensure_table(spark, paths.USER_STATS, warehouse).toDF().schema
+    # a table written by an older version of this job, with other columns, is replaced as a whole
+    replace_schema = _columns(existing) != _columns(USER_STATS_SCHEMA)
+    (stats.orderBy("author").coalesce(1)
+     .write.format("delta").mode("overwrite")
+     .option("overwriteSchema", str(replace_schema).lower())
+     .option("userMetadata", "pipelines/user_stats.py")
+     .save(location))
+    return DeltaTable.forPath(spark, location).history(1).select("version").first()[0]
+
+
+def summary_rows(stats_rows: list, top: int) -> tuple[list[str], list[list[str]]]:
+    headers = ["author", "messages", "profane", "rate", "strikes", "blocked since", "first seen",
+               "last seen", "days", "busiest hour", "top terms"]
+    rows = []
+    for r in stats_rows[:top]:
+        rows.append([r.author, f"{r.messages:,}", f"{r.profane_messages:,}", f"{r.profanity_rate:.1%}",
+                     str(r.strikes), f"{r.blocked_at:%Y-%m-%d %H:%M}" if r.is_blocked and r.blocked_at else
+                     ("yes" if r.is_blocked else "-"),
+                     f"{r.first_seen:%Y-%m-%d %H:%M}", f"{r.last_seen:%Y-%m-%d %H:%M}", str(r.active_days),
+                     f"{r.busiest_hour:02d}:00", ", ".join(f"{t.term} ({t.hits})" for t in r.top_terms)])
+    return headers, rows
+
+
+def run(spark: SparkSession, data_dir: Path, report_path: Path | None = None, top: int = 15) -> dict:
+    """The whole job; returns what it built (for the tests and the caller's last line)."""
+    from pipelines.report import ReportData, write_report  # matplotlib only where a report is drawn
+
+    warehouse = paths.warehouse_dir(data_dir)
+    progress = Progress(steps=5)
+
+    t = progress.step(f"reading {', '.join(SOURCES)} from {warehouse}")
+    sources, versions = {}, {}
+    for name in SOURCES:
+        sources[name], versions[name] = read_source(spark, warehouse, name)
+    rejected_count = None
+    if DeltaTable.isDeltaTable(spark, str(paths.table_path(paths.REJECTED_MESSAGES, warehouse))):
+        rejected_count = spark.read.format("delta").load(
+            str(paths.table_path(paths.REJECTED_MESSAGES, warehouse))).count()
+    hourly = hourly_activity(sources[paths.MESSAGES]).persist()
+    hours = hourly.count()
+    progress.finished(t, "versions " + ", ".join(f"{n} v{v}" for n, v in versions.items())
+                      + f"; {hours:,} author-hours")
+
+    t = progress.step("computing per-user statistics")
+    stats = user_stats(sources[paths.MESSAGES], sources[paths.STRIKES], sources[paths.USER_MODERATION], hourly)
+    stats = stats.persist()
+    users = stats.count()
+    progress.finished(t, f"{users:,} users")
+
+    t = progress.step(f"writing Delta {paths.USER_STATS} (one overwrite commit)")
+    version = write_stats(spark, stats, warehouse)
+    progress.finished(t, f"{paths.USER_STATS} v{version}")
+
+    t = progress.step("aggregating the report's series")
+    ranked = stats.orderBy(F.desc("strikes"), F.desc("profane_messages"), F.desc("messages"), "author")
+    data = ReportData(
+        versions={**versions, paths.USER_STATS: version},
+        totals=stats.agg(F.count(F.lit(1)).alias("users"), F.sum("messages").alias("messages"),
+                         F.sum("profane_messages").alias("profane_messages"), F.sum("strikes").alias("strikes"),
+                         F.count(F.when(F.col("is_blocked"), 1)).alias("blocked"),
+                         F.min("first_seen").alias("first_seen"), F.max("last_seen").alias("last_seen"))
+        .first().asDict(),
+        rejected=rejected_count,
+        activity=activity_over_time(hourly).collect(),
+        offenders=ranked.where(F.col("profane_messages") > 0).limit(top).collect(),
+        rate_histogram=profanity_rate_histogram(stats).collect(),
+        moderation=moderation_over_time(sources[paths.STRIKES], sources[paths.USER_MODERATION]).collect(),
+        top_users=ranked.limit(top).collect(),
+        rate_bins=RATE_BINS,
+    )
+    progress.finished(t, f"{len(data.activity):,} hours of activity")
+
+    t = progress.step("drawing the charts and writing the HTML report")
+    report_path = report_path or data_dir / "reports" / "user_stats.html"
+    write_report(data, report_path)
+    progress.finished(t, str(report_path))
+
+    hourly.unpersist()
+    stats.unpersist()
+    totals = data.totals
+    print()
+    headers, rows = summary_rows(data.top_users, top)
+    print(f"Top {len(rows)} of {users:,} users by strikes (table {paths.DATABASE}.{paths.USER_STATS} v{version}):")
+    print(format_table(headers, rows, align_right={1, 2, 3, 4, 8}))
+    print(f"\n{users:,} users, {totals['messages'] or 0:,} messages, {totals['profane_messages'] or 0:,} profane, "
+          f"{totals['strikes'] or 0:,} strikes, {totals['blocked']:,} blocked"
+          + (f", {rejected_count:,} rejected records" if rejected_count is not None else "")
+          + f"; job took {time.monotonic() - progress.started:.1f}s")
+    print(f"Report: {report_path}")
+    return {"users": users, "version": version, "report": report_path, "versions": data.versions}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pipelines/user_stats.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, help="where the warehouse lives (default: CHAT_DATA_DIR or var/)")
+    parser.add_argument("--report", type=Path, help="HTML report file (default: DATA_DIR/reports/user_stats.html)")
+    parser.add_argument("--top", type=int, default=15, help="users in the printed summary and the offenders chart")
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        parser.error("--top must be at least 1")
+    data_dir = (args.data_dir or settings.load().data_dir).resolve()
+
+    os.environ["TZ"] = "UTC"  # rows collected to Python carry naive datetimes in the process's zone
+    time.tzset()
+    from pipelines.session import get_spark
+    started = time.monotonic()
+    print(f"stats  starting Spark (warehouse {paths.warehouse_dir(data_dir)}) ...", flush=True)
+    spark = get_spark("chat-user-stats")
+    spark.sparkContext.setLogLevel("WARN")
+    print(f"stats  Spark {spark.version} ready in {time.monotonic() - started:.1f}s "
+          f"(master {spark.sparkContext.master})", flush=True)
+    try:
+        run(spark, data_dir, args.report, args.top)
+    except StatsError as exc:
+        print(f"stats  error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
