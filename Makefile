@@ -11,12 +11,17 @@ DEPS_STAMP := $(VENV)/.deps-installed
 JARS_STAMP := var/jars/.resolved
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export SPARK_CONF_DIR := $(CURDIR)/conf
+# Spark's driver and web UI listen on loopback only
+export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help up test deps jars check-tools clean
+.PHONY: help up test stats sql demo-data deps jars check-tools clean
 
 help:
 	@echo "make up      install what is missing, start Kafka, the Spark relay, the API and the UI"
 	@echo "make test    install what is missing, run the whole test suite"
+	@echo "make stats   build Delta user_stats with spark-submit, print a summary, write var/reports/user_stats.html"
+	@echo "make sql     a Spark SQL shell with the tables as chat.<table>; make sql Q=\"SELECT ...\" runs one query"
+	@echo "make demo-data N=5000   send realistic chat traffic (and some malformed records) to the running chat"
 	@echo "make deps    only the Python virtual environment ($(VENV))"
 	@echo "make jars    only the JVM jars (var/jars) from Maven Central"
 	@echo "make clean   remove var/ (broker data, checkpoints, warehouse, jars) and $(VENV)"
@@ -26,6 +31,15 @@ up: deps jars
 
 test: deps jars
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+stats: deps jars
+	@. $(VENV)/bin/activate && spark-submit --properties-file conf/spark-defaults.conf pipelines/user_stats.py $(ARGS)
+
+sql: deps jars
+	@$(PY) -m pipelines.sql $(if $(Q),-e "$$Q") $(ARGS)
+
+demo-data: deps
+	@$(PY) -m stack.demo_data $(if $(N),-n $(N)) $(ARGS)
 
 deps: $(DEPS_STAMP)
 
