@@ -25,17 +25,20 @@ import sys
 import time
 from pathlib import Path
 
-import pyspark.sql.functions as F
-from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession, Window
-from pyspark.sql.streaming import StreamingQuery
+if __package__ in (None, ""):  # run as a file by spark-submit: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.moderation import WordLists, load_word_lists, with_moderation
-from pipelines.relay import read_chat
-from pipelines.validation import with_validated_message
-from stack import settings
-from warehouse import paths
-from warehouse.tables import ensure_tables
+import pyspark.sql.functions as F  # noqa: E402
+from delta.tables import DeltaTable  # noqa: E402
+from pyspark.sql import Column, DataFrame, SparkSession, Window  # noqa: E402
+from pyspark.sql.streaming import StreamingQuery  # noqa: E402
+
+from pipelines.moderation import WordLists, load_word_lists, with_moderation  # noqa: E402
+from pipelines.relay import read_chat  # noqa: E402
+from pipelines.validation import with_validated_message  # noqa: E402
+from stack import settings  # noqa: E402
+from warehouse import paths  # noqa: E402
+from warehouse.tables import ensure_tables  # noqa: E402
 
 QUERY_NAME = "ledger"
 STRIKE_LIMIT = 3

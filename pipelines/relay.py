@@ -27,13 +27,16 @@ import os
 import sys
 from pathlib import Path
 
-import pyspark.sql.functions as F
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql.streaming import StreamingQuery
+if __package__ in (None, ""):  # run as a file by spark-submit: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.moderation import WordLists, load_word_lists, with_moderation
-from pipelines.validation import filter_valid, with_validated_message
-from stack import settings
+import pyspark.sql.functions as F  # noqa: E402
+from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
+from pyspark.sql.streaming import StreamingQuery  # noqa: E402
+
+from pipelines.moderation import WordLists, load_word_lists, with_moderation  # noqa: E402
+from pipelines.validation import filter_valid, with_validated_message  # noqa: E402
+from stack import settings  # noqa: E402
 
 QUERY_NAME = "relay"
 CHAT_POSITION_HEADER = "chat_position"

@@ -188,7 +188,7 @@ h1 { margin-bottom: .2rem; } .sub { color: #666; margin-top: 0; }
 .card { border: 1px solid #ddd; border-radius: 8px; padding: .6rem 1rem; min-width: 8rem; }
 .card b { display: block; font-size: 1.5rem; }
 section { margin: 2rem 0; } figure { margin: 0; } svg { max-width: 100%; height: auto; }
-table { border-collapse: collapse; font-size: .9rem; } th, td { padding: .3rem .6rem; border-bottom: 1px solid #eee; }
+table { border-collapse: collapse; font-size: .9rem; } th, td { padding: .3rem .6rem; border-bottom: 1px solid #eee; } td { white-space: nowrap; }
 th { text-align: left; background: #f6f6f6; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 code { background: #f3f3f3; padding: 0 .25rem; border-radius: 3px; }
 """

@@ -17,10 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from pyspark.sql import SparkSession
-from pyspark.sql.streaming import StreamingQuery
+if __package__ in (None, ""):  # run as a file by spark-submit: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stack import settings
+from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql.streaming import StreamingQuery  # noqa: E402
+
+from stack import settings  # noqa: E402
 
 
 def wait_until_running(spark: SparkSession, queries: list[StreamingQuery], timeout_s: float = 180.0) -> None:
