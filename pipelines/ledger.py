@@ -158,6 +158,10 @@ class Ledger:
         self.word_lists = word_lists
         self.checkpoint = checkpoint
         self._app_id: str | None = None
+        # strikes per author (authors with at least one) after batch `_known_through`, kept between
+        # batches so a batch need not read Delta for them; None until a batch completes in this process
+        self._strikes: dict[str, int] = {}
+        self._known_through: int | None = None
 
     def path(self, table: str) -> str:
         return str(paths.table_path(table, self.warehouse))
@@ -174,8 +178,14 @@ class Ledger:
          .option("txnAppId", f"{self.app_id()}-{table}").option("txnVersion", batch_id)
          .save(self.path(table)))
 
-    def prior_strikes(self, authors_df: DataFrame, batch_id: int) -> DataFrame:
-        """Each author's strikes before this batch, also when a failed attempt already merged it."""
+    def prior_strikes(self, authors_df: DataFrame, batch_id: int, from_memory: bool) -> DataFrame:
+        """Each author's strikes before this batch: from memory when the previous batch completed in this
+        process, else from Delta (also right when a failed attempt of this batch already merged it)."""
+        if from_memory:
+            return self.spark.createDataFrame(list(self._strikes.items()), "author string, prior_strikes int")
+        return self.prior_strikes_from_delta(authors_df, batch_id)
+
+    def prior_strikes_from_delta(self, authors_df: DataFrame, batch_id: int) -> DataFrame:
         state = (DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).toDF()
                  .join(authors_df, "author").select("author", "strikes", "last_batch_id"))
         this_batch = (self.spark.read.format("delta").load(self.path(paths.STRIKES))
@@ -206,6 +216,17 @@ class Ledger:
              "updated_at": "current_timestamp()", "last_batch_id": "s.batch_id"})
          .execute())
 
+    def remember_strikes(self, strikes_df: DataFrame, batch_id: int, incremental: bool) -> None:
+        """After a batch: the strikes it added, or (first batch in this process) all of them from Delta."""
+        if incremental:
+            for row in strikes_df.groupBy("author").agg(F.max("strike_number").alias("n")).collect():
+                self._strikes[row.author] = row.n
+        else:
+            self._strikes = {row.author: row.strikes for row in
+                             DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).toDF()
+                             .where(F.col("strikes") > 0).select("author", "strikes").collect()}
+        self._known_through = batch_id
+
     def send_notices(self, strikes_df: DataFrame) -> None:
         (to_notice_records(strikes_df).write.format("kafka")
          .option("kafka.bootstrap.servers", self.bootstrap)
@@ -227,12 +248,17 @@ class Ledger:
         # localCheckpoint (not persist) cuts the lineage: the moderation expressions are large, and
         # every later write would otherwise analyse and optimise them again. (On a cluster, where an
         # executor can be lost, a reliable checkpoint() would be the safer choice.)
+        in_memory = self._known_through == batch_id - 1  # the strikes in memory are this batch's start
+        self._known_through = None  # and no longer valid if this batch fails half-way
         validated = with_rejections(batch_df).localCheckpoint()
         if validated.isEmpty():
+            self._known_through = batch_id if in_memory else None
             return
         step("validate")
         rejected = to_rejected_rows(validated, batch_id).localCheckpoint()
-        self._append(rejected, paths.REJECTED_MESSAGES, batch_id)
+        rejected_count = rejected.count()
+        if rejected_count:  # an empty append would still cost a Delta commit
+            self._append(rejected, paths.REJECTED_MESSAGES, batch_id)
         step("rejected")
         moderated = (validated.where(F.col("reject_reason").isNull())
                      .dropDuplicates(["message_id"])
@@ -245,20 +271,27 @@ class Ledger:
                      .localCheckpoint())
         step("moderate")
         authors = moderated.select("author").distinct()
-        struck = with_strikes(moderated, self.prior_strikes(authors, batch_id)).localCheckpoint()
+        struck = with_strikes(moderated, self.prior_strikes(authors, batch_id, in_memory)).localCheckpoint()
+        strikes = to_strike_rows(struck, batch_id).localCheckpoint()
+        strike_count = strikes.count()
         step("strikes")
+        # Notices first: the API blocks a user as soon as the "blocked" notice arrives, so the Delta
+        # writes below do not delay the block. A crash before they commit replays this batch with the
+        # same strikes (the state it starts from is unchanged) and the same notice ids.
+        if strike_count:
+            self.send_notices(strikes)
+        step("notices")
         self._append(to_message_rows(struck, batch_id), paths.MESSAGES, batch_id)
         step("messages")
-        strikes = to_strike_rows(struck, batch_id).localCheckpoint()
-        self._append(strikes, paths.STRIKES, batch_id)
+        if strike_count:
+            self._append(strikes, paths.STRIKES, batch_id)
         step("strikes-table")
         self.merge_moderation(to_moderation_updates(struck, batch_id))
         step("merge")
-        self.send_notices(strikes)
-        step("notices")
-        counts = struck.agg(F.count("*").alias("n"), F.sum(F.col("is_strike").cast("int")).alias("s")).first()
-        print(f"ledger: batch {batch_id}: {counts.n} messages, {counts.s or 0} strikes, "
-              f"{rejected.count()} rejected in {time.monotonic() - started:.1f}s ({', '.join(steps)})", flush=True)
+        self.remember_strikes(strikes, batch_id, incremental=in_memory)
+        step("remember")
+        print(f"ledger: batch {batch_id}: {struck.count()} messages, {strike_count} strikes, "
+              f"{rejected_count} rejected in {time.monotonic() - started:.1f}s ({', '.join(steps)})", flush=True)
 
 
 def start_ledger(spark: SparkSession, bootstrap: str, warehouse: Path, checkpoint: Path,

@@ -127,6 +127,13 @@ def test_a_batch_lands_in_every_table_once_even_when_replayed(spark, tmp_path, k
     assert (snapshot.get("ana").strikes, snapshot.get("ana").messages) == (1, 2)
     assert snapshot.get("nobody") is None
 
+    # and the one after: strikes before it come from the ledger's memory now, not from Delta
+    ledger.process_batch(kafka_batch(spark, [("m8", chat("ana", "joder", 8)), ("m9", chat("mallory", "hola", 9))],
+                                     first_offset=8), 2)
+    assert sorted((r.message_id, r.strike_number) for r in read(paths.STRIKES).collect())[-2:] == [
+        ("m7", 1), ("m8", 2)]
+    assert read(paths.MESSAGES).where("message_id = 'm9'").first().verdict == "withheld"
+
     consumer = KafkaConsumer(bootstrap_servers=kafka_only, consumer_timeout_ms=3000)
     consumer.assign([TopicPartition("chat_notices", 0)])
     consumer.seek_to_beginning()
@@ -134,5 +141,6 @@ def test_a_batch_lands_in_every_table_once_even_when_replayed(spark, tmp_path, k
     consumer.close()
     unique = {n["id"]: n for n in notices}  # at-least-once: the replay may send again, with the same ids
     assert [(n["author"], n["kind"], n["strike"]) for n in sorted(unique.values(), key=lambda n: n["offset"])] == [
-        ("mallory", "warning", 1), ("mallory", "warning", 2), ("mallory", "blocked", 3), ("ana", "warning", 1)]
+        ("mallory", "warning", 1), ("mallory", "warning", 2), ("mallory", "blocked", 3), ("ana", "warning", 1),
+        ("ana", "warning", 2)]
     assert unique["m4:strike"]["text"].startswith("You are blocked")
