@@ -101,8 +101,7 @@ def test_top_terms_keeps_the_five_most_frequent_ties_by_term(spark):
 
 def test_report_series(spark, sources):
     messages, strikes, moderation = sources
-    from pipelines.user_stats import hourly_activity
-    activity = [(r.hour, r.messages, r.profane_messages) for r in activity_over_time(hourly_activity(messages)).collect()]
+    activity = [(r.hour, r.messages, r.profane_messages) for r in activity_over_time(messages).collect()]
     assert activity == [(at(25, 9), 1, 0), (at(26, 9), 1, 0), (at(26, 10), 3, 2), (at(26, 11), 2, 2),
                         (at(26, 21), 1, 0), (at(27, 3), 1, 0), (at(27, 23), 1, 1), (at(28, 0), 1, 0)]
     over_time = [tuple(r) for r in moderation_over_time(strikes, moderation).collect()]
