@@ -1,62 +1,250 @@
-"""POST-to-GET latency through the running stack: a reader long-polls, a writer posts.
+"""POST-to-GET latency through the running stack, at a steady rate: writers post, another user long-polls.
 
-    python bench/e2e_latency.py [--n 50] [--api http://127.0.0.1:5000]
+    python -m bench.e2e_latency --api http://127.0.0.1:5000 [--rate 50] [--seconds 60]
 
-Prints p50/p90/p99/max in milliseconds: from POST /messages returning to the
-message arriving in another user's long-poll GET.
+The latency of a message is the time from its `POST /messages` returning 202
+to the message arriving in the answer to ANOTHER user's long-poll
+`GET /messages?user=…&after=<cursor>&wait=…`: API → Kafka `chat` → Spark relay
+(masking) → `chat_controlled` → the API's feed → the reader.
+
+The posts follow a fixed schedule (message i is due at start + i/rate), shared
+by a few writer threads, each with its own keep-alive connection and author, so
+one slow answer does not delay the next message; a send that starts more than
+one interval after it was due is counted in `late_sends` (the load generator
+fell behind), and `achieved_rate` says what was really sent. One warm-up
+message goes through first (Spark compiles the query's code for the first
+record) and is not counted. Every accepted id is matched with the reader's
+arrivals; those not seen `drain_s` seconds after the last post are reported
+as `missing` (with a few of their ids), never waited for forever.
+
+Prints one readable line, then the result as one JSON line (latencies in ms).
 """
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import secrets
+import sys
 import threading
 import time
+from collections import Counter
+from typing import Sequence
 
-import requests
+from bench.api_load import ApiClient, BenchError, error_key, latency_summary
+from stack import settings
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=50)
-    parser.add_argument("--api", default="http://127.0.0.1:5000")
-    parser.add_argument("--interval", type=float, default=0.2, help="seconds between posts")
-    args = parser.parse_args()
+class _Reader(threading.Thread):
+    """Long-polls GET /messages as `user`, noting when each message of the bench's writers arrives."""
 
-    seen: dict[str, float] = {}
-    stop = threading.Event()
-    cursor = requests.get(f"{args.api}/messages", params={"user": "bench-reader", "limit": 1}, timeout=10).json()["cursor"]
+    def __init__(self, api_url: str, user: str, author_prefix: str, wait_s: float):
+        super().__init__(name="bench-e2e-reader", daemon=True)
+        self.client = ApiClient(api_url, timeout_s=wait_s + 10)
+        self.user = user
+        self.author_prefix = author_prefix
+        self.wait_s = wait_s
+        self.arrivals: dict[str, float] = {}  # message id -> perf_counter() when its GET answer came
+        self.errors: Counter[str] = Counter()
+        self.failure: BaseException | None = None
+        self._halt = threading.Event()
+        status, body = self.client.get_json("/messages", user=user, limit=1)
+        if status != 200 or not body:
+            self.client.close()
+            raise BenchError(f"GET /messages as {user} answered {status}: {body}")
+        self.cursor = body["cursor"]
 
-    def reader() -> None:
-        nonlocal cursor
-        with requests.Session() as http:
-            while not stop.is_set():
-                body = http.get(f"{args.api}/messages",
-                                params={"user": "bench-reader", "after": cursor, "wait": 2}, timeout=10).json()
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                try:
+                    status, body = self.client.get_json("/messages", user=self.user, after=self.cursor,
+                                                        wait=self.wait_s, limit=500)
+                except OSError as exc:
+                    self.errors[error_key(exc)] += 1
+                    self._halt.wait(0.1)
+                    continue
                 now = time.perf_counter()
+                if status != 200 or not body:
+                    self.errors[str(status)] += 1
+                    self._halt.wait(0.5)
+                    continue
                 for m in body["messages"]:
-                    seen.setdefault(m["id"], now)
-                cursor = body["cursor"]
+                    if m["author"].startswith(self.author_prefix):
+                        self.arrivals.setdefault(m["id"], now)
+                self.cursor = body["cursor"]
+        except BaseException as exc:  # noqa: BLE001 - reported by measure(), never left to the thread
+            self.failure = exc
+        finally:
+            self.client.close()
 
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    posted: dict[str, float] = {}
-    with requests.Session() as http:
-        for i in range(args.n):
-            r = http.post(f"{args.api}/messages", json={"author": "bench-writer", "data": f"latency probe {i}"},
-                          timeout=15)
-            r.raise_for_status()
-            posted[r.json()["id"]] = time.perf_counter()
-            time.sleep(args.interval)
-    deadline = time.time() + 30
-    while time.time() < deadline and not all(i in seen for i in posted):
-        time.sleep(0.1)
-    stop.set()
-    lat = sorted((seen[i] - t) * 1000 for i, t in posted.items() if i in seen)
-    missing = len(posted) - len(lat)
-    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else lat * 99
-    print(f"messages {len(posted)}, received {len(lat)}, missing {missing}")
-    print(f"POST->GET latency ms: p50 {q[49]:.0f}  p90 {q[89]:.0f}  p99 {q[98]:.0f}  max {lat[-1]:.0f}")
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(self.wait_s + 15)
+
+
+class _Schedule:
+    """Message i is due at `start + i / rate`; writers take the next due message in turn."""
+
+    def __init__(self, start: float, rate: float, count: int):
+        self.start, self.rate, self.count = start, rate, count
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[int, float] | None:
+        with self._lock:
+            if self._next >= self.count:
+                return None
+            i = self._next
+            self._next += 1
+        return i, self.start + i / self.rate
+
+
+def _sleep_until(t: float) -> None:
+    while (left := t - time.perf_counter()) > 0:
+        time.sleep(left)
+
+
+def _await(predicate, timeout_s: float, step_s: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step_s)
+    return True
+
+
+def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int = 4, drain_s: float = 15.0,
+            wait_s: float = 2.0, warmup_timeout_s: float = 60.0) -> dict:
+    """POST-returned → another reader's GET latency at a steady `rate` (messages/s) for `seconds`.
+
+    Returns `{"p50", "p90", "p99", "max", "sent", "received", "missing", "rate", "seconds"}`
+    (latencies in ms; `rate` is the target) and `min` (below 0 when the reader had the message before
+    the writer had its 202), `scheduled`, `achieved_rate`, `late_sends`, `send_lag_ms` ({p50, p99,
+    max} of how late sends started), `errors` (non-202 answers, by status), `missing_ids` (up to 10),
+    `unexpected` (messages of the bench's authors that no 202 announced), `reader_errors`, `writers`
+    and `warmup_ms`.
+    """
+    if rate <= 0 or seconds <= 0 or writers < 1:
+        raise ValueError("rate and seconds must be > 0, writers >= 1")
+    run = secrets.token_hex(3)
+    prefix = f"bench-e2e-{run}-w"
+    reader = _Reader(api_url, f"bench-e2e-{run}-reader", prefix, wait_s)
+    clients = [ApiClient(api_url) for _ in range(writers)]
+    try:
+        reader.start()
+        # warm-up: one message all the way round, not counted
+        began = time.perf_counter()
+        status, body = clients[0].post_json("/messages", {"author": f"{prefix}0", "data": "warm-up probe"})
+        if status != 202:
+            raise BenchError(f"the warm-up POST answered {status}: {body}")
+        probe = body["id"]
+        if not _await(lambda: probe in reader.arrivals, warmup_timeout_s):
+            raise BenchError(f"the warm-up message did not reach the reader in {warmup_timeout_s:g}s: "
+                             "are the streams running?")
+        warmup_ms = (reader.arrivals[probe] - began) * 1000
+
+        count = max(1, round(rate * seconds))
+        for c in clients:
+            c.connect()
+        schedule = _Schedule(time.perf_counter() + 0.05, rate, count)
+        posted: dict[str, float] = {}  # id -> perf_counter() when its 202 came back
+        lags: list[float] = []
+        errors: Counter[str] = Counter()
+        failures: list[BaseException] = []
+        last_done = [schedule.start]
+
+        def write(k: int) -> None:
+            author = f"{prefix}{k}"
+            try:
+                while (slot := schedule.take()) is not None:
+                    i, due = slot
+                    _sleep_until(due)
+                    started = time.perf_counter()
+                    lags.append(started - due)
+                    try:
+                        status, body = clients[k].post_json("/messages",
+                                                            {"author": author, "data": f"latency probe {i}"})
+                    except OSError as exc:
+                        errors[error_key(exc)] += 1
+                        continue
+                    done = time.perf_counter()
+                    last_done[0] = max(last_done[0], done)
+                    if status == 202 and body and "id" in body:
+                        posted[body["id"]] = done
+                    else:
+                        errors[str(status)] += 1
+            except BaseException as exc:  # noqa: BLE001 - reported below, never left to the thread
+                failures.append(exc)
+
+        threads = [threading.Thread(target=write, args=(k,), name=f"bench-e2e-writer-{k}", daemon=True)
+                   for k in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise BenchError(f"a writer failed: {failures[0]!r}") from failures[0]
+        _await(lambda: all(i in reader.arrivals for i in posted), drain_s, step_s=0.05)
+    finally:
+        for c in clients:
+            c.close()
+        if reader.is_alive():
+            reader.stop()
+        else:
+            reader.client.close()
+    if reader.failure is not None:
+        raise BenchError(f"the reader failed: {reader.failure!r}") from reader.failure
+
+    arrivals = dict(reader.arrivals)
+    latencies = [(arrivals[i] - t) * 1000 for i, t in posted.items() if i in arrivals]
+    missing = [i for i in posted if i not in arrivals]
+    interval = 1 / rate
+    lag_ms = [x * 1000 for x in lags]
+    return {
+        **latency_summary(latencies),
+        "sent": len(posted),
+        "received": len(latencies),
+        "missing": len(missing),
+        "rate": rate,
+        "seconds": seconds,
+        "min": round(min(latencies), 1) if latencies else None,
+        "scheduled": count,
+        "achieved_rate": round(len(posted) / max(seconds, last_done[0] - schedule.start), 2),
+        "late_sends": sum(1 for x in lags if x > interval),
+        "send_lag_ms": latency_summary(lag_ms, quantiles=(50, 99)),
+        "errors": dict(sorted(errors.items())),
+        "missing_ids": missing[:10],
+        "unexpected": len(set(arrivals) - set(posted) - {probe}),
+        "reader_errors": dict(sorted(reader.errors.items())),
+        "writers": writers,
+        "warmup_ms": round(warmup_ms, 1),
+    }
+
+
+def format_result(r: dict) -> str:
+    line = (f"e2e_latency: POST->GET ms p50 {r['p50']}  p90 {r['p90']}  p99 {r['p99']}  max {r['max']}  "
+            f"({r['sent']} sent at {r['achieved_rate']}/s of {r['rate']:g}/s target over {r['seconds']:g}s, "
+            f"{r['received']} received, {r['missing']} missing)")
+    if r["late_sends"]:
+        line += f"; WRITER FELL BEHIND: {r['late_sends']} sends late, up to {r['send_lag_ms']['max']} ms"
+    if r["errors"]:
+        line += f"; POST errors {r['errors']}"
+    return line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e_latency", description=__doc__.splitlines()[0])
+    parser.add_argument("--api", default=settings.load().api_url, help="the API's URL (default %(default)s)")
+    parser.add_argument("--rate", type=float, default=50, help="messages per second")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--writers", type=int, default=4, help="writer threads sharing the schedule")
+    parser.add_argument("--drain", type=float, default=15, help="seconds to wait for the last messages")
+    args = parser.parse_args(argv)
+    result = measure(args.api, rate=args.rate, seconds=args.seconds, writers=args.writers, drain_s=args.drain)
+    print(format_result(result))
+    print(json.dumps({"bench": "e2e_latency", **result}, ensure_ascii=False), flush=True)
+    return 0 if result["missing"] == 0 and not result["errors"] else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
