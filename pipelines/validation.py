@@ -42,18 +42,15 @@ def message_id(headers: Column, partition: Column, offset: Column) -> Column:
                       F.concat(F.lit("kafka-"), partition.cast("string"), F.lit("-"), offset.cast("string")))
 
 
-def reject_reason(value: Column) -> Column:
-    """Why a raw record is not a valid chat message, or null when it is valid."""
-    v = parsed_value(value)
-    author, data, ts = (field_text(v, f) for f in _STRING_FIELDS)
-    checks = [(value.isNull(), "empty record"),
-              (v.isNull(), "value is not JSON"),
-              (F.schema_of_variant(v).startswith("OBJECT") == F.lit(False), "value is not a JSON object")]
-    for name in _STRING_FIELDS:
-        checks += [(_field(v, name).isNull() | F.is_variant_null(_field(v, name)), f"missing field {name}"),
-                   (~_is_string(v, name), f"field {name} must be a string")]
-    checks += [
-        (F.schema_of_variant(v) != F.lit(_EXPECTED_SHAPE), "unexpected fields (only author, data, timestamp)"),
+def _first_reason(checks: list[tuple[Column, str]]) -> Column:
+    reason = F.when(checks[0][0], F.lit(checks[0][1]))
+    for condition, text in checks[1:]:
+        reason = reason.when(condition, F.lit(text))
+    return reason
+
+
+def _content_checks(author: Column, data: Column, ts: Column) -> list[tuple[Column, str]]:
+    return [
         (author.rlike(_BLANK), "author is empty"),
         (F.char_length(author) > settings.MAX_AUTHOR_CHARS,
          f"author longer than {settings.MAX_AUTHOR_CHARS} characters"),
@@ -62,25 +59,52 @@ def reject_reason(value: Column) -> Column:
         (~ts.rlike(settings.TIMESTAMP_PATTERN) | F.try_to_timestamp(ts, F.lit("yyyy-MM-dd HH:mm:ss")).isNull(),
          "timestamp is not YYYY-MM-DD HH:MM:SS"),
     ]
-    reason = F.when(checks[0][0], F.lit(checks[0][1]))
-    for condition, text in checks[1:]:
-        reason = reason.when(condition, F.lit(text))
-    return reason
+
+
+def _reason(value: Column, v: Column, shape: Column, author: Column, data: Column, ts: Column) -> Column:
+    """The reject reason from the parsed value `v` and its `shape` (schema_of_variant).
+
+    The usual record has exactly the expected shape: then only its content is
+    checked. Only a record of another shape goes through the structural checks,
+    which name what is wrong with it (each costs a walk of the variant).
+    """
+    structural = [(value.isNull(), "empty record"),
+                  (v.isNull(), "value is not JSON"),
+                  (shape.startswith("OBJECT") == F.lit(False), "value is not a JSON object")]
+    for name in _STRING_FIELDS:
+        structural += [(_field(v, name).isNull() | F.is_variant_null(_field(v, name)), f"missing field {name}"),
+                       (~_is_string(v, name), f"field {name} must be a string")]
+    structural += [(shape != F.lit(_EXPECTED_SHAPE), "unexpected fields (only author, data, timestamp)")]
+    content = _first_reason(_content_checks(author, data, ts))
+    return (F.when(shape == F.lit(_EXPECTED_SHAPE), content)
+            .otherwise(F.coalesce(_first_reason(structural), content)))
+
+
+def reject_reason(value: Column) -> Column:
+    """Why a raw record is not a valid chat message, or null when it is valid."""
+    v = parsed_value(value)
+    author, data, ts = (field_text(v, f) for f in _STRING_FIELDS)
+    return _reason(value, v, F.schema_of_variant(v), author, data, ts)
 
 
 def with_validated_message(raw_df: DataFrame) -> DataFrame:
     """Add `message_id`, `author`, `data`, `timestamp` and `reject_reason` to raw Kafka records.
 
     Expects the Kafka source's columns `value`, `headers`, `partition`, `offset`.
-    For a rejected record the message fields may be null.
+    For a rejected record the message fields may be null. The value is parsed
+    once, in its own projection (Spark does not merge a projection into the
+    next when that would repeat an expensive expression), and its shape computed once.
     """
-    v = parsed_value(F.col("value"))
     return (raw_df
+            .withColumn("_variant", parsed_value(F.col("value")))
+            .withColumn("_shape", F.schema_of_variant(F.col("_variant")))
             .withColumn("message_id", message_id(F.col("headers"), F.col("partition"), F.col("offset")))
-            .withColumn("author", field_text(v, "author"))
-            .withColumn("data", field_text(v, "data"))
-            .withColumn("timestamp", field_text(v, "timestamp"))
-            .withColumn("reject_reason", reject_reason(F.col("value"))))
+            .withColumn("author", field_text(F.col("_variant"), "author"))
+            .withColumn("data", field_text(F.col("_variant"), "data"))
+            .withColumn("timestamp", field_text(F.col("_variant"), "timestamp"))
+            .withColumn("reject_reason", _reason(F.col("value"), F.col("_variant"), F.col("_shape"),
+                                                 F.col("author"), F.col("data"), F.col("timestamp")))
+            .drop("_variant", "_shape"))
 
 
 def filter_valid(df: DataFrame) -> DataFrame:
