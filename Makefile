@@ -14,7 +14,7 @@ export SPARK_CONF_DIR := $(CURDIR)/conf
 # Spark's driver and web UI listen on loopback only
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help up test stats sql demo-data deps jars check-tools clean
+.PHONY: help up test stats sql demo-data bench deps jars check-tools clean
 
 help:
 	@echo "make up      install what is missing, start Kafka, the Spark relay, the API and the UI"
@@ -22,6 +22,7 @@ help:
 	@echo "make stats   build Delta user_stats with spark-submit, print a summary, write var/reports/user_stats.html"
 	@echo "make sql     a Spark SQL shell with the tables as chat.<table>; make sql Q=\"SELECT ...\" runs one query"
 	@echo "make demo-data N=5000   send realistic chat traffic (and some malformed records) to the running chat"
+	@echo "make bench   the benchmark suite on a broker and stack of its own: bench/results/latest.json"
 	@echo "make deps    only the Python virtual environment ($(VENV))"
 	@echo "make jars    only the JVM jars (var/jars) from Maven Central"
 	@echo "make clean   remove var/ (broker data, checkpoints, warehouse, jars) and $(VENV)"
@@ -40,6 +41,9 @@ sql: deps jars
 
 demo-data: deps
 	@$(PY) -m stack.demo_data $(if $(N),-n $(N)) $(ARGS)
+
+bench: deps jars
+	@$(PY) -m bench.run $(ARGS)
 
 deps: $(DEPS_STAMP)
 

@@ -67,7 +67,7 @@ from bench.kafka_limits import chat_partitions, delete_topic, recreate_topic
 from pipelines.moderation import CLOSE_MARK, MASK_CHAR, OPEN_MARK, WordLists, load_word_lists, profanity_pattern
 from pipelines.relay import CHAT_POSITION_HEADER
 from stack import settings
-from stack.demo_data import (DEFAULT_DAYS, DEFAULT_MALFORMED_SHARE, DEFAULT_PROFANE_SHARE, SendError,
+from stack.demo_data import (DEFAULT_DAYS, DEFAULT_MALFORMED_SHARE, DEFAULT_PROFANE_SHARE, SendError, positive_int,
                              default_users, generate, send)
 
 DEFAULT_SOURCE = "bench_baseline_in"
@@ -407,16 +407,6 @@ def summary_line(result: dict) -> str:
 # Command line
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is less than 1")
-    return value
-
-
 def fill_source(bootstrap: str, topic: str, records: int, partitions: int, seed: int = 7) -> None:
     """Recreate `topic` and send it `records` records of demo traffic (stack/demo_data.py)."""
     recreate_topic(bootstrap, topic, partitions)
@@ -433,9 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default=s.kafka_bootstrap,
                         help=f"Kafka bootstrap servers (default {s.kafka_bootstrap})")
-    parser.add_argument("--records", type=_positive, default=100_000, metavar="N",
+    parser.add_argument("--records", type=positive_int, default=100_000, metavar="N",
                         help="source records to process (default 100,000)")
-    parser.add_argument("--partitions", type=_positive,
+    parser.add_argument("--partitions", type=positive_int,
                         help="partitions of the topics created (default: as many as `chat` has on that broker)")
     parser.add_argument("--source", default=DEFAULT_SOURCE, help=f"raw records topic (default {DEFAULT_SOURCE})")
     parser.add_argument("--target", default=DEFAULT_TARGET, help=f"output topic, recreated (default {DEFAULT_TARGET})")

@@ -45,6 +45,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPart
 
 from stack import settings
 from stack.broker import java_bin
+from stack.demo_data import positive_int
 
 PRODUCER_TOOL = "org.apache.kafka.tools.ProducerPerformance"
 CONSUMER_TOOL = "org.apache.kafka.tools.ConsumerPerformance"
@@ -283,26 +284,16 @@ def summary_line(result: dict) -> str:
 # Command line
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is less than 1")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     s = settings.load()
     parser = argparse.ArgumentParser(prog="python -m bench.kafka_limits", description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default=s.kafka_bootstrap,
                         help=f"Kafka bootstrap servers (default {s.kafka_bootstrap})")
-    parser.add_argument("--record-size", type=_positive, default=DEFAULT_RECORD_SIZE, metavar="BYTES",
+    parser.add_argument("--record-size", type=positive_int, default=DEFAULT_RECORD_SIZE, metavar="BYTES",
                         help=f"bytes per record (default {DEFAULT_RECORD_SIZE})")
-    parser.add_argument("--records", type=_positive, default=1_000_000, metavar="N",
+    parser.add_argument("--records", type=positive_int, default=1_000_000, metavar="N",
                         help="records to produce and consume (default 1,000,000)")
-    parser.add_argument("--partitions", type=_positive,
+    parser.add_argument("--partitions", type=positive_int,
                         help="partitions of the bench topic (default: as many as `chat` has on that broker)")
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"topic to (re)create (default {DEFAULT_TOPIC})")
     parser.add_argument("--keep-topic", action="store_true", help="do not delete the topic afterwards")

@@ -736,7 +736,8 @@ def _share(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (underscores allowed: 1_000_000)."""
     try:
         value = int(text)
     except ValueError:
@@ -773,9 +774,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     "and reports have more than a handful of rows.",
         epilog="Example: python -m stack.demo_data -n 20000 --days 14 --seed 7. The same seed sends the "
                "same users and texts (with new message ids and timestamps ending now).")
-    parser.add_argument("-n", type=_count, default=DEFAULT_N, metavar="N",
+    parser.add_argument("-n", type=positive_int, default=DEFAULT_N, metavar="N",
                         help=f"records to send, malformed ones included (default {DEFAULT_N}, at most {MAX_N:,})")
-    parser.add_argument("--users", type=_count, metavar="U",
+    parser.add_argument("--users", type=positive_int, metavar="U",
                         help=f"distinct users (default max(20, N / 60), at most {MAX_USERS} and at most N)")
     parser.add_argument("--days", type=_days, default=DEFAULT_DAYS, metavar="D",
                         help=f"spread the timestamps over the last D days up to now, UTC (default {DEFAULT_DAYS:g})")
