@@ -1,0 +1,74 @@
+"""Run the whole chat (`python -m stack.up`, what `make up` runs) on free loopback ports in a data directory.
+
+The integration tests and the benchmarks use it, so both exercise exactly what
+a user starts.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack.broker import free_port
+from stack.settings import REPO_ROOT
+
+
+class StackError(RuntimeError):
+    """The stack did not start; the message holds its output and the tails of its logs."""
+
+
+@dataclass
+class ChatStack:
+    process: subprocess.Popen
+    data_dir: Path
+    log: Path
+    kafka_bootstrap: str
+    api_url: str
+    ui_url: str
+    ports: tuple[int, ...]
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_stack(data_dir: Path, timeout_s: float = 240) -> ChatStack:
+    kafka_port, controller_port, api_port, ui_port = (free_port() for _ in range(4))
+    env = dict(os.environ,
+               CHAT_DATA_DIR=str(data_dir), CHAT_KAFKA_PORT=str(kafka_port),
+               CHAT_KAFKA_CONTROLLER_PORT=str(controller_port),
+               CHAT_API_PORT=str(api_port), CHAT_UI_PORT=str(ui_port), PYTHONUNBUFFERED="1")
+    for name in ("CHAT_KAFKA_BOOTSTRAP", "CHAT_API_URL"):
+        env.pop(name, None)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "stack-up.out"
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "stack.up"], cwd=REPO_ROOT, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    stack = ChatStack(process, data_dir, log, f"127.0.0.1:{kafka_port}", f"http://127.0.0.1:{api_port}",
+                      f"http://127.0.0.1:{ui_port}", (kafka_port, controller_port, api_port, ui_port))
+    deadline = time.monotonic() + timeout_s
+    # the final "HH:MM:SS  ready   in ..." line, not a service's "streams ready in ..."
+    while not re.search(r"^\S+\s+ready\s+in ", stack.output(), re.M):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_stack(stack)
+            logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                             for p in sorted((data_dir / "log").glob("*.log")))
+            raise StackError(f"the stack did not start:\n{stack.output()}\n{logs}")
+        time.sleep(0.5)
+    return stack
+
+
+def stop_stack(stack: ChatStack, timeout_s: float = 90) -> int:
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            stack.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.process.pid, signal.SIGKILL)
+            stack.process.wait()
+    return stack.process.returncode
