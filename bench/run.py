@@ -251,7 +251,8 @@ def print_table(results: dict, rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the suite works, quickly")
-    parser.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts")
+    parser.add_argument("--only", nargs="+", choices=PARTS,
+                        help="run only these parts; the other figures already in the results file are kept")
     parser.add_argument("--out", type=Path, help="results file (default bench/results/latest.json; "
                                                  "quick runs: bench/results/quick.json)")
     args = parser.parse_args(argv)
@@ -261,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     work = settings.load().data_dir / "bench" / f"run-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": machine(), "quick": args.quick, "sizes": sizes, "errors": {}}
+    if args.only and out.exists():  # re-running some parts: keep the other parts' figures from the file
+        previous = json.loads(out.read_text())
+        if previous.get("quick") == args.quick:
+            results = {**previous, "machine": results["machine"], "errors": {}}
+            results.setdefault("rerun", []).append(f"{results['machine']['date']}: {' '.join(args.only)}")
     started = time.monotonic()
     say(f"on {results['machine']['cores']} cores; {'quick sizes' if args.quick else 'full sizes'}; "
         f"parts: {', '.join(p for p in PARTS if p in parts)}")
@@ -278,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             results["errors"][name] = "".join(traceback.format_exception_only(exc)).strip()[-2000:]
     shutil.rmtree(work, ignore_errors=True)
     flat = derived(results)
-    results.update({k: v for k, v in flat.items() if k not in results})
+    results.update(flat)
     results["targets"] = target_rows(flat)
     results["seconds"] = round(time.monotonic() - started)
     out.parent.mkdir(parents=True, exist_ok=True)
