@@ -96,7 +96,7 @@ def part_broker_and_pipelines(work: Path, sizes: dict, results: dict, parts: set
             say(f"Kafka's own producer/consumer tools: {sizes['limit_records']:,} records of {record_size} bytes")
             limit = broker_limit(broker.bootstrap, record_size, sizes["limit_records"], partitions=partitions)
             results["broker_limit"] = limit
-            results["broker_limit_msgs_per_s"] = limit["producer_msgs_per_s"]
+            results["broker_limit_msgs_per_s"] = round(limit["producer_msgs_per_s"])
             say(f"broker limit: {limit['producer_msgs_per_s']:,.0f} msg/s produced (acks=all), "
                 f"{limit['consumer_msgs_per_s']:,.0f} msg/s consumed")
         if "pipelines" not in parts:
@@ -109,7 +109,7 @@ def part_broker_and_pipelines(work: Path, sizes: dict, results: dict, parts: set
         recreate_topic(broker.bootstrap, "bench_baseline", partitions)
         base = run_baseline(broker.bootstrap, settings.TOPIC_CHAT, "bench_baseline", expected=len(records))
         results["baseline"] = base
-        results["baseline_msgs_per_s"] = base["msgs_per_s"]
+        results["baseline_msgs_per_s"] = round(base["msgs_per_s"])
         say(f"baseline: {base['msgs_per_s']:,.0f} msg/s")
 
         from bench.pipelines_throughput import ledger_throughput, relay_throughput
