@@ -267,9 +267,9 @@ def api_posts_per_s(api_url: str, clients: int = 32, seconds: float = 20, warmup
     while "end" not in times and any(t.is_alive() for t in threads):
         time.sleep(0.01)
     if "end" in times:
-        _sleep_until(times["window_start"])
+        sleep_until(times["window_start"])
         cpu0 = time.process_time()
-        _sleep_until(times["end"])
+        sleep_until(times["end"])
         cpu1 = time.process_time()
     else:
         cpu0 = cpu1 = 0.0
@@ -301,7 +301,8 @@ def api_posts_per_s(api_url: str, clients: int = 32, seconds: float = 20, warmup
     }
 
 
-def _sleep_until(t: float) -> None:
+def sleep_until(t: float) -> None:
+    """Sleep until time.perf_counter() reaches `t` (for schedules: no drift from sleep's overshoot)."""
     while (left := t - time.perf_counter()) > 0:
         time.sleep(min(left, 0.5))
 

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from typing import Sequence
 
-from bench.api_load import ApiClient, BenchError, error_key, latency_summary
+from bench.api_load import ApiClient, BenchError, error_key, latency_summary, sleep_until
 from stack import settings
 
 
@@ -99,11 +99,6 @@ class _Schedule:
         return i, self.start + i / self.rate
 
 
-def _sleep_until(t: float) -> None:
-    while (left := t - time.perf_counter()) > 0:
-        time.sleep(left)
-
-
 def _await(predicate, timeout_s: float, step_s: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -158,7 +153,7 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
             try:
                 while (slot := schedule.take()) is not None:
                     i, due = slot
-                    _sleep_until(due)
+                    sleep_until(due)
                     started = time.perf_counter()
                     lags.append(started - due)
                     try:
