@@ -211,19 +211,27 @@ def _cards(data: ReportData) -> str:
                    for label, value in cards)
 
 
+# The users table, in the report and in the job's printed summary
+USER_COLUMNS = ("author", "messages", "profane", "rate", "strikes", "blocked since", "first seen", "last seen",
+                "active days", "busiest hour", "top terms")
+NUMERIC_USER_COLUMNS = frozenset({1, 2, 3, 4, 8, 9})
+
+
+def user_cells(r) -> list[str]:
+    """One user_stats row as the table's text cells."""
+    blocked = (_fmt_time(r["blocked_at"]) if r["blocked_at"] else "yes") if r["is_blocked"] else "–"
+    return [r["author"], f"{r['messages']:,}", f"{r['profane_messages']:,}", f"{r['profanity_rate']:.1%}",
+            str(r["strikes"]), blocked, _fmt_time(r["first_seen"]), _fmt_time(r["last_seen"]),
+            str(r["active_days"]), f"{r['busiest_hour']:02d}:00",
+            ", ".join(f"{t['term']} ({t['hits']})" for t in r["top_terms"])]
+
+
 def _users_table(rows: list) -> str:
-    head = ("author", "messages", "profane", "rate", "strikes", "blocked since", "first seen", "last seen",
-            "active days", "busiest hour", "top terms")
-    out = ["<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    out = ["<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in USER_COLUMNS) + "</tr></thead><tbody>"]
     for r in rows:
-        terms = ", ".join(f"{t['term']} ({t['hits']})" for t in r["top_terms"])
-        cells = [(r["author"], ""), (f"{r['messages']:,}", "n"), (f"{r['profane_messages']:,}", "n"),
-                 (f"{r['profanity_rate']:.1%}", "n"), (str(r["strikes"]), "n"),
-                 (_fmt_time(r["blocked_at"]) if r["is_blocked"] else "–", ""),
-                 (_fmt_time(r["first_seen"]), ""), (_fmt_time(r["last_seen"]), ""),
-                 (str(r["active_days"]), "n"), (f"{r['busiest_hour']:02d}:00", "n"), (terms, "")]
-        out.append("<tr>" + "".join(f'<td class="{c}">{html.escape(v)}</td>' if c else f"<td>{html.escape(v)}</td>"
-                                    for v, c in cells) + "</tr>")
+        out.append("<tr>" + "".join(f'<td class="n">{html.escape(v)}</td>' if i in NUMERIC_USER_COLUMNS
+                                    else f"<td>{html.escape(v)}</td>" for i, v in enumerate(user_cells(r)))
+                   + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
 

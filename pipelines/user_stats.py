@@ -23,7 +23,6 @@ an analyst can look at exactly that data with `VERSION AS OF`.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -182,22 +181,10 @@ def write_stats(spark: SparkSession, stats: DataFrame, warehouse: Path) -> int:
     return DeltaTable.forPath(spark, location).history(1).select("version").first()[0]
 
 
-def summary_rows(stats_rows: list, top: int) -> tuple[list[str], list[list[str]]]:
-    headers = ["author", "messages", "profane", "rate", "strikes", "blocked since", "first seen",
-               "last seen", "days", "busiest hour", "top terms"]
-    rows = []
-    for r in stats_rows[:top]:
-        rows.append([r.author, f"{r.messages:,}", f"{r.profane_messages:,}", f"{r.profanity_rate:.1%}",
-                     str(r.strikes), f"{r.blocked_at:%Y-%m-%d %H:%M}" if r.is_blocked and r.blocked_at else
-                     ("yes" if r.is_blocked else "-"),
-                     f"{r.first_seen:%Y-%m-%d %H:%M}", f"{r.last_seen:%Y-%m-%d %H:%M}", str(r.active_days),
-                     f"{r.busiest_hour:02d}:00", ", ".join(f"{t.term} ({t.hits})" for t in r.top_terms)])
-    return headers, rows
-
-
 def run(spark: SparkSession, data_dir: Path, report_path: Path | None = None, top: int = 15) -> dict:
     """The whole job; returns what it built (for the tests and the caller's last line)."""
-    from pipelines.report import ReportData, write_report  # matplotlib only where a report is drawn
+    # matplotlib only where a report is drawn
+    from pipelines.report import NUMERIC_USER_COLUMNS, USER_COLUMNS, ReportData, user_cells, write_report
 
     warehouse = paths.warehouse_dir(data_dir)
     progress = Progress(steps=5)
@@ -249,9 +236,9 @@ def run(spark: SparkSession, data_dir: Path, report_path: Path | None = None, to
     stats.unpersist()
     totals = data.totals
     print()
-    headers, rows = summary_rows(data.top_users, top)
+    rows = [user_cells(r) for r in data.top_users]
     print(f"Top {len(rows)} of {users:,} users by strikes (table {paths.DATABASE}.{paths.USER_STATS} v{version}):")
-    print(format_table(headers, rows, align_right={1, 2, 3, 4, 8}))
+    print(format_table(USER_COLUMNS, rows, align_right=NUMERIC_USER_COLUMNS))
     print(f"\n{users:,} users, {totals['messages'] or 0:,} messages, {totals['profane_messages'] or 0:,} profane, "
           f"{totals['strikes'] or 0:,} strikes, {totals['blocked']:,} blocked"
           + (f", {rejected_count:,} rejected records" if rejected_count is not None else "")
@@ -270,8 +257,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--top must be at least 1")
     data_dir = (args.data_dir or settings.load().data_dir).resolve()
 
-    os.environ["TZ"] = "UTC"  # rows collected to Python carry naive datetimes in the process's zone
-    time.tzset()
     from pipelines.session import get_spark
     started = time.monotonic()
     print(f"stats  starting Spark (warehouse {paths.warehouse_dir(data_dir)}) ...", flush=True)
