@@ -30,15 +30,12 @@ from bench.kafka_limits import recreate_topic
 from stack import settings
 
 
-def topic_size(bootstrap: str, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        begins = consumer.beginning_offsets(list(ends))
-        return sum(ends[tp] - begins[tp] for tp in ends)
-    finally:
-        consumer.close()
+def topic_size(consumer: KafkaConsumer, topic: str) -> int:
+    """Records in `topic` (end minus beginning offsets), asked through an open consumer."""
+    partitions = consumer.partitions_for_topic(topic) or set()
+    ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+    begins = consumer.beginning_offsets(list(ends))
+    return sum(ends[tp] - begins[tp] for tp in ends)
 
 
 def relay_throughput(spark: SparkSession, bootstrap: str, trigger: str, expected: int,
@@ -53,6 +50,8 @@ def relay_throughput(spark: SparkSession, bootstrap: str, trigger: str, expected
                         query_name=f"bench_relay_{trigger}")
     first_seen_at = first_count = None
     count = 0
+    # one connection for all the samples: a new client every 100 ms would load the cores being measured
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     try:
         while count < expected:
             if time.monotonic() - started > timeout_s:
@@ -60,12 +59,13 @@ def relay_throughput(spark: SparkSession, bootstrap: str, trigger: str, expected
             if query.exception() is not None:
                 raise RuntimeError(f"relay ({trigger}) failed: {query.exception()}")
             time.sleep(0.1)
-            count = topic_size(bootstrap, target)
+            count = topic_size(consumer, target)
             if first_seen_at is None and count > 0:
                 first_seen_at, first_count = time.monotonic(), count
         done_at = time.monotonic()
     finally:
         query.stop()
+        consumer.close()
     sustained_s = done_at - first_seen_at
     return {"trigger": trigger, "records": count, "expected": expected,
             "msgs_per_s": round((count - first_count) / sustained_s) if sustained_s > 0 else None,
