@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -33,6 +34,10 @@ def get_spark(app_name: str, master: str | None = None, extra: dict[str, str] | 
     CHAT_SPARK_MASTER (unless spark-submit already chose one) and the absolute
     paths of the jars.
     """
+    # PySpark turns collected timestamps into naive datetimes in the process's time zone: make that
+    # zone the sessions' (UTC, conf/spark-defaults.conf), so printed and plotted times are the stored ones
+    os.environ["TZ"] = "UTC"
+    time.tzset()
     builder = SparkSession.builder.appName(app_name)
     # under spark-submit the JVM already runs with its --master (or spark.master from --properties-file)
     if master is not None or not launched_by_spark_submit():

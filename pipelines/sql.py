@@ -14,7 +14,6 @@ errors go to stderr; with -e, a failing statement gives exit code 1.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import date, datetime
@@ -171,8 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         if not statements:
             parser.error("-e/Q= holds no SQL statement")
 
-    os.environ["TZ"] = "UTC"  # timestamps are shown in UTC, as stored
-    time.tzset()
     from pipelines.session import get_spark
     started = time.monotonic()
     print("sql    starting Spark ...", file=sys.stderr, flush=True)
