@@ -1,6 +1,7 @@
 # The two commands a new machine needs: `make up` and `make test`.
 # Both install what is missing first: the virtual environment with the pinned
-# Python packages (pyproject.toml) and the JVM jars (conf/pom.xml, via Maven).
+# Python packages (pyproject.toml) and the JVM jars (conf/pom.xml, via Maven);
+# `make test` also Debian's Chromium and chromedriver for the browser test.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,12 +10,15 @@ PY := $(VENV)/bin/python
 MVN ?= mvn
 DEPS_STAMP := $(VENV)/.deps-installed
 JARS_STAMP := var/jars/.resolved
+# tests/test_browser.py drives these (Debian's packages chromium, chromium-driver)
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export SPARK_CONF_DIR := $(CURDIR)/conf
 # Spark's driver and web UI listen on loopback only
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help up test stats sql demo-data bench deps jars check-tools clean
+.PHONY: help up test stats sql demo-data bench deps jars browser check-tools clean
 
 help:
 	@echo "make up      install what is missing, start Kafka, the Spark relay, the API and the UI"
@@ -25,12 +29,13 @@ help:
 	@echo "make bench   the benchmark suite on a broker and stack of its own: bench/results/latest.json"
 	@echo "make deps    only the Python virtual environment ($(VENV))"
 	@echo "make jars    only the JVM jars (var/jars) from Maven Central"
+	@echo "make browser only Debian's chromium and chromium-driver (apt-get), for the browser test"
 	@echo "make clean   remove var/ (broker data, checkpoints, warehouse, jars) and $(VENV)"
 
 up: deps jars
 	@$(PY) -m stack.up
 
-test: deps jars
+test: deps jars browser
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 stats: deps jars
@@ -65,6 +70,19 @@ $(JARS_STAMP): conf/pom.xml | check-tools
 	@$(MVN) -q -B -f conf/pom.xml -Dmaven.repo.local=$(CURDIR)/var/m2 -Pspark package
 	@touch $@
 	@echo "setup  jars ready in var/jars ($$(ls var/jars/kafka | wc -l) for Kafka, $$(ls var/jars/spark | wc -l) for Spark)"
+
+# Installs with apt-get as root, else through `sudo -n`; otherwise says what to run.
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then as_root=; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then as_root="sudo -n"; \
+	  else echo "The browser test needs $(CHROMIUM) and $(CHROMEDRIVER): run  sudo apt-get install chromium chromium-driver"; exit 1; fi; \
+	  echo "setup  installing Debian's chromium and chromium-driver with apt-get (once) ..."; \
+	  $$as_root apt-get update -qq && \
+	  $$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null && \
+	  test -x $(CHROMIUM) && test -x $(CHROMEDRIVER) || { echo "installing chromium chromium-driver failed"; exit 1; }; \
+	  echo "setup  $$($(CHROMEDRIVER) --version | cut -d' ' -f1-2) ready"; \
+	fi
 
 check-tools:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0])'
