@@ -29,6 +29,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         KAFKA_SEND_TIMEOUT_S=10.0,
         START_FEED=True,
         WAREHOUSE_DIR=s.warehouse_dir,
+        DATA_DIR=s.data_dir,
+        SESSION_TTL_S=s.session_ttl_s,
+        ADMIN_TOKEN=s.admin_token,
         SNAPSHOT_REFRESH_S=0.5,
         JSON_SORT_KEYS=False,
     )
@@ -38,11 +41,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from api import errors, feed, health, messages, notices, producer, spec, users
+    from api import auth, errors, feed, health, messages, notices, producer, sessions, spec, users
     errors.init_app(app)
+    auth.init_app(app)
     producer.init_app(app)
     feed.init_app(app)
     notices.init_app(app)
+    app.register_blueprint(sessions.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(health.bp)

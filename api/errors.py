@@ -12,22 +12,24 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error the client can act on: its message goes back as `error`."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
-def error_response(status: int, message: str):
+def error_response(status: int, message: str, headers: dict[str, str] | None = None):
     response = jsonify({"error": message})
     response.status_code = status
+    response.headers.update(headers or {})
     return response
 
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, exc.headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -1,5 +1,6 @@
 """POST /messages (to Kafka `chat`) and GET /messages (the tail of `chat_controlled`).
 
+Both need a session (`Authorization: Bearer <token>`): the author is the session's.
 Blocked users get 403 on both; messages a user sent after being blocked are never served."""
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, request
 
+from api.auth import current_session
 from api.errors import ApiError
 from api.feed import BadCursor, get_feed
 from api.notices import get_moderation
 from api.producer import get_producer
-from api.validation import clean_author, parse_limit, parse_message_body, parse_wait
+from api.validation import clean_author, json_object, parse_limit, parse_message_body, parse_wait
 from stack import settings
 
 bp = Blueprint("messages", __name__)
@@ -24,13 +26,12 @@ def utc_now() -> str:
 
 @bp.post("/messages")
 def post_message():
-    if not request.is_json:
-        raise ApiError(400, "send JSON with Content-Type: application/json")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "body is not valid JSON")
-    author, data = parse_message_body(body, current_app.config["MAX_AUTHOR_CHARS"],
-                                      current_app.config["MAX_DATA_CHARS"])
+    author = current_session().author
+    body = json_object(request, "data", "author")
+    claimed, data = parse_message_body(body, current_app.config["MAX_AUTHOR_CHARS"],
+                                       current_app.config["MAX_DATA_CHARS"])
+    if claimed is not None and claimed != author:
+        raise ApiError(403, f"signed in as {author!r}: you cannot send as {claimed!r}")
     moderation = get_moderation()
     if moderation.is_blocked(author):
         raise ApiError(403, moderation.blocked_error(author))
@@ -42,7 +43,11 @@ def post_message():
 
 @bp.get("/messages")
 def get_messages():
-    user = clean_author(request.args.get("user"), current_app.config["MAX_AUTHOR_CHARS"], field="user")
+    user = current_session().author
+    if request.args.get("user") not in (None, ""):
+        named = clean_author(request.args.get("user"), current_app.config["MAX_AUTHOR_CHARS"], field="user")
+        if named != user:
+            raise ApiError(403, f"signed in as {user!r}: you cannot read as {named!r}")
     moderation = get_moderation()
     if moderation.is_blocked(user):
         raise ApiError(403, moderation.blocked_error(user))

@@ -1,4 +1,4 @@
-"""The process's one Kafka producer (acks=all, idempotent), behind an accessor so tests can swap it."""
+"""The process's one Kafka producer (acks=all, idempotent): chat messages to `chat`, moderators' actions to `chat_actions`."""
 from __future__ import annotations
 
 import json
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class ChatProducer:
-    """Publishes chat messages to `chat`; created lazily and re-created after Kafka was unreachable."""
+    """Created lazily, and again after Kafka was unreachable."""
 
     def __init__(self, bootstrap: str, send_timeout_s: float = 10.0):
         self.bootstrap = bootstrap
@@ -51,19 +51,27 @@ class ChatProducer:
             return self._producer
 
     def send(self, message_id: str, message: dict) -> None:
-        """Publish and wait for the broker's acknowledgement: when this returns, Kafka has it."""
+        """Publish a chat message and wait for the broker's acknowledgement: when this returns, Kafka has it."""
+        self.publish(settings.TOPIC_CHAT, message["author"], message,
+                     [(settings.MESSAGE_ID_HEADER, message_id.encode("ascii"))], what=f"message {message_id}")
+
+    def send_action(self, action: dict) -> None:
+        """Publish a moderator's action (to the ledger) and wait for the acknowledgement."""
+        self.publish(settings.TOPIC_ACTIONS, action["author"], action, [], what=f"action {action['id']}")
+
+    def publish(self, topic: str, key: str, value: dict, headers: list, what: str) -> None:
         producer = self._get()
         try:
             future = producer.send(
-                settings.TOPIC_CHAT,
-                key=message["author"].encode("utf-8"),
-                value=json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
-                headers=[(settings.MESSAGE_ID_HEADER, message_id.encode("ascii"))],
+                topic,
+                key=key.encode("utf-8"),
+                value=json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+                headers=headers,
             )
             future.get(timeout=self.send_timeout_s + 2)
         except KafkaError as exc:
-            log.warning("message %s not accepted by Kafka: %s", message_id, exc)
-            raise ApiError(503, "Kafka did not accept the message (it was not sent); try again") from exc
+            log.warning("%s not accepted by Kafka: %s", what, exc)
+            raise ApiError(503, f"Kafka did not accept the {what.split()[0]} (it was not sent); try again") from exc
 
     def is_connected(self) -> bool:
         with self._lock:

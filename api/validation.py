@@ -44,13 +44,25 @@ def clean_text(value, max_chars: int) -> str:
     return value
 
 
-def parse_message_body(body, max_author: int, max_text: int) -> tuple[str, str]:
+def json_object(request, *fields: str) -> dict:
+    """The request's JSON body: an object with no keys other than `fields` (400 otherwise)."""
+    if not request.is_json:
+        raise ApiError(400, "send JSON with Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "body is not valid JSON (UTF-8)")
     if not isinstance(body, dict):
-        raise ApiError(400, 'body must be a JSON object {"author": ..., "data": ...}')
-    unknown = sorted(set(body) - {"author", "data"})
+        raise ApiError(400, "body must be a JSON object {" + ", ".join(f'"{f}": ...' for f in fields) + "}")
+    unknown = sorted(set(body) - set(fields))
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(unknown)}")
-    return clean_author(body.get("author"), max_author), clean_text(body.get("data"), max_text)
+    return body
+
+
+def parse_message_body(body: dict, max_author: int, max_text: int) -> tuple[str | None, str]:
+    """(author or None when the body leaves it to the session, text)."""
+    author = None if body.get("author") is None else clean_author(body["author"], max_author)
+    return author, clean_text(body.get("data"), max_text)
 
 
 def parse_wait(raw: str | None, max_wait: float) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ class ChatStack:
     api_url: str
     ui_url: str
     ports: tuple[int, ...]
+    admin_token: str
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -38,7 +40,8 @@ class ChatStack:
 
 def start_stack(data_dir: Path, timeout_s: float = 240) -> ChatStack:
     kafka_port, controller_port, api_port, ui_port = (free_port() for _ in range(4))
-    env = dict(os.environ,
+    admin_token = secrets.token_urlsafe(24)
+    env = dict(os.environ, CHAT_ADMIN_TOKEN=admin_token,
                CHAT_DATA_DIR=str(data_dir), CHAT_KAFKA_PORT=str(kafka_port),
                CHAT_KAFKA_CONTROLLER_PORT=str(controller_port),
                CHAT_API_PORT=str(api_port), CHAT_UI_PORT=str(ui_port), PYTHONUNBUFFERED="1")
@@ -50,7 +53,7 @@ def start_stack(data_dir: Path, timeout_s: float = 240) -> ChatStack:
         process = subprocess.Popen([sys.executable, "-m", "stack.up"], cwd=REPO_ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     stack = ChatStack(process, data_dir, log, f"127.0.0.1:{kafka_port}", f"http://127.0.0.1:{api_port}",
-                      f"http://127.0.0.1:{ui_port}", (kafka_port, controller_port, api_port, ui_port))
+                      f"http://127.0.0.1:{ui_port}", (kafka_port, controller_port, api_port, ui_port), admin_token)
     deadline = time.monotonic() + timeout_s
     # the final "HH:MM:SS  ready   in ..." line, not a service's "streams ready in ..."
     while not re.search(r"^\S+\s+ready\s+in ", stack.output(), re.M):

@@ -15,7 +15,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TOPIC_CHAT = "chat"
 TOPIC_CONTROLLED = "chat_controlled"
 TOPIC_NOTICES = "chat_notices"
-TOPICS = (TOPIC_CHAT, TOPIC_CONTROLLED, TOPIC_NOTICES)
+# moderators' actions (unblock), from the API to the ledger: the ledger is the one writer of the Delta tables
+TOPIC_ACTIONS = "chat_actions"
+TOPICS = (TOPIC_CHAT, TOPIC_CONTROLLED, TOPIC_NOTICES, TOPIC_ACTIONS)
 
 # A message as it travels in Kafka: exactly these keys, all strings.
 MESSAGE_FIELDS = ("author", "data", "timestamp")
@@ -53,6 +55,8 @@ class Settings:
     kafka_controller_port: int
     topic_partitions: int
     replication_factor: int
+    session_ttl_s: int
+    admin_token: str
 
     @property
     def warehouse_dir(self) -> Path:
@@ -95,6 +99,8 @@ def load() -> Settings:
         kafka_controller_port=_env_int("CHAT_KAFKA_CONTROLLER_PORT", 9093),
         topic_partitions=_env_int("CHAT_TOPIC_PARTITIONS", 1),
         replication_factor=_env_int("CHAT_REPLICATION_FACTOR", 1),
+        session_ttl_s=_env_int("CHAT_SESSION_TTL_S", 1800),
+        admin_token=_env("CHAT_ADMIN_TOKEN", ""),
     )
 
 

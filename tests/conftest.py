@@ -6,6 +6,7 @@ tests exercise a real `kafka.Kafka` JVM and the real Spark relay.
 """
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -45,18 +46,26 @@ def chat_stack(tmp_path_factory):
     assert not any(port_open("127.0.0.1", p) for p in stack.ports), "a port is still open after the stop"
 
 
+@functools.cache
+def auth(api_url: str, user: str) -> dict:
+    """`Authorization` for a session of `user` (one per user and API for the whole test run)."""
+    response = requests.post(f"{api_url}/sessions", json={"author": user}, timeout=10)
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
 def wait_for_messages(api_url: str, user: str, predicate, timeout_s: float = 60) -> list[dict]:
     """Long-poll GET /messages as `user` until `predicate(all messages seen)` holds."""
     seen: list[dict] = []
-    body = requests.get(f"{api_url}/messages", params={"user": user, "limit": 500}, timeout=10).json()
+    body = requests.get(f"{api_url}/messages", params={"limit": 500}, headers=auth(api_url, user), timeout=10).json()
     seen.extend(body["messages"])
     cursor = body["cursor"]
     deadline = time.monotonic() + timeout_s
     while not predicate(seen):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out; {user} saw {seen}")
-        body = requests.get(f"{api_url}/messages", params={"user": user, "after": cursor, "wait": 5},
-                            timeout=15).json()
+        body = requests.get(f"{api_url}/messages", params={"after": cursor, "wait": 5},
+                            headers=auth(api_url, user), timeout=15).json()
         seen.extend(body["messages"])
         cursor = body["cursor"]
     return seen

@@ -1,0 +1,212 @@
+"""Who is speaking: signed session tokens, the live sessions that hold names, and the moderators' token.
+
+`POST /sessions {"author"}` opens a session and returns a token signed with the
+API's secret (itsdangerous, HMAC-SHA1 over the session id and the author). A
+request names its user only through `Authorization: Bearer <token>`: the
+signature proves the API issued the token, and the session store says whether
+the session is still live. A session lives CHAT_SESSION_TTL_S seconds after its
+last use; while it lives, no one else can open a session under the same name.
+
+The store is a SQLite file under DATA_DIR/run, so every API process sees the
+same sessions and they survive an API restart.
+
+Moderators use the token in CHAT_ADMIN_TOKEN; with none set, the moderator
+endpoints are switched off.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from flask import Flask, current_app, request
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from api.errors import ApiError
+from stack import settings
+
+TOKEN_SALT = "chat-session"
+
+
+def load_secret(data_dir: Path) -> str:
+    """CHAT_SECRET_KEY, else a secret generated once and kept in DATA_DIR/secret_key (mode 0600)."""
+    configured = os.environ.get("CHAT_SECRET_KEY", "").strip()
+    if configured:
+        return configured
+    path = data_dir / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # generated before, or by another API process just now
+        for _ in range(50):
+            secret = path.read_text().strip()
+            if secret:
+                return secret
+            time.sleep(0.02)
+        raise RuntimeError(f"{path} is empty: delete it and restart the API") from None
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def format_utc(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime(settings.TIMESTAMP_FORMAT)
+
+
+class NameInUse(Exception):
+    def __init__(self, author: str, expires_at: float):
+        super().__init__(author)
+        self.author = author
+        self.expires_at = expires_at
+
+
+@dataclass(frozen=True)
+class Session:
+    author: str
+    session_id: str
+    expires_at: float
+
+
+class SessionStore:
+    """One row per name held by a live (or expired, not yet replaced) session."""
+
+    def __init__(self, path: Path, ttl_s: float, renew_after_s: float = 60.0):
+        self.path = Path(path)
+        self.ttl_s = ttl_s
+        self.renew_after_s = min(renew_after_s, ttl_s / 2)
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS sessions (author TEXT PRIMARY KEY, session_id TEXT NOT NULL, "
+                       "created_at REAL NOT NULL, expires_at REAL NOT NULL)")
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:  # one connection per thread: sqlite3 connections are not shared across threads
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return db
+
+    def open(self, author: str) -> Session:
+        """A new session holding `author`; NameInUse while another live session holds it."""
+        now = time.time()
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT expires_at FROM sessions WHERE author = ?", (author,)).fetchone()
+            if row and row[0] > now:
+                raise NameInUse(author, row[0])
+            session = Session(author, secrets.token_urlsafe(16), now + self.ttl_s)
+            db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)",
+                       (author, session.session_id, now, session.expires_at))
+            db.execute("COMMIT")
+            return session
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def touch(self, author: str, session_id: str) -> Session | None:
+        """The live session, renewed when used; None when it ended, expired or was replaced."""
+        now = time.time()
+        db = self._db()
+        row = db.execute("SELECT expires_at FROM sessions WHERE author = ? AND session_id = ?",
+                         (author, session_id)).fetchone()
+        if row is None or row[0] <= now:
+            return None
+        expires_at = row[0]
+        if expires_at - now < self.ttl_s - self.renew_after_s:  # renew at most once a minute per session
+            expires_at = now + self.ttl_s
+            db.execute("UPDATE sessions SET expires_at = ? WHERE author = ? AND session_id = ?",
+                       (expires_at, author, session_id))
+        return Session(author, session_id, expires_at)
+
+    def close(self, author: str, session_id: str) -> bool:
+        cursor = self._db().execute("DELETE FROM sessions WHERE author = ? AND session_id = ?", (author, session_id))
+        return cursor.rowcount > 0
+
+    def live_count(self) -> int:
+        return self._db().execute("SELECT count(*) FROM sessions WHERE expires_at > ?", (time.time(),)).fetchone()[0]
+
+
+class Auth:
+    def __init__(self, store: SessionStore, secret: str, admin_token: str):
+        self.store = store
+        self.admin_token = admin_token
+        self._signer = URLSafeSerializer(secret, salt=TOKEN_SALT)
+
+    def issue(self, author: str) -> tuple[str, Session]:
+        session = self.store.open(author)
+        return self._signer.dumps({"a": author, "s": session.session_id}), session
+
+    def session_for(self, token: str) -> Session:
+        try:
+            claims = self._signer.loads(token)
+        except BadSignature:
+            raise unauthorized("the token is not one this API issued; sign in again with POST /sessions") from None
+        if not isinstance(claims, dict) or not isinstance(claims.get("a"), str) or not isinstance(claims.get("s"), str):
+            raise unauthorized("the token is not one this API issued; sign in again with POST /sessions")
+        session = self.store.touch(claims["a"], claims["s"])
+        if session is None:
+            raise unauthorized("your session has ended or expired; sign in again with POST /sessions")
+        return session
+
+    def is_admin(self, token: str) -> bool:
+        return bool(self.admin_token) and hmac.compare_digest(token.encode(), self.admin_token.encode())
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="chat"'})
+
+
+def bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise unauthorized("sign in first: POST /sessions, then send Authorization: Bearer <token>")
+    if scheme.lower() != "bearer" or not token.strip() or len(token) > 4096:
+        raise unauthorized("the Authorization header must be `Bearer <token>`")
+    return token.strip()
+
+
+def get_auth() -> Auth:
+    return current_app.extensions["chat_auth"]
+
+
+def current_session() -> Session:
+    """The session of this request's bearer token (401 without a live one)."""
+    return get_auth().session_for(bearer_token())
+
+
+def require_admin() -> None:
+    auth = get_auth()
+    if not auth.admin_token:
+        raise ApiError(403, "moderator actions are switched off: start the API with CHAT_ADMIN_TOKEN set")
+    if not auth.is_admin(bearer_token()):
+        raise ApiError(403, "this needs the moderators' token (CHAT_ADMIN_TOKEN)")
+
+
+def user_or_admin(author: str) -> None:
+    """Let the request through for `author`'s own session or a moderator; else 401/403."""
+    auth = get_auth()
+    token = bearer_token()
+    if auth.is_admin(token):
+        return
+    session = auth.session_for(token)
+    if session.author != author:
+        raise ApiError(403, f"signed in as {session.author!r}: you can only read your own notices")
+
+
+def init_app(app: Flask) -> None:
+    data_dir = Path(app.config["DATA_DIR"])
+    store = SessionStore(app.config.get("SESSIONS_DB") or data_dir / "run" / "sessions.sqlite",
+                         ttl_s=app.config["SESSION_TTL_S"])
+    app.extensions["chat_auth"] = Auth(store, app.config.get("SECRET_KEY") or load_secret(data_dir),
+                                       app.config["ADMIN_TOKEN"])
