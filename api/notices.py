@@ -2,8 +2,10 @@
 
 One background consumer per process reads `chat_notices` from the beginning:
 it keeps each author's recent notices for `GET /users/<author>/notices`, and
-learns of a block the moment the ledger announces it, before the Delta
-snapshot of `user_moderation` catches up. `Moderation` merges the two.
+learns of a block (or a moderator's unblock) the moment the ledger announces
+it, before the Delta snapshot of `user_moderation` catches up. `Moderation`
+merges the two: each notice names the ledger batch that decided it, each
+snapshot row the last batch that changed it, and the newer one wins.
 """
 from __future__ import annotations
 
@@ -24,6 +26,18 @@ from warehouse.moderation_snapshot import ModerationSnapshot, UserState
 log = logging.getLogger(__name__)
 
 NOTICE_FIELDS = ("id", "author", "kind", "strike", "limit", "terms", "message_id", "text", "timestamp")
+NOTICE_KINDS = ("warning", "blocked", "unblocked")
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A user's strikes and block as the notices tell it, after ledger batch `batch` (None: not said).
+    `windows`: earlier blocks that a moderator lifted, as (partition, blocked offset, end offset of `chat`
+    when lifted): what the user sent in between stays withheld."""
+    strikes: int
+    blocked: dict | None
+    batch: int | None
+    windows: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,8 +56,7 @@ def parse_notice(value: bytes | None, headers) -> dict | None:
         body = json.loads(value)
     except ValueError:
         return None
-    if not isinstance(body, dict) or not isinstance(body.get("author"), str) or body.get("kind") not in (
-            "warning", "blocked") or not isinstance(body.get("strike"), int):
+    if not isinstance(body, dict) or not isinstance(body.get("author"), str) or body.get("kind") not in NOTICE_KINDS or not isinstance(body.get("strike"), int):
         return None
     body.setdefault("id", header(headers, "notice_id"))
     return body if isinstance(body.get("id"), str) else None
@@ -58,8 +71,7 @@ class NoticeBoard(KafkaTail, EpochCursors):
         EpochCursors.__init__(self)
         self._by_author: dict[str, deque[Notice]] = defaultdict(lambda: deque(maxlen=per_author))
         self._seen: set[str] = set()
-        self._strikes: dict[str, int] = {}
-        self._blocked: dict[str, dict] = {}
+        self._standing: dict[str, Standing] = {}
         self._seq = 0
         self._cond = threading.Condition()
 
@@ -78,10 +90,28 @@ class NoticeBoard(KafkaTail, EpochCursors):
             author = body["author"]
             self._seq += 1
             self._by_author[author].append(Notice(self._seq, body))
-            self._strikes[author] = max(self._strikes.get(author, 0), body["strike"])
-            if body["kind"] == "blocked":
-                self._blocked[author] = body
+            self._standing[author] = self._after(self._standing.get(author), body)
             self._cond.notify_all()
+
+    @staticmethod
+    def _after(before: Standing | None, body: dict) -> Standing:
+        """The standing once `body` is taken into account. An unblock applies after the strikes of its
+        own batch (the ledger records it that way), so a strike notice of that batch does not undo it."""
+        batch = body.get("batch") if isinstance(body.get("batch"), int) else None
+        windows = before.windows if before else ()
+        if body["kind"] == "unblocked":
+            blocked, until = before.blocked if before else None, body.get("until")
+            if blocked and isinstance(blocked.get("partition"), int) and isinstance(blocked.get("offset"), int) \
+                    and isinstance(until, dict) and isinstance(until.get(str(blocked["partition"])), int):
+                windows += ((blocked["partition"], blocked["offset"], until[str(blocked["partition"])]),)
+            return Standing(0, None, batch, windows)
+        if before is not None and before.batch is not None and batch is not None and batch <= before.batch \
+                and before.strikes == 0 and before.blocked is None:
+            return before  # a strike from the batch of an unblock, or before it
+        strikes = max(before.strikes if before else 0, body["strike"])
+        blocked = body if body["kind"] == "blocked" else (before.blocked if before else None)
+        newest = max((b for b in (batch, before.batch if before else None) if b is not None), default=None)
+        return Standing(strikes, blocked, newest, windows)
 
     def read(self, author: str, after: int, wait_s: float) -> tuple[list[Notice], str]:
         deadline = time.monotonic() + wait_s
@@ -95,11 +125,8 @@ class NoticeBoard(KafkaTail, EpochCursors):
                     return [], self.cursor(max(after, self._seq))
                 self._cond.wait(remaining)
 
-    def strikes(self, author: str) -> int:
-        return self._strikes.get(author, 0)
-
-    def blocked(self, author: str) -> dict | None:
-        return self._blocked.get(author)
+    def standing(self, author: str) -> Standing | None:
+        return self._standing.get(author)
 
     def status(self) -> dict:
         return {"connected": self.connected, "topic": self.topic, "notices": self._seq, "last_error": self.last_error}
@@ -115,27 +142,31 @@ class Moderation:
 
     def state(self, author: str) -> UserState | None:
         known = self.snapshot.get(author)
-        blocked = self.notices.blocked(author)
-        strikes = max(known.strikes if known else 0, self.notices.strikes(author))
-        if known is None and not strikes:
-            return None
-        if blocked and not (known and known.is_blocked):
-            return UserState(author=author, messages=known.messages if known else 0, strikes=strikes,
-                             is_blocked=True, blocked_at=blocked.get("timestamp"),
-                             blocked_partition=blocked.get("partition"), blocked_offset=blocked.get("offset"))
-        if known is None:
-            return UserState(author=author, messages=0, strikes=strikes, is_blocked=False)
-        return UserState(**{**known.__dict__, "strikes": strikes})
+        told = self.notices.standing(author)
+        if told is None or (known is not None and told.batch is not None
+                            and known.last_batch_id is not None and told.batch <= known.last_batch_id):
+            return known  # the snapshot already includes what the notices said
+        blocked = told.blocked
+        base = known or UserState(author=author, messages=0, strikes=0, is_blocked=False)
+        return UserState(
+            author=author, messages=base.messages, strikes=told.strikes, is_blocked=blocked is not None,
+            blocked_at=blocked.get("timestamp") if blocked else None,
+            blocked_partition=blocked.get("partition") if blocked else None,
+            blocked_offset=blocked.get("offset") if blocked else None, last_batch_id=base.last_batch_id)
 
     def is_blocked(self, author: str) -> bool:
         state = self.state(author)
         return bool(state and state.is_blocked)
 
     def is_withheld(self, message: FeedMessage) -> bool:
-        """A message its author sent after being blocked: recorded, never served."""
+        """A message its author sent while blocked: recorded, never served (also after an unblock)."""
         state = self.state(message.author)
         if not state or not state.is_blocked:
-            return False
+            told = self.notices.standing(message.author)
+            if told is None or not told.windows or message.position is None:
+                return False
+            partition, offset = message.position
+            return any(partition == p and start < offset < until for p, start, until in told.windows)
         if message.position is None or state.blocked_offset is None:
             return True  # no way to tell: a blocked user's message is not served
         partition, offset = message.position

@@ -1,11 +1,17 @@
-"""GET /users/<author> (strikes, blocked) and GET /users/<author>/notices (the warnings sent to them)."""
+"""GET /users/<author> (strikes, blocked), GET /users/<author>/notices (the warnings sent to them, for
+their own session) and POST /users/<author>/unblock (moderators: through Kafka to the ledger)."""
 from __future__ import annotations
+
+import uuid
 
 from flask import Blueprint, current_app, request
 
+from api.auth import require_admin, user_or_admin
 from api.errors import ApiError
 from api.feed import BadCursor
+from api.messages import utc_now
 from api.notices import get_moderation
+from api.producer import get_producer
 from api.validation import clean_author, parse_wait
 
 bp = Blueprint("users", __name__)
@@ -28,6 +34,7 @@ def get_user(author: str):
 @bp.get("/users/<path:author>/notices")
 def get_notices(author: str):
     author = _author(author)
+    user_or_admin(author)
     moderation = get_moderation()
     wait = parse_wait(request.args.get("wait"), current_app.config["MAX_WAIT_SECONDS"])
     after = request.args.get("after")
@@ -37,3 +44,17 @@ def get_notices(author: str):
         raise ApiError(400, str(exc)) from None
     notices, cursor = moderation.notices.read(author, position, wait)
     return {"author": author, "notices": [n.as_json() for n in notices], "cursor": cursor}
+
+
+@bp.post("/users/<path:author>/unblock")
+def unblock(author: str):
+    """Clear a user's block and strikes. The ledger applies it (it is the one writer of the Delta tables)
+    and announces it on `chat_notices`; the API lifts the block when that notice arrives."""
+    require_admin()
+    author = _author(author)
+    if get_moderation().state(author) is None:
+        raise ApiError(404, f"unknown user {author!r}: no message from them has been recorded yet")
+    action = {"id": str(uuid.uuid4()), "action": "unblock", "author": author, "by": "moderator",
+              "timestamp": utc_now()}
+    get_producer().send_action(action)
+    return action, 202

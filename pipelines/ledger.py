@@ -1,5 +1,10 @@
 """The ledger: `chat` → Delta `messages`, `strikes`, `user_moderation`, `rejected_messages`, and warnings on `chat_notices`.
 
+It also applies the moderators' actions from `chat_actions` (unblock: the
+user's strikes and block are cleared), into `moderator_actions` and
+`user_moderation`, and announces them on `chat_notices`: one writer per table.
+An action applies after the messages of its own batch.
+
 A micro-batch query with `foreachBatch`, beside the relay. Every valid message
 is recorded with its verdict; each profane message of a user who is not yet
 blocked is a strike; the third strike blocks the user; messages a blocked user
@@ -10,7 +15,8 @@ Exactly once into Delta: each append carries the batch id as a Delta
 transaction version (`txnAppId`/`txnVersion`), so a batch replayed after a
 crash writes nothing twice; the `user_moderation` MERGE only applies a batch
 newer than the row's `last_batch_id`; strike numbers are computed from the
-state before the batch, so a replay numbers them the same. Notices are
+state before the batch, so a replay numbers them the same (after a restart
+that state is counted from `strikes` since each author's last unblock). Notices are
 at-least-once: each carries a stable `notice_id` header and readers
 de-duplicate on it.
 
@@ -139,10 +145,35 @@ def to_notice_records(strikes_df: DataFrame) -> DataFrame:
         F.lit(STRIKE_LIMIT).alias("limit"), "terms", "message_id",
         notice_text(kind, F.col("strike_number"), F.col("terms")).alias("text"),
         F.date_format("struck_at", "yyyy-MM-dd HH:mm:ss").alias("timestamp"),
-        F.col("kafka_partition").alias("partition"), F.col("kafka_offset").alias("offset"))
+        F.col("kafka_partition").alias("partition"), F.col("kafka_offset").alias("offset"),
+        F.col("batch_id").alias("batch"))
     return strikes_df.select(
         F.col("author").alias("key"), F.to_json(body).alias("value"),
         F.array(F.struct(F.lit(NOTICE_ID_HEADER).alias("key"), notice_id.cast("binary").alias("value"))).alias("headers"))
+
+
+ACTION_SCHEMA = "id string, action string, author string, by string, timestamp string"
+UNBLOCKED_TEXT = "A moderator unblocked you: your strikes are cleared and you can send and read messages again."
+
+
+def parse_actions(actions_df: DataFrame) -> tuple[list, list]:
+    """(valid unblock actions in Kafka order, malformed records) of a batch of `chat_actions`."""
+    parsed = (actions_df.select(F.from_json(F.col("value").cast("string"), ACTION_SCHEMA).alias("a"),
+                                "partition", "offset")
+              .select("a.*", "partition", "offset").orderBy("partition", "offset").collect())
+    valid = [a for a in parsed if a.action == "unblock" and a.id and a.author]
+    return valid, [a for a in parsed if a not in valid]
+
+
+def to_unblocked_notices(spark: SparkSession, actions: list, batch_id: int, until: dict[int, int] | None) -> DataFrame:
+    """`until`: the end offsets of `chat` in this batch. What a user sent while blocked, up to there,
+    stays withheld: the API hides it, as the ledger recorded it."""
+    rows = [(a.author, json.dumps({"id": f"{a.id}:unblocked", "author": a.author, "kind": "unblocked", "strike": 0,
+                                   "limit": STRIKE_LIMIT, "terms": [], "message_id": None, "text": UNBLOCKED_TEXT,
+                                   "timestamp": a.timestamp, "action_id": a.id, "batch": batch_id,
+                                   "until": {str(p): o for p, o in (until or {}).items()} or None}),
+             [(NOTICE_ID_HEADER, f"{a.id}:unblocked".encode())]) for a in actions]
+    return spark.createDataFrame(rows, "key string, value string, headers array<struct<key:string, value:binary>>")
 
 
 # -- the query ---------------------------------------------------------------------------
@@ -173,6 +204,21 @@ class Ledger:
             self._app_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
         return self._app_id
 
+    def chat_end_offsets(self, batch_id: int) -> dict[int, int] | None:
+        """Where batch `batch_id` ends in `chat` (per partition, exclusive), from the query's offset log."""
+        try:
+            lines = (self.checkpoint / "offsets" / str(batch_id)).read_text().splitlines()
+        except OSError:
+            return None
+        for line in lines[2:]:  # "v1", the batch metadata, then one line per source
+            try:
+                offsets = json.loads(line).get(settings.TOPIC_CHAT)
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(offsets, dict):
+                return {int(p): int(o) for p, o in offsets.items()}
+        return None
+
     def _append(self, df: DataFrame, table: str, batch_id: int) -> None:
         (df.write.format("delta").mode("append")
          .option("txnAppId", f"{self.app_id()}-{table}").option("txnVersion", batch_id)
@@ -186,14 +232,15 @@ class Ledger:
         return self.prior_strikes_from_delta(authors_df, batch_id)
 
     def prior_strikes_from_delta(self, authors_df: DataFrame, batch_id: int) -> DataFrame:
-        state = (DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).toDF()
-                 .join(authors_df, "author").select("author", "strikes", "last_batch_id"))
-        this_batch = (self.spark.read.format("delta").load(self.path(paths.STRIKES))
-                      .where(F.col("batch_id") == batch_id).groupBy("author").count())
-        return (state.join(this_batch, "author", "left")
-                .select("author", F.when(F.col("last_batch_id") >= batch_id,
-                                         F.col("strikes") - F.coalesce("count", F.lit(0)))
-                        .otherwise(F.col("strikes")).alias("prior_strikes")))
+        """Strikes of the batches before this one, counted since each author's last unblock (an unblock
+        clears the strikes of its own batch too). Right after a crash as well: it reads only earlier batches."""
+        cleared = (self.spark.read.format("delta").load(self.path(paths.MODERATOR_ACTIONS))
+                   .where(F.col("batch_id") < batch_id).groupBy("author").agg(F.max("batch_id").alias("cleared")))
+        return (self.spark.read.format("delta").load(self.path(paths.STRIKES))
+                .where(F.col("batch_id") < batch_id).join(authors_df, "author")
+                .join(cleared, "author", "left")
+                .where(F.col("cleared").isNull() | (F.col("batch_id") > F.col("cleared")))
+                .groupBy("author").agg(F.count("*").cast("int").alias("prior_strikes")))
 
     def merge_moderation(self, updates_df: DataFrame) -> None:
         (DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).alias("t")
@@ -225,14 +272,41 @@ class Ledger:
             self._strikes = {row.author: row.strikes for row in
                              DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).toDF()
                              .where(F.col("strikes") > 0).select("author", "strikes").collect()}
-        self._known_through = batch_id
 
-    def send_notices(self, strikes_df: DataFrame) -> None:
-        (to_notice_records(strikes_df).write.format("kafka")
+    def send_notices(self, notices_df: DataFrame) -> None:
+        (notices_df.write.format("kafka")
          .option("kafka.bootstrap.servers", self.bootstrap)
          .option("kafka.acks", "all")
          .option("topic", settings.TOPIC_NOTICES)
          .save())
+
+    def apply_unblocks(self, actions: list, batch_id: int) -> None:
+        """Record the unblocks, announce them, then clear the users' strikes and block (idempotent per batch)."""
+        authors = sorted({a.author for a in actions})
+        before = {r.author: r for r in DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).toDF()
+                  .where(F.col("author").isin(authors)).select("author", "strikes", "is_blocked").collect()}
+        rows = []
+        for a in actions:
+            state = before.get(a.author)
+            rows.append((a.id, a.action, a.author, a.by, a.timestamp, state.strikes if state else 0,
+                         bool(state and state.is_blocked), a.partition, a.offset, batch_id))
+            before[a.author] = None  # a second unblock of the same user in this batch clears nothing more
+        recorded = (self.spark.createDataFrame(rows, "action_id string, action string, author string, "
+                                                     "requested_by string, requested_at string, strikes_cleared int, "
+                                                     "was_blocked boolean, kafka_partition int, kafka_offset long, "
+                                                     "batch_id long")
+                    .withColumn("requested_at", sent_at(F.col("requested_at"))))
+        self._append(recorded, paths.MODERATOR_ACTIONS, batch_id)
+        self.send_notices(to_unblocked_notices(self.spark, actions, batch_id, self.chat_end_offsets(batch_id)))
+        (DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).alias("t")
+         .merge(self.spark.createDataFrame([(a,) for a in authors], "author string").alias("s"), "t.author = s.author")
+         .whenMatchedUpdate(set={
+             "strikes": "0", "is_blocked": "false", "blocked_at": "null", "blocked_partition": "null",
+             "blocked_offset": "null", "updated_at": "current_timestamp()",
+             "last_batch_id": f"greatest(t.last_batch_id, {int(batch_id)})"})
+         .execute())
+        for author in authors:
+            self._strikes.pop(author, None)
 
     def process_batch(self, batch_df: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -250,8 +324,16 @@ class Ledger:
         # executor can be lost, a reliable checkpoint() would be the safer choice.)
         in_memory = self._known_through == batch_id - 1  # the strikes in memory are this batch's start
         self._known_through = None  # and no longer valid if this batch fails half-way
-        validated = with_rejections(batch_df).localCheckpoint()
+        actions, malformed = parse_actions(batch_df.where(F.col("topic") == settings.TOPIC_ACTIONS))
+        for record in malformed:
+            print(f"ledger: batch {batch_id}: ignored a record of {settings.TOPIC_ACTIONS} that is not an unblock "
+                  f"action (partition {record.partition}, offset {record.offset})", flush=True)
+        validated = with_rejections(batch_df.where(F.col("topic") == settings.TOPIC_CHAT)).localCheckpoint()
         if validated.isEmpty():
+            if actions:
+                self.apply_unblocks(actions, batch_id)
+                print(f"ledger: batch {batch_id}: {len(actions)} unblock(s) in {time.monotonic() - started:.1f}s",
+                      flush=True)
             self._known_through = batch_id if in_memory else None
             return
         step("validate")
@@ -279,7 +361,7 @@ class Ledger:
         # writes below do not delay the block. A crash before they commit replays this batch with the
         # same strikes (the state it starts from is unchanged) and the same notice ids.
         if strike_count:
-            self.send_notices(strikes)
+            self.send_notices(to_notice_records(strikes))
         step("notices")
         self._append(to_message_rows(struck, batch_id), paths.MESSAGES, batch_id)
         step("messages")
@@ -290,15 +372,19 @@ class Ledger:
         step("merge")
         self.remember_strikes(strikes, batch_id, incremental=in_memory)
         step("remember")
+        if actions:
+            self.apply_unblocks(actions, batch_id)
+            step("unblocks")
+        self._known_through = batch_id
         print(f"ledger: batch {batch_id}: {struck.count()} messages, {strike_count} strikes, "
-              f"{rejected_count} rejected in {time.monotonic() - started:.1f}s ({', '.join(steps)})", flush=True)
+              f"{len(actions)} unblocks, {rejected_count} rejected in {time.monotonic() - started:.1f}s ({', '.join(steps)})", flush=True)
 
 
 def start_ledger(spark: SparkSession, bootstrap: str, warehouse: Path, checkpoint: Path,
                  word_lists: WordLists | None = None, trigger_s: float = 1.0) -> StreamingQuery:
     ensure_tables(spark, warehouse)
     ledger = Ledger(spark, warehouse, bootstrap, word_lists or load_word_lists(), checkpoint)
-    return (read_chat(spark, bootstrap)
+    return (read_chat(spark, bootstrap, topic=f"{settings.TOPIC_CHAT},{settings.TOPIC_ACTIONS}")
             .writeStream.queryName(QUERY_NAME)
             .foreachBatch(ledger.process_batch)
             .option("checkpointLocation", str(checkpoint))

@@ -68,7 +68,7 @@ def test_moderation_updates_per_author(spark):
     assert_df_equality(actual, expected, ignore_nullable=True)
 
 
-def kafka_batch(spark, records, first_offset=0):
+def kafka_batch(spark, records, first_offset=0, topic="chat"):
     """A DataFrame shaped like Spark's Kafka source, from (message id | None, value) pairs."""
     rows = []
     for i, (message_id, value) in enumerate(records):
@@ -76,7 +76,13 @@ def kafka_batch(spark, records, first_offset=0):
         rows.append((value, headers, 0, first_offset + i))
     df = spark.createDataFrame(rows, RAW_SCHEMA)
     import pyspark.sql.functions as F
-    return df.withColumn("timestamp", F.current_timestamp()).withColumn("key", F.lit(None).cast("binary"))
+    return (df.withColumn("timestamp", F.current_timestamp()).withColumn("key", F.lit(None).cast("binary"))
+            .withColumn("topic", F.lit(topic)))
+
+
+def unblock(action_id, author):
+    return json.dumps({"id": action_id, "action": "unblock", "author": author, "by": "moderator",
+                       "timestamp": "2026-11-27 10:01:00"}).encode()
 
 
 def chat(author, data, second=0):
@@ -144,3 +150,54 @@ def test_a_batch_lands_in_every_table_once_even_when_replayed(spark, tmp_path, k
         ("mallory", "warning", 1), ("mallory", "warning", 2), ("mallory", "blocked", 3), ("ana", "warning", 1),
         ("ana", "warning", 2)]
     assert unique["m4:strike"]["text"].startswith("You are blocked")
+
+
+@pytest.mark.integration
+def test_an_unblock_clears_strikes_and_block_after_the_messages_of_its_batch(spark, tmp_path, kafka_only):
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "metadata").write_text('{"id":"test-unblock"}')
+    warehouse = tmp_path / "warehouse"
+    from warehouse.tables import ensure_tables
+    ensure_tables(spark, warehouse)
+    read = lambda name: spark.read.format("delta").load(str(paths.table_path(name, warehouse)))  # noqa: E731
+    ledger = Ledger(spark, warehouse, kafka_only, load_word_lists(), checkpoint)
+    ledger.process_batch(kafka_batch(spark, [(f"u{i}", chat("ubu", "mierda", i)) for i in range(3)]), 0)
+    assert read(paths.USER_MODERATION).where("author = 'ubu'").first().is_blocked
+
+    # batch 1: a message ubu sent while blocked, then the unblock (and garbage on the actions topic);
+    # Spark's offset log says where the batch ends in `chat`
+    (checkpoint / "offsets").mkdir()
+    (checkpoint / "offsets" / "1").write_text('v1\n{"batchWatermarkMs":0}\n{"chat":{"0":4},"chat_actions":{"0":2}}\n')
+    batch1 = kafka_batch(spark, [("u3", chat("ubu", "joder", 3))], first_offset=3).unionByName(
+        kafka_batch(spark, [(None, unblock("act-1", "ubu")), (None, b"garbage")], topic="chat_actions"))
+    ledger.process_batch(batch1, 1)
+    ledger.process_batch(batch1, 1)  # replayed after a crash: nothing twice
+    assert read(paths.MESSAGES).where("message_id = 'u3'").first().verdict == "withheld"
+    [action] = read(paths.MODERATOR_ACTIONS).collect()
+    assert (action.action_id, action.author, action.strikes_cleared, action.was_blocked, action.batch_id) == (
+        "act-1", "ubu", 3, True, 1)
+    user = read(paths.USER_MODERATION).where("author = 'ubu'").first()
+    assert (user.strikes, user.is_blocked, user.blocked_at, user.messages, user.last_batch_id) == (0, False, None, 4, 1)
+    assert ModerationSnapshot(paths.table_path(paths.USER_MODERATION, warehouse)).refresh()
+
+    # batch 2 counts from zero again (the strikes in memory), batch 3 in a restarted ledger (from Delta)
+    ledger.process_batch(kafka_batch(spark, [("u4", chat("ubu", "puta", 4))], first_offset=4), 2)
+    restarted = Ledger(spark, warehouse, kafka_only, load_word_lists(), checkpoint)
+    restarted.process_batch(kafka_batch(spark, [("u5", chat("ubu", "coño", 5))], first_offset=5), 3)
+    assert sorted((r.message_id, r.strike_number) for r in read(paths.STRIKES).collect()) == [
+        ("u0", 1), ("u1", 2), ("u2", 3), ("u4", 1), ("u5", 2)]
+    assert read(paths.MESSAGES).where("message_id = 'u5'").first().verdict == "profane"
+    user = read(paths.USER_MODERATION).where("author = 'ubu'").first()
+    assert (user.strikes, user.is_blocked) == (2, False)
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka_only, consumer_timeout_ms=3000)
+    consumer.assign([TopicPartition("chat_notices", 0)])
+    consumer.seek_to_beginning()
+    notices = {n["id"]: n for n in (json.loads(r.value) for r in consumer) if n["author"] == "ubu"}
+    consumer.close()
+    assert sorted((n["batch"], n["kind"], n["strike"]) for n in notices.values()) == [
+        (0, "blocked", 3), (0, "warning", 1), (0, "warning", 2), (1, "unblocked", 0), (2, "warning", 1),
+        (3, "warning", 2)]
+    assert notices["act-1:unblocked"]["text"].startswith("A moderator unblocked you")
+    assert notices["act-1:unblocked"]["until"] == {"0": 4}  # u3, sent while blocked, stays withheld

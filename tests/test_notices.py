@@ -48,3 +48,59 @@ def test_a_blocked_notice_blocks_before_the_snapshot_knows(tmp_path: Path):
     assert not moderation.is_withheld(message(7))  # the blocking message itself is served (masked)
     assert moderation.is_withheld(message(8))      # anything after it is not
     assert not moderation.is_withheld(FeedMessage(1, "y", "bob", "d", "t", (0, 9)))
+
+
+def batch_notice(author, kind, strike, batch, offset=None):
+    notice_id = f"{author}:{kind}:{strike}:{batch}"
+    return json.dumps({"id": notice_id, "author": author, "kind": kind, "strike": strike, "limit": 3,
+                       "terms": [], "message_id": None, "text": kind, "timestamp": "2026-11-27 10:00:00",
+                       "partition": 0, "offset": offset, "batch": batch}).encode()
+
+
+class FixedSnapshot(ModerationSnapshot):
+    def __init__(self, users):
+        super().__init__(Path("unused"))
+        self._users = users
+
+
+def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero():
+    board = NoticeBoard("unused:1")
+    moderation = Moderation(ModerationSnapshot(Path("unused")), board)
+    for strike in (1, 2):
+        board._add(batch_notice("ana", "warning", strike, 4), [])
+    board._add(batch_notice("ana", "blocked", 3, 4, offset=9), [])
+    assert moderation.is_blocked("ana")
+    board._add(batch_notice("ana", "unblocked", 0, 6), [])
+    assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (0, False)
+    board._add(batch_notice("ana", "warning", 2, 6), [])  # a strike of the unblock's own batch: before it
+    assert moderation.state("ana").strikes == 0
+    board._add(batch_notice("ana", "warning", 1, 7), [])
+    assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (1, False)
+    assert [n.body["kind"] for n in board.read("ana", 0, 0)[0]] == [
+        "warning", "warning", "blocked", "unblocked", "warning", "warning"]
+
+
+def test_the_newer_of_snapshot_and_notices_wins():
+    from warehouse.moderation_snapshot import UserState
+    board = NoticeBoard("unused:1")
+    board._add(batch_notice("ana", "blocked", 3, 4, offset=9), [])
+    board._add(batch_notice("ana", "unblocked", 0, 6), [])
+    stale = UserState("ana", messages=5, strikes=3, is_blocked=True, blocked_at="2026-11-27 10:00:00",
+                      blocked_partition=0, blocked_offset=9, last_batch_id=4)
+    state = Moderation(FixedSnapshot({"ana": stale}), board).state("ana")
+    assert (state.strikes, state.is_blocked, state.messages) == (0, False, 5)  # the notice is newer
+    newer = UserState("ana", messages=9, strikes=1, is_blocked=False, last_batch_id=8)
+    assert Moderation(FixedSnapshot({"ana": newer}), board).state("ana") == newer  # the snapshot is newer
+
+
+def test_what_a_user_sent_while_blocked_stays_withheld_after_the_unblock():
+    board = NoticeBoard("unused:1")
+    moderation = Moderation(ModerationSnapshot(Path("unused")), board)
+    board._add(batch_notice("ana", "blocked", 3, 4, offset=9), [])
+    unblocked = json.loads(batch_notice("ana", "unblocked", 0, 6))
+    board._add(json.dumps({**unblocked, "until": {"0": 15}}).encode(), [])
+
+    def message(offset):
+        return FeedMessage(seq=offset, id=f"x{offset}", author="ana", data="d", timestamp="t", position=(0, offset))
+    assert [o for o in (9, 10, 14, 15, 16) if moderation.is_withheld(message(o))] == [10, 14]
+    assert not moderation.is_withheld(FeedMessage(1, "y", "bob", "d", "t", (0, 12)))

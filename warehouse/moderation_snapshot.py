@@ -11,7 +11,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["author", "messages", "strikes", "is_blocked", "blocked_at", "blocked_partition", "blocked_offset"]
+COLUMNS = ["author", "messages", "strikes", "is_blocked", "blocked_at", "blocked_partition", "blocked_offset",
+           "last_batch_id"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class UserState:
     blocked_at: str | None = None            # "YYYY-MM-DD HH:MM:SS" UTC
     blocked_partition: int | None = None
     blocked_offset: int | None = None
+    last_batch_id: int | None = None         # the ledger batch that last changed the row
 
 
 def _format_time(value) -> str | None:
@@ -83,7 +85,7 @@ class ModerationSnapshot:
             self._users = {r["author"]: UserState(
                 author=r["author"], messages=r["messages"], strikes=r["strikes"], is_blocked=r["is_blocked"],
                 blocked_at=_format_time(r["blocked_at"]), blocked_partition=r["blocked_partition"],
-                blocked_offset=r["blocked_offset"]) for r in rows}
+                blocked_offset=r["blocked_offset"], last_batch_id=r["last_batch_id"]) for r in rows}
             self.version, self.loaded_at, self.error = version, time.time(), None
             return True
         except Exception as exc:  # noqa: BLE001 - a bad read must not kill the refresher

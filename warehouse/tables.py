@@ -75,6 +75,19 @@ REJECTED_MESSAGES_SCHEMA = T.StructType([
 ])
 
 # Delta has no NOT NULL inside arrays: the nested fields are nullable, though the job never writes a null there
+MODERATOR_ACTIONS_SCHEMA = T.StructType([
+    T.StructField("action_id", T.StringType(), False),
+    T.StructField("action", T.StringType(), False),            # "unblock"
+    T.StructField("author", T.StringType(), False),
+    T.StructField("requested_by", T.StringType(), True),
+    T.StructField("requested_at", T.TimestampType(), True),     # when the API took the request (UTC)
+    T.StructField("strikes_cleared", T.IntegerType(), False),  # the user's strikes just before
+    T.StructField("was_blocked", T.BooleanType(), False),
+    T.StructField("kafka_partition", T.IntegerType(), False),  # in `chat_actions`
+    T.StructField("kafka_offset", T.LongType(), False),
+    T.StructField("batch_id", T.LongType(), False),            # the ledger batch that applied it
+])
+
 TERM_COUNT = T.StructType([T.StructField("term", T.StringType(), True),
                            T.StructField("hits", T.LongType(), True)])
 
@@ -101,6 +114,7 @@ SCHEMAS = {
     paths.STRIKES: STRIKES_SCHEMA,
     paths.USER_MODERATION: USER_MODERATION_SCHEMA,
     paths.REJECTED_MESSAGES: REJECTED_MESSAGES_SCHEMA,
+    paths.MODERATOR_ACTIONS: MODERATOR_ACTIONS_SCHEMA,
 }
 # created by its own job, not by the ledger's ensure_tables()
 ALL_SCHEMAS = {**SCHEMAS, paths.USER_STATS: USER_STATS_SCHEMA}
@@ -110,6 +124,7 @@ COMMENTS = {
     paths.STRIKES: "one row per profane message of a user who was not yet blocked",
     paths.USER_MODERATION: "per user: messages, strikes, blocked (3 strikes) and since when",
     paths.REJECTED_MESSAGES: "records of the chat topic that are not valid messages, with the reason",
+    paths.MODERATOR_ACTIONS: "moderators' actions (unblock: strikes and block cleared), as the ledger applied them",
     paths.USER_STATS: "per user statistics, rebuilt by pipelines/user_stats.py (make stats)",
 }
 
