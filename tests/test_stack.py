@@ -15,13 +15,13 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stack.broker import KafkaBroker, free_port
 from stack.topics import create_topics
-from tests.conftest import wait_for_messages
+from tests.conftest import auth, wait_for_messages
 
 pytestmark = pytest.mark.integration
 
 
 def post(api_url, author, data):
-    response = requests.post(f"{api_url}/messages", json={"author": author, "data": data}, timeout=20)
+    response = requests.post(f"{api_url}/messages", json={"data": data}, headers=auth(api_url, author), timeout=20)
     assert response.status_code == 202, response.text
     return response.json()
 
@@ -63,13 +63,13 @@ def test_message_from_alice_reaches_bob_through_kafka_and_spark(chat_stack):
 
 def test_long_poll_returns_as_soon_as_a_message_arrives(chat_stack):
     api = chat_stack.api_url
-    cursor = requests.get(f"{api}/messages", params={"user": "carol"}, timeout=10).json()["cursor"]
+    cursor = requests.get(f"{api}/messages", headers=auth(api, "carol"), timeout=10).json()["cursor"]
     started = time.monotonic()
     sent = post(api, "dave", "are you there?")
     deadline = started + 60
     found = []
     while not found and time.monotonic() < deadline:
-        body = requests.get(f"{api}/messages", params={"user": "carol", "after": cursor, "wait": 30},
+        body = requests.get(f"{api}/messages", params={"after": cursor, "wait": 30}, headers=auth(api, "carol"),
                             timeout=40).json()
         found = [m for m in body["messages"] if m["id"] == sent["id"]]
         cursor = body["cursor"]
@@ -135,19 +135,20 @@ def test_three_strikes_block_the_sender_from_sending_and_reading(chat_stack):
             wait_until(lambda: requests.get(f"{api}/users/trol", timeout=5).json().get("strikes", 0) >= i)
     third_posted = time.monotonic()
     # poll with reads (a POST that is still accepted would add messages): the first 403
-    wait_until(lambda: requests.get(f"{api}/messages", params={"user": "trol"}, timeout=10).status_code == 403)
+    trol = auth(api, "trol")
+    wait_until(lambda: requests.get(f"{api}/messages", headers=trol, timeout=10).status_code == 403)
     block_latency = time.monotonic() - third_posted
-    response = requests.post(f"{api}/messages", json={"author": "trol", "data": "hi"}, timeout=20)
+    response = requests.post(f"{api}/messages", json={"data": "hi"}, headers=trol, timeout=20)
     assert response.status_code == 403 and "blocked" in response.json()["error"]
     assert block_latency < 300, block_latency
     print(f"block latency: {block_latency:.1f}s from the third strike's POST to the first 403")
-    read = requests.get(f"{api}/messages", params={"user": "trol"}, timeout=10)
+    read = requests.get(f"{api}/messages", headers=trol, timeout=10)
     assert read.status_code == 403 and "blocked" in read.json()["error"]
     user = requests.get(f"{api}/users/trol", timeout=10).json()
     assert (user["strikes"], user["is_blocked"]) == (3, True)
     # the ledger merges user_moderation before it sends the notices: the 403 can come first
-    notices = wait_until(lambda: len(n := requests.get(f"{api}/users/trol/notices", timeout=10).json()["notices"]) >= 3
-                         and n)
+    notices = wait_until(lambda: len(n := requests.get(f"{api}/users/trol/notices", headers=trol,
+                                                       timeout=10).json()["notices"]) >= 3 and n)
     assert [(n["kind"], n["strike"]) for n in notices] == [("warning", 1), ("warning", 2), ("blocked", 3)]
     assert notices[0]["text"].startswith("Warning: strike 1 of 3")
     assert requests.get(f"{api}/users/nobody-at-all", timeout=10).status_code == 404
@@ -163,6 +164,28 @@ def test_three_strikes_block_the_sender_from_sending_and_reading(chat_stack):
     marker = post(api, "kim", "after the sneaky one")
     seen = wait_for_messages(api, "kim", lambda ms: any(m["id"] == marker["id"] for m in ms))
     assert not [m for m in seen if m["id"] == "sneaky-1"]
+
+    # a moderator unblocks trol: through Kafka to the ledger, and into the API within seconds
+    admin = {"Authorization": f"Bearer {chat_stack.admin_token}"}
+    assert requests.post(f"{api}/users/trol/unblock", headers=trol, timeout=10).status_code == 403
+    requested = time.monotonic()
+    response = requests.post(f"{api}/users/trol/unblock", headers=admin, timeout=20)
+    assert response.status_code == 202, response.text
+    action = response.json()
+    wait_until(lambda: requests.get(f"{api}/messages", headers=trol, timeout=10).status_code == 200)
+    print(f"unblock latency: {time.monotonic() - requested:.1f}s from the POST to the first 200")
+    back = post(api, "trol", "sorry, I will behave")
+    user = requests.get(f"{api}/users/trol", timeout=10).json()
+    assert (user["strikes"], user["is_blocked"]) == (0, False)
+    [row] = wait_until(lambda: delta_rows(chat_stack, "moderator_actions", action_id=action["id"]))
+    assert (row["action"], row["author"], row["strikes_cleared"], row["was_blocked"]) == ("unblock", "trol", 3, True)
+    [state] = wait_until(lambda: [u for u in delta_rows(chat_stack, "user_moderation", author="trol")
+                                  if not u["is_blocked"]])
+    assert (state["strikes"], state["blocked_at"]) == (0, None)
+    kinds = [n["kind"] for n in requests.get(f"{api}/users/trol/notices", headers=trol, timeout=10).json()["notices"]]
+    assert kinds == ["warning", "warning", "blocked", "unblocked"]
+    seen = wait_for_messages(api, "kim", lambda ms: any(m["id"] == back["id"] for m in ms))
+    assert not [m for m in seen if m["id"] == "sneaky-1"]  # withheld while blocked stays withheld
 
 
 def test_malformed_records_land_in_rejected_messages_with_the_reason(chat_stack):
@@ -190,7 +213,7 @@ def test_broker_is_formatted_once_and_keeps_its_data_across_restarts(tmp_path: P
     assert broker.ensure_formatted() is True
     broker.start()
     try:
-        assert create_topics(broker.bootstrap) == ["chat", "chat_controlled", "chat_notices"]
+        assert create_topics(broker.bootstrap) == ["chat", "chat_controlled", "chat_notices", "chat_actions"]
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
         producer.send("chat", value=b"kept").get(timeout=10)
         producer.close()
