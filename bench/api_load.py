@@ -116,6 +116,20 @@ class ApiClient:
         self.idle_reconnect_s = idle_reconnect_s
         self._conn: http.client.HTTPConnection | None = None
         self._last_used = 0.0
+        self.token: str | None = None
+
+    def sign_in(self, author: str) -> None:
+        """Open a session for `author` (POST /sessions); later requests send its token."""
+        status, body = self.post_json("/sessions", {"author": author})
+        if status != 201 or not body or "token" not in body:
+            raise BenchError(f"POST /sessions for {author} answered {status}: {body}")
+        self.token = body["token"]
+
+    def sign_out(self) -> None:
+        """End the session (DELETE /sessions), freeing its name."""
+        if self.token:
+            self.request("DELETE", "/sessions")
+            self.token = None
 
     def connect(self) -> None:
         if self._conn is None:
@@ -140,6 +154,8 @@ class ApiClient:
         """(status, body) of one request. Raises `ConnectionError`/`TimeoutError` (both OSError)."""
         target = self._prefix + path + ("?" + urllib.parse.urlencode(params) if params else "")
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         if body is not None:
             headers["Content-Type"] = "application/json"
         retries = 1 if method == "GET" else 0
@@ -209,7 +225,7 @@ def _run_client(api_url: str, client: _Client, start: threading.Barrier, times: 
     try:
         with ApiClient(api_url, timeout_s=timeout_s) as http_:
             try:
-                http_.connect()
+                http_.sign_in(client.author)
             finally:
                 start.wait()  # every client is connected (or has failed to) before the clock starts
             end = times["end"]

@@ -58,6 +58,7 @@ def block_one(api_url: str, author: str, *, timeout_s: float = 300, poll_s: floa
     first two strikes), "probes" (reads sent while waiting), "blocked" (GET /users says so and a POST
     gets 403)}`."""
     with ApiClient(api_url, timeout_s=20) as client:
+        client.sign_in(author)
         began = time.monotonic()
         for text in PROFANE_TEXTS[:2]:
             if (status := _post(client, author, text)) != 202:
@@ -90,6 +91,7 @@ def block_one(api_url: str, author: str, *, timeout_s: float = 300, poll_s: floa
                 raise BenchError(f"{author}: not blocked {timeout_s:g}s after the third strike")
         ms = (answered - struck) * 1000
         blocked = _user_strikes(client, author)[1] and _post(client, author, CLEAN_PROBE) == 403
+        client.sign_out()
     progress(f"{author}: blocked {ms / 1000:.2f}s after the third strike's POST")
     return {"author": author, "ms": round(ms, 1), "strikes_ms": round(strikes_ms, 1), "probes": probes,
             "blocked": blocked}

@@ -47,6 +47,7 @@ class _Reader(threading.Thread):
         self.errors: Counter[str] = Counter()
         self.failure: BaseException | None = None
         self._halt = threading.Event()
+        self.client.sign_in(user)
         status, body = self.client.get_json("/messages", user=user, limit=1)
         if status != 200 or not body:
             self.client.close()
@@ -127,6 +128,7 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
     clients = [ApiClient(api_url) for _ in range(writers)]
     try:
         reader.start()
+        clients[0].sign_in(f"{prefix}0")
         # warm-up: one message all the way round, not counted
         began = time.perf_counter()
         status, body = clients[0].post_json("/messages", {"author": f"{prefix}0", "data": "warm-up probe"})
@@ -139,8 +141,8 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
         warmup_ms = (reader.arrivals[probe] - began) * 1000
 
         count = max(1, round(rate * seconds))
-        for c in clients:
-            c.connect()
+        for k, c in enumerate(clients[1:], start=1):
+            c.sign_in(f"{prefix}{k}")
         schedule = _Schedule(time.perf_counter() + 0.05, rate, count)
         posted: dict[str, float] = {}  # id -> perf_counter() when its 202 came back
         lags: list[float] = []

@@ -14,6 +14,7 @@ import requests
 
 from bench import block_latency, e2e_latency
 from bench.api_load import CLEAN_TEXTS, ApiClient, api_posts_per_s, latency_summary, percentile
+from tests.conftest import auth
 
 # ---------------------------------------------------------------------------------------------
 # Unit
@@ -77,8 +78,8 @@ def _messages_by(api_url: str, cursor: str, prefix: str, expected: int, timeout_
     with requests.Session() as http:
         while True:
             wait = 1 if len(found) >= expected else 5
-            body = http.get(f"{api_url}/messages", params={"user": "bench-test-reader", "after": cursor,
-                                                           "wait": wait, "limit": 500}, timeout=20).json()
+            body = http.get(f"{api_url}/messages", params={"after": cursor, "wait": wait, "limit": 500},
+                            headers=auth(api_url, "bench-test-reader"), timeout=20).json()
             cursor = body["cursor"]
             found.update({m["id"]: m for m in body["messages"] if m["author"].startswith(prefix)})
             if len(found) >= expected and not body["messages"]:
@@ -90,7 +91,7 @@ def _messages_by(api_url: str, cursor: str, prefix: str, expected: int, timeout_
 
 
 def _cursor(api_url: str) -> str:
-    return requests.get(f"{api_url}/messages", params={"user": "bench-test-reader", "limit": 1},
+    return requests.get(f"{api_url}/messages", params={"limit": 1}, headers=auth(api_url, "bench-test-reader"),
                         timeout=10).json()["cursor"]
 
 
@@ -167,7 +168,8 @@ def test_block_latency_blocks_the_user(chat_stack):
     assert any(line.startswith(f"{author}: blocked") for line in lines)
     user = requests.get(f"{chat_stack.api_url}/users/{author}", timeout=10).json()
     assert user["is_blocked"] is True and user["strikes"] >= 3
-    posted = requests.post(f"{chat_stack.api_url}/messages", json={"author": author, "data": "hola"}, timeout=10)
+    posted = requests.post(f"{chat_stack.api_url}/messages", json={"data": "hola"},
+                           headers=auth(chat_stack.api_url, author), timeout=10)
     assert posted.status_code == 403
 
 
