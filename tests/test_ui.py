@@ -13,11 +13,13 @@ import html
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+import unicodedata
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,18 +35,23 @@ from websockets.sync.client import ClientConnection, connect
 from werkzeug.serving import make_server
 
 from ui.feed import (
+    ApiUnreachable,
     ChatApiError,
+    ChatSession,
     FeedMessage,
     FeedPoller,
     MessageStore,
     Notice,
     NoticeBatch,
+    NameInUse,
     NoticeFollower,
     SendError,
+    SessionLost,
     Standing,
     UserRecord,
     blocked_explanation,
     fetch_user,
+    open_session,
     send_message,
     user_url,
 )
@@ -58,7 +65,16 @@ STRIKE_LIMIT = 3
 
 
 class FakeChatAPI:
-    """The contract of POST/GET /messages and GET /users/<author>[/notices], in memory.
+    """The contract of POST/DELETE /sessions, POST/GET /messages and
+    GET /users/<author>[/notices], in memory.
+
+    Sessions: ``POST /sessions`` hands out a token for a free name (NFC, trimmed:
+    the API normalises names) and answers 409 while another session holds it;
+    ``DELETE /sessions`` ends one. Every endpoint but ``GET /users/<author>``
+    needs ``Authorization: Bearer <token>`` (401 without a live one) and acts
+    as the token's author. :meth:`expire` ends a session as its TTL would.
+    ``session_log`` records ("open" | "delete", author) as they happen,
+    ``auth_log`` (method, path, bearer token or None) for every request.
 
     Message cursors look like "<epoch>:<count>", notice cursors
     "<epoch>.<count>"; bumping ``epoch`` expires them all. ``fail_next`` holds
@@ -73,6 +89,7 @@ class FakeChatAPI:
 
     Moderation: :meth:`strike` publishes a warning notice (a ``blocked`` one
     at the third strike); blocked users get 403 on POST and GET /messages.
+    :meth:`unblock` lifts the block with an ``unblocked`` notice.
     :meth:`wake_notices` ends the notices long-polls in flight, once.
     """
 
@@ -94,6 +111,9 @@ class FakeChatAPI:
         self.user_uris: list[str] = []
         self.posts: list[Any] = []
         self.notice_wakeups = 0
+        self.tokens: dict[str, str] = {}  # live sessions: token -> author
+        self.session_log: list[tuple[str, str]] = []
+        self.auth_log: list[tuple[str, str, str | None]] = []
         self.app = self._make_app()
 
     @staticmethod
@@ -134,6 +154,54 @@ class FakeChatAPI:
             self.notices.append(notice)
             self.cond.notify_all()
         return notice
+
+    def unblock(self, author: str) -> dict[str, Any]:
+        """A moderator unblocks the author: 0 strikes, and an ``unblocked`` notice."""
+        with self.cond:
+            notice: dict[str, Any] = {
+                "id": uuid.uuid4().hex,
+                "author": author,
+                "kind": "unblocked",
+                "strike": 0,
+                "limit": STRIKE_LIMIT,
+                "terms": [],
+                "message_id": None,
+                "text": "A moderator unblocked you: you have 0 strikes and can chat again.",
+                "timestamp": self.now(),
+            }
+            self.strikes[author] = 0
+            self.blocked_at.pop(author, None)
+            self.notices.append(notice)
+            self.cond.notify_all()
+        return notice
+
+    def open_session(self, author: str) -> str:
+        """A session as ``POST /sessions`` would open it (the name must be free)."""
+        with self.cond:
+            assert author not in self.tokens.values(), f"{author!r} is held"
+            token = uuid.uuid4().hex
+            self.tokens[token] = author
+            self.session_log.append(("open", author))
+            return token
+
+    def expire(self, author: str) -> None:
+        """End the author's session as its TTL running out would (no log entry)."""
+        with self.cond:
+            for token in [t for t, a in self.tokens.items() if a == author]:
+                del self.tokens[token]
+
+    def holders(self) -> list[str]:
+        """The names held by live sessions."""
+        with self.cond:
+            return sorted(self.tokens.values())
+
+    def tokens_of(self, author: str) -> list[str]:
+        with self.cond:
+            return [t for t, a in self.tokens.items() if a == author]
+
+    def requests_with(self, method: str, path: str) -> list[str | None]:
+        """The bearer tokens (None: none) of every ``method path`` request received."""
+        return [t for m, p, t in list(self.auth_log) if (m, p) == (method, path)]
 
     def wake_notices(self) -> None:
         """Answer every notices long-poll in flight now (with what it has)."""
@@ -179,15 +247,67 @@ class FakeChatAPI:
         app = Flask("fake_chat_api")
         app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
+        def bearer_token() -> str | None:
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+        @app.before_request
+        def log_auth() -> None:
+            self.auth_log.append((request.method, request.path, bearer_token()))
+
+        def unauthorized(error: str) -> Any:
+            return jsonify(error=error), 401, {"WWW-Authenticate": 'Bearer realm="chat"'}
+
+        def authenticated() -> str | Any:
+            """The token's author, or the 401 response."""
+            token = bearer_token()
+            if token is None:
+                return unauthorized("an Authorization: Bearer <token> header is required")
+            with self.cond:
+                author = self.tokens.get(token)
+            if author is None:
+                return unauthorized("the session expired or is unknown: open a new one")
+            return author
+
+        @app.post("/sessions")
+        def post_session() -> Any:
+            body = request.get_json(silent=True)
+            author = body.get("author") if isinstance(body, dict) else None
+            if not isinstance(author, str):
+                return jsonify(error="author must be a string"), 400
+            author = unicodedata.normalize("NFC", author.strip())
+            if not author or len(author) > 64:
+                return jsonify(error="author must be 1-64 characters"), 400
+            with self.cond:
+                if author in self.tokens.values():
+                    return jsonify(error=f"{author!r} is in use by another session"), 409
+                token = self.open_session(author)
+            expires = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            return jsonify(token=token, author=author, expires_at=expires), 201
+
+        @app.delete("/sessions")
+        def delete_session() -> Any:
+            author = authenticated()
+            if not isinstance(author, str):
+                return author
+            with self.cond:
+                del self.tokens[bearer_token()]  # type: ignore[arg-type]
+                self.session_log.append(("delete", author))
+            return "", 204
+
         @app.post("/messages")
         def post_message() -> Any:
             body = request.get_json(silent=True)
             self.posts.append(body)
+            author = authenticated()
+            if not isinstance(author, str):
+                return author
             if not isinstance(body, dict):
                 return jsonify(error="body must be a JSON object"), 400
-            author, data = body.get("author"), body.get("data")
-            if not isinstance(author, str) or not author.strip() or len(author) > 64:
-                return jsonify(error="author must be 1-64 characters"), 400
+            if body.get("author", author) != author:
+                return jsonify(error="author is not the session's"), 403
+            data = body.get("data")
             if not isinstance(data, str) or not data.strip():
                 return jsonify(error="data must be a non-empty string"), 400
             if len(data) > 2000:
@@ -200,13 +320,16 @@ class FakeChatAPI:
         def get_messages() -> Any:
             args = request.args.to_dict()
             self.get_log.append(args)
+            reader = authenticated()
+            if not isinstance(reader, str):
+                return reader
             with self.cond:
                 if self.fail_next:
                     return jsonify(error="Kafka is unavailable"), self.fail_next.pop(0)
-            if not args.get("user"):
-                return jsonify(error="user is required"), 400
-            if args["user"] in self.blocked_at:
-                return jsonify(error=self.blocked_error(args["user"])), 403
+            if args.get("user", reader) != reader:
+                return jsonify(error="user is not the session's"), 403
+            if reader in self.blocked_at:
+                return jsonify(error=self.blocked_error(reader)), 403
             after = args.get("after")
             with self.cond:
                 if after is None:
@@ -253,6 +376,11 @@ class FakeChatAPI:
             args = request.args.to_dict()
             self.user_uris.append(request.environ["RAW_URI"])
             self.notices_log.append((author, args))
+            reader = authenticated()
+            if not isinstance(reader, str):
+                return reader
+            if reader != author:
+                return jsonify(error="these are another user's notices"), 403
             with self.cond:
                 if self.notices_fail_next:
                     return jsonify(error="notices unavailable"), self.notices_fail_next.pop(0)
@@ -276,6 +404,14 @@ class FakeChatAPI:
                 return jsonify(
                     author=author, notices=newer(), cursor=f"{self.epoch}.{len(self.notices)}"
                 )
+
+        # Sessions work under the prefixes whose other endpoints are broken or missing.
+        app.add_url_rule("/broken/sessions", view_func=post_session, methods=["POST"])
+        app.add_url_rule("/nowhere/sessions", view_func=post_session, methods=["POST"])
+
+        @app.post("/malformed/sessions")
+        def malformed_sessions() -> Any:
+            return jsonify(token=5, author="alice"), 201
 
         @app.get("/broken/users/<path:author>/notices")
         def broken_notices(author: str) -> Any:
@@ -466,6 +602,18 @@ def test_format_time() -> None:
     assert format_time("not a time <b>") == "not a time <b>"
 
 
+def test_unblocked_user_has_no_banner_and_gets_good_news() -> None:
+    from ui.app import notification_type, render_moderation
+
+    blocked = Standing().with_notice(notice(3, "blocked", 3, "You are blocked"))
+    assert "chat-blocked" in str(render_moderation(blocked))
+    lifted = notice(4, "unblocked", 0, "A moderator unblocked you.")
+    assert render_moderation(blocked.with_notice(lifted)) is None
+    assert notification_type(lifted) == "message"
+    assert notification_type(notice(3, "blocked", 3)) == "error"
+    assert notification_type(notice(1)) == "warning"
+
+
 def test_strike_status_text() -> None:
     from ui.app import strike_status_text
 
@@ -516,6 +664,8 @@ def test_moderation_texts_are_rendered_literally(text: str) -> None:
         ("x" * 64, "x" * 64),
         ("🦊" * 64, "🦊" * 64),
         ("<b>eve</b>", "<b>eve</b>"),
+        ("ui", "ui"),
+        ("ui-readers", "ui-readers"),
     ],
 )
 def test_valid_names(raw: str, expected: str) -> None:
@@ -534,7 +684,9 @@ def test_valid_names(raw: str, expected: str) -> None:
         ("x" * 65, "at most 64 characters (yours has 65)"),
         ("a\nb", "control characters"),
         ("a\x00b", "control characters"),
-        (" ui ", "'ui' is reserved"),  # the shared feed reads as "ui"
+        # the shared feed reads as ui-reader-<8 hex>
+        (" ui-reader-0a1b2c3d ", "'ui-reader-' are reserved"),
+        ("UI-Reader-x", "'ui-reader-' are reserved"),
     ],
 )
 def test_invalid_names(raw: str | None, message: str) -> None:
@@ -625,7 +777,7 @@ def test_poller_reads_history_then_long_polls_with_the_cursor(
     try:
         assert poller.status().connected is False
         assert poller.poll_once() == 0.0
-        assert api.get_log[-1] == {"user": "ui"}  # the tail: no cursor yet
+        assert api.get_log[-1] == {}  # the tail: no cursor yet
         assert [m.data for m in poller.store.messages()] == ["first", "second"]
         assert poller.store.messages()[0] == FeedMessage(**first)
         assert poller.cursor == "1:2"
@@ -633,7 +785,7 @@ def test_poller_reads_history_then_long_polls_with_the_cursor(
 
         api.add("carol", "third")
         assert poller.poll_once() == 0.0
-        assert api.get_log[-1] == {"user": "ui", "after": "1:2", "wait": "1"}
+        assert api.get_log[-1] == {"after": "1:2", "wait": "1"}
         assert [m.data for m in poller.store.messages()] == ["first", "second", "third"]
         assert poller.cursor == "1:3"
 
@@ -641,6 +793,68 @@ def test_poller_reads_history_then_long_polls_with_the_cursor(
         assert poller.poll_once() == 0.0
         assert api.get_log[-1]["after"] == "1:3"
         assert len(poller.store) == 3 and poller.cursor == "1:3"
+    finally:
+        poller.stop()
+
+
+def test_poller_reads_as_a_session_of_its_own(fake_api: tuple[FakeChatAPI, str]) -> None:
+    """One session per poller, under a random ui-reader-<8 hex> name, its
+    token on every GET /messages, and ended (the name freed) by stop()."""
+    api, url = fake_api
+    poller = make_poller(url)
+    other = make_poller(url)
+    try:
+        assert re.fullmatch(r"ui-reader-[0-9a-f]{8}", poller.reader)
+        assert other.reader != poller.reader
+        poller.poll_once()
+        poller.poll_once()
+        assert api.session_log == [("open", poller.reader)]  # opened once, then reused
+        (token,) = api.tokens_of(poller.reader)
+        assert api.requests_with("GET", "/messages") == [token, token]
+    finally:
+        poller.stop()
+        other.stop()  # never opened: nothing to end
+    assert api.session_log == [("open", poller.reader), ("delete", poller.reader)]
+    assert api.holders() == []
+
+
+def test_poller_renews_an_expired_session_and_retries(fake_api: tuple[FakeChatAPI, str]) -> None:
+    api, url = fake_api
+    poller = make_poller(url)
+    try:
+        poller.poll_once()
+        (old,) = api.tokens_of(poller.reader)
+        api.expire(poller.reader)
+        api.add("alice", "while expired")
+        assert poller.poll_once() == 0.0  # no error, no back-off
+        (new,) = api.tokens_of(poller.reader)
+        assert new != old
+        assert api.requests_with("GET", "/messages") == [old, old, new]
+        assert [m.data for m in poller.store.messages()] == ["while expired"]
+        assert api.session_log == [("open", poller.reader)] * 2
+        assert poller.status().connected is True
+    finally:
+        poller.stop()
+
+
+def test_poller_takes_a_new_name_when_its_own_is_taken(
+    fake_api: tuple[FakeChatAPI, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    api, url = fake_api
+    poller = make_poller(url)
+    try:
+        poller.poll_once()
+        first = poller.reader
+        api.expire(first)
+        api.open_session(first)  # someone took the name meanwhile
+        with caplog.at_level(logging.WARNING, logger="ui.feed"):
+            assert poller.poll_once() == poller.backoff_initial
+        assert "lost its session" in caplog.text
+        assert poller.poll_once() == 0.0
+        assert poller.reader != first and re.fullmatch(r"ui-reader-[0-9a-f]{8}", poller.reader)
+        (token,) = api.tokens_of(poller.reader)
+        assert api.requests_with("GET", "/messages")[-1] == token
+        assert api.tokens_of(first) != [token]
     finally:
         poller.stop()
 
@@ -711,7 +925,7 @@ def test_poller_resets_an_expired_cursor(
         assert poller.status().connected is True  # the API itself is fine
 
         assert poller.poll_once() == 0.0
-        assert api.get_log[-1] == {"user": "ui"}  # re-read the tail
+        assert api.get_log[-1] == {}  # re-read the tail
         assert poller.cursor == "2:2"
         assert [m.data for m in poller.store.messages()] == ["before", "missed"]
     finally:
@@ -806,36 +1020,48 @@ def test_poller_thread_retries_until_the_api_recovers(
 # --------------------------------------------------------------------------
 
 
+def joined(url: str, author: str) -> ChatSession:
+    """A session opened for ``author``, as the UI opens one on join."""
+    session = ChatSession(url, author)
+    session.open()
+    return session
+
+
 def test_send_message_returns_the_echo(fake_api: tuple[FakeChatAPI, str]) -> None:
     api, url = fake_api
-    echo = send_message(url, "alice", "hi <b>there</b>")
+    session = joined(url, "alice")
+    echo = send_message(session, "hi <b>there</b>")
     assert echo is not None
     assert (echo.author, echo.data) == ("alice", "hi <b>there</b>")
     assert api.messages[-1]["id"] == echo.id
+    # Only the text is sent: the API knows the author from the token.
+    assert api.posts == [{"data": "hi <b>there</b>"}]
+    assert api.requests_with("POST", "/messages") == api.tokens_of("alice")
 
 
 @pytest.mark.parametrize(
-    ("author", "data", "expected"),
+    ("data", "expected"),
     [
-        ("alice", "x" * 2001, "Message not sent: message too long (max 2000 characters)"),
-        ("alice", "   ", "Message not sent: data must be a non-empty string"),
+        ("x" * 2001, "Message not sent: message too long (max 2000 characters)"),
+        ("   ", "Message not sent: data must be a non-empty string"),
     ],
 )
 def test_send_message_reports_the_api_error(
-    fake_api: tuple[FakeChatAPI, str], author: str, data: str, expected: str
+    fake_api: tuple[FakeChatAPI, str], data: str, expected: str
 ) -> None:
     _, url = fake_api
     with pytest.raises(SendError) as info:
-        send_message(url, author, data)
+        send_message(joined(url, "alice"), data)
     assert str(info.value) == expected
     assert info.value.status in (400, 413) and not info.value.blocked
+    assert not info.value.session_lost
 
 
 def test_send_message_when_blocked(fake_api: tuple[FakeChatAPI, str]) -> None:
     api, url = fake_api
     api.block_silently("mallory")
     with pytest.raises(SendError) as info:
-        send_message(url, "mallory", "hi")
+        send_message(joined(url, "mallory"), "hi")
     error = api.blocked_error("mallory")
     assert str(info.value) == f"Message not sent: {error}"
     assert info.value.status == 403 and info.value.blocked
@@ -843,19 +1069,128 @@ def test_send_message_when_blocked(fake_api: tuple[FakeChatAPI, str]) -> None:
     assert len(api.messages) == 0
 
 
+def test_send_message_renews_an_expired_session_and_retries_once(
+    fake_api: tuple[FakeChatAPI, str],
+) -> None:
+    api, url = fake_api
+    session = joined(url, "alice")
+    old = session.token
+    api.expire("alice")
+    echo = send_message(session, "still here")
+    assert echo is not None and echo.author == "alice"
+    (new,) = api.tokens_of("alice")
+    assert session.token == new != old
+    assert api.requests_with("POST", "/messages") == [old, new]  # the 401, then the retry
+    assert [m["data"] for m in api.messages] == ["still here"]  # sent once
+    assert api.session_log == [("open", "alice"), ("open", "alice")]
+
+
+def test_send_message_when_the_name_was_taken_meanwhile(fake_api: tuple[FakeChatAPI, str]) -> None:
+    api, url = fake_api
+    session = joined(url, "alice")
+    api.expire("alice")
+    api.open_session("alice")  # someone else is alice now
+    with pytest.raises(SendError) as info:
+        send_message(session, "hi")
+    assert info.value.session_lost and not info.value.blocked
+    assert "your session expired" in str(info.value) and "in use by someone else" in str(info.value)
+    assert len(api.requests_with("POST", "/messages")) == 1  # no retry without a session
+    assert api.messages == []
+
+
 def test_send_message_without_an_error_body(fake_api: tuple[FakeChatAPI, str]) -> None:
     _, url = fake_api
     with pytest.raises(SendError) as info:
-        send_message(f"{url}/nowhere", "alice", "hi")
+        send_message(joined(f"{url}/nowhere", "alice"), "hi")
     assert str(info.value).startswith("Message not sent: HTTP 404")
 
 
 def test_send_message_when_the_api_is_unreachable() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(SendError) as info:
-        send_message(url, "alice", "hi")
+        send_message(ChatSession(url, "alice"), "hi")
     assert str(info.value) == f"Cannot reach the chat server at {url}. Your message was not sent."
     assert info.value.status is None and not info.value.blocked
+
+
+# --------------------------------------------------------------------------
+# Sessions
+# --------------------------------------------------------------------------
+
+
+def test_open_session_returns_the_token_and_the_normalised_name(
+    fake_api: tuple[FakeChatAPI, str],
+) -> None:
+    api, url = fake_api
+    grant = open_session(url, "  zoe\u0301 ")
+    assert grant.author == "zo\u00e9"  # NFC and trimmed, as the API says
+    assert api.tokens_of("zo\u00e9") == [grant.token]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", grant.expires_at)
+    session = ChatSession(url, "zoe\u0301")
+    with pytest.raises(NameInUse, match="in use"):  # held by the first session
+        session.open()
+    assert session.token is None and api.session_log == [("open", "zo\u00e9")]
+
+
+def test_open_session_errors(fake_api: tuple[FakeChatAPI, str]) -> None:
+    _, url = fake_api
+    with pytest.raises(ChatApiError, match="author must be 1-64 characters") as info:
+        open_session(url, "x" * 65)
+    assert not isinstance(info.value, NameInUse)
+    with pytest.raises(ChatApiError, match="malformed reply"):
+        open_session(f"{url}/malformed", "alice")
+    with pytest.raises(ApiUnreachable, match="cannot reach"):
+        open_session(f"http://127.0.0.1:{free_port()}", "alice")
+
+
+def test_chat_session_close_frees_the_name_and_stays_closed(
+    fake_api: tuple[FakeChatAPI, str],
+) -> None:
+    api, url = fake_api
+    session = joined(url, "alice")
+    token = session.token
+    session.close()
+    assert api.session_log == [("open", "alice"), ("delete", "alice")]
+    assert api.requests_with("DELETE", "/sessions") == [token]
+    assert api.holders() == [] and session.closed and session.token is None
+    # Closed for good: a request does not open a new session for the name.
+    with pytest.raises(SessionLost):
+        session.request("GET", f"{url}/messages")
+    with pytest.raises(SessionLost):
+        session.renew(token)  # type: ignore[arg-type]
+    assert api.holders() == []
+    session.close()  # twice is fine, and sends nothing
+    assert len(api.requests_with("DELETE", "/sessions")) == 1
+    joined(url, "alice")  # the name is free for someone else
+
+
+def test_chat_session_close_when_already_expired(fake_api: tuple[FakeChatAPI, str]) -> None:
+    api, url = fake_api
+    session = joined(url, "alice")
+    api.expire("alice")
+    session.close()  # the 401 is not an error: the session is over either way
+    assert session.closed and api.session_log == [("open", "alice")]
+
+
+def test_chat_session_threads_hitting_a_401_share_one_new_session(
+    fake_api: tuple[FakeChatAPI, str],
+) -> None:
+    api, url = fake_api
+    session = joined(url, "alice")
+    stale = session.token
+    api.expire("alice")
+    assert stale is not None
+    tokens: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: tokens.append(session.renew(stale))) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(tokens)) == 1 and tokens[0] != stale
+    assert api.tokens_of("alice") == tokens[:1]
+    assert api.session_log == [("open", "alice")] * 2
 
 
 # --------------------------------------------------------------------------
@@ -884,8 +1219,9 @@ def notice(
     text: str = "Warning: strike 1 of 3 for darn.",
     author: str = "alice",
 ) -> Notice:
+    assert kind in ("warning", "blocked", "unblocked")
     return Notice(
-        id=f"n{i}", author=author, kind="blocked" if kind == "blocked" else "warning",
+        id=f"n{i}", author=author, kind=kind,  # type: ignore[arg-type]
         strike=strike, limit=3, text=text, timestamp="2024-05-01 12:03:04",
         terms=("darn",), message_id=f"m{i}",
     )
@@ -966,7 +1302,10 @@ def test_notice_from_json() -> None:
     assert parsed == Notice("n1", "alice", "warning", 1, 3, "careful", "t", ("darn",), "m1")
     assert parsed is not None and not parsed.blocked
     blocked = Notice.from_json({**good, "kind": "blocked", "strike": 3})
-    assert blocked is not None and blocked.blocked
+    assert blocked is not None and blocked.blocked and not blocked.unblocked
+    unblocked = Notice.from_json({**good, "kind": "unblocked", "strike": 0, "message_id": None})
+    assert unblocked is not None and unblocked.unblocked and not unblocked.blocked
+    assert (unblocked.kind, unblocked.strike, unblocked.message_id) == ("unblocked", 0, None)
     lenient = Notice.from_json({**good, "limit": None, "terms": None, "message_id": 7})
     assert lenient is not None
     assert (lenient.limit, lenient.terms, lenient.message_id) == (3, (), None)
@@ -1033,6 +1372,34 @@ def test_standing_blocked_by_the_record_then_better_explained() -> None:
     assert (noticed.reason, noticed.reason_source) == ("blocked for darn", "notice")
 
 
+@pytest.mark.parametrize(
+    "blocked",
+    [
+        Standing().with_notices([notice(1), notice(2, strike=2), notice(3, "blocked", 3)]),
+        Standing().with_user(UserRecord("alice", 3, True, "2024-05-01 12:00:00")),
+        Standing(strikes=1).with_refusal("refused"),
+    ],
+    ids=["notice", "record", "refusal"],
+)
+def test_standing_unblocked_starts_again_from_no_strikes(blocked: Standing) -> None:
+    assert blocked.blocked
+    lifted = notice(4, "unblocked", 0, "A moderator unblocked you.")
+    standing = blocked.with_notice(lifted)
+    assert standing == Standing(strikes=0, limit=3, latest=lifted)  # no block, no reason
+    # From there on, strikes count again from 1 and can block anew.
+    standing = standing.with_notice(notice(5, strike=1))
+    assert standing.strikes == 1 and not standing.blocked
+    again = standing.with_notice(notice(6, "blocked", 3, "blocked again"))
+    assert again.blocked and again.reason == "blocked again"
+
+
+def test_standing_folds_a_backlog_that_ends_in_an_unblock() -> None:
+    backlog = [notice(1), notice(2, strike=2), notice(3, "blocked", 3), notice(4, "unblocked", 0)]
+    standing = Standing().with_user(UserRecord("alice")).with_notices(backlog)
+    assert (standing.strikes, standing.blocked) == (0, False)
+    assert Standing().with_notices(backlog[:3]).blocked  # order matters: the newest decides
+
+
 def test_standing_blocked_by_a_refusal_without_text() -> None:
     standing = Standing(strikes=1).with_refusal(None)
     assert standing.blocked and standing.strikes == 3
@@ -1040,9 +1407,10 @@ def test_standing_blocked_by_a_refusal_without_text() -> None:
 
 
 def make_follower(url: str, author: str = "alice", **kwargs: Any) -> NoticeFollower:
+    """A follower for ``author``, whose session its first request opens."""
     options: dict[str, Any] = {"wait": 1, "backoff_initial": 1.0, "backoff_max": 8.0}
     options.update(kwargs)
-    return NoticeFollower(url, author, **options)
+    return NoticeFollower(ChatSession(url, author), **options)
 
 
 def test_follower_reads_the_backlog_then_long_polls_with_the_cursor(
@@ -1071,6 +1439,63 @@ def test_follower_reads_the_backlog_then_long_polls_with_the_cursor(
         api.strike("bob")
         assert follower.poll_once() == (None, 0.0)
         assert follower.cursor == "1.4"
+    finally:
+        follower.stop()
+
+
+def test_follower_reads_with_the_users_token(fake_api: tuple[FakeChatAPI, str]) -> None:
+    api, url = fake_api
+    session = joined(url, "alice")
+    api.strike("alice")
+    follower = NoticeFollower(session, wait=1)
+    try:
+        batch, _ = follower.poll_once()
+        follower.poll_once()
+        assert batch is not None and len(batch.notices) == 1
+        assert api.requests_with("GET", "/users/alice/notices") == [session.token] * 2
+        assert api.session_log == [("open", "alice")]  # the join's session, no other
+    finally:
+        follower.stop()
+
+
+def test_follower_renews_an_expired_session_and_retries(fake_api: tuple[FakeChatAPI, str]) -> None:
+    api, url = fake_api
+    session = joined(url, "alice")
+    old = session.token
+    follower = NoticeFollower(session, wait=1)
+    try:
+        follower.poll_once()
+        api.expire("alice")
+        missed = api.strike("alice")
+        batch, delay = follower.poll_once()
+        assert delay == 0.0
+        assert batch is not None and [n.id for n in batch.notices] == [missed["id"]]
+        (new,) = api.tokens_of("alice")
+        assert api.requests_with("GET", "/users/alice/notices") == [old, old, new]
+    finally:
+        follower.stop()
+
+
+def test_follower_stops_when_the_session_is_lost(
+    fake_api: tuple[FakeChatAPI, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    api, url = fake_api
+    session = joined(url, "alice")
+    batches: list[NoticeBatch] = []
+    follower = NoticeFollower(session, wait=1, on_batch=batches.append)
+    follower.start()
+    try:
+        assert wait_until(lambda: any("after" in q for _, q in api.notices_log))
+        api.expire("alice")
+        api.open_session("alice")  # someone else is alice now
+        with caplog.at_level(logging.WARNING, logger="ui.feed"):
+            api.wake_notices()  # the long-poll in flight ends; the next one gets a 401
+            assert wait_until(lambda: not follower.running)
+        assert "no longer followed" in caplog.text and "in use by someone else" in caplog.text
+        assert len(api.tokens_of("alice")) == 1  # the other person's session only
+        api.strike("alice")  # theirs: never reaches this follower
+        time.sleep(0.2)
+        assert batches == []
     finally:
         follower.stop()
 
@@ -1652,14 +2077,32 @@ def test_ui_end_to_end_moderation(fake_api: tuple[FakeChatAPI, str], ui_server: 
         time.sleep(0.3)
         assert polls("carol") == carol_polls  # ...the ended one does not
 
+        # Her name is hers while her session lives: another browser cannot join as her.
+        with open_ws(ws_url) as ws_again:
+            again = ShinyClient(ws_again)
+            assert again.pump(lambda: "Connected" in again.output_html("connection_status"))
+            again.join("bob smith/ü", 1)
+            assert again.pump(lambda: bool(again.output("join_error_text")))
+            assert again.output("join_error_text") == (
+                "That name is in use by someone else; choose another or wait until their "
+                "session ends."
+            )
+            assert 'id="join"' in again.output_html("join_area")  # still not joined
+            assert again.output_html("moderation") == "" and again.chat_blocks() == []
+
+        # Once her browser session ends, her API session does too, freeing the name.
+        ws_alice.close()
+        assert wait_until(lambda: "bob smith/ü" not in api.holders())
+        assert ("delete", "bob smith/ü") in api.session_log
+
         # Joining again under the same name shows the block at once, and no message.
         with open_ws(ws_url) as ws_again:
             again = ShinyClient(ws_again)
             assert again.pump(lambda: "Connected" in again.output_html("connection_status"))
-            joined = time.monotonic()
+            joined_at = time.monotonic()
             again.join("bob smith/ü", 1)
             assert again.pump(lambda: "chat-blocked" in again.output_html("moderation"))
-            assert time.monotonic() - joined < 2
+            assert time.monotonic() - joined_at < 2
             assert again.pump(lambda: blocked["text"] in again.output_html("moderation"))
             assert again.pump(lambda: bool(again.placeholders()))
             assert again.placeholders()[-1] == "You are blocked: you can no longer send messages."
@@ -1669,3 +2112,116 @@ def test_ui_end_to_end_moderation(fake_api: tuple[FakeChatAPI, str], ui_server: 
             again.say("hello?", 1)
             assert again.pump(lambda: bool(again.notifications("error")))
             assert len(api.posts) == posts
+
+
+def test_ui_end_to_end_sessions(fake_api: tuple[FakeChatAPI, str], ui_server: str) -> None:
+    """Every request carries a token: the user's own for sending and notices,
+    the process's reader's for the feed; expired sessions are renewed."""
+    api, _ = fake_api
+    ws_url = ui_server.replace("http://", "ws://") + "/websocket/"
+    with open_ws(ws_url) as ws_zoe, open_ws(ws_url) as ws_carol:
+        zoe, carol = ShinyClient(ws_zoe), ShinyClient(ws_carol)
+        assert zoe.pump(lambda: "Connected" in zoe.output_html("connection_status"))
+        # The feed reads as a session of its own, opened when the process started.
+        (reader,) = api.holders()
+        assert re.fullmatch(r"ui-reader-[0-9a-f]{8}", reader)
+        assert set(api.requests_with("GET", "/messages")) == set(api.tokens_of(reader))
+
+        # Joining opens a session; the API's spelling of the name is the one used.
+        zoe.join("  zoe\u0301 ", 1)
+        assert zoe.pump(lambda: "Chatting as" in zoe.output_html("join_area"))
+        assert "zo\u00e9" in zoe.output_html("join_area")
+        assert ("open", "zo\u00e9") in api.session_log
+        (token,) = api.tokens_of("zo\u00e9")
+        assert wait_until(lambda: token in api.requests_with("GET", "/users/zo\u00e9/notices"))
+        assert set(api.requests_with("GET", "/users/zo\u00e9/notices")) == {token}
+
+        zoe.say("hello", 1)
+        assert zoe.pump(lambda: len(zoe.chat_blocks()) == 1)
+        assert "chat-msg-own" in zoe.chat_blocks()[0]
+        assert api.posts == [{"data": "hello"}]
+        assert api.requests_with("POST", "/messages") == [token]
+
+        # Her session expires: the next send opens a new one and goes through.
+        api.expire("zo\u00e9")
+        zoe.say("still here", 2)
+        assert zoe.pump(lambda: len(zoe.chat_blocks()) == 2)
+        (renewed,) = api.tokens_of("zo\u00e9")
+        assert renewed != token
+        assert api.requests_with("POST", "/messages") == [token, token, renewed]
+        assert [m["data"] for m in api.messages] == ["hello", "still here"]
+        assert zoe.notifications() == []
+
+        # The reader's session expires: the feed renews it and goes on.
+        api.expire(reader)
+        api.wake_notices()
+        api.add("bob", "after the reader's renewal")
+        assert zoe.pump(lambda: len(zoe.chat_blocks()) == 3)
+        assert api.session_log.count(("open", reader)) == 2
+
+        # Carol cannot take zoé's name while zoé's session lives.
+        carol.join("zo\u00e9", 1)
+        assert carol.pump(lambda: "in use by someone else" in str(carol.output("join_error_text")))
+        assert 'id="join"' in carol.output_html("join_area")
+        carol.pump(lambda: False, timeout=0.5)
+        assert carol.chat_blocks() == []
+
+        # Zoé's session expires and someone else takes the name meanwhile: she
+        # is told, and is back at the join form with an empty chat.
+        api.expire("zo\u00e9")
+        api.open_session("zo\u00e9")
+        zoe.say("am I still me?", 3)
+        assert zoe.pump(lambda: bool(zoe.notifications("error")))
+        assert "in use by someone else" in zoe.notifications("error")[0]
+        assert zoe.pump(lambda: "someone else has taken your name" in str(zoe.output("join_error_text")))
+        assert 'id="join"' in zoe.output_html("join_area")
+        assert zoe.pump(lambda: {"type": "clear"} in zoe.chat_actions())
+        assert "am I still me?" not in [m["data"] for m in api.messages]
+        # ...and can join under another name, with the chat back.
+        zoe.join("zoe2", 2)
+        assert zoe.pump(lambda: "Chatting as" in zoe.output_html("join_area"))
+        shown = len(zoe.chat_blocks())
+        assert zoe.pump(lambda: len(zoe.chat_blocks()) == shown + 3)
+
+    # Both browser sessions ended: their API sessions are ended, only the reader's is left.
+    assert wait_until(lambda: api.holders() == sorted([reader, "zo\u00e9"]))
+    assert ("delete", "zoe2") in api.session_log
+    assert all(name != "carol" for _, name in api.session_log)  # she never joined
+
+
+def test_ui_end_to_end_unblocked(fake_api: tuple[FakeChatAPI, str], ui_server: str) -> None:
+    """A moderator's unblock lifts the banner, says so, and gives the chat back."""
+    api, _ = fake_api
+    api.add("bob", "before")
+    ws_url = ui_server.replace("http://", "ws://") + "/websocket/"
+    with open_ws(ws_url) as ws_dave:
+        dave = ShinyClient(ws_dave)
+        dave.join("dave", 1)
+        assert dave.pump(lambda: len(dave.chat_blocks()) == 1)
+        for _ in range(3):
+            api.strike("dave")
+        assert dave.pump(lambda: "chat-blocked" in dave.output_html("moderation"), timeout=5)
+        assert dave.pump(lambda: {"type": "clear"} in dave.chat_actions())
+        api.add("bob", "while dave is blocked")
+        dave.pump(lambda: False, timeout=1)
+        assert len(dave.chat_blocks()) == 1  # nothing appended while blocked
+
+        errors = len(dave.notifications("error"))
+        lifted = api.unblock("dave")
+        assert dave.pump(lambda: bool(dave.notifications("message")), timeout=5)
+        assert dave.notifications("message") == [html.escape(lifted["text"], quote=False)]
+        assert dave.pump(lambda: dave.output_html("moderation") == "")  # no banner, no strikes
+        # The chat is back, with the recent messages, and he can send again.
+        assert dave.pump(lambda: len(dave.chat_blocks()) == 3)
+        assert [parse(b).text_by_class["chat-msg-text"] for b in dave.chat_blocks()[1:]] == [
+            "before", "while dave is blocked",
+        ]
+        assert dave.placeholders()[-1] == "Message as dave…"
+        dave.say("thanks", 1)
+        assert dave.pump(lambda: len(dave.chat_blocks()) == 4)
+        assert api.messages[-1]["author"] == "dave" and api.messages[-1]["data"] == "thanks"
+        assert len(dave.notifications("error")) == errors  # sent: no error
+
+        # A new strike after the unblock counts from 1 again.
+        api.strike("dave")
+        assert dave.pump(lambda: "Strike 1 of 3" in dave.output_html("moderation"), timeout=5)

@@ -10,11 +10,21 @@ http://127.0.0.1:5000. The UI only talks to that API, never to Kafka.
 
 How it works:
 
-* A user joins with a name; only then is the chat shown.
-* Sending posts ``{"author", "data"}`` to ``POST /messages``; API errors are
-  shown as notifications.
+* A user joins with a name: the UI opens a session on the API for it
+  (``POST /sessions``, in a worker thread) and keeps the token for that
+  browser session (a ``ui.feed.ChatSession``); only then is the chat shown.
+  A name another live session holds (409) is refused with an explanation and
+  the user stays un-joined. When the browser session ends, so does the API
+  session (``DELETE /sessions``), which frees the name.
+* Every request made for the user carries the token. When the API answers
+  401 (the session expired), a new session is opened for the same name and
+  the request sent once more; if the name is someone else's by then, the user
+  is told and is back at the join form.
+* Sending posts ``{"data"}`` to ``POST /messages``; API errors are shown as
+  notifications.
 * One background thread per process (``ui.feed.FeedPoller``) long-polls
-  ``GET /messages`` and keeps the last messages in a thread-safe store. After
+  ``GET /messages``, as a session of its own (``ui-reader-<8 hex>``), and
+  keeps the last messages in a thread-safe store. After
   each request it schedules a small task on Shiny's event loop
   (``loop.call_soon_threadsafe``) which, holding ``reactive.lock()``,
   sets two process-wide ``reactive.Value``s (the store's version and the
@@ -29,7 +39,8 @@ How it works:
 Moderation (strikes and blocks) is per user, so per joined session: on join,
 a :class:`ModerationWatch` reads ``GET /users/<author>`` (in a worker thread)
 and then starts a ``ui.feed.NoticeFollower``, a daemon thread long-polling
-``GET /users/<author>/notices``, which hands each batch of new notices to the
+``GET /users/<author>/notices`` with the user's token, which hands each batch
+of new notices to the
 session's task through an ``asyncio.Queue`` (``loop.call_soon_threadsafe``).
 That task, holding ``reactive.lock()``, folds them into the session's
 ``Standing`` and flushes; new notices (not the ones from before the join) also
@@ -38,13 +49,16 @@ pop up as notifications. The watch stops when the session ends.
 Until the user's standing is known no message is shown. A blocked user (from
 ``GET /users``, a ``blocked`` notice, or a 403 when sending) gets a banner with
 the API's explanation, the chat is cleared and stays empty (the shared feed
-keeps reading, as the fixed reader ``ui``, but nothing is appended), the input
-is greyed out and anything submitted anyway is refused here, never POSTed.
+keeps reading, under its own name, but nothing is appended), the input is
+greyed out and anything submitted anyway is refused here, never POSTed. When a
+moderator unblocks the user (an ``unblocked`` notice), the banner goes, a
+notification says so, and the chat shows the recent messages again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import logging
 import os
@@ -59,11 +73,13 @@ from shiny import App, Inputs, Outputs, Session, reactive, render, ui
 
 from .feed import (
     DEFAULT_API_URL,
-    READER_NAME,
+    READER_PREFIX,
     ChatApiError,
+    ChatSession,
     FeedMessage,
     FeedPoller,
     FeedStatus,
+    NameInUse,
     Notice,
     NoticeBatch,
     NoticeFollower,
@@ -84,6 +100,14 @@ API_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 NOTICE_DURATION = 20
 """Seconds a warning notification stays up (the status line stays for good)."""
 BLOCKED_PLACEHOLDER = "You are blocked: you can no longer send messages."
+JOIN_PLACEHOLDER = "Join with a name to chat…"
+NAME_IN_USE = (
+    "That name is in use by someone else; choose another or wait until their session ends."
+)
+SESSION_LOST = (
+    "Your session expired and someone else has taken your name since; "
+    "join again, under another name or once their session ends."
+)
 
 # C0 controls (except tab and newline) and DEL: invisible, or worse, in a browser.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -189,6 +213,13 @@ def render_moderation(standing: Standing | None) -> Tag | None:
     )
 
 
+def notification_type(notice: Notice) -> str:
+    """How a notice pops up: a block as an error, an unblock as good news, else a warning."""
+    if notice.blocked:
+        return "error"
+    return "message" if notice.unblocked else "warning"
+
+
 @dataclass(frozen=True, slots=True)
 class NameCheck:
     name: str | None
@@ -198,8 +229,8 @@ class NameCheck:
 def validate_name(raw: str | None) -> NameCheck:
     """Check a display name: non-empty after trimming, at most 64 characters.
 
-    The name the shared feed reads as (``ui.feed.READER_NAME``) is reserved:
-    were that user blocked, the API would refuse the feed to every session.
+    Names starting with ``ui-reader-`` (``ui.feed.READER_PREFIX``) are kept
+    for the shared feed's own sessions.
     """
     name = (raw or "").strip()
     if not name:
@@ -211,8 +242,10 @@ def validate_name(raw: str | None) -> NameCheck:
         )
     if _CONTROL_CHARS.search(name) or "\n" in name or "\t" in name:
         return NameCheck(None, "Names cannot contain control characters.")
-    if name == READER_NAME:
-        return NameCheck(None, f"The name {name!r} is reserved; please choose another.")
+    if name.casefold().startswith(READER_PREFIX):
+        return NameCheck(
+            None, f"Names starting with {READER_PREFIX!r} are reserved; please choose another."
+        )
     return NameCheck(name, None)
 
 
@@ -242,6 +275,7 @@ class LiveFeed:
         self.poller.start()
 
     def stop(self, timeout: float | None = None) -> None:
+        """Stop polling and end the reader's session."""
         self.poller.stop(timeout)
 
     def _on_poll(self) -> None:
@@ -288,6 +322,8 @@ def get_feed() -> LiveFeed:
     with _feed_lock:
         if _feed is None:
             _feed = LiveFeed(API_URL)
+            # End the reader's session when the server exits (else it expires).
+            atexit.register(_feed.stop, 0)
         _feed.start(loop)
         return _feed
 
@@ -300,7 +336,8 @@ class ModerationWatch:
 
     Runs as an asyncio task on Shiny's event loop: it reads
     ``GET /users/<author>`` (in a worker thread), then starts a
-    :class:`~ui.feed.NoticeFollower` thread and applies each batch of notices
+    :class:`~ui.feed.NoticeFollower` thread, which reads the notices with the
+    user's :class:`~ui.feed.ChatSession`, and applies each batch of notices
     that thread hands over (through an ``asyncio.Queue``). Every update is made
     holding ``reactive.lock()`` and followed by a flush, like
     :meth:`LiveFeed.publish`. Notices that arrive after the join are also
@@ -313,16 +350,15 @@ class ModerationWatch:
     def __init__(
         self,
         session: Session,
-        author: str,
+        chat_session: ChatSession,
         standing: reactive.Value[Standing | None],
-        *,
-        api_url: str | None = None,
         **follower_options: Any,
     ) -> None:
         self.session = session
-        self.author = author
+        self.chat_session = chat_session
+        self.author = chat_session.author
         self.standing = standing
-        self.api_url = api_url or API_URL
+        self.api_url = chat_session.api_url
         self.follower_options = follower_options
         self.follower: NoticeFollower | None = None
         self._task: asyncio.Task[None] | None = None
@@ -364,7 +400,7 @@ class ModerationWatch:
                 pass
 
         self.follower = NoticeFollower(
-            self.api_url, self.author, on_batch=hand_over, **self.follower_options
+            self.chat_session, on_batch=hand_over, **self.follower_options
         )
         self.follower.start()
         try:
@@ -392,7 +428,7 @@ class ModerationWatch:
             for notice in notices if notify else ():
                 ui.notification_show(
                     clean_text(notice.text),
-                    type="error" if notice.blocked else "warning",
+                    type=notification_type(notice),
                     duration=None if notice.blocked else NOTICE_DURATION,
                     session=self.session,
                 )
@@ -442,7 +478,7 @@ app_ui = ui.page_fillable(
     ui.div(
         ui.chat_ui(
             "chat",
-            placeholder="Join with a name to chat…",
+            placeholder=JOIN_PLACEHOLDER,
             show_history=False,
             drawer=False,
             height="100%",
@@ -462,15 +498,38 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     join_error: reactive.Value[str | None] = reactive.Value(None)
     # The user's strikes and block; None until the join's GET /users answers.
     standing: reactive.Value[Standing | None] = reactive.Value(None)
+    chat_session: ChatSession | None = None  # the user's session on the API, once joined
     watch: ModerationWatch | None = None
+    joining = False  # a POST /sessions is in flight
+    ended = False  # the browser session is over
     shown_seq = 0  # sequence number of the last message this session displayed
-    chat_hidden = False  # the user is blocked: the chat was cleared for good
+    chat_hidden = False  # the user is blocked: the chat was cleared
 
-    def _stop_watching() -> None:
+    async def _end() -> None:
+        """The browser session is over: stop following, end the API session (frees the name)."""
+        nonlocal ended
+        ended = True
         if watch is not None:
             watch.stop()
+        if chat_session is not None:
+            await asyncio.to_thread(chat_session.close)
 
-    session.on_ended(_stop_watching)
+    session.on_ended(_end)
+
+    async def _leave(reason: str) -> None:
+        """The user lost their session for good: back to the join form, saying why."""
+        nonlocal chat_session, watch, shown_seq, chat_hidden
+        if watch is not None:
+            watch.stop()
+        if chat_session is not None:
+            await asyncio.to_thread(chat_session.close)
+        chat_session, watch = None, None
+        user_name.set(None)
+        standing.set(None)
+        join_error.set(reason)
+        shown_seq, chat_hidden = 0, False
+        await chat.clear_messages()
+        chat.update_user_input(placeholder=JOIN_PLACEHOLDER)
 
     @reactive.calc
     def joined() -> bool:
@@ -478,17 +537,34 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
 
     @reactive.effect
     @reactive.event(input.join)
-    def _join() -> None:
-        nonlocal watch
-        if joined():
+    async def _join() -> None:
+        nonlocal chat_session, watch, joining
+        if joined() or joining:
             return
         check = validate_name(input.name())
         join_error.set(check.error)
-        if check.name is not None:
-            user_name.set(check.name)
-            chat.update_user_input(placeholder=f"Message as {check.name}…")
-            watch = ModerationWatch(session, check.name, standing)
-            watch.start()
+        if check.name is None:
+            return
+        opened = ChatSession(API_URL, check.name)
+        joining = True
+        try:
+            await asyncio.to_thread(opened.open)
+        except NameInUse:
+            join_error.set(NAME_IN_USE)
+            return
+        except ChatApiError as exc:
+            join_error.set(f"Cannot join: {exc}")
+            return
+        finally:
+            joining = False
+        if ended:  # the browser went away meanwhile
+            await asyncio.to_thread(opened.close)
+            return
+        chat_session = opened
+        user_name.set(opened.author)  # as the API normalised it
+        chat.update_user_input(placeholder=f"Message as {opened.author}…")
+        watch = ModerationWatch(session, opened, standing)
+        watch.start()
 
     @reactive.effect
     async def _show_new_messages() -> None:
@@ -496,14 +572,18 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
         feed.version()  # re-run whenever the poller stored something new
         name = user_name()
         current = standing()
-        if name is None or current is None or chat_hidden:
+        if name is None or current is None:
             return
         if current.blocked:
-            # Blocked users may not read: nothing more is shown, ever.
-            chat_hidden = True
-            await chat.clear_messages()
-            chat.update_user_input(placeholder=BLOCKED_PLACEHOLDER)
+            # Blocked users may not read: nothing is shown while they are.
+            if not chat_hidden:
+                chat_hidden = True
+                await chat.clear_messages()
+                chat.update_user_input(placeholder=BLOCKED_PLACEHOLDER)
             return
+        if chat_hidden:  # a moderator unblocked them: the recent messages again
+            chat_hidden, shown_seq = False, 0
+            chat.update_user_input(placeholder=f"Message as {name}…")
         for seq, message in store.since(shown_seq):
             await chat.append_message(
                 message_to_chat_content(message, own=message.author == name)
@@ -512,10 +592,9 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
 
     @chat.on_user_submit
     async def _send(user_input: str) -> None:
-        name = user_name()
         current = standing()
         try:
-            if name is None:
+            if chat_session is None:
                 ui.notification_show("Join the chat before sending.", type="warning")
                 return
             if current is not None and current.blocked:
@@ -527,11 +606,13 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
                 return
             if not user_input.strip():
                 return
-            await asyncio.to_thread(send_message, API_URL, name, user_input)
+            await asyncio.to_thread(send_message, chat_session, user_input)
         except SendError as exc:
             ui.notification_show(str(exc), type="error", duration=8)
             if exc.blocked:  # the API knew before this session did
                 standing.set((standing.get() or Standing()).with_refusal(exc.api_error))
+            if exc.session_lost:
+                await _leave(SESSION_LOST)
         finally:
             # The message itself appears when it comes back through the feed;
             # end shinychat's "waiting for a reply" state (placeholder, locked

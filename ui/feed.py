@@ -6,6 +6,13 @@ Nothing here knows about Shiny. The web app (``ui.app``) runs exactly one
 ``GET /messages`` and fills a thread-safe :class:`MessageStore`; browser
 sessions read the store (by its version number) from Shiny's event loop.
 
+Identity: the API knows who speaks from a bearer token, which
+``POST /sessions`` hands out for a name. A :class:`ChatSession` holds one name's
+token for the threads acting for it: it sends the ``Authorization`` header,
+and when the API answers 401 (the session expired) it opens a new session for
+the same name and retries the request once. A joined browser session has one
+for its user; the poller has its own, under a random ``ui-reader-…`` name.
+
 Moderation is per user, so it is per joined session: :func:`fetch_user` reads
 ``GET /users/<author>`` once on join, and a :class:`NoticeFollower` (one daemon
 thread per joined session) long-polls ``GET /users/<author>/notices``. What a
@@ -15,6 +22,7 @@ session knows is a :class:`Standing`, an immutable value folded from those.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -27,8 +35,8 @@ import requests
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "http://127.0.0.1:5000"
-READER_NAME = "ui"
-"""The fixed ``user=`` the shared poller reads the feed as."""
+READER_PREFIX = "ui-reader-"
+"""The shared poller reads the feed as ``ui-reader-<8 random hex digits>``."""
 HISTORY_LIMIT = 500
 """How many recent messages the store keeps."""
 LONG_POLL_WAIT = 25
@@ -36,6 +44,8 @@ LONG_POLL_WAIT = 25
 SEND_TIMEOUT = 10.0
 LOOKUP_TIMEOUT = 5.0
 """Seconds to wait for ``GET /users/<author>``."""
+SESSION_TIMEOUT = 10.0
+"""Seconds to wait for ``POST /sessions`` and ``DELETE /sessions``."""
 STRIKE_LIMIT = 3
 """Strikes after which the API blocks a user (notices carry the actual ``limit``)."""
 
@@ -135,16 +145,40 @@ class SendError(Exception):
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, api_error: str | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        api_error: str | None = None,
+        session_lost: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.api_error = api_error
+        self.session_lost = session_lost
+        """True when the sender no longer holds their name (see :class:`SessionLost`)."""
 
     @property
     def blocked(self) -> bool:
         """True if the API refused the sender because they are blocked (HTTP 403)."""
         return self.status == 403
+
+
+class ChatApiError(Exception):
+    """A request to the chat API failed; ``str(error)`` describes why."""
+
+
+class ApiUnreachable(ChatApiError):
+    """The chat API could not be reached (or did not answer in time)."""
+
+
+class NameInUse(ChatApiError):
+    """``POST /sessions`` answered 409: another live session holds the name."""
+
+
+class SessionLost(ChatApiError):
+    """The session ended and this name cannot act any more: it was closed here,
+    or it expired and the name is now held by someone else."""
 
 
 def _api_error(response: requests.Response) -> str | None:
@@ -162,19 +196,214 @@ def _error_text(response: requests.Response) -> str:
     return _api_error(response) or f"HTTP {response.status_code} {response.reason or ''}".strip()
 
 
+# -- sessions: who is speaking -------------------------------------------------
+
+
+def reader_name() -> str:
+    """A fresh name for a process's feed poller: ``ui-reader-`` and 8 random hex digits."""
+    return f"{READER_PREFIX}{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionGrant:
+    """``POST /sessions``'s answer: the bearer token and the name as the API normalised it."""
+
+    token: str
+    author: str
+    expires_at: str
+
+
+def open_session(api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT) -> SessionGrant:
+    """``POST /sessions`` for ``author``.
+
+    Raises :class:`NameInUse` (409) when another live session holds the name,
+    and :class:`ChatApiError` when the API refuses the name (400, with its
+    explanation), answers anything else, or cannot be reached.
+    """
+    url = f"{api_url.rstrip('/')}/sessions"
+    try:
+        response = requests.post(url, json={"author": author}, timeout=timeout)
+    except requests.RequestException as exc:
+        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
+    with response:
+        if response.status_code == 409:
+            raise NameInUse(_error_text(response))
+        if response.status_code not in (200, 201):
+            raise ChatApiError(_api_error(response) or f"HTTP {response.status_code} from POST /sessions")
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        fields = [body.get(key) if isinstance(body, Mapping) else None for key in ("token", "author")]
+        if not all(isinstance(value, str) and value for value in fields):
+            raise ChatApiError("malformed reply to POST /sessions")
+        expires_at = body.get("expires_at")
+        return SessionGrant(fields[0], fields[1], expires_at if isinstance(expires_at, str) else "")
+
+
+def end_session(api_url: str, token: str, *, timeout: float = SESSION_TIMEOUT) -> None:
+    """``DELETE /sessions``: end the session and free its name.
+
+    A 401 means the session was already over, which is as good. Raises
+    :class:`ChatApiError` for anything else that is not a 2xx.
+    """
+    url = f"{api_url.rstrip('/')}/sessions"
+    try:
+        response = requests.delete(url, headers=bearer(token), timeout=timeout)
+    except requests.RequestException as exc:
+        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
+    with response:
+        if response.status_code != 401 and not 200 <= response.status_code < 300:
+            raise ChatApiError(
+                f"HTTP {response.status_code} from DELETE /sessions: {_error_text(response)}"
+            )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class ChatSession:
+    """One name's session on the chat API, shared by the threads acting for it.
+
+    :meth:`open` creates the session (``POST /sessions``); :attr:`author` is
+    then the name as the API normalised it. :meth:`request` sends a request
+    with the bearer token; when the API answers 401 (the session expired or
+    is unknown), it opens a new session for the same name and sends the
+    request once more. Threads that hit a 401 with the same token share one
+    new session. :meth:`close` ends the session (``DELETE /sessions``) for
+    good: later requests raise :class:`SessionLost` instead of opening
+    another, so a request racing the close cannot take the name again.
+
+    A session never opened is opened by its first request.
+    """
+
+    def __init__(
+        self, api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._author = author
+        self.timeout = timeout
+        self._token: str | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def author(self) -> str:
+        """The name: as asked for until the session is open, then as the API normalised it."""
+        return self._author
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def open(self) -> str:
+        """Create the session if it is not open yet; return its token.
+
+        Raises :class:`NameInUse`, :class:`ChatApiError`, or
+        :class:`SessionLost` once closed.
+        """
+        with self._lock:
+            return self._token or self._open_locked()
+
+    def _open_locked(self) -> str:
+        if self._closed:
+            raise SessionLost(f"the session of {self._author!r} has ended")
+        grant = open_session(self.api_url, self._author, timeout=self.timeout)
+        self._token, self._author = grant.token, grant.author
+        return grant.token
+
+    def renew(self, stale: str) -> str:
+        """A token to use instead of ``stale``, which the API answered 401 to.
+
+        Opens a new session for the same name, unless another thread already
+        did. Raises :class:`SessionLost` when closed or when someone else
+        holds the name now, :class:`ChatApiError` when the API cannot say.
+        """
+        with self._lock:
+            if self._closed:
+                raise SessionLost(f"the session of {self._author!r} has ended")
+            if self._token is not None and self._token != stale:
+                return self._token
+            self._token = None
+            try:
+                token = self._open_locked()
+            except NameInUse:
+                raise SessionLost(
+                    f"your session expired and the name {self._author!r} is now in use "
+                    "by someone else"
+                ) from None
+            log.info("Session of %r expired; opened a new one", self._author)
+            return token
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        http: requests.Session | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send a request with the bearer token; on a 401, renew the session and send it again, once.
+
+        Raises what :meth:`open` and :meth:`renew` raise, and
+        ``requests.RequestException`` for the request itself.
+        """
+        send = http.request if http is not None else requests.request
+        headers = dict(kwargs.pop("headers", None) or {})
+        token = self._token if self._token is not None and not self._closed else self.open()
+        response = send(method, url, headers={**headers, **bearer(token)}, **kwargs)
+        if response.status_code != 401:
+            return response
+        response.close()
+        token = self.renew(token)
+        return send(method, url, headers={**headers, **bearer(token)}, **kwargs)
+
+    def close(self) -> None:
+        """End the session for good (``DELETE /sessions``); never raises.
+
+        The name is freed at once; if the API cannot be reached, the session
+        expires by itself.
+        """
+        with self._lock:
+            self._closed = True
+            token, self._token = self._token, None
+        if token is None:
+            return
+        try:
+            end_session(self.api_url, token, timeout=self.timeout)
+        except ChatApiError as exc:
+            log.warning("Could not end the session of %r (%s)", self._author, exc)
+
+
 def send_message(
-    api_url: str, author: str, text: str, *, timeout: float = SEND_TIMEOUT
+    session: ChatSession, text: str, *, timeout: float = SEND_TIMEOUT
 ) -> FeedMessage | None:
-    """POST one message; return the API's echo (None if it sent no usable body).
+    """POST one message as the session's user; return the API's echo (None if
+    it sent no usable body).
 
     Raises :class:`SendError` with a user-facing explanation when the API
-    rejects the message or cannot be reached.
+    rejects the message or cannot be reached; ``session_lost`` is set when
+    the user's session expired and their name is someone else's now.
     """
-    url = f"{api_url.rstrip('/')}/messages"
+    api_url = session.api_url
+    url = f"{api_url}/messages"
     try:
-        response = requests.post(
-            url, json={"author": author, "data": text}, timeout=timeout
-        )
+        response = session.request("POST", url, json={"data": text}, timeout=timeout)
+    except SessionLost as exc:
+        raise SendError(f"Message not sent: {exc}.", session_lost=True) from None
+    except ApiUnreachable:
+        raise SendError(
+            f"Cannot reach the chat server at {api_url}. Your message was not sent."
+        ) from None
+    except ChatApiError as exc:
+        raise SendError(
+            f"Message not sent: the chat server could not renew your session ({exc})."
+        ) from None
     except requests.Timeout:
         raise SendError(
             f"The chat server at {api_url} did not answer in time; "
@@ -215,6 +444,11 @@ def page_body(response: requests.Response, items_key: str) -> Mapping[str, Any] 
 class FeedPoller:
     """Follows ``GET /messages`` and puts what it reads into a :class:`MessageStore`.
 
+    It reads as a session of its own, under the name ``reader`` (by default a
+    fresh ``ui-reader-<8 hex>``), opened by its first request, renewed on a
+    401 and ended (``DELETE /sessions``) by :meth:`stop`. Should the name be
+    taken meanwhile, it goes on under a fresh one.
+
     The first request (and the first after the cursor is rejected) reads the
     recent history; every later one long-polls with ``after=<cursor>``.
     Errors never escape: the poller logs a warning, reports it through
@@ -230,7 +464,7 @@ class FeedPoller:
         api_url: str,
         store: MessageStore | None = None,
         *,
-        reader: str = READER_NAME,
+        reader: str | None = None,
         wait: int = LONG_POLL_WAIT,
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
@@ -239,7 +473,7 @@ class FeedPoller:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.store = store if store is not None else MessageStore()
-        self.reader = reader
+        self.session = ChatSession(self.api_url, reader or reader_name())
         self.wait = wait
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -273,17 +507,37 @@ class FeedPoller:
         log.warning("Chat feed: %s; retrying in %.1fs", problem, delay)
         return delay
 
+    @property
+    def reader(self) -> str:
+        """The name the feed is read as."""
+        return self.session.author
+
     def poll_once(self) -> float:
         """Make one request; return the delay (seconds) before the next one."""
-        params: dict[str, str | int] = {"user": self.reader}
+        params: dict[str, str | int] = {}
         timeout: float = self.timeout_margin
         if self.cursor is not None:
             params.update(after=self.cursor, wait=self.wait)
             timeout += self.wait
+        session = self.session
         try:
-            response = self._http.get(
-                f"{self.api_url}/messages", params=params, timeout=timeout
+            response = session.request(
+                "GET", f"{self.api_url}/messages", http=self._http, params=params, timeout=timeout
             )
+        except (NameInUse, SessionLost) as exc:
+            if self._stop.is_set():  # stopping: the session was closed on purpose
+                return 0.0
+            self.session = ChatSession(self.api_url, reader_name())
+            return self._backoff(f"reader {session.author!r} lost its session ({exc}); "
+                                 f"reading as {self.session.author!r}")
+        except ApiUnreachable as exc:
+            self._set_status(
+                False, f"Cannot reach the chat server at {self.api_url}; retrying…"
+            )
+            return self._backoff(str(exc))
+        except ChatApiError as exc:
+            self._set_status(False, f"The chat server reported a problem: {exc}")
+            return self._backoff(f"cannot open the reader's session ({exc})")
         except requests.RequestException as exc:
             self._set_status(
                 False, f"Cannot reach the chat server at {self.api_url}; retrying…"
@@ -349,6 +603,8 @@ class FeedPoller:
             if self._thread is not None and self._thread.is_alive():
                 return False
             self._stop.clear()
+            if self.session.closed:  # stopped before: read under a new session
+                self.session = ChatSession(self.api_url, reader_name())
             self._thread = threading.Thread(
                 target=self.run, name="chat-feed-poller", daemon=True
             )
@@ -360,8 +616,10 @@ class FeedPoller:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Ask the thread to stop and wait for it (a long-poll in flight finishes first)."""
+        """Ask the thread to stop, end the reader's session and wait for the
+        thread (a long-poll in flight finishes first)."""
         self._stop.set()
+        self.session.close()
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
@@ -371,7 +629,7 @@ class FeedPoller:
 
 # -- moderation: one user's strikes, warnings and block --------------------------
 
-NoticeKind = Literal["warning", "blocked"]
+NoticeKind = Literal["warning", "blocked", "unblocked"]
 BlockSource = Literal["record", "refusal", "notice"]
 """Where a session learnt that its user is blocked: ``GET /users/<author>``,
 a 403 from the API, or a ``blocked`` notice."""
@@ -400,10 +658,12 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """One moderation notice sent to a user: a warning, or the final block.
+    """One moderation notice sent to a user: a warning, the block, or a
+    moderator lifting the block (``unblocked``: back to 0 strikes).
 
     ``text`` is the API's explanation, meant to be shown to the user (as
-    text). ``strike`` counts from 1; the user is blocked at ``limit`` strikes.
+    text). ``strike`` counts from 1 (0 after an unblock); the user is blocked
+    at ``limit`` strikes.
     """
 
     id: str
@@ -421,6 +681,11 @@ class Notice:
         """True for the notice that tells the user they are blocked."""
         return self.kind == "blocked"
 
+    @property
+    def unblocked(self) -> bool:
+        """True for the notice that tells the user a moderator unblocked them."""
+        return self.kind == "unblocked"
+
     @classmethod
     def from_json(cls, obj: object) -> Notice | None:
         """Build a notice from one API JSON object, or None if it is malformed.
@@ -436,7 +701,7 @@ class Notice:
         text, timestamp = obj.get("text"), obj.get("timestamp")
         if not (isinstance(notice_id, str) and notice_id and isinstance(author, str)):
             return None
-        if kind not in ("warning", "blocked") or not _is_int(strike) or strike < 0:
+        if kind not in ("warning", "blocked", "unblocked") or not _is_int(strike) or strike < 0:
             return None
         if not isinstance(text, str) or not isinstance(timestamp, str):
             return None
@@ -452,7 +717,7 @@ class Notice:
         return cls(
             id=notice_id,
             author=author,
-            kind="blocked" if kind == "blocked" else "warning",
+            kind=kind,
             strike=strike,
             limit=limit,
             text=text,
@@ -487,10 +752,6 @@ class UserRecord:
         )
 
 
-class ChatApiError(Exception):
-    """A read from the chat API failed; ``str(error)`` describes why."""
-
-
 def fetch_user(
     api_url: str,
     author: str,
@@ -507,7 +768,7 @@ def fetch_user(
     try:
         response = requests.get(url, timeout=timeout)
     except requests.RequestException as exc:
-        raise ChatApiError(f"cannot reach {api_url} ({type(exc).__name__})") from None
+        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
     with response:
         if response.status_code == 404:
             return UserRecord(author)
@@ -542,7 +803,10 @@ class Standing:
     """What a session knows of its user's moderation, folded from every source.
 
     Immutable: each ``with_*`` method returns the updated standing. Strikes
-    only ever go up, and a block is final. ``reason`` explains the block in
+    only ever go up and a block stays, until an ``unblocked`` notice (a
+    moderator lifted the block) starts the user again from no strikes, not
+    blocked (notices are folded oldest first and delivered once each, so the
+    newest decides). ``reason`` explains the block in
     the API's words: a ``blocked`` notice's text wins over a 403 error, which
     wins over the wording made up from ``GET /users/<author>``
     (``reason_source`` says which it is).
@@ -564,7 +828,18 @@ class Standing:
         return updated
 
     def with_notice(self, notice: Notice) -> Standing:
-        """Take one notice into account (a ``blocked`` notice blocks)."""
+        """Take one notice into account (a ``blocked`` notice blocks, an
+        ``unblocked`` one lifts the block and the strikes)."""
+        if notice.unblocked:
+            return replace(
+                self,
+                strikes=notice.strike,
+                limit=notice.limit,
+                blocked=False,
+                reason="",
+                reason_source=None,
+                latest=notice,
+            )
         updated = replace(
             self, strikes=max(self.strikes, notice.strike), limit=notice.limit, latest=notice
         )
@@ -615,7 +890,11 @@ class NoticeBatch:
 
 
 class NoticeFollower:
-    """Follows ``GET /users/<author>/notices`` for one user.
+    """Follows ``GET /users/<author>/notices`` for the user of a :class:`ChatSession`.
+
+    Requests carry the session's token (the API shows a user's notices only to
+    that user); an expired session is renewed by the session. Once the session
+    is lost (closed, or the name taken by someone else) the follower stops.
 
     The first request (without ``after``) returns every notice the API keeps
     for the user, immediately: that is the backlog. Every later request
@@ -633,8 +912,7 @@ class NoticeFollower:
 
     def __init__(
         self,
-        api_url: str,
-        author: str,
+        session: ChatSession,
         *,
         wait: int = LONG_POLL_WAIT,
         backoff_initial: float = 1.0,
@@ -642,9 +920,8 @@ class NoticeFollower:
         timeout_margin: float = 10.0,
         on_batch: Callable[[NoticeBatch], None] | None = None,
     ) -> None:
-        self.api_url = api_url.rstrip("/")
-        self.author = author
-        self.url = user_url(self.api_url, author, "notices")
+        self.session = session
+        self.api_url = session.api_url
         self.wait = wait
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -657,6 +934,14 @@ class NoticeFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._http = requests.Session()
+
+    @property
+    def author(self) -> str:
+        return self.session.author
+
+    @property
+    def url(self) -> str:
+        return user_url(self.api_url, self.author, "notices")
 
     def _backoff(self, problem: str) -> float:
         """Record a failure; return how long to wait before the next attempt."""
@@ -675,7 +960,15 @@ class NoticeFollower:
             params.update(after=self.cursor, wait=self.wait)
             timeout += self.wait
         try:
-            response = self._http.get(self.url, params=params, timeout=timeout)
+            response = self.session.request(
+                "GET", self.url, http=self._http, params=params, timeout=timeout
+            )
+        except SessionLost as exc:
+            log.warning("Notices for %r: no longer followed: %s", self.author, exc)
+            self._stop.set()
+            return None, 0.0
+        except ChatApiError as exc:  # renewing the session failed
+            return None, self._backoff(f"cannot renew the session ({exc})")
         except requests.RequestException as exc:
             return None, self._backoff(
                 f"cannot reach {self.api_url} ({type(exc).__name__})"
