@@ -45,7 +45,7 @@ def start_stack(data_dir: Path, timeout_s: float = 240) -> ChatStack:
                CHAT_DATA_DIR=str(data_dir), CHAT_KAFKA_PORT=str(kafka_port),
                CHAT_KAFKA_CONTROLLER_PORT=str(controller_port),
                CHAT_API_PORT=str(api_port), CHAT_UI_PORT=str(ui_port), PYTHONUNBUFFERED="1")
-    for name in ("CHAT_KAFKA_BOOTSTRAP", "CHAT_API_URL"):
+    for name in ("CHAT_KAFKA_BOOTSTRAP", "CHAT_API_URL", "CHAT_WAREHOUSE_DIR"):
         env.pop(name, None)
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "stack-up.out"

@@ -55,12 +55,14 @@ class Settings:
     kafka_controller_port: int
     topic_partitions: int
     replication_factor: int
+    min_insync_replicas: int  # 0: 1 below three replicas, else 2 (stack/topics.py)
     session_ttl_s: int
     admin_token: str
+    warehouse_location: Path | None = None  # CHAT_WAREHOUSE_DIR; None: DATA_DIR/warehouse
 
     @property
     def warehouse_dir(self) -> Path:
-        return self.data_dir / "warehouse"
+        return self.warehouse_location or self.data_dir / "warehouse"
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -79,13 +81,16 @@ class Settings:
         return self.data_dir / "kafka"
 
 
+def _absolute(path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (Path.cwd() / path).resolve()
+
+
 def load() -> Settings:
     """Read the settings from the environment (call again after changing it)."""
     kafka_port = _env_int("CHAT_KAFKA_PORT", 9092)
     api_port = _env_int("CHAT_API_PORT", 5000)
-    data_dir = Path(_env("CHAT_DATA_DIR", str(REPO_ROOT / "var"))).expanduser()
-    if not data_dir.is_absolute():
-        data_dir = (Path.cwd() / data_dir).resolve()
+    data_dir = _absolute(Path(_env("CHAT_DATA_DIR", str(REPO_ROOT / "var"))))
     return Settings(
         kafka_bootstrap=_env("CHAT_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}"),
         spark_master=_env("CHAT_SPARK_MASTER", "local[*]"),
@@ -99,8 +104,10 @@ def load() -> Settings:
         kafka_controller_port=_env_int("CHAT_KAFKA_CONTROLLER_PORT", 9093),
         topic_partitions=_env_int("CHAT_TOPIC_PARTITIONS", 1),
         replication_factor=_env_int("CHAT_REPLICATION_FACTOR", 1),
+        min_insync_replicas=_env_int("CHAT_MIN_INSYNC_REPLICAS", 0),
         session_ttl_s=_env_int("CHAT_SESSION_TTL_S", 1800),
         admin_token=_env("CHAT_ADMIN_TOKEN", ""),
+        warehouse_location=_absolute(Path(_env("CHAT_WAREHOUSE_DIR", ""))) if _env("CHAT_WAREHOUSE_DIR", "") else None,
     )
 
 

@@ -13,13 +13,22 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from stack import settings
 
 
+def min_insync_for(replication_factor: int) -> int:
+    """Acknowledged writes survive the loss of one broker when there are replicas to spare:
+    1 on a single node, 2 from three replicas up (acks=all waits for that many)."""
+    return 1 if replication_factor < 3 else 2
+
+
 def create_topics(bootstrap: str, topics=settings.TOPICS, partitions: int = 1,
-                  replication_factor: int = 1, timeout_s: float = 60.0) -> list[str]:
+                  replication_factor: int = 1, timeout_s: float = 60.0,
+                  min_insync_replicas: int | None = None) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
+    Every topic gets `min.insync.replicas` (default: `min_insync_for(replication_factor)`).
     Retries until the broker answers or `timeout_s` passes, so it can run right
     after the broker starts.
     """
+    min_insync = min_insync_replicas or min_insync_for(replication_factor)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -36,7 +45,8 @@ def create_topics(bootstrap: str, topics=settings.TOPICS, partitions: int = 1,
         if missing:
             try:
                 admin.create_topics([NewTopic(name=t, num_partitions=partitions,
-                                              replication_factor=replication_factor)
+                                              replication_factor=replication_factor,
+                                              topic_configs={"min.insync.replicas": str(min_insync)})
                                      for t in missing])
             except TopicAlreadyExistsError:
                 pass  # created by someone else meanwhile: that is the state we want
@@ -53,7 +63,8 @@ def main() -> int:
     s = settings.load()
     try:
         created = create_topics(s.kafka_bootstrap, partitions=s.topic_partitions,
-                                replication_factor=s.replication_factor)
+                                replication_factor=s.replication_factor,
+                                min_insync_replicas=s.min_insync_replicas)
     except KafkaError as exc:
         print(f"topics: cannot reach Kafka at {s.kafka_bootstrap}: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""Where the Delta tables live: DATA_DIR/warehouse/<table> (CHAT_DATA_DIR, default var/)."""
+"""Where the Delta tables live: CHAT_WAREHOUSE_DIR/<table>, by default DATA_DIR/warehouse/<table>
+(CHAT_DATA_DIR, default var/)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,8 @@ DATABASE = "chat"
 
 
 def warehouse_dir(data_dir: Path | None = None) -> Path:
-    return (data_dir or settings.load().data_dir) / "warehouse"
+    """DATA_DIR/warehouse of the given data directory, else the configured warehouse."""
+    return data_dir / "warehouse" if data_dir else settings.load().warehouse_dir
 
 
 def table_path(name: str, warehouse: Path | None = None) -> Path:

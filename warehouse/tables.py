@@ -14,10 +14,18 @@ from pyspark.sql import SparkSession
 
 from warehouse import paths
 
-# Table properties every table gets: see the module docstring.
-READABLE_BY_DELTA_RS = {
+# Table properties every table gets at creation.
+TABLE_PROPERTIES = {
+    # readable by the API's deltalake package: see the module docstring
     "delta.enableDeletionVectors": "false",
     "delta.checkpointPolicy": "classic",
+    # durability, set on purpose rather than left to defaults: a checkpoint (a Parquet summary of the
+    # log) every 10 commits keeps reading the table cheap with a commit per ledger batch; the log is
+    # kept 30 days, so `VERSION AS OF` and DESCRIBE HISTORY reach back that far; files a commit
+    # removed stay 7 days before VACUUM may delete them, so readers of older versions are safe
+    "delta.checkpointInterval": "10",
+    "delta.logRetentionDuration": "interval 30 days",
+    "delta.deletedFileRetentionDuration": "interval 7 days",
 }
 
 MESSAGES_SCHEMA = T.StructType([
@@ -136,7 +144,7 @@ def ensure_table(spark: SparkSession, name: str, warehouse: Path | None = None,
                .location(str(paths.table_path(name, warehouse)))
                .addColumns(schema or ALL_SCHEMAS[name])
                .comment(COMMENTS.get(name, name)))
-    for key, value in READABLE_BY_DELTA_RS.items():
+    for key, value in TABLE_PROPERTIES.items():
         builder = builder.property(key, value)
     return builder.execute()
 
