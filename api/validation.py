@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+
 from api.errors import ApiError
 
 
@@ -48,9 +50,17 @@ def json_object(request, *fields: str) -> dict:
     """The request's JSON body: an object with no keys other than `fields` (400 otherwise)."""
     if not request.is_json:
         raise ApiError(400, "send JSON with Content-Type: application/json")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "body is not valid JSON (UTF-8)")
+    if request.content_length is None and request.max_content_length is not None \
+            and len(request.get_data()) >= request.max_content_length:
+        # a streamed (chunked) body is cut at the limit by werkzeug, not refused: what was cut off
+        # must not be mistaken for the whole body
+        raise RequestEntityTooLarge()
+    try:
+        body = request.get_json()
+    except BadRequest:
+        raise ApiError(400, "body is not valid JSON (UTF-8)") from None
+    except RecursionError:  # the parser recurses once per [ or {
+        raise ApiError(400, "body is not valid JSON (UTF-8): nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "body must be a JSON object {" + ", ".join(f'"{f}": ...' for f in fields) + "}")
     unknown = sorted(set(body) - set(fields))
@@ -69,6 +79,9 @@ def parse_wait(raw: str | None, max_wait: float) -> float:
     if raw is None or raw == "":
         return 0.0
     try:
+        # float() also takes "1_0", " 1" and non-ASCII digits ("٣"): not numbers as a query writes them
+        if not raw.isascii() or "_" in raw or raw != raw.strip():
+            raise ValueError(raw)
         wait = float(raw)
     except ValueError:
         raise ApiError(400, "wait must be a number of seconds") from None
@@ -80,6 +93,7 @@ def parse_wait(raw: str | None, max_wait: float) -> float:
 def parse_limit(raw: str | None, default: int = 100, maximum: int = 500) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    # isdigit() alone also takes "²" (int() fails) and "٣"; int() refuses more than 4,300 digits
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= maximum:
         raise ApiError(400, f"limit must be a whole number from 1 to {maximum}")
     return int(raw)
