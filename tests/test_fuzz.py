@@ -1,0 +1,574 @@
+"""Hostile input: every request the OpenAPI document allows, and many it does not, gets a JSON answer and
+never a 5xx; every 4xx is `{"error": "<what is wrong>"}`.
+
+Two parts:
+
+- schemathesis fuzzes every operation of api/openapi.yaml against the real app in-process (WSGI), with a
+  real Kafka broker (so a valid POST /messages is a 202, not a Kafka-down 503): positive cases (valid per
+  the document, with a live session's token) must get a documented status and a body matching the
+  documented schema; negative cases (invalid per the document, or with the token dropped or garbled)
+  must get a 4xx. Runs are bounded (`MAX_EXAMPLES` per campaign) and derandomized, so CI sees the same
+  requests every time.
+- a table of hand-picked hostile requests (malformed and deeply nested JSON, wrong types, huge bodies,
+  invalid UTF-8, control characters, lone surrogates, very long names, path tricks, wrong methods,
+  wrong Content-Type, bad Authorization, odd numbers in the query), sent through raw WSGI environs where
+  the test client would normalise the input. These need no broker: they must be refused before Kafka.
+"""
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.auths import AuthStorage
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+from api import create_app
+from api.spec import SPEC_PATH
+from stack.broker import free_port
+
+ADMIN = "admin-token-for-the-fuzzer"
+USER = "ana"          # signed in for the whole run, and known to the moderation state (one warning)
+MAX_EXAMPLES = 50     # per campaign: about 800 requests in all, well under a minute on two cores
+
+# negative cases must be refused with a 4xx; 413 (a `data` over maxLength, as documented) is a refusal too
+SCHEMA = schemathesis.openapi.from_path(SPEC_PATH, config=schemathesis.Config.from_dict({"checks": {
+    "negative_data_rejection": {"expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]}}}))
+SPEC = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
+
+POSITIVE_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+                   response_headers_conformance, response_schema_conformance]
+NEGATIVE_CHECKS = [*POSITIVE_CHECKS, negative_data_rejection]
+
+
+def assert_json_answer(status: int, content_type: str | None, body: bytes, what: str) -> None:
+    """No 5xx; a 4xx is JSON `{"error": "<non-empty string>"}` and nothing else."""
+    assert status < 500, f"{what}: {status} {body[:300]!r}"
+    if 400 <= status < 500:
+        assert (content_type or "").split(";")[0].strip() == "application/json", f"{what}: {content_type} {body[:300]!r}"
+        error = json.loads(body)
+        assert isinstance(error, dict) and set(error) == {"error"}, f"{what}: {error!r}"
+        assert isinstance(error["error"], str) and error["error"].strip(), f"{what}: {error!r}"
+
+
+# -- the fuzzer --------------------------------------------------------------------------------------
+
+def sign_in(app, author: str) -> str:
+    response = app.test_client().post("/sessions", json={"author": author})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["token"]
+
+
+def bearer(token_for) -> AuthStorage:
+    """Schemathesis puts `Authorization: Bearer <token_for()>` on each case, except on negative cases
+    that drop or garble the credentials on purpose."""
+    storage = AuthStorage()
+
+    class Bearer:
+        def get(self, case, ctx):
+            return token_for()
+
+        def set(self, case, token, ctx):
+            case.headers["Authorization"] = f"Bearer {token}"
+
+    storage.auth(refresh_interval=None)(Bearer)
+    return storage
+
+
+def seed_moderation_state(app) -> None:
+    """Make USER known (one warning notice, so GET /users/<USER> is a 200 and its notices are not empty)
+    and put one moderated message of theirs in the feed, as the background consumers would on reading
+    `chat_notices` and `chat_controlled` (START_FEED is off: the tests feed them by hand, as test_notices.py does)."""
+    board = app.extensions["chat_moderation"].notices
+    board._add(json.dumps({"id": "m1:strike", "author": USER, "kind": "warning", "strike": 1, "limit": 3,
+                           "terms": ["mierda"], "message_id": "m1", "text": "Warning 1 of 3",
+                           "timestamp": "2026-11-27 10:00:00", "partition": 0, "offset": 1}).encode(), [])
+    app.extensions["chat_feed"]._add(
+        json.dumps({"author": USER, "data": "qué ******", "timestamp": "2026-11-27 10:00:00"}).encode(),
+        [("message_id", b"m1"), ("chat_position", b"0:1")])
+
+
+@dataclass
+class FuzzTarget:
+    app: object
+    user_token: str
+    fresh_tokens: itertools.count = field(default_factory=itertools.count)
+
+    def fresh_token(self) -> str:
+        """A token of a new session (for DELETE /sessions, which ends the session it is sent with)."""
+        return sign_in(self.app, f"fuzz-{next(self.fresh_tokens)}")
+
+
+@pytest.fixture(scope="module")
+def fuzz_target(tmp_path_factory, kafka_only):
+    data_dir = tmp_path_factory.mktemp("fuzz")
+    app = create_app({"TESTING": True, "KAFKA_BOOTSTRAP": kafka_only, "START_FEED": False,
+                      "DATA_DIR": data_dir, "WAREHOUSE_DIR": data_dir / "warehouse", "ADMIN_TOKEN": ADMIN})
+    seed_moderation_state(app)
+    # Stopped (never started) tails answer a long-poll at once: `wait` is still parsed and checked,
+    # but a generated `wait=29.9` does not hold the run for half a minute.
+    app.extensions["chat_feed"].stop()
+    app.extensions["chat_moderation"].notices.stop()
+    yield FuzzTarget(app, sign_in(app, USER))
+    app.extensions["chat_producer"].close()
+
+
+@pytest.fixture(scope="module")
+def health_app(tmp_path_factory, kafka_only):
+    """GET /health is 200 only when the feed and the notices are reading Kafka: this app starts them."""
+    data_dir = tmp_path_factory.mktemp("fuzz-health")
+    app = create_app({"TESTING": True, "KAFKA_BOOTSTRAP": kafka_only, "START_FEED": True,
+                      "DATA_DIR": data_dir, "WAREHOUSE_DIR": data_dir / "warehouse", "ADMIN_TOKEN": ADMIN})
+    feed, moderation = app.extensions["chat_feed"], app.extensions["chat_moderation"]
+    deadline = time.monotonic() + 60
+    while not (feed.connected and moderation.notices.connected):
+        assert time.monotonic() < deadline, (feed.status(), moderation.notices.status())
+        time.sleep(0.1)
+    yield app
+    feed.stop()
+    moderation.notices.stop()
+    moderation.snapshot.stop()
+    app.extensions["chat_producer"].close()
+
+
+@dataclass(frozen=True)
+class Campaign:
+    operation: str                 # "METHOD /path" as in the document
+    mode: GenerationMode
+    auth: str | None = None        # "user", "admin", "fresh" (a new session per case) or None
+    author: str | None = None      # a fixed {author} path parameter; generated when None
+    # negative only: the valid token is sent as given, so the path, query or body is what is broken
+    # (otherwise schemathesis may drop or garble the credentials too, and auth answers first)
+    keep_token: bool = False
+    expect: frozenset[int] = frozenset()  # statuses the campaign must meet at least once
+
+    @property
+    def id(self) -> str:
+        parts = [self.mode.value, self.operation, f"as {self.auth}" if self.auth else "",
+                 f"author={self.author}" if self.author else "",
+                 "(token kept)" if self.keep_token else "(token fuzzed)" if self.mode is N and self.auth else ""]
+        return " ".join(p for p in parts if p)
+
+
+P, N = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
+CAMPAIGNS = [
+    Campaign("POST /sessions", P, expect=frozenset({201})),
+    Campaign("POST /sessions", N, expect=frozenset({400})),
+    Campaign("DELETE /sessions", P, "fresh", expect=frozenset({204})),
+    Campaign("DELETE /sessions", N, "fresh", expect=frozenset({401})),  # only the token can be broken
+    Campaign("POST /messages", P, "user", expect=frozenset({202})),
+    Campaign("POST /messages", N, "user", keep_token=True, expect=frozenset({400})),
+    Campaign("POST /messages", N, "user", expect=frozenset({401})),
+    Campaign("GET /messages", P, "user", expect=frozenset({200})),
+    Campaign("GET /messages", N, "user", keep_token=True, expect=frozenset({400})),
+    Campaign("GET /messages", N, "user", expect=frozenset({401})),
+    Campaign("GET /users/{author}", P, expect=frozenset({404})),
+    Campaign("GET /users/{author}", P, author=USER, expect=frozenset({200})),
+    Campaign("GET /users/{author}", N, expect=frozenset({400})),
+    Campaign("GET /users/{author}/notices", P, "admin", expect=frozenset({200})),
+    Campaign("GET /users/{author}/notices", P, "user", author=USER, expect=frozenset({200})),
+    Campaign("GET /users/{author}/notices", N, "admin", keep_token=True, expect=frozenset({400})),
+    Campaign("GET /users/{author}/notices", N, "admin", expect=frozenset({401})),
+    Campaign("POST /users/{author}/unblock", P, "admin", expect=frozenset({404})),
+    Campaign("POST /users/{author}/unblock", P, "admin", author=USER, expect=frozenset({202})),
+    Campaign("POST /users/{author}/unblock", N, "admin", keep_token=True, expect=frozenset({400})),
+    Campaign("POST /users/{author}/unblock", N, "admin", expect=frozenset({401})),
+    # nothing in these two can be made invalid (no parameters, no body, no credentials): positive only
+    Campaign("GET /health", P, expect=frozenset({200})),
+    Campaign("GET /openapi.yaml", P, expect=frozenset({200})),
+]
+GENERATED: dict[str, Counter] = {}
+
+
+def test_every_operation_of_the_document_has_campaigns_in_both_modes():
+    documented = {f"{method.upper()} {path}" for path, ops in SPEC["paths"].items() for method in ops}
+    assert {c.operation for c in CAMPAIGNS} == documented
+    without_negative = documented - {c.operation for c in CAMPAIGNS if c.mode is N}
+    assert without_negative == {"GET /health", "GET /openapi.yaml"}
+    for label in without_negative:  # really nothing to negate there
+        operation = SCHEMA[label.split()[1]][label.split()[0]]
+        assert not list(operation.iter_parameters()) and not operation.body, label
+
+
+@pytest.fixture(scope="module")
+def fuzz_report(request):
+    """Print how many requests each campaign sent, and their statuses, once the campaigns have run."""
+    yield GENERATED
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if reporter is None or capture is None or not GENERATED:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        reporter.write_line("schemathesis requests per campaign (status: count):")
+        for name, statuses in GENERATED.items():
+            shown = ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
+            reporter.write_line(f"  {sum(statuses.values()):4d}  {name}  ({shown})")
+        reporter.write_line(f"  {sum(sum(s.values()) for s in GENERATED.values()):4d}  in all")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("campaign", CAMPAIGNS, ids=lambda c: c.id)
+def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(campaign, fuzz_target, fuzz_report, request):
+    method, path = campaign.operation.split(" ", 1)
+    operation = SCHEMA[path][method]
+    app = request.getfixturevalue("health_app") if path == "/health" else fuzz_target.app
+    token_for = {"user": lambda: fuzz_target.user_token, "admin": lambda: ADMIN,
+                 "fresh": fuzz_target.fresh_token}.get(campaign.auth)
+    strategy = operation.as_strategy(
+        generation_mode=campaign.mode,
+        auth_storage=bearer(token_for) if token_for and not campaign.keep_token else None,
+        headers={"Authorization": f"Bearer {token_for()}"} if campaign.keep_token else None,
+        path_parameters={"author": campaign.author} if campaign.author else None,
+    )
+    checks = POSITIVE_CHECKS if campaign.mode is P else NEGATIVE_CHECKS
+    statuses = fuzz_report.setdefault(campaign.id, Counter())
+
+    @given(case=strategy)
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    def fuzz(case):
+        response = case.call(app=app)
+        statuses[response.status_code] += 1
+        content_type = (response.headers.get("content-type") or [None])[0]
+        assert_json_answer(response.status_code, content_type, response.content,
+                           f"{case.method} {case.formatted_path}")
+        case.validate_response(response, checks=checks)
+
+    fuzz()
+    assert sum(statuses.values()) > 0
+    assert campaign.expect <= set(statuses), f"{campaign.id}: expected {sorted(campaign.expect)} among {statuses}"
+
+
+# -- the hand-picked table ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hostile:
+    """A request as it reaches the app. `path` and `query` go into the environ as they are (PATH_INFO is
+    the already percent-decoded path, as a WSGI server passes it; bytes stand for raw bytes on the wire)."""
+    method: str
+    path: str
+    query: bytes = b""
+    body: bytes | None = None
+    content_type: str | None = "application/json"
+    auth: str | None = "user"      # "user", "other", "admin", None, or a literal Authorization value
+    environ: dict = field(default_factory=dict)  # overrides; bytes for wsgi.input are wrapped in a stream
+
+
+@dataclass(frozen=True)
+class TableTarget:
+    app: object
+    tokens: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """Nothing listens on its Kafka port: an input wrongly let through would come back as a 503 here."""
+    data_dir = tmp_path_factory.mktemp("hostile")
+    app = create_app({"TESTING": True, "KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "START_FEED": False,
+                      "KAFKA_SEND_TIMEOUT_S": 2.0, "DATA_DIR": data_dir, "WAREHOUSE_DIR": data_dir / "warehouse",
+                      "ADMIN_TOKEN": ADMIN})
+    yield TableTarget(app, {"user": sign_in(app, USER), "other": sign_in(app, "bob")})
+    app.extensions["chat_producer"].close()
+
+
+def send(target: TableTarget, request: Hostile) -> tuple[int, dict, bytes]:
+    headers = {}
+    if request.auth in ("user", "other"):
+        headers["Authorization"] = f"Bearer {target.tokens[request.auth]}"
+    elif request.auth == "admin":
+        headers["Authorization"] = f"Bearer {ADMIN}"
+    elif request.auth is not None:
+        headers["Authorization"] = request.auth
+    builder = EnvironBuilder(method=request.method, path="/", headers=headers,
+                             data=request.body if request.body is not None else b"",
+                             content_type=request.content_type if request.body is not None else None)
+    environ = builder.get_environ()
+    builder.close()
+    environ["PATH_INFO"] = request.path
+    environ["QUERY_STRING"] = request.query.decode("latin-1")  # WSGI: the raw bytes, one char each
+    environ.update({k: io.BytesIO(v) if k == "wsgi.input" else v for k, v in request.environ.items()})
+    body, status, response_headers = run_wsgi_app(target.app, environ, buffered=True)
+    try:
+        data = b"".join(body)
+    finally:
+        getattr(body, "close", lambda: None)()
+    return int(status.split()[0]), dict(response_headers), data
+
+
+def post_message(body: bytes, **kw) -> Hostile:
+    return Hostile("POST", "/messages", body=body, **kw)
+
+
+def sign_in_as(body: bytes, **kw) -> Hostile:
+    return Hostile("POST", "/sessions", body=body, auth=None, **kw)
+
+
+def read(query: bytes, path: str = "/messages", **kw) -> Hostile:
+    return Hostile("GET", path, query=query, **kw)
+
+
+def deep(depth: int) -> bytes:
+    return b'{"data": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+LONG = "n" * 10_000
+NOT_JSON = "body is not valid JSON (UTF-8)"
+NOT_OBJECT = 'body must be a JSON object {"data": ..., "author": ...}'
+TOO_LARGE = "request body too large (at most 65536 bytes)"
+CONTROL_DATA = "data must not contain control characters"
+CONTROL_AUTHOR = "author must not contain control characters or line breaks"
+SEND_JSON = "send JSON with Content-Type: application/json"
+NOT_BEARER = "the Authorization header must be `Bearer <token>`"
+NOT_ISSUED = "the token is not one this API issued; sign in again with POST /sessions"
+BAD_WAIT = "wait must be between 0 and 30 seconds"
+NOT_A_NUMBER = "wait must be a number of seconds"
+BAD_LIMIT = "limit must be a whole number from 1 to 500"
+BAD_CURSOR = "after must be a cursor returned by GET /messages"
+BAD_QUERY = "the query string is not valid UTF-8"
+NO_ENDPOINT = "no such endpoint"
+
+HOSTILE = [
+    # malformed, truncated and non-object JSON
+    pytest.param(post_message(b'{"data": '), 400, NOT_JSON, id="truncated JSON"),
+    pytest.param(post_message(b'{"data": "hola"'), 400, NOT_JSON, id="unclosed object"),
+    pytest.param(post_message(b'{"data": "hola",}'), 400, NOT_JSON, id="trailing comma"),
+    pytest.param(post_message(b"{'data': 'hola'}"), 400, NOT_JSON, id="single quotes"),
+    pytest.param(post_message(b'{"data": "hola"}{"data": "x"}'), 400, NOT_JSON, id="two documents"),
+    pytest.param(post_message(b""), 400, NOT_JSON, id="empty body"),
+    pytest.param(post_message(b'["hola"]'), 400, NOT_OBJECT, id="JSON list"),
+    pytest.param(post_message(b'"hola"'), 400, NOT_OBJECT, id="JSON string"),
+    pytest.param(post_message(b"42"), 400, NOT_OBJECT, id="JSON number"),
+    pytest.param(post_message(b"null"), 400, NOT_OBJECT, id="JSON null"),
+    pytest.param(post_message(b"true"), 400, NOT_OBJECT, id="JSON true"),
+    pytest.param(post_message(b"[" * 60_000), 400, "nested too deeply", id="60k open brackets"),
+    pytest.param(post_message(deep(5_000)), 400, "nested too deeply", id="data nested 5000 deep"),
+    pytest.param(post_message(b'{"data": ' + b"1" * 5_000 + b"}"), 400, NOT_JSON, id="5000-digit number"),
+    pytest.param(sign_in_as(b'{"author": '), 400, NOT_JSON, id="sign-in truncated JSON"),
+    pytest.param(sign_in_as(b"null"), 400, 'body must be a JSON object {"author": ...}', id="sign-in JSON null"),
+    pytest.param(sign_in_as(b"[" * 60_000), 400, "nested too deeply", id="sign-in 60k open brackets"),
+    # wrong types for each field
+    pytest.param(post_message(b'{"data": 7}'), 400, "data must be a string", id="data number"),
+    pytest.param(post_message(b'{"data": true}'), 400, "data must be a string", id="data boolean"),
+    pytest.param(post_message(b'{"data": ["hola"]}'), 400, "data must be a string", id="data list"),
+    pytest.param(post_message(b'{"data": {"text": "hola"}}'), 400, "data must be a string", id="data object"),
+    pytest.param(post_message(b'{"data": NaN}'), 400, "data must be a string", id="data NaN"),
+    pytest.param(post_message(b'{"data": null}'), 400, "data is required", id="data null"),
+    pytest.param(post_message(b'{"data": "hola", "author": 7}'), 400, "author must be a string", id="author number"),
+    pytest.param(post_message(b'{"data": "hola", "author": ["ana"]}'), 400, "author must be a string", id="author list"),
+    pytest.param(post_message(b'{"data": "hola", "author": {}}'), 400, "author must be a string", id="author object"),
+    pytest.param(post_message(b'{"data": "hola", "author": false}'), 400, "author must be a string", id="author boolean"),
+    pytest.param(sign_in_as(b'{"author": 7}'), 400, "author must be a string", id="sign-in author number"),
+    pytest.param(sign_in_as(b'{"author": ["ana"]}'), 400, "author must be a string", id="sign-in author list"),
+    pytest.param(sign_in_as(b'{"author": null}'), 400, "author is required", id="sign-in author null"),
+    # huge bodies
+    pytest.param(post_message(b'{"data": "' + b"x" * (64 * 1024) + b'"}'), 413, TOO_LARGE, id="64 KiB+ body"),
+    pytest.param(sign_in_as(b'{"author": "' + b"x" * (64 * 1024) + b'"}'), 413, TOO_LARGE, id="sign-in 64 KiB+ body"),
+    pytest.param(post_message(b'{"data": "hola"}', environ={"CONTENT_LENGTH": str(10**12)}), 413, TOO_LARGE,
+                 id="Content-Length of a terabyte"),
+    # a chunked upload (no Content-Length; gunicorn sets wsgi.input_terminated): a valid object, then
+    # padding past 64 KiB; werkzeug hands over the first 64 KiB, which alone would parse
+    pytest.param(post_message(b"", environ={
+        "CONTENT_LENGTH": "", "wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked",
+        "wsgi.input": b'{"data": "hola"}' + b" " * (64 * 1024)}), 413, TOO_LARGE,
+        id="chunked 64 KiB+ body"),
+    pytest.param(post_message(b'{"data": "' + b"x" * 2001 + b'"}'), 413, "data is too long (2001 characters, at most 2000)",
+                 id="data of 2001 characters"),
+    # invalid UTF-8, control characters, lone surrogates
+    pytest.param(post_message(b'{"data": "\xff\xfe"}'), 400, NOT_JSON, id="invalid UTF-8 in data"),
+    # Python's JSON decoder reads bytes with surrogatepass: the surrogate gets through to the data check
+    pytest.param(post_message(b'{"data": "\xed\xa0\x80"}'), 400, CONTROL_DATA, id="UTF-8-encoded surrogate"),
+    pytest.param(sign_in_as(b'{"author": "\xc3"}'), 400, NOT_JSON, id="truncated UTF-8 in author"),
+    pytest.param(post_message(b'{"data": "a\x00b"}'), 400, NOT_JSON, id="raw NUL byte inside a JSON string"),
+    pytest.param(post_message(b'{"data": "a\\u0000b"}'), 400, CONTROL_DATA, id="NUL in data"),
+    pytest.param(post_message(b'{"data": "bell \\u0007"}'), 400, CONTROL_DATA, id="BEL in data"),
+    pytest.param(post_message(b'{"data": "\\u001b[2J clear screen"}'), 400, CONTROL_DATA, id="ESC in data"),
+    pytest.param(post_message(b'{"data": "del \\u007f"}'), 400, CONTROL_DATA, id="DEL in data"),
+    pytest.param(post_message(b'{"data": "nel \\u0085"}'), 400, CONTROL_DATA, id="C1 NEL in data"),
+    pytest.param(post_message(b'{"data": "line\\r\\nfeed"}'), 400, CONTROL_DATA, id="CR in data"),
+    pytest.param(post_message(b'{"data": "\\ud800"}'), 400, CONTROL_DATA, id="lone high surrogate in data"),
+    pytest.param(post_message(b'{"data": "x \\udfff"}'), 400, CONTROL_DATA, id="lone low surrogate in data"),
+    pytest.param(post_message(b'{"data": "hola", "author": "ana\\u0000"}'), 400, CONTROL_AUTHOR, id="NUL in author"),
+    pytest.param(post_message(b'{"data": "hola", "author": "\\ud800"}'), 400, CONTROL_AUTHOR, id="surrogate in author"),
+    pytest.param(sign_in_as(b'{"author": "a\\u0000b"}'), 400, CONTROL_AUTHOR, id="sign-in NUL in author"),
+    pytest.param(sign_in_as(b'{"author": "\\u001b[31mred"}'), 400, CONTROL_AUTHOR, id="sign-in ESC in author"),
+    pytest.param(sign_in_as(b'{"author": "a\\tb"}'), 400, CONTROL_AUTHOR, id="sign-in tab in author"),
+    pytest.param(sign_in_as(b'{"author": "a\\u2028b"}'), 400, CONTROL_AUTHOR, id="sign-in line separator in author"),
+    pytest.param(sign_in_as(b'{"author": "\\udc80"}'), 400, CONTROL_AUTHOR, id="sign-in surrogate in author"),
+    pytest.param(post_message(b'{"data": "hola", "\\ud800": 1}'), 400, "unknown field(s): \\ud800",
+                 id="surrogate in an unknown key"),
+    pytest.param(sign_in_as(b'{"author": "x", "\\ud800\\u0000": 1}'), 400, "unknown field(s): \\ud800\x00",
+                 id="sign-in surrogate and NUL in an unknown key"),
+    # very long names
+    pytest.param(post_message(json.dumps({"data": "hola", "author": LONG}).encode()), 400,
+                 "author is too long (10000 characters, at most 64)", id="10k-character author in a message"),
+    pytest.param(sign_in_as(json.dumps({"author": LONG}).encode()), 400,
+                 "author is too long (10000 characters, at most 64)", id="sign-in 10k-character author"),
+    pytest.param(Hostile("GET", f"/users/{LONG}"), 400, "author is too long (10000 characters, at most 64)",
+                 id="10k-character name in the path"),
+    pytest.param(Hostile("GET", f"/users/{LONG}/notices"), 400, "author is too long (10000 characters, at most 64)",
+                 id="10k-character name in the notices path"),
+    pytest.param(Hostile("POST", f"/users/{LONG}/unblock", auth="admin"), 400,
+                 "author is too long (10000 characters, at most 64)", id="10k-character name to unblock"),
+    pytest.param(read(b"user=" + LONG.encode()), 400, "user is too long (10000 characters, at most 64)",
+                 id="10k-character user= in the query"),
+    pytest.param(read(b"after=" + LONG.encode()), 400, BAD_CURSOR, id="10k-character after="),
+    pytest.param(read(b"after=a." + b"9" * 10_000), 400, BAD_CURSOR, id="cursor with a 10k-digit position"),
+    pytest.param(read(b"after=" + b"9" * 10_000, path=f"/users/{USER}/notices"), 400,
+                 "after must be a cursor returned by GET /users/<author>/notices", id="10k-character notices after="),
+    # path tricks (PATH_INFO is already percent-decoded by the server)
+    pytest.param(Hostile("GET", "/users/../../etc/passwd"), 404,
+                 "unknown user '../../etc/passwd': no message from them has been recorded yet",
+                 id="/users/..%2F..%2Fetc%2Fpasswd"),
+    pytest.param(Hostile("GET", "/users/../notices"), 403,
+                 "signed in as 'ana': you can only read your own notices", id="/users/%2e%2e/notices"),
+    pytest.param(Hostile("GET", "/users/bob/notices"), 403,
+                 "signed in as 'ana': you can only read your own notices",
+                 id="/users/bob%2Fnotices is bob's notices"),
+    pytest.param(Hostile("GET", "/users/a\x00b"), 400, CONTROL_AUTHOR, id="/users/a%00b"),
+    pytest.param(Hostile("GET", "/users/a\x00b/notices"), 400, CONTROL_AUTHOR, id="/users/a%00b/notices"),
+    pytest.param(Hostile("GET", "/users/\x1b[31m"), 400, CONTROL_AUTHOR, id="ESC in the path"),
+    # the router's patterns do not match a line feed: no route, rather than a refused name
+    pytest.param(Hostile("GET", "/users/a\nb"), 404, NO_ENDPOINT, id="/users/a%0Ab"),
+    pytest.param(Hostile("GET", "/users/a\nb/notices"), 404, NO_ENDPOINT, id="/users/a%0Ab/notices"),
+    pytest.param(Hostile("GET", "/users/%ff"), 404, "unknown user '%ff'", id="a literal %ff in the name"),
+    pytest.param(Hostile("GET", "/users/\xff\xfe"), 404, "unknown user '\ufffd\ufffd'",
+                 id="invalid UTF-8 bytes in the path"),
+    pytest.param(Hostile("GET", "/users//ana"), 404, NO_ENDPOINT, id="double slash inside"),
+    # werkzeug routes a leading // as /: the same endpoint, and it still wants a session
+    pytest.param(Hostile("GET", "//messages", auth=None), 401, "sign in first", id="double slash in front"),
+    pytest.param(Hostile("GET", "/messages//"), 404, NO_ENDPOINT, id="double slash at the end"),
+    pytest.param(Hostile("GET", "/messages/"), 404, NO_ENDPOINT, id="/messages/ trailing slash"),
+    pytest.param(Hostile("POST", "/sessions/", body=b'{"author": "zed"}', auth=None), 404, NO_ENDPOINT,
+                 id="/sessions/ trailing slash"),
+    pytest.param(Hostile("GET", "/health/"), 404, NO_ENDPOINT, id="/health/ trailing slash"),
+    pytest.param(Hostile("GET", "/users/"), 404, NO_ENDPOINT, id="/users/ with no name"),
+    pytest.param(Hostile("GET", "/users/ana/"), 404, "unknown user 'ana/'", id="/users/ana/ trailing slash"),
+    # wrong or missing Content-Type
+    pytest.param(post_message(b'{"data": "hola"}', content_type="text/plain"), 400, SEND_JSON, id="text/plain"),
+    pytest.param(post_message(b'{"data": "hola"}', content_type=None), 400, SEND_JSON, id="no Content-Type"),
+    pytest.param(post_message(b"data=hola", content_type="application/x-www-form-urlencoded"), 400, SEND_JSON,
+                 id="form-encoded"),
+    pytest.param(post_message(b"--x\r\n\r\nhola\r\n--x--", content_type="multipart/form-data; boundary=x"), 400,
+                 SEND_JSON, id="multipart"),
+    pytest.param(post_message(b'{"data": "hola"}', content_type="application/jsonx"), 400, SEND_JSON,
+                 id="application/jsonx"),
+    pytest.param(sign_in_as(b'{"author": "zed"}', content_type="text/html"), 400, SEND_JSON, id="sign-in text/html"),
+    # bad credentials
+    pytest.param(read(b"", auth=None), 401, "sign in first: POST /sessions, then send Authorization: Bearer <token>",
+                 id="no Authorization"),
+    pytest.param(read(b"", auth="garbage"), 401, NOT_BEARER, id="Authorization garbage"),
+    pytest.param(read(b"", auth="Basic YW5hOnB3"), 401, NOT_BEARER, id="Authorization Basic"),
+    pytest.param(read(b"", auth="Bearer"), 401, NOT_BEARER, id="Bearer without a token"),
+    pytest.param(read(b"", auth="Bearer\tx"), 401, NOT_BEARER, id="Bearer, tab, token"),
+    pytest.param(read(b"", auth="x" * 10_240), 401, NOT_BEARER, id="10 KB Authorization"),
+    pytest.param(read(b"", auth="Bearer " + "x" * 10_240), 401, NOT_BEARER, id="Bearer 10 KB token"),
+    pytest.param(read(b"", auth="Bearer not-a-token"), 401, NOT_ISSUED, id="Bearer garbage"),
+    pytest.param(read(b"", auth="Bearer \x00\x01"), 401, NOT_ISSUED, id="Bearer control characters"),
+    pytest.param(read(b"", auth="Bearer \xff\xfe"), 401, NOT_ISSUED, id="Bearer latin-1 bytes"),
+    pytest.param(read(b"", auth=f"Bearer {ADMIN}"), 401, NOT_ISSUED, id="moderators' token as a session"),
+    pytest.param(post_message(b'{"data": "hola"}', auth="Bearer e30.e30"), 401, NOT_ISSUED, id="forged token"),
+    pytest.param(Hostile("POST", f"/users/{USER}/unblock", auth="user"), 403,
+                 "this needs the moderators' token (CHAT_ADMIN_TOKEN)", id="unblock as a user"),
+    pytest.param(Hostile("POST", f"/users/{USER}/unblock", auth="Bearer " + "x" * 10_240), 401, NOT_BEARER,
+                 id="unblock with a 10 KB token"),
+    # odd values in the query
+    pytest.param(read(b"wait=1e309"), 400, BAD_WAIT, id="wait=1e309"),
+    pytest.param(read(b"wait=nan"), 400, BAD_WAIT, id="wait=nan"),
+    pytest.param(read(b"wait=inf"), 400, BAD_WAIT, id="wait=inf"),
+    pytest.param(read(b"wait=-inf"), 400, BAD_WAIT, id="wait=-inf"),
+    pytest.param(read(b"wait=-1e-9"), 400, BAD_WAIT, id="wait=-1e-9"),
+    pytest.param(read(b"wait=30.000001"), 400, BAD_WAIT, id="wait=30.000001"),
+    pytest.param(read(b"wait=" + b"9" * 10_000), 400, BAD_WAIT, id="wait of 10k digits"),
+    pytest.param(read(b"wait=0x10"), 400, NOT_A_NUMBER, id="wait=0x10"),
+    pytest.param(read(b"wait=1_0"), 400, NOT_A_NUMBER, id="wait=1_0"),
+    pytest.param(read(b"wait=%201"), 400, NOT_A_NUMBER, id="wait with a space"),
+    pytest.param(read(b"wait=%D9%A3"), 400, NOT_A_NUMBER, id="wait Arabic-Indic digit"),
+    pytest.param(read(b"wait=%00"), 400, NOT_A_NUMBER, id="wait NUL"),
+    pytest.param(read(b"limit=99999999999999999999"), 400, BAD_LIMIT, id="limit=99999999999999999999"),
+    pytest.param(read(b"limit=" + b"9" * 5_000), 400, BAD_LIMIT, id="limit of 5000 digits"),
+    pytest.param(read(b"limit=0"), 400, BAD_LIMIT, id="limit=0"),
+    pytest.param(read(b"limit=-1"), 400, BAD_LIMIT, id="limit=-1"),
+    pytest.param(read(b"limit=1.5"), 400, BAD_LIMIT, id="limit=1.5"),
+    pytest.param(read(b"limit=+5"), 400, BAD_LIMIT, id="limit=+5"),
+    pytest.param(read(b"limit=%C2%B2"), 400, BAD_LIMIT, id="limit superscript two"),
+    pytest.param(read(b"limit=%D9%A3"), 400, BAD_LIMIT, id="limit Arabic-Indic digit"),
+    pytest.param(read(b"user=a%00b"), 400, "user must not contain control characters or line breaks", id="user NUL"),
+    pytest.param(read(b"user=%1B%5B2J"), 400, "user must not contain control characters or line breaks", id="user ESC"),
+    pytest.param(read(b"user=%20"), 400, "user must not be empty", id="user blank"),
+    pytest.param(read(b"after=%00"), 400, BAD_CURSOR, id="after NUL"),
+    pytest.param(read(b"after=.%00"), 400, BAD_CURSOR, id="after dot NUL"),
+    pytest.param(read(b"user=\xff"), 400, BAD_QUERY, id="raw invalid UTF-8 in user="),
+    pytest.param(read(b"wait=\xff"), 400, BAD_QUERY, id="raw invalid UTF-8 in wait="),
+    pytest.param(read(b"user=\xed\xa0\x80"), 400, BAD_QUERY, id="raw UTF-8-encoded surrogate in user="),
+    pytest.param(read(b"\xff=1"), 400, BAD_QUERY, id="raw invalid UTF-8 in a parameter name"),
+    pytest.param(read(b"wait=1e309", path=f"/users/{USER}/notices"), 400, BAD_WAIT, id="notices wait=1e309"),
+    pytest.param(read(b"wait=nan", path=f"/users/{USER}/notices"), 400, BAD_WAIT, id="notices wait=nan"),
+    pytest.param(read(b"after=\xff", path=f"/users/{USER}/notices"), 400, BAD_QUERY, id="notices raw invalid UTF-8"),
+    pytest.param(read(b"x=\xff", path=f"/users/{USER}"), 400, BAD_QUERY, id="user page raw invalid UTF-8"),
+]
+
+
+@pytest.mark.parametrize("request_, status, error", HOSTILE)
+def test_hostile_requests_get_a_json_4xx(table, request_, status, error):
+    got, headers, body = send(table, request_)
+    assert_json_answer(got, headers.get("Content-Type"), body, request_.path)
+    assert got == status, body[:300]
+    assert error in json.loads(body)["error"]
+    if got == 401:
+        assert headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def documented_routes() -> list[tuple[str, frozenset[str]]]:
+    """Each path of the document (with `ana` for {author}) and the methods it documents."""
+    return [(path.replace("{author}", USER), frozenset(m.upper() for m in ops)) for path, ops in SPEC["paths"].items()]
+
+
+WRONG_METHODS = [
+    pytest.param(path, method, id=f"{method} {path}")
+    for path, allowed in documented_routes()
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "TRACE", "BREW")
+    if method not in allowed
+]
+
+
+@pytest.mark.parametrize("path, method", WRONG_METHODS)
+def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(table, path, method):
+    got, headers, body = send(table, Hostile(method, path, body=b'{"data": "hola"}'))
+    assert_json_answer(got, headers.get("Content-Type"), body, f"{method} {path}")
+    expected = set(dict(documented_routes())[path])
+    if path == f"/users/{USER}/unblock":
+        # also the page of a user named "ana/unblock" (names may contain a slash): GET is allowed there
+        expected.add("GET")
+        if method == "GET":
+            assert (got, json.loads(body)) == (404, {
+                "error": f"unknown user '{USER}/unblock': no message from them has been recorded yet"})
+            return
+    assert (got, json.loads(body)) == (405, {"error": "method not allowed here"})
+    assert {m.strip() for m in headers["Allow"].split(",")} - {"HEAD", "OPTIONS"} == expected
+
+
+@pytest.mark.parametrize("query", [b"wait=-0", b"wait=0.0", b"wait=1e-5", b"wait=30", b"limit=500", b"limit=007",
+                                   b"user=ana", b"after=zzz.999999999999999999999999"])
+def test_edge_values_the_document_allows_are_accepted(table, query):
+    """The other side of the table: -0 is 0, exponents and leading zeros are numbers, and a cursor of
+    another run of the API (here a made-up one) reads from the oldest message kept."""
+    got, headers, body = send(table, read(query))
+    assert got == 200, body
+    assert set(json.loads(body)) == {"messages", "cursor"}
