@@ -40,8 +40,8 @@ Moderation (strikes and blocks) is per user, so per joined session: on join,
 a :class:`ModerationWatch` reads ``GET /users/<author>`` (in a worker thread)
 and then starts a ``ui.feed.NoticeFollower``, a daemon thread long-polling
 ``GET /users/<author>/notices`` with the user's token, which hands each batch
-of new notices to the
-session's task through an ``asyncio.Queue`` (``loop.call_soon_threadsafe``).
+of new notices to the session's task through an ``asyncio.Queue``
+(``loop.call_soon_threadsafe``).
 That task, holding ``reactive.lock()``, folds them into the session's
 ``Standing`` and flushes; new notices (not the ones from before the join) also
 pop up as notifications. The watch stops when the session ends.

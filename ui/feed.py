@@ -964,8 +964,9 @@ class NoticeFollower:
                 "GET", self.url, http=self._http, params=params, timeout=timeout
             )
         except SessionLost as exc:
-            log.warning("Notices for %r: no longer followed: %s", self.author, exc)
-            self._stop.set()
+            if not self._stop.is_set():  # else the session ended with the browser's
+                log.warning("Notices for %r: no longer followed: %s", self.author, exc)
+                self._stop.set()
             return None, 0.0
         except ChatApiError as exc:  # renewing the session failed
             return None, self._backoff(f"cannot renew the session ({exc})")
