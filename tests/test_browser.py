@@ -11,10 +11,12 @@ Kafka and the Spark relay before any window shows them.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -31,6 +33,8 @@ PAGE_TIMEOUT = 30.0
 """Seconds for the page and Shiny's websocket to come up, and for a join."""
 MESSAGE_TIMEOUT = 60.0
 """Seconds for a message to go API -> Kafka -> Spark relay -> API -> UI -> browser."""
+MODERATION_TIMEOUT = 300.0
+"""Seconds for a block or an unblock to go through the ledger to the browser (as in test_stack)."""
 
 # Runs before any script of every page: dialogs are recorded instead of shown,
 # so that a message that manages to run code is seen, not just blocking.
@@ -108,6 +112,9 @@ class ChatPage:
         self.wait_for(
             lambda: (author, text) in self.messages(), f"{author}'s {text!r}", MESSAGE_TIMEOUT
         )
+
+    def notifications(self) -> list[str]:
+        return [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, ".shiny-notification")]
 
     def script(self, source: str) -> object:
         return self.driver.execute_script(source)
@@ -190,3 +197,53 @@ def test_two_users_chat_in_browsers_and_hostile_text_stays_text(
         assert window.script("return typeof window.__pwned") == "undefined"
         with pytest.raises(NoAlertPresentException):
             window.driver.switch_to.alert.text  # noqa: B018 (reading it is the check)
+
+
+def test_a_blocked_user_sees_no_chat_until_a_moderator_unblocks_them(
+    chat_stack, open_window: Callable[[str], ChatPage]
+) -> None:
+    run = secrets.token_hex(3)
+    troll_name, bob_name = f"troll-{run}", f"bob-{run}"
+    troll, bob = open_window(chat_stack.ui_url), open_window(chat_stack.ui_url)
+    troll.join(troll_name)
+    bob.join(bob_name)
+
+    # Three strikes, back to back (one trip through the ledger, not three).
+    for text in ["mierda", "sh1t happens", "eres un cabrón"]:
+        troll.say(text)
+    third_sent = time.monotonic()
+    troll.wait_for(
+        lambda: bool(troll.driver.find_elements(By.CSS_SELECTOR, "#moderation .chat-blocked")),
+        "the blocked banner",
+        MODERATION_TIMEOUT,
+    )
+    print(f"block latency in the browser: {time.monotonic() - third_sent:.1f}s")
+    assert "blocked" in troll.text_of("#moderation .chat-blocked")
+    troll.wait_for(lambda: troll.messages() == [], "the chat to be cleared", PAGE_TIMEOUT)
+
+    # The chat goes on without them: bob's message reaches bob's window, not theirs.
+    bob.say(f"is the troll gone? ({run})")
+    bob.wait_for_message(bob_name, f"is the troll gone? ({run})")
+    assert troll.messages() == []
+
+    # A moderator unblocks them: the banner goes, they are told, the chat is back.
+    response = requests.post(
+        f"{chat_stack.api_url}/users/{troll_name}/unblock",
+        headers={"Authorization": f"Bearer {chat_stack.admin_token}"},
+        timeout=20,
+    )
+    assert response.status_code == 202, response.text
+    unblocked = time.monotonic()
+    troll.wait_for(
+        lambda: troll.text_of("#moderation") == "", "the banner to go", MODERATION_TIMEOUT
+    )
+    print(f"unblock latency in the browser: {time.monotonic() - unblocked:.1f}s")
+    troll.wait_for(
+        lambda: any("unblocked you" in n for n in troll.notifications()),
+        "the unblocked notification",
+        PAGE_TIMEOUT,
+    )
+    troll.wait_for_message(bob_name, f"is the troll gone? ({run})")
+    troll.say(f"sorry ({run})")
+    for window in (troll, bob):
+        window.wait_for_message(troll_name, f"sorry ({run})")
