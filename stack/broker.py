@@ -1,8 +1,14 @@
-"""A single-node Apache Kafka broker in KRaft mode, run from the Maven-resolved jars.
+"""An Apache Kafka broker in KRaft mode, run from the Maven-resolved jars.
 
 Used by `make up` (through stack.up) and by the integration tests' session
 fixture. The broker's data lives in `home` (formatted once, reused after);
 its output goes to `log_file`.
+
+By default it is a cluster of one (its own controller quorum, every internal
+topic with one replica). Given `voters` (`controller.quorum.voters`, e.g.
+`1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097`) and the `cluster_id`
+they all share, it is one node of a multi-node cluster: stack/cluster.py
+starts three of them.
 
     python -m stack.broker   # run the default broker in the foreground (Ctrl-C stops it)
 """
@@ -50,11 +56,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID, base64url without padding (what `kafka-storage random-uuid` prints)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
 class KafkaBroker:
-    """One KRaft broker+controller bound to loopback."""
+    """One KRaft broker+controller bound to loopback: alone (the default), or one voter of a
+    static controller quorum (`voters`, `cluster_id`: the same on every node)."""
 
     def __init__(self, home: Path, port: int, controller_port: int, log_file: Path,
-                 jars: Path | None = None, heap: str = "768m", node_id: int = 1):
+                 jars: Path | None = None, heap: str = "768m", node_id: int = 1,
+                 voters: str | None = None, cluster_id: str | None = None):
+        if voters and not cluster_id:
+            raise BrokerError("the nodes of a cluster must share one cluster_id")
         self.home = Path(home)
         self.port = port
         self.controller_port = controller_port
@@ -62,7 +77,21 @@ class KafkaBroker:
         self.jars = Path(jars) if jars else settings.jars_dir() / "kafka"
         self.heap = heap
         self.node_id = node_id
+        self.voters = voters
+        self.cluster_id = cluster_id
         self.process: subprocess.Popen | None = None
+
+    @property
+    def cluster_size(self) -> int:
+        return len(self.voters.split(",")) if self.voters else 1
+
+    @property
+    def internal_replication(self) -> tuple[int, int]:
+        """(replicas, min.insync.replicas) of the internal topics and the broker's defaults:
+        (1, 1) alone; in a cluster up to 3 replicas, of which 2 must acknowledge a write,
+        so that one node may be down without refusing writes."""
+        replicas = min(3, self.cluster_size)
+        return replicas, 1 if replicas < 3 else 2
 
     @property
     def bootstrap(self) -> str:
@@ -89,11 +118,14 @@ class KafkaBroker:
 
     def write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        replicas, min_isr = self.internal_replication
+        quorum = (f"controller.quorum.voters={self.voters}" if self.voters
+                  else f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}")
         self.config_file.write_text("\n".join([
             "# written by stack/broker.py; edit conf/ or stack/broker.py, not this file",
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+            quorum,
             f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
@@ -102,13 +134,14 @@ class KafkaBroker:
             f"log.dirs={self.data_dir}",
             "num.partitions=1",
             "auto.create.topics.enable=false",
-            # single node: every internal topic has one replica
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "min.insync.replicas=1",
+            # single node: every internal topic has one replica; a cluster: three, two in sync
+            f"offsets.topic.replication.factor={replicas}",
+            f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={replicas}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
+            f"default.replication.factor={replicas}",
+            f"min.insync.replicas={min_isr}",
             "group.initial.rebalance.delay.ms=0",
             "log.retention.hours=168",
             "",
@@ -122,16 +155,20 @@ class KafkaBroker:
         self.write_config()
         if self.is_formatted():
             return False
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.cluster_id or new_cluster_id()
+        # alone: a quorum of this one controller; in a cluster the static voters are in the config
+        quorum = [] if self.voters else ["--standalone"]
         # `=`: a base64 id may start with "-", which the tool's argument parser would take for an option
-        cmd = self._java("kafka.tools.StorageTool", "format", "--standalone",
+        cmd = self._java("kafka.tools.StorageTool", "format", *quorum,
                          f"--cluster-id={cluster_id}", "-c", str(self.config_file))
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
         return True
 
-    def start(self, timeout_s: float = 90.0) -> None:
+    def start(self, timeout_s: float = 90.0, wait: bool = True) -> None:
+        """Start the JVM and, unless `wait` is False, wait until it serves clients (the nodes of a
+        cluster are started without waiting: none serves before a majority of the quorum is up)."""
         if port_open("127.0.0.1", self.port):
             raise BrokerError(f"port {self.port} is already in use: is another broker running? "
                               "Stop it, or set CHAT_KAFKA_PORT")
@@ -142,7 +179,8 @@ class KafkaBroker:
                                         stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        self.wait_ready(timeout_s)
+        if wait:
+            self.wait_ready(timeout_s)
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
