@@ -56,7 +56,8 @@ def parse_notice(value: bytes | None, headers) -> dict | None:
         body = json.loads(value)
     except ValueError:
         return None
-    if not isinstance(body, dict) or not isinstance(body.get("author"), str) or body.get("kind") not in NOTICE_KINDS or not isinstance(body.get("strike"), int):
+    if not isinstance(body, dict) or not isinstance(body.get("author"), str) \
+            or body.get("kind") not in NOTICE_KINDS or not isinstance(body.get("strike"), int):
         return None
     body.setdefault("id", header(headers, "notice_id"))
     return body if isinstance(body.get("id"), str) else None

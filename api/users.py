@@ -21,7 +21,7 @@ def _author(raw: str) -> str:
     return clean_author(raw, current_app.config["MAX_AUTHOR_CHARS"])
 
 
-@bp.get("/users/<path:author>")
+@bp.get("/users/<author>")
 def get_user(author: str):
     author = _author(author)
     state = get_moderation().state(author)
@@ -31,7 +31,7 @@ def get_user(author: str):
             "blocked_at": state.blocked_at, "messages": state.messages}
 
 
-@bp.get("/users/<path:author>/notices")
+@bp.get("/users/<author>/notices")
 def get_notices(author: str):
     author = _author(author)
     user_or_admin(author)
@@ -46,7 +46,7 @@ def get_notices(author: str):
     return {"author": author, "notices": [n.as_json() for n in notices], "cursor": cursor}
 
 
-@bp.post("/users/<path:author>/unblock")
+@bp.post("/users/<author>/unblock")
 def unblock(author: str):
     """Clear a user's block and strikes. The ledger applies it (it is the one writer of the Delta tables)
     and announces it on `chat_notices`; the API lifts the block when that notice arrives."""

@@ -17,6 +17,10 @@ def _has_control_chars(text: str, allow_newlines: bool) -> bool:
     return False
 
 
+# right-to-left overrides, embeddings and isolates: they make a name display as another one
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def clean_author(value, max_chars: int, field: str = "author") -> str:
     if value is None:
         raise ApiError(400, f"{field} is required")
@@ -29,6 +33,11 @@ def clean_author(value, max_chars: int, field: str = "author") -> str:
         raise ApiError(400, f"{field} is too long ({len(author)} characters, at most {max_chars})")
     if _has_control_chars(author, allow_newlines=False) or any(ch.isspace() and ch != " " for ch in author):
         raise ApiError(400, f"{field} must not contain control characters or line breaks")
+    if "/" in author:
+        raise ApiError(400, f"{field} must not contain '/' (it names a user in URLs such as /users/<author>)")
+    if any(ch in BIDI_CONTROLS for ch in author) or all(
+            unicodedata.category(ch) in ("Cf", "Zs", "Mn") for ch in author):
+        raise ApiError(400, f"{field} must have visible characters and no text-direction controls")
     return author
 
 

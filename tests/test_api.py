@@ -141,6 +141,9 @@ def test_bad_messages_get_a_clear_error(client, ana, body, status, error):
     ({}, "author is required"),
     ({"author": "a" * 65}, "author is too long (65 characters, at most 64)"),
     ({"author": "ana", "token": "x"}, "unknown field(s): token"),
+    ({"author": "ana/notices"}, "author must not contain '/' (it names a user in URLs such as /users/<author>)"),
+    ({"author": "\u200b\u200b"}, "author must have visible characters and no text-direction controls"),
+    ({"author": "ana\u202enib"}, "author must have visible characters and no text-direction controls"),
     (["ana"], 'body must be a JSON object {"author": ...}'),
 ])
 def test_bad_sign_ins_get_a_clear_error(client, body, error):

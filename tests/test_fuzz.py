@@ -433,9 +433,8 @@ HOSTILE = [
     pytest.param(read(b"after=" + b"9" * 10_000, path=f"/users/{USER}/notices"), 400,
                  "after must be a cursor returned by GET /users/<author>/notices", id="10k-character notices after="),
     # path tricks (PATH_INFO is already percent-decoded by the server)
-    pytest.param(Hostile("GET", "/users/../../etc/passwd"), 404,
-                 "unknown user '../../etc/passwd': no message from them has been recorded yet",
-                 id="/users/..%2F..%2Fetc%2Fpasswd"),
+    # a name is one path segment: more segments match no route
+    pytest.param(Hostile("GET", "/users/../../etc/passwd"), 404, NO_ENDPOINT, id="/users/..%2F..%2Fetc%2Fpasswd"),
     pytest.param(Hostile("GET", "/users/../notices"), 403,
                  "signed in as 'ana': you can only read your own notices", id="/users/%2e%2e/notices"),
     pytest.param(Hostile("GET", "/users/bob/notices"), 403,
@@ -444,9 +443,8 @@ HOSTILE = [
     pytest.param(Hostile("GET", "/users/a\x00b"), 400, CONTROL_AUTHOR, id="/users/a%00b"),
     pytest.param(Hostile("GET", "/users/a\x00b/notices"), 400, CONTROL_AUTHOR, id="/users/a%00b/notices"),
     pytest.param(Hostile("GET", "/users/\x1b[31m"), 400, CONTROL_AUTHOR, id="ESC in the path"),
-    # the router's patterns do not match a line feed: no route, rather than a refused name
-    pytest.param(Hostile("GET", "/users/a\nb"), 404, NO_ENDPOINT, id="/users/a%0Ab"),
-    pytest.param(Hostile("GET", "/users/a\nb/notices"), 404, NO_ENDPOINT, id="/users/a%0Ab/notices"),
+    pytest.param(Hostile("GET", "/users/a\nb"), 400, CONTROL_AUTHOR, id="/users/a%0Ab"),
+    pytest.param(Hostile("GET", "/users/a\nb/notices"), 400, CONTROL_AUTHOR, id="/users/a%0Ab/notices"),
     pytest.param(Hostile("GET", "/users/%ff"), 404, "unknown user '%ff'", id="a literal %ff in the name"),
     pytest.param(Hostile("GET", "/users/\xff\xfe"), 404, "unknown user '\ufffd\ufffd'",
                  id="invalid UTF-8 bytes in the path"),
@@ -459,7 +457,7 @@ HOSTILE = [
                  id="/sessions/ trailing slash"),
     pytest.param(Hostile("GET", "/health/"), 404, NO_ENDPOINT, id="/health/ trailing slash"),
     pytest.param(Hostile("GET", "/users/"), 404, NO_ENDPOINT, id="/users/ with no name"),
-    pytest.param(Hostile("GET", "/users/ana/"), 404, "unknown user 'ana/'", id="/users/ana/ trailing slash"),
+    pytest.param(Hostile("GET", "/users/ana/"), 404, NO_ENDPOINT, id="/users/ana/ trailing slash"),
     # wrong or missing Content-Type
     pytest.param(post_message(b'{"data": "hola"}', content_type="text/plain"), 400, SEND_JSON, id="text/plain"),
     pytest.param(post_message(b'{"data": "hola"}', content_type=None), 400, SEND_JSON, id="no Content-Type"),
@@ -553,13 +551,6 @@ def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(table, path, metho
     got, headers, body = send(table, Hostile(method, path, body=b'{"data": "hola"}'))
     assert_json_answer(got, headers.get("Content-Type"), body, f"{method} {path}")
     expected = set(dict(documented_routes())[path])
-    if path == f"/users/{USER}/unblock":
-        # also the page of a user named "ana/unblock" (names may contain a slash): GET is allowed there
-        expected.add("GET")
-        if method == "GET":
-            assert (got, json.loads(body)) == (404, {
-                "error": f"unknown user '{USER}/unblock': no message from them has been recorded yet"})
-            return
     assert (got, json.loads(body)) == (405, {"error": "method not allowed here"})
     assert {m.strip() for m in headers["Allow"].split(",")} - {"HEAD", "OPTIONS"} == expected
 
