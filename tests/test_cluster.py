@@ -1,0 +1,329 @@
+"""Scale-out, proven on one machine: the same jobs on a Spark standalone cluster and three Kafka brokers.
+
+stack/cluster.py starts three KRaft brokers (one cluster, static quorum) and a
+Spark standalone master with two workers. Then everything else is only
+configuration, the CHAT_* variables a user would export (the warehouse in a
+directory of its own, as a shared file system would be): `python -m
+stack.topics` creates the topics with two partitions, three replicas and
+min.insync.replicas=2; `spark-submit --master spark://…` runs the streams (the
+relay and the ledger) on the workers' executors; the API runs under gunicorn.
+Users post through the API while another long-polls it; in the middle, the
+broker that leads `chat` partition 0 is stopped and stays down. Every message
+the API accepted (202) must then be exactly once in Delta `messages` and
+exactly once for the reader, and the workers' executors must have run the tasks.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from stack import settings
+from stack.broker import free_port
+from stack.cluster import (KafkaCluster, SparkStandalone, spark_submit_argv, stop_process_group,
+                           stop_spark_submit, tail)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.integration]
+
+PARTITIONS = 2
+WRITERS = 4
+POSTS_PER_S = 6  # per writer: steady traffic that leaves the 2 cores some room for the ledger
+BEFORE_STOP_S = 10  # traffic with all three brokers, then with two
+AFTER_STOP_S = 20
+
+
+def http_json(url: str, timeout: float = 30.0):
+    import json
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.load(response)
+
+
+def wait_until(what: str, predicate, timeout_s: float, every_s: float = 0.5, logs: tuple[Path, ...] = ()):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s:.0f}s\n"
+                                 + "\n".join(f"--- {p}\n{tail(p, 40)}" for p in logs))
+        time.sleep(every_s)
+
+
+def spawn(argv: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        return subprocess.Popen(argv, env=env, cwd=settings.REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+class Traffic:
+    """Writers that POST `rate` messages a second each (or as fast as the API answers, when slower),
+    one user and session each, and one reader that long-polls GET /messages; 202s are accepted,
+    503s (Kafka unavailable) were not."""
+
+    def __init__(self, api_url: str, writers: int, rate: float):
+        self.api_url = api_url
+        self.interval_s = 1 / rate
+        self.stop_writing = threading.Event()
+        self.stop_reading = threading.Event()
+        self.lock = threading.Lock()
+        self.accepted: list[tuple[str, str, float]] = []  # (id, author, monotonic time of the 202)
+        self.statuses: Counter[int] = Counter()
+        self.errors: list[str] = []
+        self.read_ids: list[str] = []
+        self.reader_auth = self.sign_in("reader")
+        first = requests.get(f"{api_url}/messages", params={"limit": 500}, headers=self.reader_auth, timeout=10)
+        first.raise_for_status()
+        self.cursor = first.json()["cursor"]
+        self.read_ids += [m["id"] for m in first.json()["messages"]]
+        self.threads = [threading.Thread(target=self.write, args=(f"writer{n}",), daemon=True)
+                        for n in range(writers)] + [threading.Thread(target=self.read, daemon=True)]
+
+    def sign_in(self, author: str) -> dict[str, str]:
+        response = requests.post(f"{self.api_url}/sessions", json={"author": author}, timeout=30)
+        assert response.status_code == 201, response.text
+        return {"Authorization": f"Bearer {response.json()['token']}"}
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def write(self, author: str) -> None:
+        session = requests.Session()
+        session.headers.update(self.sign_in(author))
+        n = 0
+        next_post = time.monotonic()
+        while not self.stop_writing.is_set():
+            n += 1
+            next_post += self.interval_s
+            try:
+                response = session.post(f"{self.api_url}/messages", json={"data": f"{author} says {n}"}, timeout=30)
+            except requests.RequestException as exc:
+                with self.lock:
+                    self.errors.append(f"{author}: {exc}")
+                continue
+            with self.lock:
+                self.statuses[response.status_code] += 1
+                if response.status_code == 202:
+                    self.accepted.append((response.json()["id"], author, time.monotonic()))
+                elif response.status_code != 503:
+                    self.errors.append(f"{author}: {response.status_code} {response.text[:200]}")
+            if response.status_code == 503:
+                time.sleep(0.2)  # as a client should: not accepted, try again shortly
+            self.stop_writing.wait(max(0.0, next_post - time.monotonic()))
+        session.close()
+
+    def read(self) -> None:
+        session = requests.Session()
+        session.headers.update(self.reader_auth)
+        while not self.stop_reading.is_set():
+            try:
+                response = session.get(f"{self.api_url}/messages",
+                                       params={"after": self.cursor, "wait": 2, "limit": 500}, timeout=30)
+            except requests.RequestException as exc:
+                with self.lock:
+                    self.errors.append(f"reader: {exc}")
+                continue
+            if response.status_code != 200:
+                with self.lock:
+                    self.errors.append(f"reader: {response.status_code} {response.text[:200]}")
+                time.sleep(0.5)
+                continue
+            body = response.json()
+            with self.lock:
+                self.read_ids += [m["id"] for m in body["messages"]]
+            self.cursor = body["cursor"]
+        session.close()
+
+    def finish_writing(self) -> None:
+        self.stop_writing.set()
+        for thread in self.threads[:-1]:
+            thread.join(60)
+
+    def finish_reading(self) -> None:
+        self.stop_reading.set()
+        self.threads[-1].join(60)
+
+
+def delta_message_ids(warehouse: Path) -> Counter[str]:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+    try:
+        table = DeltaTable(str(warehouse / "messages")).to_pyarrow_table(columns=["message_id", "author"])
+    except TableNotFoundError:
+        return Counter()
+    return Counter(table.column("message_id").to_pylist())
+
+
+def topic_layout(bootstrap: str, topic: str) -> tuple[int, set[int], str]:
+    """(partitions, replica counts, min.insync.replicas) of `topic`."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        [described] = admin.describe_topics([topic])
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        [entries] = configs.values()  # {resource type: {topic: {key: {"value": ...}}}}
+        min_isr = entries[topic]["min.insync.replicas"]
+        return (len(described["partitions"]), {len(p["replica_nodes"]) for p in described["partitions"]},
+                str(min_isr["value"] if isinstance(min_isr, dict) else min_isr))
+    finally:
+        admin.close()
+
+
+def in_sync_replicas(bootstrap: str, topic: str) -> list[list[int]]:
+    from kafka import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        [described] = admin.describe_topics([topic])
+        return [sorted(p["isr_nodes"]) for p in sorted(described["partitions"], key=lambda p: p["partition_index"])]
+    finally:
+        admin.close()
+
+
+@pytest.mark.timeout(1200)
+def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_broker_stops(tmp_path):
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def say(text: str) -> None:
+        print(f"cluster test {time.monotonic() - t0:6.1f}s  {text}", flush=True)
+    data_dir = tmp_path / "data"
+    warehouse = tmp_path / "shared" / "warehouse"  # on a real cluster: a file system every host mounts
+    kafka = KafkaCluster(tmp_path / "kafka", size=3, heap="512m")
+    spark = SparkStandalone(tmp_path / "spark", workers=2, cores=2, memory="1g")
+    streams = api = None
+    api_port, driver_ui_port = free_port(), free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    try:
+        with ThreadPoolExecutor(2) as pool:  # the JVMs start side by side
+            for future in [pool.submit(kafka.start), pool.submit(spark.start)]:
+                future.result()
+        timings["clusters up"] = time.monotonic() - t0
+        say(f"3 brokers at {kafka.bootstrap}, Spark master {spark.master_url} with 2 workers")
+
+        # from here on, only what a user sets: the CHAT_* variables and spark-submit's --master
+        env = dict(os.environ, PYTHONUNBUFFERED="1",
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
+                   SPARK_CONF_DIR=str(settings.REPO_ROOT / "conf"), SPARK_LOCAL_IP="127.0.0.1",
+                   PYSPARK_PYTHON=sys.executable,
+                   CHAT_KAFKA_BOOTSTRAP=kafka.bootstrap, CHAT_SPARK_MASTER=spark.master_url,
+                   CHAT_DATA_DIR=str(data_dir), CHAT_WAREHOUSE_DIR=str(warehouse),
+                   CHAT_TOPIC_PARTITIONS=str(PARTITIONS),
+                   CHAT_REPLICATION_FACTOR="3", CHAT_ADMIN_TOKEN=secrets.token_urlsafe(24),
+                   CHAT_SECRET_KEY=secrets.token_urlsafe(32))
+        env.pop("CHAT_MIN_INSYNC_REPLICAS", None)  # the default for three replicas: 2
+        topics = subprocess.run([sys.executable, "-m", "stack.topics"], env=env, cwd=settings.REPO_ROOT,
+                                capture_output=True, text=True, timeout=120)
+        assert topics.returncode == 0, topics.stdout + topics.stderr
+        for topic in settings.TOPICS:
+            assert topic_layout(kafka.bootstrap, topic) == (PARTITIONS, {3}, "2"), topic
+
+        streams_log, api_log = data_dir / "log" / "streams.log", data_dir / "log" / "api.log"
+        streams = spawn(spark_submit_argv(spark.master_url, "pipelines/streams.py", conf={
+            "spark.driver.memory": "1g", "spark.executor.memory": "1g",
+            "spark.driver.host": "127.0.0.1", "spark.ui.port": str(driver_ui_port)}), env, streams_log)
+        api = spawn([sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "16",
+                     "--timeout", "60", "-b", f"127.0.0.1:{api_port}", "api:create_app()"], env, api_log)
+
+        def api_healthy():
+            try:
+                return requests.get(f"{api_url}/health", timeout=5).json().get("status") == "ok"
+            except (requests.RequestException, ValueError):
+                return False
+
+        wait_until("the API is healthy", api_healthy, 180, logs=(api_log,))
+        wait_until("the streams run on the cluster", lambda: streams.poll() is not None
+                   or (data_dir / "run" / "streams.ready").exists(), 420, logs=(streams_log,))
+        assert streams.poll() is None, tail(streams_log, 60)
+        timings["chat up"] = time.monotonic() - t0
+        say("topics created, API healthy, streams running")
+
+        # the application runs on the standalone master, with one executor on each worker
+        [app] = [a for a in spark.status()["activeapps"] if a["name"] == "chat-streams"]
+        driver_api = f"http://127.0.0.1:{driver_ui_port}/api/v1/applications/{app['id']}"
+        executors = [e for e in http_json(f"{driver_api}/executors") if e["id"] != "driver"]
+        assert len({e["hostPort"] for e in executors}) == 2, executors
+
+        traffic = Traffic(api_url, WRITERS, POSTS_PER_S)
+        traffic.start()
+        time.sleep(BEFORE_STOP_S)
+        victim = kafka.broker(kafka.leader(settings.TOPIC_CHAT, 0))
+        with traffic.lock:
+            accepted_before = len(traffic.accepted)
+        stopped_at = time.monotonic()
+        victim.stop()  # SIGTERM: a controlled shutdown; it stays down until the end
+        timings["broker stop"] = time.monotonic() - stopped_at
+        say(f"broker {victim.node_id} (leader of chat/0) stopped after {accepted_before} accepted messages")
+        time.sleep(AFTER_STOP_S)
+        traffic.finish_writing()
+        accepted = list(traffic.accepted)
+        accepted_ids = [a[0] for a in accepted]
+        after_stop = [a for a in accepted if a[2] > stopped_at + timings["broker stop"]]
+        assert accepted_before > 0 and after_stop, (accepted_before, len(after_stop), traffic.statuses)
+        assert len(set(accepted_ids)) == len(accepted_ids)
+        assert set(traffic.statuses) <= {202, 503}, (traffic.statuses, traffic.errors[:10])
+        survivors = [b.node_id for b in kafka.brokers if b is not victim]
+        survivors_bootstrap = ",".join(kafka.broker(n).bootstrap for n in survivors)
+        # the stopped broker is out of every ISR: the writes after the stop were acknowledged by the other two
+        wait_until("the stopped broker leaves the ISRs", lambda: all(
+            r == survivors for r in in_sync_replicas(survivors_bootstrap, settings.TOPIC_CHAT)), 60)
+        timings["traffic"] = time.monotonic() - t0
+        say(f"traffic over: {len(accepted)} accepted, {traffic.statuses[503]} answered 503")
+
+        # every accepted message reaches the reader, once
+        wanted = set(accepted_ids)
+        wait_until("the reader sees every accepted message", lambda: wanted <= set(traffic.read_ids), 300,
+                   logs=(streams_log, api_log))
+        time.sleep(2)  # a duplicate would come right behind
+        traffic.finish_reading()
+        read = Counter(traffic.read_ids)
+        assert [i for i in accepted_ids if read[i] != 1] == []
+        timings["read"] = time.monotonic() - t0
+        say("the reader saw every accepted message once")
+
+        # and is in Delta `messages`, once
+        wait_until("Delta `messages` holds every accepted message",
+                   lambda: wanted <= set(delta_message_ids(warehouse)), 420, every_s=2, logs=(streams_log,))
+        in_delta = delta_message_ids(warehouse)
+        assert [i for i in accepted_ids if in_delta[i] != 1] == []
+        assert max(in_delta.values()) == 1, [i for i, n in in_delta.items() if n > 1][:10]
+        assert not (data_dir / "warehouse").exists()  # the tables went where CHAT_WAREHOUSE_DIR says
+        timings["in Delta"] = time.monotonic() - t0
+
+        # the workers' executors did the work: each ran tasks, with the Kafka connector and Delta jars
+        # that the driver served them (spark.jars from conf/spark-defaults.conf)
+        tasks = {e["hostPort"]: e["totalTasks"] for e in http_json(f"{driver_api}/executors") if e["id"] != "driver"}
+        assert len(tasks) == 2 and all(n > 0 for n in tasks.values()), tasks
+        for worker in ("worker-1", "worker-2"):
+            fetched = {p.name.split("_")[0] for p in spark.home.glob(f"{worker}/{app['id']}/*/*.jar")}
+            assert {"spark-sql-kafka-0-10", "delta-spark"} <= fetched, (worker, fetched)
+        assert streams.poll() is None, tail(streams_log, 60)
+
+        duration = time.monotonic() - t0
+        rate = len(accepted) / (BEFORE_STOP_S + AFTER_STOP_S + timings["broker stop"])
+        during_stop = len(accepted) - accepted_before - len(after_stop)
+        print(f"\ncluster: {len(accepted)} messages accepted ({accepted_before} before, {during_stop} during and "
+              f"{len(after_stop)} after the stop of broker {victim.node_id} of 3, ~{rate:.0f}/s; "
+              f"{traffic.statuses[503]} answered 503, "
+              f"{len(in_delta) - len(wanted)} of those delivered anyway), each exactly once in Delta `messages` "
+              f"and for the reader; Spark standalone: 2 workers, tasks per executor {sorted(tasks.values())}; "
+              f"Kafka: 3 brokers, {PARTITIONS} partitions, RF 3, min ISR 2; "
+              + ", ".join(f"{k} at {v:.0f}s" for k, v in timings.items() if k != "broker stop")
+              + f", broker stop took {timings['broker stop']:.1f}s; test took {duration:.0f}s", flush=True)
+    finally:
+        stop_process_group(api, 30)
+        stop_spark_submit(streams)
+        spark.stop()
+        kafka.stop()
