@@ -277,11 +277,17 @@ class Ledger:
         (notices_df.write.format("kafka")
          .option("kafka.bootstrap.servers", self.bootstrap)
          .option("kafka.acks", "all")
+         .option("kafka.enable.idempotence", "true")
          .option("topic", settings.TOPIC_NOTICES)
          .save())
 
-    def apply_unblocks(self, actions: list, batch_id: int) -> None:
-        """Record the unblocks, announce them, then clear the users' strikes and block (idempotent per batch)."""
+    def announce_unblocks(self, actions: list, batch_id: int) -> None:
+        """The "unblocked" notices, sent with the batch's strike notices (before the Delta writes, like them:
+        the API lifts the block when the notice arrives; a replay sends the same notice ids)."""
+        self.send_notices(to_unblocked_notices(self.spark, actions, batch_id, self.chat_end_offsets(batch_id)))
+
+    def record_unblocks(self, actions: list, batch_id: int) -> None:
+        """Record the unblocks, then clear the users' strikes and block (idempotent per batch)."""
         authors = sorted({a.author for a in actions})
         before = {r.author: r for r in DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).toDF()
                   .where(F.col("author").isin(authors)).select("author", "strikes", "is_blocked").collect()}
@@ -297,7 +303,6 @@ class Ledger:
                                                      "batch_id long")
                     .withColumn("requested_at", sent_at(F.col("requested_at"))))
         self._append(recorded, paths.MODERATOR_ACTIONS, batch_id)
-        self.send_notices(to_unblocked_notices(self.spark, actions, batch_id, self.chat_end_offsets(batch_id)))
         (DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).alias("t")
          .merge(self.spark.createDataFrame([(a,) for a in authors], "author string").alias("s"), "t.author = s.author")
          .whenMatchedUpdate(set={
@@ -331,7 +336,8 @@ class Ledger:
         validated = with_rejections(batch_df.where(F.col("topic") == settings.TOPIC_CHAT)).localCheckpoint()
         if validated.isEmpty():
             if actions:
-                self.apply_unblocks(actions, batch_id)
+                self.announce_unblocks(actions, batch_id)
+                self.record_unblocks(actions, batch_id)
                 print(f"ledger: batch {batch_id}: {len(actions)} unblock(s) in {time.monotonic() - started:.1f}s",
                       flush=True)
             self._known_through = batch_id if in_memory else None
@@ -362,6 +368,8 @@ class Ledger:
         # same strikes (the state it starts from is unchanged) and the same notice ids.
         if strike_count:
             self.send_notices(to_notice_records(strikes))
+        if actions:  # after the strike notices: an unblock applies after the messages of its batch
+            self.announce_unblocks(actions, batch_id)
         step("notices")
         self._append(to_message_rows(struck, batch_id), paths.MESSAGES, batch_id)
         step("messages")
@@ -373,11 +381,11 @@ class Ledger:
         self.remember_strikes(strikes, batch_id, incremental=in_memory)
         step("remember")
         if actions:
-            self.apply_unblocks(actions, batch_id)
+            self.record_unblocks(actions, batch_id)
             step("unblocks")
         self._known_through = batch_id
-        print(f"ledger: batch {batch_id}: {struck.count()} messages, {strike_count} strikes, "
-              f"{len(actions)} unblocks, {rejected_count} rejected in {time.monotonic() - started:.1f}s ({', '.join(steps)})", flush=True)
+        print(f"ledger: batch {batch_id}: {struck.count()} messages, {strike_count} strikes, {len(actions)} unblocks, "
+              f"{rejected_count} rejected in {time.monotonic() - started:.1f}s ({', '.join(steps)})", flush=True)
 
 
 def start_ledger(spark: SparkSession, bootstrap: str, warehouse: Path, checkpoint: Path,

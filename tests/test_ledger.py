@@ -13,6 +13,7 @@ from pipelines.moderation import load_word_lists
 from tests.test_validation import RAW_SCHEMA
 from warehouse import paths
 from warehouse.moderation_snapshot import ModerationSnapshot
+from warehouse.tables import TABLE_PROPERTIES
 
 MODERATED = ("author string, is_profane boolean, kafka_partition int, kafka_offset long, "
              "sent_at timestamp, terms array<string>, message_id string")
@@ -89,15 +90,20 @@ def chat(author, data, second=0):
     return json.dumps({"author": author, "data": data, "timestamp": f"2026-11-27 10:00:{second:02d}"}).encode()
 
 
-@pytest.mark.integration
-def test_a_batch_lands_in_every_table_once_even_when_replayed(spark, tmp_path, kafka_only):
+def new_ledger(spark, tmp_path, kafka_only, query_id: str):
+    """(a Ledger on fresh tables under tmp_path with a checkpoint of `query_id`, its warehouse, its checkpoint)."""
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
-    (checkpoint / "metadata").write_text('{"id":"test-query"}')
+    (checkpoint / "metadata").write_text(json.dumps({"id": query_id}))
     warehouse = tmp_path / "warehouse"
     from warehouse.tables import ensure_tables
     ensure_tables(spark, warehouse)
-    ledger = Ledger(spark, warehouse, kafka_only, load_word_lists(), checkpoint)
+    return Ledger(spark, warehouse, kafka_only, load_word_lists(), checkpoint), warehouse, checkpoint
+
+
+@pytest.mark.integration
+def test_a_batch_lands_in_every_table_once_even_when_replayed(spark, tmp_path, kafka_only):
+    ledger, warehouse, _ = new_ledger(spark, tmp_path, kafka_only, "test-query")
     batch0 = kafka_batch(spark, [
         ("m1", chat("mallory", "qué mierda", 1)), ("m2", chat("ana", "hola 👋", 2)),
         ("m3", chat("mallory", "JODER", 3)), (None, b"not json"), ("m4", chat("mallory", "puta vida", 4)),
@@ -154,14 +160,10 @@ def test_a_batch_lands_in_every_table_once_even_when_replayed(spark, tmp_path, k
 
 @pytest.mark.integration
 def test_an_unblock_clears_strikes_and_block_after_the_messages_of_its_batch(spark, tmp_path, kafka_only):
-    checkpoint = tmp_path / "checkpoint"
-    checkpoint.mkdir()
-    (checkpoint / "metadata").write_text('{"id":"test-unblock"}')
-    warehouse = tmp_path / "warehouse"
-    from warehouse.tables import ensure_tables
-    ensure_tables(spark, warehouse)
+    ledger, warehouse, checkpoint = new_ledger(spark, tmp_path, kafka_only, "test-unblock")
     read = lambda name: spark.read.format("delta").load(str(paths.table_path(name, warehouse)))  # noqa: E731
-    ledger = Ledger(spark, warehouse, kafka_only, load_word_lists(), checkpoint)
+    details = spark.sql(f"DESCRIBE DETAIL delta.`{paths.table_path(paths.MODERATOR_ACTIONS, warehouse)}`").first()
+    assert {k: details.properties.get(k) for k in TABLE_PROPERTIES} == TABLE_PROPERTIES
     ledger.process_batch(kafka_batch(spark, [(f"u{i}", chat("ubu", "mierda", i)) for i in range(3)]), 0)
     assert read(paths.USER_MODERATION).where("author = 'ubu'").first().is_blocked
 
