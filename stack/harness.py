@@ -38,7 +38,7 @@ class ChatStack:
         return self.log.read_text(errors="replace")
 
 
-def start_stack(data_dir: Path, timeout_s: float = 240) -> ChatStack:
+def start_stack(data_dir: Path, timeout_s: float = 420) -> ChatStack:
     kafka_port, controller_port, api_port, ui_port = (free_port() for _ in range(4))
     admin_token = secrets.token_urlsafe(24)
     env = dict(os.environ, CHAT_ADMIN_TOKEN=admin_token,

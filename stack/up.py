@@ -43,8 +43,11 @@ class Service:
     started_at: float = 0.0
     backoff_until: float = 0.0
     extra: dict = field(default_factory=dict)
+    ready_file: Path | None = None  # written by the service once it is ready; stale after a crash
 
     def start(self) -> None:
+        if self.ready_file is not None:
+            self.ready_file.unlink(missing_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(self.cmd)}\n".encode())
@@ -101,10 +104,9 @@ def http_ok(url: str) -> bool:
 
 def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
     streams_ready = s.run_dir / "streams.ready"
-    streams_ready.unlink(missing_ok=True)
     return [
         Service("streams", [PY, "-m", "pipelines.streams"], s.log_dir / "streams.log", env,
-                ready=streams_ready.exists),
+                ready=streams_ready.exists, ready_file=streams_ready),
         Service("api", [PY, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "64",
                         "--timeout", "60", "--graceful-timeout", "10",
                         "-b", f"{s.api_host}:{s.api_port}", "api:create_app()"],
@@ -148,7 +150,8 @@ def main() -> int:
         else:
             say("kafka", f"using the Kafka at {s.kafka_bootstrap} (no embedded broker)")
         created = create_topics(s.kafka_bootstrap, partitions=s.topic_partitions,
-                                replication_factor=s.replication_factor)
+                                replication_factor=s.replication_factor,
+                                min_insync_replicas=s.min_insync_replicas)
         say("topics", f"{', '.join(settings.TOPICS)} ready" + (f" (created {', '.join(created)})" if created else ""))
 
         services = build_services(s, env)
@@ -156,7 +159,7 @@ def main() -> int:
             svc.start()
             say(svc.name, f"starting (log {svc.log_file})")
         for svc in services:
-            svc.wait_ready(180)
+            svc.wait_ready(300)  # Spark takes a minute on 2 cores, several when they are busy
             say(svc.name, f"ready in {time.monotonic() - svc.started_at:.1f}s")
         print(flush=True)
         say("ready", f"in {time.monotonic() - t0:.1f}s.  Chat UI: http://{s.ui_host}:{s.ui_port}   "

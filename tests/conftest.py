@@ -30,7 +30,7 @@ def spark():
     session.stop()
 
 
-def start_stack(data_dir: Path, timeout_s: float = 240) -> ChatStack:
+def start_stack(data_dir: Path, timeout_s: float = 420) -> ChatStack:
     try:
         return harness.start_stack(data_dir, timeout_s)
     except harness.StackError as exc:
