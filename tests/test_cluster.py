@@ -199,6 +199,7 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
 
     def say(text: str) -> None:
         print(f"cluster test {time.monotonic() - t0:6.1f}s  {text}", flush=True)
+
     data_dir = tmp_path / "data"
     warehouse = tmp_path / "shared" / "warehouse"  # on a real cluster: a file system every host mounts
     kafka = KafkaCluster(tmp_path / "kafka", size=3, heap="512m")
@@ -255,6 +256,12 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         driver_api = f"http://127.0.0.1:{driver_ui_port}/api/v1/applications/{app['id']}"
         executors = [e for e in http_json(f"{driver_api}/executors") if e["id"] != "driver"]
         assert len({e["hostPort"] for e in executors}) == 2, executors
+        # the relay (real-time mode) holds one long-running task per partition of `chat`, in a stage
+        # that a new one replaces every minute: wait for one with all its tasks running
+        def relay_tasks() -> list[tuple[int, int]]:
+            return [(st["numTasks"], st["numActiveTasks"]) for st in http_json(f"{driver_api}/stages?status=active")
+                    if st.get("description", "").startswith("relay")]
+        wait_until("the relay runs one task per partition", lambda: (PARTITIONS, PARTITIONS) in relay_tasks(), 120)
 
         traffic = Traffic(api_url, WRITERS, POSTS_PER_S)
         traffic.start()
@@ -290,6 +297,7 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         traffic.finish_reading()
         read = Counter(traffic.read_ids)
         assert [i for i in accepted_ids if read[i] != 1] == []
+        assert max(read.values()) == 1, [i for i, n in read.items() if n > 1][:10]
         timings["read"] = time.monotonic() - t0
         say("the reader saw every accepted message once")
 
