@@ -1,7 +1,7 @@
 """Who is speaking: signed session tokens, the live sessions that hold names, and the moderators' token.
 
 `POST /sessions {"author"}` opens a session and returns a token signed with the
-API's secret (itsdangerous, HMAC-SHA1 over the session id and the author). A
+API's secret (itsdangerous, HMAC-SHA256 over the session id and the author). A
 request names its user only through `Authorization: Bearer <token>`: the
 signature proves the API issued the token, and the session store says whether
 the session is still live. A session lives CHAT_SESSION_TTL_S seconds after its
@@ -15,6 +15,7 @@ endpoints are switched off.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
@@ -140,7 +141,7 @@ class Auth:
     def __init__(self, store: SessionStore, secret: str, admin_token: str):
         self.store = store
         self.admin_token = admin_token
-        self._signer = URLSafeSerializer(secret, salt=TOKEN_SALT)
+        self._signer = URLSafeSerializer(secret, salt=TOKEN_SALT, signer_kwargs={"digest_method": hashlib.sha256})
 
     def issue(self, author: str) -> tuple[str, Session]:
         session = self.store.open(author)

@@ -5,6 +5,7 @@ import socket
 
 from flask import Blueprint, current_app
 
+from api.auth import get_auth
 from api.feed import get_feed
 from api.notices import get_moderation
 from api.producer import get_producer
@@ -42,5 +43,6 @@ def health():
         "notices": notices,
         # the blocked-status snapshot: stale or missing is reported, not fatal (the notices still block)
         "snapshot": snapshot,
+        "sessions": {"live": get_auth().store.live_count()},
     }
     return body, (200 if not down else 503)

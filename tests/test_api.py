@@ -211,6 +211,7 @@ def test_health_names_kafka_as_down(client):
     body = response.get_json()
     assert body["status"] == "degraded" and "kafka" in body["down"]
     assert body["kafka"]["reachable"] is False
+    assert body["sessions"] == {"live": 0}
 
 
 def test_openapi_document_describes_every_route(client):
