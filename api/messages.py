@@ -60,4 +60,8 @@ def get_messages():
     except BadCursor as exc:
         raise ApiError(400, str(exc)) from None
     messages, cursor = feed.read(position, wait, limit, hide=moderation.is_withheld)
+    if wait:  # the session may have ended, or the reader been blocked, while the request waited
+        current_session()
+        if moderation.is_blocked(user):
+            raise ApiError(403, moderation.blocked_error(user))
     return {"messages": [m.as_json() for m in messages], "cursor": cursor}

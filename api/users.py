@@ -43,6 +43,8 @@ def get_notices(author: str):
     except BadCursor as exc:
         raise ApiError(400, str(exc)) from None
     notices, cursor = moderation.notices.read(author, position, wait)
+    if wait:  # the session may have ended while the request waited
+        user_or_admin(author)
     return {"author": author, "notices": [n.as_json() for n in notices], "cursor": cursor}
 
 

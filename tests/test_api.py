@@ -50,6 +50,26 @@ def test_a_session_holds_its_name_until_it_ends(client):
     assert client.post("/sessions", json={"author": "ana"}).status_code == 201
 
 
+def test_a_long_poll_whose_session_ends_meanwhile_gets_a_401(tmp_path):
+    import threading
+    app = make_app(tmp_path)
+    headers = sign_in(app.test_client(), "ana")
+    answers = {}
+
+    def poll(path):
+        answers[path] = app.test_client().get(path, headers=headers)
+    threads = [threading.Thread(target=poll, args=(path,))
+               for path in ("/messages?after=x.0&wait=2", "/users/ana/notices?after=x.0&wait=2")]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    assert app.test_client().delete("/sessions", headers=headers).status_code == 204
+    for t in threads:
+        t.join(10)
+    assert {path: r.status_code for path, r in answers.items()} == {
+        "/messages?after=x.0&wait=2": 401, "/users/ana/notices?after=x.0&wait=2": 401}
+
+
 def test_an_expired_session_frees_the_name_and_its_token_stops_working(tmp_path):
     with make_app(tmp_path, SESSION_TTL_S=1).test_client() as client:
         headers = sign_in(client, "ana")
