@@ -24,6 +24,12 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime(settings.TIMESTAMP_FORMAT)
 
 
+def refuse_if_blocked(author: str) -> None:
+    moderation = get_moderation()
+    if moderation.is_blocked(author):
+        raise ApiError(403, moderation.blocked_error(author))
+
+
 @bp.post("/messages")
 def post_message():
     author = current_session().author
@@ -32,9 +38,7 @@ def post_message():
                                        current_app.config["MAX_DATA_CHARS"])
     if claimed is not None and claimed != author:
         raise ApiError(403, f"signed in as {author!r}: you cannot send as {claimed!r}")
-    moderation = get_moderation()
-    if moderation.is_blocked(author):
-        raise ApiError(403, moderation.blocked_error(author))
+    refuse_if_blocked(author)
     message_id = str(uuid.uuid4())
     message = {"author": author, "data": data, "timestamp": utc_now()}
     get_producer().send(message_id, message)
@@ -48,9 +52,8 @@ def get_messages():
         named = clean_author(request.args.get("user"), current_app.config["MAX_AUTHOR_CHARS"], field="user")
         if named != user:
             raise ApiError(403, f"signed in as {user!r}: you cannot read as {named!r}")
+    refuse_if_blocked(user)
     moderation = get_moderation()
-    if moderation.is_blocked(user):
-        raise ApiError(403, moderation.blocked_error(user))
     wait = parse_wait(request.args.get("wait"), current_app.config["MAX_WAIT_SECONDS"])
     limit = parse_limit(request.args.get("limit"))
     feed = get_feed()
@@ -62,6 +65,5 @@ def get_messages():
     messages, cursor = feed.read(position, wait, limit, hide=moderation.is_withheld)
     if wait:  # the session may have ended, or the reader been blocked, while the request waited
         current_session()
-        if moderation.is_blocked(user):
-            raise ApiError(403, moderation.blocked_error(user))
+        refuse_if_blocked(user)
     return {"messages": [m.as_json() for m in messages], "cursor": cursor}

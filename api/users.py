@@ -21,12 +21,18 @@ def _author(raw: str) -> str:
     return clean_author(raw, current_app.config["MAX_AUTHOR_CHARS"])
 
 
-@bp.get("/users/<author>")
-def get_user(author: str):
-    author = _author(author)
+def _known_state(author: str):
+    """The user's state; 404 for a user with no recorded message."""
     state = get_moderation().state(author)
     if state is None:
         raise ApiError(404, f"unknown user {author!r}: no message from them has been recorded yet")
+    return state
+
+
+@bp.get("/users/<author>")
+def get_user(author: str):
+    author = _author(author)
+    state = _known_state(author)
     return {"author": author, "strikes": state.strikes, "is_blocked": state.is_blocked,
             "blocked_at": state.blocked_at, "messages": state.messages}
 
@@ -54,8 +60,7 @@ def unblock(author: str):
     and announces it on `chat_notices`; the API lifts the block when that notice arrives."""
     require_admin()
     author = _author(author)
-    if get_moderation().state(author) is None:
-        raise ApiError(404, f"unknown user {author!r}: no message from them has been recorded yet")
+    _known_state(author)
     action = {"id": str(uuid.uuid4()), "action": "unblock", "author": author, "by": "moderator",
               "timestamp": utc_now()}
     get_producer().send_action(action)
