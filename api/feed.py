@@ -25,6 +25,10 @@ from stack import settings
 log = logging.getLogger(__name__)
 
 
+# More than the strike limit: the ones the ledger has announced stay among them for a while
+PROFANE_KEPT_PER_AUTHOR = 8
+
+
 class BadCursor(ValueError):
     pass
 
@@ -37,6 +41,7 @@ class FeedMessage:
     data: str
     timestamp: str
     position: tuple[int, int] | None = None  # (partition, offset) of the original in `chat`
+    profane: bool = False  # the relay found profanity in it (its `profane` header)
 
     def as_json(self) -> dict:
         return {"id": self.id, "author": self.author, "data": self.data, "timestamp": self.timestamp}
@@ -61,7 +66,8 @@ def parse_position(text: str | None) -> tuple[int, int] | None:
 
 def parse_record(value: bytes | None, headers) -> tuple[str, dict] | None:
     """(message id, message) from a `chat_controlled` record, or None when it is not one.
-    The message has `author`, `data`, `timestamp` and `position` (None when the header is absent)."""
+    The message has `author`, `data`, `timestamp`, `position` (None when the header is absent)
+    and `profane` (the relay's verdict; false when the header is absent)."""
     message_id = header(headers, settings.MESSAGE_ID_HEADER)
     if not message_id or value is None:
         return None
@@ -72,7 +78,8 @@ def parse_record(value: bytes | None, headers) -> tuple[str, dict] | None:
     if not isinstance(message, dict) or not all(isinstance(message.get(f), str) for f in settings.MESSAGE_FIELDS):
         return None
     return message_id, {**{f: message[f] for f in settings.MESSAGE_FIELDS},
-                        "position": parse_position(header(headers, "chat_position"))}
+                        "position": parse_position(header(headers, "chat_position")),
+                        "profane": header(headers, settings.PROFANE_HEADER) == "true"}
 
 
 class EpochCursors:
@@ -112,6 +119,9 @@ class KafkaTail:
         self.last_error: str | None = None
         self.last_poll_at: float | None = None
         self._started_reading = False
+        # True once the first start has read up to the end offsets it found: what the topic held then is known
+        self.caught_up = False
+        self._catch_up_to: dict[TopicPartition, int] = {}
 
     def start(self) -> None:
         if self._thread is None:
@@ -146,6 +156,8 @@ class KafkaTail:
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         starts = positions if self._started_reading else self.first_offsets(consumer, tps)
+        if not self._started_reading:
+            self._catch_up_to = consumer.end_offsets(tps)
         for tp in tps:
             consumer.seek(tp, starts.get(tp, 0))
         self._started_reading = True
@@ -167,6 +179,8 @@ class KafkaTail:
                     for record in records:
                         self.handle(record)
                         positions[tp] = record.offset + 1
+                if not self.caught_up:
+                    self.caught_up = all(consumer.position(tp) >= end for tp, end in self._catch_up_to.items())
             except Exception as exc:  # noqa: BLE001 - the tail must outlive any Kafka failure
                 self.connected, self.last_error = False, f"{type(exc).__name__}: {exc}"
                 log.warning("%s: %s; retrying in %.1fs", self.thread_name, self.last_error, backoff)
@@ -198,6 +212,9 @@ class Feed(KafkaTail, EpochCursors):
         self._seq = 0
         self._cond = threading.Condition()
         self.duplicates_dropped = 0
+        # each author's latest profane messages, for the strikes the ledger has not announced yet
+        self._profane: OrderedDict[str, deque[FeedMessage]] = OrderedDict()
+        self._profane_authors_max = capacity
 
     def first_offsets(self, consumer, tps):
         """Begin with the recent history, not the whole topic."""
@@ -223,8 +240,23 @@ class Feed(KafkaTail, EpochCursors):
             if len(self._seen) > self._seen_max:
                 self._seen.popitem(last=False)
             self._seq += 1
-            self._messages.append(FeedMessage(self._seq, message_id, **message))
+            added = FeedMessage(self._seq, message_id, **message)
+            self._messages.append(added)
+            if added.profane:
+                self._remember_profane(added)
             self._cond.notify_all()
+
+    def _remember_profane(self, message: FeedMessage) -> None:
+        latest = self._profane.pop(message.author, None) or deque(maxlen=PROFANE_KEPT_PER_AUTHOR)
+        latest.append(message)
+        self._profane[message.author] = latest  # now the most recent author
+        if len(self._profane) > self._profane_authors_max:
+            self._profane.popitem(last=False)
+
+    def profane_messages(self, author: str) -> tuple[FeedMessage, ...]:
+        """The author's latest profane messages (up to PROFANE_KEPT_PER_AUTHOR), oldest first."""
+        with self._cond:
+            return tuple(self._profane.get(author, ()))
 
     def stop(self) -> None:
         super().stop()

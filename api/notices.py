@@ -6,6 +6,13 @@ learns of a block (or a moderator's unblock) the moment the ledger announces
 it, before the Delta snapshot of `user_moderation` catches up. `Moderation`
 merges the two: each notice names the ledger batch that decided it, each
 snapshot row the last batch that changed it, and the newer one wins.
+
+On top of that, `Moderation` counts the strikes the ledger has not announced
+yet: the relay marks each profane message it serves (`profane` header), and a
+profane message the feed has served with no strike notice yet is a strike to
+come. Three strikes block at once, without waiting for the ledger's batch
+(which takes seconds); the ledger's notice then confirms the same block, since
+it applies the same rule to the same messages in the same order.
 """
 from __future__ import annotations
 
@@ -15,10 +22,11 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from flask import Flask, current_app
 
-from api.feed import EpochCursors, FeedMessage, KafkaTail, header
+from api.feed import EpochCursors, Feed, FeedMessage, KafkaTail, header
 from stack import settings
 from warehouse import paths
 from warehouse.moderation_snapshot import ModerationSnapshot, UserState
@@ -27,6 +35,9 @@ log = logging.getLogger(__name__)
 
 NOTICE_FIELDS = ("id", "author", "kind", "strike", "limit", "terms", "message_id", "text", "timestamp")
 NOTICE_KINDS = ("warning", "blocked", "unblocked")
+# A profane message the ledger has not announced a strike for within this time is left to the ledger
+# (it did not count it, or its notice is older than the topic keeps); the ledger needs seconds.
+UNANNOUNCED_HORIZON_S = 600
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class NoticeBoard(KafkaTail, EpochCursors):
         EpochCursors.__init__(self)
         self._by_author: dict[str, deque[Notice]] = defaultdict(lambda: deque(maxlen=per_author))
         self._seen: set[str] = set()
+        self._struck: set[str] = set()  # message ids the ledger announced a strike for
         self._standing: dict[str, Standing] = {}
         self._seq = 0
         self._cond = threading.Condition()
@@ -88,6 +100,8 @@ class NoticeBoard(KafkaTail, EpochCursors):
             if body["id"] in self._seen:  # the ledger's notices are at-least-once
                 return
             self._seen.add(body["id"])
+            if body["kind"] != "unblocked" and isinstance(body.get("message_id"), str):
+                self._struck.add(body["message_id"])
             author = body["author"]
             self._seq += 1
             self._by_author[author].append(Notice(self._seq, body))
@@ -129,19 +143,33 @@ class NoticeBoard(KafkaTail, EpochCursors):
     def standing(self, author: str) -> Standing | None:
         return self._standing.get(author)
 
+    def announced(self, message_id: str) -> bool:
+        """Whether the ledger has announced the strike of this message."""
+        return message_id in self._struck
+
     def status(self) -> dict:
         return {"connected": self.connected, "topic": self.topic, "notices": self._seq, "last_error": self.last_error}
 
 
 class Moderation:
     """Who is blocked and how many strikes each user has: the Delta snapshot, overlaid with
-    what the notices have announced since."""
+    what the notices have announced since, plus the strikes still to be announced (with a feed)."""
 
-    def __init__(self, snapshot: ModerationSnapshot, notices: NoticeBoard):
+    def __init__(self, snapshot: ModerationSnapshot, notices: NoticeBoard, feed: Feed | None = None):
         self.snapshot = snapshot
         self.notices = notices
+        self.feed = feed
 
     def state(self, author: str) -> UserState | None:
+        # The recorded state first, then the unannounced strikes: a notice that arrives in between
+        # is then missing from both (one strike too few for a moment), never counted twice.
+        recorded = self.recorded_state(author)
+        if recorded is not None and recorded.is_blocked:
+            return recorded
+        return self.with_unannounced_strikes(author, recorded)
+
+    def recorded_state(self, author: str) -> UserState | None:
+        """What the ledger has decided: the snapshot, or the notices where they are newer."""
         known = self.snapshot.get(author)
         told = self.notices.standing(author)
         if told is None or (known is not None and told.batch is not None
@@ -154,6 +182,45 @@ class Moderation:
             blocked_at=blocked.get("timestamp") if blocked else None,
             blocked_partition=blocked.get("partition") if blocked else None,
             blocked_offset=blocked.get("offset") if blocked else None, last_batch_id=base.last_batch_id)
+
+    def unannounced_strikes(self, author: str) -> list[FeedMessage]:
+        """The author's profane messages served by the feed that the ledger has not announced a strike for
+        yet, in Kafka order. Nothing until the notices board has read what the topic held when it started
+        (before that, an announced strike could look unannounced)."""
+        if self.feed is None or not self.notices.caught_up:
+            return []
+        told = self.notices.standing(author)
+        lifted = told.windows if told else ()
+        oldest = datetime.now(timezone.utc).timestamp() - UNANNOUNCED_HORIZON_S
+        pending = []
+        for message in self.feed.profane_messages(author):
+            if message.position is None or self.notices.announced(message.id):
+                continue
+            partition, offset = message.position
+            if any(partition == p and offset < until for p, _, until in lifted):
+                continue  # sent before a moderator's unblock: the ledger has dealt with it
+            if _epoch_s(message.timestamp) < oldest:
+                continue
+            pending.append(message)
+        return sorted(pending, key=lambda m: m.position)
+
+    def with_unannounced_strikes(self, author: str, recorded: UserState | None) -> UserState | None:
+        pending = self.unannounced_strikes(author)
+        if not pending:
+            return recorded
+        base = recorded or UserState(author=author, messages=0, strikes=0, is_blocked=False)
+        strikes, blocking = base.strikes, None
+        for message in pending:
+            strikes += 1
+            if strikes >= settings.STRIKE_LIMIT:
+                blocking = message  # what the same author sends after it is withheld, as the ledger does
+                break
+        if blocking is None:
+            return UserState(author=author, messages=base.messages, strikes=strikes, is_blocked=False,
+                             last_batch_id=base.last_batch_id)
+        return UserState(author=author, messages=base.messages, strikes=strikes, is_blocked=True,
+                         blocked_at=blocking.timestamp, blocked_partition=blocking.position[0],
+                         blocked_offset=blocking.position[1], last_batch_id=base.last_batch_id)
 
     def is_blocked(self, author: str) -> bool:
         state = self.state(author)
@@ -180,6 +247,14 @@ class Moderation:
                 "blocked users can neither send nor read messages")
 
 
+def _epoch_s(timestamp: str) -> float:
+    """Seconds since the epoch of a message's "YYYY-MM-DD HH:MM:SS" UTC timestamp (0 when malformed)."""
+    try:
+        return datetime.strptime(timestamp, settings.TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def get_moderation() -> Moderation:
     return current_app.extensions["chat_moderation"]
 
@@ -188,7 +263,7 @@ def init_app(app: Flask) -> None:
     snapshot = ModerationSnapshot(paths.table_path(paths.USER_MODERATION, app.config["WAREHOUSE_DIR"]),
                                   refresh_s=app.config["SNAPSHOT_REFRESH_S"])
     notices = NoticeBoard(app.config["KAFKA_BOOTSTRAP"])
-    app.extensions["chat_moderation"] = Moderation(snapshot, notices)
+    app.extensions["chat_moderation"] = Moderation(snapshot, notices, app.extensions["chat_feed"])
     if app.config["START_FEED"]:
         snapshot.start()
         notices.start()

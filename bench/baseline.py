@@ -17,8 +17,8 @@ no consumer group, no commits), and for each one:
   rewritten. Each match's group 2 becomes one `*` per code point;
 - produces `{"author", "data", "timestamp"}` (data masked) to the target topic,
   keyed by author, with the headers the relay writes: `message_id` (carried
-  over, or `kafka-<partition>-<offset>` when absent) and `chat_position`
-  (`<partition>:<offset>` in the source topic).
+  over, or `kafka-<partition>-<offset>` when absent), `chat_position`
+  (`<partition>:<offset>` in the source topic) and `profane` (`true`/`false`).
 
 The producer uses what a reasonable user would pick (acks=all and
 idempotence like the API, linger 5 ms, 256 KiB batches, no compression: the
@@ -267,7 +267,8 @@ def controlled_record(value: bytes | None, headers: Sequence[tuple[str, bytes | 
     return ControlledRecord(
         key=message["author"].encode("utf-8"),
         value=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
-        headers=[(settings.MESSAGE_ID_HEADER, message_id), (CHAT_POSITION_HEADER, f"{partition}:{offset}".encode())],
+        headers=[(settings.MESSAGE_ID_HEADER, message_id), (CHAT_POSITION_HEADER, f"{partition}:{offset}".encode()),
+                 (settings.PROFANE_HEADER, b"true" if profane else b"false")],
         profane=profane)
 
 

@@ -3,8 +3,8 @@
     python -m bench.block_latency --api http://127.0.0.1:5000 [--users 5] [--concurrency 1]
 
 Each user is fresh (`bench-troll-<hex>`). It posts two profane messages, waits
-until `GET /users/<author>` counts both strikes (the ledger's micro-batches
-record them), then posts the third: the clock starts when that POST returns
+until `GET /users/<author>` counts both strikes (the API counts a strike once
+the relay has served the message), then posts the third: the clock starts when that POST returns
 202. From then on it reads `GET /messages` as that user every `poll_s` (on a
 fixed schedule) until the API answers 403 (a blocked user can neither send nor
 read); the sample is the time to that answer. Reading adds nothing for the
@@ -12,11 +12,10 @@ ledger to record, so the probes do not slow down what they measure.
 Afterwards `GET /users/<author>` must say `is_blocked` and a POST must get 403.
 
 Users run one after another by default (`concurrency=1`), so each sample is
-one user alone against an otherwise idle ledger; with `concurrency` > 1 that
-many run at once, started `stagger_s` apart (users whose third strikes land in
-the same ledger batch give nearly the same sample, so stagger them by about a
-batch's time for spread-out samples). The ledger takes 15–40 s a batch
-on 2 busy cores, so expect tens of seconds per sample.
+one user alone against an otherwise idle stack; with `concurrency` > 1 that
+many run at once, started `stagger_s` apart. The block comes from the API's own count
+of the profane messages the relay served, so a sample is about one message's
+trip through the relay; it was the ledger's batch time (15–40 s) before.
 
 Progress goes to stderr; stdout gets one readable line and the result as one JSON line.
 """
@@ -103,10 +102,7 @@ def measure(api_url: str, users: int = 5, *, concurrency: int = 1, stagger_s: fl
     """Block latency over `users` fresh users: `{"p50", "p99", "max", "samples": [ms, …]}` (in user order),
     and `authors` (whose the samples are), `users`, `concurrency`, `poll_ms`, `strikes_ms` (each user's
     wait for its first two strikes), `not_blocked` (users GET /users/<author> did not show blocked after
-    the 403) and `failed` (`"author: reason"` for users that timed out or got an unexpected answer).
-
-    Users running at once whose third strikes land in the same ledger batch give nearly the same
-    sample: with `concurrency` > 1, choose `stagger_s` near the ledger's batch time for spread samples."""
+    the 403) and `failed` (`"author: reason"` for users that timed out or got an unexpected answer)."""
     if users < 1 or concurrency < 1:
         raise ValueError("users and concurrency must be >= 1")
     run = secrets.token_hex(3)

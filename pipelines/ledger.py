@@ -47,7 +47,7 @@ from warehouse import paths  # noqa: E402
 from warehouse.tables import ensure_tables  # noqa: E402
 
 QUERY_NAME = "ledger"
-STRIKE_LIMIT = 3
+STRIKE_LIMIT = settings.STRIKE_LIMIT
 NOTICE_ID_HEADER = "notice_id"
 
 

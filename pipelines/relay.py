@@ -66,12 +66,14 @@ def _header(name: str, value: Column) -> Column:
 
 def to_controlled_record(messages_df: DataFrame) -> DataFrame:
     """Kafka sink columns for `chat_controlled`: key = author, JSON value with the masked text,
-    headers `message_id` and `chat_position`."""
+    headers `message_id`, `chat_position` and `profane` ("true"/"false": the API counts the strikes
+    the ledger has not announced yet)."""
     return messages_df.select(
         F.col("author").alias("key"),
         F.to_json(F.struct("author", F.col("masked_data").alias("data"), "timestamp")).alias("value"),
         F.array(_header(settings.MESSAGE_ID_HEADER, F.col("message_id")),
-                _header(CHAT_POSITION_HEADER, chat_position(F.col("partition"), F.col("offset")))).alias("headers"),
+                _header(CHAT_POSITION_HEADER, chat_position(F.col("partition"), F.col("offset"))),
+                _header(settings.PROFANE_HEADER, F.col("is_profane").cast("string"))).alias("headers"),
     )
 
 

@@ -26,6 +26,10 @@ TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 MAX_AUTHOR_CHARS = 64
 MAX_DATA_CHARS = 2000
 MESSAGE_ID_HEADER = "message_id"
+# on `chat_controlled`: "true" when the relay masked profanity in the message, else "false"
+PROFANE_HEADER = "profane"
+# profane messages (strikes) that block their author
+STRIKE_LIMIT = 3
 
 
 def _env(name: str, default: str) -> str:

@@ -208,7 +208,7 @@ def test_controlled_record_is_compact_utf8_json_keyed_by_author(masker):
     out = controlled_record(msg(author="Zoë", data="¡qué mierda! 😀"), [("message_id", b"id-1")], 3, 41, masker)
     assert out.key == "Zoë".encode()
     assert out.value == '{"author":"Zoë","data":"¡qué ******! 😀","timestamp":"2026-11-27 10:00:00"}'.encode()
-    assert out.headers == [("message_id", b"id-1"), ("chat_position", b"3:41")]
+    assert out.headers == [("message_id", b"id-1"), ("chat_position", b"3:41"), ("profane", b"true")]
     assert out.profane
     assert controlled_record(b"garbage", [], 0, 0, masker) is None
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from api.feed import BadCursor, Feed, parse_record
+from api.feed import PROFANE_KEPT_PER_AUTHOR, BadCursor, Feed, parse_record
 
 
 def record(author="ana", data="hola", ts="2026-11-27 10:00:00"):
@@ -20,12 +20,29 @@ def hdr(message_id):
 
 def test_parse_record_accepts_only_chat_messages_with_an_id():
     assert parse_record(record(data="¡hola! 😀"), hdr("m1")) == (
-        "m1", {"author": "ana", "data": "¡hola! 😀", "timestamp": "2026-11-27 10:00:00", "position": None})
+        "m1", {"author": "ana", "data": "¡hola! 😀", "timestamp": "2026-11-27 10:00:00", "position": None,
+               "profane": False})
     assert parse_record(record(), hdr("m1") + [("chat_position", b"0:42")])[1]["position"] == (0, 42)
+    assert parse_record(record(), hdr("m1") + [("profane", b"true")])[1]["profane"] is True
+    assert parse_record(record(), hdr("m1") + [("profane", b"false")])[1]["profane"] is False
     assert parse_record(record(), []) is None
     assert parse_record(b"not json", hdr("m1")) is None
     assert parse_record(b'{"author": 1, "data": "x", "timestamp": "t"}', hdr("m1")) is None
     assert parse_record(None, hdr("m1")) is None
+
+
+def test_each_authors_latest_profane_messages_are_at_hand():
+    feed = Feed("unused:1", capacity=2)
+    for n, (author, profane) in enumerate([("ana", True), ("ana", False), ("bob", True), ("ana", True)]):
+        feed._add(record(author=author), hdr(f"m{n}") + [("profane", b"true" if profane else b"false")])
+    feed._add(record(author="ana"), hdr("m3") + [("profane", b"true")])  # a duplicate is not counted again
+    assert [m.id for m in feed.profane_messages("ana")] == ["m0", "m3"]
+    assert [m.id for m in feed.profane_messages("bob")] == ["m2"]
+    for n in range(4, 4 + PROFANE_KEPT_PER_AUTHOR + 1):
+        feed._add(record(author="ana"), hdr(f"m{n}") + [("profane", b"true")])
+    assert len(feed.profane_messages("ana")) == PROFANE_KEPT_PER_AUTHOR
+    feed._add(record(author="carol"), hdr("m99") + [("profane", b"true")])  # a third author: bob is forgotten
+    assert feed.profane_messages("bob") == () and feed.profane_messages("carol")[0].id == "m99"
 
 
 def test_duplicates_by_id_are_served_once():

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from api.feed import BadCursor, FeedMessage
-from api.notices import Moderation, NoticeBoard
-from warehouse.moderation_snapshot import ModerationSnapshot
+from api.feed import BadCursor, Feed, FeedMessage
+from api.notices import UNANNOUNCED_HORIZON_S, Moderation, NoticeBoard
+from warehouse.moderation_snapshot import ModerationSnapshot, UserState
 
 
 def notice(author, kind, strike, message_id, offset):
@@ -81,7 +82,6 @@ def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero()
 
 
 def test_the_newer_of_snapshot_and_notices_wins():
-    from warehouse.moderation_snapshot import UserState
     board = NoticeBoard("unused:1")
     board._add(batch_notice("ana", "blocked", 3, 4, offset=9), [])
     board._add(batch_notice("ana", "unblocked", 0, 6), [])
@@ -104,3 +104,93 @@ def test_what_a_user_sent_while_blocked_stays_withheld_after_the_unblock():
         return FeedMessage(seq=offset, id=f"x{offset}", author="ana", data="d", timestamp="t", position=(0, offset))
     assert [o for o in (9, 10, 14, 15, 16) if moderation.is_withheld(message(o))] == [10, 14]
     assert not moderation.is_withheld(FeedMessage(1, "y", "bob", "d", "t", (0, 12)))
+
+
+def served(feed: Feed, author: str, offset: int, profane: bool = True, sent: datetime | None = None) -> str:
+    """A message as the relay publishes it on `chat_controlled`, added to the feed; returns its id."""
+    message_id = f"{author}-{offset}"
+    timestamp = (sent or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S")
+    feed._add(json.dumps({"author": author, "data": "qué ******", "timestamp": timestamp}).encode(),
+              [("message_id", message_id.encode()), ("chat_position", f"0:{offset}".encode()),
+               ("profane", b"true" if profane else b"false")])
+    return message_id
+
+
+def strike_notice(author: str, kind: str, strike: int, message_id: str, offset: int, batch: int) -> bytes:
+    return json.dumps({**json.loads(notice(author, kind, strike, message_id, offset)), "batch": batch}).encode()
+
+
+@pytest.fixture
+def live():
+    """A feed and a notices board that has read its topic up to where it was when it started."""
+    feed, board = Feed("unused:1"), NoticeBoard("unused:1")
+    board.caught_up = True
+    return feed, board, Moderation(FixedSnapshot({}), board, feed)
+
+
+def test_the_third_profane_message_blocks_before_the_ledger_announces_it(live):
+    feed, board, moderation = live
+    served(feed, "ana", 1, profane=False)
+    first = served(feed, "ana", 2)
+    assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (1, False)
+    board._add(strike_notice("ana", "warning", 1, first, 2, batch=1), [])  # the ledger confirms it
+    assert moderation.state("ana").strikes == 1  # counted once, not twice
+    served(feed, "ana", 3)
+    third = served(feed, "ana", 5)
+    served(feed, "bob", 6)
+    state = moderation.state("ana")
+    assert (state.strikes, state.is_blocked, state.blocked_offset) == (3, True, 5)
+    assert "ana is blocked since" in moderation.blocked_error("ana")
+    assert not moderation.is_blocked("bob") and moderation.state("bob").strikes == 1
+
+    def message(offset, author="ana"):
+        return FeedMessage(seq=offset, id=f"x{offset}", author=author, data="d", timestamp="t", position=(0, offset))
+    assert not moderation.is_withheld(message(5)) and moderation.is_withheld(message(7))
+    # the ledger's notices for the same messages: the same block, counted once
+    board._add(strike_notice("ana", "warning", 2, "ana-3", 3, batch=2), [])
+    board._add(strike_notice("ana", "blocked", 3, third, 5, batch=2), [])
+    assert moderation.state("ana") == UserState(
+        "ana", messages=0, strikes=3, is_blocked=True, blocked_at="2026-11-27 10:00:00", blocked_partition=0,
+        blocked_offset=5)
+
+
+def test_unannounced_strikes_wait_until_the_notices_topic_has_been_read(live):
+    feed, board, moderation = live
+    board.caught_up = False  # the ledger's notices for these may be further down the topic
+    for offset in (1, 2, 3):
+        served(feed, "ana", offset)
+    assert moderation.state("ana") is None and not moderation.is_blocked("ana")
+    board.caught_up = True
+    assert moderation.is_blocked("ana")
+
+
+def test_old_or_lifted_profanity_is_left_to_the_ledger(live):
+    feed, board, moderation = live
+    long_ago = datetime.now(timezone.utc) - timedelta(seconds=UNANNOUNCED_HORIZON_S + 60)
+    for offset in (1, 2, 3):
+        served(feed, "old", offset, sent=long_ago)  # never announced: the ledger did not count them
+    assert moderation.state("old") is None
+    # ana was blocked at offset 9 and unblocked when `chat` ended at 15: what she sent up to then,
+    # withheld by the ledger, is no strike to come
+    board._add(batch_notice("ana", "blocked", 3, 4, offset=9), [])
+    unblocked = json.loads(batch_notice("ana", "unblocked", 0, 6))
+    board._add(json.dumps({**unblocked, "until": {"0": 15}}).encode(), [])
+    for offset in (10, 12, 14):
+        served(feed, "ana", offset)
+    assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (0, False)
+    served(feed, "ana", 16)
+    assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (1, False)
+
+
+def test_the_ledgers_later_word_wins_over_unannounced_strikes(live):
+    feed, board, moderation = live
+    for offset in (1, 2, 3):
+        served(feed, "ana", offset)
+    assert moderation.is_blocked("ana")
+    # a moderator's unblock, applied by the ledger after those three messages
+    for strike, offset in ((1, 1), (2, 2)):
+        board._add(strike_notice("ana", "warning", strike, f"ana-{offset}", offset, batch=3), [])
+    board._add(strike_notice("ana", "blocked", 3, "ana-3", 3, batch=3), [])
+    unblocked = json.loads(batch_notice("ana", "unblocked", 0, 3))
+    board._add(json.dumps({**unblocked, "until": {"0": 4}}).encode(), [])
+    assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (0, False)
