@@ -8,7 +8,11 @@ the session is still live. A session lives CHAT_SESSION_TTL_S seconds after its
 last use; while it lives, no one else can open a session under the same name.
 
 The store is a SQLite file under DATA_DIR/run, so every API process sees the
-same sessions and they survive an API restart.
+same sessions and they survive an API restart. A process remembers the sessions
+it found live and asks SQLite again only when one is due for renewal (about once
+a minute) or after any process ended a session: a DELETE /sessions anywhere
+changes 8 bytes that every process maps (`sessions.sqlite.ended`), so a token
+stops working everywhere as soon as its sign-out has been answered.
 
 Moderators use the token in CHAT_ADMIN_TOKEN; with none set, the moderator
 endpoints are switched off.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import mmap
 import os
 import secrets
 import sqlite3
@@ -74,15 +79,50 @@ class Session:
     expires_at: float
 
 
+class EndedStamp:
+    """8 bytes in a file that every API process maps: ending a session anywhere changes them, so a
+    process knows when a session it found live may have ended since. Reading is a memory read: no
+    system call, no SQLite, and the GIL is kept (each release is a thread switch under load)."""
+
+    SIZE = 8
+
+    def __init__(self, path: Path):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < self.SIZE:  # new: another process doing the same at once is harmless
+                os.ftruncate(fd, self.SIZE)
+            self._map = mmap.mmap(fd, self.SIZE)
+        finally:
+            os.close(fd)
+
+    def read(self) -> bytes:
+        return self._map[:self.SIZE]
+
+    def change(self) -> None:
+        self._map[:self.SIZE] = secrets.token_bytes(self.SIZE)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A session SQLite said was live, the stamp read before asking, and when it needs renewing."""
+    session: Session
+    stamp: bytes
+    renew_at: float
+
+
 class SessionStore:
     """One row per name held by a live (or expired, not yet replaced) session."""
+
+    MAX_REMEMBERED = 100_000  # sessions remembered as live; past that the memory starts afresh
 
     def __init__(self, path: Path, ttl_s: float, renew_after_s: float = 60.0):
         self.path = Path(path)
         self.ttl_s = ttl_s
         self.renew_after_s = min(renew_after_s, ttl_s / 2)
         self._local = threading.local()
+        self._live: dict[tuple[str, str], _Checked] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._ended = EndedStamp(self.path.with_name(self.path.name + ".ended"))
         with self._db() as db:
             db.execute("CREATE TABLE IF NOT EXISTS sessions (author TEXT PRIMARY KEY, session_id TEXT NOT NULL, "
                        "created_at REAL NOT NULL, expires_at REAL NOT NULL)")
@@ -115,8 +155,27 @@ class SessionStore:
             raise
 
     def touch(self, author: str, session_id: str) -> Session | None:
-        """The live session, renewed when used; None when it ended, expired or was replaced."""
+        """The live session, renewed when used; None when it ended, expired or was replaced.
+
+        Without asking SQLite while this process found it live, no session has ended anywhere since
+        and it is not yet due for renewal: until then it can neither expire nor be replaced (a name
+        is only taken over from an expired session)."""
         now = time.time()
+        stamp = self._ended.read()  # before the query: a session ended after it is asked about again
+        checked = self._live.get((author, session_id))
+        if checked is not None and checked.stamp == stamp and now < checked.renew_at:
+            return checked.session
+        session = self._touch_db(author, session_id, now)
+        if session is None:
+            self._live.pop((author, session_id), None)
+        else:
+            if len(self._live) >= self.MAX_REMEMBERED:
+                self._live.clear()
+            renew_at = session.expires_at - self.ttl_s + self.renew_after_s
+            self._live[(author, session_id)] = _Checked(session, stamp, renew_at)
+        return session
+
+    def _touch_db(self, author: str, session_id: str, now: float) -> Session | None:
         db = self._db()
         row = db.execute("SELECT expires_at FROM sessions WHERE author = ? AND session_id = ?",
                          (author, session_id)).fetchone()
@@ -131,6 +190,8 @@ class SessionStore:
 
     def close(self, author: str, session_id: str) -> bool:
         cursor = self._db().execute("DELETE FROM sessions WHERE author = ? AND session_id = ?", (author, session_id))
+        self._live.pop((author, session_id), None)
+        self._ended.change()  # after the DELETE: every process asks SQLite again before trusting a session
         return cursor.rowcount > 0
 
     def live_count(self) -> int:

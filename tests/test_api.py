@@ -80,6 +80,29 @@ def test_an_expired_session_frees_the_name_and_its_token_stops_working(tmp_path)
         assert client.post("/sessions", json={"author": "ana"}).status_code == 201
 
 
+def test_a_sign_out_in_another_process_ends_the_token_there_at_once(tmp_path):
+    # two apps on one DATA_DIR are two API processes: each remembers the sessions it found live
+    first, second = make_app(tmp_path).test_client(), make_app(tmp_path).test_client()
+    headers = sign_in(first, "ana")
+    for client in (first, second, first, second):
+        assert client.get("/messages", headers=headers).status_code == 200
+    assert second.delete("/sessions", headers=headers).status_code == 204
+    ended = first.get("/messages", headers=headers)
+    assert ended.status_code == 401 and "ended or expired" in ended.get_json()["error"]
+    assert first.post("/sessions", json={"author": "ana"}).status_code == 201
+
+
+def test_a_session_in_use_is_renewed_and_keeps_its_name(tmp_path):
+    client, other = make_app(tmp_path, SESSION_TTL_S=1).test_client(), make_app(tmp_path, SESSION_TTL_S=1).test_client()
+    headers = sign_in(client, "ana")
+    until = time.monotonic() + 2.5  # 2.5 TTLs of steady use
+    while time.monotonic() < until:
+        assert client.get("/messages", headers=headers).status_code == 200
+        time.sleep(0.1)
+    assert other.post("/sessions", json={"author": "ana"}).status_code == 409
+    assert other.get("/messages", headers=headers).status_code == 200
+
+
 def test_sessions_outlive_an_api_restart_and_a_forged_token_is_refused(tmp_path):
     with make_app(tmp_path).test_client() as client:
         headers = sign_in(client, "ana")
