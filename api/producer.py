@@ -37,7 +37,9 @@ class ChatProducer:
                         client_id="chat-api",
                         acks="all",
                         enable_idempotence=True,
-                        linger_ms=0,
+                        linger_ms=0,  # 5 ms measured no better at 32 clients, and worse at 4
+                        # per-record sensors nobody reads: a few % of the API's CPU per POST
+                        metrics_enabled=False,
                         bootstrap_timeout_ms=3000,
                         max_block_ms=5000,
                         request_timeout_ms=5000,
