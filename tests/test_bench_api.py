@@ -6,14 +6,17 @@ the API really did.
 """
 from __future__ import annotations
 
+import json
 import re
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
 from bench import block_latency, e2e_latency
-from bench.api_load import CLEAN_TEXTS, ApiClient, api_posts_per_s, latency_summary, percentile
+from bench.api_load import CLEAN_TEXTS, ApiClient, PostConnection, api_posts_per_s, latency_summary, percentile
 from tests.conftest import auth
 
 # ---------------------------------------------------------------------------------------------
@@ -63,6 +66,64 @@ def test_clean_texts_hold_no_listed_word():
 def test_api_client_refuses_non_http_urls():
     with pytest.raises(ValueError):
         ApiClient("ftp://example.org")
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """Answers a POST with its path, token and body as JSON; the body's "say" picks the status and headers."""
+    protocol_version = "HTTP/1.1"
+    connections: set[int] = set()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        say = json.loads(body).get("say", "")
+        _Echo.connections.add(self.client_address[1])
+        out = json.dumps({"path": self.path, "auth": self.headers["Authorization"], "body": body.decode(),
+                          "type": self.headers["Content-Type"]}).encode()
+        self.send_response(400 if say == "bad" else 202)
+        if say != "no-length":
+            self.send_header("Content-Length", str(len(out)))
+        if say in ("close", "no-length"):
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def echo_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Echo.connections.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api"
+    server.shutdown()
+    server.server_close()
+
+
+def test_post_connection_reads_each_answer_on_one_connection_and_reconnects_after_close(echo_url):
+    with PostConnection(echo_url, "tok") as conn:
+        ok, bad, close, after = (conn.request_for(json.dumps({"say": say, "data": "¿qué?"}).encode())
+                                 for say in ("", "bad", "close", "after"))
+        answers = [conn.post(r) for r in (ok, ok, bad, ok)]
+        assert [status for status, _ in answers] == [202, 202, 400, 202]
+        first = json.loads(answers[0][1])
+        assert first == {"path": "/api/messages", "auth": "Bearer tok", "type": "application/json",
+                         "body": json.dumps({"say": "", "data": "¿qué?"})}
+        assert len(_Echo.connections) == 1  # keep-alive: four requests, one connection
+        assert conn.post(close)[0] == 202
+        assert json.loads(conn.post(after)[1])["body"] == json.dumps({"say": "after", "data": "¿qué?"})
+        assert len(_Echo.connections) == 2  # the server closed it: the next POST opened another
+        status, body = conn.post(conn.request_for(b'{"say": "no-length"}'))  # a body read to the end
+        assert status == 202 and json.loads(body)["body"] == '{"say": "no-length"}'
+
+
+def test_post_connection_reports_a_server_that_is_gone():
+    from stack.broker import free_port
+    with PostConnection(f"http://127.0.0.1:{free_port()}", "tok", timeout_s=2) as conn:
+        with pytest.raises(ConnectionError):
+            conn.post(conn.request_for(b"{}"))
 
 
 # ---------------------------------------------------------------------------------------------
