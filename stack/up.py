@@ -107,7 +107,7 @@ def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
     return [
         Service("streams", [PY, "-m", "pipelines.streams"], s.log_dir / "streams.log", env,
                 ready=streams_ready.exists, ready_file=streams_ready),
-        Service("api", [PY, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "64",
+        Service("api", [PY, "-m", "gunicorn", "-k", "api.KeepAliveThreadWorker", "-w", "1", "--threads", "64",
                         "--timeout", "60", "--graceful-timeout", "10",
                         "-b", f"{s.api_host}:{s.api_port}", "api:create_app()"],
                 s.log_dir / "api.log", env, ready=lambda: http_ok(f"http://{s.api_host}:{s.api_port}/health")),

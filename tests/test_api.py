@@ -267,3 +267,53 @@ def test_openapi_document_describes_every_route(client):
               for rule in client.application.url_map.iter_rules()
               if rule.endpoint != "static" for method in rule.methods - {"HEAD", "OPTIONS"}}
     assert routes == documented
+
+
+@pytest.fixture
+def gunicorn_api(tmp_path):
+    """The API under gunicorn with api.KeepAliveThreadWorker and 2 threads (Kafka unreachable); yields its port."""
+    import os
+    import subprocess
+    import sys
+    from stack.broker import port_open
+    port = free_port()
+    env = {**os.environ, "CHAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "CHAT_DATA_DIR": str(tmp_path)}
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "api.KeepAliveThreadWorker", "-w", "1",
+                               "--threads", "2", "--keep-alive", "5", "-b", f"127.0.0.1:{port}", "api:create_app()"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", port):
+            assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.1)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
+def test_keepalive_worker_answers_many_connections_with_few_threads(gunicorn_api):
+    import http.client
+
+    def get(conn) -> int:
+        conn.request("GET", "/openapi.yaml")
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    first = http.client.HTTPConnection("127.0.0.1", gunicorn_api, timeout=10)
+    assert [get(first) for _ in range(5)] == [200] * 5  # one connection, one thread, five requests
+    # two threads, both holding an idle keep-alive connection: a third connection is still answered at once,
+    # and so are the first two afterwards
+    second = http.client.HTTPConnection("127.0.0.1", gunicorn_api, timeout=10)
+    assert get(second) == 200
+    third = http.client.HTTPConnection("127.0.0.1", gunicorn_api, timeout=10)
+    began = time.monotonic()
+    assert get(third) == 200
+    assert time.monotonic() - began < 1.0
+    assert (get(first), get(second), get(third)) == (200, 200, 200)
+    for conn in (first, second, third):
+        conn.close()
+    fourth = http.client.HTTPConnection("127.0.0.1", gunicorn_api, timeout=10)  # closed ones free their threads
+    assert get(fourth) == 200
+    fourth.close()
