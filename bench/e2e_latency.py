@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from typing import Sequence
 
-from bench.api_load import ApiClient, BenchError, error_key, latency_summary, sleep_until
+from bench.api_load import ApiClient, BenchError, error_key, latency_summary, quote_author, sleep_until
 from stack import settings
 
 
@@ -100,6 +100,12 @@ class _Schedule:
         return i, self.start + i / self.rate
 
 
+def _recorded_messages(client: ApiClient, author: str) -> int:
+    """How many of the author's messages the ledger has recorded in Delta (0 while it has none)."""
+    status, body = client.get_json(f"/users/{quote_author(author)}")
+    return body.get("messages", 0) if status == 200 and body else 0
+
+
 def _await(predicate, timeout_s: float, step_s: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -110,15 +116,21 @@ def _await(predicate, timeout_s: float, step_s: float = 0.02) -> bool:
 
 
 def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int = 4, drain_s: float = 15.0,
-            wait_s: float = 2.0, warmup_timeout_s: float = 60.0) -> dict:
+            wait_s: float = 2.0, warmup_timeout_s: float = 60.0, ledger_timeout_s: float = 300.0) -> dict:
     """POST-returned → another reader's GET latency at a steady `rate` (messages/s) for `seconds`.
 
     Returns `{"p50", "p90", "p99", "max", "sent", "received", "missing", "rate", "seconds"}`
     (latencies in ms; `rate` is the target) and `min` (below 0 when the reader had the message before
     the writer had its 202), `scheduled`, `achieved_rate`, `late_sends`, `send_lag_ms` ({p50, p99,
     max} of how late sends started), `errors` (non-202 answers, by status), `missing_ids` (up to 10),
-    `unexpected` (messages of the bench's authors that no 202 announced), `reader_errors`, `writers`
-    and `warmup_ms`.
+    `unexpected` (messages of the bench's authors that no 202 announced), `reader_errors`, `writers`,
+    `warmup_ms`, `ledger_warmup_s` and `slowest` (the slowest 1%: when each was sent, in s from the
+    start, and its latency).
+
+    The clock starts in a steady state: once the warm-up message has reached the reader AND the
+    ledger has recorded it in Delta (`GET /users/<author>` counts it). A freshly started ledger's
+    first micro-batch compiles its code and takes a minute or more on 2 cores; measured during it,
+    the relay shares the cores with that start-up, not with the ledger's usual work.
     """
     if rate <= 0 or seconds <= 0 or writers < 1:
         raise ValueError("rate and seconds must be > 0, writers >= 1")
@@ -139,6 +151,10 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
             raise BenchError(f"the warm-up message did not reach the reader in {warmup_timeout_s:g}s: "
                              "are the streams running?")
         warmup_ms = (reader.arrivals[probe] - began) * 1000
+        if not _await(lambda: _recorded_messages(clients[0], f"{prefix}0") >= 1, ledger_timeout_s, step_s=0.5):
+            raise BenchError(f"the ledger did not record the warm-up message in {ledger_timeout_s:g}s: "
+                             "are the streams running?")
+        ledger_warmup_s = time.perf_counter() - began
 
         count = max(1, round(rate * seconds))
         for k, c in enumerate(clients[1:], start=1):
@@ -194,6 +210,9 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
 
     arrivals = dict(reader.arrivals)
     latencies = [(arrivals[i] - t) * 1000 for i, t in posted.items() if i in arrivals]
+    # the slowest 1%, with when they were sent: do they come together (one pause) or spread out?
+    slowest = sorted(((round(t - schedule.start, 2), round((arrivals[i] - t) * 1000, 1))
+                      for i, t in posted.items() if i in arrivals), key=lambda x: -x[1])[:max(1, len(posted) // 100)]
     missing = [i for i in posted if i not in arrivals]
     interval = 1 / rate
     lag_ms = [x * 1000 for x in lags]
@@ -215,6 +234,8 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
         "reader_errors": dict(sorted(reader.errors.items())),
         "writers": writers,
         "warmup_ms": round(warmup_ms, 1),
+        "ledger_warmup_s": round(ledger_warmup_s, 1),
+        "slowest": [{"sent_at_s": at, "ms": ms} for at, ms in sorted(slowest)],
     }
 
 
