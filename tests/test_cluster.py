@@ -257,7 +257,7 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         executors = [e for e in http_json(f"{driver_api}/executors") if e["id"] != "driver"]
         assert len({e["hostPort"] for e in executors}) == 2, executors
         # the relay (real-time mode) holds one long-running task per partition of `chat`, in a stage
-        # that a new one replaces every minute: wait for one with all its tasks running
+        # that a new one replaces every 5 minutes: wait for one with all its tasks running
         def relay_tasks() -> list[tuple[int, int]]:
             return [(st["numTasks"], st["numActiveTasks"]) for st in http_json(f"{driver_api}/stages?status=active")
                     if st.get("description", "").startswith("relay")]
