@@ -235,7 +235,7 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         streams = spawn(spark_submit_argv(spark.master_url, "pipelines/streams.py", conf={
             "spark.driver.memory": "1g", "spark.executor.memory": "1g",
             "spark.driver.host": "127.0.0.1", "spark.ui.port": str(driver_ui_port)}), env, streams_log)
-        api = spawn([sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "16",
+        api = spawn([sys.executable, "-m", "gunicorn", "-k", "api.KeepAliveThreadWorker", "-w", "1", "--threads", "16",
                      "--timeout", "60", "-b", f"127.0.0.1:{api_port}", "api:create_app()"], env, api_log)
 
         def api_healthy():
