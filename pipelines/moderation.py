@@ -16,7 +16,8 @@ How a message is moderated:
      listed, cono (cone) is not;
    - repeated letters: `fuuuck`, `mierdaaa`;
    - stand-ins: `@`/`4` for a, `3` for e, `1`/`!` for i, `0` for o, `5`/`$`
-     for s, `7` for t, `v` for u, and `*` for any vowel (`f*ck`, `p*ta`);
+     for s, `7` for t, `v` for u, and `*` for any vowel (`f*ck`, `p*ta`),
+     in a word with at least one letter (`455` and `7175` are numbers);
    - invisible characters (every format character `\p{Cf}`: zero-width
      space/joiner/non-joiner, word joiner, BOM, soft hyphen, ...) anywhere
      after a letter, and at most ONE separator `.`, `-` or `_` between two
@@ -121,6 +122,9 @@ _WORD_END = r"(?![\p{M}\p{Cf}]*+[\p{L}\p{N}])"       # no letter or digit follow
 # between two letters, after the marks and invisible characters that follow the first one:
 # at most one separator, and invisible characters after it
 _GAP = r"[._\-]?+\p{Cf}*+"
+# a word of stand-ins only is a number or punctuation, not a word: `455`, `7175` and `@$$` stay
+# clean (they read as ass and tits); stand-ins may come before the first letter
+_HAS_A_LETTER = r"(?=[\p{Cf}\p{M}0-9!@$*]*+\p{L})"
 _PREFIX = " "
 # Letters in rough order of how often an English or Spanish word starts with them: the
 # branches of the trie's root are tried in this order (a word pays for the ones before its own).
@@ -375,6 +379,7 @@ def _pattern(words: tuple[str, ...], allow: tuple[str, ...]) -> str:
     allow_guard = f"(?!{_group([_literal(w) for w in allowed])}{_WORD_END})" if allowed else ""
     return (_BEFORE_WORD
             + f"(?=[{_java_class_body(firsts)}" + r"\p{Cf}])"   # a character that starts no word: next
+            + _HAS_A_LETTER
             + r"(\p{Cf}*+" + allow_guard + _branches(root, first=True) + _PLURAL + ")"
             + _WORD_END)
 

@@ -185,7 +185,10 @@ def test_digit_and_symbol_stand_ins(spark, word_lists):
 
 
 def test_stand_in_symbols_alone_are_not_words(spark, word_lists):
-    check(spark, word_lists, clean("$$$$$$", "******", "@@@", "!!!", "1 + 1 = 2", "a*b", "**bold**", "5$")
+    check(spark, word_lists, clean("$$$$$$", "******", "@@@", "!!!", "1 + 1 = 2", "a*b", "**bold**", "5$",
+                                   # numbers that read as listed words: no letter, no word
+                                   "455", "4455", "4555", "7175", "room 455, floor 7175", "@$$", "4$$", "$455",
+                                   "1-455", "455.", "455-abc")
           + [("**mierda**", "**********", ["mierda"]), ("*mierda*", "********", ["mierda"])])
 
 
