@@ -51,7 +51,7 @@ def _post(client: ApiClient, author: str, text: str) -> int:
     return status
 
 
-def block_one(api_url: str, author: str, *, timeout_s: float = 300, poll_s: float = 0.05,
+def block_one(api_url: str, author: str, *, timeout_s: float = 300, poll_s: float = 0.01,
               progress: Callable[[str], None] = lambda _: None) -> dict:
     """One user's run: `{"author", "ms" (third POST returned → first 403), "strikes_ms" (waiting for the
     first two strikes), "probes" (reads sent while waiting), "blocked" (GET /users says so and a POST
@@ -97,7 +97,7 @@ def block_one(api_url: str, author: str, *, timeout_s: float = 300, poll_s: floa
 
 
 def measure(api_url: str, users: int = 5, *, concurrency: int = 1, stagger_s: float = 3.0,
-            timeout_s: float = 300, poll_s: float = 0.05,
+            timeout_s: float = 300, poll_s: float = 0.01,
             progress: Callable[[str], None] = lambda _: None) -> dict:
     """Block latency over `users` fresh users: `{"p50", "p99", "max", "samples": [ms, …]}` (in user order),
     and `authors` (whose the samples are), `users`, `concurrency`, `poll_ms`, `strikes_ms` (each user's

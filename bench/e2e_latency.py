@@ -13,7 +13,8 @@ one slow answer does not delay the next message; a send that starts more than
 one interval after it was due is counted in `late_sends` (the load generator
 fell behind), and `achieved_rate` says what was really sent. One warm-up
 message goes through first (Spark compiles the query's code for the first
-record) and is not counted. Every accepted id is matched with the reader's
+record), the clock waits until the ledger has recorded it, and the first
+`--ramp` seconds at full rate are not counted either (see `measure`). Every accepted id is matched with the reader's
 arrivals; those not seen `drain_s` seconds after the last post are reported
 as `missing` (with a few of their ids), never waited for forever.
 
@@ -22,6 +23,7 @@ Prints one readable line, then the result as one JSON line (latencies in ms).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import secrets
 import sys
@@ -116,7 +118,8 @@ def _await(predicate, timeout_s: float, step_s: float = 0.02) -> bool:
 
 
 def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int = 4, drain_s: float = 15.0,
-            wait_s: float = 2.0, warmup_timeout_s: float = 60.0, ledger_timeout_s: float = 300.0) -> dict:
+            wait_s: float = 2.0, warmup_timeout_s: float = 60.0, ledger_timeout_s: float = 300.0,
+            ramp_s: float = 5.0) -> dict:
     """POST-returned → another reader's GET latency at a steady `rate` (messages/s) for `seconds`.
 
     Returns `{"p50", "p90", "p99", "max", "sent", "received", "missing", "rate", "seconds"}`
@@ -124,13 +127,16 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
     the writer had its 202), `scheduled`, `achieved_rate`, `late_sends`, `send_lag_ms` ({p50, p99,
     max} of how late sends started), `errors` (non-202 answers, by status), `missing_ids` (up to 10),
     `unexpected` (messages of the bench's authors that no 202 announced), `reader_errors`, `writers`,
-    `warmup_ms`, `ledger_warmup_s` and `slowest` (the slowest 1%: when each was sent, in s from the
-    start, and its latency).
+    `warmup_ms`, `ledger_warmup_s`, `slowest` (the slowest 1%: when each was sent, in s from the
+    start, and its latency), `ramp_s` and `with_ramp` (the latencies of the ramp and the run together).
 
     The clock starts in a steady state: once the warm-up message has reached the reader AND the
     ledger has recorded it in Delta (`GET /users/<author>` counts it). A freshly started ledger's
     first micro-batch compiles its code and takes a minute or more on 2 cores; measured during it,
-    the relay shares the cores with that start-up, not with the ledger's usual work.
+    the relay shares the cores with that start-up, not with the ledger's usual work. Then the
+    writers post at `rate` for `ramp_s` seconds before the `seconds` that count: the first seconds
+    at full rate compile the relay's and the API's hot code (half of the slowest 1% of a 240 s run
+    came in its first 5 s). `with_ramp` gives the figures with those messages counted too.
     """
     if rate <= 0 or seconds <= 0 or writers < 1:
         raise ValueError("rate and seconds must be > 0, writers >= 1")
@@ -157,10 +163,12 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
         ledger_warmup_s = time.perf_counter() - began
 
         count = max(1, round(rate * seconds))
+        ramp = max(0, round(rate * ramp_s))
         for k, c in enumerate(clients[1:], start=1):
             c.sign_in(f"{prefix}{k}")
-        schedule = _Schedule(time.perf_counter() + 0.05, rate, count)
+        schedule = _Schedule(time.perf_counter() + 0.05, rate, ramp + count)
         posted: dict[str, float] = {}  # id -> perf_counter() when its 202 came back
+        ramped: dict[str, float] = {}  # the same, for the ramp's messages
         lags: list[float] = []
         errors: Counter[str] = Counter()
         failures: list[BaseException] = []
@@ -183,7 +191,7 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
                     done = time.perf_counter()
                     last_done[0] = max(last_done[0], done)
                     if status == 202 and body and "id" in body:
-                        posted[body["id"]] = done
+                        (ramped if i < ramp else posted)[body["id"]] = done
                     else:
                         errors[str(status)] += 1
             except BaseException as exc:  # noqa: BLE001 - reported below, never left to the thread
@@ -197,7 +205,7 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
             t.join()
         if failures:
             raise BenchError(f"a writer failed: {failures[0]!r}") from failures[0]
-        _await(lambda: all(i in reader.arrivals for i in posted), drain_s, step_s=0.05)
+        _await(lambda: all(i in reader.arrivals for i in itertools.chain(ramped, posted)), drain_s, step_s=0.05)
     finally:
         for c in clients:
             c.close()
@@ -210,10 +218,12 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
 
     arrivals = dict(reader.arrivals)
     latencies = [(arrivals[i] - t) * 1000 for i, t in posted.items() if i in arrivals]
+    counted_from = schedule.start + ramp / rate
     # the slowest 1%, with when they were sent: do they come together (one pause) or spread out?
-    slowest = sorted(((round(t - schedule.start, 2), round((arrivals[i] - t) * 1000, 1))
+    slowest = sorted(((round(t - counted_from, 2), round((arrivals[i] - t) * 1000, 1))
                       for i, t in posted.items() if i in arrivals), key=lambda x: -x[1])[:max(1, len(posted) // 100)]
-    missing = [i for i in posted if i not in arrivals]
+    missing = [i for i in itertools.chain(ramped, posted) if i not in arrivals]
+    with_ramp = latencies + [(arrivals[i] - t) * 1000 for i, t in ramped.items() if i in arrivals]
     interval = 1 / rate
     lag_ms = [x * 1000 for x in lags]
     return {
@@ -225,17 +235,19 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
         "seconds": seconds,
         "min": round(min(latencies), 1) if latencies else None,
         "scheduled": count,
-        "achieved_rate": round(len(posted) / max(seconds, last_done[0] - schedule.start), 2),
+        "achieved_rate": round(len(posted) / max(seconds, last_done[0] - counted_from), 2),
         "late_sends": sum(1 for x in lags if x > interval),
         "send_lag_ms": latency_summary(lag_ms, quantiles=(50, 99)),
         "errors": dict(sorted(errors.items())),
         "missing_ids": missing[:10],
-        "unexpected": len(set(arrivals) - set(posted) - {probe}),
+        "unexpected": len(set(arrivals) - set(posted) - set(ramped) - {probe}),
         "reader_errors": dict(sorted(reader.errors.items())),
         "writers": writers,
         "warmup_ms": round(warmup_ms, 1),
         "ledger_warmup_s": round(ledger_warmup_s, 1),
         "slowest": [{"sent_at_s": at, "ms": ms} for at, ms in sorted(slowest)],
+        "ramp_s": ramp_s,
+        "with_ramp": {**latency_summary(with_ramp), "sent": len(posted) + len(ramped)},
     }
 
 
@@ -257,8 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--writers", type=int, default=4, help="writer threads sharing the schedule")
     parser.add_argument("--drain", type=float, default=15, help="seconds to wait for the last messages")
+    parser.add_argument("--ramp", type=float, default=5,
+                        help="seconds at full rate before the ones that count (default %(default)s)")
     args = parser.parse_args(argv)
-    result = measure(args.api, rate=args.rate, seconds=args.seconds, writers=args.writers, drain_s=args.drain)
+    result = measure(args.api, rate=args.rate, seconds=args.seconds, writers=args.writers, drain_s=args.drain,
+                     ramp_s=args.ramp)
     print(format_result(result))
     print(json.dumps({"bench": "e2e_latency", **result}, ensure_ascii=False), flush=True)
     return 0 if result["missing"] == 0 and not result["errors"] else 1

@@ -179,7 +179,7 @@ def test_api_load_counts_what_the_api_accepted(chat_stack):
 
 @pytest.mark.integration
 def test_e2e_latency_matches_every_id(chat_stack):
-    result = e2e_latency.measure(chat_stack.api_url, rate=10, seconds=5, drain_s=30)
+    result = e2e_latency.measure(chat_stack.api_url, rate=10, seconds=5, drain_s=30, ramp_s=1)
 
     assert result["sent"] == result["scheduled"] == 50
     assert result["errors"] == {}
@@ -192,6 +192,7 @@ def test_e2e_latency_matches_every_id(chat_stack):
     # the clock started once the ledger had recorded the warm-up message: GET /users counts it
     assert result["ledger_warmup_s"] * 1000 >= result["warmup_ms"] > 0
     [slowest] = result["slowest"]  # the slowest 1% of 50: one
+    assert result["with_ramp"]["sent"] == 60 and result["with_ramp"]["max"] >= result["max"]
     assert slowest["ms"] == result["max"] and 0 <= slowest["sent_at_s"] <= 6
 
 
@@ -212,7 +213,7 @@ def test_e2e_latency_reports_missing_messages_instead_of_hanging(chat_stack, mon
 
     monkeypatch.setattr(e2e_latency._Reader, "run", deaf_run)
     began = time.monotonic()
-    result = e2e_latency.measure(chat_stack.api_url, rate=5, seconds=1, drain_s=2)
+    result = e2e_latency.measure(chat_stack.api_url, rate=5, seconds=1, drain_s=2, ramp_s=0)
 
     assert time.monotonic() - began - result["ledger_warmup_s"] < 30
     assert result["sent"] == 5 and result["received"] == 0 and result["missing"] == 5
