@@ -7,6 +7,7 @@ from the oldest message kept; clients de-duplicate by message id anyway.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import secrets
@@ -14,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from flask import Flask, current_app
 from kafka import KafkaConsumer, TopicPartition
@@ -267,24 +268,35 @@ class Feed(KafkaTail, EpochCursors):
     def read(self, after: int | None, wait_s: float, limit: int,
              hide: Callable[[FeedMessage], bool] | None = None) -> tuple[list[FeedMessage], str]:
         """Messages after position `after` (long-polling up to `wait_s`), or the latest `limit` when None.
-        Messages for which `hide` is true are skipped (and do not end the wait)."""
+        Messages for which `hide` is true are skipped (and do not end the wait).
+
+        Every waiting reader reads again for each new message, so a read looks only at what it returns
+        (and at the hidden messages among them): the tail holds consecutive positions, so the first
+        newer message is found by arithmetic, and the latest `limit` by walking back from the end."""
         visible = (lambda m: not hide(m)) if hide else (lambda m: True)
         deadline = time.monotonic() + wait_s
         with self._cond:
             if after is None:
-                recent = [m for m in self._messages if visible(m)][-limit:]
-                return recent, self.cursor(self._seq)
+                recent = list(itertools.islice((m for m in reversed(self._messages) if visible(m)), limit))
+                return recent[::-1], self.cursor(self._seq)
             after = min(after, self._seq)
             while True:
-                newer = [m for m in self._messages if m.seq > after]
-                shown = [m for m in newer if visible(m)][:limit]
+                shown = list(itertools.islice((m for m in self._newer_than(after) if visible(m)), limit))
                 if shown:
                     return shown, self.cursor(shown[-1].seq)
-                after = newer[-1].seq if newer else after
+                after = self._seq  # everything newer was hidden
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stop.is_set():
                     return [], self.cursor(after)
                 self._cond.wait(remaining)
+
+    def _newer_than(self, seq: int) -> Iterator[FeedMessage]:
+        """The kept messages after position `seq`, oldest first (positions in the tail are consecutive)."""
+        start = max(0, seq - self._messages[0].seq + 1) if self._messages else 0
+        if start < len(self._messages) // 2:
+            return itertools.islice(self._messages, start, None)
+        # near the end (a reader keeping up): walk back to it rather than forward through the rest
+        return reversed(list(itertools.islice(reversed(self._messages), len(self._messages) - start)))
 
     def status(self) -> dict:
         with self._cond:

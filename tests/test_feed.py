@@ -106,3 +106,24 @@ def test_hidden_messages_are_skipped_and_do_not_end_the_wait():
     messages, _ = feed.read(feed.parse_cursor(cursor), 10, 100, hide=lambda m: m.author == "mallory")
     assert [m.data for m in messages] == ["visible"]
     assert [m.data for m in feed.read(None, 0, 100, hide=lambda m: m.author == "mallory")[0]] == ["visible"]
+
+
+def test_reads_from_any_cursor_match_a_scan_of_the_whole_tail():
+    """Reads look only at what they return (arithmetic and walking back from the end): the same answers
+    as filtering the whole tail, from every cursor, with hidden messages and limits, after evictions."""
+    feed = Feed("unused:1", capacity=40)
+    for n in range(100):  # 60 evicted: positions 61..100 are kept
+        feed._add(record(author=f"u{n % 3}", data=f"m{n}"), hdr(f"m{n}"))
+    kept = list(feed._messages)
+
+    def hide(m):
+        return m.author == "u1"
+
+    for after in range(0, 102):
+        for limit in (1, 5, 100):
+            expected = [m for m in kept if m.seq > after and not hide(m)][:limit]
+            shown, cursor = feed.read(after, 0, limit, hide=hide)
+            assert shown == expected, (after, limit)
+            assert feed.parse_cursor(cursor) == (expected[-1].seq if expected else 100)
+    latest, cursor = feed.read(None, 0, 7, hide=hide)
+    assert latest == [m for m in kept if not hide(m)][-7:] and feed.parse_cursor(cursor) == 100
