@@ -143,7 +143,7 @@ class KafkaTail:
 
     def _connect(self, positions: dict[TopicPartition, int]) -> KafkaConsumer:
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, client_id=f"chat-api-{self.thread_name}",
-                                 group_id=None, enable_auto_commit=False,
+                                 group_id=None, enable_auto_commit=False, metrics_enabled=False,
                                  bootstrap_timeout_ms=3000, request_timeout_ms=10000)
         partitions = None
         deadline = time.monotonic() + 30
