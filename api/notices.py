@@ -189,11 +189,14 @@ class Moderation:
         (before that, an announced strike could look unannounced)."""
         if self.feed is None or not self.notices.caught_up:
             return []
+        profane = self.feed.profane_messages(author)
+        if not profane:  # most authors: every message read asks, so nothing more to do for them
+            return []
         told = self.notices.standing(author)
         lifted = told.windows if told else ()
         oldest = datetime.now(timezone.utc).timestamp() - UNANNOUNCED_HORIZON_S
         pending = []
-        for message in self.feed.profane_messages(author):
+        for message in profane:
             if message.position is None or self.notices.announced(message.id):
                 continue
             partition, offset = message.position
