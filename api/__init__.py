@@ -8,6 +8,7 @@ is gunicorn's gthread worker with keep-alive connections kept on their threads
 (see `_keepalive_thread_worker`); it is built on first use, so the app itself
 does not need gunicorn.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,7 @@ import time
 
 from flask import Flask
 
-from stack import settings
+from config import contract, settings
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -26,8 +27,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         KAFKA_BOOTSTRAP=s.kafka_bootstrap,
         # a request body larger than this is refused with 413 before it is read
         MAX_CONTENT_LENGTH=64 * 1024,
-        MAX_AUTHOR_CHARS=settings.MAX_AUTHOR_CHARS,
-        MAX_DATA_CHARS=settings.MAX_DATA_CHARS,
+        MAX_AUTHOR_CHARS=contract.MAX_AUTHOR_CHARS,
+        MAX_DATA_CHARS=contract.MAX_DATA_CHARS,
         MAX_WAIT_SECONDS=30.0,
         FEED_CAPACITY=10_000,
         FEED_HISTORY=500,
@@ -37,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         DATA_DIR=s.data_dir,
         SESSION_TTL_S=s.session_ttl_s,
         ADMIN_TOKEN=s.admin_token,
+        SECRET_KEY=s.secret_key,
         SNAPSHOT_REFRESH_S=0.5,
         JSON_SORT_KEYS=False,
     )
@@ -47,6 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from api import auth, errors, feed, health, messages, notices, producer, sessions, spec, users
+
     errors.init_app(app)
     auth.init_app(app)
     producer.init_app(app)

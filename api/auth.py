@@ -17,6 +17,7 @@ stops working everywhere as soon as its sign-out has been answered.
 Moderators use the token in CHAT_ADMIN_TOKEN; with none set, the moderator
 endpoints are switched off.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,23 +29,20 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Flask, current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from api.errors import ApiError
-from stack import settings
+from config import contract
 
 TOKEN_SALT = "chat-session"
 
 
 def load_secret(data_dir: Path) -> str:
-    """CHAT_SECRET_KEY, else a secret generated once and kept in DATA_DIR/secret_key (mode 0600)."""
-    configured = os.environ.get("CHAT_SECRET_KEY", "").strip()
-    if configured:
-        return configured
+    """A secret generated once and kept in DATA_DIR/secret_key (mode 0600), for when CHAT_SECRET_KEY is not set."""
     path = data_dir / "secret_key"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -62,7 +60,7 @@ def load_secret(data_dir: Path) -> str:
 
 
 def format_utc(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime(settings.TIMESTAMP_FORMAT)
+    return datetime.fromtimestamp(epoch_s, UTC).strftime(contract.TIMESTAMP_FORMAT)
 
 
 class NameInUse(Exception):
@@ -96,15 +94,16 @@ class EndedStamp:
             os.close(fd)
 
     def read(self) -> bytes:
-        return self._map[:self.SIZE]
+        return self._map[: self.SIZE]
 
     def change(self) -> None:
-        self._map[:self.SIZE] = secrets.token_bytes(self.SIZE)
+        self._map[: self.SIZE] = secrets.token_bytes(self.SIZE)
 
 
 @dataclass(frozen=True)
 class _Checked:
     """A session SQLite said was live, the stamp read before asking, and when it needs renewing."""
+
     session: Session
     stamp: bytes
     renew_at: float
@@ -124,8 +123,10 @@ class SessionStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._ended = EndedStamp(self.path.with_name(self.path.name + ".ended"))
         with self._db() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS sessions (author TEXT PRIMARY KEY, session_id TEXT NOT NULL, "
-                       "created_at REAL NOT NULL, expires_at REAL NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS sessions (author TEXT PRIMARY KEY, session_id TEXT NOT NULL, "
+                "created_at REAL NOT NULL, expires_at REAL NOT NULL)"
+            )
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -146,8 +147,10 @@ class SessionStore:
             if row and row[0] > now:
                 raise NameInUse(author, row[0])
             session = Session(author, secrets.token_urlsafe(16), now + self.ttl_s)
-            db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)",
-                       (author, session.session_id, now, session.expires_at))
+            db.execute(
+                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)",
+                (author, session.session_id, now, session.expires_at),
+            )
             db.execute("COMMIT")
             return session
         except BaseException:
@@ -177,15 +180,18 @@ class SessionStore:
 
     def _touch_db(self, author: str, session_id: str, now: float) -> Session | None:
         db = self._db()
-        row = db.execute("SELECT expires_at FROM sessions WHERE author = ? AND session_id = ?",
-                         (author, session_id)).fetchone()
+        row = db.execute(
+            "SELECT expires_at FROM sessions WHERE author = ? AND session_id = ?", (author, session_id)
+        ).fetchone()
         if row is None or row[0] <= now:
             return None
         expires_at = row[0]
         if expires_at - now < self.ttl_s - self.renew_after_s:  # renew at most once a minute per session
             expires_at = now + self.ttl_s
-            db.execute("UPDATE sessions SET expires_at = ? WHERE author = ? AND session_id = ?",
-                       (expires_at, author, session_id))
+            db.execute(
+                "UPDATE sessions SET expires_at = ? WHERE author = ? AND session_id = ?",
+                (expires_at, author, session_id),
+            )
         return Session(author, session_id, expires_at)
 
     def close(self, author: str, session_id: str) -> bool:
@@ -221,7 +227,11 @@ class Auth:
             payload = self._signer.loads(token)
         except BadSignature:
             raise unauthorized("the token is not one this API issued; sign in again with POST /sessions") from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("a"), str) or not isinstance(payload.get("s"), str):
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("a"), str)
+            or not isinstance(payload.get("s"), str)
+        ):
             raise unauthorized("the token is not one this API issued; sign in again with POST /sessions")
         if len(self._verified) >= self.MAX_VERIFIED:
             self._verified.clear()
@@ -282,7 +292,9 @@ def user_or_admin(author: str) -> None:
 
 def init_app(app: Flask) -> None:
     data_dir = Path(app.config["DATA_DIR"])
-    store = SessionStore(app.config.get("SESSIONS_DB") or data_dir / "run" / "sessions.sqlite",
-                         ttl_s=app.config["SESSION_TTL_S"])
-    app.extensions["chat_auth"] = Auth(store, app.config.get("SECRET_KEY") or load_secret(data_dir),
-                                       app.config["ADMIN_TOKEN"])
+    store = SessionStore(
+        app.config.get("SESSIONS_DB") or data_dir / "run" / "sessions.sqlite", ttl_s=app.config["SESSION_TTL_S"]
+    )
+    app.extensions["chat_auth"] = Auth(
+        store, app.config.get("SECRET_KEY") or load_secret(data_dir), app.config["ADMIN_TOKEN"]
+    )

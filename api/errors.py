@@ -1,4 +1,5 @@
 """Every error is JSON `{"error": "<what is wrong>"}` with the right status, never an HTML page."""
+
 from __future__ import annotations
 
 import logging

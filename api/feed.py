@@ -5,6 +5,7 @@ this process's run (`epoch`) and a position in the tail (`seq`). A cursor
 from an earlier run of the API (or one older than the tail keeps) is answered
 from the oldest message kept; clients de-duplicate by message id anyway.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -14,14 +15,14 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from flask import Flask, current_app
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from stack import settings
+from config import contract
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,20 @@ def parse_record(value: bytes | None, headers) -> tuple[str, dict] | None:
     """(message id, message) from a `chat_controlled` record, or None when it is not one.
     The message has `author`, `data`, `timestamp`, `position` (None when the header is absent)
     and `profane` (the relay's verdict; false when the header is absent)."""
-    message_id = header(headers, settings.MESSAGE_ID_HEADER)
+    message_id = header(headers, contract.MESSAGE_ID_HEADER)
     if not message_id or value is None:
         return None
     try:
         message = json.loads(value)
     except ValueError:
         return None
-    if not isinstance(message, dict) or not all(isinstance(message.get(f), str) for f in settings.MESSAGE_FIELDS):
+    if not isinstance(message, dict) or not all(isinstance(message.get(f), str) for f in contract.MESSAGE_FIELDS):
         return None
-    return message_id, {**{f: message[f] for f in settings.MESSAGE_FIELDS},
-                        "position": parse_position(header(headers, "chat_position")),
-                        "profane": header(headers, settings.PROFANE_HEADER) == "true"}
+    return message_id, {
+        **{f: message[f] for f in contract.MESSAGE_FIELDS},
+        "position": parse_position(header(headers, "chat_position")),
+        "profane": header(headers, contract.PROFANE_HEADER) == "true",
+    }
 
 
 class EpochCursors:
@@ -142,9 +145,15 @@ class KafkaTail:
         raise NotImplementedError
 
     def _connect(self, positions: dict[TopicPartition, int]) -> KafkaConsumer:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, client_id=f"chat-api-{self.thread_name}",
-                                 group_id=None, enable_auto_commit=False, metrics_enabled=False,
-                                 bootstrap_timeout_ms=3000, request_timeout_ms=10000)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"chat-api-{self.thread_name}",
+            group_id=None,
+            enable_auto_commit=False,
+            metrics_enabled=False,
+            bootstrap_timeout_ms=3000,
+            request_timeout_ms=10000,
+        )
         partitions = None
         deadline = time.monotonic() + 30
         while not partitions:
@@ -202,8 +211,9 @@ class Feed(KafkaTail, EpochCursors):
 
     thread_name = "feed"
 
-    def __init__(self, bootstrap: str, topic: str = settings.TOPIC_CONTROLLED,
-                 capacity: int = 10_000, history: int = 500):
+    def __init__(
+        self, bootstrap: str, topic: str = contract.TOPIC_CONTROLLED, capacity: int = 10_000, history: int = 500
+    ):
         KafkaTail.__init__(self, bootstrap, topic)
         EpochCursors.__init__(self)
         self.history = history
@@ -265,8 +275,9 @@ class Feed(KafkaTail, EpochCursors):
             self._cond.notify_all()
 
     # -- readers ------------------------------------------------------------------
-    def read(self, after: int | None, wait_s: float, limit: int,
-             hide: Callable[[FeedMessage], bool] | None = None) -> tuple[list[FeedMessage], str]:
+    def read(
+        self, after: int | None, wait_s: float, limit: int, hide: Callable[[FeedMessage], bool] | None = None
+    ) -> tuple[list[FeedMessage], str]:
         """Messages after position `after` (long-polling up to `wait_s`), or the latest `limit` when None.
         Messages for which `hide` is true are skipped (and do not end the wait).
 
@@ -300,8 +311,13 @@ class Feed(KafkaTail, EpochCursors):
 
     def status(self) -> dict:
         with self._cond:
-            return {"connected": self.connected, "topic": self.topic, "messages_kept": len(self._messages),
-                    "last_error": self.last_error, "duplicates_dropped": self.duplicates_dropped}
+            return {
+                "connected": self.connected,
+                "topic": self.topic,
+                "messages_kept": len(self._messages),
+                "last_error": self.last_error,
+                "duplicates_dropped": self.duplicates_dropped,
+            }
 
 
 def get_feed() -> Feed:
@@ -309,8 +325,7 @@ def get_feed() -> Feed:
 
 
 def init_app(app: Flask) -> None:
-    feed = Feed(app.config["KAFKA_BOOTSTRAP"], capacity=app.config["FEED_CAPACITY"],
-                history=app.config["FEED_HISTORY"])
+    feed = Feed(app.config["KAFKA_BOOTSTRAP"], capacity=app.config["FEED_CAPACITY"], history=app.config["FEED_HISTORY"])
     app.extensions["chat_feed"] = feed
     if app.config["START_FEED"]:
         feed.start()

@@ -1,4 +1,5 @@
 """GET /health: is Kafka reachable, is the feed reading? 200 when all is well, 503 naming what is down."""
+
 from __future__ import annotations
 
 import socket
@@ -32,13 +33,15 @@ def health():
     moderation = get_moderation()
     notices = moderation.notices.status()
     snapshot = moderation.snapshot.status()
-    down = [name for name, ok in (("kafka", kafka_up), ("feed", feed["connected"]),
-                                  ("notices", notices["connected"])) if not ok]
+    down = [
+        name
+        for name, ok in (("kafka", kafka_up), ("feed", feed["connected"]), ("notices", notices["connected"]))
+        if not ok
+    ]
     body = {
         "status": "ok" if not down else "degraded",
         "down": down,
-        "kafka": {"bootstrap": bootstrap, "reachable": kafka_up,
-                  "producer_connected": get_producer().is_connected()},
+        "kafka": {"bootstrap": bootstrap, "reachable": kafka_up, "producer_connected": get_producer().is_connected()},
         "feed": feed,
         "notices": notices,
         # the blocked-status snapshot: stale or missing is reported, not fatal (the notices still block)

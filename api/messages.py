@@ -2,10 +2,11 @@
 
 Both need a session (`Authorization: Bearer <token>`): the author is the session's.
 Blocked users get 403 on both; messages a user sent after being blocked are never served."""
+
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, request
 
@@ -15,13 +16,13 @@ from api.feed import BadCursor, get_feed
 from api.notices import get_moderation
 from api.producer import get_producer
 from api.validation import clean_author, json_object, parse_limit, parse_message_body, parse_wait
-from stack import settings
+from config import contract
 
 bp = Blueprint("messages", __name__)
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime(settings.TIMESTAMP_FORMAT)
+    return datetime.now(UTC).strftime(contract.TIMESTAMP_FORMAT)
 
 
 def refuse_if_blocked(author: str) -> None:
@@ -34,8 +35,9 @@ def refuse_if_blocked(author: str) -> None:
 def post_message():
     author = current_session().author
     body = json_object(request, "data", "author")
-    claimed, data = parse_message_body(body, current_app.config["MAX_AUTHOR_CHARS"],
-                                       current_app.config["MAX_DATA_CHARS"])
+    claimed, data = parse_message_body(
+        body, current_app.config["MAX_AUTHOR_CHARS"], current_app.config["MAX_DATA_CHARS"]
+    )
     if claimed is not None and claimed != author:
         raise ApiError(403, f"signed in as {author!r}: you cannot send as {claimed!r}")
     refuse_if_blocked(author)

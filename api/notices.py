@@ -14,6 +14,7 @@ come. Three strikes block at once, without waiting for the ledger's batch
 (which takes seconds); the ledger's notice then confirms the same block, since
 it applies the same rule to the same messages in the same order.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,12 +23,12 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Flask, current_app
 
 from api.feed import EpochCursors, Feed, FeedMessage, KafkaTail, header
-from stack import settings
+from config import contract
 from warehouse import paths
 from warehouse.moderation_snapshot import ModerationSnapshot, UserState
 
@@ -45,6 +46,7 @@ class Standing:
     """A user's strikes and block as the notices tell it, after ledger batch `batch` (None: not said).
     `windows`: earlier blocks that a moderator lifted, as (partition, blocked offset, end offset of `chat`
     when lifted): what the user sent in between stays withheld."""
+
     strikes: int
     blocked: dict | None
     batch: int | None
@@ -67,8 +69,12 @@ def parse_notice(value: bytes | None, headers) -> dict | None:
         body = json.loads(value)
     except ValueError:
         return None
-    if not isinstance(body, dict) or not isinstance(body.get("author"), str) \
-            or body.get("kind") not in NOTICE_KINDS or not isinstance(body.get("strike"), int):
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("author"), str)
+        or body.get("kind") not in NOTICE_KINDS
+        or not isinstance(body.get("strike"), int)
+    ):
         return None
     body.setdefault("id", header(headers, "notice_id"))
     return body if isinstance(body.get("id"), str) else None
@@ -79,7 +85,7 @@ class NoticeBoard(KafkaTail, EpochCursors):
     cursor_source = "GET /users/<author>/notices"
 
     def __init__(self, bootstrap: str, per_author: int = 100):
-        KafkaTail.__init__(self, bootstrap, settings.TOPIC_NOTICES)
+        KafkaTail.__init__(self, bootstrap, contract.TOPIC_NOTICES)
         EpochCursors.__init__(self)
         self._by_author: dict[str, deque[Notice]] = defaultdict(lambda: deque(maxlen=per_author))
         self._seen: set[str] = set()
@@ -116,12 +122,23 @@ class NoticeBoard(KafkaTail, EpochCursors):
         windows = before.windows if before else ()
         if body["kind"] == "unblocked":
             blocked, until = before.blocked if before else None, body.get("until")
-            if blocked and isinstance(blocked.get("partition"), int) and isinstance(blocked.get("offset"), int) \
-                    and isinstance(until, dict) and isinstance(until.get(str(blocked["partition"])), int):
+            if (
+                blocked
+                and isinstance(blocked.get("partition"), int)
+                and isinstance(blocked.get("offset"), int)
+                and isinstance(until, dict)
+                and isinstance(until.get(str(blocked["partition"])), int)
+            ):
                 windows += ((blocked["partition"], blocked["offset"], until[str(blocked["partition"])]),)
             return Standing(0, None, batch, windows)
-        if before is not None and before.batch is not None and batch is not None and batch <= before.batch \
-                and before.strikes == 0 and before.blocked is None:
+        if (
+            before is not None
+            and before.batch is not None
+            and batch is not None
+            and batch <= before.batch
+            and before.strikes == 0
+            and before.blocked is None
+        ):
             return before  # a strike from the batch of an unblock, or before it
         strikes = max(before.strikes if before else 0, body["strike"])
         blocked = body if body["kind"] == "blocked" else (before.blocked if before else None)
@@ -172,16 +189,25 @@ class Moderation:
         """What the ledger has decided: the snapshot, or the notices where they are newer."""
         known = self.snapshot.get(author)
         told = self.notices.standing(author)
-        if told is None or (known is not None and told.batch is not None
-                            and known.last_batch_id is not None and told.batch <= known.last_batch_id):
+        if told is None or (
+            known is not None
+            and told.batch is not None
+            and known.last_batch_id is not None
+            and told.batch <= known.last_batch_id
+        ):
             return known  # the snapshot already includes what the notices said
         blocked = told.blocked
         base = known or UserState(author=author, messages=0, strikes=0, is_blocked=False)
         return UserState(
-            author=author, messages=base.messages, strikes=told.strikes, is_blocked=blocked is not None,
+            author=author,
+            messages=base.messages,
+            strikes=told.strikes,
+            is_blocked=blocked is not None,
             blocked_at=blocked.get("timestamp") if blocked else None,
             blocked_partition=blocked.get("partition") if blocked else None,
-            blocked_offset=blocked.get("offset") if blocked else None, last_batch_id=base.last_batch_id)
+            blocked_offset=blocked.get("offset") if blocked else None,
+            last_batch_id=base.last_batch_id,
+        )
 
     def unannounced_strikes(self, author: str) -> list[FeedMessage]:
         """The author's profane messages served by the feed that the ledger has not announced a strike for
@@ -194,7 +220,7 @@ class Moderation:
             return []
         told = self.notices.standing(author)
         lifted = told.windows if told else ()
-        oldest = datetime.now(timezone.utc).timestamp() - UNANNOUNCED_HORIZON_S
+        oldest = datetime.now(UTC).timestamp() - UNANNOUNCED_HORIZON_S
         pending = []
         for message in profane:
             if message.position is None or self.notices.announced(message.id):
@@ -215,15 +241,27 @@ class Moderation:
         strikes, blocking = base.strikes, None
         for message in pending:
             strikes += 1
-            if strikes >= settings.STRIKE_LIMIT:
+            if strikes >= contract.STRIKE_LIMIT:
                 blocking = message  # what the same author sends after it is withheld, as the ledger does
                 break
         if blocking is None:
-            return UserState(author=author, messages=base.messages, strikes=strikes, is_blocked=False,
-                             last_batch_id=base.last_batch_id)
-        return UserState(author=author, messages=base.messages, strikes=strikes, is_blocked=True,
-                         blocked_at=blocking.timestamp, blocked_partition=blocking.position[0],
-                         blocked_offset=blocking.position[1], last_batch_id=base.last_batch_id)
+            return UserState(
+                author=author,
+                messages=base.messages,
+                strikes=strikes,
+                is_blocked=False,
+                last_batch_id=base.last_batch_id,
+            )
+        return UserState(
+            author=author,
+            messages=base.messages,
+            strikes=strikes,
+            is_blocked=True,
+            blocked_at=blocking.timestamp,
+            blocked_partition=blocking.position[0],
+            blocked_offset=blocking.position[1],
+            last_batch_id=base.last_batch_id,
+        )
 
     def is_blocked(self, author: str) -> bool:
         state = self.state(author)
@@ -246,14 +284,16 @@ class Moderation:
     def blocked_error(self, author: str) -> str:
         state = self.state(author)
         since = f" since {state.blocked_at} UTC" if state and state.blocked_at else ""
-        return (f"{author} is blocked{since} after {state.strikes if state else 3} strikes for profanity: "
-                "blocked users can neither send nor read messages")
+        return (
+            f"{author} is blocked{since} after {state.strikes if state else 3} strikes for profanity: "
+            "blocked users can neither send nor read messages"
+        )
 
 
 def _epoch_s(timestamp: str) -> float:
     """Seconds since the epoch of a message's "YYYY-MM-DD HH:MM:SS" UTC timestamp (0 when malformed)."""
     try:
-        return datetime.strptime(timestamp, settings.TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc).timestamp()
+        return datetime.strptime(timestamp, contract.TIMESTAMP_FORMAT).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return 0.0
 
@@ -263,8 +303,9 @@ def get_moderation() -> Moderation:
 
 
 def init_app(app: Flask) -> None:
-    snapshot = ModerationSnapshot(paths.table_path(paths.USER_MODERATION, app.config["WAREHOUSE_DIR"]),
-                                  refresh_s=app.config["SNAPSHOT_REFRESH_S"])
+    snapshot = ModerationSnapshot(
+        paths.table_path(paths.USER_MODERATION, app.config["WAREHOUSE_DIR"]), refresh_s=app.config["SNAPSHOT_REFRESH_S"]
+    )
     notices = NoticeBoard(app.config["KAFKA_BOOTSTRAP"])
     app.extensions["chat_moderation"] = Moderation(snapshot, notices, app.extensions["chat_feed"])
     if app.config["START_FEED"]:

@@ -1,4 +1,5 @@
 """The process's one Kafka producer (acks=all, idempotent): chat messages to `chat`, moderators' actions to `chat_actions`."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from api.errors import ApiError
-from stack import settings
+from config import contract
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,17 @@ class ChatProducer:
 
     def send(self, message_id: str, message: dict) -> None:
         """Publish a chat message and wait for the broker's acknowledgement: when this returns, Kafka has it."""
-        self.publish(settings.TOPIC_CHAT, message["author"], message,
-                     [(settings.MESSAGE_ID_HEADER, message_id.encode("ascii"))], what=f"message {message_id}")
+        self.publish(
+            contract.TOPIC_CHAT,
+            message["author"],
+            message,
+            [(contract.MESSAGE_ID_HEADER, message_id.encode("ascii"))],
+            what=f"message {message_id}",
+        )
 
     def send_action(self, action: dict) -> None:
         """Publish a moderator's action (to the ledger) and wait for the acknowledgement."""
-        self.publish(settings.TOPIC_ACTIONS, action["author"], action, [], what=f"action {action['id']}")
+        self.publish(contract.TOPIC_ACTIONS, action["author"], action, [], what=f"action {action['id']}")
 
     def publish(self, topic: str, key: str, value: dict, headers: list, what: str) -> None:
         producer = self._get()
@@ -91,5 +97,4 @@ def get_producer() -> ChatProducer:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["chat_producer"] = ChatProducer(app.config["KAFKA_BOOTSTRAP"],
-                                                   app.config["KAFKA_SEND_TIMEOUT_S"])
+    app.extensions["chat_producer"] = ChatProducer(app.config["KAFKA_BOOTSTRAP"], app.config["KAFKA_SEND_TIMEOUT_S"])

@@ -1,4 +1,5 @@
 """POST /sessions (sign in under a name, get a token) and DELETE /sessions (sign out, free the name)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request
@@ -17,8 +18,11 @@ def open_session():
     try:
         token, session = get_auth().issue(author)
     except NameInUse as exc:
-        raise ApiError(409, f"the name {author!r} is in use by another session until {format_utc(exc.expires_at)} "
-                            "UTC (or until it signs out); choose another name") from None
+        raise ApiError(
+            409,
+            f"the name {author!r} is in use by another session until {format_utc(exc.expires_at)} "
+            "UTC (or until it signs out); choose another name",
+        ) from None
     return {"token": token, "author": author, "expires_at": format_utc(session.expires_at)}, 201
 
 

@@ -1,4 +1,5 @@
 """GET /openapi.yaml: the OpenAPI document that describes this API."""
+
 from __future__ import annotations
 
 from pathlib import Path

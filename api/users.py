@@ -1,5 +1,6 @@
 """GET /users/<author> (strikes, blocked), GET /users/<author>/notices (the warnings sent to them, for
 their own session) and POST /users/<author>/unblock (moderators: through Kafka to the ledger)."""
+
 from __future__ import annotations
 
 import uuid
@@ -33,8 +34,13 @@ def _known_state(author: str):
 def get_user(author: str):
     author = _author(author)
     state = _known_state(author)
-    return {"author": author, "strikes": state.strikes, "is_blocked": state.is_blocked,
-            "blocked_at": state.blocked_at, "messages": state.messages}
+    return {
+        "author": author,
+        "strikes": state.strikes,
+        "is_blocked": state.is_blocked,
+        "blocked_at": state.blocked_at,
+        "messages": state.messages,
+    }
 
 
 @bp.get("/users/<author>/notices")
@@ -61,7 +67,6 @@ def unblock(author: str):
     require_admin()
     author = _author(author)
     _known_state(author)
-    action = {"id": str(uuid.uuid4()), "action": "unblock", "author": author, "by": "moderator",
-              "timestamp": utc_now()}
+    action = {"id": str(uuid.uuid4()), "action": "unblock", "author": author, "by": "moderator", "timestamp": utc_now()}
     get_producer().send_action(action)
     return action, 202

@@ -1,4 +1,5 @@
 """Checks on what clients send, with messages a person can act on."""
+
 from __future__ import annotations
 
 import unicodedata
@@ -36,7 +37,8 @@ def clean_author(value, max_chars: int, field: str = "author") -> str:
     if "/" in author:
         raise ApiError(400, f"{field} must not contain '/' (it names a user in URLs such as /users/<author>)")
     if any(ch in BIDI_CONTROLS for ch in author) or all(
-            unicodedata.category(ch) in ("Cf", "Zs", "Mn") for ch in author):
+        unicodedata.category(ch) in ("Cf", "Zs", "Mn") for ch in author
+    ):
         raise ApiError(400, f"{field} must have visible characters and no text-direction controls")
     return author
 
@@ -59,8 +61,11 @@ def json_object(request, *fields: str) -> dict:
     """The request's JSON body: an object with no keys other than `fields` (400 otherwise)."""
     if not request.is_json:
         raise ApiError(400, "send JSON with Content-Type: application/json")
-    if request.content_length is None and request.max_content_length is not None \
-            and len(request.get_data()) >= request.max_content_length:
+    if (
+        request.content_length is None
+        and request.max_content_length is not None
+        and len(request.get_data()) >= request.max_content_length
+    ):
         # a streamed (chunked) body is cut at the limit by werkzeug, not refused: what was cut off
         # must not be mistaken for the whole body
         raise RequestEntityTooLarge()

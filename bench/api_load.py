@@ -17,6 +17,7 @@ Prints one readable line, then the result as one JSON line. This module also
 holds what the other API benchmarks share: `ApiClient` (one keep-alive
 connection) and the `percentile` / `latency_summary` helpers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,10 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
-from stack import settings
+from config import settings
 
 # Everyday chat lines in Spanish and English, free of every word in conf/wordlists
 # (tests/test_bench_api.py checks them against the lists, and the integration test
@@ -152,8 +153,14 @@ class ApiClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def request(self, method: str, path: str, body: bytes | None = None, params: dict | None = None,
-                timeout_s: float | None = None) -> tuple[int, bytes]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        params: dict | None = None,
+        timeout_s: float | None = None,
+    ) -> tuple[int, bytes]:
         """(status, body) of one request. Raises `ConnectionError`/`TimeoutError` (both OSError)."""
         target = self._prefix + path + ("?" + urllib.parse.urlencode(params) if params else "")
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
@@ -208,9 +215,11 @@ class PostConnection:
         if url.scheme != "http" or not url.hostname:
             raise ValueError(f"not an http URL: {api_url!r}")
         self._address = (url.hostname, url.port or 80)
-        self._head = (f"POST {url.path.rstrip('/')}/messages HTTP/1.1\r\nHost: {url.netloc}\r\n"
-                      f"Accept: application/json\r\nUser-Agent: {USER_AGENT}\r\n"
-                      f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n").encode("latin-1")
+        self._head = (
+            f"POST {url.path.rstrip('/')}/messages HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Accept: application/json\r\nUser-Agent: {USER_AGENT}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        ).encode("latin-1")
         self.timeout_s = timeout_s
         self.idle_reconnect_s = idle_reconnect_s
         self._sock: socket.socket | None = None
@@ -266,7 +275,7 @@ class PostConnection:
             length = len(self._buffer) - end - 4
         while len(self._buffer) - end - 4 < length:
             self._recv()
-        rest = self._buffer[end + 4:]
+        rest = self._buffer[end + 4 :]
         self._buffer = rest[length:]
         return status, rest[:length], close
 
@@ -348,8 +357,9 @@ def _run_client(api_url: str, client: _Client, start: threading.Barrier, times: 
         client.failure = exc
 
 
-def api_posts_per_s(api_url: str, clients: int = 32, seconds: float = 20, warmup_s: float = 3,
-                    *, timeout_s: float = 10.0) -> dict:
+def api_posts_per_s(
+    api_url: str, clients: int = 32, seconds: float = 20, warmup_s: float = 3, *, timeout_s: float = 10.0
+) -> dict:
     """Accepted POST /messages per second from `clients` concurrent keep-alive clients.
 
     Returns `{"posts_per_s", "clients", "seconds", "accepted", "errors": {status: n},
@@ -366,7 +376,7 @@ def api_posts_per_s(api_url: str, clients: int = 32, seconds: float = 20, warmup
     workers = []
     for i in range(clients):
         author = f"{prefix}{i:02d}"
-        texts = CLEAN_TEXTS[i % len(CLEAN_TEXTS):] + CLEAN_TEXTS[:i % len(CLEAN_TEXTS)]
+        texts = CLEAN_TEXTS[i % len(CLEAN_TEXTS) :] + CLEAN_TEXTS[: i % len(CLEAN_TEXTS)]
         bodies = [json.dumps({"author": author, "data": t}, ensure_ascii=False).encode("utf-8") for t in texts]
         workers.append(_Client(author, bodies))
     times: dict[str, float] = {}
@@ -377,8 +387,12 @@ def api_posts_per_s(api_url: str, clients: int = 32, seconds: float = 20, warmup
         times["end"] = times["window_start"] + seconds
 
     start = threading.Barrier(clients, action=_clock_starts)
-    threads = [threading.Thread(target=_run_client, args=(api_url, w, start, times, timeout_s),
-                                name=f"bench-load-{i}", daemon=True) for i, w in enumerate(workers)]
+    threads = [
+        threading.Thread(
+            target=_run_client, args=(api_url, w, start, times, timeout_s), name=f"bench-load-{i}", daemon=True
+        )
+        for i, w in enumerate(workers)
+    ]
     for t in threads:
         t.start()
     while "end" not in times and any(t.is_alive() for t in threads):
@@ -427,9 +441,11 @@ def sleep_until(t: float) -> None:
 def format_result(r: dict) -> str:
     errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "none"
     lat = r["latency_ms"]
-    return (f"api_load: {r['posts_per_s']:.1f} accepted POST/s with {r['clients']} clients over {r['seconds']:g}s "
-            f"({r['accepted']} accepted, errors {errors}, {'no 5xx' if r['no_5xx'] else 'SOME 5xx'}); "
-            f"latency p50 {lat['p50']} ms, p99 {lat['p99']} ms; load generator used {r['loadgen_cpu']:.2f} cores")
+    return (
+        f"api_load: {r['posts_per_s']:.1f} accepted POST/s with {r['clients']} clients over {r['seconds']:g}s "
+        f"({r['accepted']} accepted, errors {errors}, {'no 5xx' if r['no_5xx'] else 'SOME 5xx'}); "
+        f"latency p50 {lat['p50']} ms, p99 {lat['p99']} ms; load generator used {r['loadgen_cpu']:.2f} cores"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,6 +44,7 @@ writes upper case (the same JSON once parsed); and character properties
 (newer than Java 17's Unicode 13), which matters only for characters added
 since.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,18 +58,26 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import regex
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from bench.kafka_limits import chat_partitions, delete_topic, recreate_topic
+from config import contract, settings
 from pipelines.moderation import CLOSE_MARK, MASK_CHAR, OPEN_MARK, WordLists, load_word_lists, profanity_pattern
 from pipelines.relay import CHAT_POSITION_HEADER
-from stack import settings
-from stack.demo_data import (DEFAULT_DAYS, DEFAULT_MALFORMED_SHARE, DEFAULT_PROFANE_SHARE, SendError, positive_int,
-                             default_users, generate, send)
+from stack.demo_data import (
+    DEFAULT_DAYS,
+    DEFAULT_MALFORMED_SHARE,
+    DEFAULT_PROFANE_SHARE,
+    SendError,
+    default_users,
+    generate,
+    positive_int,
+    send,
+)
 
 DEFAULT_SOURCE = "bench_baseline_in"
 DEFAULT_TARGET = "bench_baseline_out"
@@ -95,7 +104,7 @@ def _say(text: str) -> None:
 # Masking: pipelines/moderation.py's regex, run by the `regex` module
 
 _JAVA_TOKEN = re.compile(r"\\x\{([0-9A-Fa-f]+)\}|\\.", re.S)
-_PREFIX = " "   # profanity_pattern: group 1 is the character before a word, so the text gets one
+_PREFIX = " "  # profanity_pattern: group 1 is the character before a word, so the text gets one
 
 
 def python_regex(java_pattern: str) -> str:
@@ -103,11 +112,13 @@ def python_regex(java_pattern: str) -> str:
 
     The only Java construct it lacks is the `\x{h..h}` escape, written `\uhhhh` / `\Uhhhhhhhh` here;
     `\p{..}`, possessive quantifiers and `[[..]&&[..]]` are the same in both."""
+
     def token(m: re.Match) -> str:
         if m.group(1) is None:
-            return m.group(0)       # another escape (`\-`, `\p`...), or `\\`: left as it is
+            return m.group(0)  # another escape (`\-`, `\p`...), or `\\`: left as it is
         code = int(m.group(1), 16)
         return f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
+
     return _JAVA_TOKEN.sub(token, java_pattern)
 
 
@@ -120,15 +131,16 @@ class Masker:
 
     def __init__(self, word_lists: WordLists | None = None):
         word_lists = word_lists or load_word_lists()
-        self.pattern = regex.compile(python_regex(profanity_pattern(word_lists.profane, word_lists.allow)),
-                                     regex.VERSION1)
+        self.pattern = regex.compile(
+            python_regex(profanity_pattern(word_lists.profane, word_lists.allow)), regex.VERSION1
+        )
 
     def mask(self, text: str) -> tuple[str, bool]:
         """(`text` masked, whether anything was). Like the relay, the internal marks U+FDD0/U+FDD1 are dropped."""
         if OPEN_MARK in text or CLOSE_MARK in text:
             text = text.replace(OPEN_MARK, "").replace(CLOSE_MARK, "")
         masked, count = self.pattern.subn(_stars, _PREFIX + text)
-        return (masked[len(_PREFIX):], True) if count else (text, False)
+        return (masked[len(_PREFIX) :], True) if count else (text, False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,7 +150,7 @@ class Masker:
 def _spark_utf8_errors(exc: UnicodeDecodeError) -> tuple[str, int]:
     """Invalid UTF-8 becomes U+FFFD as in Spark: Python's maximal-subpart rule, except that a
     surrogate written in UTF-8 (ED A0-BF [80-BF]) is one bad sequence for Java, not one per byte."""
-    bad = exc.object[exc.start:exc.start + 3]
+    bad = exc.object[exc.start : exc.start + 3]
     if len(bad) >= 2 and bad[0] == 0xED and 0xA0 <= bad[1] <= 0xBF:
         return "\ufffd", exc.start + (3 if len(bad) == 3 and 0x80 <= bad[2] <= 0xBF else 2)
     return "\ufffd", exc.end
@@ -158,13 +170,13 @@ def _no_constant(name: str):
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     out = dict(pairs)
     if len(out) != len(pairs):
-        raise _NotJson("duplicate key")   # Spark's VARIANT refuses duplicate keys
+        raise _NotJson("duplicate key")  # Spark's VARIANT refuses duplicate keys
     return out
 
 
 _JSON = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
 _JSON_SPACE = " \t\n\r"
-_BLANK = regex.compile(r"\p{White_Space}*")                 # Java's (?U)\s
+_BLANK = regex.compile(r"\p{White_Space}*")  # Java's (?U)\s
 _TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -218,23 +230,23 @@ def parse_message(value: bytes | None) -> tuple[dict[str, str] | None, str | Non
         return None, "value is not JSON"
     if not isinstance(parsed, dict):
         return None, "value is not a JSON object"
-    for name in settings.MESSAGE_FIELDS:
+    for name in contract.MESSAGE_FIELDS:
         item = parsed.get(name)
         if item is None:
             return None, f"missing field {name}"
         if not isinstance(item, str):
             return None, f"field {name} must be a string"
-    if len(parsed) != len(settings.MESSAGE_FIELDS):
+    if len(parsed) != len(contract.MESSAGE_FIELDS):
         return None, "unexpected fields (only author, data, timestamp)"
-    author, data, timestamp = (parsed[name] for name in settings.MESSAGE_FIELDS)
+    author, data, timestamp = (parsed[name] for name in contract.MESSAGE_FIELDS)
     if _BLANK.fullmatch(author):
         return None, "author is empty"
-    if len(author) > settings.MAX_AUTHOR_CHARS:
-        return None, f"author longer than {settings.MAX_AUTHOR_CHARS} characters"
+    if len(author) > contract.MAX_AUTHOR_CHARS:
+        return None, f"author longer than {contract.MAX_AUTHOR_CHARS} characters"
     if _BLANK.fullmatch(data):
         return None, "data is empty"
-    if len(data) > settings.MAX_DATA_CHARS:
-        return None, f"data longer than {settings.MAX_DATA_CHARS} characters"
+    if len(data) > contract.MAX_DATA_CHARS:
+        return None, f"data longer than {contract.MAX_DATA_CHARS} characters"
     if not _is_timestamp(timestamp):
         return None, "timestamp is not YYYY-MM-DD HH:MM:SS"
     return {"author": author, "data": data, "timestamp": timestamp}, None
@@ -247,29 +259,35 @@ def parse_message(value: bytes | None) -> tuple[dict[str, str] | None, str | Non
 @dataclass(frozen=True)
 class ControlledRecord:
     """What the relay writes to chat_controlled for one valid record."""
+
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]]
     profane: bool
 
 
-def controlled_record(value: bytes | None, headers: Sequence[tuple[str, bytes | None]], partition: int,
-                      offset: int, masker: Masker) -> ControlledRecord | None:
+def controlled_record(
+    value: bytes | None, headers: Sequence[tuple[str, bytes | None]], partition: int, offset: int, masker: Masker
+) -> ControlledRecord | None:
     """The relay's output for one raw record (None when it is invalid): pipelines/relay.py `build_relay`."""
     message, _ = parse_message(value)
     if message is None:
         return None
     masked, profane = masker.mask(message["data"])
-    message_id = next((v for k, v in headers if k == settings.MESSAGE_ID_HEADER), None)
+    message_id = next((v for k, v in headers if k == contract.MESSAGE_ID_HEADER), None)
     if message_id is None:
         message_id = f"kafka-{partition}-{offset}".encode()
     body = {"author": message["author"], "data": masked, "timestamp": message["timestamp"]}
     return ControlledRecord(
         key=message["author"].encode("utf-8"),
         value=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
-        headers=[(settings.MESSAGE_ID_HEADER, message_id), (CHAT_POSITION_HEADER, f"{partition}:{offset}".encode()),
-                 (settings.PROFANE_HEADER, b"true" if profane else b"false")],
-        profane=profane)
+        headers=[
+            (contract.MESSAGE_ID_HEADER, message_id),
+            (CHAT_POSITION_HEADER, f"{partition}:{offset}".encode()),
+            (contract.PROFANE_HEADER, b"true" if profane else b"false"),
+        ],
+        profane=profane,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,9 +298,15 @@ class BaselineError(RuntimeError):
     pass
 
 
-def run_baseline(bootstrap: str, source_topic: str, target_topic: str, expected: int, timeout_s: float = 600,
-                 word_lists: WordLists | None = None,
-                 progress: Callable[[str], None] = lambda _: None) -> dict:
+def run_baseline(
+    bootstrap: str,
+    source_topic: str,
+    target_topic: str,
+    expected: int,
+    timeout_s: float = 600,
+    word_lists: WordLists | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict:
     """Consume `expected` raw records of `source_topic` from its beginning, mask the valid ones and produce them to
     `target_topic` (which must exist); return once every send is acknowledged.
 
@@ -299,26 +323,44 @@ def run_baseline(bootstrap: str, source_topic: str, target_topic: str, expected:
     deadline = began + timeout_s
     with contextlib.ExitStack() as clients:
         try:
-            consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="chat-bench-baseline", group_id=None,
-                                     auto_offset_reset="earliest", **CONSUMER_SETTINGS)
+            consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap,
+                client_id="chat-bench-baseline",
+                group_id=None,
+                auto_offset_reset="earliest",
+                **CONSUMER_SETTINGS,
+            )
             clients.callback(consumer.close)
-            producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="chat-bench-baseline",
-                                     allow_auto_create_topics=False, max_block_ms=30_000, **PRODUCER_SETTINGS)
+            producer = KafkaProducer(
+                bootstrap_servers=bootstrap,
+                client_id="chat-bench-baseline",
+                allow_auto_create_topics=False,
+                max_block_ms=30_000,
+                **PRODUCER_SETTINGS,
+            )
             clients.callback(producer.close, timeout=10)
             partitions = _assign_from_beginning(consumer, source_topic, deadline)
             try:
                 producer.partitions_for(target_topic)
             except KafkaTimeoutError:
                 raise BaselineError(f"target topic {target_topic} not found") from None
-            counts = _relay(consumer, producer, masker, target_topic, expected,
-                            lambda done: _check_time(done, expected, source_topic, deadline, timeout_s), progress)
+            counts = _relay(
+                consumer,
+                producer,
+                masker,
+                target_topic,
+                expected,
+                lambda done: _check_time(done, expected, source_topic, deadline, timeout_s),
+                progress,
+            )
             producer.flush(timeout=max(1.0, deadline - time.monotonic()))
             done_at = time.monotonic()
         except KafkaError as exc:
             raise BaselineError(f"Kafka at {bootstrap}: {type(exc).__name__}: {exc}") from None
         if counts.failures:
-            raise BaselineError(f"{len(counts.failures)} sends to {target_topic} failed, "
-                                f"the first: {counts.failures[0]!r}")
+            raise BaselineError(
+                f"{len(counts.failures)} sends to {target_topic} failed, the first: {counts.failures[0]!r}"
+            )
     seconds = done_at - counts.first_at
     return {
         "msgs_per_s": expected / seconds,
@@ -333,23 +375,32 @@ def run_baseline(bootstrap: str, source_topic: str, target_topic: str, expected:
         "partitions": len(partitions),
         "source_topic": source_topic,
         "target_topic": target_topic,
-        "settings": {"producer": dict(PRODUCER_SETTINGS),
-                     "consumer": {**CONSUMER_SETTINGS, "group": None, "from": "earliest"},
-                     "crc32c": "native" if importlib.util.find_spec("crc32c") else "pure Python"},
+        "settings": {
+            "producer": dict(PRODUCER_SETTINGS),
+            "consumer": {**CONSUMER_SETTINGS, "group": None, "from": "earliest"},
+            "crc32c": "native" if importlib.util.find_spec("crc32c") else "pure Python",
+        },
     }
 
 
 @dataclass
 class _Counts:
-    first_at: float = 0.0           # when the first record arrived (time.monotonic)
+    first_at: float = 0.0  # when the first record arrived (time.monotonic)
     valid: int = 0
     profane: int = 0
     python_s: float = 0.0
     failures: list = field(default_factory=list)
 
 
-def _relay(consumer: KafkaConsumer, producer: KafkaProducer, masker: Masker, target_topic: str, expected: int,
-           check_time: Callable[[int], None], progress: Callable[[str], None]) -> _Counts:
+def _relay(
+    consumer: KafkaConsumer,
+    producer: KafkaProducer,
+    masker: Masker,
+    target_topic: str,
+    expected: int,
+    check_time: Callable[[int], None],
+    progress: Callable[[str], None],
+) -> _Counts:
     """The loop: poll, turn each record into its output, send it; until `expected` records are consumed."""
     counts = _Counts()
     records = 0
@@ -360,7 +411,7 @@ def _relay(consumer: KafkaConsumer, producer: KafkaProducer, masker: Masker, tar
         if records == 0 and batches:
             counts.first_at = time.monotonic()
         for batch in batches.values():
-            batch = batch[:expected - records]
+            batch = batch[: expected - records]
             records += len(batch)
             started = time.perf_counter()
             outputs = [controlled_record(r.value, r.headers, r.partition, r.offset, masker) for r in batch]
@@ -369,8 +420,9 @@ def _relay(consumer: KafkaConsumer, producer: KafkaProducer, masker: Masker, tar
                 if out is not None:
                     counts.valid += 1
                     counts.profane += out.profane
-                    producer.send(target_topic, key=out.key, value=out.value,
-                                  headers=out.headers).add_errback(counts.failures.append)
+                    producer.send(target_topic, key=out.key, value=out.value, headers=out.headers).add_errback(
+                        counts.failures.append
+                    )
         if counts.failures:
             break
         if time.monotonic() > next_report and records:
@@ -381,8 +433,9 @@ def _relay(consumer: KafkaConsumer, producer: KafkaProducer, masker: Masker, tar
 
 def _check_time(records: int, expected: int, topic: str, deadline: float, timeout_s: float) -> None:
     if time.monotonic() > deadline:
-        raise BaselineError(f"timed out after {timeout_s:g}s: {records:,} of {expected:,} records consumed "
-                            f"from {topic}")
+        raise BaselineError(
+            f"timed out after {timeout_s:g}s: {records:,} of {expected:,} records consumed from {topic}"
+        )
 
 
 def _assign_from_beginning(consumer: KafkaConsumer, topic: str, deadline: float) -> set[int]:
@@ -398,10 +451,12 @@ def _assign_from_beginning(consumer: KafkaConsumer, topic: str, deadline: float)
 
 
 def summary_line(result: dict) -> str:
-    return (f"Python baseline (kafka-python consume → validate → mask → produce, acks=all), "
-            f"{result['records']:,} records ({result['valid']:,} valid, {result['profane']:,} profane), "
-            f"{result['partitions']} partition(s): {result['msgs_per_s']:,.0f} msgs/s "
-            f"({result['seconds']:.1f} s, of which {result['python_s']:.1f} s parsing and masking)")
+    return (
+        f"Python baseline (kafka-python consume → validate → mask → produce, acks=all), "
+        f"{result['records']:,} records ({result['valid']:,} valid, {result['profane']:,} profane), "
+        f"{result['partitions']} partition(s): {result['msgs_per_s']:,.0f} msgs/s "
+        f"({result['seconds']:.1f} s, of which {result['python_s']:.1f} s parsing and masking)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,27 +466,42 @@ def summary_line(result: dict) -> str:
 def fill_source(bootstrap: str, topic: str, records: int, partitions: int, seed: int = 7) -> None:
     """Recreate `topic` and send it `records` records of demo traffic (stack/demo_data.py)."""
     recreate_topic(bootstrap, topic, partitions)
-    chunk = 100_000                      # generate builds records in memory: a chunk at a time
+    chunk = 100_000  # generate builds records in memory: a chunk at a time
     for start in range(0, records, chunk):
         n = min(chunk, records - start)
-        batch = generate(n, default_users(n), DEFAULT_DAYS, DEFAULT_PROFANE_SHARE, DEFAULT_MALFORMED_SHARE,
-                         seed + start, datetime.now(timezone.utc))
+        batch = generate(
+            n,
+            default_users(n),
+            DEFAULT_DAYS,
+            DEFAULT_PROFANE_SHARE,
+            DEFAULT_MALFORMED_SHARE,
+            seed + start,
+            datetime.now(UTC),
+        )
         send(batch, bootstrap, topic)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     s = settings.load()
     parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", default=s.kafka_bootstrap,
-                        help=f"Kafka bootstrap servers (default {s.kafka_bootstrap})")
-    parser.add_argument("--records", type=positive_int, default=100_000, metavar="N",
-                        help="source records to process (default 100,000)")
-    parser.add_argument("--partitions", type=positive_int,
-                        help="partitions of the topics created (default: as many as `chat` has on that broker)")
+    parser.add_argument(
+        "--bootstrap", default=s.kafka_bootstrap, help=f"Kafka bootstrap servers (default {s.kafka_bootstrap})"
+    )
+    parser.add_argument(
+        "--records", type=positive_int, default=100_000, metavar="N", help="source records to process (default 100,000)"
+    )
+    parser.add_argument(
+        "--partitions",
+        type=positive_int,
+        help="partitions of the topics created (default: as many as `chat` has on that broker)",
+    )
     parser.add_argument("--source", default=DEFAULT_SOURCE, help=f"raw records topic (default {DEFAULT_SOURCE})")
     parser.add_argument("--target", default=DEFAULT_TARGET, help=f"output topic, recreated (default {DEFAULT_TARGET})")
-    parser.add_argument("--reuse-source", action="store_true",
-                        help="read the source topic as it is (it holds at least N records) instead of filling it")
+    parser.add_argument(
+        "--reuse-source",
+        action="store_true",
+        help="read the source topic as it is (it holds at least N records) instead of filling it",
+    )
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the topics afterwards")
     parser.add_argument("--timeout", type=float, default=1800, metavar="SECONDS", help="give up after (default 1800)")
     args = parser.parse_args(argv)

@@ -19,6 +19,7 @@ trip through the relay; it was the ledger's batch time (15–40 s) before.
 
 Progress goes to stderr; stdout gets one readable line and the result as one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,11 +27,11 @@ import json
 import secrets
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence
 
 from bench.api_load import ApiClient, BenchError, latency_summary, quote_author
-from stack import settings
+from config import settings
 
 PROFANE_TEXTS = ("qué mierda de día", "joder, otra vez tarde", "¡mierda, se ha caído el wifi!")
 CLEAN_PROBE = "perdón, ya me calmo"
@@ -51,8 +52,14 @@ def _post(client: ApiClient, author: str, text: str) -> int:
     return status
 
 
-def block_one(api_url: str, author: str, *, timeout_s: float = 300, poll_s: float = 0.01,
-              progress: Callable[[str], None] = lambda _: None) -> dict:
+def block_one(
+    api_url: str,
+    author: str,
+    *,
+    timeout_s: float = 300,
+    poll_s: float = 0.01,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict:
     """One user's run: `{"author", "ms" (third POST returned → first 403), "strikes_ms" (waiting for the
     first two strikes), "probes" (reads sent while waiting), "blocked" (GET /users says so and a POST
     gets 403)}`."""
@@ -92,13 +99,25 @@ def block_one(api_url: str, author: str, *, timeout_s: float = 300, poll_s: floa
         blocked = _user_strikes(client, author)[1] and _post(client, author, CLEAN_PROBE) == 403
         client.sign_out()
     progress(f"{author}: blocked {ms / 1000:.2f}s after the third strike's POST")
-    return {"author": author, "ms": round(ms, 1), "strikes_ms": round(strikes_ms, 1), "probes": probes,
-            "blocked": blocked}
+    return {
+        "author": author,
+        "ms": round(ms, 1),
+        "strikes_ms": round(strikes_ms, 1),
+        "probes": probes,
+        "blocked": blocked,
+    }
 
 
-def measure(api_url: str, users: int = 5, *, concurrency: int = 1, stagger_s: float = 3.0,
-            timeout_s: float = 300, poll_s: float = 0.01,
-            progress: Callable[[str], None] = lambda _: None) -> dict:
+def measure(
+    api_url: str,
+    users: int = 5,
+    *,
+    concurrency: int = 1,
+    stagger_s: float = 3.0,
+    timeout_s: float = 300,
+    poll_s: float = 0.01,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict:
     """Block latency over `users` fresh users: `{"p50", "p99", "max", "samples": [ms, …]}` (in user order),
     and `authors` (whose the samples are), `users`, `concurrency`, `poll_ms`, `strikes_ms` (each user's
     wait for its first two strikes), `not_blocked` (users GET /users/<author> did not show blocked after
@@ -138,9 +157,11 @@ def format_result(r: dict) -> str:
     if not r["samples"]:
         return f"block_latency: no sample ({len(r['failed'])} of {r['users']} users failed: {r['failed'][:1]})"
     at_once = "one at a time" if r["concurrency"] == 1 else f"{r['concurrency']} at a time"
-    line = (f"block_latency: third profane POST -> first 403: p50 {r['p50'] / 1000:.2f}s  "
-            f"p99 {r['p99'] / 1000:.2f}s  max {r['max'] / 1000:.2f}s over {len(r['samples'])} users "
-            f"({at_once}, polled every {r['poll_ms']:g} ms)")
+    line = (
+        f"block_latency: third profane POST -> first 403: p50 {r['p50'] / 1000:.2f}s  "
+        f"p99 {r['p99'] / 1000:.2f}s  max {r['max'] / 1000:.2f}s over {len(r['samples'])} users "
+        f"({at_once}, polled every {r['poll_ms']:g} ms)"
+    )
     if r["failed"] or r["not_blocked"]:
         line += f"; {len(r['failed'])} failed, {len(r['not_blocked'])} not shown blocked by GET /users"
     return line
@@ -153,8 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1, help="users running at once (default 1)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds each wait may take")
     args = parser.parse_args(argv)
-    result = measure(args.api, users=args.users, concurrency=args.concurrency, timeout_s=args.timeout,
-                     progress=lambda line: print(line, file=sys.stderr, flush=True))
+    result = measure(
+        args.api,
+        users=args.users,
+        concurrency=args.concurrency,
+        timeout_s=args.timeout,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     print(format_result(result))
     print(json.dumps({"bench": "block_latency", **result}, ensure_ascii=False), flush=True)
     return 0 if result["samples"] and not result["failed"] and not result["not_blocked"] else 1

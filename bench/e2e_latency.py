@@ -20,6 +20,7 @@ as `missing` (with a few of their ids), never waited for forever.
 
 Prints one readable line, then the result as one JSON line (latencies in ms).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,10 @@ import sys
 import threading
 import time
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from bench.api_load import ApiClient, BenchError, error_key, latency_summary, quote_author, sleep_until
-from stack import settings
+from config import settings
 
 
 class _Reader(threading.Thread):
@@ -60,8 +61,9 @@ class _Reader(threading.Thread):
         try:
             while not self._halt.is_set():
                 try:
-                    status, body = self.client.get_json("/messages", user=self.user, after=self.cursor,
-                                                        wait=self.wait_s, limit=500)
+                    status, body = self.client.get_json(
+                        "/messages", user=self.user, after=self.cursor, wait=self.wait_s, limit=500
+                    )
                 except OSError as exc:
                     self.errors[error_key(exc)] += 1
                     self._halt.wait(0.1)
@@ -117,9 +119,18 @@ def _await(predicate, timeout_s: float, step_s: float = 0.02) -> bool:
     return True
 
 
-def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int = 4, drain_s: float = 15.0,
-            wait_s: float = 2.0, warmup_timeout_s: float = 60.0, ledger_timeout_s: float = 300.0,
-            ramp_s: float = 5.0) -> dict:
+def measure(
+    api_url: str,
+    rate: float = 50,
+    seconds: float = 60,
+    *,
+    writers: int = 4,
+    drain_s: float = 15.0,
+    wait_s: float = 2.0,
+    warmup_timeout_s: float = 60.0,
+    ledger_timeout_s: float = 300.0,
+    ramp_s: float = 5.0,
+) -> dict:
     """POST-returned → another reader's GET latency at a steady `rate` (messages/s) for `seconds`.
 
     Returns `{"p50", "p90", "p99", "max", "sent", "received", "missing", "rate", "seconds"}`
@@ -154,12 +165,14 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
             raise BenchError(f"the warm-up POST answered {status}: {body}")
         probe = body["id"]
         if not _await(lambda: probe in reader.arrivals, warmup_timeout_s):
-            raise BenchError(f"the warm-up message did not reach the reader in {warmup_timeout_s:g}s: "
-                             "are the streams running?")
+            raise BenchError(
+                f"the warm-up message did not reach the reader in {warmup_timeout_s:g}s: are the streams running?"
+            )
         warmup_ms = (reader.arrivals[probe] - began) * 1000
         if not _await(lambda: _recorded_messages(clients[0], f"{prefix}0") >= 1, ledger_timeout_s, step_s=0.5):
-            raise BenchError(f"the ledger did not record the warm-up message in {ledger_timeout_s:g}s: "
-                             "are the streams running?")
+            raise BenchError(
+                f"the ledger did not record the warm-up message in {ledger_timeout_s:g}s: are the streams running?"
+            )
         ledger_warmup_s = time.perf_counter() - began
 
         count = max(1, round(rate * seconds))
@@ -183,8 +196,9 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
                     started = time.perf_counter()
                     lags.append(started - due)
                     try:
-                        status, body = clients[k].post_json("/messages",
-                                                            {"author": author, "data": f"latency probe {i}"})
+                        status, body = clients[k].post_json(
+                            "/messages", {"author": author, "data": f"latency probe {i}"}
+                        )
                     except OSError as exc:
                         errors[error_key(exc)] += 1
                         continue
@@ -197,8 +211,9 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
             except BaseException as exc:  # noqa: BLE001 - reported below, never left to the thread
                 failures.append(exc)
 
-        threads = [threading.Thread(target=write, args=(k,), name=f"bench-e2e-writer-{k}", daemon=True)
-                   for k in range(writers)]
+        threads = [
+            threading.Thread(target=write, args=(k,), name=f"bench-e2e-writer-{k}", daemon=True) for k in range(writers)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -220,8 +235,10 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
     latencies = [(arrivals[i] - t) * 1000 for i, t in posted.items() if i in arrivals]
     counted_from = schedule.start + ramp / rate
     # the slowest 1%, with when they were sent: do they come together (one pause) or spread out?
-    slowest = sorted(((round(t - counted_from, 2), round((arrivals[i] - t) * 1000, 1))
-                      for i, t in posted.items() if i in arrivals), key=lambda x: -x[1])[:max(1, len(posted) // 100)]
+    slowest = sorted(
+        ((round(t - counted_from, 2), round((arrivals[i] - t) * 1000, 1)) for i, t in posted.items() if i in arrivals),
+        key=lambda x: -x[1],
+    )[: max(1, len(posted) // 100)]
     missing = [i for i in itertools.chain(ramped, posted) if i not in arrivals]
     with_ramp = latencies + [(arrivals[i] - t) * 1000 for i, t in ramped.items() if i in arrivals]
     interval = 1 / rate
@@ -252,9 +269,11 @@ def measure(api_url: str, rate: float = 50, seconds: float = 60, *, writers: int
 
 
 def format_result(r: dict) -> str:
-    line = (f"e2e_latency: POST->GET ms p50 {r['p50']}  p90 {r['p90']}  p99 {r['p99']}  max {r['max']}  "
-            f"({r['sent']} sent at {r['achieved_rate']}/s of {r['rate']:g}/s target over {r['seconds']:g}s, "
-            f"{r['received']} received, {r['missing']} missing)")
+    line = (
+        f"e2e_latency: POST->GET ms p50 {r['p50']}  p90 {r['p90']}  p99 {r['p99']}  max {r['max']}  "
+        f"({r['sent']} sent at {r['achieved_rate']}/s of {r['rate']:g}/s target over {r['seconds']:g}s, "
+        f"{r['received']} received, {r['missing']} missing)"
+    )
     if r["late_sends"]:
         line += f"; WRITER FELL BEHIND: {r['late_sends']} sends late, up to {r['send_lag_ms']['max']} ms"
     if r["errors"]:
@@ -269,11 +288,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--writers", type=int, default=4, help="writer threads sharing the schedule")
     parser.add_argument("--drain", type=float, default=15, help="seconds to wait for the last messages")
-    parser.add_argument("--ramp", type=float, default=5,
-                        help="seconds at full rate before the ones that count (default %(default)s)")
+    parser.add_argument(
+        "--ramp", type=float, default=5, help="seconds at full rate before the ones that count (default %(default)s)"
+    )
     args = parser.parse_args(argv)
-    result = measure(args.api, rate=args.rate, seconds=args.seconds, writers=args.writers, drain_s=args.drain,
-                     ramp_s=args.ramp)
+    result = measure(
+        args.api, rate=args.rate, seconds=args.seconds, writers=args.writers, drain_s=args.drain, ramp_s=args.ramp
+    )
     print(format_result(result))
     print(json.dumps({"bench": "e2e_latency", **result}, ensure_ascii=False), flush=True)
     return 0 if result["missing"] == 0 and not result["errors"] else 1

@@ -15,6 +15,7 @@ backlog into a fresh warehouse; its rate is the records of `chat` it consumed
 divided by the time from the start of its first batch to the end of its last,
 taken from the query's progress reports.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pyspark.sql import SparkSession
 
 from bench.kafka_limits import recreate_topic
-from stack import settings
+from config import settings
 
 
 def topic_size(consumer: KafkaConsumer, topic: str) -> int:
@@ -38,16 +39,19 @@ def topic_size(consumer: KafkaConsumer, topic: str) -> int:
     return sum(ends[tp] - begins[tp] for tp in ends)
 
 
-def relay_throughput(spark: SparkSession, bootstrap: str, trigger: str, expected: int,
-                     partitions: int = 1, timeout_s: float = 900) -> dict:
+def relay_throughput(
+    spark: SparkSession, bootstrap: str, trigger: str, expected: int, partitions: int = 1, timeout_s: float = 900
+) -> dict:
     """Run the relay over the `chat` backlog until `expected` records are in its output topic."""
     from pipelines.relay import start_relay
+
     target = f"bench_relay_{trigger}"
     recreate_topic(bootstrap, target, partitions)
     checkpoint = Path(tempfile.mkdtemp(prefix=f"bench-relay-{trigger}-"))
     started = time.monotonic()
-    query = start_relay(spark, bootstrap, checkpoint, trigger=trigger, target_topic=target,
-                        query_name=f"bench_relay_{trigger}")
+    query = start_relay(
+        spark, bootstrap, checkpoint, trigger=trigger, target_topic=target, query_name=f"bench_relay_{trigger}"
+    )
     first_seen_at = first_count = None
     count = 0
     # one connection for all the samples: a new client every 100 ms would load the cores being measured
@@ -67,15 +71,21 @@ def relay_throughput(spark: SparkSession, bootstrap: str, trigger: str, expected
         query.stop()
         consumer.close()
     sustained_s = done_at - first_seen_at
-    return {"trigger": trigger, "records": count, "expected": expected,
-            "msgs_per_s": round((count - first_count) / sustained_s) if sustained_s > 0 else None,
-            "sustained_seconds": round(sustained_s, 2), "first_output_after_s": round(first_seen_at - started, 2),
-            "total_seconds": round(done_at - started, 2)}
+    return {
+        "trigger": trigger,
+        "records": count,
+        "expected": expected,
+        "msgs_per_s": round((count - first_count) / sustained_s) if sustained_s > 0 else None,
+        "sustained_seconds": round(sustained_s, 2),
+        "first_output_after_s": round(first_seen_at - started, 2),
+        "total_seconds": round(done_at - started, 2),
+    }
 
 
 def ledger_throughput(spark: SparkSession, bootstrap: str, records: int, timeout_s: float = 1800) -> dict:
     """Run the ledger over the `chat` backlog (`records` records) into a fresh warehouse."""
     from pipelines.ledger import start_ledger
+
     work = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
     started = time.monotonic()
     query = start_ledger(spark, bootstrap, work / "warehouse", work / "checkpoint", trigger_s=0)
@@ -95,13 +105,19 @@ def ledger_throughput(spark: SparkSession, bootstrap: str, records: int, timeout
     first_start = _epoch(batches[0]["timestamp"])
     last_end = _epoch(batches[-1]["timestamp"]) + batches[-1]["durationMs"]["triggerExecution"] / 1000
     busy_s = last_end - first_start
-    return {"records": consumed, "batches": len(batches), "msgs_per_s": round(consumed / busy_s),
-            "batch_seconds": round(busy_s, 2), "total_seconds": round(done_at - started, 2),
-            "largest_batch": max(p["numInputRows"] for p in batches)}
+    return {
+        "records": consumed,
+        "batches": len(batches),
+        "msgs_per_s": round(consumed / busy_s),
+        "batch_seconds": round(busy_s, 2),
+        "total_seconds": round(done_at - started, 2),
+        "largest_batch": max(p["numInputRows"] for p in batches),
+    }
 
 
 def _epoch(timestamp: str) -> float:
     from datetime import datetime
+
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
@@ -114,13 +130,15 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=1)
     args = parser.parse_args()
     from pipelines.session import get_spark
+
     spark = get_spark("bench-pipelines")
     spark.sparkContext.setLogLevel("ERROR")
     results = {}
     if args.what in ("relay", "both"):
         for trigger in ("microbatch", "realtime"):
-            results[f"relay_{trigger}"] = relay_throughput(spark, args.bootstrap, trigger, args.expected_valid,
-                                                           args.partitions)
+            results[f"relay_{trigger}"] = relay_throughput(
+                spark, args.bootstrap, trigger, args.expected_valid, args.partitions
+            )
             print(f"relay ({trigger}): {results[f'relay_{trigger}']}", flush=True)
     if args.what in ("ledger", "both"):
         results["ledger"] = ledger_throughput(spark, args.bootstrap, args.records)

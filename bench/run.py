@@ -21,6 +21,7 @@ Each figure that has a baseline is also given as a ratio against it, measured
 in the same run, so the machine's noise mostly cancels out. --quick uses small
 sizes to check that everything works (its numbers mean little).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,18 +33,32 @@ import subprocess
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from stack import settings
+from config import contract, settings
 
 PARTS = ("broker", "pipelines", "stack", "stats")
 RESULTS_DIR = settings.REPO_ROOT / "bench" / "results"
 
-FULL = {"records": 200_000, "limit_records": 1_000_000, "e2e_seconds": 60, "e2e_rate": 50, "block_users": 5,
-        "api_seconds": 20, "stats_sizes": [1_000_000, 10_000_000]}
-QUICK = {"records": 20_000, "limit_records": 100_000, "e2e_seconds": 10, "e2e_rate": 20, "block_users": 1,
-         "api_seconds": 4, "stats_sizes": [20_000, 200_000]}
+FULL = {
+    "records": 200_000,
+    "limit_records": 1_000_000,
+    "e2e_seconds": 60,
+    "e2e_rate": 50,
+    "block_users": 5,
+    "api_seconds": 20,
+    "stats_sizes": [1_000_000, 10_000_000],
+}
+QUICK = {
+    "records": 20_000,
+    "limit_records": 100_000,
+    "e2e_seconds": 10,
+    "e2e_rate": 20,
+    "block_users": 1,
+    "api_seconds": 4,
+    "stats_sizes": [20_000, 200_000],
+}
 
 # (key, target, higher is better, unit)
 TARGETS = [
@@ -64,9 +79,14 @@ def say(text: str) -> None:
 
 def machine() -> dict:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
-    return {"cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
-            "python": platform.python_version(), "java": java[0] if java else "?", "platform": platform.platform(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+        "python": platform.python_version(),
+        "java": java[0] if java else "?",
+        "platform": platform.platform(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    }
 
 
 def average_record_size(records) -> int:
@@ -75,45 +95,57 @@ def average_record_size(records) -> int:
 
 # -- the parts ---------------------------------------------------------------------------------------
 
+
 def part_broker_and_pipelines(work: Path, sizes: dict, results: dict, parts: set[str]) -> None:
     from stack import demo_data
     from stack.broker import KafkaBroker, free_port
     from stack.topics import create_topics
+
     broker = KafkaBroker(work / "kafka", free_port(), free_port(), work / "kafka.log")
     say(f"starting a broker of its own ({broker.home})")
     broker.start()
     partitions = settings.load().topic_partitions
     try:
         create_topics(broker.bootstrap, partitions=partitions)
-        records = demo_data.generate(sizes["records"], users=300, days=7, profane_share=0.06, malformed_share=0.01,
-                                     seed=1, now=datetime.now(timezone.utc))
+        records = demo_data.generate(
+            sizes["records"], users=300, days=7, profane_share=0.06, malformed_share=0.01, seed=1, now=datetime.now(UTC)
+        )
         record_size = average_record_size(records)
         valid = sum(1 for r in records if r.label in (demo_data.CLEAN, demo_data.PROFANE))
-        results["backlog"] = {"records": len(records), "valid": valid, "avg_record_bytes": record_size,
-                              "partitions": partitions}
+        results["backlog"] = {
+            "records": len(records),
+            "valid": valid,
+            "avg_record_bytes": record_size,
+            "partitions": partitions,
+        }
         if "broker" in parts:
             from bench.kafka_limits import broker_limit
+
             say(f"Kafka's own producer/consumer tools: {sizes['limit_records']:,} records of {record_size} bytes")
             limit = broker_limit(broker.bootstrap, record_size, sizes["limit_records"], partitions=partitions)
             results["broker_limit"] = limit
             results["broker_limit_msgs_per_s"] = round(limit["producer_msgs_per_s"])
-            say(f"broker limit: {limit['producer_msgs_per_s']:,.0f} msg/s produced (acks=all), "
-                f"{limit['consumer_msgs_per_s']:,.0f} msg/s consumed")
+            say(
+                f"broker limit: {limit['producer_msgs_per_s']:,.0f} msg/s produced (acks=all), "
+                f"{limit['consumer_msgs_per_s']:,.0f} msg/s consumed"
+            )
         if "pipelines" not in parts:
             return
         say(f"backlog: {len(records):,} records ({valid:,} valid, {record_size} bytes on average) into chat")
         demo_data.send(records, broker.bootstrap)
         from bench.baseline import run_baseline
         from bench.kafka_limits import recreate_topic
+
         say("baseline: kafka-python consume → mask → produce")
         recreate_topic(broker.bootstrap, "bench_baseline", partitions)
-        base = run_baseline(broker.bootstrap, settings.TOPIC_CHAT, "bench_baseline", expected=len(records))
+        base = run_baseline(broker.bootstrap, contract.TOPIC_CHAT, "bench_baseline", expected=len(records))
         results["baseline"] = base
         results["baseline_msgs_per_s"] = round(base["msgs_per_s"])
         say(f"baseline: {base['msgs_per_s']:,.0f} msg/s")
 
         from bench.pipelines_throughput import ledger_throughput, relay_throughput
         from pipelines.session import get_spark
+
         spark = get_spark("bench-pipelines")
         spark.sparkContext.setLogLevel("ERROR")
         try:
@@ -121,8 +153,10 @@ def part_broker_and_pipelines(work: Path, sizes: dict, results: dict, parts: set
                 say(f"relay ({trigger}) on the backlog")
                 relay = relay_throughput(spark, broker.bootstrap, trigger, valid, partitions)
                 results[f"relay_{trigger}"] = relay
-                say(f"relay ({trigger}): {relay['msgs_per_s']:,} msg/s sustained "
-                    f"(first output after {relay['first_output_after_s']}s)")
+                say(
+                    f"relay ({trigger}): {relay['msgs_per_s']:,} msg/s sustained "
+                    f"(first output after {relay['first_output_after_s']}s)"
+                )
             default = os.environ.get("CHAT_RELAY_TRIGGER", "realtime")
             results["relay_msgs_per_s"] = results[f"relay_{default}"]["msgs_per_s"]
             results["relay_default_trigger"] = default
@@ -140,6 +174,7 @@ def part_broker_and_pipelines(work: Path, sizes: dict, results: dict, parts: set
 def part_stack(work: Path, sizes: dict, results: dict) -> None:
     from bench import api_load, block_latency, e2e_latency
     from stack.harness import start_stack, stop_stack
+
     say("starting the whole chat (python -m stack.up) on free ports")
     stack = start_stack(work / "stack")
     try:
@@ -163,6 +198,7 @@ def part_stack(work: Path, sizes: dict, results: dict) -> None:
 def part_stats(work: Path, sizes: dict, results: dict) -> None:
     from bench.stats_scale import build_tables, time_stats_job
     from pipelines.session import get_spark
+
     stats_dir = settings.load().data_dir / "bench" / "stats"
     spark = get_spark("bench-stats-data")
     spark.sparkContext.setLogLevel("ERROR")
@@ -186,11 +222,13 @@ def part_stats(work: Path, sizes: dict, results: dict) -> None:
 
 # -- the summary -----------------------------------------------------------------------------------
 
+
 def derived(results: dict) -> dict:
     """Ratios and the flat figures the targets are stated in."""
     out = {}
-    relay, base, limit = (results.get(k) for k in ("relay_msgs_per_s", "baseline_msgs_per_s",
-                                                   "broker_limit_msgs_per_s"))
+    relay, base, limit = (
+        results.get(k) for k in ("relay_msgs_per_s", "baseline_msgs_per_s", "broker_limit_msgs_per_s")
+    )
     if relay and base:
         out["relay_vs_baseline"] = round(relay / base, 2)
     if relay and limit:
@@ -221,13 +259,15 @@ def target_rows(flat: dict) -> list[dict]:
         met = value >= target if higher else value <= target
         # how far from the target: >1 means better than the target
         factor = (value / target) if higher else (target / value if value else float("inf"))
-        rows.append({"figure": key, "target": target, "unit": unit, "value": value, "met": met,
-                     "vs_target": round(factor, 3)})
+        rows.append(
+            {"figure": key, "target": target, "unit": unit, "value": value, "met": met, "vs_target": round(factor, 3)}
+        )
     return rows
 
 
 def print_table(results: dict, rows: list[dict]) -> None:
     from pipelines.textable import format_table
+
     lines = []
     for r in rows:
         sign = "≥" if next(t for t in TARGETS if t[0] == r["figure"])[2] else "≤"
@@ -236,8 +276,11 @@ def print_table(results: dict, rows: list[dict]) -> None:
         lines.append([r["figure"], value, f"{sign} {r['target']:,} {r['unit']}", met])
     print()
     print(format_table(["figure", "measured", "target", ""], lines, align_right={1}))
-    others = [("broker_limit_msgs_per_s", "Kafka alone (producer, acks=all)"),
-              ("baseline_msgs_per_s", "kafka-python loop"), ("ledger_msgs_per_s", "ledger into Delta")]
+    others = [
+        ("broker_limit_msgs_per_s", "Kafka alone (producer, acks=all)"),
+        ("baseline_msgs_per_s", "kafka-python loop"),
+        ("ledger_msgs_per_s", "ledger into Delta"),
+    ]
     for key, what in others:
         if key in results:
             print(f"{key}: {results[key]:,} ({what})")
@@ -251,10 +294,17 @@ def print_table(results: dict, rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the suite works, quickly")
-    parser.add_argument("--only", nargs="+", choices=PARTS,
-                        help="run only these parts; the other figures already in the results file are kept")
-    parser.add_argument("--out", type=Path, help="results file (default bench/results/latest.json; "
-                                                 "quick runs: bench/results/quick.json)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PARTS,
+        help="run only these parts; the other figures already in the results file are kept",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results file (default bench/results/latest.json; quick runs: bench/results/quick.json)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     parts = set(args.only or PARTS)
@@ -268,12 +318,19 @@ def main(argv: list[str] | None = None) -> int:
             results = {**previous, "machine": results["machine"], "errors": {}}
             results.setdefault("rerun", []).append(f"{results['machine']['date']}: {' '.join(args.only)}")
     started = time.monotonic()
-    say(f"on {results['machine']['cores']} cores; {'quick sizes' if args.quick else 'full sizes'}; "
-        f"parts: {', '.join(p for p in PARTS if p in parts)}")
-    steps = [("broker+pipelines", lambda: part_broker_and_pipelines(work, sizes, results, parts),
-              bool(parts & {"broker", "pipelines"})),
-             ("stack", lambda: part_stack(work, sizes, results), "stack" in parts),
-             ("stats", lambda: part_stats(work, sizes, results), "stats" in parts)]
+    say(
+        f"on {results['machine']['cores']} cores; {'quick sizes' if args.quick else 'full sizes'}; "
+        f"parts: {', '.join(p for p in PARTS if p in parts)}"
+    )
+    steps = [
+        (
+            "broker+pipelines",
+            lambda: part_broker_and_pipelines(work, sizes, results, parts),
+            bool(parts & {"broker", "pipelines"}),
+        ),
+        ("stack", lambda: part_stack(work, sizes, results), "stack" in parts),
+        ("stats", lambda: part_stats(work, sizes, results), "stats" in parts),
+    ]
     for name, step, wanted in steps:
         if not wanted:
             continue

@@ -54,6 +54,7 @@ Word lists live in conf/wordlists: every `*.txt` but allow.txt is a list of
 profane words, allow.txt holds legitimate words that the tolerant matching
 would otherwise flag. One word per line, `#` starts a comment.
 """
+
 from __future__ import annotations
 
 import functools
@@ -68,14 +69,14 @@ import pyspark.sql.functions as F
 import pyspark.sql.types as T
 from pyspark.sql import Column, DataFrame
 
-from stack import settings
+from config import settings
 
 WORDLIST_DIR = settings.REPO_ROOT / "conf" / "wordlists"
 ALLOW_FILE = "allow.txt"
 
-OPEN_MARK = "\ufdd0"    # wraps each match in the marked text (Unicode noncharacters,
-CLOSE_MARK = "\ufdd1"   # reserved for a program's internal use)
-WILDCARD = "*"          # written for any vowel: f*ck, p*ta
+OPEN_MARK = "\ufdd0"  # wraps each match in the marked text (Unicode noncharacters,
+CLOSE_MARK = "\ufdd1"  # reserved for a program's internal use)
+WILDCARD = "*"  # written for any vowel: f*ck, p*ta
 MASK_CHAR = "*"
 
 
@@ -104,13 +105,16 @@ _VOWELS = frozenset("aeiou")
 _SEPARATORS = "._-"
 
 _FOLD_FROM = "".join(_ACCENTS.values()) + "".join(_STAND_INS.values())
-_FOLD_TO = ("".join(base * len(forms) for base, forms in _ACCENTS.items())
-            + "".join(base * len(forms) for base, forms in _STAND_INS.items()))
+_FOLD_TO = "".join(base * len(forms) for base, forms in _ACCENTS.items()) + "".join(
+    base * len(forms) for base, forms in _STAND_INS.items()
+)
 assert len(set(_FOLD_FROM)) == len(_FOLD_FROM) == len(_FOLD_TO)
-_ACCENT_TABLE = str.maketrans("".join(_ACCENTS.values()),
-                              "".join(base * len(forms) for base, forms in _ACCENTS.items()))
-_STAND_IN_TABLE = str.maketrans("".join(_STAND_INS.values()),
-                                "".join(base * len(forms) for base, forms in _STAND_INS.items()))
+_ACCENT_TABLE = str.maketrans(
+    "".join(_ACCENTS.values()), "".join(base * len(forms) for base, forms in _ACCENTS.items())
+)
+_STAND_IN_TABLE = str.maketrans(
+    "".join(_STAND_INS.values()), "".join(base * len(forms) for base, forms in _STAND_INS.items())
+)
 
 # Java regex building blocks. No (?i) (each letter class lists its case forms: several times
 # faster), few groups (a Matcher's set-up grows with them), no lookbehind at every position.
@@ -118,7 +122,7 @@ _STAND_IN_TABLE = str.maketrans("".join(_STAND_INS.values()),
 # consumed rather than looked behind at, so the text gets a leading space (`_PREFIX`). Group 2:
 # the word, with the invisible characters glued to it on either side.
 _BEFORE_WORD = r"([^\p{L}\p{N}\p{M}\p{Cf}]\p{M}*+)"
-_WORD_END = r"(?![\p{M}\p{Cf}]*+[\p{L}\p{N}])"       # no letter or digit follows
+_WORD_END = r"(?![\p{M}\p{Cf}]*+[\p{L}\p{N}])"  # no letter or digit follows
 # between two letters, after the marks and invisible characters that follow the first one:
 # at most one separator, and invisible characters after it
 _GAP = r"[._\-]?+\p{Cf}*+"
@@ -134,6 +138,7 @@ _COMMON_FIRST_LETTERS = "dteasclpmhonifbrwgvuyjkqzx"
 @dataclass(frozen=True)
 class WordLists:
     """The listed profane words and the allow-list, lower case, as written in the files."""
+
     profane: tuple[str, ...]
     allow: tuple[str, ...] = ()
 
@@ -198,8 +203,11 @@ def load_word_lists(directory: Path = WORDLIST_DIR) -> WordLists:
 def _letters(word: str) -> str:
     """A listed word as base letters: lower case, accents folded (ñ kept), marks/invisible chars dropped."""
     text = unicodedata.normalize("NFC", word).lower().replace("n\u0303", "ñ")
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "M"
-                   and unicodedata.category(ch) != "Cf" and ch not in _SEPARATORS)
+    text = "".join(
+        ch
+        for ch in text
+        if unicodedata.category(ch)[0] != "M" and unicodedata.category(ch) != "Cf" and ch not in _SEPARATORS
+    )
     return text.translate(_ACCENT_TABLE)
 
 
@@ -226,13 +234,13 @@ def _class_chars(base: str) -> str:
     """Every character that may be written for the letter `base` (before its marks)."""
     wildcard = WILDCARD if base in _VOWELS else ""
     chars = _with_case(base + _ACCENTS.get(base, "") + _STAND_INS.get(base, "")) + wildcard
-    return "".join(c for c in chars if ord(c) < 0x100 or c == base)   # ÿ's upper case Ÿ is U+0178
+    return "".join(c for c in chars if ord(c) < 0x100 or c == base)  # ÿ's upper case Ÿ is U+0178
 
 
 def _class_set(base: str) -> frozenset[str]:
     chars = set(_class_chars(base))
     if base == "ñ":
-        chars |= set("nN")          # ñ may be written n + U+0303
+        chars |= set("nN")  # ñ may be written n + U+0303
     return frozenset(chars)
 
 
@@ -299,8 +307,11 @@ _PLURAL_E = _class_chars("e").replace(WILDCARD, "")
 _PLURAL_S = _class_chars("s")
 _PLURAL_SET = frozenset(_PLURAL_E + _PLURAL_S)
 # an optional plural: s or es, the s possibly repeated
-_PLURAL = (f"(?:{_GAP}[{_java_class_body(_PLURAL_E)}]?+[{_java_class_body(_PLURAL_S)}]"
-           + f"[{_java_class_body(_PLURAL_S)}" + r"\p{M}\p{Cf}]*+)?")
+_PLURAL = (
+    f"(?:{_GAP}[{_java_class_body(_PLURAL_E)}]?+[{_java_class_body(_PLURAL_S)}]"
+    + f"[{_java_class_body(_PLURAL_S)}"
+    + r"\p{M}\p{Cf}]*+)?"
+)
 
 
 @dataclass
@@ -377,11 +388,18 @@ def _pattern(words: tuple[str, ...], allow: tuple[str, ...]) -> str:
     root = _trie(words)
     firsts = set().union(*(_class_set(base) for base, _ in root.children))
     allow_guard = f"(?!{_group([_literal(w) for w in allowed])}{_WORD_END})" if allowed else ""
-    return (_BEFORE_WORD
-            + f"(?=[{_java_class_body(firsts)}" + r"\p{Cf}])"   # a character that starts no word: next
-            + _HAS_A_LETTER
-            + r"(\p{Cf}*+" + allow_guard + _branches(root, first=True) + _PLURAL + ")"
-            + _WORD_END)
+    return (
+        _BEFORE_WORD
+        + f"(?=[{_java_class_body(firsts)}"
+        + r"\p{Cf}])"  # a character that starts no word: next
+        + _HAS_A_LETTER
+        + r"(\p{Cf}*+"
+        + allow_guard
+        + _branches(root, first=True)
+        + _PLURAL
+        + ")"
+        + _WORD_END
+    )
 
 
 def profanity_pattern(words: Sequence[str], allow: Sequence[str] = ()) -> str:
@@ -418,8 +436,9 @@ def _term_map(words: tuple[str, ...]) -> dict[str, str]:
 def _map_literal(mapping: dict[str, str]) -> Column:
     # keys and words are letters only, so one comma-joined literal per side; the optimizer
     # folds map_from_arrays(split(literal), split(literal)) into a single map literal
-    return F.map_from_arrays(F.split(F.lit(",".join(mapping)), ",", -1),
-                             F.split(F.lit(",".join(mapping.values())), ",", -1))
+    return F.map_from_arrays(
+        F.split(F.lit(",".join(mapping)), ",", -1), F.split(F.lit(",".join(mapping.values())), ",", -1)
+    )
 
 
 def term_key(text: Column) -> Column:
@@ -442,8 +461,9 @@ def term_for_key(key: Column, word_lists: WordLists) -> Column:
     term_map = _map_literal(mapping)
     listed = F.lit("," + ",".join(mapping) + ",")
     vowels = "[" + "".join(sorted(_VOWELS)) + "]*"
-    wildcard = F.concat(F.lit(",("), F.regexp_replace(F.regexp_replace(key, r"[^\p{L}*]", ""), r"\*", vowels),
-                        F.lit("),"))
+    wildcard = F.concat(
+        F.lit(",("), F.regexp_replace(F.regexp_replace(key, r"[^\p{L}*]", ""), r"\*", vowels), F.lit("),")
+    )
     listed_key = F.call_function("regexp_extract", listed, wildcard, F.lit(1))
     return F.try_element_at(term_map, F.when(key.contains(WILDCARD), listed_key).otherwise(key))
 
@@ -459,9 +479,9 @@ def canonical_term(match: Column, word_lists: WordLists) -> Column:
 
 def marked_matches(text: Column, pattern: str) -> Column:
     """`text` with each match of `pattern` wrapped in OPEN_MARK … CLOSE_MARK (marks already in it are removed)."""
-    clean = (F.when(text.contains(OPEN_MARK) | text.contains(CLOSE_MARK),
-                    F.regexp_replace(text, f"[{OPEN_MARK}{CLOSE_MARK}]", ""))
-             .otherwise(text))
+    clean = F.when(
+        text.contains(OPEN_MARK) | text.contains(CLOSE_MARK), F.regexp_replace(text, f"[{OPEN_MARK}{CLOSE_MARK}]", "")
+    ).otherwise(text)
     prefixed = F.concat(F.lit(_PREFIX), clean)
     marked = F.regexp_replace(prefixed, pattern, f"$1{OPEN_MARK}$2{CLOSE_MARK}")
     # rlike first: most messages are clean, and rlike stops at the first match and skips what
@@ -490,8 +510,9 @@ def matched_keys(marked: Column) -> Column:
 def terms_from_marked(marked: Column, word_lists: WordLists) -> Column:
     """The listed words matched in a marked text: distinct, in order of first occurrence (never null)."""
     terms = F.transform(matched_keys(marked), lambda key: term_for_key(key, word_lists))
-    return (F.when(marked.contains(OPEN_MARK), F.array_distinct(F.array_compact(terms)))
-            .otherwise(F.array().cast(T.ArrayType(T.StringType()))))
+    return F.when(marked.contains(OPEN_MARK), F.array_distinct(F.array_compact(terms))).otherwise(
+        F.array().cast(T.ArrayType(T.StringType()))
+    )
 
 
 def profane_from_marked(marked: Column) -> Column:
@@ -506,8 +527,7 @@ def masked_text(text: Column, word_lists: WordLists) -> Column:
 
 def matched_terms(text: Column, word_lists: WordLists) -> Column:
     """array<string> of the listed words found in `text` (canonical, distinct, first occurrence first)."""
-    return terms_from_marked(marked_matches(text, profanity_pattern(word_lists.profane, word_lists.allow)),
-                             word_lists)
+    return terms_from_marked(marked_matches(text, profanity_pattern(word_lists.profane, word_lists.allow)), word_lists)
 
 
 def contains_profanity(text: Column, word_lists: WordLists) -> Column:
@@ -531,9 +551,14 @@ def with_moderation(df: DataFrame, word_lists: WordLists, text_col: str = "data"
     """
     pattern = profanity_pattern(word_lists.profane, word_lists.allow)
     marked = F.col(_MARKED_COL)
-    return (df
-            .withColumn(_MARKED_COL, marked_matches(F.col(text_col), pattern))
-            .withColumns({"masked_data": masked_from_marked(marked),
-                          "terms": terms_from_marked(marked, word_lists),
-                          "is_profane": profane_from_marked(marked)})
-            .drop(_MARKED_COL))
+    return (
+        df.withColumn(_MARKED_COL, marked_matches(F.col(text_col), pattern))
+        .withColumns(
+            {
+                "masked_data": masked_from_marked(marked),
+                "terms": terms_from_marked(marked, word_lists),
+                "is_profane": profane_from_marked(marked),
+            }
+        )
+        .drop(_MARKED_COL)
+    )

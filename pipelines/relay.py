@@ -21,23 +21,23 @@ offsets without pause.
 
 Settings: CHAT_KAFKA_BOOTSTRAP, CHAT_SPARK_MASTER, CHAT_DATA_DIR, CHAT_RELAY_TRIGGER (see README).
 """
+
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file by spark-submit: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pyspark.sql.functions as F  # noqa: E402
-from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
-from pyspark.sql.streaming import StreamingQuery  # noqa: E402
+import pyspark.sql.functions as F
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
 
-from pipelines.moderation import WordLists, load_word_lists, with_moderation  # noqa: E402
-from pipelines.validation import filter_valid, with_validated_message  # noqa: E402
-from stack import settings  # noqa: E402
+from config import contract, settings
+from pipelines.moderation import WordLists, load_word_lists, with_moderation
+from pipelines.validation import filter_valid, with_validated_message
 
 QUERY_NAME = "relay"
 # Real-time mode's batch length, Spark's default: each batch boundary (checkpoint, then a new task and
@@ -48,17 +48,20 @@ REALTIME_CHECKPOINT_INTERVAL = "5 minutes"
 CHAT_POSITION_HEADER = "chat_position"
 
 
-def read_chat(spark: SparkSession, bootstrap: str, starting_offsets: str = "earliest",
-              topic: str = settings.TOPIC_CHAT) -> DataFrame:
+def read_chat(
+    spark: SparkSession, bootstrap: str, starting_offsets: str = "earliest", topic: str = contract.TOPIC_CHAT
+) -> DataFrame:
     """The raw `chat` topic as a stream (key, value, headers, partition, offset, ...)."""
-    return (spark.readStream.format("kafka")
-            .option("kafka.bootstrap.servers", bootstrap)
-            .option("subscribe", topic)
-            .option("startingOffsets", starting_offsets)
-            .option("includeHeaders", "true")
-            # a record deleted by retention before we read it is logged, not fatal
-            .option("failOnDataLoss", "false")
-            .load())
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap)
+        .option("subscribe", topic)
+        .option("startingOffsets", starting_offsets)
+        .option("includeHeaders", "true")
+        # a record deleted by retention before we read it is logged, not fatal
+        .option("failOnDataLoss", "false")
+        .load()
+    )
 
 
 def chat_position(partition: Column, offset: Column) -> Column:
@@ -77,19 +80,22 @@ def to_controlled_record(messages_df: DataFrame) -> DataFrame:
     return messages_df.select(
         F.col("author").alias("key"),
         F.to_json(F.struct("author", F.col("masked_data").alias("data"), "timestamp")).alias("value"),
-        F.array(_header(settings.MESSAGE_ID_HEADER, F.col("message_id")),
-                _header(CHAT_POSITION_HEADER, chat_position(F.col("partition"), F.col("offset"))),
-                _header(settings.PROFANE_HEADER, F.col("is_profane").cast("string"))).alias("headers"),
+        F.array(
+            _header(contract.MESSAGE_ID_HEADER, F.col("message_id")),
+            _header(CHAT_POSITION_HEADER, chat_position(F.col("partition"), F.col("offset"))),
+            _header(contract.PROFANE_HEADER, F.col("is_profane").cast("string")),
+        ).alias("headers"),
     )
 
 
 def build_relay(raw_df: DataFrame, word_lists: WordLists) -> DataFrame:
     """raw `chat` records → masked records ready for `chat_controlled`."""
-    return (raw_df
-            .transform(with_validated_message)
-            .transform(filter_valid)
-            .transform(lambda df: with_moderation(df, word_lists))
-            .transform(to_controlled_record))
+    return (
+        raw_df.transform(with_validated_message)
+        .transform(filter_valid)
+        .transform(lambda df: with_moderation(df, word_lists))
+        .transform(to_controlled_record)
+    )
 
 
 def trigger_args(trigger: str) -> dict:
@@ -102,24 +108,33 @@ def trigger_args(trigger: str) -> dict:
     raise ValueError(f"unknown relay trigger {trigger!r}: use realtime or microbatch")
 
 
-def start_relay(spark: SparkSession, bootstrap: str, checkpoint: Path, trigger: str = "realtime",
-                word_lists: WordLists | None = None, source_topic: str = settings.TOPIC_CHAT,
-                target_topic: str = settings.TOPIC_CONTROLLED, query_name: str = QUERY_NAME) -> StreamingQuery:
-    return (build_relay(read_chat(spark, bootstrap, topic=source_topic), word_lists or load_word_lists())
-            .writeStream.format("kafka")
-            .queryName(query_name)
-            .option("kafka.bootstrap.servers", bootstrap)
-            .option("topic", target_topic)
-            .option("kafka.acks", "all")
-            .option("kafka.enable.idempotence", "true")
-            # 5 ms of batching: 3× the throughput of linger 0 on a backlog (10k → 31k msg/s measured),
-            # for at most 5 ms more per message when traffic is light
-            .option("kafka.linger.ms", "5")
-            .option("kafka.batch.size", str(256 * 1024))
-            .option("checkpointLocation", str(checkpoint))
-            .outputMode("update")  # the same as append for a stateless query; real-time mode requires it
-            .trigger(**trigger_args(trigger))
-            .start())
+def start_relay(
+    spark: SparkSession,
+    bootstrap: str,
+    checkpoint: Path,
+    trigger: str = "realtime",
+    word_lists: WordLists | None = None,
+    source_topic: str = contract.TOPIC_CHAT,
+    target_topic: str = contract.TOPIC_CONTROLLED,
+    query_name: str = QUERY_NAME,
+) -> StreamingQuery:
+    return (
+        build_relay(read_chat(spark, bootstrap, topic=source_topic), word_lists or load_word_lists())
+        .writeStream.format("kafka")
+        .queryName(query_name)
+        .option("kafka.bootstrap.servers", bootstrap)
+        .option("topic", target_topic)
+        .option("kafka.acks", "all")
+        .option("kafka.enable.idempotence", "true")
+        # 5 ms of batching: 3× the throughput of linger 0 on a backlog (10k → 31k msg/s measured),
+        # for at most 5 ms more per message when traffic is light
+        .option("kafka.linger.ms", "5")
+        .option("kafka.batch.size", str(256 * 1024))
+        .option("checkpointLocation", str(checkpoint))
+        .outputMode("update")  # the same as append for a stateless query; real-time mode requires it
+        .trigger(**trigger_args(trigger))
+        .start()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.checkpoint or s.checkpoint_dir / "relay"
     from pipelines.session import get_spark
     from pipelines.streams import supervise
-    print(f"relay: starting Spark ({s.spark_master}), Kafka {s.kafka_bootstrap}, checkpoint {checkpoint}",
-          flush=True)
+
+    print(f"relay: starting Spark ({s.spark_master}), Kafka {s.kafka_bootstrap}, checkpoint {checkpoint}", flush=True)
     spark = get_spark("chat-relay")
-    query = start_relay(spark, s.kafka_bootstrap, checkpoint, os.environ.get("CHAT_RELAY_TRIGGER", "realtime"))
-    print(f"relay: streaming {settings.TOPIC_CHAT} -> {settings.TOPIC_CONTROLLED} "
-          f"({os.environ.get('CHAT_RELAY_TRIGGER', 'realtime')} trigger)", flush=True)
+    query = start_relay(spark, s.kafka_bootstrap, checkpoint, s.relay_trigger)
+    print(
+        f"relay: streaming {contract.TOPIC_CHAT} -> {contract.TOPIC_CONTROLLED} ({s.relay_trigger} trigger)", flush=True
+    )
     supervise(spark, [query], s.run_dir / "relay.ready")
     spark.stop()
     return 0

@@ -5,6 +5,7 @@ inline and every chart is an `<svg>` element in the page. Chart text is kept
 as text (not paths), so the browser draws user names in its own fonts
 (accents, CJK, emoji). Every user-supplied string is HTML-escaped.
 """
+
 from __future__ import annotations
 
 import html
@@ -13,7 +14,7 @@ import os
 import tempfile
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import matplotlib
@@ -28,18 +29,19 @@ CLEAN, PROFANE, BLOCKED, STRIKE = "#4C78A8", "#E45756", "#B279A2", "#F58518"
 
 @dataclass
 class ReportData:
-    versions: dict            # table -> Delta version the report was built from
-    totals: dict              # users, messages, profane_messages, strikes, blocked, first_seen, last_seen
-    rejected: int | None      # rows in rejected_messages (None: no table yet)
-    activity: list            # rows (hour, messages, profane_messages), by hour
-    offenders: list           # user_stats rows with profane messages, worst first
-    rate_histogram: list      # rows (bin, users)
-    moderation: list          # rows (hour, strikes, blocks), by hour
-    top_users: list           # user_stats rows for the table
-    rate_bins: int = 20       # bands of the rate histogram (bin i: [i/bins, (i+1)/bins))
+    versions: dict  # table -> Delta version the report was built from
+    totals: dict  # users, messages, profane_messages, strikes, blocked, first_seen, last_seen
+    rejected: int | None  # rows in rejected_messages (None: no table yet)
+    activity: list  # rows (hour, messages, profane_messages), by hour
+    offenders: list  # user_stats rows with profane messages, worst first
+    rate_histogram: list  # rows (bin, users)
+    moderation: list  # rows (hour, strikes, blocks), by hour
+    top_users: list  # user_stats rows for the table
+    rate_bins: int = 20  # bands of the rate histogram (bin i: [i/bins, (i+1)/bins))
 
 
 # -- charts ----------------------------------------------------------------------------------
+
 
 def _svg(fig: Figure) -> str:
     buffer = io.StringIO()
@@ -48,7 +50,7 @@ def _svg(fig: Figure) -> str:
         warnings.filterwarnings("ignore", message=r"Glyph .* missing from font", category=UserWarning)
         fig.savefig(buffer, format="svg", bbox_inches="tight")
     svg = buffer.getvalue()
-    return svg[svg.index("<svg"):]  # drop the XML prolog and doctype: the SVG sits inside HTML
+    return svg[svg.index("<svg") :]  # drop the XML prolog and doctype: the SVG sits inside HTML
 
 
 def _figure(width: float = 9.0, height: float = 3.4) -> tuple[Figure, object]:
@@ -74,8 +76,15 @@ def chart_messages_per_hour(activity: list) -> str:
         hours = [r["hour"] for r in activity]
         clean = [r["messages"] - r["profane_messages"] for r in activity]
         ax.bar(hours, clean, width=HOUR_WIDTH, align="edge", color=CLEAN, label="clean")
-        ax.bar(hours, [r["profane_messages"] for r in activity], width=HOUR_WIDTH, align="edge", color=PROFANE,
-               bottom=clean, label="profane")
+        ax.bar(
+            hours,
+            [r["profane_messages"] for r in activity],
+            width=HOUR_WIDTH,
+            align="edge",
+            color=PROFANE,
+            bottom=clean,
+            label="profane",
+        )
         ax.set_ylabel("messages per hour")
         ax.legend(frameon=False, loc="upper left")
         fig.autofmt_xdate()
@@ -94,8 +103,7 @@ def chart_hour_of_day(activity: list) -> str:
         _no_data(ax)
     else:
         ax.bar(range(HOURS), [m - p for m, p in zip(per_hour, profane)], color=CLEAN, label="clean")
-        ax.bar(range(HOURS), profane, bottom=[m - p for m, p in zip(per_hour, profane)], color=PROFANE,
-               label="profane")
+        ax.bar(range(HOURS), profane, bottom=[m - p for m, p in zip(per_hour, profane)], color=PROFANE, label="profane")
         ax.set_xticks(range(0, HOURS, 2), [f"{h:02d}" for h in range(0, HOURS, 2)])
         ax.set_xlabel("hour of day (UTC)")
         ax.set_ylabel("messages")
@@ -113,18 +121,30 @@ def chart_top_offenders(offenders: list) -> str:
     else:
         rows = list(reversed(offenders))  # worst at the top
         names = [r["author"] if len(r["author"]) <= 24 else r["author"][:23] + "…" for r in rows]
-        bars = ax.barh(range(len(rows)), [r["profane_messages"] for r in rows],
-                       color=[BLOCKED if r["is_blocked"] else STRIKE for r in rows])
+        bars = ax.barh(
+            range(len(rows)),
+            [r["profane_messages"] for r in rows],
+            color=[BLOCKED if r["is_blocked"] else STRIKE for r in rows],
+        )
         ax.set_yticks(range(len(rows)), names)
         for bar, r in zip(bars, rows):
-            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
-                    f"  {r['strikes']} strike{'s' if r['strikes'] != 1 else ''}"
-                    + (" · blocked" if r["is_blocked"] else "") + f" · {r['profanity_rate']:.0%} of messages",
-                    va="center", fontsize=8, color="#444")
+            ax.text(
+                bar.get_width(),
+                bar.get_y() + bar.get_height() / 2,
+                f"  {r['strikes']} strike{'s' if r['strikes'] != 1 else ''}"
+                + (" · blocked" if r["is_blocked"] else "")
+                + f" · {r['profanity_rate']:.0%} of messages",
+                va="center",
+                fontsize=8,
+                color="#444",
+            )
         ax.set_xlabel("profane messages")
         ax.set_xlim(0, max(r["profane_messages"] for r in rows) * 1.6)
-        ax.legend(handles=[Patch(color=BLOCKED, label="blocked"), Patch(color=STRIKE, label="not blocked")],
-                  frameon=False, loc="lower right")
+        ax.legend(
+            handles=[Patch(color=BLOCKED, label="blocked"), Patch(color=STRIKE, label="not blocked")],
+            frameon=False,
+            loc="lower right",
+        )
     ax.set_title("Top offenders", loc="left")
     return _svg(fig)
 
@@ -138,8 +158,13 @@ def chart_rate_distribution(histogram: list, bins: int) -> str:
         _no_data(ax)
     else:
         step = 100 / bins
-        ax.bar([i * step for i in range(bins)], users, width=step * 0.9, align="edge",
-               color=[CLEAN if i == 0 else PROFANE for i in range(bins)])
+        ax.bar(
+            [i * step for i in range(bins)],
+            users,
+            width=step * 0.9,
+            align="edge",
+            color=[CLEAN if i == 0 else PROFANE for i in range(bins)],
+        )
         ax.set_xlim(0, 100)
         ax.set_xlabel("profanity rate: share of a user's messages that were profane (%)")
         ax.set_ylabel("users")
@@ -155,8 +180,14 @@ def chart_moderation_over_time(moderation: list) -> str:
         _no_data(ax, "no strikes yet")
     else:
         hours = [r["hour"] for r in moderation]
-        ax.bar(hours, [r["strikes"] for r in moderation], width=HOUR_WIDTH, align="edge", color=STRIKE,
-               label="strikes per hour")
+        ax.bar(
+            hours,
+            [r["strikes"] for r in moderation],
+            width=HOUR_WIDTH,
+            align="edge",
+            color=STRIKE,
+            label="strikes per hour",
+        )
         ax.set_ylabel("strikes per hour")
         blocked, total = [], 0
         for r in moderation:
@@ -164,8 +195,14 @@ def chart_moderation_over_time(moderation: list) -> str:
             blocked.append(total)
         twin = ax.twinx()
         # the total holds until the end of the last hour
-        twin.step(hours + [hours[-1] + timedelta(hours=1)], blocked + blocked[-1:], where="post", color=BLOCKED,
-                  linewidth=2, label="blocked users (cumulative)")
+        twin.step(
+            hours + [hours[-1] + timedelta(hours=1)],
+            blocked + blocked[-1:],
+            where="post",
+            color=BLOCKED,
+            linewidth=2,
+            label="blocked users (cumulative)",
+        )
         twin.set_ylabel("blocked users")
         twin.set_ylim(bottom=0, top=max(1, total) * 1.1)
         twin.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -202,61 +239,109 @@ def _cards(data: ReportData) -> str:
     t = data.totals
     messages = t.get("messages") or 0
     profane = t.get("profane_messages") or 0
-    cards = [("users", f"{t.get('users') or 0:,}"), ("messages", f"{messages:,}"),
-             ("profane", f"{profane:,} ({profane / messages:.1%})" if messages else "0"),
-             ("strikes", f"{t.get('strikes') or 0:,}"), ("blocked users", f"{t.get('blocked') or 0:,}")]
+    cards = [
+        ("users", f"{t.get('users') or 0:,}"),
+        ("messages", f"{messages:,}"),
+        ("profane", f"{profane:,} ({profane / messages:.1%})" if messages else "0"),
+        ("strikes", f"{t.get('strikes') or 0:,}"),
+        ("blocked users", f"{t.get('blocked') or 0:,}"),
+    ]
     if data.rejected is not None:
         cards.append(("rejected records", f"{data.rejected:,}"))
-    return "".join(f'<div class="card">{html.escape(label)}<b>{html.escape(value)}</b></div>'
-                   for label, value in cards)
+    return "".join(f'<div class="card">{html.escape(label)}<b>{html.escape(value)}</b></div>' for label, value in cards)
 
 
 # The users table, in the report and in the job's printed summary
-USER_COLUMNS = ("author", "messages", "profane", "rate", "strikes", "blocked since", "first seen", "last seen",
-                "active days", "busiest hour", "top terms")
+USER_COLUMNS = (
+    "author",
+    "messages",
+    "profane",
+    "rate",
+    "strikes",
+    "blocked since",
+    "first seen",
+    "last seen",
+    "active days",
+    "busiest hour",
+    "top terms",
+)
 NUMERIC_USER_COLUMNS = frozenset({1, 2, 3, 4, 8, 9})
 
 
 def user_cells(r) -> list[str]:
     """One user_stats row as the table's text cells."""
     blocked = (_fmt_time(r["blocked_at"]) if r["blocked_at"] else "yes") if r["is_blocked"] else "–"
-    return [r["author"], f"{r['messages']:,}", f"{r['profane_messages']:,}", f"{r['profanity_rate']:.1%}",
-            str(r["strikes"]), blocked, _fmt_time(r["first_seen"]), _fmt_time(r["last_seen"]),
-            str(r["active_days"]), f"{r['busiest_hour']:02d}:00",
-            ", ".join(f"{t['term']} ({t['hits']})" for t in r["top_terms"])]
+    return [
+        r["author"],
+        f"{r['messages']:,}",
+        f"{r['profane_messages']:,}",
+        f"{r['profanity_rate']:.1%}",
+        str(r["strikes"]),
+        blocked,
+        _fmt_time(r["first_seen"]),
+        _fmt_time(r["last_seen"]),
+        str(r["active_days"]),
+        f"{r['busiest_hour']:02d}:00",
+        ", ".join(f"{t['term']} ({t['hits']})" for t in r["top_terms"]),
+    ]
 
 
 def _users_table(rows: list) -> str:
     out = ["<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in USER_COLUMNS) + "</tr></thead><tbody>"]
     for r in rows:
-        out.append("<tr>" + "".join(f'<td class="n">{html.escape(v)}</td>' if i in NUMERIC_USER_COLUMNS
-                                    else f"<td>{html.escape(v)}</td>" for i, v in enumerate(user_cells(r)))
-                   + "</tr>")
+        out.append(
+            "<tr>"
+            + "".join(
+                f'<td class="n">{html.escape(v)}</td>' if i in NUMERIC_USER_COLUMNS else f"<td>{html.escape(v)}</td>"
+                for i, v in enumerate(user_cells(r))
+            )
+            + "</tr>"
+        )
     out.append("</tbody></table>")
     return "".join(out)
 
 
 def render_report(data: ReportData, generated_at: datetime | None = None) -> str:
-    generated_at = generated_at or datetime.now(timezone.utc)
+    generated_at = generated_at or datetime.now(UTC)
     t = data.totals
-    span = (f"{_fmt_time(t.get('first_seen'))} – {_fmt_time(t.get('last_seen'))} UTC"
-            if t.get("first_seen") else "no messages yet")
+    span = (
+        f"{_fmt_time(t.get('first_seen'))} – {_fmt_time(t.get('last_seen'))} UTC"
+        if t.get("first_seen")
+        else "no messages yet"
+    )
     versions = ", ".join(f"<code>chat.{html.escape(n)} VERSION AS OF {v}</code>" for n, v in data.versions.items())
     sections = [
-        ("Messages per hour", "Every message the ledger recorded, per clock hour; profane ones stacked in red.",
-         chart_messages_per_hour(data.activity)),
-        ("Activity by hour of day", "When people chat: all days added up per hour of the day.",
-         chart_hour_of_day(data.activity)),
-        ("Top offenders", "Users with the most profane messages; the label gives strikes, the block and the rate.",
-         chart_top_offenders(data.offenders)),
-        ("Profanity rates", f"Users per {100 / data.rate_bins:g} % band of their profanity rate; the first (blue) "
-                            f"band is 0–{100 / data.rate_bins:g} %.",
-         chart_rate_distribution(data.rate_histogram, data.rate_bins)),
-        ("Strikes and blocks over time", "Strikes given per hour, and the running total of blocked users.",
-         chart_moderation_over_time(data.moderation)),
+        (
+            "Messages per hour",
+            "Every message the ledger recorded, per clock hour; profane ones stacked in red.",
+            chart_messages_per_hour(data.activity),
+        ),
+        (
+            "Activity by hour of day",
+            "When people chat: all days added up per hour of the day.",
+            chart_hour_of_day(data.activity),
+        ),
+        (
+            "Top offenders",
+            "Users with the most profane messages; the label gives strikes, the block and the rate.",
+            chart_top_offenders(data.offenders),
+        ),
+        (
+            "Profanity rates",
+            f"Users per {100 / data.rate_bins:g} % band of their profanity rate; the first (blue) "
+            f"band is 0–{100 / data.rate_bins:g} %.",
+            chart_rate_distribution(data.rate_histogram, data.rate_bins),
+        ),
+        (
+            "Strikes and blocks over time",
+            "Strikes given per hour, and the running total of blocked users.",
+            chart_moderation_over_time(data.moderation),
+        ),
     ]
-    body = "".join(f"<section><h2>{title}</h2><p class=\"sub\">{text}</p><figure>{svg}</figure></section>"
-                   for title, text, svg in sections)
+    body = "".join(
+        f'<section><h2>{title}</h2><p class="sub">{text}</p><figure>{svg}</figure></section>'
+        for title, text, svg in sections
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Chat user statistics</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>

@@ -1,4 +1,5 @@
 """One way to get a SparkSession for every job, configured from conf/spark-defaults.conf."""
+
 from __future__ import annotations
 
 import os
@@ -7,17 +8,19 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from stack import settings
+from config import settings
 
 CONF_DIR = settings.REPO_ROOT / "conf"
 
 
 def spark_jars() -> list[Path]:
     """The Kafka connector and Delta jars that `make jars` resolved."""
-    jars = sorted((settings.jars_dir() / "spark").glob("*.jar"))
+    jars = sorted((settings.load().jars_dir / "spark").glob("*.jar"))
     if not any(j.name.startswith("spark-sql-kafka-0-10") for j in jars):
-        raise RuntimeError(f"Spark's Kafka connector is not in {settings.jars_dir() / 'spark'}: "
-                           "run `make jars` (or `make up`) first")
+        raise RuntimeError(
+            f"Spark's Kafka connector is not in {settings.load().jars_dir / 'spark'}: "
+            "run `make jars` (or `make up`) first"
+        )
     return jars
 
 

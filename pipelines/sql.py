@@ -11,6 +11,7 @@ or `TIMESTAMP AS OF '2026-11-27 10:00:00'`; `DESCRIBE HISTORY chat.messages`
 lists the versions. Results go to stdout as an aligned table; status and
 errors go to stderr; with -e, a failing statement gives exit code 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,8 @@ from pathlib import Path
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, Row, SparkSession
 
+from config import settings
 from pipelines.textable import format_table
-from stack import settings
 from warehouse import paths
 from warehouse.tables import register_tables
 
@@ -86,8 +87,11 @@ def render(df: DataFrame, max_rows: int) -> str:
     """The first `max_rows` rows as an aligned table, with a line saying how many there were."""
     rows = df.limit(max_rows + 1).collect()
     shown = rows[:max_rows]
-    numeric = {i for i, f in enumerate(df.schema.fields)
-               if f.dataType.typeName() in ("byte", "short", "integer", "long", "float", "double", "decimal")}
+    numeric = {
+        i
+        for i, f in enumerate(df.schema.fields)
+        if f.dataType.typeName() in ("byte", "short", "integer", "long", "float", "double", "decimal")
+    }
     table = format_table(df.columns, [[show_value(v) for v in r] for r in shown], align_right=numeric)
     more = f"; more not shown (--max-rows {max_rows}, or add a LIMIT)" if len(rows) > max_rows else ""
     return f"{table}\n({len(shown)} row{'s' if len(shown) != 1 else ''}{more})"
@@ -117,6 +121,7 @@ def describe(spark: SparkSession, argument: str, max_rows: int) -> bool:
 def interactive(spark: SparkSession, max_rows: int, history: Path) -> int:
     try:
         import readline
+
         history.parent.mkdir(parents=True, exist_ok=True)
         if history.exists():
             readline.read_history_file(history)
@@ -171,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("-e/Q= holds no SQL statement")
 
     from pipelines.session import get_spark
+
     started = time.monotonic()
     print("sql    starting Spark ...", file=sys.stderr, flush=True)
     spark = get_spark("chat-sql")
@@ -178,11 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tables = register_tables(spark, paths.warehouse_dir(data_dir))
         if tables:
-            print(f"sql    ready in {time.monotonic() - started:.1f}s; tables: {', '.join(tables)}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"sql    ready in {time.monotonic() - started:.1f}s; tables: {', '.join(tables)}",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
-            print(f"sql    no tables yet under {paths.warehouse_dir(data_dir)}: start the chat (`make up`) "
-                  "and send some messages first", file=sys.stderr, flush=True)
+            print(
+                f"sql    no tables yet under {paths.warehouse_dir(data_dir)}: start the chat (`make up`) "
+                "and send some messages first",
+                file=sys.stderr,
+                flush=True,
+            )
         if statements:
             return 0 if all([run_statement(spark, s, args.max_rows) for s in statements]) else 1
         return interactive(spark, args.max_rows, data_dir / "run" / "sql_history")

@@ -9,9 +9,9 @@ query with its own checkpoint. This is what `make up` runs.
 Settings: CHAT_KAFKA_BOOTSTRAP, CHAT_SPARK_MASTER, CHAT_DATA_DIR, CHAT_RELAY_TRIGGER,
 CHAT_LEDGER_TRIGGER_SECONDS (see README).
 """
+
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -20,10 +20,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file by spark-submit: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyspark.sql import SparkSession  # noqa: E402
-from pyspark.sql.streaming import StreamingQuery  # noqa: E402
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
 
-from stack import settings  # noqa: E402
+from config import contract, settings
 
 
 def wait_until_running(spark: SparkSession, queries: list[StreamingQuery], timeout_s: float = 180.0) -> None:
@@ -36,19 +36,27 @@ def wait_until_running(spark: SparkSession, queries: list[StreamingQuery], timeo
         for query in list(pending):
             if not query.isActive:
                 raise SystemExit(f"{query.name}: stopped while starting: {query.exception()}")
-            started = query.lastProgress is not None or (
-                query.name == "relay" and tracker.getActiveStageIds()) or (
-                query.name != "relay" and query.status["message"] not in ("Initializing sources", "Initializing StreamExecution"))
+            started = (
+                query.lastProgress is not None
+                or (query.name == "relay" and tracker.getActiveStageIds())
+                or (
+                    query.name != "relay"
+                    and query.status["message"] not in ("Initializing sources", "Initializing StreamExecution")
+                )
+            )
             if started:
                 pending.remove(query)
         time.sleep(0.1)
     if pending:
-        print(f"streams: {', '.join(q.name for q in pending)} still starting after {timeout_s:.0f}s; carrying on",
-              flush=True)
+        print(
+            f"streams: {', '.join(q.name for q in pending)} still starting after {timeout_s:.0f}s; carrying on",
+            flush=True,
+        )
 
 
-def supervise(spark: SparkSession, queries: list[StreamingQuery], ready_file: Path | None,
-              status_every_s: float = 60.0) -> None:
+def supervise(
+    spark: SparkSession, queries: list[StreamingQuery], ready_file: Path | None, status_every_s: float = 60.0
+) -> None:
     """Wait until the queries run, mark ready, then wait on them, printing a status line now and
     then. Ctrl-C / SIGTERM stop them cleanly; a failed query ends the process with its error."""
     stopping: list[int] = []
@@ -89,18 +97,25 @@ def main() -> int:
     from pipelines.session import get_spark
 
     s = settings.load()
-    relay_trigger = os.environ.get("CHAT_RELAY_TRIGGER", "realtime")
-    ledger_trigger_s = float(os.environ.get("CHAT_LEDGER_TRIGGER_SECONDS", "1"))
+    relay_trigger = s.relay_trigger
+    ledger_trigger_s = s.ledger_trigger_s
     word_lists = load_word_lists()
-    print(f"streams: starting Spark ({s.spark_master}), Kafka {s.kafka_bootstrap}, data {s.data_dir}; "
-          f"{len(word_lists.profane)} listed words, {len(word_lists.allow)} allowed", flush=True)
+    print(
+        f"streams: starting Spark ({s.spark_master}), Kafka {s.kafka_bootstrap}, data {s.data_dir}; "
+        f"{len(word_lists.profane)} listed words, {len(word_lists.allow)} allowed",
+        flush=True,
+    )
     # the ledger's micro-batches are small: few shuffle partitions, and AQE coalesces the rest
     spark = get_spark("chat-streams", extra={"spark.sql.shuffle.partitions": "2"})
     relay = start_relay(spark, s.kafka_bootstrap, s.checkpoint_dir / "relay", relay_trigger, word_lists)
-    ledger = start_ledger(spark, s.kafka_bootstrap, s.warehouse_dir, s.checkpoint_dir / "ledger",
-                          word_lists, ledger_trigger_s)
-    print(f"streams: relay ({relay_trigger}) {settings.TOPIC_CHAT} -> {settings.TOPIC_CONTROLLED}; "
-          f"ledger (every {ledger_trigger_s:g}s) -> Delta {s.warehouse_dir}", flush=True)
+    ledger = start_ledger(
+        spark, s.kafka_bootstrap, s.warehouse_dir, s.checkpoint_dir / "ledger", word_lists, ledger_trigger_s
+    )
+    print(
+        f"streams: relay ({relay_trigger}) {contract.TOPIC_CHAT} -> {contract.TOPIC_CONTROLLED}; "
+        f"ledger (every {ledger_trigger_s:g}s) -> Delta {s.warehouse_dir}",
+        flush=True,
+    )
     supervise(spark, [relay, ledger], s.run_dir / "streams.ready")
     spark.stop()
     return 0

@@ -1,4 +1,5 @@
 """Plain-text tables for terminals: columns aligned by display width (CJK and emoji take two cells)."""
+
 from __future__ import annotations
 
 import unicodedata
@@ -43,8 +44,9 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]], align_ri
     """Headers, a rule and the rows; cells are strings, columns in `align_right` are right-aligned."""
     body = [[clip(str(c)) for c in row] for row in rows]
     widths = [max([display_width(h)] + [display_width(r[i]) for r in body]) for i, h in enumerate(headers)]
-    lines = ["  ".join(_pad(h, w, i in align_right) for i, (h, w) in enumerate(zip(headers, widths))).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(_pad(c, w, i in align_right) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-              for r in body]
+    lines = [
+        "  ".join(_pad(h, w, i in align_right) for i, (h, w) in enumerate(zip(headers, widths))).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(_pad(c, w, i in align_right) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in body]
     return "\n".join(lines)

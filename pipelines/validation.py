@@ -6,14 +6,15 @@ author of at most 64 characters and a non-blank text of at most 2000.
 Everything is a native Spark expression (the VARIANT type for JSON), so the
 relay has no Python on its hot path.
 """
+
 from __future__ import annotations
 
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
-from stack import settings
+from config import contract
 
-_STRING_FIELDS = settings.MESSAGE_FIELDS
+_STRING_FIELDS = contract.MESSAGE_FIELDS
 _BLANK = r"(?U)^\s*$"  # empty or only (Unicode) white space
 _EXPECTED_SHAPE = "OBJECT<" + ", ".join(f"{f}: STRING" for f in sorted(_STRING_FIELDS)) + ">"
 
@@ -37,9 +38,11 @@ def field_text(v: Column, name: str) -> Column:
 
 def message_id(headers: Column, partition: Column, offset: Column) -> Column:
     """The `message_id` header, or a stable id from the Kafka coordinates for records without one."""
-    from_header = F.get(F.filter(headers, lambda h: h["key"] == F.lit(settings.MESSAGE_ID_HEADER)), 0)["value"]
-    return F.coalesce(from_header.cast("string"),
-                      F.concat(F.lit("kafka-"), partition.cast("string"), F.lit("-"), offset.cast("string")))
+    from_header = F.get(F.filter(headers, lambda h: h["key"] == F.lit(contract.MESSAGE_ID_HEADER)), 0)["value"]
+    return F.coalesce(
+        from_header.cast("string"),
+        F.concat(F.lit("kafka-"), partition.cast("string"), F.lit("-"), offset.cast("string")),
+    )
 
 
 def _first_reason(checks: list[tuple[Column, str]]) -> Column:
@@ -52,12 +55,16 @@ def _first_reason(checks: list[tuple[Column, str]]) -> Column:
 def _content_checks(author: Column, data: Column, ts: Column) -> list[tuple[Column, str]]:
     return [
         (author.rlike(_BLANK), "author is empty"),
-        (F.char_length(author) > settings.MAX_AUTHOR_CHARS,
-         f"author longer than {settings.MAX_AUTHOR_CHARS} characters"),
+        (
+            F.char_length(author) > contract.MAX_AUTHOR_CHARS,
+            f"author longer than {contract.MAX_AUTHOR_CHARS} characters",
+        ),
         (data.rlike(_BLANK), "data is empty"),
-        (F.char_length(data) > settings.MAX_DATA_CHARS, f"data longer than {settings.MAX_DATA_CHARS} characters"),
-        (~ts.rlike(settings.TIMESTAMP_PATTERN) | F.try_to_timestamp(ts, F.lit("yyyy-MM-dd HH:mm:ss")).isNull(),
-         "timestamp is not YYYY-MM-DD HH:MM:SS"),
+        (F.char_length(data) > contract.MAX_DATA_CHARS, f"data longer than {contract.MAX_DATA_CHARS} characters"),
+        (
+            ~ts.rlike(contract.TIMESTAMP_PATTERN) | F.try_to_timestamp(ts, F.lit("yyyy-MM-dd HH:mm:ss")).isNull(),
+            "timestamp is not YYYY-MM-DD HH:MM:SS",
+        ),
     ]
 
 
@@ -68,16 +75,19 @@ def _reason(value: Column, v: Column, shape: Column, author: Column, data: Colum
     checked. Only a record of another shape goes through the structural checks,
     which name what is wrong with it (each costs a walk of the variant).
     """
-    structural = [(value.isNull(), "empty record"),
-                  (v.isNull(), "value is not JSON"),
-                  (shape.startswith("OBJECT") == F.lit(False), "value is not a JSON object")]
+    structural = [
+        (value.isNull(), "empty record"),
+        (v.isNull(), "value is not JSON"),
+        (shape.startswith("OBJECT") == F.lit(False), "value is not a JSON object"),
+    ]
     for name in _STRING_FIELDS:
-        structural += [(_field(v, name).isNull() | F.is_variant_null(_field(v, name)), f"missing field {name}"),
-                       (~_is_string(v, name), f"field {name} must be a string")]
+        structural += [
+            (_field(v, name).isNull() | F.is_variant_null(_field(v, name)), f"missing field {name}"),
+            (~_is_string(v, name), f"field {name} must be a string"),
+        ]
     structural += [(shape != F.lit(_EXPECTED_SHAPE), "unexpected fields (only author, data, timestamp)")]
     content = _first_reason(_content_checks(author, data, ts))
-    return (F.when(shape == F.lit(_EXPECTED_SHAPE), content)
-            .otherwise(F.coalesce(_first_reason(structural), content)))
+    return F.when(shape == F.lit(_EXPECTED_SHAPE), content).otherwise(F.coalesce(_first_reason(structural), content))
 
 
 def reject_reason(value: Column) -> Column:
@@ -95,16 +105,21 @@ def with_validated_message(raw_df: DataFrame) -> DataFrame:
     once, in its own projection (Spark does not merge a projection into the
     next when that would repeat an expensive expression), and its shape computed once.
     """
-    return (raw_df
-            .withColumn("_variant", parsed_value(F.col("value")))
-            .withColumn("_shape", F.schema_of_variant(F.col("_variant")))
-            .withColumn("message_id", message_id(F.col("headers"), F.col("partition"), F.col("offset")))
-            .withColumn("author", field_text(F.col("_variant"), "author"))
-            .withColumn("data", field_text(F.col("_variant"), "data"))
-            .withColumn("timestamp", field_text(F.col("_variant"), "timestamp"))
-            .withColumn("reject_reason", _reason(F.col("value"), F.col("_variant"), F.col("_shape"),
-                                                 F.col("author"), F.col("data"), F.col("timestamp")))
-            .drop("_variant", "_shape"))
+    return (
+        raw_df.withColumn("_variant", parsed_value(F.col("value")))
+        .withColumn("_shape", F.schema_of_variant(F.col("_variant")))
+        .withColumn("message_id", message_id(F.col("headers"), F.col("partition"), F.col("offset")))
+        .withColumn("author", field_text(F.col("_variant"), "author"))
+        .withColumn("data", field_text(F.col("_variant"), "data"))
+        .withColumn("timestamp", field_text(F.col("_variant"), "timestamp"))
+        .withColumn(
+            "reject_reason",
+            _reason(
+                F.col("value"), F.col("_variant"), F.col("_shape"), F.col("author"), F.col("data"), F.col("timestamp")
+            ),
+        )
+        .drop("_variant", "_shape")
+    )
 
 
 def filter_valid(df: DataFrame) -> DataFrame:

@@ -12,6 +12,7 @@ starts three of them.
 
     python -m stack.broker   # run the default broker in the foreground (Ctrl-C stops it)
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from stack import settings
+from config import settings
 
 
 class BrokerError(RuntimeError):
@@ -65,16 +66,25 @@ class KafkaBroker:
     """One KRaft broker+controller bound to loopback: alone (the default), or one voter of a
     static controller quorum (`voters`, `cluster_id`: the same on every node)."""
 
-    def __init__(self, home: Path, port: int, controller_port: int, log_file: Path,
-                 jars: Path | None = None, heap: str = "768m", node_id: int = 1,
-                 voters: str | None = None, cluster_id: str | None = None):
+    def __init__(
+        self,
+        home: Path,
+        port: int,
+        controller_port: int,
+        log_file: Path,
+        jars: Path | None = None,
+        heap: str = "768m",
+        node_id: int = 1,
+        voters: str | None = None,
+        cluster_id: str | None = None,
+    ):
         if voters and not cluster_id:
             raise BrokerError("the nodes of a cluster must share one cluster_id")
         self.home = Path(home)
         self.port = port
         self.controller_port = controller_port
         self.log_file = Path(log_file)
-        self.jars = Path(jars) if jars else settings.jars_dir() / "kafka"
+        self.jars = Path(jars) if jars else settings.load().jars_dir / "kafka"
         self.heap = heap
         self.node_id = node_id
         self.voters = voters
@@ -111,41 +121,56 @@ class KafkaBroker:
         return str(self.jars / "*")
 
     def _java(self, main_class: str, *args: str, **popen) -> list[str]:
-        return [java_bin(), f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC",
-                "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={settings.REPO_ROOT / 'conf' / 'kafka-log4j2.properties'}",
-                "-cp", self._classpath(), main_class, *args]
+        return [
+            java_bin(),
+            f"-Xmx{self.heap}",
+            "-Xms256m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={settings.REPO_ROOT / 'conf' / 'kafka-log4j2.properties'}",
+            "-cp",
+            self._classpath(),
+            main_class,
+            *args,
+        ]
 
     def write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         replicas, min_isr = self.internal_replication
-        quorum = (f"controller.quorum.voters={self.voters}" if self.voters
-                  else f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}")
-        self.config_file.write_text("\n".join([
-            "# written by stack/broker.py; edit conf/ or stack/broker.py, not this file",
-            "process.roles=broker,controller",
-            f"node.id={self.node_id}",
-            quorum,
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={self.data_dir}",
-            "num.partitions=1",
-            "auto.create.topics.enable=false",
-            # single node: every internal topic has one replica; a cluster: three, two in sync
-            f"offsets.topic.replication.factor={replicas}",
-            f"transaction.state.log.replication.factor={replicas}",
-            f"transaction.state.log.min.isr={min_isr}",
-            f"share.coordinator.state.topic.replication.factor={replicas}",
-            f"share.coordinator.state.topic.min.isr={min_isr}",
-            f"default.replication.factor={replicas}",
-            f"min.insync.replicas={min_isr}",
-            "group.initial.rebalance.delay.ms=0",
-            "log.retention.hours=168",
-            "",
-        ]))
+        quorum = (
+            f"controller.quorum.voters={self.voters}"
+            if self.voters
+            else f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}"
+        )
+        self.config_file.write_text(
+            "\n".join(
+                [
+                    "# written by stack/broker.py; edit conf/ or stack/broker.py, not this file",
+                    "process.roles=broker,controller",
+                    f"node.id={self.node_id}",
+                    quorum,
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self.data_dir}",
+                    "num.partitions=1",
+                    "auto.create.topics.enable=false",
+                    # single node: every internal topic has one replica; a cluster: three, two in sync
+                    f"offsets.topic.replication.factor={replicas}",
+                    f"transaction.state.log.replication.factor={replicas}",
+                    f"transaction.state.log.min.isr={min_isr}",
+                    f"share.coordinator.state.topic.replication.factor={replicas}",
+                    f"share.coordinator.state.topic.min.isr={min_isr}",
+                    f"default.replication.factor={replicas}",
+                    f"min.insync.replicas={min_isr}",
+                    "group.initial.rebalance.delay.ms=0",
+                    "log.retention.hours=168",
+                    "",
+                ]
+            )
+        )
 
     def is_formatted(self) -> bool:
         return (self.data_dir / "meta.properties").exists()
@@ -159,8 +184,9 @@ class KafkaBroker:
         # alone: a quorum of this one controller; in a cluster the static voters are in the config
         quorum = [] if self.voters else ["--standalone"]
         # `=`: a base64 id may start with "-", which the tool's argument parser would take for an option
-        cmd = self._java("kafka.tools.StorageTool", "format", *quorum,
-                         f"--cluster-id={cluster_id}", "-c", str(self.config_file))
+        cmd = self._java(
+            "kafka.tools.StorageTool", "format", *quorum, f"--cluster-id={cluster_id}", "-c", str(self.config_file)
+        )
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
@@ -170,15 +196,19 @@ class KafkaBroker:
         """Start the JVM and, unless `wait` is False, wait until it serves clients (the nodes of a
         cluster are started without waiting: none serves before a majority of the quorum is up)."""
         if port_open("127.0.0.1", self.port):
-            raise BrokerError(f"port {self.port} is already in use: is another broker running? "
-                              "Stop it, or set CHAT_KAFKA_PORT")
+            raise BrokerError(
+                f"port {self.port} is already in use: is another broker running? Stop it, or set CHAT_KAFKA_PORT"
+            )
         self.ensure_formatted()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_file, "ab")
-        self.process = subprocess.Popen(self._java("kafka.Kafka", str(self.config_file)),
-                                        stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
+        with open(self.log_file, "ab") as log:
+            self.process = subprocess.Popen(
+                self._java("kafka.Kafka", str(self.config_file)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         if wait:
             self.wait_ready(timeout_s)
 
@@ -186,8 +216,7 @@ class KafkaBroker:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise BrokerError(f"Kafka exited with code {self.process.returncode}; "
-                                  f"see {self.log_file}")
+                raise BrokerError(f"Kafka exited with code {self.process.returncode}; see {self.log_file}")
             if port_open("127.0.0.1", self.port) and self._api_versions_ok():
                 return
             time.sleep(0.3)
@@ -196,9 +225,11 @@ class KafkaBroker:
     def _api_versions_ok(self) -> bool:
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
+
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000,
-                                     bootstrap_timeout_ms=2000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=2000
+            )
         except KafkaError:
             return False
         try:
@@ -230,9 +261,9 @@ class KafkaBroker:
 
 def default_broker() -> KafkaBroker:
     s = settings.load()
-    return KafkaBroker(home=s.kafka_dir, port=s.kafka_port,
-                       controller_port=s.kafka_controller_port,
-                       log_file=s.log_dir / "kafka.log")
+    return KafkaBroker(
+        home=s.kafka_dir, port=s.kafka_port, controller_port=s.kafka_controller_port, log_file=s.log_dir / "kafka.log"
+    )
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ sbin/start-master.sh; those scripts only wrap the same classes in a daemon).
 
 Everything binds to 127.0.0.1. Logs go to files under each cluster's home.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import pyspark
 
-from stack import settings
+from config import settings
 from stack.broker import BrokerError, KafkaBroker, free_port, new_cluster_id, port_open
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
@@ -47,8 +48,7 @@ def tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def stop_process_group(proc: subprocess.Popen | None, timeout_s: float = 30.0,
-                       sig: int = signal.SIGTERM) -> None:
+def stop_process_group(proc: subprocess.Popen | None, timeout_s: float = 30.0, sig: int = signal.SIGTERM) -> None:
     """Signal the process group `proc` leads (it was started with start_new_session=True), then wait,
     then kill it if it does not end."""
     if proc is None or proc.poll() is not None:
@@ -101,8 +101,14 @@ def stop_spark_submit(proc: subprocess.Popen | None, timeout_s: float = 90.0) ->
 class KafkaCluster:
     """`size` KRaft nodes, each broker and controller, voters of one static quorum."""
 
-    def __init__(self, home: Path, size: int = 3, heap: str = "512m",
-                 ports: list[tuple[int, int]] | None = None, jars: Path | None = None):
+    def __init__(
+        self,
+        home: Path,
+        size: int = 3,
+        heap: str = "512m",
+        ports: list[tuple[int, int]] | None = None,
+        jars: Path | None = None,
+    ):
         self.home = Path(home)
         ports = ports or [(free_port(), free_port()) for _ in range(size)]
         if len(ports) != size:
@@ -114,9 +120,20 @@ class KafkaCluster:
         else:
             cluster_id = new_cluster_id()
         self.cluster_id = cluster_id
-        self.brokers = [KafkaBroker(self.home / f"broker-{node}", port, controller, self.home / f"broker-{node}.log",
-                                    jars=jars, heap=heap, node_id=node, voters=voters, cluster_id=cluster_id)
-                        for node, (port, controller) in enumerate(ports, start=1)]
+        self.brokers = [
+            KafkaBroker(
+                self.home / f"broker-{node}",
+                port,
+                controller,
+                self.home / f"broker-{node}.log",
+                jars=jars,
+                heap=heap,
+                node_id=node,
+                voters=voters,
+                cluster_id=cluster_id,
+            )
+            for node, (port, controller) in enumerate(ports, start=1)
+        ]
 
     @property
     def bootstrap(self) -> str:
@@ -151,6 +168,7 @@ class KafkaCluster:
     def leader(self, topic: str, partition: int = 0) -> int:
         """The node id that leads `topic`'s `partition` now."""
         from kafka import KafkaAdminClient
+
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
         try:
             [described] = admin.describe_topics([topic])
@@ -163,9 +181,17 @@ class SparkStandalone:
     """A Spark standalone master and `workers` workers, each offering `cores` task slots and `memory`
     for executors (one executor per worker with the default spark.executor.memory=1g)."""
 
-    def __init__(self, home: Path, workers: int = 2, cores: int = 2, memory: str = "1g",
-                 daemon_memory: str = "256m", master_port: int | None = None,
-                 master_ui_port: int | None = None, worker_ui_ports: list[int] | None = None):
+    def __init__(
+        self,
+        home: Path,
+        workers: int = 2,
+        cores: int = 2,
+        memory: str = "1g",
+        daemon_memory: str = "256m",
+        master_port: int | None = None,
+        master_ui_port: int | None = None,
+        worker_ui_ports: list[int] | None = None,
+    ):
         self.home = Path(home)
         self.workers = workers
         self.cores = cores
@@ -186,23 +212,31 @@ class SparkStandalone:
         return f"http://127.0.0.1:{self.master_ui_port}"
 
     def _env(self) -> dict[str, str]:
-        return dict(os.environ,
-                    SPARK_HOME=str(SPARK_HOME),
-                    SPARK_CONF_DIR=str(settings.REPO_ROOT / "conf"),
-                    SPARK_LOCAL_IP="127.0.0.1",
-                    SPARK_DAEMON_MEMORY=self.daemon_memory,
-                    # executors inherit the worker's environment: the venv's Python and the repository,
-                    # should a job ever run Python code on them (the chat's streams run none there)
-                    PYSPARK_PYTHON=sys.executable,
-                    PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])))
+        return dict(
+            os.environ,
+            SPARK_HOME=str(SPARK_HOME),
+            SPARK_CONF_DIR=str(settings.REPO_ROOT / "conf"),
+            SPARK_LOCAL_IP="127.0.0.1",
+            SPARK_DAEMON_MEMORY=self.daemon_memory,
+            # executors inherit the worker's environment: the venv's Python and the repository,
+            # should a job ever run Python code on them (the chat's streams run none there)
+            PYSPARK_PYTHON=sys.executable,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        )
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
         log_file = self.home / f"{name}.log"
         self.home.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as log:
-            return subprocess.Popen([str(SPARK_HOME / "bin" / "spark-class"), *args], stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self._env(),
-                                    cwd=self.home, start_new_session=True)
+            return subprocess.Popen(
+                [str(SPARK_HOME / "bin" / "spark-class"), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._env(),
+                cwd=self.home,
+                start_new_session=True,
+            )
 
     def status(self, timeout_s: float = 30.0) -> dict:
         """The master's state as its web UI serves it (/json/): workers, cores, applications."""
@@ -219,27 +253,51 @@ class SparkStandalone:
         for port in (self.master_port, self.master_ui_port, *self.worker_ui_ports):
             if port_open("127.0.0.1", port):
                 raise ClusterError(f"port {port} is already in use")
-        self.master = self._spawn("master", "org.apache.spark.deploy.master.Master",
-                                  "--host", "127.0.0.1", "--port", str(self.master_port),
-                                  "--webui-port", str(self.master_ui_port))
+        self.master = self._spawn(
+            "master",
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.master_port),
+            "--webui-port",
+            str(self.master_ui_port),
+        )
         for n, ui_port in enumerate(self.worker_ui_ports, start=1):
             # a worker retries its registration until the master is up: no need to wait for it here
-            self.worker_processes.append(self._spawn(
-                f"worker-{n}", "org.apache.spark.deploy.worker.Worker", self.master_url,
-                "--host", "127.0.0.1", "--cores", str(self.cores), "--memory", self.memory,
-                "--webui-port", str(ui_port), "--work-dir", str(self.home / f"worker-{n}")))
+            self.worker_processes.append(
+                self._spawn(
+                    f"worker-{n}",
+                    "org.apache.spark.deploy.worker.Worker",
+                    self.master_url,
+                    "--host",
+                    "127.0.0.1",
+                    "--cores",
+                    str(self.cores),
+                    "--memory",
+                    self.memory,
+                    "--webui-port",
+                    str(ui_port),
+                    "--work-dir",
+                    str(self.home / f"worker-{n}"),
+                )
+            )
         deadline = time.monotonic() + timeout_s
         while self.alive_workers() < self.workers:
-            for name, proc in [("master", self.master), *((f"worker-{n}", p) for n, p in
-                                                          enumerate(self.worker_processes, start=1))]:
+            for name, proc in [
+                ("master", self.master),
+                *((f"worker-{n}", p) for n, p in enumerate(self.worker_processes, start=1)),
+            ]:
                 if proc.poll() is not None:
                     self.stop()
-                    raise ClusterError(f"Spark {name} exited with code {proc.returncode}:\n"
-                                       f"{tail(self.home / f'{name}.log')}")
+                    raise ClusterError(
+                        f"Spark {name} exited with code {proc.returncode}:\n{tail(self.home / f'{name}.log')}"
+                    )
             if time.monotonic() > deadline:
                 self.stop()
-                raise ClusterError(f"{self.workers} Spark workers not registered within {timeout_s:.0f}s; "
-                                   f"see {self.home}/*.log")
+                raise ClusterError(
+                    f"{self.workers} Spark workers not registered within {timeout_s:.0f}s; see {self.home}/*.log"
+                )
             time.sleep(0.5)
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -253,8 +311,13 @@ class SparkStandalone:
 def spark_submit_argv(master_url: str, app: str, *app_args: str, conf: dict[str, str] | None = None) -> list[str]:
     """`spark-submit --master <master_url> --properties-file conf/spark-defaults.conf [--conf k=v ...] <app>`,
     with the spark-submit of the installed pyspark; run it from the repository root."""
-    argv = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", master_url,
-            "--properties-file", str(settings.REPO_ROOT / "conf" / "spark-defaults.conf")]
+    argv = [
+        str(SPARK_HOME / "bin" / "spark-submit"),
+        "--master",
+        master_url,
+        "--properties-file",
+        str(settings.REPO_ROOT / "conf" / "spark-defaults.conf"),
+    ]
     for key, value in (conf or {}).items():
         argv += ["--conf", f"{key}={value}"]
     return [*argv, app, *app_args]
@@ -266,17 +329,24 @@ def _interrupt(signum, _frame):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, help="where the clusters keep their data and logs "
-                                                  "(default $CHAT_DATA_DIR/cluster)")
-    parser.add_argument("--kafka-port", type=int, default=19092,
-                        help="the first broker's port; broker n listens on this + 2(n-1), its controller on the next")
+    parser.add_argument(
+        "--home", type=Path, help="where the clusters keep their data and logs (default $CHAT_DATA_DIR/cluster)"
+    )
+    parser.add_argument(
+        "--kafka-port",
+        type=int,
+        default=19092,
+        help="the first broker's port; broker n listens on this + 2(n-1), its controller on the next",
+    )
     parser.add_argument("--spark-port", type=int, default=7077, help="the Spark master's port (web UI: 8080)")
     args = parser.parse_args(argv)
     home = args.home or settings.load().data_dir / "cluster"
-    kafka = KafkaCluster(home / "kafka", ports=[(args.kafka_port + 2 * n, args.kafka_port + 2 * n + 1)
-                                                for n in range(3)])
-    spark = SparkStandalone(home / "spark", master_port=args.spark_port, master_ui_port=8080,
-                            worker_ui_ports=[8081, 8082])
+    kafka = KafkaCluster(
+        home / "kafka", ports=[(args.kafka_port + 2 * n, args.kafka_port + 2 * n + 1) for n in range(3)]
+    )
+    spark = SparkStandalone(
+        home / "spark", master_port=args.spark_port, master_ui_port=8080, worker_ui_ports=[8081, 8082]
+    )
     signal.signal(signal.SIGINT, _interrupt)  # also when started in the background, where SIGINT is ignored
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -284,25 +354,37 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(2) as pool:  # the JVMs start side by side
             for future in [pool.submit(spark.start), pool.submit(kafka.start)]:
                 future.result()
-        print(f"spark: master {spark.master_url} (web UI {spark.master_ui}) with {spark.workers} workers "
-              f"of {spark.cores} cores and {spark.memory}; logs in {spark.home}", flush=True)
+        print(
+            f"spark: master {spark.master_url} (web UI {spark.master_ui}) with {spark.workers} workers "
+            f"of {spark.cores} cores and {spark.memory}; logs in {spark.home}",
+            flush=True,
+        )
         print(f"kafka: {len(kafka.brokers)} brokers in cluster {kafka.cluster_id}; logs in {kafka.home}", flush=True)
         for b in kafka.brokers:
-            print(f"kafka: broker {b.node_id} at {b.bootstrap}, pid {b.process.pid} "
-                  f"(`kill {b.process.pid}` stops it: the chat carries on with two)", flush=True)
-        print(f"ready in {time.monotonic() - t0:.0f}s. In another shell, run the chat on them:\n\n"
-              f"  export CHAT_KAFKA_BOOTSTRAP={kafka.bootstrap}\n"
-              f"  export CHAT_SPARK_MASTER={spark.master_url}\n"
-              f"  export CHAT_REPLICATION_FACTOR=3 CHAT_TOPIC_PARTITIONS=2\n"
-              f"  make up\n\nCtrl-C stops the clusters.", flush=True)
+            print(
+                f"kafka: broker {b.node_id} at {b.bootstrap}, pid {b.process.pid} "
+                f"(`kill {b.process.pid}` stops it: the chat carries on with two)",
+                flush=True,
+            )
+        print(
+            f"ready in {time.monotonic() - t0:.0f}s. In another shell, run the chat on them:\n\n"
+            f"  export CHAT_KAFKA_BOOTSTRAP={kafka.bootstrap}\n"
+            f"  export CHAT_SPARK_MASTER={spark.master_url}\n"
+            f"  export CHAT_REPLICATION_FACTOR=3 CHAT_TOPIC_PARTITIONS=2\n"
+            f"  make up\n\nCtrl-C stops the clusters.",
+            flush=True,
+        )
         reported: set[int] = set()
         while True:
             time.sleep(1)
             for b in kafka.brokers:
                 if b.node_id not in reported and b.process is not None and b.process.poll() is not None:
                     reported.add(b.node_id)
-                    print(f"kafka: broker {b.node_id} exited with code {b.process.returncode}; "
-                          f"{len(kafka.brokers) - len(reported)} left", flush=True)
+                    print(
+                        f"kafka: broker {b.node_id} exited with code {b.process.returncode}; "
+                        f"{len(kafka.brokers) - len(reported)} left",
+                        flush=True,
+                    )
     except KeyboardInterrupt:
         return 0
     except (BrokerError, ClusterError) as exc:

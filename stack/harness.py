@@ -3,6 +3,7 @@
 The integration tests and the benchmarks use it, so both exercise exactly what
 a user starts.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.settings import REPO_ROOT
 from stack.broker import free_port
-from stack.settings import REPO_ROOT
 
 
 class StackError(RuntimeError):
@@ -41,26 +42,48 @@ class ChatStack:
 def start_stack(data_dir: Path, timeout_s: float = 420) -> ChatStack:
     kafka_port, controller_port, api_port, ui_port = (free_port() for _ in range(4))
     admin_token = secrets.token_urlsafe(24)
-    env = dict(os.environ, CHAT_ADMIN_TOKEN=admin_token,
-               CHAT_DATA_DIR=str(data_dir), CHAT_KAFKA_PORT=str(kafka_port),
-               CHAT_KAFKA_CONTROLLER_PORT=str(controller_port),
-               CHAT_API_PORT=str(api_port), CHAT_UI_PORT=str(ui_port), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        CHAT_ADMIN_TOKEN=admin_token,
+        CHAT_DATA_DIR=str(data_dir),
+        CHAT_KAFKA_PORT=str(kafka_port),
+        CHAT_KAFKA_CONTROLLER_PORT=str(controller_port),
+        CHAT_API_PORT=str(api_port),
+        CHAT_UI_PORT=str(ui_port),
+        PYTHONUNBUFFERED="1",
+    )
     for name in ("CHAT_KAFKA_BOOTSTRAP", "CHAT_API_URL", "CHAT_WAREHOUSE_DIR"):
         env.pop(name, None)
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "stack-up.out"
     with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "stack.up"], cwd=REPO_ROOT, env=env,
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    stack = ChatStack(process, data_dir, log, f"127.0.0.1:{kafka_port}", f"http://127.0.0.1:{api_port}",
-                      f"http://127.0.0.1:{ui_port}", (kafka_port, controller_port, api_port, ui_port), admin_token)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stack.up"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    stack = ChatStack(
+        process,
+        data_dir,
+        log,
+        f"127.0.0.1:{kafka_port}",
+        f"http://127.0.0.1:{api_port}",
+        f"http://127.0.0.1:{ui_port}",
+        (kafka_port, controller_port, api_port, ui_port),
+        admin_token,
+    )
     deadline = time.monotonic() + timeout_s
     # the final "HH:MM:SS  ready   in ..." line, not a service's "streams ready in ..."
     while not re.search(r"^\S+\s+ready\s+in ", stack.output(), re.M):
         if process.poll() is not None or time.monotonic() > deadline:
             stop_stack(stack)
-            logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                             for p in sorted((data_dir / "log").glob("*.log")))
+            logs = "\n".join(
+                f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                for p in sorted((data_dir / "log").glob("*.log"))
+            )
             raise StackError(f"the stack did not start:\n{stack.output()}\n{logs}")
         time.sleep(0.5)
     return stack

@@ -1,7 +1,8 @@
 """Create the chat's Kafka topics, idempotently.
 
-    python -m stack.topics          # uses CHAT_KAFKA_BOOTSTRAP, CHAT_TOPIC_PARTITIONS, CHAT_REPLICATION_FACTOR
+python -m stack.topics          # uses CHAT_KAFKA_BOOTSTRAP, CHAT_TOPIC_PARTITIONS, CHAT_REPLICATION_FACTOR
 """
+
 from __future__ import annotations
 
 import sys
@@ -10,7 +11,7 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from stack import settings
+from config import contract, settings
 
 
 def min_insync_for(replication_factor: int) -> int:
@@ -19,9 +20,14 @@ def min_insync_for(replication_factor: int) -> int:
     return 1 if replication_factor < 3 else 2
 
 
-def create_topics(bootstrap: str, topics=settings.TOPICS, partitions: int = 1,
-                  replication_factor: int = 1, timeout_s: float = 60.0,
-                  min_insync_replicas: int | None = None) -> list[str]:
+def create_topics(
+    bootstrap: str,
+    topics=contract.TOPICS,
+    partitions: int = 1,
+    replication_factor: int = 1,
+    timeout_s: float = 60.0,
+    min_insync_replicas: int | None = None,
+) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
     Every topic gets `min.insync.replicas` (default: `min_insync_for(replication_factor)`).
@@ -32,8 +38,12 @@ def create_topics(bootstrap: str, topics=settings.TOPICS, partitions: int = 1,
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="chat-topics",
-                                     request_timeout_ms=10_000, bootstrap_timeout_ms=3_000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap,
+                client_id="chat-topics",
+                request_timeout_ms=10_000,
+                bootstrap_timeout_ms=3_000,
+            )
             break
         except KafkaError:
             if time.monotonic() > deadline:
@@ -44,10 +54,17 @@ def create_topics(bootstrap: str, topics=settings.TOPICS, partitions: int = 1,
         missing = [t for t in topics if t not in existing]
         if missing:
             try:
-                admin.create_topics([NewTopic(name=t, num_partitions=partitions,
-                                              replication_factor=replication_factor,
-                                              topic_configs={"min.insync.replicas": str(min_insync)})
-                                     for t in missing])
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            name=t,
+                            num_partitions=partitions,
+                            replication_factor=replication_factor,
+                            topic_configs={"min.insync.replicas": str(min_insync)},
+                        )
+                        for t in missing
+                    ]
+                )
             except TopicAlreadyExistsError:
                 pass  # created by someone else meanwhile: that is the state we want
         while set(topics) - set(admin.list_topics()):
@@ -62,14 +79,19 @@ def create_topics(bootstrap: str, topics=settings.TOPICS, partitions: int = 1,
 def main() -> int:
     s = settings.load()
     try:
-        created = create_topics(s.kafka_bootstrap, partitions=s.topic_partitions,
-                                replication_factor=s.replication_factor,
-                                min_insync_replicas=s.min_insync_replicas)
+        created = create_topics(
+            s.kafka_bootstrap,
+            partitions=s.topic_partitions,
+            replication_factor=s.replication_factor,
+            min_insync_replicas=s.min_insync_replicas,
+        )
     except KafkaError as exc:
         print(f"topics: cannot reach Kafka at {s.kafka_bootstrap}: {exc}", file=sys.stderr)
         return 1
-    print(f"topics: {', '.join(settings.TOPICS)} ready"
-          + (f" (created {', '.join(created)})" if created else " (already there)"))
+    print(
+        f"topics: {', '.join(contract.TOPICS)} ready"
+        + (f" (created {', '.join(created)})" if created else " (already there)")
+    )
     return 0
 
 

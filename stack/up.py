@@ -8,6 +8,7 @@ cleanly on Ctrl-C or SIGTERM. Logs go to DATA_DIR/log/.
 
 With CHAT_KAFKA_BOOTSTRAP set to an existing Kafka, no broker is started here.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack import settings
+from config import contract, settings
 from stack.broker import BrokerError, KafkaBroker, port_open
 from stack.topics import create_topics
 
@@ -51,9 +52,15 @@ class Service:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(self.cmd)}\n".encode())
-            self.process = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=self.env,
-                                            cwd=settings.REPO_ROOT, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=settings.REPO_ROOT,
+                start_new_session=True,
+            )
         self.started_at = time.monotonic()
 
     def alive(self) -> bool:
@@ -77,8 +84,10 @@ class Service:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(f"{self.name} exited with code {self.process.returncode if self.process else '?'}"
-                                   f"; see {self.log_file}:\n{tail(self.log_file)}")
+                raise RuntimeError(
+                    f"{self.name} exited with code {self.process.returncode if self.process else '?'}"
+                    f"; see {self.log_file}:\n{tail(self.log_file)}"
+                )
             if self.ready():
                 return
             time.sleep(0.25)
@@ -105,14 +114,45 @@ def http_ok(url: str) -> bool:
 def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
     streams_ready = s.run_dir / "streams.ready"
     return [
-        Service("streams", [PY, "-m", "pipelines.streams"], s.log_dir / "streams.log", env,
-                ready=streams_ready.exists, ready_file=streams_ready),
-        Service("api", [PY, "-m", "gunicorn", "-k", "api.KeepAliveThreadWorker", "-w", "1", "--threads", "64",
-                        "--timeout", "60", "--graceful-timeout", "10",
-                        "-b", f"{s.api_host}:{s.api_port}", "api:create_app()"],
-                s.log_dir / "api.log", env, ready=lambda: http_ok(f"http://{s.api_host}:{s.api_port}/health")),
-        Service("ui", [PY, "-m", "uvicorn", "ui.app:app", "--host", s.ui_host, "--port", str(s.ui_port)],
-                s.log_dir / "ui.log", env, ready=lambda: http_ok(f"http://{s.ui_host}:{s.ui_port}/")),
+        Service(
+            "streams",
+            [PY, "-m", "pipelines.streams"],
+            s.log_dir / "streams.log",
+            env,
+            ready=streams_ready.exists,
+            ready_file=streams_ready,
+        ),
+        Service(
+            "api",
+            [
+                PY,
+                "-m",
+                "gunicorn",
+                "-k",
+                "api.KeepAliveThreadWorker",
+                "-w",
+                "1",
+                "--threads",
+                "64",
+                "--timeout",
+                "60",
+                "--graceful-timeout",
+                "10",
+                "-b",
+                f"{s.api_host}:{s.api_port}",
+                "api:create_app()",
+            ],
+            s.log_dir / "api.log",
+            env,
+            ready=lambda: http_ok(f"http://{s.api_host}:{s.api_port}/health"),
+        ),
+        Service(
+            "ui",
+            [PY, "-m", "uvicorn", "ui.app:app", "--host", s.ui_host, "--port", str(s.ui_port)],
+            s.log_dir / "ui.log",
+            env,
+            ready=lambda: http_ok(f"http://{s.ui_host}:{s.ui_port}/"),
+        ),
     ]
 
 
@@ -125,9 +165,14 @@ def main() -> int:
     t0 = time.monotonic()
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    env = dict(os.environ, CHAT_DATA_DIR=str(s.data_dir), CHAT_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
-               CHAT_API_URL=s.api_url, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        CHAT_DATA_DIR=str(s.data_dir),
+        CHAT_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
+        CHAT_API_URL=s.api_url,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    )
     for port, what in ((s.api_port, "API (CHAT_API_PORT)"), (s.ui_port, "UI (CHAT_UI_PORT)")):
         if port_open("127.0.0.1", port):
             say("error", f"port {port} for the {what} is already in use: is `make up` already running?")
@@ -137,22 +182,27 @@ def main() -> int:
     services: list[Service] = []
     return_code = 0
     try:
-        embedded = not os.environ.get("CHAT_KAFKA_BOOTSTRAP", "").strip()
-        if embedded:
-            broker = KafkaBroker(home=s.kafka_dir, port=s.kafka_port, controller_port=s.kafka_controller_port,
-                                 log_file=s.log_dir / "kafka.log")
+        if s.embedded_kafka:
+            broker = KafkaBroker(
+                home=s.kafka_dir,
+                port=s.kafka_port,
+                controller_port=s.kafka_controller_port,
+                log_file=s.log_dir / "kafka.log",
+            )
             fresh = not broker.is_formatted()
             say("kafka", "formatting storage (first run) ..." if fresh else f"reusing data in {broker.home}")
             t = time.monotonic()
             broker.start()
-            say("kafka", f"broker ready at {broker.bootstrap} in {time.monotonic() - t:.1f}s "
-                         f"(log {broker.log_file})")
+            say("kafka", f"broker ready at {broker.bootstrap} in {time.monotonic() - t:.1f}s (log {broker.log_file})")
         else:
             say("kafka", f"using the Kafka at {s.kafka_bootstrap} (no embedded broker)")
-        created = create_topics(s.kafka_bootstrap, partitions=s.topic_partitions,
-                                replication_factor=s.replication_factor,
-                                min_insync_replicas=s.min_insync_replicas)
-        say("topics", f"{', '.join(settings.TOPICS)} ready" + (f" (created {', '.join(created)})" if created else ""))
+        created = create_topics(
+            s.kafka_bootstrap,
+            partitions=s.topic_partitions,
+            replication_factor=s.replication_factor,
+            min_insync_replicas=s.min_insync_replicas,
+        )
+        say("topics", f"{', '.join(contract.TOPICS)} ready" + (f" (created {', '.join(created)})" if created else ""))
 
         services = build_services(s, env)
         for svc in services:  # start all, then wait: Spark's start-up overlaps the others'
@@ -162,8 +212,11 @@ def main() -> int:
             svc.wait_ready(300)  # Spark takes a minute on 2 cores, several when they are busy
             say(svc.name, f"ready in {time.monotonic() - svc.started_at:.1f}s")
         print(flush=True)
-        say("ready", f"in {time.monotonic() - t0:.1f}s.  Chat UI: http://{s.ui_host}:{s.ui_port}   "
-                     f"API: http://{s.api_host}:{s.api_port} (docs /openapi.yaml)   Ctrl-C stops everything")
+        say(
+            "ready",
+            f"in {time.monotonic() - t0:.1f}s.  Chat UI: http://{s.ui_host}:{s.ui_port}   "
+            f"API: http://{s.api_host}:{s.api_port} (docs /openapi.yaml)   Ctrl-C stops everything",
+        )
 
         while True:
             time.sleep(1)

@@ -4,6 +4,7 @@ The stack fixture runs `python -m stack.up` — the same program `make up` runs 
 on free loopback ports with a temporary data directory, so the integration
 tests exercise a real `kafka.Kafka` JVM and the real Spark relay.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,11 +22,16 @@ from stack.harness import ChatStack, stop_stack
 @pytest.fixture(scope="session")
 def spark():
     from pipelines.session import get_spark
-    session = get_spark("chat-tests", master="local[2]", extra={
-        "spark.sql.shuffle.partitions": "1",
-        "spark.ui.enabled": "false",
-        "spark.default.parallelism": "2",
-    })
+
+    session = get_spark(
+        "chat-tests",
+        master="local[2]",
+        extra={
+            "spark.sql.shuffle.partitions": "1",
+            "spark.ui.enabled": "false",
+            "spark.default.parallelism": "2",
+        },
+    )
     yield session
     session.stop()
 
@@ -64,8 +70,9 @@ def wait_for_messages(api_url: str, user: str, predicate, timeout_s: float = 60)
     while not predicate(seen):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out; {user} saw {seen}")
-        body = requests.get(f"{api_url}/messages", params={"after": cursor, "wait": 5},
-                            headers=auth(api_url, user), timeout=15).json()
+        body = requests.get(
+            f"{api_url}/messages", params={"after": cursor, "wait": 5}, headers=auth(api_url, user), timeout=15
+        ).json()
         seen.extend(body["messages"])
         cursor = body["cursor"]
     return seen
@@ -76,6 +83,7 @@ def kafka_only(tmp_path_factory):
     """A bare broker (with the chat topics) for tests that drive Spark by hand; yields its bootstrap."""
     from stack.broker import KafkaBroker
     from stack.topics import create_topics
+
     home = tmp_path_factory.mktemp("kafka")
     broker = KafkaBroker(home, free_port(), free_port(), home / "kafka.log")
     broker.start()

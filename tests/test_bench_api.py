@@ -4,6 +4,7 @@ Unit tests for the percentile helper and the bench's clean texts; short runs of
 each benchmark against the real stack, checking that what they report is what
 the API really did.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,6 +56,7 @@ def test_clean_texts_hold_no_listed_word():
     # the relay's matching is tolerant (repeated letters, stand-ins, accents, plurals); compare
     # each word of the texts by the same key the moderation module gives a listed word
     from pipelines.moderation import load_word_lists, word_key
+
     lists = load_word_lists()
     keys = {word_key(w) for w in lists.profane}
     for text in CLEAN_TEXTS + (block_latency.CLEAN_PROBE,):
@@ -70,6 +72,7 @@ def test_api_client_refuses_non_http_urls():
 
 class _Echo(BaseHTTPRequestHandler):
     """Answers a POST with its path, token and body as JSON; the body's "say" picks the status and headers."""
+
     protocol_version = "HTTP/1.1"
     connections: set[int] = set()
 
@@ -77,8 +80,14 @@ class _Echo(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         say = json.loads(body).get("say", "")
         _Echo.connections.add(self.client_address[1])
-        out = json.dumps({"path": self.path, "auth": self.headers["Authorization"], "body": body.decode(),
-                          "type": self.headers["Content-Type"]}).encode()
+        out = json.dumps(
+            {
+                "path": self.path,
+                "auth": self.headers["Authorization"],
+                "body": body.decode(),
+                "type": self.headers["Content-Type"],
+            }
+        ).encode()
         self.send_response(400 if say == "bad" else 202)
         if say != "no-length":
             self.send_header("Content-Length", str(len(out)))
@@ -104,13 +113,19 @@ def echo_url():
 
 def test_post_connection_reads_each_answer_on_one_connection_and_reconnects_after_close(echo_url):
     with PostConnection(echo_url, "tok") as conn:
-        ok, bad, close, after = (conn.request_for(json.dumps({"say": say, "data": "¿qué?"}).encode())
-                                 for say in ("", "bad", "close", "after"))
+        ok, bad, close, after = (
+            conn.request_for(json.dumps({"say": say, "data": "¿qué?"}).encode())
+            for say in ("", "bad", "close", "after")
+        )
         answers = [conn.post(r) for r in (ok, ok, bad, ok)]
         assert [status for status, _ in answers] == [202, 202, 400, 202]
         first = json.loads(answers[0][1])
-        assert first == {"path": "/api/messages", "auth": "Bearer tok", "type": "application/json",
-                         "body": json.dumps({"say": "", "data": "¿qué?"})}
+        assert first == {
+            "path": "/api/messages",
+            "auth": "Bearer tok",
+            "type": "application/json",
+            "body": json.dumps({"say": "", "data": "¿qué?"}),
+        }
         assert len(_Echo.connections) == 1  # keep-alive: four requests, one connection
         assert conn.post(close)[0] == 202
         assert json.loads(conn.post(after)[1])["body"] == json.dumps({"say": "after", "data": "¿qué?"})
@@ -121,9 +136,9 @@ def test_post_connection_reads_each_answer_on_one_connection_and_reconnects_afte
 
 def test_post_connection_reports_a_server_that_is_gone():
     from stack.broker import free_port
-    with PostConnection(f"http://127.0.0.1:{free_port()}", "tok", timeout_s=2) as conn:
-        with pytest.raises(ConnectionError):
-            conn.post(conn.request_for(b"{}"))
+
+    with PostConnection(f"http://127.0.0.1:{free_port()}", "tok", timeout_s=2) as conn, pytest.raises(ConnectionError):
+        conn.post(conn.request_for(b"{}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,8 +154,12 @@ def _messages_by(api_url: str, cursor: str, prefix: str, expected: int, timeout_
     with requests.Session() as http:
         while True:
             wait = 1 if len(found) >= expected else 5
-            body = http.get(f"{api_url}/messages", params={"after": cursor, "wait": wait, "limit": 500},
-                            headers=auth(api_url, "bench-test-reader"), timeout=20).json()
+            body = http.get(
+                f"{api_url}/messages",
+                params={"after": cursor, "wait": wait, "limit": 500},
+                headers=auth(api_url, "bench-test-reader"),
+                timeout=20,
+            ).json()
             cursor = body["cursor"]
             found.update({m["id"]: m for m in body["messages"] if m["author"].startswith(prefix)})
             if len(found) >= expected and not body["messages"]:
@@ -152,8 +171,9 @@ def _messages_by(api_url: str, cursor: str, prefix: str, expected: int, timeout_
 
 
 def _cursor(api_url: str) -> str:
-    return requests.get(f"{api_url}/messages", params={"limit": 1}, headers=auth(api_url, "bench-test-reader"),
-                        timeout=10).json()["cursor"]
+    return requests.get(
+        f"{api_url}/messages", params={"limit": 1}, headers=auth(api_url, "bench-test-reader"), timeout=10
+    ).json()["cursor"]
 
 
 @pytest.mark.integration
@@ -234,16 +254,24 @@ def test_block_latency_blocks_the_user(chat_stack):
     assert any(line.startswith(f"{author}: blocked") for line in lines)
     user = requests.get(f"{chat_stack.api_url}/users/{author}", timeout=10).json()
     assert user["is_blocked"] is True and user["strikes"] >= 3
-    posted = requests.post(f"{chat_stack.api_url}/messages", json={"data": "hola"},
-                           headers=auth(chat_stack.api_url, author), timeout=10)
+    posted = requests.post(
+        f"{chat_stack.api_url}/messages", json={"data": "hola"}, headers=auth(chat_stack.api_url, author), timeout=10
+    )
     assert posted.status_code == 403
 
 
 def test_bench_summary_ratios_and_targets():
     from bench.run import derived, target_rows
-    results = {"relay_msgs_per_s": 30_000, "baseline_msgs_per_s": 3_000, "broker_limit_msgs_per_s": 60_000,
-               "e2e_latency_ms": {"p50": 20, "p99": 80}, "block_latency_ms": {"p50": 4000, "p99": 6000},
-               "stats_seconds": {"1000000": 40.0, "10000000": 150.0, "ratio": 3.75}, "api_posts_per_s": 600}
+
+    results = {
+        "relay_msgs_per_s": 30_000,
+        "baseline_msgs_per_s": 3_000,
+        "broker_limit_msgs_per_s": 60_000,
+        "e2e_latency_ms": {"p50": 20, "p99": 80},
+        "block_latency_ms": {"p50": 4000, "p99": 6000},
+        "stats_seconds": {"1000000": 40.0, "10000000": 150.0, "ratio": 3.75},
+        "api_posts_per_s": 600,
+    }
     flat = derived(results)
     assert flat["relay_vs_baseline"] == 10.0 and flat["relay_vs_broker_limit"] == 0.5
     rows = {r["figure"]: r for r in target_rows(flat)}

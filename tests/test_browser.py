@@ -56,8 +56,7 @@ class ChatPage:
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_DIALOGS})
         driver.get(url)
         self.wait_for(
-            lambda: "Connected" in self.text_of("#connection_status")
-            and bool(driver.find_elements(By.ID, "name")),
+            lambda: "Connected" in self.text_of("#connection_status") and bool(driver.find_elements(By.ID, "name")),
             "the page connected to the chat, with the join form",
             PAGE_TIMEOUT,
         )
@@ -109,9 +108,7 @@ class ChatPage:
         return shown
 
     def wait_for_message(self, author: str, text: str) -> None:
-        self.wait_for(
-            lambda: (author, text) in self.messages(), f"{author}'s {text!r}", MESSAGE_TIMEOUT
-        )
+        self.wait_for(lambda: (author, text) in self.messages(), f"{author}'s {text!r}", MESSAGE_TIMEOUT)
 
     def notifications(self) -> list[str]:
         return [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, ".shiny-notification")]
@@ -126,17 +123,13 @@ def open_window(tmp_path: Path) -> Iterator[Callable[[str], ChatPage]]:
     closes them all at the end."""
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
     if missing:
-        pytest.fail(
-            f"{' and '.join(missing)} not found: run `make browser` "
-            "(apt-get install chromium chromium-driver)"
-        )
+        pytest.fail(f"{' and '.join(missing)} not found: run `make browser` (apt-get install chromium chromium-driver)")
     drivers: list[WebDriver] = []
 
     def open_window(url: str) -> ChatPage:
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM)
-        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,900"):
+        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
             options.add_argument(flag)
         service = Service(
             executable_path=str(CHROMEDRIVER),
@@ -187,10 +180,13 @@ def test_two_users_chat_in_browsers_and_hostile_text_stays_text(
         # ...no element came from it, in the chat (the hidden echo of what was
         # typed included) or anywhere in the page...
         assert window.driver.find_elements(By.CSS_SELECTOR, "#chat img, #chat script") == []
-        assert window.script(
-            "return [...document.querySelectorAll('img[onerror], img[src=\"x\"]')].length"
-            " + [...document.scripts].filter(s => s.text.includes('__pwned')).length"
-        ) == 0
+        assert (
+            window.script(
+                "return [...document.querySelectorAll('img[onerror], img[src=\"x\"]')].length"
+                " + [...document.scripts].filter(s => s.text.includes('__pwned')).length"
+            )
+            == 0
+        )
 
         # ...and nothing ran: no dialog, no global set by the script.
         assert window.script("return window.__dialogs") == []
@@ -234,9 +230,7 @@ def test_a_blocked_user_sees_no_chat_until_a_moderator_unblocks_them(
     )
     assert response.status_code == 202, response.text
     unblocked = time.monotonic()
-    troll.wait_for(
-        lambda: troll.text_of("#moderation") == "", "the banner to go", MODERATION_TIMEOUT
-    )
+    troll.wait_for(lambda: troll.text_of("#moderation") == "", "the banner to go", MODERATION_TIMEOUT)
     print(f"unblock latency in the browser: {time.monotonic() - unblocked:.1f}s")
     troll.wait_for(
         lambda: any("unblocked you" in n for n in troll.notifications()),

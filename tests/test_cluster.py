@@ -12,6 +12,7 @@ broker that leads `chat` partition 0 is stopped and stays down. Every message
 the API accepted (202) must then be exactly once in Delta `messages` and
 exactly once for the reader, and the workers' executors must have run the tasks.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,10 +29,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from stack import settings
+from config import contract, settings
 from stack.broker import free_port
-from stack.cluster import (KafkaCluster, SparkStandalone, spark_submit_argv, stop_process_group,
-                           stop_spark_submit, tail)
+from stack.cluster import KafkaCluster, SparkStandalone, spark_submit_argv, stop_process_group, stop_spark_submit, tail
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
@@ -44,6 +44,7 @@ AFTER_STOP_S = 20
 
 def http_json(url: str, timeout: float = 30.0):
     import json
+
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.load(response)
 
@@ -55,16 +56,24 @@ def wait_until(what: str, predicate, timeout_s: float, every_s: float = 0.5, log
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s:.0f}s\n"
-                                 + "\n".join(f"--- {p}\n{tail(p, 40)}" for p in logs))
+            raise AssertionError(
+                f"{what}: not within {timeout_s:.0f}s\n" + "\n".join(f"--- {p}\n{tail(p, 40)}" for p in logs)
+            )
         time.sleep(every_s)
 
 
 def spawn(argv: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
-        return subprocess.Popen(argv, env=env, cwd=settings.REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            env=env,
+            cwd=settings.REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 class Traffic:
@@ -87,8 +96,9 @@ class Traffic:
         first.raise_for_status()
         self.cursor = first.json()["cursor"]
         self.read_ids += [m["id"] for m in first.json()["messages"]]
-        self.threads = [threading.Thread(target=self.write, args=(f"writer{n}",), daemon=True)
-                        for n in range(writers)] + [threading.Thread(target=self.read, daemon=True)]
+        self.threads = [
+            threading.Thread(target=self.write, args=(f"writer{n}",), daemon=True) for n in range(writers)
+        ] + [threading.Thread(target=self.read, daemon=True)]
 
     def sign_in(self, author: str) -> dict[str, str]:
         response = requests.post(f"{self.api_url}/sessions", json={"author": author}, timeout=30)
@@ -129,8 +139,9 @@ class Traffic:
         session.headers.update(self.reader_auth)
         while not self.stop_reading.is_set():
             try:
-                response = session.get(f"{self.api_url}/messages",
-                                       params={"after": self.cursor, "wait": 2, "limit": 500}, timeout=30)
+                response = session.get(
+                    f"{self.api_url}/messages", params={"after": self.cursor, "wait": 2, "limit": 500}, timeout=30
+                )
             except requests.RequestException as exc:
                 with self.lock:
                     self.errors.append(f"reader: {exc}")
@@ -159,6 +170,7 @@ class Traffic:
 def delta_message_ids(warehouse: Path) -> Counter[str]:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
+
     try:
         table = DeltaTable(str(warehouse / "messages")).to_pyarrow_table(columns=["message_id", "author"])
     except TableNotFoundError:
@@ -170,20 +182,25 @@ def topic_layout(bootstrap: str, topic: str) -> tuple[int, set[int], str]:
     """(partitions, replica counts, min.insync.replicas) of `topic`."""
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
+
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         [described] = admin.describe_topics([topic])
         configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
         [entries] = configs.values()  # {resource type: {topic: {key: {"value": ...}}}}
         min_isr = entries[topic]["min.insync.replicas"]
-        return (len(described["partitions"]), {len(p["replica_nodes"]) for p in described["partitions"]},
-                str(min_isr["value"] if isinstance(min_isr, dict) else min_isr))
+        return (
+            len(described["partitions"]),
+            {len(p["replica_nodes"]) for p in described["partitions"]},
+            str(min_isr["value"] if isinstance(min_isr, dict) else min_isr),
+        )
     finally:
         admin.close()
 
 
 def in_sync_replicas(bootstrap: str, topic: str) -> list[list[int]]:
     from kafka import KafkaAdminClient
+
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         [described] = admin.describe_topics([topic])
@@ -215,28 +232,70 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         say(f"3 brokers at {kafka.bootstrap}, Spark master {spark.master_url} with 2 workers")
 
         # from here on, only what a user sets: the CHAT_* variables and spark-submit's --master
-        env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
-                   SPARK_CONF_DIR=str(settings.REPO_ROOT / "conf"), SPARK_LOCAL_IP="127.0.0.1",
-                   PYSPARK_PYTHON=sys.executable,
-                   CHAT_KAFKA_BOOTSTRAP=kafka.bootstrap, CHAT_SPARK_MASTER=spark.master_url,
-                   CHAT_DATA_DIR=str(data_dir), CHAT_WAREHOUSE_DIR=str(warehouse),
-                   CHAT_TOPIC_PARTITIONS=str(PARTITIONS),
-                   CHAT_REPLICATION_FACTOR="3", CHAT_ADMIN_TOKEN=secrets.token_urlsafe(24),
-                   CHAT_SECRET_KEY=secrets.token_urlsafe(32))
+        env = dict(
+            os.environ,
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            SPARK_CONF_DIR=str(settings.REPO_ROOT / "conf"),
+            SPARK_LOCAL_IP="127.0.0.1",
+            PYSPARK_PYTHON=sys.executable,
+            CHAT_KAFKA_BOOTSTRAP=kafka.bootstrap,
+            CHAT_SPARK_MASTER=spark.master_url,
+            CHAT_DATA_DIR=str(data_dir),
+            CHAT_WAREHOUSE_DIR=str(warehouse),
+            CHAT_TOPIC_PARTITIONS=str(PARTITIONS),
+            CHAT_REPLICATION_FACTOR="3",
+            CHAT_ADMIN_TOKEN=secrets.token_urlsafe(24),
+            CHAT_SECRET_KEY=secrets.token_urlsafe(32),
+        )
         env.pop("CHAT_MIN_INSYNC_REPLICAS", None)  # the default for three replicas: 2
-        topics = subprocess.run([sys.executable, "-m", "stack.topics"], env=env, cwd=settings.REPO_ROOT,
-                                capture_output=True, text=True, timeout=120)
+        topics = subprocess.run(
+            [sys.executable, "-m", "stack.topics"],
+            env=env,
+            cwd=settings.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert topics.returncode == 0, topics.stdout + topics.stderr
-        for topic in settings.TOPICS:
+        for topic in contract.TOPICS:
             assert topic_layout(kafka.bootstrap, topic) == (PARTITIONS, {3}, "2"), topic
 
         streams_log, api_log = data_dir / "log" / "streams.log", data_dir / "log" / "api.log"
-        streams = spawn(spark_submit_argv(spark.master_url, "pipelines/streams.py", conf={
-            "spark.driver.memory": "1g", "spark.executor.memory": "1g",
-            "spark.driver.host": "127.0.0.1", "spark.ui.port": str(driver_ui_port)}), env, streams_log)
-        api = spawn([sys.executable, "-m", "gunicorn", "-k", "api.KeepAliveThreadWorker", "-w", "1", "--threads", "16",
-                     "--timeout", "60", "-b", f"127.0.0.1:{api_port}", "api:create_app()"], env, api_log)
+        streams = spawn(
+            spark_submit_argv(
+                spark.master_url,
+                "pipelines/streams.py",
+                conf={
+                    "spark.driver.memory": "1g",
+                    "spark.executor.memory": "1g",
+                    "spark.driver.host": "127.0.0.1",
+                    "spark.ui.port": str(driver_ui_port),
+                },
+            ),
+            env,
+            streams_log,
+        )
+        api = spawn(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-k",
+                "api.KeepAliveThreadWorker",
+                "-w",
+                "1",
+                "--threads",
+                "16",
+                "--timeout",
+                "60",
+                "-b",
+                f"127.0.0.1:{api_port}",
+                "api:create_app()",
+            ],
+            env,
+            api_log,
+        )
 
         def api_healthy():
             try:
@@ -245,8 +304,12 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
                 return False
 
         wait_until("the API is healthy", api_healthy, 180, logs=(api_log,))
-        wait_until("the streams run on the cluster", lambda: streams.poll() is not None
-                   or (data_dir / "run" / "streams.ready").exists(), 420, logs=(streams_log,))
+        wait_until(
+            "the streams run on the cluster",
+            lambda: streams.poll() is not None or (data_dir / "run" / "streams.ready").exists(),
+            420,
+            logs=(streams_log,),
+        )
         assert streams.poll() is None, tail(streams_log, 60)
         timings["chat up"] = time.monotonic() - t0
         say("topics created, API healthy, streams running")
@@ -256,17 +319,22 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         driver_api = f"http://127.0.0.1:{driver_ui_port}/api/v1/applications/{app['id']}"
         executors = [e for e in http_json(f"{driver_api}/executors") if e["id"] != "driver"]
         assert len({e["hostPort"] for e in executors}) == 2, executors
+
         # the relay (real-time mode) holds one long-running task per partition of `chat`, in a stage
         # that a new one replaces every 5 minutes: wait for one with all its tasks running
         def relay_tasks() -> list[tuple[int, int]]:
-            return [(st["numTasks"], st["numActiveTasks"]) for st in http_json(f"{driver_api}/stages?status=active")
-                    if st.get("description", "").startswith("relay")]
+            return [
+                (st["numTasks"], st["numActiveTasks"])
+                for st in http_json(f"{driver_api}/stages?status=active")
+                if st.get("description", "").startswith("relay")
+            ]
+
         wait_until("the relay runs one task per partition", lambda: (PARTITIONS, PARTITIONS) in relay_tasks(), 120)
 
         traffic = Traffic(api_url, WRITERS, POSTS_PER_S)
         traffic.start()
         time.sleep(BEFORE_STOP_S)
-        victim = kafka.broker(kafka.leader(settings.TOPIC_CHAT, 0))
+        victim = kafka.broker(kafka.leader(contract.TOPIC_CHAT, 0))
         with traffic.lock:
             accepted_before = len(traffic.accepted)
         stopped_at = time.monotonic()
@@ -284,15 +352,22 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         survivors = [b.node_id for b in kafka.brokers if b is not victim]
         survivors_bootstrap = ",".join(kafka.broker(n).bootstrap for n in survivors)
         # the stopped broker is out of every ISR: the writes after the stop were acknowledged by the other two
-        wait_until("the stopped broker leaves the ISRs", lambda: all(
-            r == survivors for r in in_sync_replicas(survivors_bootstrap, settings.TOPIC_CHAT)), 60)
+        wait_until(
+            "the stopped broker leaves the ISRs",
+            lambda: all(r == survivors for r in in_sync_replicas(survivors_bootstrap, contract.TOPIC_CHAT)),
+            60,
+        )
         timings["traffic"] = time.monotonic() - t0
         say(f"traffic over: {len(accepted)} accepted, {traffic.statuses[503]} answered 503")
 
         # every accepted message reaches the reader, once
         wanted = set(accepted_ids)
-        wait_until("the reader sees every accepted message", lambda: wanted <= set(traffic.read_ids), 300,
-                   logs=(streams_log, api_log))
+        wait_until(
+            "the reader sees every accepted message",
+            lambda: wanted <= set(traffic.read_ids),
+            300,
+            logs=(streams_log, api_log),
+        )
         time.sleep(2)  # a duplicate would come right behind
         traffic.finish_reading()
         read = Counter(traffic.read_ids)
@@ -302,8 +377,13 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         say("the reader saw every accepted message once")
 
         # and is in Delta `messages`, once
-        wait_until("Delta `messages` holds every accepted message",
-                   lambda: wanted <= set(delta_message_ids(warehouse)), 420, every_s=2, logs=(streams_log,))
+        wait_until(
+            "Delta `messages` holds every accepted message",
+            lambda: wanted <= set(delta_message_ids(warehouse)),
+            420,
+            every_s=2,
+            logs=(streams_log,),
+        )
         in_delta = delta_message_ids(warehouse)
         assert [i for i in accepted_ids if in_delta[i] != 1] == []
         assert max(in_delta.values()) == 1, [i for i, n in in_delta.items() if n > 1][:10]
@@ -322,14 +402,17 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         duration = time.monotonic() - t0
         rate = len(accepted) / (BEFORE_STOP_S + AFTER_STOP_S + timings["broker stop"])
         during_stop = len(accepted) - accepted_before - len(after_stop)
-        print(f"\ncluster: {len(accepted)} messages accepted ({accepted_before} before, {during_stop} during and "
-              f"{len(after_stop)} after the stop of broker {victim.node_id} of 3, ~{rate:.0f}/s; "
-              f"{traffic.statuses[503]} answered 503, "
-              f"{len(in_delta) - len(wanted)} of those delivered anyway), each exactly once in Delta `messages` "
-              f"and for the reader; Spark standalone: 2 workers, tasks per executor {sorted(tasks.values())}; "
-              f"Kafka: 3 brokers, {PARTITIONS} partitions, RF 3, min ISR 2; "
-              + ", ".join(f"{k} at {v:.0f}s" for k, v in timings.items() if k != "broker stop")
-              + f", broker stop took {timings['broker stop']:.1f}s; test took {duration:.0f}s", flush=True)
+        print(
+            f"\ncluster: {len(accepted)} messages accepted ({accepted_before} before, {during_stop} during and "
+            f"{len(after_stop)} after the stop of broker {victim.node_id} of 3, ~{rate:.0f}/s; "
+            f"{traffic.statuses[503]} answered 503, "
+            f"{len(in_delta) - len(wanted)} of those delivered anyway), each exactly once in Delta `messages` "
+            f"and for the reader; Spark standalone: 2 workers, tasks per executor {sorted(tasks.values())}; "
+            f"Kafka: 3 brokers, {PARTITIONS} partitions, RF 3, min ISR 2; "
+            + ", ".join(f"{k} at {v:.0f}s" for k, v in timings.items() if k != "broker stop")
+            + f", broker stop took {timings['broker stop']:.1f}s; test took {duration:.0f}s",
+            flush=True,
+        )
     finally:
         stop_process_group(api, 30)
         stop_spark_submit(streams)

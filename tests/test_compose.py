@@ -41,8 +41,18 @@ PYPROJECT = ROOT / "pyproject.toml"
 LOOPBACK = "127.0.0.1"
 SERVICES = {
     COMPOSE_FILE.name: ("kafka", "topics", "streams", "api", "ui"),
-    CLUSTER_FILE.name: ("kafka-1", "kafka-2", "kafka-3", "topics", "spark-master", "spark-worker-1",
-                        "spark-worker-2", "streams", "api", "ui"),
+    CLUSTER_FILE.name: (
+        "kafka-1",
+        "kafka-2",
+        "kafka-3",
+        "topics",
+        "spark-master",
+        "spark-worker-1",
+        "spark-worker-2",
+        "streams",
+        "api",
+        "ui",
+    ),
 }
 BUILT_SERVICES = {
     COMPOSE_FILE.name: ("topics", "streams", "api", "ui"),
@@ -92,9 +102,7 @@ def _compose_doc(name: str) -> dict:
 
 @cache
 def compose_schema() -> dict:
-    resource = importlib.resources.files("check_jsonschema.builtin_schemas.vendor").joinpath(
-        "compose-spec.json"
-    )
+    resource = importlib.resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
     return json.loads(resource.read_text(encoding="utf-8"))
 
 
@@ -573,7 +581,8 @@ def test_command_module_detection_can_fail():
     assert project_modules(["python", "-m", "uvicorn", "ui.app:app", "--port", "8000"]) == {"ui.app"}
     assert project_modules(["gunicorn", "-b", "0.0.0.0:5000", "api:create_app()"]) == {"api"}
     assert project_modules(["spark-submit", "--master", "spark://m:7077", "pipelines/streams.py"]) == {
-        "pipelines.streams"}
+        "pipelines.streams"
+    }
     assert project_modules(["spark-submit", "--properties-file", "conf/spark-defaults.conf", "x/y.py"]) == set()
     assert project_modules(["python", "-m", "json.tool"]) == set()
     assert missing_module_files(["python", "-m", "stack.no_such_module_xyz"]) != []
@@ -589,9 +598,7 @@ def test_command_module_detection_can_fail():
 def test_published_ports_bind_to_loopback_only(compose_file):
     doc = load_compose(compose_file)
     assert non_loopback_ports(doc) == []
-    published = {
-        name: [str(p) for p in service.get("ports", [])] for name, service in doc["services"].items()
-    }
+    published = {name: [str(p) for p in service.get("ports", [])] for name, service in doc["services"].items()}
     assert "127.0.0.1:5000:5000" in published["api"]
     assert "127.0.0.1:8000:8000" in published["ui"]
     # each broker's HOST listener is published on the port it advertises to the host
@@ -686,8 +693,11 @@ def test_kafka_clients_bootstrap_from_an_advertised_listener(compose_file):
     nodes = brokers(doc)
     advertised = set().union(*(advertised_addresses(k) for k in nodes.values()))
     services = doc["services"]
-    clients = {n: environment(s)["CHAT_KAFKA_BOOTSTRAP"] for n, s in services.items()
-               if "CHAT_KAFKA_BOOTSTRAP" in environment(s)}
+    clients = {
+        n: environment(s)["CHAT_KAFKA_BOOTSTRAP"]
+        for n, s in services.items()
+        if "CHAT_KAFKA_BOOTSTRAP" in environment(s)
+    }
     assert set(clients) == {"topics", "streams", "api"}
     for name, bootstrap in clients.items():
         addresses = bootstrap.split(",")
@@ -711,19 +721,25 @@ def test_quorum_check_can_fail():
     doc = load_compose(CLUSTER_FILE.name)
     environment_of = doc["services"]["kafka-3"]["environment"]
     environment_of["KAFKA_CONTROLLER_QUORUM_VOTERS"] = "1@kafka-1:9093,2@kafka-2:9093,3@kafka-2:9093"
-    assert quorum_problems(doc) == ["the brokers list different voters: "
-                                    "['1@kafka-1:9093,2@kafka-2:9093,3@kafka-2:9093', "
-                                    "'1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093']"]
+    assert quorum_problems(doc) == [
+        "the brokers list different voters: "
+        "['1@kafka-1:9093,2@kafka-2:9093,3@kafka-2:9093', "
+        "'1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093']"
+    ]
     for name in ("kafka-1", "kafka-2"):
-        doc["services"][name]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] = (
-            environment_of["KAFKA_CONTROLLER_QUORUM_VOTERS"])
+        doc["services"][name]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] = environment_of[
+            "KAFKA_CONTROLLER_QUORUM_VOTERS"
+        ]
     environment_of["CLUSTER_ID"] = "b3RoZXItY2x1c3Rlci1pZA"
-    assert quorum_problems(doc) == ["voter 3@kafka-2:9093: node 3 is kafka-3, not kafka-2",
-                                    "the brokers do not share one CLUSTER_ID"]
+    assert quorum_problems(doc) == [
+        "voter 3@kafka-2:9093: node 3 is kafka-3, not kafka-2",
+        "the brokers do not share one CLUSTER_ID",
+    ]
 
 
-@pytest.mark.parametrize("compose_file, replicas, min_isr", [(COMPOSE_FILE.name, "1", "1"),
-                                                             (CLUSTER_FILE.name, "3", "2")])
+@pytest.mark.parametrize(
+    "compose_file, replicas, min_isr", [(COMPOSE_FILE.name, "1", "1"), (CLUSTER_FILE.name, "3", "2")]
+)
 def test_replication_of_the_internal_topics_and_of_the_chat_topics(compose_file, replicas, min_isr):
     services = load_compose(compose_file)["services"]
     for name, kafka in brokers({"services": services}).items():

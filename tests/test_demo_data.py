@@ -1,5 +1,6 @@
 """stack/demo_data.py: the generated traffic (checked in Spark against the real validation and
 moderation, not against the generator's own idea of them) and its delivery to Kafka."""
+
 from __future__ import annotations
 
 import json
@@ -11,12 +12,14 @@ import time
 import unicodedata
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyspark.sql.functions as F
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from config.contract import MAX_AUTHOR_CHARS
+from config.settings import REPO_ROOT
 from pipelines.moderation import load_word_lists, with_moderation
 from pipelines.validation import field_text, parsed_value, reject_reason
 from stack import demo_data
@@ -36,10 +39,9 @@ from stack.demo_data import (
     send,
     summarize,
 )
-from stack.settings import MAX_AUTHOR_CHARS, REPO_ROOT
 from stack.topics import create_topics
 
-NOW = datetime(2026, 11, 27, 18, 30, 15, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 18, 30, 15, tzinfo=UTC)
 DAYS = 7
 
 
@@ -63,8 +65,9 @@ def profane_counts(records) -> Counter:
 def test_the_same_seed_and_time_give_the_same_records_and_a_later_run_new_ids():
     first = generate(400, 20, DAYS, 0.06, 0.05, seed=5, now=NOW)
     assert generate(400, 20, DAYS, 0.06, 0.05, seed=5, now=NOW) == first
-    assert [body(r)["data"] for r in generate(400, 20, DAYS, 0.06, 0.0, seed=6, now=NOW)] != \
-        [body(r)["data"] for r in generate(400, 20, DAYS, 0.06, 0.0, seed=5, now=NOW)]
+    assert [body(r)["data"] for r in generate(400, 20, DAYS, 0.06, 0.0, seed=6, now=NOW)] != [
+        body(r)["data"] for r in generate(400, 20, DAYS, 0.06, 0.0, seed=5, now=NOW)
+    ]
     later = generate(400, 20, DAYS, 0.06, 0.05, seed=5, now=NOW + timedelta(hours=1))
     assert [(r.label, r.author, r.key) for r in later] == [(r.label, r.author, r.key) for r in first]
     assert [body(r)["data"] for r in later if r.is_valid] == [body(r)["data"] for r in first if r.is_valid]
@@ -76,7 +79,7 @@ def test_exactly_n_records_in_chronological_order_over_the_last_days(records):
     times = [r.sent_at for r in records]
     assert times == sorted(times)
     assert NOW - timedelta(days=DAYS) < times[0] and times[-1] <= NOW
-    assert times[-1] - times[0] > timedelta(days=DAYS - 0.5)   # spread over the whole span
+    assert times[-1] - times[0] > timedelta(days=DAYS - 0.5)  # spread over the whole span
     for r in records:
         if r.is_valid:
             assert body(r)["timestamp"] == r.sent_at.strftime("%Y-%m-%d %H:%M:%S")
@@ -96,7 +99,7 @@ def test_the_shares_are_as_asked(n, profane_share, malformed_share):
     assert (summary.records, summary.valid) == (n, n - malformed)
     assert summary.profane == round((n - malformed) * profane_share)
     assert plan(n, 30, profane_share, malformed_share) == Plan(n, summary.valid, summary.profane, malformed, 30)
-    if malformed >= len(MALFORMED_KINDS):   # every kind, in turn
+    if malformed >= len(MALFORMED_KINDS):  # every kind, in turn
         assert set(summary.malformed) == set(MALFORMED_KINDS)
         assert max(summary.malformed.values()) - min(summary.malformed.values()) <= 1
 
@@ -111,8 +114,8 @@ def test_users_have_varied_names_and_a_long_tail_of_activity(records):
     assert any(" " in n for n in names)
     assert any(unicodedata.name(ch, "").startswith(("CJK", "HIRAGANA", "HANGUL")) for n in names for ch in n)
     counts = sorted(per_user.values(), reverse=True)
-    assert counts[0] >= 5 * statistics.median(counts)    # a few very chatty users
-    assert counts[-1] == 1                               # someone said one thing only
+    assert counts[0] >= 5 * statistics.median(counts)  # a few very chatty users
+    assert counts[-1] == 1  # someone said one thing only
 
 
 def test_a_few_trolls_collect_three_strikes_and_most_users_never_swear(records):
@@ -155,18 +158,21 @@ def test_the_summary_counts_what_was_generated(records):
     assert (summary.first, summary.last) == (records[0].sent_at, records[-1].sent_at)
 
 
-@pytest.mark.parametrize("argv, error", [
-    (["-n", "0"], "argument -n: 0 is less than 1"),
-    (["-n", "lots"], "'lots' is not a whole number"),
-    (["-n", "600000"], "is more than 500,000"),
-    (["--profane-share", "1.5"], "is not a share between 0 and 1"),
-    (["--malformed-share", "-0.1"], "is not a share between 0 and 1"),
-    (["-n", "10", "--users", "11"], "argument --users: 11 is more than 10"),
-    (["--days", "0"], "is not a number of days"),
-    (["--timeout", "0"], "must be more than 0 seconds"),
-    (["--bootstrap", "kafka:ninety"], "argument --bootstrap: 'kafka:ninety' is not HOST:PORT"),
-    (["--bootstrap", "a:9092,"], "argument --bootstrap: '' is not HOST:PORT"),
-])
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["-n", "0"], "argument -n: 0 is less than 1"),
+        (["-n", "lots"], "'lots' is not a whole number"),
+        (["-n", "600000"], "is more than 500,000"),
+        (["--profane-share", "1.5"], "is not a share between 0 and 1"),
+        (["--malformed-share", "-0.1"], "is not a share between 0 and 1"),
+        (["-n", "10", "--users", "11"], "argument --users: 11 is more than 10"),
+        (["--days", "0"], "is not a number of days"),
+        (["--timeout", "0"], "must be more than 0 seconds"),
+        (["--bootstrap", "kafka:ninety"], "argument --bootstrap: 'kafka:ninety' is not HOST:PORT"),
+        (["--bootstrap", "a:9092,"], "argument --bootstrap: '' is not HOST:PORT"),
+    ],
+)
 def test_bad_arguments_are_refused_with_a_clear_message(argv, error, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_args(argv)
@@ -198,17 +204,23 @@ def test_labels_agree_with_the_validation_and_the_moderation(spark, records):
     """Clean records are valid and not flagged, profane ones valid and flagged, malformed ones
     rejected for the reason of their kind: over two mixes, in one DataFrame."""
     mixed = records + generate(3000, 40, 3, 0.3, 0.05, seed=23, now=NOW)
-    df = spark.createDataFrame([(i, r.label, r.value) for i, r in enumerate(mixed)],
-                               "i int, label string, value binary")
-    checked = (df.withColumn("reason", reject_reason(F.col("value")))
-               .withColumn("data", field_text(parsed_value(F.col("value")), "data"))
-               .transform(lambda d: with_moderation(d, load_word_lists()))
-               .select("i", "label", "reason", "is_profane", "data"))
+    df = spark.createDataFrame(
+        [(i, r.label, r.value) for i, r in enumerate(mixed)], "i int, label string, value binary"
+    )
+    checked = (
+        df.withColumn("reason", reject_reason(F.col("value")))
+        .withColumn("data", field_text(parsed_value(F.col("value")), "data"))
+        .transform(lambda d: with_moderation(d, load_word_lists()))
+        .select("i", "label", "reason", "is_profane", "data")
+    )
     wrong = []
     for row in checked.collect():
         expected = (None, row.label == PROFANE) if row.label in (CLEAN, PROFANE) else (MALFORMED_KINDS[row.label],)
-        actual = (row.reason, row.is_profane) if row.label in (CLEAN, PROFANE) else \
-            ((row.reason or "")[:len(MALFORMED_KINDS[row.label])],)
+        actual = (
+            (row.reason, row.is_profane)
+            if row.label in (CLEAN, PROFANE)
+            else ((row.reason or "")[: len(MALFORMED_KINDS[row.label])],)
+        )
         if actual != expected:
             wrong.append((row.label, row.reason, row.is_profane, row.data))
     assert len(mixed) == 8000
@@ -218,11 +230,20 @@ def test_labels_agree_with_the_validation_and_the_moderation(spark, records):
 def test_every_listed_word_is_flagged_however_the_generator_writes_it(spark):
     words = load_profane_words()
     listed = sorted({w for ws in words.by_language.values() for w in ws})
-    ways = [()] + [(how,) for how in demo_data.OBFUSCATIONS] + [("separator", "upper")] + \
-        [(a, b) for a in COMBINABLE for b in COMBINABLE if a < b] + [(a, "upper") for a in COMBINABLE]
+    ways = (
+        [()]
+        + [(how,) for how in demo_data.OBFUSCATIONS]
+        + [("separator", "upper")]
+        + [(a, b) for a in COMBINABLE for b in COMBINABLE if a < b]
+        + [(a, "upper") for a in COMBINABLE]
+    )
     rng = random.Random(1)
-    texts = [f"{prefix}{obfuscated(word, hows, rng, words.allow)}{suffix}"
-             for word in listed for hows in ways for prefix, suffix in [("", ""), ("qué ", "!!"), ("@ana ", ", ok")]]
+    texts = [
+        f"{prefix}{obfuscated(word, hows, rng, words.allow)}{suffix}"
+        for word in listed
+        for hows in ways
+        for prefix, suffix in [("", ""), ("qué ", "!!"), ("@ana ", ", ok")]
+    ]
     df = spark.createDataFrame([(t,) for t in texts], "data string")
     missed = [r.data for r in with_moderation(df, load_word_lists()).where(~F.col("is_profane")).collect()]
     assert len(listed) > 150
@@ -282,14 +303,20 @@ def test_a_missing_topic_is_one_clear_error(kafka_only, capsys):
     argv = ["-n", "10", "--bootstrap", kafka_only, "--topic", "no-such-topic", "--timeout", "2"]
     assert demo_data.main(argv) == 1
     assert capsys.readouterr().err.splitlines() == [
-        f"demo-data: error: topic 'no-such-topic' not found on Kafka at {kafka_only} within 2s (make up creates it)"]
+        f"demo-data: error: topic 'no-such-topic' not found on Kafka at {kafka_only} within 2s (make up creates it)"
+    ]
 
 
 def test_kafka_down_is_one_line_and_exit_code_1():
-    bootstrap = f"127.0.0.1:{free_port()}"   # nothing listens there
+    bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "stack.demo_data", "-n", "20", "--bootstrap", bootstrap,
-                             "--timeout", "2"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "stack.demo_data", "-n", "20", "--bootstrap", bootstrap, "--timeout", "2"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"demo-data: error: cannot reach Kafka at {bootstrap} within 2s (")

@@ -1,4 +1,5 @@
 """api/feed.py: parsing chat_controlled records, de-duplication, cursors and long-polling (no broker)."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ def hdr(message_id):
 
 def test_parse_record_accepts_only_chat_messages_with_an_id():
     assert parse_record(record(data="¡hola! 😀"), hdr("m1")) == (
-        "m1", {"author": "ana", "data": "¡hola! 😀", "timestamp": "2026-11-27 10:00:00", "position": None,
-               "profane": False})
+        "m1",
+        {"author": "ana", "data": "¡hola! 😀", "timestamp": "2026-11-27 10:00:00", "position": None, "profane": False},
+    )
     assert parse_record(record(), hdr("m1") + [("chat_position", b"0:42")])[1]["position"] == (0, 42)
     assert parse_record(record(), hdr("m1") + [("profane", b"true")])[1]["profane"] is True
     assert parse_record(record(), hdr("m1") + [("profane", b"false")])[1]["profane"] is False
@@ -119,7 +121,7 @@ def test_reads_from_any_cursor_match_a_scan_of_the_whole_tail():
     def hide(m):
         return m.author == "u1"
 
-    for after in range(0, 102):
+    for after in range(102):
         for limit in (1, 5, 100):
             expected = [m for m in kept if m.seq > after and not hide(m)][:limit]
             shown, cursor = feed.read(after, 0, limit, hide=hide)

@@ -14,6 +14,7 @@ Two parts:
   wrong Content-Type, bad Authorization, odd numbers in the query), sent through raw WSGI environs where
   the test client would normalise the input. These need no broker: they must be refused before Kafka.
 """
+
 from __future__ import annotations
 
 import io
@@ -44,16 +45,31 @@ from api.spec import SPEC_PATH
 from stack.broker import free_port
 
 ADMIN = "admin-token-for-the-fuzzer"
-USER = "ana"          # signed in for the whole run, and known to the moderation state (one warning)
-MAX_EXAMPLES = 50     # per campaign: about 800 requests in all, well under a minute on two cores
+USER = "ana"  # signed in for the whole run, and known to the moderation state (one warning)
+MAX_EXAMPLES = 50  # per campaign: about 800 requests in all, well under a minute on two cores
 
 # negative cases must be refused with a 4xx; 413 (a `data` over maxLength, as documented) is a refusal too
-SCHEMA = schemathesis.openapi.from_path(SPEC_PATH, config=schemathesis.Config.from_dict({"checks": {
-    "negative_data_rejection": {"expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]}}}))
+SCHEMA = schemathesis.openapi.from_path(
+    SPEC_PATH,
+    config=schemathesis.Config.from_dict(
+        {
+            "checks": {
+                "negative_data_rejection": {
+                    "expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
+                }
+            }
+        }
+    ),
+)
 SPEC = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
 
-POSITIVE_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-                   response_headers_conformance, response_schema_conformance]
+POSITIVE_CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 NEGATIVE_CHECKS = [*POSITIVE_CHECKS, negative_data_rejection]
 
 
@@ -61,13 +77,16 @@ def assert_json_answer(status: int, content_type: str | None, body: bytes, what:
     """No 5xx; a 4xx is JSON `{"error": "<non-empty string>"}` and nothing else."""
     assert status < 500, f"{what}: {status} {body[:300]!r}"
     if 400 <= status < 500:
-        assert (content_type or "").split(";")[0].strip() == "application/json", f"{what}: {content_type} {body[:300]!r}"
+        assert (content_type or "").split(";")[0].strip() == "application/json", (
+            f"{what}: {content_type} {body[:300]!r}"
+        )
         error = json.loads(body)
         assert isinstance(error, dict) and set(error) == {"error"}, f"{what}: {error!r}"
         assert isinstance(error["error"], str) and error["error"].strip(), f"{what}: {error!r}"
 
 
 # -- the fuzzer --------------------------------------------------------------------------------------
+
 
 def sign_in(app, author: str) -> str:
     response = app.test_client().post("/sessions", json={"author": author})
@@ -96,12 +115,28 @@ def seed_moderation_state(app) -> None:
     and put one moderated message of theirs in the feed, as the background consumers would on reading
     `chat_notices` and `chat_controlled` (START_FEED is off: the tests feed them by hand, as test_notices.py does)."""
     board = app.extensions["chat_moderation"].notices
-    board._add(json.dumps({"id": "m1:strike", "author": USER, "kind": "warning", "strike": 1, "limit": 3,
-                           "terms": ["mierda"], "message_id": "m1", "text": "Warning 1 of 3",
-                           "timestamp": "2026-11-27 10:00:00", "partition": 0, "offset": 1}).encode(), [])
+    board._add(
+        json.dumps(
+            {
+                "id": "m1:strike",
+                "author": USER,
+                "kind": "warning",
+                "strike": 1,
+                "limit": 3,
+                "terms": ["mierda"],
+                "message_id": "m1",
+                "text": "Warning 1 of 3",
+                "timestamp": "2026-11-27 10:00:00",
+                "partition": 0,
+                "offset": 1,
+            }
+        ).encode(),
+        [],
+    )
     app.extensions["chat_feed"]._add(
         json.dumps({"author": USER, "data": "qué ******", "timestamp": "2026-11-27 10:00:00"}).encode(),
-        [("message_id", b"m1"), ("chat_position", b"0:1")])
+        [("message_id", b"m1"), ("chat_position", b"0:1")],
+    )
 
 
 @dataclass
@@ -118,8 +153,16 @@ class FuzzTarget:
 @pytest.fixture(scope="module")
 def fuzz_target(tmp_path_factory, kafka_only):
     data_dir = tmp_path_factory.mktemp("fuzz")
-    app = create_app({"TESTING": True, "KAFKA_BOOTSTRAP": kafka_only, "START_FEED": False,
-                      "DATA_DIR": data_dir, "WAREHOUSE_DIR": data_dir / "warehouse", "ADMIN_TOKEN": ADMIN})
+    app = create_app(
+        {
+            "TESTING": True,
+            "KAFKA_BOOTSTRAP": kafka_only,
+            "START_FEED": False,
+            "DATA_DIR": data_dir,
+            "WAREHOUSE_DIR": data_dir / "warehouse",
+            "ADMIN_TOKEN": ADMIN,
+        }
+    )
     seed_moderation_state(app)
     # Stopped (never started) tails answer a long-poll at once: `wait` is still parsed and checked,
     # but a generated `wait=29.9` does not hold the run for half a minute.
@@ -133,8 +176,16 @@ def fuzz_target(tmp_path_factory, kafka_only):
 def health_app(tmp_path_factory, kafka_only):
     """GET /health is 200 only when the feed and the notices are reading Kafka: this app starts them."""
     data_dir = tmp_path_factory.mktemp("fuzz-health")
-    app = create_app({"TESTING": True, "KAFKA_BOOTSTRAP": kafka_only, "START_FEED": True,
-                      "DATA_DIR": data_dir, "WAREHOUSE_DIR": data_dir / "warehouse", "ADMIN_TOKEN": ADMIN})
+    app = create_app(
+        {
+            "TESTING": True,
+            "KAFKA_BOOTSTRAP": kafka_only,
+            "START_FEED": True,
+            "DATA_DIR": data_dir,
+            "WAREHOUSE_DIR": data_dir / "warehouse",
+            "ADMIN_TOKEN": ADMIN,
+        }
+    )
     feed, moderation = app.extensions["chat_feed"], app.extensions["chat_moderation"]
     deadline = time.monotonic() + 60
     while not (feed.connected and moderation.notices.connected):
@@ -149,10 +200,10 @@ def health_app(tmp_path_factory, kafka_only):
 
 @dataclass(frozen=True)
 class Campaign:
-    operation: str                 # "METHOD /path" as in the document
+    operation: str  # "METHOD /path" as in the document
     mode: GenerationMode
-    auth: str | None = None        # "user", "admin", "fresh" (a new session per case) or None
-    author: str | None = None      # a fixed {author} path parameter; generated when None
+    auth: str | None = None  # "user", "admin", "fresh" (a new session per case) or None
+    author: str | None = None  # a fixed {author} path parameter; generated when None
     # negative only: the valid token is sent as given, so the path, query or body is what is broken
     # (otherwise schemathesis may drop or garble the credentials too, and auth answers first)
     keep_token: bool = False
@@ -160,9 +211,13 @@ class Campaign:
 
     @property
     def id(self) -> str:
-        parts = [self.mode.value, self.operation, f"as {self.auth}" if self.auth else "",
-                 f"author={self.author}" if self.author else "",
-                 "(token kept)" if self.keep_token else "(token fuzzed)" if self.mode is N and self.auth else ""]
+        parts = [
+            self.mode.value,
+            self.operation,
+            f"as {self.auth}" if self.auth else "",
+            f"author={self.author}" if self.author else "",
+            "(token kept)" if self.keep_token else "(token fuzzed)" if self.mode is N and self.auth else "",
+        ]
         return " ".join(p for p in parts if p)
 
 
@@ -229,8 +284,9 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(campaign,
     method, path = campaign.operation.split(" ", 1)
     operation = SCHEMA[path][method]
     app = request.getfixturevalue("health_app") if path == "/health" else fuzz_target.app
-    token_for = {"user": lambda: fuzz_target.user_token, "admin": lambda: ADMIN,
-                 "fresh": fuzz_target.fresh_token}.get(campaign.auth)
+    token_for = {"user": lambda: fuzz_target.user_token, "admin": lambda: ADMIN, "fresh": fuzz_target.fresh_token}.get(
+        campaign.auth
+    )
     strategy = operation.as_strategy(
         generation_mode=campaign.mode,
         auth_storage=bearer(token_for) if token_for and not campaign.keep_token else None,
@@ -241,14 +297,18 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(campaign,
     statuses = fuzz_report.setdefault(campaign.id, Counter())
 
     @given(case=strategy)
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
     def fuzz(case):
         response = case.call(app=app)
         statuses[response.status_code] += 1
         content_type = (response.headers.get("content-type") or [None])[0]
-        assert_json_answer(response.status_code, content_type, response.content,
-                           f"{case.method} {case.formatted_path}")
+        assert_json_answer(response.status_code, content_type, response.content, f"{case.method} {case.formatted_path}")
         case.validate_response(response, checks=checks)
 
     fuzz()
@@ -258,16 +318,18 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(campaign,
 
 # -- the hand-picked table ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Hostile:
     """A request as it reaches the app. `path` and `query` go into the environ as they are (PATH_INFO is
     the already percent-decoded path, as a WSGI server passes it; bytes stand for raw bytes on the wire)."""
+
     method: str
     path: str
     query: bytes = b""
     body: bytes | None = None
     content_type: str | None = "application/json"
-    auth: str | None = "user"      # "user", "other", "admin", None, or a literal Authorization value
+    auth: str | None = "user"  # "user", "other", "admin", None, or a literal Authorization value
     environ: dict = field(default_factory=dict)  # overrides; bytes for wsgi.input are wrapped in a stream
 
 
@@ -281,9 +343,17 @@ class TableTarget:
 def table(tmp_path_factory):
     """Nothing listens on its Kafka port: an input wrongly let through would come back as a 503 here."""
     data_dir = tmp_path_factory.mktemp("hostile")
-    app = create_app({"TESTING": True, "KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "START_FEED": False,
-                      "KAFKA_SEND_TIMEOUT_S": 2.0, "DATA_DIR": data_dir, "WAREHOUSE_DIR": data_dir / "warehouse",
-                      "ADMIN_TOKEN": ADMIN})
+    app = create_app(
+        {
+            "TESTING": True,
+            "KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "START_FEED": False,
+            "KAFKA_SEND_TIMEOUT_S": 2.0,
+            "DATA_DIR": data_dir,
+            "WAREHOUSE_DIR": data_dir / "warehouse",
+            "ADMIN_TOKEN": ADMIN,
+        }
+    )
     yield TableTarget(app, {"user": sign_in(app, USER), "other": sign_in(app, "bob")})
     app.extensions["chat_producer"].close()
 
@@ -296,9 +366,13 @@ def send(target: TableTarget, request: Hostile) -> tuple[int, dict, bytes]:
         headers["Authorization"] = f"Bearer {ADMIN}"
     elif request.auth is not None:
         headers["Authorization"] = request.auth
-    builder = EnvironBuilder(method=request.method, path="/", headers=headers,
-                             data=request.body if request.body is not None else b"",
-                             content_type=request.content_type if request.body is not None else None)
+    builder = EnvironBuilder(
+        method=request.method,
+        path="/",
+        headers=headers,
+        data=request.body if request.body is not None else b"",
+        content_type=request.content_type if request.body is not None else None,
+    )
     environ = builder.get_environ()
     builder.close()
     environ["PATH_INFO"] = request.path
@@ -371,25 +445,47 @@ HOSTILE = [
     pytest.param(post_message(b'{"data": NaN}'), 400, "data must be a string", id="data NaN"),
     pytest.param(post_message(b'{"data": null}'), 400, "data is required", id="data null"),
     pytest.param(post_message(b'{"data": "hola", "author": 7}'), 400, "author must be a string", id="author number"),
-    pytest.param(post_message(b'{"data": "hola", "author": ["ana"]}'), 400, "author must be a string", id="author list"),
+    pytest.param(
+        post_message(b'{"data": "hola", "author": ["ana"]}'), 400, "author must be a string", id="author list"
+    ),
     pytest.param(post_message(b'{"data": "hola", "author": {}}'), 400, "author must be a string", id="author object"),
-    pytest.param(post_message(b'{"data": "hola", "author": false}'), 400, "author must be a string", id="author boolean"),
+    pytest.param(
+        post_message(b'{"data": "hola", "author": false}'), 400, "author must be a string", id="author boolean"
+    ),
     pytest.param(sign_in_as(b'{"author": 7}'), 400, "author must be a string", id="sign-in author number"),
     pytest.param(sign_in_as(b'{"author": ["ana"]}'), 400, "author must be a string", id="sign-in author list"),
     pytest.param(sign_in_as(b'{"author": null}'), 400, "author is required", id="sign-in author null"),
     # huge bodies
     pytest.param(post_message(b'{"data": "' + b"x" * (64 * 1024) + b'"}'), 413, TOO_LARGE, id="64 KiB+ body"),
     pytest.param(sign_in_as(b'{"author": "' + b"x" * (64 * 1024) + b'"}'), 413, TOO_LARGE, id="sign-in 64 KiB+ body"),
-    pytest.param(post_message(b'{"data": "hola"}', environ={"CONTENT_LENGTH": str(10**12)}), 413, TOO_LARGE,
-                 id="Content-Length of a terabyte"),
+    pytest.param(
+        post_message(b'{"data": "hola"}', environ={"CONTENT_LENGTH": str(10**12)}),
+        413,
+        TOO_LARGE,
+        id="Content-Length of a terabyte",
+    ),
     # a chunked upload (no Content-Length; gunicorn sets wsgi.input_terminated): a valid object, then
     # padding past 64 KiB; werkzeug hands over the first 64 KiB, which alone would parse
-    pytest.param(post_message(b"", environ={
-        "CONTENT_LENGTH": "", "wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked",
-        "wsgi.input": b'{"data": "hola"}' + b" " * (64 * 1024)}), 413, TOO_LARGE,
-        id="chunked 64 KiB+ body"),
-    pytest.param(post_message(b'{"data": "' + b"x" * 2001 + b'"}'), 413, "data is too long (2001 characters, at most 2000)",
-                 id="data of 2001 characters"),
+    pytest.param(
+        post_message(
+            b"",
+            environ={
+                "CONTENT_LENGTH": "",
+                "wsgi.input_terminated": True,
+                "HTTP_TRANSFER_ENCODING": "chunked",
+                "wsgi.input": b'{"data": "hola"}' + b" " * (64 * 1024),
+            },
+        ),
+        413,
+        TOO_LARGE,
+        id="chunked 64 KiB+ body",
+    ),
+    pytest.param(
+        post_message(b'{"data": "' + b"x" * 2001 + b'"}'),
+        413,
+        "data is too long (2001 characters, at most 2000)",
+        id="data of 2001 characters",
+    ),
     # invalid UTF-8, control characters, lone surrogates
     pytest.param(post_message(b'{"data": "\xff\xfe"}'), 400, NOT_JSON, id="invalid UTF-8 in data"),
     # Python's JSON decoder reads bytes with surrogatepass: the surrogate gets through to the data check
@@ -411,66 +507,124 @@ HOSTILE = [
     pytest.param(sign_in_as(b'{"author": "a\\tb"}'), 400, CONTROL_AUTHOR, id="sign-in tab in author"),
     pytest.param(sign_in_as(b'{"author": "a\\u2028b"}'), 400, CONTROL_AUTHOR, id="sign-in line separator in author"),
     pytest.param(sign_in_as(b'{"author": "\\udc80"}'), 400, CONTROL_AUTHOR, id="sign-in surrogate in author"),
-    pytest.param(post_message(b'{"data": "hola", "\\ud800": 1}'), 400, "unknown field(s): \\ud800",
-                 id="surrogate in an unknown key"),
-    pytest.param(sign_in_as(b'{"author": "x", "\\ud800\\u0000": 1}'), 400, "unknown field(s): \\ud800\x00",
-                 id="sign-in surrogate and NUL in an unknown key"),
+    pytest.param(
+        post_message(b'{"data": "hola", "\\ud800": 1}'),
+        400,
+        "unknown field(s): \\ud800",
+        id="surrogate in an unknown key",
+    ),
+    pytest.param(
+        sign_in_as(b'{"author": "x", "\\ud800\\u0000": 1}'),
+        400,
+        "unknown field(s): \\ud800\x00",
+        id="sign-in surrogate and NUL in an unknown key",
+    ),
     # very long names
-    pytest.param(post_message(json.dumps({"data": "hola", "author": LONG}).encode()), 400,
-                 "author is too long (10000 characters, at most 64)", id="10k-character author in a message"),
-    pytest.param(sign_in_as(json.dumps({"author": LONG}).encode()), 400,
-                 "author is too long (10000 characters, at most 64)", id="sign-in 10k-character author"),
-    pytest.param(Hostile("GET", f"/users/{LONG}"), 400, "author is too long (10000 characters, at most 64)",
-                 id="10k-character name in the path"),
-    pytest.param(Hostile("GET", f"/users/{LONG}/notices"), 400, "author is too long (10000 characters, at most 64)",
-                 id="10k-character name in the notices path"),
-    pytest.param(Hostile("POST", f"/users/{LONG}/unblock", auth="admin"), 400,
-                 "author is too long (10000 characters, at most 64)", id="10k-character name to unblock"),
-    pytest.param(read(b"user=" + LONG.encode()), 400, "user is too long (10000 characters, at most 64)",
-                 id="10k-character user= in the query"),
+    pytest.param(
+        post_message(json.dumps({"data": "hola", "author": LONG}).encode()),
+        400,
+        "author is too long (10000 characters, at most 64)",
+        id="10k-character author in a message",
+    ),
+    pytest.param(
+        sign_in_as(json.dumps({"author": LONG}).encode()),
+        400,
+        "author is too long (10000 characters, at most 64)",
+        id="sign-in 10k-character author",
+    ),
+    pytest.param(
+        Hostile("GET", f"/users/{LONG}"),
+        400,
+        "author is too long (10000 characters, at most 64)",
+        id="10k-character name in the path",
+    ),
+    pytest.param(
+        Hostile("GET", f"/users/{LONG}/notices"),
+        400,
+        "author is too long (10000 characters, at most 64)",
+        id="10k-character name in the notices path",
+    ),
+    pytest.param(
+        Hostile("POST", f"/users/{LONG}/unblock", auth="admin"),
+        400,
+        "author is too long (10000 characters, at most 64)",
+        id="10k-character name to unblock",
+    ),
+    pytest.param(
+        read(b"user=" + LONG.encode()),
+        400,
+        "user is too long (10000 characters, at most 64)",
+        id="10k-character user= in the query",
+    ),
     pytest.param(read(b"after=" + LONG.encode()), 400, BAD_CURSOR, id="10k-character after="),
     pytest.param(read(b"after=a." + b"9" * 10_000), 400, BAD_CURSOR, id="cursor with a 10k-digit position"),
-    pytest.param(read(b"after=" + b"9" * 10_000, path=f"/users/{USER}/notices"), 400,
-                 "after must be a cursor returned by GET /users/<author>/notices", id="10k-character notices after="),
+    pytest.param(
+        read(b"after=" + b"9" * 10_000, path=f"/users/{USER}/notices"),
+        400,
+        "after must be a cursor returned by GET /users/<author>/notices",
+        id="10k-character notices after=",
+    ),
     # path tricks (PATH_INFO is already percent-decoded by the server)
     # a name is one path segment: more segments match no route
     pytest.param(Hostile("GET", "/users/../../etc/passwd"), 404, NO_ENDPOINT, id="/users/..%2F..%2Fetc%2Fpasswd"),
-    pytest.param(Hostile("GET", "/users/../notices"), 403,
-                 "signed in as 'ana': you can only read your own notices", id="/users/%2e%2e/notices"),
-    pytest.param(Hostile("GET", "/users/bob/notices"), 403,
-                 "signed in as 'ana': you can only read your own notices",
-                 id="/users/bob%2Fnotices is bob's notices"),
+    pytest.param(
+        Hostile("GET", "/users/../notices"),
+        403,
+        "signed in as 'ana': you can only read your own notices",
+        id="/users/%2e%2e/notices",
+    ),
+    pytest.param(
+        Hostile("GET", "/users/bob/notices"),
+        403,
+        "signed in as 'ana': you can only read your own notices",
+        id="/users/bob%2Fnotices is bob's notices",
+    ),
     pytest.param(Hostile("GET", "/users/a\x00b"), 400, CONTROL_AUTHOR, id="/users/a%00b"),
     pytest.param(Hostile("GET", "/users/a\x00b/notices"), 400, CONTROL_AUTHOR, id="/users/a%00b/notices"),
     pytest.param(Hostile("GET", "/users/\x1b[31m"), 400, CONTROL_AUTHOR, id="ESC in the path"),
     pytest.param(Hostile("GET", "/users/a\nb"), 400, CONTROL_AUTHOR, id="/users/a%0Ab"),
     pytest.param(Hostile("GET", "/users/a\nb/notices"), 400, CONTROL_AUTHOR, id="/users/a%0Ab/notices"),
     pytest.param(Hostile("GET", "/users/%ff"), 404, "unknown user '%ff'", id="a literal %ff in the name"),
-    pytest.param(Hostile("GET", "/users/\xff\xfe"), 404, "unknown user '\ufffd\ufffd'",
-                 id="invalid UTF-8 bytes in the path"),
+    pytest.param(
+        Hostile("GET", "/users/\xff\xfe"), 404, "unknown user '\ufffd\ufffd'", id="invalid UTF-8 bytes in the path"
+    ),
     pytest.param(Hostile("GET", "/users//ana"), 404, NO_ENDPOINT, id="double slash inside"),
     # werkzeug routes a leading // as /: the same endpoint, and it still wants a session
     pytest.param(Hostile("GET", "//messages", auth=None), 401, "sign in first", id="double slash in front"),
     pytest.param(Hostile("GET", "/messages//"), 404, NO_ENDPOINT, id="double slash at the end"),
     pytest.param(Hostile("GET", "/messages/"), 404, NO_ENDPOINT, id="/messages/ trailing slash"),
-    pytest.param(Hostile("POST", "/sessions/", body=b'{"author": "zed"}', auth=None), 404, NO_ENDPOINT,
-                 id="/sessions/ trailing slash"),
+    pytest.param(
+        Hostile("POST", "/sessions/", body=b'{"author": "zed"}', auth=None),
+        404,
+        NO_ENDPOINT,
+        id="/sessions/ trailing slash",
+    ),
     pytest.param(Hostile("GET", "/health/"), 404, NO_ENDPOINT, id="/health/ trailing slash"),
     pytest.param(Hostile("GET", "/users/"), 404, NO_ENDPOINT, id="/users/ with no name"),
     pytest.param(Hostile("GET", "/users/ana/"), 404, NO_ENDPOINT, id="/users/ana/ trailing slash"),
     # wrong or missing Content-Type
     pytest.param(post_message(b'{"data": "hola"}', content_type="text/plain"), 400, SEND_JSON, id="text/plain"),
     pytest.param(post_message(b'{"data": "hola"}', content_type=None), 400, SEND_JSON, id="no Content-Type"),
-    pytest.param(post_message(b"data=hola", content_type="application/x-www-form-urlencoded"), 400, SEND_JSON,
-                 id="form-encoded"),
-    pytest.param(post_message(b"--x\r\n\r\nhola\r\n--x--", content_type="multipart/form-data; boundary=x"), 400,
-                 SEND_JSON, id="multipart"),
-    pytest.param(post_message(b'{"data": "hola"}', content_type="application/jsonx"), 400, SEND_JSON,
-                 id="application/jsonx"),
+    pytest.param(
+        post_message(b"data=hola", content_type="application/x-www-form-urlencoded"), 400, SEND_JSON, id="form-encoded"
+    ),
+    pytest.param(
+        post_message(b"--x\r\n\r\nhola\r\n--x--", content_type="multipart/form-data; boundary=x"),
+        400,
+        SEND_JSON,
+        id="multipart",
+    ),
+    pytest.param(
+        post_message(b'{"data": "hola"}', content_type="application/jsonx"), 400, SEND_JSON, id="application/jsonx"
+    ),
     pytest.param(sign_in_as(b'{"author": "zed"}', content_type="text/html"), 400, SEND_JSON, id="sign-in text/html"),
     # bad credentials
-    pytest.param(read(b"", auth=None), 401, "sign in first: POST /sessions, then send Authorization: Bearer <token>",
-                 id="no Authorization"),
+    pytest.param(
+        read(b"", auth=None),
+        401,
+        "sign in first: POST /sessions, then send Authorization: Bearer <token>",
+        id="no Authorization",
+    ),
     pytest.param(read(b"", auth="garbage"), 401, NOT_BEARER, id="Authorization garbage"),
     pytest.param(read(b"", auth="Basic YW5hOnB3"), 401, NOT_BEARER, id="Authorization Basic"),
     pytest.param(read(b"", auth="Bearer"), 401, NOT_BEARER, id="Bearer without a token"),
@@ -482,10 +636,18 @@ HOSTILE = [
     pytest.param(read(b"", auth="Bearer \xff\xfe"), 401, NOT_ISSUED, id="Bearer latin-1 bytes"),
     pytest.param(read(b"", auth=f"Bearer {ADMIN}"), 401, NOT_ISSUED, id="moderators' token as a session"),
     pytest.param(post_message(b'{"data": "hola"}', auth="Bearer e30.e30"), 401, NOT_ISSUED, id="forged token"),
-    pytest.param(Hostile("POST", f"/users/{USER}/unblock", auth="user"), 403,
-                 "this needs the moderators' token (CHAT_ADMIN_TOKEN)", id="unblock as a user"),
-    pytest.param(Hostile("POST", f"/users/{USER}/unblock", auth="Bearer " + "x" * 10_240), 401, NOT_BEARER,
-                 id="unblock with a 10 KB token"),
+    pytest.param(
+        Hostile("POST", f"/users/{USER}/unblock", auth="user"),
+        403,
+        "this needs the moderators' token (CHAT_ADMIN_TOKEN)",
+        id="unblock as a user",
+    ),
+    pytest.param(
+        Hostile("POST", f"/users/{USER}/unblock", auth="Bearer " + "x" * 10_240),
+        401,
+        NOT_BEARER,
+        id="unblock with a 10 KB token",
+    ),
     # odd values in the query
     pytest.param(read(b"wait=1e309"), 400, BAD_WAIT, id="wait=1e309"),
     pytest.param(read(b"wait=nan"), 400, BAD_WAIT, id="wait=nan"),
@@ -555,8 +717,19 @@ def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(table, path, metho
     assert {m.strip() for m in headers["Allow"].split(",")} - {"HEAD", "OPTIONS"} == expected
 
 
-@pytest.mark.parametrize("query", [b"wait=-0", b"wait=0.0", b"wait=1e-5", b"wait=30", b"limit=500", b"limit=007",
-                                   b"user=ana", b"after=zzz.999999999999999999999999"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"wait=-0",
+        b"wait=0.0",
+        b"wait=1e-5",
+        b"wait=30",
+        b"limit=500",
+        b"limit=007",
+        b"user=ana",
+        b"after=zzz.999999999999999999999999",
+    ],
+)
 def test_edge_values_the_document_allows_are_accepted(table, query):
     """The other side of the table: -0 is 0, exponents and leading zeros are numbers, and a cursor of
     another run of the API (here a made-up one) reads from the oldest message kept."""

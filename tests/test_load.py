@@ -1,5 +1,6 @@
 """Load: 50 simulated users for 60 seconds against the real stack (`make up`'s processes, a real broker,
 Spark and Delta). Nothing accepted is lost or duplicated, for any reader or in Delta, and nothing is a 5xx."""
+
 from __future__ import annotations
 
 import random
@@ -16,17 +17,27 @@ pytestmark = pytest.mark.integration
 
 USERS = 50
 SECONDS = 60
-TEXTS = ("hola a todos", "¿qué tal el día?", "good morning 👋", "ok, ahora voy", "¡genial! 🎉",
-         "see you at 5", "gracias, de verdad", "lol", "¿alguien para un café? ☕", "vale")
+TEXTS = (
+    "hola a todos",
+    "¿qué tal el día?",
+    "good morning 👋",
+    "ok, ahora voy",
+    "¡genial! 🎉",
+    "see you at 5",
+    "gracias, de verdad",
+    "lol",
+    "¿alguien para un café? ☕",
+    "vale",
+)
 
 
 @dataclass
 class User:
     name: str
     http: requests.Session = field(default_factory=requests.Session)
-    accepted: list[str] = field(default_factory=list)       # ids of its 202s, in order
-    statuses: Counter = field(default_factory=Counter)      # every answer (and connection error) it got
-    received: list[str] = field(default_factory=list)       # ids of the load's messages it read, in order
+    accepted: list[str] = field(default_factory=list)  # ids of its 202s, in order
+    statuses: Counter = field(default_factory=Counter)  # every answer (and connection error) it got
+    received: list[str] = field(default_factory=list)  # ids of the load's messages it read, in order
     cursor: str | None = None
     failure: BaseException | None = None
 
@@ -70,8 +81,10 @@ def simulate(user: User, api: str, prefix: str, start: float, end: float) -> Non
 def delta_message_ids(stack, prefix: str) -> list[str]:
     import pyarrow.compute as pc
     from deltalake import DeltaTable
+
     table = DeltaTable(str(stack.data_dir / "warehouse" / "messages")).to_pyarrow_table(
-        columns=["message_id", "author"])
+        columns=["message_id", "author"]
+    )
     return table.filter(pc.starts_with(table["author"], prefix))["message_id"].to_pylist()
 
 
@@ -106,9 +119,11 @@ def test_fifty_users_for_a_minute_lose_and_duplicate_nothing(chat_stack):
             break
         time.sleep(1)
     statuses = sum((u.statuses for u in users), Counter())
-    print(f"load: {USERS} users for {SECONDS}s: {len(accepted)} messages accepted "
-          f"({len(accepted) / SECONDS:.1f}/s), answers {dict(sorted(statuses.items(), key=str))}; every reader had "
-          f"all of them {drain_s:.1f}s after the end; {len(in_delta)} in Delta")
+    print(
+        f"load: {USERS} users for {SECONDS}s: {len(accepted)} messages accepted "
+        f"({len(accepted) / SECONDS:.1f}/s), answers {dict(sorted(statuses.items(), key=str))}; every reader had "
+        f"all of them {drain_s:.1f}s after the end; {len(in_delta)} in Delta"
+    )
 
     assert len(accepted) >= USERS * SECONDS * 0.5, "the load did not run"
     assert len(set(accepted)) == len(accepted)

@@ -1,8 +1,9 @@
 """api/notices.py: the notices board and the blocked-status overlay (no broker: records fed by hand)."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,21 @@ from warehouse.moderation_snapshot import ModerationSnapshot, UserState
 
 
 def notice(author, kind, strike, message_id, offset):
-    return json.dumps({"id": f"{message_id}:strike", "author": author, "kind": kind, "strike": strike,
-                       "limit": 3, "terms": ["mierda"], "message_id": message_id, "text": f"{kind} {strike}",
-                       "timestamp": "2026-11-27 10:00:00", "partition": 0, "offset": offset}).encode()
+    return json.dumps(
+        {
+            "id": f"{message_id}:strike",
+            "author": author,
+            "kind": kind,
+            "strike": strike,
+            "limit": 3,
+            "terms": ["mierda"],
+            "message_id": message_id,
+            "text": f"{kind} {strike}",
+            "timestamp": "2026-11-27 10:00:00",
+            "partition": 0,
+            "offset": offset,
+        }
+    ).encode()
 
 
 def test_notices_are_kept_per_author_once_each_with_cursors():
@@ -46,16 +59,30 @@ def test_a_blocked_notice_blocks_before_the_snapshot_knows(tmp_path: Path):
 
     def message(offset):
         return FeedMessage(seq=offset, id=f"x{offset}", author="ana", data="d", timestamp="t", position=(0, offset))
+
     assert not moderation.is_withheld(message(7))  # the blocking message itself is served (masked)
-    assert moderation.is_withheld(message(8))      # anything after it is not
+    assert moderation.is_withheld(message(8))  # anything after it is not
     assert not moderation.is_withheld(FeedMessage(1, "y", "bob", "d", "t", (0, 9)))
 
 
 def batch_notice(author, kind, strike, batch, offset=None):
     notice_id = f"{author}:{kind}:{strike}:{batch}"
-    return json.dumps({"id": notice_id, "author": author, "kind": kind, "strike": strike, "limit": 3,
-                       "terms": [], "message_id": None, "text": kind, "timestamp": "2026-11-27 10:00:00",
-                       "partition": 0, "offset": offset, "batch": batch}).encode()
+    return json.dumps(
+        {
+            "id": notice_id,
+            "author": author,
+            "kind": kind,
+            "strike": strike,
+            "limit": 3,
+            "terms": [],
+            "message_id": None,
+            "text": kind,
+            "timestamp": "2026-11-27 10:00:00",
+            "partition": 0,
+            "offset": offset,
+            "batch": batch,
+        }
+    ).encode()
 
 
 class FixedSnapshot(ModerationSnapshot):
@@ -78,15 +105,29 @@ def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero()
     board._add(batch_notice("ana", "warning", 1, 7), [])
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (1, False)
     assert [n.body["kind"] for n in board.read("ana", 0, 0)[0]] == [
-        "warning", "warning", "blocked", "unblocked", "warning", "warning"]
+        "warning",
+        "warning",
+        "blocked",
+        "unblocked",
+        "warning",
+        "warning",
+    ]
 
 
 def test_the_newer_of_snapshot_and_notices_wins():
     board = NoticeBoard("unused:1")
     board._add(batch_notice("ana", "blocked", 3, 4, offset=9), [])
     board._add(batch_notice("ana", "unblocked", 0, 6), [])
-    stale = UserState("ana", messages=5, strikes=3, is_blocked=True, blocked_at="2026-11-27 10:00:00",
-                      blocked_partition=0, blocked_offset=9, last_batch_id=4)
+    stale = UserState(
+        "ana",
+        messages=5,
+        strikes=3,
+        is_blocked=True,
+        blocked_at="2026-11-27 10:00:00",
+        blocked_partition=0,
+        blocked_offset=9,
+        last_batch_id=4,
+    )
     state = Moderation(FixedSnapshot({"ana": stale}), board).state("ana")
     assert (state.strikes, state.is_blocked, state.messages) == (0, False, 5)  # the notice is newer
     newer = UserState("ana", messages=9, strikes=1, is_blocked=False, last_batch_id=8)
@@ -102,6 +143,7 @@ def test_what_a_user_sent_while_blocked_stays_withheld_after_the_unblock():
 
     def message(offset):
         return FeedMessage(seq=offset, id=f"x{offset}", author="ana", data="d", timestamp="t", position=(0, offset))
+
     assert [o for o in (9, 10, 14, 15, 16) if moderation.is_withheld(message(o))] == [10, 14]
     assert not moderation.is_withheld(FeedMessage(1, "y", "bob", "d", "t", (0, 12)))
 
@@ -109,10 +151,15 @@ def test_what_a_user_sent_while_blocked_stays_withheld_after_the_unblock():
 def served(feed: Feed, author: str, offset: int, profane: bool = True, sent: datetime | None = None) -> str:
     """A message as the relay publishes it on `chat_controlled`, added to the feed; returns its id."""
     message_id = f"{author}-{offset}"
-    timestamp = (sent or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S")
-    feed._add(json.dumps({"author": author, "data": "qué ******", "timestamp": timestamp}).encode(),
-              [("message_id", message_id.encode()), ("chat_position", f"0:{offset}".encode()),
-               ("profane", b"true" if profane else b"false")])
+    timestamp = (sent or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S")
+    feed._add(
+        json.dumps({"author": author, "data": "qué ******", "timestamp": timestamp}).encode(),
+        [
+            ("message_id", message_id.encode()),
+            ("chat_position", f"0:{offset}".encode()),
+            ("profane", b"true" if profane else b"false"),
+        ],
+    )
     return message_id
 
 
@@ -145,13 +192,20 @@ def test_the_third_profane_message_blocks_before_the_ledger_announces_it(live):
 
     def message(offset, author="ana"):
         return FeedMessage(seq=offset, id=f"x{offset}", author=author, data="d", timestamp="t", position=(0, offset))
+
     assert not moderation.is_withheld(message(5)) and moderation.is_withheld(message(7))
     # the ledger's notices for the same messages: the same block, counted once
     board._add(strike_notice("ana", "warning", 2, "ana-3", 3, batch=2), [])
     board._add(strike_notice("ana", "blocked", 3, third, 5, batch=2), [])
     assert moderation.state("ana") == UserState(
-        "ana", messages=0, strikes=3, is_blocked=True, blocked_at="2026-11-27 10:00:00", blocked_partition=0,
-        blocked_offset=5)
+        "ana",
+        messages=0,
+        strikes=3,
+        is_blocked=True,
+        blocked_at="2026-11-27 10:00:00",
+        blocked_partition=0,
+        blocked_offset=5,
+    )
 
 
 def test_unannounced_strikes_wait_until_the_notices_topic_has_been_read(live):
@@ -166,7 +220,7 @@ def test_unannounced_strikes_wait_until_the_notices_topic_has_been_read(live):
 
 def test_old_or_lifted_profanity_is_left_to_the_ledger(live):
     feed, board, moderation = live
-    long_ago = datetime.now(timezone.utc) - timedelta(seconds=UNANNOUNCED_HORIZON_S + 60)
+    long_ago = datetime.now(UTC) - timedelta(seconds=UNANNOUNCED_HORIZON_S + 60)
     for offset in (1, 2, 3):
         served(feed, "old", offset, sent=long_ago)  # never announced: the ledger did not count them
     assert moderation.state("old") is None

@@ -1,11 +1,12 @@
 """The real thing: `python -m stack.up` (what `make up` runs) with a Kafka broker JVM, the Spark relay,
 the API under gunicorn and the UI; messages go POST → Kafka `chat` → Spark → `chat_controlled` → GET."""
+
 from __future__ import annotations
 
 import json
 import os
-import signal
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def test_long_poll_returns_as_soon_as_a_message_arrives(chat_stack):
     deadline = started + 60
     found = []
     while not found and time.monotonic() < deadline:
-        body = requests.get(f"{api}/messages", params={"after": cursor, "wait": 30}, headers=auth(api, "carol"),
-                            timeout=40).json()
+        body = requests.get(
+            f"{api}/messages", params={"after": cursor, "wait": 30}, headers=auth(api, "carol"), timeout=40
+        ).json()
         found = [m for m in body["messages"] if m["id"] == sent["id"]]
         cursor = body["cursor"]
     assert found, "the long-poll never returned the message"
@@ -80,8 +82,12 @@ def test_long_poll_returns_as_soon_as_a_message_arrives(chat_stack):
 def test_invalid_records_written_straight_to_kafka_do_not_stop_the_relay(chat_stack):
     producer = KafkaProducer(bootstrap_servers=chat_stack.kafka_bootstrap, acks="all")
     try:
-        for value in (b"\xff\xfe garbage", b'{"author": 1}', b"[]", json.dumps(
-                {"author": "eve", "data": "", "timestamp": "2026-11-27 10:00:00"}).encode()):
+        for value in (
+            b"\xff\xfe garbage",
+            b'{"author": 1}',
+            b"[]",
+            json.dumps({"author": "eve", "data": "", "timestamp": "2026-11-27 10:00:00"}).encode(),
+        ):
             producer.send("chat", key=b"eve", value=value, headers=[("message_id", b"bad-" + value[:4].hex().encode())])
         producer.flush()
     finally:
@@ -101,6 +107,7 @@ def test_many_messages_arrive_once_each_and_in_order_per_author(chat_stack):
 def delta_rows(stack, table, **equal) -> list[dict]:
     """Rows of a Delta table of the running stack, read with deltalake (as the API does)."""
     from deltalake import DeltaTable
+
     rows = DeltaTable(str(stack.data_dir / "warehouse" / table)).to_pyarrow_table().to_pylist()
     return [r for r in rows if all(r.get(k) == v for k, v in equal.items())]
 
@@ -123,7 +130,11 @@ def test_profanity_is_masked_for_readers_and_kept_for_audit(chat_stack):
     assert got["data"] == "¡Qué ******, *****! 😡 computadora"
     [row] = wait_until(lambda: delta_rows(chat_stack, "messages", message_id=sent["id"]))
     assert (row["data"], row["masked_data"], row["is_profane"], row["verdict"]) == (
-        "¡Qué mierda, JODER! 😡 computadora", got["data"], True, "profane")
+        "¡Qué mierda, JODER! 😡 computadora",
+        got["data"],
+        True,
+        "profane",
+    )
     assert sorted(row["terms"]) == ["joder", "mierda"]
 
 
@@ -132,7 +143,7 @@ def test_three_strikes_block_the_sender_from_sending_and_reading(chat_stack):
     for i, text in enumerate(["mierda", "sh1t happens", "eres un cabrón"], start=1):
         post(api, "trol", text)
         if i < 3:
-            wait_until(lambda: requests.get(f"{api}/users/trol", timeout=5).json().get("strikes", 0) >= i)
+            wait_until(lambda n=i: requests.get(f"{api}/users/trol", timeout=5).json().get("strikes", 0) >= n)
     third_posted = time.monotonic()
     # poll with reads (a POST that is still accepted would add messages): the first 403
     trol = auth(api, "trol")
@@ -147,17 +158,23 @@ def test_three_strikes_block_the_sender_from_sending_and_reading(chat_stack):
     user = requests.get(f"{api}/users/trol", timeout=10).json()
     assert (user["strikes"], user["is_blocked"]) == (3, True)
     # the ledger merges user_moderation before it sends the notices: the 403 can come first
-    notices = wait_until(lambda: len(n := requests.get(f"{api}/users/trol/notices", headers=trol,
-                                                       timeout=10).json()["notices"]) >= 3 and n)
+    notices = wait_until(
+        lambda: (
+            len(n := requests.get(f"{api}/users/trol/notices", headers=trol, timeout=10).json()["notices"]) >= 3 and n
+        )
+    )
     assert [(n["kind"], n["strike"]) for n in notices] == [("warning", 1), ("warning", 2), ("blocked", 3)]
     assert notices[0]["text"].startswith("Warning: strike 1 of 3")
     assert requests.get(f"{api}/users/nobody-at-all", timeout=10).status_code == 404
 
     # a message the blocked user writes straight to Kafka is recorded as withheld and never served
     producer = KafkaProducer(bootstrap_servers=chat_stack.kafka_bootstrap, acks="all")
-    producer.send("chat", key=b"trol", value=json.dumps(
-        {"author": "trol", "data": "sneaky", "timestamp": "2026-11-27 10:00:00"}).encode(),
-        headers=[("message_id", b"sneaky-1")]).get(timeout=10)
+    producer.send(
+        "chat",
+        key=b"trol",
+        value=json.dumps({"author": "trol", "data": "sneaky", "timestamp": "2026-11-27 10:00:00"}).encode(),
+        headers=[("message_id", b"sneaky-1")],
+    ).get(timeout=10)
     producer.close()
     [row] = wait_until(lambda: delta_rows(chat_stack, "messages", message_id="sneaky-1"))
     assert row["verdict"] == "withheld"
@@ -179,8 +196,9 @@ def test_three_strikes_block_the_sender_from_sending_and_reading(chat_stack):
     assert (user["strikes"], user["is_blocked"]) == (0, False)
     [row] = wait_until(lambda: delta_rows(chat_stack, "moderator_actions", action_id=action["id"]))
     assert (row["action"], row["author"], row["strikes_cleared"], row["was_blocked"]) == ("unblock", "trol", 3, True)
-    [state] = wait_until(lambda: [u for u in delta_rows(chat_stack, "user_moderation", author="trol")
-                                  if not u["is_blocked"]])
+    [state] = wait_until(
+        lambda: [u for u in delta_rows(chat_stack, "user_moderation", author="trol") if not u["is_blocked"]]
+    )
     assert (state["strikes"], state["blocked_at"]) == (0, None)
     kinds = [n["kind"] for n in requests.get(f"{api}/users/trol/notices", headers=trol, timeout=10).json()["notices"]]
     assert kinds == ["warning", "warning", "blocked", "unblocked"]
@@ -191,15 +209,24 @@ def test_three_strikes_block_the_sender_from_sending_and_reading(chat_stack):
 def test_malformed_records_land_in_rejected_messages_with_the_reason(chat_stack):
     producer = KafkaProducer(bootstrap_servers=chat_stack.kafka_bootstrap, acks="all")
     producer.send("chat", value=b"\xff\xfe\x00 binary", headers=[("message_id", b"rej-1")])
-    producer.send("chat", value=json.dumps({"author": "x", "data": "y" * 2001,
-                                            "timestamp": "2026-11-27 10:00:00"}).encode(),
-                  headers=[("message_id", b"rej-2")])
+    producer.send(
+        "chat",
+        value=json.dumps({"author": "x", "data": "y" * 2001, "timestamp": "2026-11-27 10:00:00"}).encode(),
+        headers=[("message_id", b"rej-2")],
+    )
     producer.flush()
     producer.close()
-    rows = wait_until(lambda: len(r := [x for x in delta_rows(chat_stack, "rejected_messages")
-                                        if x["message_id"] in ("rej-1", "rej-2")]) == 2 and r)
+    rows = wait_until(
+        lambda: (
+            len(r := [x for x in delta_rows(chat_stack, "rejected_messages") if x["message_id"] in ("rej-1", "rej-2")])
+            == 2
+            and r
+        )
+    )
     assert sorted((r["message_id"], r["reason"]) for r in rows) == [
-        ("rej-1", "value is not JSON"), ("rej-2", "data longer than 2000 characters")]
+        ("rej-1", "value is not JSON"),
+        ("rej-2", "data longer than 2000 characters"),
+    ]
 
 
 def test_ui_serves_the_chat_page(chat_stack):
@@ -247,8 +274,10 @@ def child_pid(parent: int, needle: str) -> int | None:
 
 
 def service_pids(stack) -> dict[str, int | None]:
-    return {name: child_pid(stack.process.pid, needle)
-            for name, needle in (("streams", "pipelines.streams"), ("api", "gunicorn"), ("ui", "uvicorn"))}
+    return {
+        name: child_pid(stack.process.pid, needle)
+        for name, needle in (("streams", "pipelines.streams"), ("api", "gunicorn"), ("ui", "uvicorn"))
+    }
 
 
 def test_a_broker_outage_is_a_503_and_everything_resumes_without_restarts(chat_stack):
@@ -270,17 +299,27 @@ def test_a_broker_outage_is_a_503_and_everything_resumes_without_restarts(chat_s
         health = requests.get(f"{api}/health", timeout=10)
         assert health.status_code == 503 and "kafka" in health.json()["down"], health.text
         assert health.json()["kafka"]["reachable"] is False
-        refused = requests.post(f"{api}/messages", json={"data": "during the outage"}, headers=auth(api, "olga"),
-                                timeout=60)
+        refused = requests.post(
+            f"{api}/messages", json={"data": "during the outage"}, headers=auth(api, "olga"), timeout=60
+        )
         assert refused.status_code == 503, refused.text
         assert "Kafka" in refused.json()["error"] and "id" not in refused.json()
         time.sleep(max(0.0, 20 - (time.monotonic() - down_at)))  # the streams face 20 s without a broker
     finally:
         os.kill(supervisor, signal.SIGCONT)  # it sees the broker gone and starts it again
     wait_until(lambda: requests.get(f"{api}/health", timeout=10).status_code == 200, timeout_s=180)
-    after = wait_until(lambda: (r := requests.post(f"{api}/messages", json={"data": "after the outage"},
-                                                   headers=auth(api, "olga"), timeout=60)).status_code == 202
-                       and r.json(), timeout_s=120)
+    after = wait_until(
+        lambda: (
+            (
+                r := requests.post(
+                    f"{api}/messages", json={"data": "after the outage"}, headers=auth(api, "olga"), timeout=60
+                )
+            ).status_code
+            == 202
+            and r.json()
+        ),
+        timeout_s=120,
+    )
     seen = wait_for_messages(api, "pavel", lambda ms: after["id"] in {m["id"] for m in ms}, timeout_s=240)
     assert [m["id"] for m in seen if m["author"] == "olga"] == [before["id"], after["id"]]  # nothing else
     wait_until(lambda: delta_rows(chat_stack, "messages", message_id=after["id"]), timeout_s=240)
@@ -289,8 +328,9 @@ def test_a_broker_outage_is_a_503_and_everything_resumes_without_restarts(chat_s
 
 
 def streams_restarted(stack, old_pid: int) -> int:
-    return wait_until(lambda: (p := child_pid(stack.process.pid, "pipelines.streams")) not in (None, old_pid) and p,
-                      timeout_s=180)
+    return wait_until(
+        lambda: (p := child_pid(stack.process.pid, "pipelines.streams")) not in (None, old_pid) and p, timeout_s=180
+    )
 
 
 def kill_streams(stack) -> int:
@@ -348,8 +388,9 @@ def test_streams_killed_at_several_points_lose_and_duplicate_nothing(chat_stack)
     known = notice_ids(chat_stack.kafka_bootstrap)
     profane = post(api, "crash", "otra mierda")
     ids.append(profane["id"])
-    wait_until(lambda: f"{profane['id']}:strike" in notice_ids(chat_stack.kafka_bootstrap) - known,
-               timeout_s=240, every_s=0.05)
+    wait_until(
+        lambda: f"{profane['id']}:strike" in notice_ids(chat_stack.kafka_bootstrap) - known, timeout_s=240, every_s=0.05
+    )
     old = kill_streams(chat_stack)
     streams_restarted(chat_stack, old)
     ids += [post(api, "crash", f"después {i}")["id"] for i in range(10)]
@@ -357,12 +398,15 @@ def test_streams_killed_at_several_points_lose_and_duplicate_nothing(chat_stack)
     seen = wait_for_messages(api, "observer", lambda ms: set(ids) <= {m["id"] for m in ms}, timeout_s=300)
     served = [m["id"] for m in seen if m["author"] == "crash"]
     assert served == ids  # each once, in order
-    rows = wait_until(lambda: len(r := delta_rows(chat_stack, "messages", author="crash")) >= len(ids) and r,
-                      timeout_s=300)
+    rows = wait_until(
+        lambda: len(r := delta_rows(chat_stack, "messages", author="crash")) >= len(ids) and r, timeout_s=300
+    )
     assert sorted(r["message_id"] for r in rows) == sorted(ids)  # exactly once in Delta
     # the same batch then appends the strikes and merges the user's row: wait for those too
-    [user] = wait_until(lambda: [u for u in delta_rows(chat_stack, "user_moderation", author="crash")
-                                 if u["messages"] >= len(ids)], timeout_s=300)
+    [user] = wait_until(
+        lambda: [u for u in delta_rows(chat_stack, "user_moderation", author="crash") if u["messages"] >= len(ids)],
+        timeout_s=300,
+    )
     assert (user["messages"], user["strikes"], user["is_blocked"]) == (len(ids), 2, False)
     strikes = delta_rows(chat_stack, "strikes", author="crash")
     assert sorted(s["strike_number"] for s in strikes) == [1, 2]

@@ -23,7 +23,7 @@ import unicodedata
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,9 @@ from ui.feed import (
     FeedMessage,
     FeedPoller,
     MessageStore,
+    NameInUse,
     Notice,
     NoticeBatch,
-    NameInUse,
     NoticeFollower,
     SendError,
     SessionLost,
@@ -118,11 +118,9 @@ class FakeChatAPI:
 
     @staticmethod
     def now() -> str:
-        return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
-    def strike(
-        self, author: str, terms: tuple[str, ...] = ("darn",), text: str | None = None
-    ) -> dict[str, Any]:
+    def strike(self, author: str, terms: tuple[str, ...] = ("darn",), text: str | None = None) -> dict[str, Any]:
         """Publish the author's next strike as a notice (blocking at the third)."""
         with self.cond:
             strike = self.strikes.get(author, 0) + 1
@@ -227,7 +225,7 @@ class FakeChatAPI:
             "id": uuid.uuid4().hex,
             "author": author,
             "data": data,
-            "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         }
         with self.cond:
             self.messages.append(message)
@@ -283,7 +281,7 @@ class FakeChatAPI:
                 if author in self.tokens.values():
                     return jsonify(error=f"{author!r} is in use by another session"), 409
                 token = self.open_session(author)
-            expires = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            expires = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
             return jsonify(token=token, author=author, expires_at=expires), 201
 
         @app.delete("/sessions")
@@ -340,9 +338,7 @@ class FakeChatAPI:
                     return jsonify(error=f"unknown cursor {after!r}"), 400
                 count = int(count_text)
                 wait = min(float(args.get("wait", "0")), 30.0)
-                self.cond.wait_for(
-                    lambda: len(self.messages) > count or self.released, timeout=wait
-                )
+                self.cond.wait_for(lambda: len(self.messages) > count or self.released, timeout=wait)
                 start = max(0, count - self.overlap)
                 return jsonify(
                     messages=self.messages[start:],
@@ -401,9 +397,7 @@ class FakeChatAPI:
                     lambda: bool(newer()) or self.released or self.notice_wakeups != wakeups,
                     timeout=wait,
                 )
-                return jsonify(
-                    author=author, notices=newer(), cursor=f"{self.epoch}.{len(self.notices)}"
-                )
+                return jsonify(author=author, notices=newer(), cursor=f"{self.epoch}.{len(self.notices)}")
 
         # Sessions work under the prefixes whose other endpoints are broken or missing.
         app.add_url_rule("/broken/sessions", view_func=post_session, methods=["POST"])
@@ -455,9 +449,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def msg(i: int, author: str = "alice", data: str | None = None) -> FeedMessage:
-    return FeedMessage(
-        id=f"m{i}", author=author, data=data or f"hello {i}", timestamp="2024-05-01 12:03:04"
-    )
+    return FeedMessage(id=f"m{i}", author=author, data=data or f"hello {i}", timestamp="2024-05-01 12:03:04")
 
 
 # --------------------------------------------------------------------------
@@ -499,7 +491,7 @@ HOSTILE = [
     "<script>alert(1)</script>",
     "**bold** and _em_ and `code`",
     "[link](javascript:alert(1))",
-    "<a href=\"javascript:alert(1)\">click</a>",
+    '<a href="javascript:alert(1)">click</a>',
     "</div><script>alert(document.cookie)</script><div>",
     "&lt;already escaped&gt; &amp; \"quotes\" 'single'",
     "<span class='suggestion submit'>click me</span>",
@@ -526,9 +518,7 @@ def test_message_text_is_rendered_literally(text: str) -> None:
     parsed = parse(markup)
     # Only the elements we create: nothing from the message became markup.
     assert [tag for tag, _ in parsed.elements] == ["div", "div", "strong", "span", "div"]
-    assert all(
-        name in ("class", "title") for _, attrs in parsed.elements for name in attrs
-    )
+    assert all(name in ("class", "title") for _, attrs in parsed.elements for name in attrs)
     # ...and the text a browser displays is exactly the message.
     assert parsed.text_by_class["chat-msg-text"] == text
 
@@ -619,12 +609,8 @@ def test_strike_status_text() -> None:
 
     warned = Standing(strikes=2, latest=notice(2, strike=2))
     assert strike_status_text(Standing()) is None
-    assert strike_status_text(warned) == (
-        "⚠ Strike 2 of 3 — your message was masked. At 3 strikes you are blocked."
-    )
-    assert strike_status_text(Standing(strikes=1)) == (
-        "⚠ Strike 1 of 3 for profanity. At 3 strikes you are blocked."
-    )
+    assert strike_status_text(warned) == ("⚠ Strike 2 of 3 — your message was masked. At 3 strikes you are blocked.")
+    assert strike_status_text(Standing(strikes=1)) == ("⚠ Strike 1 of 3 for profanity. At 3 strikes you are blocked.")
     assert strike_status_text(warned.with_refusal("no")) is None  # the banner says it all
 
 
@@ -906,9 +892,7 @@ def test_poller_store_is_bounded(fake_api: tuple[FakeChatAPI, str]) -> None:
         poller.stop()
 
 
-def test_poller_resets_an_expired_cursor(
-    fake_api: tuple[FakeChatAPI, str], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_poller_resets_an_expired_cursor(fake_api: tuple[FakeChatAPI, str], caplog: pytest.LogCaptureFixture) -> None:
     api, url = fake_api
     api.add("alice", "before")
     poller = make_poller(url)
@@ -1046,9 +1030,7 @@ def test_send_message_returns_the_echo(fake_api: tuple[FakeChatAPI, str]) -> Non
         ("   ", "Message not sent: data must be a non-empty string"),
     ],
 )
-def test_send_message_reports_the_api_error(
-    fake_api: tuple[FakeChatAPI, str], data: str, expected: str
-) -> None:
+def test_send_message_reports_the_api_error(fake_api: tuple[FakeChatAPI, str], data: str, expected: str) -> None:
     _, url = fake_api
     with pytest.raises(SendError) as info:
         send_message(joined(url, "alice"), data)
@@ -1181,9 +1163,7 @@ def test_chat_session_threads_hitting_a_401_share_one_new_session(
     api.expire("alice")
     assert stale is not None
     tokens: list[str] = []
-    threads = [
-        threading.Thread(target=lambda: tokens.append(session.renew(stale))) for _ in range(4)
-    ]
+    threads = [threading.Thread(target=lambda: tokens.append(session.renew(stale))) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -1221,9 +1201,15 @@ def notice(
 ) -> Notice:
     assert kind in ("warning", "blocked", "unblocked")
     return Notice(
-        id=f"n{i}", author=author, kind=kind,  # type: ignore[arg-type]
-        strike=strike, limit=3, text=text, timestamp="2024-05-01 12:03:04",
-        terms=("darn",), message_id=f"m{i}",
+        id=f"n{i}",
+        author=author,
+        kind=kind,  # type: ignore[arg-type]
+        strike=strike,
+        limit=3,
+        text=text,
+        timestamp="2024-05-01 12:03:04",
+        terms=("darn",),
+        message_id=f"m{i}",
     )
 
 
@@ -1247,9 +1233,7 @@ def test_user_url_encodes_the_name_as_one_segment(author: str, path: str) -> Non
 
 
 @pytest.mark.parametrize("author", AWKWARD_NAMES)
-def test_fetch_user_sends_the_name_encoded(
-    fake_api: tuple[FakeChatAPI, str], author: str
-) -> None:
+def test_fetch_user_sends_the_name_encoded(fake_api: tuple[FakeChatAPI, str], author: str) -> None:
     api, url = fake_api
     api.strike(author)
     record = fetch_user(url, author)
@@ -1295,8 +1279,15 @@ def test_fetch_user_errors(fake_api: tuple[FakeChatAPI, str]) -> None:
 
 def test_notice_from_json() -> None:
     good: dict[str, Any] = {
-        "id": "n1", "author": "alice", "kind": "warning", "strike": 1, "limit": 3,
-        "terms": ["darn", 5], "message_id": "m1", "text": "careful", "timestamp": "t",
+        "id": "n1",
+        "author": "alice",
+        "kind": "warning",
+        "strike": 1,
+        "limit": 3,
+        "terms": ["darn", 5],
+        "message_id": "m1",
+        "text": "careful",
+        "timestamp": "t",
     }
     parsed = Notice.from_json(good)
     assert parsed == Notice("n1", "alice", "warning", 1, 3, "careful", "t", ("darn",), "m1")
@@ -1556,9 +1547,7 @@ def test_follower_drops_a_rejected_cursor_and_delivers_each_notice_once(
         follower.stop()
 
 
-def test_follower_backs_off_on_errors(
-    fake_api: tuple[FakeChatAPI, str], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_follower_backs_off_on_errors(fake_api: tuple[FakeChatAPI, str], caplog: pytest.LogCaptureFixture) -> None:
     api, url = fake_api
     api.strike("alice")
     api.notices_fail_next = [503, 503, 503]
@@ -1587,9 +1576,7 @@ def test_follower_survives_malformed_and_unreachable(fake_api: tuple[FakeChatAPI
 
 
 @pytest.mark.parametrize("author", AWKWARD_NAMES)
-def test_follower_thread_delivers_notices_for_awkward_names(
-    fake_api: tuple[FakeChatAPI, str], author: str
-) -> None:
+def test_follower_thread_delivers_notices_for_awkward_names(fake_api: tuple[FakeChatAPI, str], author: str) -> None:
     api, url = fake_api
     api.strike(author)
     api.strike("someone else")
@@ -1607,7 +1594,8 @@ def test_follower_thread_delivers_notices_for_awkward_names(
         api.strike(author)
         assert wait_until(lambda: len(batches) == 2)
         assert [(b.backlog, [n.strike for n in b.notices]) for b in batches] == [
-            (True, [1]), (False, [2]),
+            (True, [1]),
+            (False, [2]),
         ]
         assert all(n.author == author for b in batches for n in b.notices)
         assert {a for a, _ in api.notices_log} == {author}
@@ -1665,9 +1653,7 @@ def test_poller_thread_calls_on_poll_after_each_request(
     poller: FeedPoller
 
     def on_poll() -> None:
-        calls.append(
-            (threading.current_thread().name, poller.store.version(), poller.status().connected)
-        )
+        calls.append((threading.current_thread().name, poller.store.version(), poller.status().connected))
 
     poller = make_poller(url, backoff_initial=0.05, on_poll=on_poll)
     api.add("alice", "one")
@@ -1850,11 +1836,7 @@ class ShinyClient:
 
     def placeholders(self) -> list[str]:
         """Every placeholder the chat input was given, in order."""
-        return [
-            a["placeholder"]
-            for a in self.chat_actions()
-            if a["type"] == "update_input" and "placeholder" in a
-        ]
+        return [a["placeholder"] for a in self.chat_actions() if a["type"] == "update_input" and "placeholder" in a]
 
     def join(self, name: str, clicks: int) -> None:
         self.send("update", {"name": name, "join:shiny.action": clicks})
@@ -1955,8 +1937,7 @@ def test_ui_end_to_end(fake_api: tuple[FakeChatAPI, str], ui_server: str) -> Non
         # ...and it is not shown a second time.
         alice.pump(lambda: False, timeout=1.5)
         assert len(alice.chat_blocks()) == 2
-        assert not any(a["type"] == "message" and a["message"]["role"] == "user"
-                       for a in alice.chat_actions())
+        assert not any(a["type"] == "message" and a["message"]["role"] == "user" for a in alice.chat_actions())
 
         # An API error is shown to the sender, and nothing is displayed.
         alice.say("x" * 2001, 2)
@@ -1983,9 +1964,7 @@ def test_ui_end_to_end(fake_api: tuple[FakeChatAPI, str], ui_server: str) -> Non
         mallory.say("spam again", 2)
         assert mallory.pump(lambda: len(mallory.notifications()) == 2)
         assert mallory.notifications()[1] == f"Message not sent: {error}"
-        assert mallory.pump(
-            lambda: mallory.chat_actions().count({"type": "remove_loading"}) == 2
-        )
+        assert mallory.pump(lambda: mallory.chat_actions().count({"type": "remove_loading"}) == 2)
         assert len(api.posts) == posts and len(api.messages) == 2
         api.add("bob", "not for mallory")
         assert alice.pump(lambda: len(alice.chat_blocks()) == 3)
@@ -2084,8 +2063,7 @@ def test_ui_end_to_end_moderation(fake_api: tuple[FakeChatAPI, str], ui_server: 
             again.join("bob smith/ü", 1)
             assert again.pump(lambda: bool(again.output("join_error_text")))
             assert again.output("join_error_text") == (
-                "That name is in use by someone else; choose another or wait until their "
-                "session ends."
+                "That name is in use by someone else; choose another or wait until their session ends."
             )
             assert 'id="join"' in again.output_html("join_area")  # still not joined
             assert again.output_html("moderation") == "" and again.chat_blocks() == []
@@ -2217,7 +2195,8 @@ def test_ui_end_to_end_unblocked(fake_api: tuple[FakeChatAPI, str], ui_server: s
         # The chat is back, with the recent messages, and he can send again.
         assert dave.pump(lambda: len(dave.chat_blocks()) == 3)
         assert [parse(b).text_by_class["chat-msg-text"] for b in dave.chat_blocks()[1:]] == [
-            "before", "while dave is blocked",
+            "before",
+            "while dave is blocked",
         ]
         assert dave.placeholders()[-1] == "Message as dave…"
         dave.say("thanks", 1)

@@ -1,6 +1,7 @@
 """The API blocks on the third profane message the relay serves, before the ledger announces it:
 the Flask app against a real broker, with `chat_controlled` written the way the relay writes it
 and no ledger running (so no notice ever comes)."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import pytest
 from kafka import KafkaProducer
 
 from api import create_app
-from stack import settings
+from config import contract
 
 
 def wait_for(predicate, timeout_s: float = 30, what: str = "condition"):
@@ -26,8 +27,15 @@ def wait_for(predicate, timeout_s: float = 30, what: str = "condition"):
 
 @pytest.fixture
 def app(kafka_only, tmp_path):
-    app = create_app({"TESTING": True, "KAFKA_BOOTSTRAP": kafka_only, "DATA_DIR": tmp_path,
-                      "WAREHOUSE_DIR": tmp_path / "warehouse", "START_FEED": True})
+    app = create_app(
+        {
+            "TESTING": True,
+            "KAFKA_BOOTSTRAP": kafka_only,
+            "DATA_DIR": tmp_path,
+            "WAREHOUSE_DIR": tmp_path / "warehouse",
+            "START_FEED": True,
+        }
+    )
     moderation = app.extensions["chat_moderation"]
     wait_for(lambda: moderation.notices.caught_up and app.extensions["chat_feed"].connected, what="the tails")
     yield app
@@ -38,11 +46,16 @@ def app(kafka_only, tmp_path):
 
 def relay(producer: KafkaProducer, message: dict, profane: bool, offset: int) -> None:
     """What the relay publishes for a message the API accepted (the masking itself is not the point here)."""
-    producer.send(settings.TOPIC_CONTROLLED, key=message["author"].encode(),
-                  value=json.dumps({k: message[k] for k in settings.MESSAGE_FIELDS}).encode(),
-                  headers=[(settings.MESSAGE_ID_HEADER, message["id"].encode()),
-                           ("chat_position", f"0:{offset}".encode()),
-                           (settings.PROFANE_HEADER, b"true" if profane else b"false")]).get(timeout=10)
+    producer.send(
+        contract.TOPIC_CONTROLLED,
+        key=message["author"].encode(),
+        value=json.dumps({k: message[k] for k in contract.MESSAGE_FIELDS}).encode(),
+        headers=[
+            (contract.MESSAGE_ID_HEADER, message["id"].encode()),
+            ("chat_position", f"0:{offset}".encode()),
+            (contract.PROFANE_HEADER, b"true" if profane else b"false"),
+        ],
+    ).get(timeout=10)
 
 
 def test_the_third_profane_message_served_blocks_its_author(app, kafka_only):
@@ -51,7 +64,7 @@ def test_the_third_profane_message_served_blocks_its_author(app, kafka_only):
     token = client.post("/sessions", json={"author": author}).get_json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
     producer = KafkaProducer(bootstrap_servers=kafka_only, acks="all")
-    offset = 10 ** 6 + secrets.randbelow(10 ** 6)  # positions in `chat`, as the relay would name them
+    offset = 10**6 + secrets.randbelow(10**6)  # positions in `chat`, as the relay would name them
 
     def user():
         return client.get(f"/users/{author}").get_json()
@@ -67,12 +80,18 @@ def test_the_third_profane_message_served_blocks_its_author(app, kafka_only):
     third = client.post("/messages", json={"data": "message 3"}, headers=headers)
     assert third.status_code == 202
     relay(producer, third.get_json(), True, offset + 3)
-    refused = wait_for(lambda: (r := client.get("/messages", headers=headers)).status_code == 403 and r,
-                       what="a 403 for the reader")
+    refused = wait_for(
+        lambda: (r := client.get("/messages", headers=headers)).status_code == 403 and r, what="a 403 for the reader"
+    )
     assert f"{author} is blocked" in refused.get_json()["error"]
     assert client.post("/messages", json={"data": "hola"}, headers=headers).status_code == 403
-    assert user() == {"author": author, "strikes": 3, "is_blocked": True,
-                      "blocked_at": third.get_json()["timestamp"], "messages": 0}
+    assert user() == {
+        "author": author,
+        "strikes": 3,
+        "is_blocked": True,
+        "blocked_at": third.get_json()["timestamp"],
+        "messages": 0,
+    }
     # nothing from the ledger: the block is the API's own count of what the relay served
     assert client.get(f"/users/{author}/notices", headers=headers).get_json()["notices"] == []
     producer.close()

@@ -1,4 +1,5 @@
 """pipelines/validation.py: which raw `chat` records are messages, and why the others are not."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,17 @@ from chispa import assert_df_equality
 
 from pipelines.validation import filter_valid, with_validated_message
 
-RAW_SCHEMA = T.StructType([
-    T.StructField("value", T.BinaryType()),
-    T.StructField("headers", T.ArrayType(T.StructType([T.StructField("key", T.StringType()),
-                                                       T.StructField("value", T.BinaryType())]))),
-    T.StructField("partition", T.IntegerType()),
-    T.StructField("offset", T.LongType()),
-])
+RAW_SCHEMA = T.StructType(
+    [
+        T.StructField("value", T.BinaryType()),
+        T.StructField(
+            "headers",
+            T.ArrayType(T.StructType([T.StructField("key", T.StringType()), T.StructField("value", T.BinaryType())])),
+        ),
+        T.StructField("partition", T.IntegerType()),
+        T.StructField("offset", T.LongType()),
+    ]
+)
 
 OK_TS = "2026-11-27 10:00:00"
 
@@ -37,39 +42,48 @@ def reasons(spark, values):
 
 def test_valid_messages_keep_their_fields_and_id(spark):
     values = [msg(), msg("Zoë 🌍", "¿qué tal? ñandú — 你好 👋🏽", OK_TS), msg(data="línea 1\nlínea 2")]
-    actual = (raw_df(spark, values).transform(with_validated_message)
-              .select("message_id", "author", "data", "timestamp", "reject_reason"))
+    actual = (
+        raw_df(spark, values)
+        .transform(with_validated_message)
+        .select("message_id", "author", "data", "timestamp", "reject_reason")
+    )
     expected = spark.createDataFrame(
-        [("m0", "ana", "hola", OK_TS, None),
-         ("m1", "Zoë 🌍", "¿qué tal? ñandú — 你好 👋🏽", OK_TS, None),
-         ("m2", "ana", "línea 1\nlínea 2", OK_TS, None)],
-        "message_id string, author string, data string, timestamp string, reject_reason string")
+        [
+            ("m0", "ana", "hola", OK_TS, None),
+            ("m1", "Zoë 🌍", "¿qué tal? ñandú — 你好 👋🏽", OK_TS, None),
+            ("m2", "ana", "línea 1\nlínea 2", OK_TS, None),
+        ],
+        "message_id string, author string, data string, timestamp string, reject_reason string",
+    )
     assert_df_equality(actual, expected, ignore_nullable=True)
 
 
-@pytest.mark.parametrize("value, reason", [
-    (None, "empty record"),
-    (b"not json at all", "value is not JSON"),
-    (b'{"author": "ana", "data": ', "value is not JSON"),
-    (b'["ana", "hola"]', "value is not a JSON object"),
-    (b'"just a string"', "value is not a JSON object"),
-    (b'{"data": "hola", "timestamp": "2026-11-27 10:00:00"}', "missing field author"),
-    (b'{"author": "ana", "timestamp": "2026-11-27 10:00:00"}', "missing field data"),
-    (b'{"author": "ana", "data": "hola"}', "missing field timestamp"),
-    (b'{"author": null, "data": "hola", "timestamp": "2026-11-27 10:00:00"}', "missing field author"),
-    (b'{"author": 42, "data": "hola", "timestamp": "2026-11-27 10:00:00"}', "field author must be a string"),
-    (b'{"author": "ana", "data": ["x"], "timestamp": "2026-11-27 10:00:00"}', "field data must be a string"),
-    (b'{"author": "ana", "data": "hola", "timestamp": 1764237600}', "field timestamp must be a string"),
-    (msg(room="general"), "unexpected fields (only author, data, timestamp)"),
-    (msg(author="   "), "author is empty"),
-    (msg(author="x" * 65), "author longer than 64 characters"),
-    (msg(data=""), "data is empty"),
-    (msg(data=" \n "), "data is empty"),
-    (msg(data="a" * 2001), "data longer than 2000 characters"),
-    (msg(timestamp="2026-11-27T10:00:00Z"), "timestamp is not YYYY-MM-DD HH:MM:SS"),
-    (msg(timestamp="2026-13-45 99:00:00"), "timestamp is not YYYY-MM-DD HH:MM:SS"),
-    ("\udcff".encode("utf-8", "surrogateescape"), "value is not JSON"),
-])
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (None, "empty record"),
+        (b"not json at all", "value is not JSON"),
+        (b'{"author": "ana", "data": ', "value is not JSON"),
+        (b'["ana", "hola"]', "value is not a JSON object"),
+        (b'"just a string"', "value is not a JSON object"),
+        (b'{"data": "hola", "timestamp": "2026-11-27 10:00:00"}', "missing field author"),
+        (b'{"author": "ana", "timestamp": "2026-11-27 10:00:00"}', "missing field data"),
+        (b'{"author": "ana", "data": "hola"}', "missing field timestamp"),
+        (b'{"author": null, "data": "hola", "timestamp": "2026-11-27 10:00:00"}', "missing field author"),
+        (b'{"author": 42, "data": "hola", "timestamp": "2026-11-27 10:00:00"}', "field author must be a string"),
+        (b'{"author": "ana", "data": ["x"], "timestamp": "2026-11-27 10:00:00"}', "field data must be a string"),
+        (b'{"author": "ana", "data": "hola", "timestamp": 1764237600}', "field timestamp must be a string"),
+        (msg(room="general"), "unexpected fields (only author, data, timestamp)"),
+        (msg(author="   "), "author is empty"),
+        (msg(author="x" * 65), "author longer than 64 characters"),
+        (msg(data=""), "data is empty"),
+        (msg(data=" \n "), "data is empty"),
+        (msg(data="a" * 2001), "data longer than 2000 characters"),
+        (msg(timestamp="2026-11-27T10:00:00Z"), "timestamp is not YYYY-MM-DD HH:MM:SS"),
+        (msg(timestamp="2026-13-45 99:00:00"), "timestamp is not YYYY-MM-DD HH:MM:SS"),
+        ("\udcff".encode("utf-8", "surrogateescape"), "value is not JSON"),
+    ],
+)
 def test_invalid_records_get_a_reason(spark, value, reason):
     assert reasons(spark, [value]) == [reason]
 

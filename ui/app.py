@@ -61,7 +61,6 @@ import asyncio
 import atexit
 import contextvars
 import logging
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -71,8 +70,9 @@ from typing import Any
 from htmltools import Tag, tags
 from shiny import App, Inputs, Outputs, Session, reactive, render, ui
 
+from config import settings
+
 from .feed import (
-    DEFAULT_API_URL,
     READER_PREFIX,
     ChatApiError,
     ChatSession,
@@ -92,7 +92,7 @@ from .feed import (
 
 log = logging.getLogger(__name__)
 
-API_URL = (os.environ.get("CHAT_API_URL", "").strip() or DEFAULT_API_URL).rstrip("/")
+API_URL = settings.load().api_url
 MAX_NAME_LENGTH = 64
 
 API_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -101,9 +101,7 @@ NOTICE_DURATION = 20
 """Seconds a warning notification stays up (the status line stays for good)."""
 BLOCKED_PLACEHOLDER = "You are blocked: you can no longer send messages."
 JOIN_PLACEHOLDER = "Join with a name to chat…"
-NAME_IN_USE = (
-    "That name is in use by someone else; choose another or wait until their session ends."
-)
+NAME_IN_USE = "That name is in use by someone else; choose another or wait until their session ends."
 SESSION_LOST = (
     "Your session expired and someone else has taken your name since; "
     "join again, under another name or once their session ends."
@@ -243,9 +241,7 @@ def validate_name(raw: str | None) -> NameCheck:
     if _CONTROL_CHARS.search(name) or "\n" in name or "\t" in name:
         return NameCheck(None, "Names cannot contain control characters.")
     if name.casefold().startswith(READER_PREFIX):
-        return NameCheck(
-            None, f"Names starting with {READER_PREFIX!r} are reserved; please choose another."
-        )
+        return NameCheck(None, f"Names starting with {READER_PREFIX!r} are reserved; please choose another.")
     return NameCheck(name, None)
 
 
@@ -399,9 +395,7 @@ class ModerationWatch:
             except RuntimeError:  # the event loop is closed
                 pass
 
-        self.follower = NoticeFollower(
-            self.chat_session, on_batch=hand_over, **self.follower_options
-        )
+        self.follower = NoticeFollower(self.chat_session, on_batch=hand_over, **self.follower_options)
         self.follower.start()
         try:
             while True:
@@ -585,9 +579,7 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
             chat_hidden, shown_seq = False, 0
             chat.update_user_input(placeholder=f"Message as {name}…")
         for seq, message in store.since(shown_seq):
-            await chat.append_message(
-                message_to_chat_content(message, own=message.author == name)
-            )
+            await chat.append_message(message_to_chat_content(message, own=message.author == name))
             shown_seq = seq
 
     @chat.on_user_submit
@@ -638,9 +630,7 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
         if name is not None:
             return tags.p("Chatting as ", tags.strong(name), ".")
         return ui.div(
-            ui.input_text(
-                "name", "Your name", placeholder=f"1 to {MAX_NAME_LENGTH} characters"
-            ),
+            ui.input_text("name", "Your name", placeholder=f"1 to {MAX_NAME_LENGTH} characters"),
             ui.input_action_button("join", "Join", class_="btn-primary"),
             ui.div(ui.output_text("join_error_text"), class_="join-error", role="alert"),
             class_="join-form",

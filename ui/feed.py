@@ -254,9 +254,7 @@ def end_session(api_url: str, token: str, *, timeout: float = SESSION_TIMEOUT) -
         raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
     with response:
         if response.status_code != 401 and not 200 <= response.status_code < 300:
-            raise ChatApiError(
-                f"HTTP {response.status_code} from DELETE /sessions: {_error_text(response)}"
-            )
+            raise ChatApiError(f"HTTP {response.status_code} from DELETE /sessions: {_error_text(response)}")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -278,9 +276,7 @@ class ChatSession:
     A session never opened is opened by its first request.
     """
 
-    def __init__(
-        self, api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT
-    ) -> None:
+    def __init__(self, api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT) -> None:
         self.api_url = api_url.rstrip("/")
         self._author = author
         self.timeout = timeout
@@ -334,8 +330,7 @@ class ChatSession:
                 token = self._open_locked()
             except NameInUse:
                 raise SessionLost(
-                    f"your session expired and the name {self._author!r} is now in use "
-                    "by someone else"
+                    f"your session expired and the name {self._author!r} is now in use by someone else"
                 ) from None
             log.info("Session of %r expired; opened a new one", self._author)
             return token
@@ -380,9 +375,7 @@ class ChatSession:
             log.warning("Could not end the session of %r (%s)", self._author, exc)
 
 
-def send_message(
-    session: ChatSession, text: str, *, timeout: float = SEND_TIMEOUT
-) -> FeedMessage | None:
+def send_message(session: ChatSession, text: str, *, timeout: float = SEND_TIMEOUT) -> FeedMessage | None:
     """POST one message as the session's user; return the API's echo (None if
     it sent no usable body).
 
@@ -397,22 +390,15 @@ def send_message(
     except SessionLost as exc:
         raise SendError(f"Message not sent: {exc}.", session_lost=True) from None
     except ApiUnreachable:
-        raise SendError(
-            f"Cannot reach the chat server at {api_url}. Your message was not sent."
-        ) from None
+        raise SendError(f"Cannot reach the chat server at {api_url}. Your message was not sent.") from None
     except ChatApiError as exc:
-        raise SendError(
-            f"Message not sent: the chat server could not renew your session ({exc})."
-        ) from None
+        raise SendError(f"Message not sent: the chat server could not renew your session ({exc}).") from None
     except requests.Timeout:
         raise SendError(
-            f"The chat server at {api_url} did not answer in time; "
-            "your message may not have been sent."
+            f"The chat server at {api_url} did not answer in time; your message may not have been sent."
         ) from None
     except requests.RequestException:
-        raise SendError(
-            f"Cannot reach the chat server at {api_url}. Your message was not sent."
-        ) from None
+        raise SendError(f"Cannot reach the chat server at {api_url}. Your message was not sent.") from None
     with response:
         if response.status_code not in (200, 201, 202):
             raise SendError(
@@ -424,7 +410,6 @@ def send_message(
             return FeedMessage.from_json(response.json())
         except ValueError:
             return None
-
 
 
 def page_body(response: requests.Response, items_key: str) -> Mapping[str, Any] | None:
@@ -440,6 +425,7 @@ def page_body(response: requests.Response, items_key: str) -> Mapping[str, Any] 
     ):
         return None
     return body
+
 
 class FeedPoller:
     """Follows ``GET /messages`` and puts what it reads into a :class:`MessageStore`.
@@ -528,20 +514,17 @@ class FeedPoller:
             if self._stop.is_set():  # stopping: the session was closed on purpose
                 return 0.0
             self.session = ChatSession(self.api_url, reader_name())
-            return self._backoff(f"reader {session.author!r} lost its session ({exc}); "
-                                 f"reading as {self.session.author!r}")
-        except ApiUnreachable as exc:
-            self._set_status(
-                False, f"Cannot reach the chat server at {self.api_url}; retrying…"
+            return self._backoff(
+                f"reader {session.author!r} lost its session ({exc}); reading as {self.session.author!r}"
             )
+        except ApiUnreachable as exc:
+            self._set_status(False, f"Cannot reach the chat server at {self.api_url}; retrying…")
             return self._backoff(str(exc))
         except ChatApiError as exc:
             self._set_status(False, f"The chat server reported a problem: {exc}")
             return self._backoff(f"cannot open the reader's session ({exc})")
         except requests.RequestException as exc:
-            self._set_status(
-                False, f"Cannot reach the chat server at {self.api_url}; retrying…"
-            )
+            self._set_status(False, f"Cannot reach the chat server at {self.api_url}; retrying…")
             return self._backoff(f"cannot reach {self.api_url} ({type(exc).__name__})")
 
         with response:
@@ -555,8 +538,7 @@ class FeedPoller:
                 # keeps an API that rejects every cursor from being hammered.
                 rejected, self.cursor = self.cursor, None
                 return self._backoff(
-                    f"cursor {rejected!r} rejected (HTTP {status}: {error}); "
-                    "re-reading recent history"
+                    f"cursor {rejected!r} rejected (HTTP {status}: {error}); re-reading recent history"
                 )
             self._set_status(False, f"The chat server reported a problem: {error}")
             return self._backoff(f"HTTP {status} from GET /messages: {error}")
@@ -605,9 +587,7 @@ class FeedPoller:
             self._stop.clear()
             if self.session.closed:  # stopped before: read under a new session
                 self.session = ChatSession(self.api_url, reader_name())
-            self._thread = threading.Thread(
-                target=self.run, name="chat-feed-poller", daemon=True
-            )
+            self._thread = threading.Thread(target=self.run, name="chat-feed-poller", daemon=True)
             self._thread.start()
             return True
 
@@ -708,11 +688,7 @@ class Notice:
         if not _is_int(limit) or limit < 1:
             limit = STRIKE_LIMIT
         raw_terms = obj.get("terms")
-        terms = (
-            tuple(t for t in raw_terms if isinstance(t, str))
-            if isinstance(raw_terms, list)
-            else ()
-        )
+        terms = tuple(t for t in raw_terms if isinstance(t, str)) if isinstance(raw_terms, list) else ()
         message_id = obj.get("message_id")
         return cls(
             id=notice_id,
@@ -747,9 +723,7 @@ class UserRecord:
             return None
         if not isinstance(is_blocked, bool):
             return None
-        return cls(
-            author, strikes, is_blocked, blocked_at if isinstance(blocked_at, str) else None
-        )
+        return cls(author, strikes, is_blocked, blocked_at if isinstance(blocked_at, str) else None)
 
 
 def fetch_user(
@@ -773,9 +747,7 @@ def fetch_user(
         if response.status_code == 404:
             return UserRecord(author)
         if response.status_code != 200:
-            raise ChatApiError(
-                f"HTTP {response.status_code} from GET /users/<author>: {_error_text(response)}"
-            )
+            raise ChatApiError(f"HTTP {response.status_code} from GET /users/<author>: {_error_text(response)}")
         try:
             record = UserRecord.from_json(response.json())
         except ValueError:
@@ -840,9 +812,7 @@ class Standing:
                 reason_source=None,
                 latest=notice,
             )
-        updated = replace(
-            self, strikes=max(self.strikes, notice.strike), limit=notice.limit, latest=notice
-        )
+        updated = replace(self, strikes=max(self.strikes, notice.strike), limit=notice.limit, latest=notice)
         if notice.blocked:
             updated = updated._block(notice.text, "notice")
         return updated
@@ -863,10 +833,7 @@ class Standing:
 
     def _block(self, reason: str, source: BlockSource) -> Standing:
         """Blocked, explained by ``reason`` unless a better explanation is already known."""
-        if (
-            self.reason_source is not None
-            and _BLOCK_SOURCE_RANK[source] < _BLOCK_SOURCE_RANK[self.reason_source]
-        ):
+        if self.reason_source is not None and _BLOCK_SOURCE_RANK[source] < _BLOCK_SOURCE_RANK[self.reason_source]:
             return self
         return replace(
             self,
@@ -947,9 +914,7 @@ class NoticeFollower:
         """Record a failure; return how long to wait before the next attempt."""
         delay = min(self.backoff_max, self.backoff_initial * 2.0**self._failures)
         self._failures += 1
-        log.warning(
-            "Notices for %r: %s; retrying in %.1fs", self.author, problem, delay
-        )
+        log.warning("Notices for %r: %s; retrying in %.1fs", self.author, problem, delay)
         return delay
 
     def poll_once(self) -> tuple[NoticeBatch | None, float]:
@@ -960,9 +925,7 @@ class NoticeFollower:
             params.update(after=self.cursor, wait=self.wait)
             timeout += self.wait
         try:
-            response = self.session.request(
-                "GET", self.url, http=self._http, params=params, timeout=timeout
-            )
+            response = self.session.request("GET", self.url, http=self._http, params=params, timeout=timeout)
         except SessionLost as exc:
             if not self._stop.is_set():  # else the session ended with the browser's
                 log.warning("Notices for %r: no longer followed: %s", self.author, exc)
@@ -971,9 +934,7 @@ class NoticeFollower:
         except ChatApiError as exc:  # renewing the session failed
             return None, self._backoff(f"cannot renew the session ({exc})")
         except requests.RequestException as exc:
-            return None, self._backoff(
-                f"cannot reach {self.api_url} ({type(exc).__name__})"
-            )
+            return None, self._backoff(f"cannot reach {self.api_url} ({type(exc).__name__})")
         with response:
             status = response.status_code
             if status == 200:
@@ -981,9 +942,7 @@ class NoticeFollower:
             error = _error_text(response)
             if self.cursor is not None and status == 400:
                 rejected, self.cursor = self.cursor, None
-                return None, self._backoff(
-                    f"cursor {rejected!r} rejected ({error}); reading the notices again"
-                )
+                return None, self._backoff(f"cursor {rejected!r} rejected ({error}); reading the notices again")
             return None, self._backoff(f"HTTP {status} from GET notices: {error}")
 
     def _accept(self, response: requests.Response) -> tuple[NoticeBatch | None, float]:
@@ -1029,9 +988,7 @@ class NoticeFollower:
         """Start the background thread (once)."""
         if self._thread is not None:
             raise RuntimeError("a NoticeFollower can only be started once")
-        self._thread = threading.Thread(
-            target=self.run, name="chat-notices", daemon=True
-        )
+        self._thread = threading.Thread(target=self.run, name="chat-notices", daemon=True)
         self._thread.start()
 
     @property

@@ -1,18 +1,27 @@
 """The API's view of `user_moderation`: read with the `deltalake` package (no Spark, no JVM),
 refreshed in the background whenever the table's version changes."""
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["author", "messages", "strikes", "is_blocked", "blocked_at", "blocked_partition", "blocked_offset",
-           "last_batch_id"]
+COLUMNS = [
+    "author",
+    "messages",
+    "strikes",
+    "is_blocked",
+    "blocked_at",
+    "blocked_partition",
+    "blocked_offset",
+    "last_batch_id",
+]
 
 
 @dataclass(frozen=True)
@@ -21,10 +30,10 @@ class UserState:
     messages: int
     strikes: int
     is_blocked: bool
-    blocked_at: str | None = None            # "YYYY-MM-DD HH:MM:SS" UTC
+    blocked_at: str | None = None  # "YYYY-MM-DD HH:MM:SS" UTC
     blocked_partition: int | None = None
     blocked_offset: int | None = None
-    last_batch_id: int | None = None         # the ledger batch that last changed the row
+    last_batch_id: int | None = None  # the ledger batch that last changed the row
 
 
 def _format_time(value) -> str | None:
@@ -32,7 +41,7 @@ def _format_time(value) -> str | None:
         return None
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc)
+            value = value.astimezone(UTC)
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
 
@@ -69,6 +78,7 @@ class ModerationSnapshot:
     def refresh(self) -> bool:
         """Read the table if its version changed; True when a new version was loaded."""
         from deltalake import DeltaTable
+
         try:
             if self._table is None:
                 if not (self.table_path / "_delta_log").is_dir():
@@ -82,10 +92,19 @@ class ModerationSnapshot:
                 self.error = None
                 return False
             rows = self._table.to_pyarrow_table(columns=COLUMNS).to_pylist()
-            self._users = {r["author"]: UserState(
-                author=r["author"], messages=r["messages"], strikes=r["strikes"], is_blocked=r["is_blocked"],
-                blocked_at=_format_time(r["blocked_at"]), blocked_partition=r["blocked_partition"],
-                blocked_offset=r["blocked_offset"], last_batch_id=r["last_batch_id"]) for r in rows}
+            self._users = {
+                r["author"]: UserState(
+                    author=r["author"],
+                    messages=r["messages"],
+                    strikes=r["strikes"],
+                    is_blocked=r["is_blocked"],
+                    blocked_at=_format_time(r["blocked_at"]),
+                    blocked_partition=r["blocked_partition"],
+                    blocked_offset=r["blocked_offset"],
+                    last_batch_id=r["last_batch_id"],
+                )
+                for r in rows
+            }
             self.version, self.loaded_at, self.error = version, time.time(), None
             return True
         except Exception as exc:  # noqa: BLE001 - a bad read must not kill the refresher
@@ -97,5 +116,10 @@ class ModerationSnapshot:
         return self._users.get(author)
 
     def status(self) -> dict:
-        return {"table": str(self.table_path), "version": self.version, "users": len(self._users),
-                "loaded_at": self.loaded_at, "error": self.error}
+        return {
+            "table": str(self.table_path),
+            "version": self.version,
+            "users": len(self._users),
+            "loaded_at": self.loaded_at,
+            "error": self.error,
+        }

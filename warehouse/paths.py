@@ -1,10 +1,10 @@
-"""Where the Delta tables live: CHAT_WAREHOUSE_DIR/<table>, by default DATA_DIR/warehouse/<table>
-(CHAT_DATA_DIR, default var/)."""
+"""Where the Delta tables live: CHAT_WAREHOUSE_DIR/<table>, by default DATA_DIR/warehouse/<table>."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from stack import settings
+from config import settings
 
 MESSAGES = "messages"
 STRIKES = "strikes"
@@ -17,8 +17,12 @@ DATABASE = "chat"
 
 
 def warehouse_dir(data_dir: Path | None = None) -> Path:
-    """DATA_DIR/warehouse of the given data directory, else the configured warehouse."""
-    return data_dir / "warehouse" if data_dir else settings.load().warehouse_dir
+    """The warehouse: CHAT_WAREHOUSE_DIR when it is set, else DATA_DIR/warehouse of `data_dir`
+    (a command's --data-dir) or of CHAT_DATA_DIR."""
+    s = settings.load()
+    if s.warehouse_location is not None:
+        return s.warehouse_location
+    return (data_dir or s.data_dir) / "warehouse"
 
 
 def table_path(name: str, warehouse: Path | None = None) -> Path:

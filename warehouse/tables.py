@@ -4,6 +4,7 @@ Every table written here stays readable by the `deltalake` package the API
 uses: deletion vectors are switched off explicitly (and column mapping and v2
 checkpoints are never switched on), so the protocol stays at reader version 1.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,94 +29,105 @@ TABLE_PROPERTIES = {
     "delta.deletedFileRetentionDuration": "interval 7 days",
 }
 
-MESSAGES_SCHEMA = T.StructType([
-    T.StructField("message_id", T.StringType(), False),
-    T.StructField("author", T.StringType(), False),
-    T.StructField("data", T.StringType(), False),             # the original text, for audit
-    T.StructField("masked_data", T.StringType(), False),      # what readers see
-    T.StructField("is_profane", T.BooleanType(), False),
-    T.StructField("terms", T.ArrayType(T.StringType()), False),
-    # clean | profane | withheld (sent by a user who was already blocked: recorded, not served)
-    T.StructField("verdict", T.StringType(), False),
-    T.StructField("sent_at", T.TimestampType(), False),       # the message's timestamp (UTC)
-    T.StructField("ingested_at", T.TimestampType(), True),    # when Kafka got it
-    T.StructField("kafka_partition", T.IntegerType(), False),
-    T.StructField("kafka_offset", T.LongType(), False),
-    T.StructField("batch_id", T.LongType(), False),
-])
+MESSAGES_SCHEMA = T.StructType(
+    [
+        T.StructField("message_id", T.StringType(), False),
+        T.StructField("author", T.StringType(), False),
+        T.StructField("data", T.StringType(), False),  # the original text, for audit
+        T.StructField("masked_data", T.StringType(), False),  # what readers see
+        T.StructField("is_profane", T.BooleanType(), False),
+        T.StructField("terms", T.ArrayType(T.StringType()), False),
+        # clean | profane | withheld (sent by a user who was already blocked: recorded, not served)
+        T.StructField("verdict", T.StringType(), False),
+        T.StructField("sent_at", T.TimestampType(), False),  # the message's timestamp (UTC)
+        T.StructField("ingested_at", T.TimestampType(), True),  # when Kafka got it
+        T.StructField("kafka_partition", T.IntegerType(), False),
+        T.StructField("kafka_offset", T.LongType(), False),
+        T.StructField("batch_id", T.LongType(), False),
+    ]
+)
 
-STRIKES_SCHEMA = T.StructType([
-    T.StructField("message_id", T.StringType(), False),
-    T.StructField("author", T.StringType(), False),
-    T.StructField("terms", T.ArrayType(T.StringType()), False),
-    T.StructField("strike_number", T.IntegerType(), False),
-    T.StructField("struck_at", T.TimestampType(), False),
-    T.StructField("kafka_partition", T.IntegerType(), False),
-    T.StructField("kafka_offset", T.LongType(), False),
-    T.StructField("batch_id", T.LongType(), False),
-])
+STRIKES_SCHEMA = T.StructType(
+    [
+        T.StructField("message_id", T.StringType(), False),
+        T.StructField("author", T.StringType(), False),
+        T.StructField("terms", T.ArrayType(T.StringType()), False),
+        T.StructField("strike_number", T.IntegerType(), False),
+        T.StructField("struck_at", T.TimestampType(), False),
+        T.StructField("kafka_partition", T.IntegerType(), False),
+        T.StructField("kafka_offset", T.LongType(), False),
+        T.StructField("batch_id", T.LongType(), False),
+    ]
+)
 
-USER_MODERATION_SCHEMA = T.StructType([
-    T.StructField("author", T.StringType(), False),
-    T.StructField("messages", T.LongType(), False),
-    T.StructField("strikes", T.IntegerType(), False),
-    T.StructField("is_blocked", T.BooleanType(), False),
-    T.StructField("blocked_at", T.TimestampType(), True),
-    # Kafka position (in `chat`) of the strike that blocked the user: later messages are withheld
-    T.StructField("blocked_partition", T.IntegerType(), True),
-    T.StructField("blocked_offset", T.LongType(), True),
-    T.StructField("first_seen", T.TimestampType(), False),
-    T.StructField("last_seen", T.TimestampType(), False),
-    T.StructField("updated_at", T.TimestampType(), False),
-    T.StructField("last_batch_id", T.LongType(), False),
-])
+USER_MODERATION_SCHEMA = T.StructType(
+    [
+        T.StructField("author", T.StringType(), False),
+        T.StructField("messages", T.LongType(), False),
+        T.StructField("strikes", T.IntegerType(), False),
+        T.StructField("is_blocked", T.BooleanType(), False),
+        T.StructField("blocked_at", T.TimestampType(), True),
+        # Kafka position (in `chat`) of the strike that blocked the user: later messages are withheld
+        T.StructField("blocked_partition", T.IntegerType(), True),
+        T.StructField("blocked_offset", T.LongType(), True),
+        T.StructField("first_seen", T.TimestampType(), False),
+        T.StructField("last_seen", T.TimestampType(), False),
+        T.StructField("updated_at", T.TimestampType(), False),
+        T.StructField("last_batch_id", T.LongType(), False),
+    ]
+)
 
-REJECTED_MESSAGES_SCHEMA = T.StructType([
-    T.StructField("raw_value", T.BinaryType(), True),
-    T.StructField("raw_text", T.StringType(), True),          # the value as UTF-8 text, where it is text
-    T.StructField("reason", T.StringType(), False),
-    T.StructField("message_id", T.StringType(), True),
-    T.StructField("kafka_partition", T.IntegerType(), False),
-    T.StructField("kafka_offset", T.LongType(), False),
-    T.StructField("kafka_timestamp", T.TimestampType(), True),
-    T.StructField("seen_at", T.TimestampType(), False),
-    T.StructField("batch_id", T.LongType(), False),
-])
+REJECTED_MESSAGES_SCHEMA = T.StructType(
+    [
+        T.StructField("raw_value", T.BinaryType(), True),
+        T.StructField("raw_text", T.StringType(), True),  # the value as UTF-8 text, where it is text
+        T.StructField("reason", T.StringType(), False),
+        T.StructField("message_id", T.StringType(), True),
+        T.StructField("kafka_partition", T.IntegerType(), False),
+        T.StructField("kafka_offset", T.LongType(), False),
+        T.StructField("kafka_timestamp", T.TimestampType(), True),
+        T.StructField("seen_at", T.TimestampType(), False),
+        T.StructField("batch_id", T.LongType(), False),
+    ]
+)
 
 # Delta has no NOT NULL inside arrays: the nested fields are nullable, though the job never writes a null there
-MODERATOR_ACTIONS_SCHEMA = T.StructType([
-    T.StructField("action_id", T.StringType(), False),
-    T.StructField("action", T.StringType(), False),            # "unblock"
-    T.StructField("author", T.StringType(), False),
-    T.StructField("requested_by", T.StringType(), True),
-    T.StructField("requested_at", T.TimestampType(), True),     # when the API took the request (UTC)
-    T.StructField("strikes_cleared", T.IntegerType(), False),  # the user's strikes just before
-    T.StructField("was_blocked", T.BooleanType(), False),
-    T.StructField("kafka_partition", T.IntegerType(), False),  # in `chat_actions`
-    T.StructField("kafka_offset", T.LongType(), False),
-    T.StructField("batch_id", T.LongType(), False),            # the ledger batch that applied it
-])
+MODERATOR_ACTIONS_SCHEMA = T.StructType(
+    [
+        T.StructField("action_id", T.StringType(), False),
+        T.StructField("action", T.StringType(), False),  # "unblock"
+        T.StructField("author", T.StringType(), False),
+        T.StructField("requested_by", T.StringType(), True),
+        T.StructField("requested_at", T.TimestampType(), True),  # when the API took the request (UTC)
+        T.StructField("strikes_cleared", T.IntegerType(), False),  # the user's strikes just before
+        T.StructField("was_blocked", T.BooleanType(), False),
+        T.StructField("kafka_partition", T.IntegerType(), False),  # in `chat_actions`
+        T.StructField("kafka_offset", T.LongType(), False),
+        T.StructField("batch_id", T.LongType(), False),  # the ledger batch that applied it
+    ]
+)
 
-TERM_COUNT = T.StructType([T.StructField("term", T.StringType(), True),
-                           T.StructField("hits", T.LongType(), True)])
+TERM_COUNT = T.StructType([T.StructField("term", T.StringType(), True), T.StructField("hits", T.LongType(), True)])
 
 # Built by the statistics job (pipelines/user_stats.py), replaced as a whole on every run
-USER_STATS_SCHEMA = T.StructType([
-    T.StructField("author", T.StringType(), False),
-    T.StructField("messages", T.LongType(), False),            # every recorded message, withheld ones included
-    T.StructField("profane_messages", T.LongType(), False),
-    T.StructField("profanity_rate", T.DoubleType(), False),    # profane_messages / messages, 0 … 1
-    T.StructField("withheld_messages", T.LongType(), False),   # sent after the block: recorded, not served
-    T.StructField("strikes", T.LongType(), False),             # rows in `strikes` (all time)
-    T.StructField("is_blocked", T.BooleanType(), False),
-    T.StructField("blocked_at", T.TimestampType(), True),
-    T.StructField("first_seen", T.TimestampType(), False),
-    T.StructField("last_seen", T.TimestampType(), False),
-    T.StructField("active_days", T.IntegerType(), False),      # distinct UTC dates with a message
-    T.StructField("messages_by_hour", T.ArrayType(T.LongType(), True), False),  # 24 counts, hour of day UTC
-    T.StructField("busiest_hour", T.IntegerType(), False),     # 0 … 23, the earliest on a tie
-    T.StructField("top_terms", T.ArrayType(TERM_COUNT, True), False),  # up to 5 matched terms, most frequent first
-])
+USER_STATS_SCHEMA = T.StructType(
+    [
+        T.StructField("author", T.StringType(), False),
+        T.StructField("messages", T.LongType(), False),  # every recorded message, withheld ones included
+        T.StructField("profane_messages", T.LongType(), False),
+        T.StructField("profanity_rate", T.DoubleType(), False),  # profane_messages / messages, 0 … 1
+        T.StructField("withheld_messages", T.LongType(), False),  # sent after the block: recorded, not served
+        T.StructField("strikes", T.LongType(), False),  # rows in `strikes` (all time)
+        T.StructField("is_blocked", T.BooleanType(), False),
+        T.StructField("blocked_at", T.TimestampType(), True),
+        T.StructField("first_seen", T.TimestampType(), False),
+        T.StructField("last_seen", T.TimestampType(), False),
+        T.StructField("active_days", T.IntegerType(), False),  # distinct UTC dates with a message
+        T.StructField("messages_by_hour", T.ArrayType(T.LongType(), True), False),  # 24 counts, hour of day UTC
+        T.StructField("busiest_hour", T.IntegerType(), False),  # 0 … 23, the earliest on a tie
+        T.StructField("top_terms", T.ArrayType(TERM_COUNT, True), False),  # up to 5 matched terms, most frequent first
+    ]
+)
 
 SCHEMAS = {
     paths.MESSAGES: MESSAGES_SCHEMA,
@@ -137,13 +149,16 @@ COMMENTS = {
 }
 
 
-def ensure_table(spark: SparkSession, name: str, warehouse: Path | None = None,
-                 schema: T.StructType | None = None) -> DeltaTable:
+def ensure_table(
+    spark: SparkSession, name: str, warehouse: Path | None = None, schema: T.StructType | None = None
+) -> DeltaTable:
     """Create the table at its path if it does not exist yet; return it."""
-    builder = (DeltaTable.createIfNotExists(spark)
-               .location(str(paths.table_path(name, warehouse)))
-               .addColumns(schema or ALL_SCHEMAS[name])
-               .comment(COMMENTS.get(name, name)))
+    builder = (
+        DeltaTable.createIfNotExists(spark)
+        .location(str(paths.table_path(name, warehouse)))
+        .addColumns(schema or ALL_SCHEMAS[name])
+        .comment(COMMENTS.get(name, name))
+    )
     for key, value in TABLE_PROPERTIES.items():
         builder = builder.property(key, value)
     return builder.execute()

@@ -1,0 +1,55 @@
+"""The chat's contract, shared by the API, the Spark jobs and the UI: topics, headers, formats, limits, notices.
+
+Constants only (no environment, no imports beyond the standard library), so
+every layer can use them. README "Data flow" and "Moderation" describe them.
+"""
+
+from __future__ import annotations
+
+TOPIC_CHAT = "chat"
+TOPIC_CONTROLLED = "chat_controlled"
+TOPIC_NOTICES = "chat_notices"
+# moderators' actions (unblock), from the API to the ledger: the ledger is the one writer of the Delta tables
+TOPIC_ACTIONS = "chat_actions"
+TOPICS = (TOPIC_CHAT, TOPIC_CONTROLLED, TOPIC_NOTICES, TOPIC_ACTIONS)
+
+# A message as it travels in Kafka: exactly these keys, all strings.
+MESSAGE_FIELDS = ("author", "data", "timestamp")
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # UTC, for Python's strftime/strptime
+SPARK_TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"  # the same, for Spark's datetime patterns
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+MAX_AUTHOR_CHARS = 64
+MAX_DATA_CHARS = 2000
+
+# Kafka headers
+MESSAGE_ID_HEADER = "message_id"  # on `chat` and `chat_controlled`: the API's id of the message
+PROFANE_HEADER = "profane"  # on `chat_controlled`: "true" when the relay masked profanity, else "false"
+CHAT_POSITION_HEADER = "chat_position"  # on `chat_controlled`: "partition:offset" of the original in `chat`
+NOTICE_ID_HEADER = "notice_id"  # on `chat_notices`: readers de-duplicate on it
+
+# profane messages (strikes) that block their author
+STRIKE_LIMIT = 3
+
+# Notices to a user (`chat_notices`): their kinds, the fields the API serves, and their texts.
+NOTICE_KINDS = ("warning", "blocked", "unblocked")
+NOTICE_FIELDS = ("id", "author", "kind", "strike", "limit", "terms", "message_id", "text", "timestamp")
+NOTICE_TEXTS = {
+    "warning": "Warning: strike {strike} of {limit} for {terms}. Your message was masked. "
+    "At {limit} strikes you are blocked.",
+    "blocked": "You are blocked: strike {strike} of {limit} for {terms}. You can no longer send or read messages.",
+    "unblocked": "A moderator unblocked you: your strikes are cleared and you can send and read messages again.",
+}
+# the API's 403 to a blocked user (and the UI's wording when it only has the user's record)
+BLOCKED_ERROR = (
+    "{author} is blocked{since} after {strikes} strikes for profanity: blocked users can neither send nor read messages"
+)
+
+
+def notice_text(kind: str, strike: int = 0, limit: int = STRIKE_LIMIT, terms: tuple[str, ...] | list[str] = ()) -> str:
+    """The text of a notice, as the user reads it."""
+    return NOTICE_TEXTS[kind].format(strike=strike, limit=limit, terms=", ".join(terms))
+
+
+def blocked_error(author: str, strikes: int, blocked_at: str | None) -> str:
+    since = f" since {blocked_at} UTC" if blocked_at else ""
+    return BLOCKED_ERROR.format(author=author, since=since, strikes=strikes)

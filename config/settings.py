@@ -1,0 +1,196 @@
+"""Every `CHAT_*` setting: its default, its meaning, and `load()`, the one place that reads them.
+
+Defaults run everything on one machine; pointing the settings at a Kafka or a
+Spark cluster runs the same code there. `python -m config` prints them all with
+their current values. README "Configuration" explains them in context.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str  # "" means "none" (or derived from another setting, as `meaning` says)
+    meaning: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("CHAT_DATA_DIR", "var", "data directory: broker data, checkpoints, logs, run files, reports"),
+    Setting("CHAT_WAREHOUSE_DIR", "", "Delta warehouse (a shared mount on a cluster); default DATA_DIR/warehouse"),
+    Setting("CHAT_JARS_DIR", "var/jars", "where `make jars` puts the Kafka and Spark jars"),
+    Setting("CHAT_KAFKA_BOOTSTRAP", "", "Kafka bootstrap servers; set: use that Kafka, unset: start a broker here"),
+    Setting("CHAT_KAFKA_PORT", "9092", "port of the embedded broker (and the default bootstrap)"),
+    Setting("CHAT_KAFKA_CONTROLLER_PORT", "9093", "KRaft controller port of the embedded broker"),
+    Setting("CHAT_TOPIC_PARTITIONS", "1", "partitions of each topic when it is created"),
+    Setting("CHAT_REPLICATION_FACTOR", "1", "replicas of each topic when it is created"),
+    Setting("CHAT_MIN_INSYNC_REPLICAS", "0", "min.insync.replicas of each topic; 0: 1 below three replicas, else 2"),
+    Setting("CHAT_SPARK_MASTER", "local[*]", "Spark master of the streams and jobs (unless spark-submit sets one)"),
+    Setting("CHAT_RELAY_TRIGGER", "realtime", "relay trigger: realtime (Spark's real-time mode) or microbatch"),
+    Setting("CHAT_LEDGER_TRIGGER_SECONDS", "1", "seconds between the ledger's micro-batches"),
+    Setting("CHAT_API_HOST", "127.0.0.1", "address the API listens on"),
+    Setting("CHAT_API_PORT", "5000", "port the API listens on"),
+    Setting("CHAT_API_URL", "", "the API as the UI reaches it; default http://127.0.0.1:API_PORT"),
+    Setting("CHAT_UI_HOST", "127.0.0.1", "address the UI listens on"),
+    Setting("CHAT_UI_PORT", "8000", "port the UI listens on"),
+    Setting("CHAT_SESSION_TTL_S", "1800", "seconds a session lives after its last use"),
+    Setting(
+        "CHAT_SECRET_KEY",
+        "",
+        "key that signs session tokens; default one generated into DATA_DIR/secret_key",
+        secret=True,
+    ),
+    Setting("CHAT_ADMIN_TOKEN", "", "moderators' bearer token; unset: the moderator endpoints are off", secret=True),
+)
+NAMES = frozenset(s.name for s in SETTINGS)
+
+
+def _raw(name: str) -> str:
+    if name not in NAMES:
+        raise KeyError(f"{name} is not a setting of config/settings.py")
+    return os.environ.get(name, "").strip()
+
+
+def _text(name: str, default: str) -> str:
+    return _raw(name) or default
+
+
+def _whole(name: str, default: int, minimum: int = 0) -> int:
+    raw = _raw(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SystemExit(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = _raw(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value < 3600:
+        raise SystemExit(f"{name} must be more than 0 and less than 3600 seconds, got {raw!r}")
+    return value
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _text(name, default)
+    if value not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _absolute(path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (Path.cwd() / path).resolve()
+
+
+def _path(name: str, default: Path) -> Path:
+    raw = _raw(name)
+    return _absolute(Path(raw)) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    warehouse_location: Path | None  # CHAT_WAREHOUSE_DIR as set; None: DATA_DIR/warehouse
+    jars_dir: Path
+    kafka_bootstrap: str
+    embedded_kafka: bool  # no CHAT_KAFKA_BOOTSTRAP: `make up` starts a broker of its own
+    kafka_port: int
+    kafka_controller_port: int
+    topic_partitions: int
+    replication_factor: int
+    min_insync_replicas: int  # 0: 1 below three replicas, else 2 (stack/topics.py)
+    spark_master: str
+    relay_trigger: str
+    ledger_trigger_s: float
+    api_host: str
+    api_port: int
+    api_url: str
+    ui_host: str
+    ui_port: int
+    session_ttl_s: int
+    secret_key: str
+    admin_token: str
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.warehouse_location or self.data_dir / "warehouse"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.data_dir / "kafka"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+
+def load() -> Settings:
+    """Read the settings from the environment (call again after changing it); SystemExit names a bad one."""
+    kafka_port = _whole("CHAT_KAFKA_PORT", 9092, 1)
+    api_port = _whole("CHAT_API_PORT", 5000, 1)
+    bootstrap = _raw("CHAT_KAFKA_BOOTSTRAP")
+    return Settings(
+        data_dir=_path("CHAT_DATA_DIR", REPO_ROOT / "var"),
+        warehouse_location=_path("CHAT_WAREHOUSE_DIR", None),
+        jars_dir=_path("CHAT_JARS_DIR", REPO_ROOT / "var" / "jars"),
+        kafka_bootstrap=bootstrap or f"127.0.0.1:{kafka_port}",
+        embedded_kafka=not bootstrap,
+        kafka_port=kafka_port,
+        kafka_controller_port=_whole("CHAT_KAFKA_CONTROLLER_PORT", 9093, 1),
+        topic_partitions=_whole("CHAT_TOPIC_PARTITIONS", 1, 1),
+        replication_factor=_whole("CHAT_REPLICATION_FACTOR", 1, 1),
+        min_insync_replicas=_whole("CHAT_MIN_INSYNC_REPLICAS", 0),
+        spark_master=_text("CHAT_SPARK_MASTER", "local[*]"),
+        relay_trigger=_choice("CHAT_RELAY_TRIGGER", "realtime", ("realtime", "microbatch")),
+        ledger_trigger_s=_seconds("CHAT_LEDGER_TRIGGER_SECONDS", 1.0),
+        api_host=_text("CHAT_API_HOST", "127.0.0.1"),
+        api_port=api_port,
+        api_url=_text("CHAT_API_URL", f"http://127.0.0.1:{api_port}").rstrip("/"),
+        ui_host=_text("CHAT_UI_HOST", "127.0.0.1"),
+        ui_port=_whole("CHAT_UI_PORT", 8000, 1),
+        session_ttl_s=_whole("CHAT_SESSION_TTL_S", 1800, 1),
+        secret_key=_raw("CHAT_SECRET_KEY"),
+        admin_token=_raw("CHAT_ADMIN_TOKEN"),
+    )
+
+
+def describe(current: Callable[[str], str] = _raw) -> list[tuple[str, str, str, str]]:
+    """(name, default, current value, meaning) of every setting; secrets are shown as set or not."""
+    rows = []
+    for s in SETTINGS:
+        value = current(s.name)
+        if s.secret and value:
+            value = "(set)"
+        rows.append((s.name, s.default or "-", value or "-", s.meaning))
+    return rows
