@@ -18,11 +18,12 @@ export SPARK_CONF_DIR := $(CURDIR)/conf
 # Spark's driver and web UI listen on loopback only
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help up test stats sql demo-data bench deps jars browser check-tools clean
+.PHONY: help up test lint stats sql demo-data bench deps jars browser check-tools clean
 
 help:
 	@echo "make up      install what is missing, start Kafka, the Spark relay, the API and the UI"
-	@echo "make test    install what is missing, run the whole test suite"
+	@echo "make test    install what is missing, lint, run the whole test suite"
+	@echo "make lint    ruff check and ruff format --check (make test runs it first)"
 	@echo "make stats   build Delta user_stats with spark-submit, print a summary, write var/reports/user_stats.html"
 	@echo "make sql     a Spark SQL shell with the tables as chat.<table>; make sql Q=\"SELECT ...\" runs one query"
 	@echo "make demo-data N=5000   send realistic chat traffic (and some malformed records) to the running chat"
@@ -35,8 +36,13 @@ help:
 up: deps jars
 	@$(PY) -m stack.up
 
-test: deps jars browser
+test: deps jars browser lint
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: deps
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@echo "lint   ruff check and format: clean"
 
 stats: deps jars
 	@. $(VENV)/bin/activate && spark-submit --properties-file conf/spark-defaults.conf pipelines/user_stats.py $(ARGS)
