@@ -11,7 +11,6 @@ Kafka and the Spark relay before any window shows them.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -207,13 +206,11 @@ def test_a_blocked_user_sees_no_chat_until_a_moderator_unblocks_them(
     # Three strikes, back to back (one trip through the ledger, not three).
     for text in ["mierda", "sh1t happens", "eres un cabrón"]:
         troll.say(text)
-    third_sent = time.monotonic()
     troll.wait_for(
         lambda: bool(troll.driver.find_elements(By.CSS_SELECTOR, "#moderation .chat-blocked")),
         "the blocked banner",
         MODERATION_TIMEOUT,
     )
-    print(f"block latency in the browser: {time.monotonic() - third_sent:.1f}s")
     assert "blocked" in troll.text_of("#moderation .chat-blocked")
     troll.wait_for(lambda: troll.messages() == [], "the chat to be cleared", PAGE_TIMEOUT)
 
@@ -229,9 +226,7 @@ def test_a_blocked_user_sees_no_chat_until_a_moderator_unblocks_them(
         timeout=20,
     )
     assert response.status_code == 202, response.text
-    unblocked = time.monotonic()
     troll.wait_for(lambda: troll.text_of("#moderation") == "", "the banner to go", MODERATION_TIMEOUT)
-    print(f"unblock latency in the browser: {time.monotonic() - unblocked:.1f}s")
     troll.wait_for(
         lambda: any("unblocked you" in n for n in troll.notifications()),
         "the unblocked notification",

@@ -1,0 +1,492 @@
+"""ui/app.py end to end: the real app under uvicorn, driven over Shiny's websocket, in front of the
+real API (tests/ui/live_api.py).
+
+No test measures time or looks for the absence of something after a fixed sleep: "nothing more
+happened" is checked once a later marker has arrived (a message, a notification, a request), and
+a wait that never ends is left to pytest-timeout.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from shiny import App
+from websockets.sync.client import ClientConnection, connect
+
+import ui.app
+from config import contract
+from stack.broker import free_port
+from tests.ui.live_api import REPO_ROOT, LiveApi, wait_until
+from tests.ui.samples import parse
+from ui.app import BLOCKED_PLACEHOLDER, NAME_IN_USE
+
+OUTPUTS = ("connection_status", "moderation", "join_area", "join_error_text")
+
+
+def escaped(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def test_app_is_a_shiny_app() -> None:
+    assert isinstance(ui.app.app, App)
+    page = str(ui.app.app_ui)
+    for output_id in ("join_area", "chat_area", "connection_status", "chat"):
+        assert f'id="{output_id}"' in page
+
+
+def open_ws(url: str) -> ClientConnection:
+    """A websocket to the app that buffers everything it receives.
+
+    Shiny sends every session an update on every flush, whichever session
+    caused it; with the default bounded queue a client the test stops reading
+    stops reading the socket too, and then cannot see the server's close frame.
+    """
+    return connect(url, max_queue=None)
+
+
+class ShinyClient:
+    """Speaks just enough of Shiny's websocket protocol to act as a browser."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.received: list[dict[str, Any]] = []
+        init: dict[str, Any] = {"name": "", "join:shiny.action": 0}
+        init.update({f".clientdata_output_{name}_hidden": False for name in OUTPUTS})
+        self.send("init", init)
+
+    def send(self, method: str, data: dict[str, Any]) -> None:
+        self.ws.send(json.dumps({"method": method, "data": data}))
+
+    def pump(self, condition: Callable[[], bool]) -> None:
+        """Receive messages, in order, until ``condition()`` holds."""
+        while not condition():
+            try:
+                raw = self.ws.recv(timeout=0.2)
+            except TimeoutError:
+                continue
+            self.received.append(json.loads(raw))
+
+    def output(self, name: str) -> Any:
+        value = None
+        for message in self.received:
+            values = message.get("values") or {}
+            if name in values:
+                value = values[name]
+        return value
+
+    def output_html(self, name: str) -> str:
+        value = self.output(name)
+        return value.get("html", "") if isinstance(value, dict) else str(value or "")
+
+    def chat_actions(self) -> list[dict[str, Any]]:
+        return [
+            m["custom"]["shinyChatMessage"]["action"]
+            for m in self.received
+            if "shinyChatMessage" in (m.get("custom") or {})
+        ]
+
+    def chat_blocks(self) -> list[str]:
+        """The HTML of every chat message received, in order."""
+        return [
+            segment["content"]
+            for action in self.chat_actions()
+            if action["type"] == "message"
+            for segment in action["message"]["segments"]
+            if segment.get("type") == "html_block"
+        ]
+
+    def shown(self) -> list[str]:
+        """The text of every chat message appended since the chat was last cleared."""
+        actions = self.chat_actions()
+        cleared = max((i for i, a in enumerate(actions) if a["type"] == "clear"), default=-1)
+        return [
+            parse(segment["content"]).text_by_class["chat-msg-text"]
+            for action in actions[cleared + 1 :]
+            if action["type"] == "message"
+            for segment in action["message"]["segments"]
+            if segment.get("type") == "html_block"
+        ]
+
+    def notifications(self, kind: str | None = None) -> list[str]:
+        """The HTML of every notification shown (of type ``kind``, if given)."""
+        return [
+            m["notification"]["message"]["html"]
+            for m in self.received
+            if (m.get("notification") or {}).get("type") == "show"
+            and kind in (None, m["notification"]["message"]["type"])
+        ]
+
+    def placeholders(self) -> list[str]:
+        """Every placeholder the chat input was given, in order."""
+        return [a["placeholder"] for a in self.chat_actions() if a["type"] == "update_input" and "placeholder" in a]
+
+    def join(self, name: str, clicks: int) -> None:
+        self.send("update", {"name": name, "join:shiny.action": clicks})
+
+    def say(self, text: str, seq: int) -> None:
+        self.send("update", {"chat_user_input:shinychat.userInput": {"text": text, "attachments": [], "seq": seq}})
+
+    def connected(self) -> None:
+        self.pump(lambda: "Connected" in self.output_html("connection_status"))
+
+    def refused(self, text: str, seq: int) -> str:
+        """Submit ``text`` as a blocked user: the UI refuses it (a marker that every earlier update has
+        reached this client); the refusal's text."""
+        errors = len(self.notifications("error"))
+        self.say(text, seq)
+        self.pump(lambda: len(self.notifications("error")) > errors)
+        return self.notifications("error")[-1]
+
+
+@pytest.fixture
+def ui_server(live: LiveApi, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "CHAT_API_URL": live.url}
+    with open(tmp_path / "uvicorn.log", "w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "ui.app:app", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            while True:
+                try:
+                    requests.get(base, timeout=2).close()
+                    break
+                except requests.ConnectionError:
+                    if proc.poll() is not None:
+                        pytest.fail(f"uvicorn did not start:\n{(tmp_path / 'uvicorn.log').read_text()}")
+                    time.sleep(0.1)
+            yield base.replace("http://", "ws://") + "/websocket/"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def test_ui_serves_the_page(ui_server: str) -> None:
+    response = requests.get(ui_server.replace("ws://", "http://").removesuffix("websocket/"), timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'id="join_area"' in response.text and 'id="chat_area"' in response.text
+    response.close()
+
+
+def test_ui_end_to_end(live: LiveApi, ui_server: str) -> None:
+    live.say("bob", "<img src=x onerror=alert(1)> **not bold**")
+    with open_ws(ui_server) as ws_alice, open_ws(ui_server) as ws_carol, open_ws(ui_server) as ws_mallory:
+        alice, carol, mallory = ShinyClient(ws_alice), ShinyClient(ws_carol), ShinyClient(ws_mallory)
+
+        # Before joining: a join form, and no message shown.
+        alice.connected()
+        assert 'id="join"' in alice.output_html("join_area")
+        assert alice.chat_blocks() == []
+
+        alice.join("   ", 1)
+        alice.pump(lambda: "enter a name" in str(alice.output("join_error_text")))
+        alice.join("x" * (contract.MAX_AUTHOR_CHARS + 1), 2)
+        alice.pump(lambda: f"at most {contract.MAX_AUTHOR_CHARS}" in str(alice.output("join_error_text")))
+        # a name the API refuses: its explanation, and still not joined
+        alice.join("a/b", 3)
+        alice.pump(lambda: "Cannot join" in str(alice.output("join_error_text")))
+        assert alice.output("join_error_text") == f"Cannot join: {live.last_error('POST', '/sessions')}"
+        assert alice.chat_blocks() == []
+
+        alice.join("alice", 4)
+        alice.pump(lambda: "Chatting as" in alice.output_html("join_area"))
+        assert "alice" in alice.output_html("join_area")
+        assert alice.output("join_error_text") == ""
+        # The history, with the hostile text escaped and no markdown.
+        alice.pump(lambda: len(alice.chat_blocks()) == 1)
+        (history,) = alice.chat_blocks()
+        assert "&lt;img src=x onerror=alert(1)&gt; **not bold**" in history
+        assert "<img" not in history and "<strong>not" not in history
+        assert parse(history).text_by_class["chat-msg-author"] == "bob"
+
+        carol.join("carol", 1)
+        carol.pump(lambda: len(carol.chat_blocks()) == 1)
+
+        # Alice sends: the API gets it, and it reaches both sessions through
+        # the feed without a reload -- once each, marked as hers for her.
+        alice.say("hi <b>carol</b>", 1)
+        alice.pump(lambda: len(alice.chat_blocks()) == 2)
+        carol.pump(lambda: len(carol.chat_blocks()) == 2)
+        assert live.messages[-1]["author"] == "alice"
+        assert live.messages[-1]["data"] == "hi <b>carol</b>"
+        alice.pump(lambda: {"type": "remove_loading"} in alice.chat_actions())
+        mine, theirs = alice.chat_blocks()[1], carol.chat_blocks()[1]
+        assert "chat-msg-own" in mine and "chat-msg-own" not in theirs
+        for block in (mine, theirs):
+            assert parse(block).text_by_class["chat-msg-text"] == "hi <b>carol</b>"
+        # ...and it is not shown a second time: the next message comes right after it.
+        live.say("bob", "next")
+        alice.pump(lambda: "next" in alice.shown())
+        assert alice.shown()[1:] == ["hi <b>carol</b>", "next"]
+        assert not any(a["type"] == "message" and a["message"]["role"] == "user" for a in alice.chat_actions())
+
+        # An API error is shown to the sender, and nothing is displayed.
+        alice.say("x" * (contract.MAX_DATA_CHARS + 1), 2)
+        alice.pump(lambda: bool(alice.notifications()))
+        assert alice.notifications() == [f"Message not sent: {escaped(live.last_error('POST', '/messages'))}"]
+        assert alice.output_html("moderation") == ""
+
+        # Mallory's third profane message: the relay's verdicts block her in the API before any notice
+        # reaches her session. Her next message gets a 403: the API's explanation becomes a banner, the
+        # chat is cleared for good, and later submissions are refused without reaching the API.
+        mallory.join("mallory", 1)
+        mallory.pump(lambda: len(mallory.chat_blocks()) == 3)
+        assert mallory.output_html("moderation") == ""
+        for seq in range(1, contract.STRIKE_LIMIT + 1):
+            mallory.say(f"darn {seq}", seq)
+            mallory.pump(lambda s=seq: f"**** {s}" in mallory.shown())  # type: ignore[misc]
+        mallory.say("spam", 4)
+        mallory.pump(lambda: bool(mallory.notifications()))
+        error = escaped(live.last_error("POST", "/messages"))
+        assert error.startswith("mallory is blocked")
+        assert mallory.notifications() == [f"Message not sent: {error}"]
+        mallory.pump(lambda: {"type": "clear"} in mallory.chat_actions())
+        mallory.pump(lambda: "chat-blocked" in mallory.output_html("moderation"))
+        assert error in mallory.output_html("moderation")
+        assert mallory.placeholders()[-1] == BLOCKED_PLACEHOLDER
+        posts, sent = len(live.posts), len(live.messages)
+        assert mallory.refused("spam again", 5) == f"Message not sent: {error}"
+        mallory.pump(lambda: mallory.chat_actions().count({"type": "remove_loading"}) == 5)
+        assert (len(live.posts), len(live.messages)) == (posts, sent)
+        live.say("bob", "not for mallory")
+        alice.pump(lambda: "not for mallory" in alice.shown())
+        mallory.refused("spam once more", 6)  # a marker behind the message's update
+        assert mallory.shown() == []  # nothing appended since the clear
+
+
+def test_ui_end_to_end_moderation(live: LiveApi, ui_server: str) -> None:
+    """Warnings reach the user as they are published; the third strike blocks."""
+    name = "bob smith ü"
+    live.say("bob", "hello all")
+    before = live.strike("dave", terms=("heck-before-joining",))
+    with open_ws(ui_server) as ws_alice, open_ws(ui_server) as ws_carol, open_ws(ui_server) as ws_dave:
+        alice, carol, dave = ShinyClient(ws_alice), ShinyClient(ws_carol), ShinyClient(ws_dave)
+        for client, who in ((alice, name), (carol, "carol"), (dave, "dave")):
+            client.join(who, 1)
+        for client in (alice, carol, dave):
+            client.pump(lambda c=client: len(c.chat_blocks()) == 1)  # type: ignore[misc]
+
+        # A strike from before the join sets the status but does not pop up (a notification would have
+        # reached the client before the status it came with).
+        dave.pump(lambda: escaped(before["text"]) in dave.output_html("moderation"))
+        assert f"Strike 1 of {contract.STRIKE_LIMIT} — your message was masked" in dave.output_html("moderation")
+        assert dave.notifications() == []
+
+        # A new warning: a notification and a status line, with the API's text shown as text.
+        assert alice.output_html("moderation") == ""
+        warning = live.strike(name, terms=("<b>d*rn</b>",))
+        alice.pump(lambda: bool(alice.notifications("warning")))
+        alice.pump(lambda: "Strike 1 of" in alice.output_html("moderation"))
+        assert alice.notifications("warning") == [escaped(warning["text"])]
+        status = alice.output_html("moderation")
+        limit = contract.STRIKE_LIMIT
+        assert f"⚠ Strike 1 of {limit} — your message was masked. At {limit} strikes you are blocked." in status
+        assert escaped(warning["text"]) in status and "<b>d*rn" not in status
+
+        # Warned users still chat...
+        alice.say("sorry", 1)
+        alice.pump(lambda: len(alice.chat_blocks()) == 2)
+        carol.pump(lambda: len(carol.chat_blocks()) == 2)
+        # ...and the warning was only for her: carol got nothing before alice's message.
+        assert carol.notifications() == [] and carol.output_html("moderation") == ""
+
+        live.strike(name)
+        alice.pump(lambda: "Strike 2 of" in alice.output_html("moderation"))
+        alice.pump(lambda: len(alice.notifications("warning")) == 2)
+
+        # The third strike blocks: banner, chat cleared, input refused.
+        blocked = live.strike(name, terms=("heck",))
+        alice.pump(lambda: "chat-blocked" in alice.output_html("moderation"))
+        banner = alice.output_html("moderation")
+        assert escaped(blocked["text"]) in banner and "Strike" not in banner
+        alice.pump(lambda: bool(alice.notifications("error")))
+        assert alice.notifications("error") == [escaped(blocked["text"])]
+        alice.pump(lambda: {"type": "clear"} in alice.chat_actions())
+        assert alice.placeholders()[-1] == BLOCKED_PLACEHOLDER
+
+        posts = len(live.posts)
+        assert alice.refused("let me back in", 2) == f"Message not sent: {escaped(blocked['text'])}"
+        alice.pump(lambda: alice.chat_actions().count({"type": "remove_loading"}) == 2)
+        assert len(live.posts) == posts  # refused in the UI: no POST reached the API
+
+        # The chat goes on without her.
+        live.say("carol", "is she gone?")
+        carol.pump(lambda: len(carol.chat_blocks()) == 3)
+        alice.refused("still here?", 3)  # a marker behind the message's update
+        assert alice.shown() == []
+
+        # When a session ends, so does its notices long-polling.
+        def polls(who: str) -> list[Any]:
+            return [e for e in live.notices_requests() if e.path == f"/users/{who}/notices"]
+
+        ws_carol.close()
+        wait_until(lambda: ("delete", "carol") in live.session_log)  # her follower was stopped before that
+        ended = len(live.recorder.exchanges)
+        live.strike("carol")  # ends her long-poll in flight (a 401 now), which is not followed by another
+        wait_until(lambda: all(e.status is not None for e in polls("carol")))
+        dave_polls = len(polls("dave"))
+        live.strike("dave")  # a live session asks again...
+        wait_until(lambda: len(polls("dave")) > dave_polls)
+        order = {id(e): i for i, e in enumerate(live.recorder.exchanges)}
+        assert all(order[id(e)] < ended for e in polls("carol"))  # ...the ended one does not
+
+        # Her name is hers while her session lives: another browser cannot join as her.
+        with open_ws(ui_server) as ws_again:
+            again = ShinyClient(ws_again)
+            again.connected()
+            again.join(name, 1)
+            again.pump(lambda: bool(again.output("join_error_text")))
+            assert again.output("join_error_text") == NAME_IN_USE
+            assert 'id="join"' in again.output_html("join_area")  # still not joined
+            assert again.output_html("moderation") == "" and again.chat_blocks() == []
+
+        # Once her browser session ends, her API session does too, freeing the name.
+        ws_alice.close()
+        wait_until(lambda: name not in live.holders())
+        assert ("delete", name) in live.session_log
+
+        # Joining again under the same name shows the block at once, and no message.
+        with open_ws(ui_server) as ws_again:
+            again = ShinyClient(ws_again)
+            again.connected()
+            again.join(name, 1)
+            again.pump(lambda: "chat-blocked" in again.output_html("moderation"))
+            again.pump(lambda: escaped(blocked["text"]) in again.output_html("moderation"))
+            again.pump(lambda: bool(again.placeholders()))
+            assert again.placeholders()[-1] == BLOCKED_PLACEHOLDER
+            refusal = again.refused("hello?", 1)
+            assert again.chat_blocks() == []
+            assert again.notifications() == [refusal]  # the block predates this session: no pop-up
+            assert len(live.posts) == posts
+
+
+def test_ui_end_to_end_sessions(live: LiveApi, ui_server: str) -> None:
+    """Every request carries a token: the user's own for sending and notices,
+    the process's reader's for the feed; expired sessions are renewed."""
+    with open_ws(ui_server) as ws_zoe, open_ws(ui_server) as ws_carol:
+        zoe, carol = ShinyClient(ws_zoe), ShinyClient(ws_carol)
+        zoe.connected()
+        # The feed reads as a session of its own, opened when the process started.
+        (reader,) = live.holders()
+        assert re.fullmatch(r"ui-reader-[0-9a-f]{8}", reader)
+        assert set(live.requests_with("GET", "/messages")) == set(live.tokens_of(reader))
+
+        # Joining opens a session; the API's spelling of the name is the one used.
+        zoe.join("  zoe\u0301 ", 1)
+        zoe.pump(lambda: "Chatting as" in zoe.output_html("join_area"))
+        assert "zo\u00e9" in zoe.output_html("join_area")
+        assert ("open", "zo\u00e9") in live.session_log
+        (token,) = live.tokens_of("zo\u00e9")
+        wait_until(lambda: token in live.requests_with("GET", "/users/zo\u00e9/notices"))
+        assert set(live.requests_with("GET", "/users/zo\u00e9/notices")) == {token}
+
+        zoe.say("hello", 1)
+        zoe.pump(lambda: len(zoe.chat_blocks()) == 1)
+        assert "chat-msg-own" in zoe.chat_blocks()[0]
+        assert live.posts == [{"data": "hello"}]
+        assert live.requests_with("POST", "/messages") == [token]
+
+        # Her session expires: the next send opens a new one and goes through.
+        live.expire("zo\u00e9")
+        zoe.say("still here", 2)
+        zoe.pump(lambda: len(zoe.chat_blocks()) == 2)
+        (renewed,) = live.tokens_of("zo\u00e9")
+        assert renewed != token
+        assert live.requests_with("POST", "/messages") == [token, token, renewed]
+        assert [m["data"] for m in live.messages] == ["hello", "still here"]
+        assert zoe.notifications() == []
+
+        # The reader's session expires: its long-poll in flight gets a 401 when the message wakes it,
+        # and the feed renews the session and reads the message with the new one.
+        live.expire(reader)
+        live.say("bob", "after the reader's renewal")
+        zoe.pump(lambda: len(zoe.chat_blocks()) == 3)
+        assert live.session_log.count(("open", reader)) == 2
+        assert live.requests_with("GET", "/messages")[-1] in live.tokens_of(reader)
+
+        # Carol cannot take zoé's name while zoé's session lives.
+        carol.join("zo\u00e9", 1)
+        carol.pump(lambda: "in use by someone else" in str(carol.output("join_error_text")))
+        assert 'id="join"' in carol.output_html("join_area")
+        carol.join("", 2)  # a marker: its answer comes after anything the failed join caused
+        carol.pump(lambda: "enter a name" in str(carol.output("join_error_text")))
+        assert carol.chat_blocks() == []
+
+        # Zoé's session expires and someone else takes the name meanwhile: she
+        # is told, and is back at the join form with an empty chat.
+        live.expire("zo\u00e9")
+        live.open_session("zo\u00e9")
+        zoe.say("am I still me?", 3)
+        zoe.pump(lambda: bool(zoe.notifications("error")))
+        assert "in use by someone else" in zoe.notifications("error")[0]
+        zoe.pump(lambda: "someone else has taken your name" in str(zoe.output("join_error_text")))
+        assert 'id="join"' in zoe.output_html("join_area")
+        zoe.pump(lambda: {"type": "clear"} in zoe.chat_actions())
+        assert "am I still me?" not in [m["data"] for m in live.messages]
+        # ...and can join under another name, with the chat back.
+        zoe.join("zoe2", 2)
+        zoe.pump(lambda: "Chatting as" in zoe.output_html("join_area"))
+        zoe.pump(lambda: len(zoe.shown()) == 3)
+
+    # Both browser sessions ended: their API sessions are ended, only the reader's (and the other zoé's) left.
+    wait_until(lambda: live.holders() == sorted([reader, "zo\u00e9"]))
+    assert ("delete", "zoe2") in live.session_log
+    assert all(who != "carol" for _, who in live.session_log)  # she never joined
+
+
+def test_ui_end_to_end_unblocked(live: LiveApi, ui_server: str) -> None:
+    """A moderator's unblock lifts the banner, says so, and gives the chat back."""
+    live.say("bob", "before")
+    with open_ws(ui_server) as ws_dave, open_ws(ui_server) as ws_erin:
+        dave, erin = ShinyClient(ws_dave), ShinyClient(ws_erin)
+        dave.join("dave", 1)
+        erin.join("erin", 1)
+        dave.pump(lambda: len(dave.chat_blocks()) == 1)
+        for _ in range(contract.STRIKE_LIMIT):
+            live.strike("dave")
+        dave.pump(lambda: "chat-blocked" in dave.output_html("moderation"))
+        dave.pump(lambda: {"type": "clear"} in dave.chat_actions())
+        live.say("bob", "while dave is blocked")
+        erin.pump(lambda: "while dave is blocked" in erin.shown())
+        dave.refused("let me in", 1)  # a marker behind the message's update
+        assert dave.shown() == []  # nothing appended while blocked
+
+        errors = len(dave.notifications("error"))
+        lifted = live.unblock("dave")  # through the API's moderator endpoint, applied by the ledger
+        assert lifted["text"] == contract.notice_text("unblocked")
+        dave.pump(lambda: bool(dave.notifications("message")))
+        assert dave.notifications("message") == [escaped(lifted["text"])]
+        dave.pump(lambda: dave.output_html("moderation") == "")  # no banner, no strikes
+        # The chat is back, with the recent messages, and he can send again.
+        dave.pump(lambda: len(dave.shown()) == 2)
+        assert dave.shown() == ["before", "while dave is blocked"]
+        assert dave.placeholders()[-1] == "Message as dave…"
+        dave.say("thanks", 2)
+        dave.pump(lambda: len(dave.shown()) == 3)
+        assert live.messages[-1]["author"] == "dave" and live.messages[-1]["data"] == "thanks"
+        assert len(dave.notifications("error")) == errors  # sent: no error
+
+        # A new strike after the unblock counts from 1 again.
+        live.strike("dave")
+        dave.pump(lambda: f"Strike 1 of {contract.STRIKE_LIMIT}" in dave.output_html("moderation"))

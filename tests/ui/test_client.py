@@ -1,0 +1,296 @@
+"""ui/client.py against the real API (tests/ui/live_api.py): sessions, sending, looking up a user.
+
+Texts the tests expect come from the API's own answers or from config.contract.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator
+
+import pytest
+
+from config import contract
+from stack.broker import free_port
+from tests.ui.live_api import Answer, Double, LiveApi, schema_errors, session_grant
+from tests.ui.samples import AWKWARD_NAMES
+from ui.client import (
+    ApiUnreachable,
+    ChatApiError,
+    ChatSession,
+    NameInUse,
+    SendError,
+    SessionLost,
+    fetch_user,
+    open_session,
+    send_message,
+    user_url,
+)
+from ui.models import FeedMessage, UserRecord, blocked_explanation
+
+
+def joined(url: str, author: str) -> ChatSession:
+    """A session opened for ``author``, as the UI opens one on join."""
+    session = ChatSession(url, author)
+    session.open()
+    return session
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+def test_open_session_returns_the_token_and_the_normalised_name(live: LiveApi) -> None:
+    grant = open_session(live.url, "  zoe\u0301 ")
+    assert grant.author == "zo\u00e9"  # NFC and trimmed, as the API says
+    assert live.tokens_of("zo\u00e9") == [grant.token]
+    assert re.fullmatch(contract.TIMESTAMP_PATTERN, grant.expires_at)
+    session = ChatSession(live.url, "zoe\u0301")
+    with pytest.raises(NameInUse) as info:  # held by the first session
+        session.open()
+    assert str(info.value) == live.last_error("POST", "/sessions")
+    assert session.token is None and live.session_log == [("open", "zo\u00e9")]
+
+
+def test_open_session_errors(live: LiveApi, double: tuple[Double, str]) -> None:
+    with pytest.raises(ChatApiError) as info:
+        open_session(live.url, "x" * (contract.MAX_AUTHOR_CHARS + 1))
+    assert str(info.value) == live.last_error("POST", "/sessions")  # the API's explanation
+    assert not isinstance(info.value, NameInUse)
+
+    fake, url = double
+    fake.answer("POST", "/malformed/sessions", Answer(201, {"token": 5, "author": "alice"}, conforms=False))
+    with pytest.raises(ChatApiError, match="malformed reply"):
+        open_session(f"{url}/malformed", "alice")
+    with pytest.raises(ApiUnreachable, match="cannot reach"):
+        open_session(f"http://127.0.0.1:{free_port()}", "alice")
+
+
+def test_chat_session_close_frees_the_name_and_stays_closed(live: LiveApi) -> None:
+    session = joined(live.url, "alice")
+    token = session.token
+    session.close()
+    assert live.session_log == [("open", "alice"), ("delete", "alice")]
+    assert live.requests_with("DELETE", "/sessions") == [token]
+    assert live.holders() == [] and session.closed and session.token is None
+    # Closed for good: a request does not open a new session for the name.
+    with pytest.raises(SessionLost):
+        session.request("GET", f"{live.url}/messages")
+    with pytest.raises(SessionLost):
+        session.renew(token)  # type: ignore[arg-type]
+    assert live.holders() == []
+    session.close()  # twice is fine, and sends nothing
+    assert len(live.requests_with("DELETE", "/sessions")) == 1
+    joined(live.url, "alice")  # the name is free for someone else
+
+
+def test_chat_session_close_when_already_expired(live: LiveApi) -> None:
+    session = joined(live.url, "alice")
+    live.expire("alice")
+    session.close()  # the 401 is not an error: the session is over either way
+    assert session.closed and live.session_log == [("open", "alice")]
+    assert [e.status for e in live.recorder.requests("DELETE", "/sessions")] == [401]
+
+
+def test_chat_session_threads_hitting_a_401_share_one_new_session(live: LiveApi) -> None:
+    session = joined(live.url, "alice")
+    stale = session.token
+    live.expire("alice")
+    assert stale is not None
+    tokens: list[str] = []
+    threads = [threading.Thread(target=lambda: tokens.append(session.renew(stale))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(tokens)) == 1 and tokens[0] != stale
+    assert live.tokens_of("alice") == tokens[:1]
+    assert live.session_log == [("open", "alice")] * 2
+
+
+# -- sending -----------------------------------------------------------------------------------
+
+
+def test_send_message_returns_the_echo(live: LiveApi) -> None:
+    session = joined(live.url, "alice")
+    echo = send_message(session, "hi <b>there</b>")
+    assert echo is not None
+    assert (echo.author, echo.data) == ("alice", "hi <b>there</b>")
+    (served,), _ = live.feed.read(None, 0, 10)
+    assert FeedMessage.from_json(served.as_json()) == echo  # what the feed serves, under the same id
+    # Only the text is sent: the API knows the author from the token.
+    assert live.posts == [{"data": "hi <b>there</b>"}]
+    assert live.requests_with("POST", "/messages") == live.tokens_of("alice")
+
+
+@pytest.mark.parametrize(
+    ("data", "status"), [("x" * (contract.MAX_DATA_CHARS + 1), 413), ("   ", 400), ("a\x00b", 400)]
+)
+def test_send_message_reports_the_api_error(live: LiveApi, data: str, status: int) -> None:
+    with pytest.raises(SendError) as info:
+        send_message(joined(live.url, "alice"), data)
+    error = live.last_error("POST", "/messages")
+    assert str(info.value) == f"Message not sent: {error}"
+    assert (info.value.status, info.value.api_error) == (status, error)
+    assert not info.value.blocked and not info.value.session_lost
+    assert live.messages == []
+
+
+def test_send_message_when_blocked(live: LiveApi) -> None:
+    """The relay's verdicts block at once: the third profane message is accepted, the next is refused."""
+    session = joined(live.url, "mallory")
+    for _ in range(contract.STRIKE_LIMIT):
+        assert send_message(session, "darn it") is not None
+    with pytest.raises(SendError) as info:
+        send_message(session, "hi")
+    error = live.last_error("POST", "/messages")
+    assert error.startswith("mallory is blocked")
+    assert str(info.value) == f"Message not sent: {error}"
+    assert info.value.status == 403 and info.value.blocked
+    assert info.value.api_error == error
+    assert [m["data"] for m in live.messages] == ["darn it"] * contract.STRIKE_LIMIT  # "hi" never reached Kafka
+
+
+def test_send_message_renews_an_expired_session_and_retries_once(live: LiveApi) -> None:
+    session = joined(live.url, "alice")
+    old = session.token
+    live.expire("alice")
+    echo = send_message(session, "still here")
+    assert echo is not None and echo.author == "alice"
+    (new,) = live.tokens_of("alice")
+    assert session.token == new != old
+    assert live.requests_with("POST", "/messages") == [old, new]  # the 401, then the retry
+    assert [m["data"] for m in live.messages] == ["still here"]  # sent once
+    assert live.session_log == [("open", "alice"), ("open", "alice")]
+
+
+def test_send_message_when_the_name_was_taken_meanwhile(live: LiveApi) -> None:
+    session = joined(live.url, "alice")
+    live.expire("alice")
+    live.open_session("alice")  # someone else is alice now
+    with pytest.raises(SendError) as info:
+        send_message(session, "hi")
+    assert info.value.session_lost and not info.value.blocked
+    assert "your session expired" in str(info.value) and "in use by someone else" in str(info.value)
+    assert len(live.requests_with("POST", "/messages")) == 1  # no retry without a session
+    assert live.messages == []
+
+
+def test_send_message_without_an_error_body(double: tuple[Double, str]) -> None:
+    """An error that is not the API's JSON (a proxy's page) is described by its status."""
+    fake, url = double
+    fake.answer("POST", "/messages", Answer(502, text="<html>Bad Gateway</html>"))
+    with pytest.raises(SendError) as info:
+        send_message(joined(url, "alice"), "hi")
+    assert str(info.value).startswith("Message not sent: HTTP 502")
+    assert info.value.status == 502 and info.value.api_error is None
+
+
+@pytest.fixture
+def held() -> Iterator[threading.Event]:
+    """Released at the end of the test: a double's answer waits for it."""
+    release = threading.Event()
+    yield release
+    release.set()
+
+
+def test_send_message_when_the_api_does_not_answer_in_time(double: tuple[Double, str], held: threading.Event) -> None:
+    fake, url = double
+
+    def never_in_time(body: object) -> dict[str, str]:
+        held.wait()
+        return {"error": "too late"}
+
+    fake.answer("POST", "/messages", Answer(503, never_in_time))
+    session = joined(url, "alice")
+    with pytest.raises(SendError) as info:
+        send_message(session, "hi", timeout=0.2)
+    assert str(info.value) == f"The chat server at {url} did not answer in time; your message may not have been sent."
+    assert info.value.status is None
+
+
+def test_send_message_when_the_api_is_unreachable() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(SendError) as info:
+        send_message(ChatSession(url, "alice"), "hi")
+    assert str(info.value) == f"Cannot reach the chat server at {url}. Your message was not sent."
+    assert info.value.status is None and not info.value.blocked
+
+
+# -- looking up a user ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("author", "path"),
+    [
+        ("alice", "alice"),
+        ("bob smith", "bob%20smith"),
+        ("a/b", "a%2Fb"),
+        ("../admin", "..%2Fadmin"),
+        (".", "%2E"),
+        ("..", "%2E%2E"),
+        ("...", "..."),
+        ("zoë 🦊", "zo%C3%AB%20%F0%9F%A6%8A"),
+        ("50% off?#&=+", "50%25%20off%3F%23%26%3D%2B"),
+    ],
+)
+def test_user_url_encodes_the_name_as_one_segment(author: str, path: str) -> None:
+    assert user_url("http://api/", author) == f"http://api/users/{path}"
+    assert user_url("http://api", author, "notices") == f"http://api/users/{path}/notices"
+
+
+def assert_one_segment(uri: str, prefix: str, suffix: str, author: str) -> None:
+    """``uri`` is ``prefix + <author as one encoded path segment> + suffix``."""
+    assert uri.startswith(prefix) and uri.endswith(suffix)
+    segment = uri[len(prefix) : len(uri) - len(suffix)]
+    assert "/" not in segment and urllib.parse.unquote(segment) == author
+
+
+@pytest.mark.parametrize("author", AWKWARD_NAMES)
+def test_fetch_user_sends_the_name_encoded(live: LiveApi, author: str) -> None:
+    live.strike(author)
+    record = fetch_user(live.url, author)
+    # The API routed the request to this very user...
+    assert record == UserRecord(author, strikes=1, is_blocked=False, blocked_at=None)
+    # ...because on the wire the name is one percent-encoded path segment.
+    (uri,) = live.user_uris
+    assert_one_segment(uri, "/users/", "", author)
+
+
+def test_fetch_user_unknown_user_is_not_blocked(live: LiveApi) -> None:
+    assert fetch_user(live.url, "newcomer") == UserRecord("newcomer", 0, False, None)
+    assert [e.status for e in live.recorder.requests("GET", "/users/newcomer")] == [404]
+
+
+def test_fetch_user_blocked_is_worded_as_the_api_refuses_them(live: LiveApi) -> None:
+    notices = [live.strike("mallory") for _ in range(contract.STRIKE_LIMIT)]
+    record = fetch_user(live.url, "mallory")
+    assert record.is_blocked and record.strikes == contract.STRIKE_LIMIT
+    assert record.blocked_at == notices[-1]["timestamp"]
+    # the UI's wording from the record alone is the API's own 403
+    with pytest.raises(SendError):
+        send_message(joined(live.url, "mallory"), "hi")
+    assert blocked_explanation(record) == live.last_error("POST", "/messages")
+
+
+def test_fetch_user_errors(live: LiveApi, double: tuple[Double, str]) -> None:
+    fake, url = double
+    body = {"author": "alice", "strikes": "many"}
+    fake.answer("GET", "/broken/users/<author>", Answer(200, body, conforms=False))
+    assert schema_errors(body, "/users/{author}", "get", 200)
+    with pytest.raises(ChatApiError, match="malformed"):
+        fetch_user(f"{url}/broken", "alice")
+
+    live.fail_next(live.moderation.snapshot, "get", 1)  # the Delta snapshot breaks: the API answers 500
+    with pytest.raises(ChatApiError) as info:
+        fetch_user(live.url, "alice")
+    assert str(info.value) == f"HTTP 500 from GET /users/<author>: {live.last_error('GET', '/users/alice')}"
+    with pytest.raises(ChatApiError, match="cannot reach"):
+        fetch_user(f"http://127.0.0.1:{free_port()}", "alice")
+
+
+def test_the_double_keeps_the_contract_where_it_should() -> None:
+    """The double's own sign-in answer is a valid POST /sessions answer (the check behind every double)."""
+    assert schema_errors(session_grant("alice"), "/sessions", "post", 201) == []
+    assert schema_errors({"token": 5, "author": "alice"}, "/sessions", "post", 201) != []

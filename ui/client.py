@@ -1,0 +1,339 @@
+"""The UI's HTTP client of the chat API: sessions (who is speaking), sending, and looking up a user.
+
+A :class:`ChatSession` holds one name's bearer token for the threads acting
+for it; when the API answers 401 (the session expired) it opens a new session
+for the same name and sends the request once more. The endpoints are in
+``api/openapi.yaml``; README "Trying the API by hand" lists them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from .models import FeedMessage, UserRecord
+
+log = logging.getLogger(__name__)
+
+READER_PREFIX = "ui-reader-"
+"""The shared feed poller reads as ``ui-reader-<8 random hex digits>``; users cannot take such names."""
+SEND_TIMEOUT = 10.0
+LOOKUP_TIMEOUT = 5.0
+"""Seconds to wait for ``GET /users/<author>``."""
+SESSION_TIMEOUT = 10.0
+"""Seconds to wait for ``POST /sessions`` and ``DELETE /sessions``."""
+
+
+class ChatApiError(Exception):
+    """A request to the chat API failed; ``str(error)`` describes why."""
+
+
+class ApiUnreachable(ChatApiError):
+    """The chat API could not be reached (or did not answer in time)."""
+
+
+class NameInUse(ChatApiError):
+    """``POST /sessions`` answered 409: another live session holds the name."""
+
+
+class SessionLost(ChatApiError):
+    """The session ended and this name cannot act any more: it was closed here,
+    or it expired and the name is now held by someone else."""
+
+
+class SendError(Exception):
+    """A message could not be sent; ``str(error)`` is meant for the user.
+
+    ``status`` is the API's HTTP status (None if it was not reached),
+    ``api_error`` the API's own ``{"error": ...}`` text if it sent one, and
+    ``session_lost`` is True when the sender no longer holds their name.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, api_error: str | None = None, session_lost: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.api_error = api_error
+        self.session_lost = session_lost
+
+    @property
+    def blocked(self) -> bool:
+        """True if the API refused the sender because they are blocked (HTTP 403)."""
+        return self.status == 403
+
+
+def api_error(response: requests.Response) -> str | None:
+    """The API's ``{"error": ...}`` text, if the body has one."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, Mapping) else None
+    return error if isinstance(error, str) and error else None
+
+
+def error_text(response: requests.Response) -> str:
+    """The API's ``{"error": ...}`` text, or a generic description."""
+    return api_error(response) or f"HTTP {response.status_code} {response.reason or ''}".strip()
+
+
+def json_object(response: requests.Response) -> Mapping[str, Any] | None:
+    """The response's JSON body if it is an object, else None."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, Mapping) else None
+
+
+def user_url(api_url: str, author: str, *rest: str) -> str:
+    """``<api>/users/<author>[/<rest>...]`` with the author percent-encoded.
+
+    Every character of the name that is not unreserved is encoded, ``/``
+    included (``"a/b c"`` -> ``a%2Fb%20c``), so a name is always one path
+    segment; non-ASCII characters are encoded as UTF-8. The names ``.`` and
+    ``..`` are encoded too (``%2E``): left as they are, they are dot-segments
+    that the HTTP client resolves (``/users/../notices`` is ``/notices``).
+    """
+    segment = quote(author, safe="")
+    if segment in (".", ".."):
+        segment = "%2E" * len(segment)
+    return "/".join((f"{api_url.rstrip('/')}/users", segment, *rest))
+
+
+# -- sessions: who is speaking -------------------------------------------------
+
+
+def reader_name() -> str:
+    """A fresh name for a process's feed poller: ``ui-reader-`` and 8 random hex digits."""
+    return f"{READER_PREFIX}{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionGrant:
+    """``POST /sessions``'s answer: the bearer token and the name as the API normalised it."""
+
+    token: str
+    author: str
+    expires_at: str
+
+
+def open_session(api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT) -> SessionGrant:
+    """``POST /sessions`` for ``author``.
+
+    Raises :class:`NameInUse` (409) when another live session holds the name,
+    and :class:`ChatApiError` when the API refuses the name (400, with its
+    explanation), answers anything else, or cannot be reached.
+    """
+    try:
+        response = requests.post(f"{api_url.rstrip('/')}/sessions", json={"author": author}, timeout=timeout)
+    except requests.RequestException as exc:
+        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
+    with response:
+        if response.status_code == 409:
+            raise NameInUse(error_text(response))
+        if response.status_code not in (200, 201):
+            raise ChatApiError(api_error(response) or f"HTTP {response.status_code} from POST /sessions")
+        body = json_object(response) or {}
+        token, name, expires_at = body.get("token"), body.get("author"), body.get("expires_at")
+        if not (isinstance(token, str) and token and isinstance(name, str) and name):
+            raise ChatApiError("malformed reply to POST /sessions")
+        return SessionGrant(token, name, expires_at if isinstance(expires_at, str) else "")
+
+
+def end_session(api_url: str, token: str, *, timeout: float = SESSION_TIMEOUT) -> None:
+    """``DELETE /sessions``: end the session and free its name.
+
+    A 401 means the session was already over, which is as good. Raises
+    :class:`ChatApiError` for anything else that is not a 2xx.
+    """
+    try:
+        response = requests.delete(f"{api_url.rstrip('/')}/sessions", headers=bearer(token), timeout=timeout)
+    except requests.RequestException as exc:
+        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
+    with response:
+        if response.status_code != 401 and not 200 <= response.status_code < 300:
+            raise ChatApiError(f"HTTP {response.status_code} from DELETE /sessions: {error_text(response)}")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class ChatSession:
+    """One name's session on the chat API, shared by the threads acting for it.
+
+    :meth:`open` creates the session (``POST /sessions``); :attr:`author` is
+    then the name as the API normalised it. :meth:`request` sends a request
+    with the bearer token; when the API answers 401 (the session expired or
+    is unknown), it opens a new session for the same name and sends the
+    request once more. Threads that hit a 401 with the same token share one
+    new session. :meth:`close` ends the session (``DELETE /sessions``) for
+    good: later requests raise :class:`SessionLost` instead of opening
+    another, so a request racing the close cannot take the name again.
+
+    A session never opened is opened by its first request.
+    """
+
+    def __init__(self, api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._author = author
+        self.timeout = timeout
+        self._token: str | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def author(self) -> str:
+        """The name: as asked for until the session is open, then as the API normalised it."""
+        return self._author
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def open(self) -> str:
+        """Create the session if it is not open yet; return its token.
+
+        Raises :class:`NameInUse`, :class:`ChatApiError`, or
+        :class:`SessionLost` once closed.
+        """
+        with self._lock:
+            return self._token or self._open_locked()
+
+    def _open_locked(self) -> str:
+        if self._closed:
+            raise SessionLost(f"the session of {self._author!r} has ended")
+        grant = open_session(self.api_url, self._author, timeout=self.timeout)
+        self._token, self._author = grant.token, grant.author
+        return grant.token
+
+    def renew(self, stale: str) -> str:
+        """A token to use instead of ``stale``, which the API answered 401 to.
+
+        Opens a new session for the same name, unless another thread already
+        did. Raises :class:`SessionLost` when closed or when someone else
+        holds the name now, :class:`ChatApiError` when the API cannot say.
+        """
+        with self._lock:
+            if self._closed:
+                raise SessionLost(f"the session of {self._author!r} has ended")
+            if self._token is not None and self._token != stale:
+                return self._token
+            self._token = None
+            try:
+                token = self._open_locked()
+            except NameInUse:
+                raise SessionLost(
+                    f"your session expired and the name {self._author!r} is now in use by someone else"
+                ) from None
+            log.info("Session of %r expired; opened a new one", self._author)
+            return token
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        http: requests.Session | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send a request with the bearer token; on a 401, renew the session and send it again, once.
+
+        Raises what :meth:`open` and :meth:`renew` raise, and
+        ``requests.RequestException`` for the request itself.
+        """
+        send = http.request if http is not None else requests.request
+        headers = dict(kwargs.pop("headers", None) or {})
+        token = self._token if self._token is not None and not self._closed else self.open()
+        response = send(method, url, headers={**headers, **bearer(token)}, **kwargs)
+        if response.status_code != 401:
+            return response
+        response.close()
+        token = self.renew(token)
+        return send(method, url, headers={**headers, **bearer(token)}, **kwargs)
+
+    def close(self) -> None:
+        """End the session for good (``DELETE /sessions``); never raises.
+
+        The name is freed at once; if the API cannot be reached, the session
+        expires by itself.
+        """
+        with self._lock:
+            self._closed = True
+            token, self._token = self._token, None
+        if token is None:
+            return
+        try:
+            end_session(self.api_url, token, timeout=self.timeout)
+        except ChatApiError as exc:
+            log.warning("Could not end the session of %r (%s)", self._author, exc)
+
+
+# -- what a joined user does -------------------------------------------------------
+
+
+def send_message(session: ChatSession, text: str, *, timeout: float = SEND_TIMEOUT) -> FeedMessage | None:
+    """POST one message as the session's user; return the API's echo (None if
+    it sent no usable body).
+
+    Raises :class:`SendError` with a user-facing explanation when the API
+    rejects the message or cannot be reached; ``session_lost`` is set when
+    the user's session expired and their name is someone else's now.
+    """
+    api_url = session.api_url
+    unreachable = f"Cannot reach the chat server at {api_url}. Your message was not sent."
+    try:
+        response = session.request("POST", f"{api_url}/messages", json={"data": text}, timeout=timeout)
+    except SessionLost as exc:
+        raise SendError(f"Message not sent: {exc}.", session_lost=True) from None
+    except ApiUnreachable:
+        raise SendError(unreachable) from None
+    except ChatApiError as exc:
+        raise SendError(f"Message not sent: the chat server could not renew your session ({exc}).") from None
+    except requests.Timeout:
+        raise SendError(
+            f"The chat server at {api_url} did not answer in time; your message may not have been sent."
+        ) from None
+    except requests.RequestException:
+        raise SendError(unreachable) from None
+    with response:
+        if response.status_code not in (200, 201, 202):
+            raise SendError(
+                f"Message not sent: {error_text(response)}", status=response.status_code, api_error=api_error(response)
+            )
+        return FeedMessage.from_json(json_object(response))
+
+
+def fetch_user(api_url: str, author: str, *, timeout: float = LOOKUP_TIMEOUT) -> UserRecord:
+    """``GET /users/<author>``: the user's strikes and blocked state.
+
+    A 404 (the user never sent a recorded message) is a user with no
+    strikes who is not blocked. Anything else that is not a well-formed 200
+    raises :class:`ChatApiError`.
+    """
+    try:
+        response = requests.get(user_url(api_url, author), timeout=timeout)
+    except requests.RequestException as exc:
+        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
+    with response:
+        if response.status_code == 404:
+            return UserRecord(author)
+        if response.status_code != 200:
+            raise ChatApiError(f"HTTP {response.status_code} from GET /users/<author>: {error_text(response)}")
+        record = UserRecord.from_json(json_object(response))
+        if record is None:
+            raise ChatApiError("malformed reply to GET /users/<author>")
+        return record
