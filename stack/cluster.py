@@ -1,6 +1,6 @@
 """A three-broker Kafka cluster and a Spark standalone cluster on this machine, bound to 127.0.0.1:
 what tests/stack/test_cluster.py runs the chat on, and a way to try the scale-out settings without a
-real cluster (README "Scaling out").
+real cluster (README "Running on a cluster").
 
     python -m stack.cluster     # 3 KRaft brokers, a Spark master and 2 workers; prints what to export; Ctrl-C stops them
 

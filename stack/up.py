@@ -2,7 +2,7 @@
 
 The broker (unless CHAT_KAFKA_BOOTSTRAP names one), the topics, the Spark streams,
 the API and the UI, each restarted when it dies; logs under DATA_DIR/log/.
-README "Running" says what each part is.
+README "The two commands" says what each part is.
 """
 
 from __future__ import annotations
