@@ -1,6 +1,7 @@
 # The two commands a new machine needs: `make up` and `make test`.
 # Both install what is missing first: the virtual environment with the pinned
-# Python packages (pyproject.toml) and the JVM jars (conf/pom.xml, via Maven);
+# Python packages (pyproject.toml's dependency group `all`; pip >= 25.1 reads
+# groups) and the JVM jars (conf/pom.xml, via Maven);
 # `make test` also Debian's Chromium and chromedriver for the browser test.
 
 SHELL := /bin/bash
@@ -61,9 +62,8 @@ deps: $(DEPS_STAMP)
 $(DEPS_STAMP): pyproject.toml | check-tools
 	@echo "setup  creating the virtual environment and installing the pinned Python packages ..."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["test"]))' > $(VENV)/requirements.txt
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements.txt
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.1'
+	@$(PY) -m pip install --quiet --disable-pip-version-check --group all
 	@touch $@
 	@echo "setup  Python packages ready"
 

@@ -1,12 +1,10 @@
 """The chat's REST API (Flask): messages in to Kafka `chat`, moderated messages out of `chat_controlled`.
 
-    gunicorn -k api.KeepAliveThreadWorker -w 1 --threads 64 -b 127.0.0.1:5000 'api:create_app()'
+    gunicorn -c conf/gunicorn.conf.py        # how every deployment runs it
 
-`create_app(test_config)` builds the app: defaults here, overrides from the
-environment (see stack/settings.py), and tests pass a dict. `KeepAliveThreadWorker`
-is gunicorn's gthread worker with keep-alive connections kept on their threads
-(see `_keepalive_thread_worker`); it is built on first use, so the app itself
-does not need gunicorn.
+`create_app(test_config)` builds the app from config.settings (tests pass a dict
+of overrides); `KeepAliveThreadWorker` is the gunicorn worker it runs under.
+README "Trying the API by hand" lists the endpoints.
 """
 
 from __future__ import annotations
@@ -71,8 +69,8 @@ def _keepalive_thread_worker() -> type:
         that connection's next request itself, while every open connection can have a thread of its own.
 
         gthread hands each such connection back to the main thread (a wake-up pipe, an epoll register and
-        unregister, a pool submit: four thread switches under the GIL per request); with 32 busy clients
-        that cost a fifth of the API's POSTs. The thread gives the connection back to the poller as gthread
+        unregister, a pool submit: four thread switches under the GIL per request), which costs busy
+        clients much of their throughput. The thread gives the connection back to the poller as gthread
         does when it idles for `keepalive` seconds, when the worker stops, or within 50 ms once there are
         more connections than threads (so a new connection never waits for an idle one's thread).
         """
@@ -102,7 +100,7 @@ def _keepalive_thread_worker() -> type:
 
 
 def __getattr__(name: str):
-    """`api.KeepAliveThreadWorker` for gunicorn's `-k`, imported only by a server that asks for it."""
+    """`api.KeepAliveThreadWorker` for gunicorn's worker_class, built on first use: the app needs no gunicorn."""
     if name == "KeepAliveThreadWorker":
         worker = globals()[name] = _keepalive_thread_worker()
         return worker

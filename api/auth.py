@@ -1,21 +1,5 @@
-"""Who is speaking: signed session tokens, the live sessions that hold names, and the moderators' token.
-
-`POST /sessions {"author"}` opens a session and returns a token signed with the
-API's secret (itsdangerous, HMAC-SHA256 over the session id and the author). A
-request names its user only through `Authorization: Bearer <token>`: the
-signature proves the API issued the token, and the session store says whether
-the session is still live. A session lives CHAT_SESSION_TTL_S seconds after its
-last use; while it lives, no one else can open a session under the same name.
-
-The store is a SQLite file under DATA_DIR/run, so every API process sees the
-same sessions and they survive an API restart. A process remembers the sessions
-it found live and asks SQLite again only when one is due for renewal (about once
-a minute) or after any process ended a session: a DELETE /sessions anywhere
-changes 8 bytes that every process maps (`sessions.sqlite.ended`), so a token
-stops working everywhere as soon as its sign-out has been answered.
-
-Moderators use the token in CHAT_ADMIN_TOKEN; with none set, the moderator
-endpoints are switched off.
+"""Who is speaking: signed session tokens, the live sessions that hold names (a SQLite store every API
+process on the host shares), and the moderators' token. README "Trying the API by hand" has the rules.
 """
 
 from __future__ import annotations
@@ -219,7 +203,7 @@ class Auth:
 
     def claims(self, token: str) -> tuple[str, str]:
         """(author, session id) a token signed by this API names; 401 for any other token. A token's
-        signature never changes meaning, so each is checked once (HMAC, base64, JSON: ~30 µs)."""
+        signature never changes meaning, so each is checked once."""
         claims = self._verified.get(token)
         if claims is not None:
             return claims

@@ -81,7 +81,7 @@ def parse_record(value: bytes | None, headers) -> tuple[str, dict] | None:
         return None
     return message_id, {
         **{f: message[f] for f in contract.MESSAGE_FIELDS},
-        "position": parse_position(header(headers, "chat_position")),
+        "position": parse_position(header(headers, contract.CHAT_POSITION_HEADER)),
         "profane": header(headers, contract.PROFANE_HEADER) == "true",
     }
 
@@ -121,7 +121,6 @@ class KafkaTail:
         self._thread: threading.Thread | None = None
         self.connected = False
         self.last_error: str | None = None
-        self.last_poll_at: float | None = None
         self._started_reading = False
         # True once the first start has read up to the end offsets it found: what the topic held then is known
         self.caught_up = False
@@ -184,7 +183,6 @@ class KafkaTail:
                     self.connected, self.last_error, backoff = True, None, 0.5
                     log.info("%s: reading %s from %s", self.thread_name, self.topic, self.bootstrap)
                 batches = consumer.poll(timeout_ms=200)
-                self.last_poll_at = time.time()
                 for tp, records in batches.items():
                     for record in records:
                         self.handle(record)

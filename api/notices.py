@@ -1,18 +1,8 @@
-"""The warnings sent to users (`chat_notices`), and who is blocked, as the API knows it.
+"""The notices sent to users (`chat_notices`), and who is blocked, as the API knows it.
 
-One background consumer per process reads `chat_notices` from the beginning:
-it keeps each author's recent notices for `GET /users/<author>/notices`, and
-learns of a block (or a moderator's unblock) the moment the ledger announces
-it, before the Delta snapshot of `user_moderation` catches up. `Moderation`
-merges the two: each notice names the ledger batch that decided it, each
-snapshot row the last batch that changed it, and the newer one wins.
-
-On top of that, `Moderation` counts the strikes the ledger has not announced
-yet: the relay marks each profane message it serves (`profane` header), and a
-profane message the feed has served with no strike notice yet is a strike to
-come. Three strikes block at once, without waiting for the ledger's batch
-(which takes seconds); the ledger's notice then confirms the same block, since
-it applies the same rule to the same messages in the same order.
+`NoticeBoard` is the process's one reader of `chat_notices`; `Moderation` overlays the Delta snapshot
+of `user_moderation` with the newer notices and with the profane messages the feed has served that the
+ledger has not announced yet (README "Moderation" explains why the block cannot wait for the ledger).
 """
 
 from __future__ import annotations
@@ -34,8 +24,6 @@ from warehouse.moderation_snapshot import ModerationSnapshot, UserState
 
 log = logging.getLogger(__name__)
 
-NOTICE_FIELDS = ("id", "author", "kind", "strike", "limit", "terms", "message_id", "text", "timestamp")
-NOTICE_KINDS = ("warning", "blocked", "unblocked")
 # A profane message the ledger has not announced a strike for within this time is left to the ledger
 # (it did not count it, or its notice is older than the topic keeps); the ledger needs seconds.
 UNANNOUNCED_HORIZON_S = 600
@@ -59,7 +47,7 @@ class Notice:
     body: dict
 
     def as_json(self) -> dict:
-        return {k: self.body.get(k) for k in NOTICE_FIELDS}
+        return {k: self.body.get(k) for k in contract.NOTICE_FIELDS}
 
 
 def parse_notice(value: bytes | None, headers) -> dict | None:
@@ -72,11 +60,11 @@ def parse_notice(value: bytes | None, headers) -> dict | None:
     if (
         not isinstance(body, dict)
         or not isinstance(body.get("author"), str)
-        or body.get("kind") not in NOTICE_KINDS
+        or body.get("kind") not in contract.NOTICE_KINDS
         or not isinstance(body.get("strike"), int)
     ):
         return None
-    body.setdefault("id", header(headers, "notice_id"))
+    body.setdefault("id", header(headers, contract.NOTICE_ID_HEADER))
     return body if isinstance(body.get("id"), str) else None
 
 
@@ -197,17 +185,8 @@ class Moderation:
         ):
             return known  # the snapshot already includes what the notices said
         blocked = told.blocked
-        base = known or UserState(author=author, messages=0, strikes=0, is_blocked=False)
-        return UserState(
-            author=author,
-            messages=base.messages,
-            strikes=told.strikes,
-            is_blocked=blocked is not None,
-            blocked_at=blocked.get("timestamp") if blocked else None,
-            blocked_partition=blocked.get("partition") if blocked else None,
-            blocked_offset=blocked.get("offset") if blocked else None,
-            last_batch_id=base.last_batch_id,
-        )
+        block = (blocked.get("timestamp"), blocked.get("partition"), blocked.get("offset")) if blocked else None
+        return _overlaid(known or _no_record(author), told.strikes, block)
 
     def unannounced_strikes(self, author: str) -> list[FeedMessage]:
         """The author's profane messages served by the feed that the ledger has not announced a strike for
@@ -237,31 +216,15 @@ class Moderation:
         pending = self.unannounced_strikes(author)
         if not pending:
             return recorded
-        base = recorded or UserState(author=author, messages=0, strikes=0, is_blocked=False)
-        strikes, blocking = base.strikes, None
+        base = recorded or _no_record(author)
+        strikes, block = base.strikes, None
         for message in pending:
             strikes += 1
             if strikes >= contract.STRIKE_LIMIT:
-                blocking = message  # what the same author sends after it is withheld, as the ledger does
+                # what the same author sends after it is withheld, as the ledger does
+                block = (message.timestamp, *message.position)
                 break
-        if blocking is None:
-            return UserState(
-                author=author,
-                messages=base.messages,
-                strikes=strikes,
-                is_blocked=False,
-                last_batch_id=base.last_batch_id,
-            )
-        return UserState(
-            author=author,
-            messages=base.messages,
-            strikes=strikes,
-            is_blocked=True,
-            blocked_at=blocking.timestamp,
-            blocked_partition=blocking.position[0],
-            blocked_offset=blocking.position[1],
-            last_batch_id=base.last_batch_id,
-        )
+        return _overlaid(base, strikes, block)
 
     def is_blocked(self, author: str) -> bool:
         state = self.state(author)
@@ -283,11 +246,30 @@ class Moderation:
 
     def blocked_error(self, author: str) -> str:
         state = self.state(author)
-        since = f" since {state.blocked_at} UTC" if state and state.blocked_at else ""
-        return (
-            f"{author} is blocked{since} after {state.strikes if state else 3} strikes for profanity: "
-            "blocked users can neither send nor read messages"
-        )
+        if state is None:
+            return contract.blocked_error(author, contract.STRIKE_LIMIT, None)
+        return contract.blocked_error(author, state.strikes, state.blocked_at)
+
+
+def _no_record(author: str) -> UserState:
+    """A user the ledger has recorded nothing about."""
+    return UserState(author=author, messages=0, strikes=0, is_blocked=False)
+
+
+def _overlaid(base: UserState, strikes: int, block: tuple[str | None, int | None, int | None] | None) -> UserState:
+    """`base` (its messages and ledger batch) with these strikes and this block: (timestamp, partition, offset)
+    of the message that blocked, or None."""
+    blocked_at, partition, offset = block or (None, None, None)
+    return UserState(
+        author=base.author,
+        messages=base.messages,
+        strikes=strikes,
+        is_blocked=block is not None,
+        blocked_at=blocked_at,
+        blocked_partition=partition,
+        blocked_offset=offset,
+        last_batch_id=base.last_batch_id,
+    )
 
 
 def _epoch_s(timestamp: str) -> float:

@@ -1,1 +1,4 @@
-"""The local stack: settings shared by every part, the embedded Kafka broker, topics and `make up`."""
+"""The launcher: the embedded Kafka broker, the topics, `make up`, the tests' harness, local clusters, demo data.
+
+It may import every other package; none of them imports it.
+"""

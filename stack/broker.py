@@ -1,14 +1,5 @@
-"""An Apache Kafka broker in KRaft mode, run from the Maven-resolved jars.
-
-Used by `make up` (through stack.up) and by the integration tests' session
-fixture. The broker's data lives in `home` (formatted once, reused after);
-its output goes to `log_file`.
-
-By default it is a cluster of one (its own controller quorum, every internal
-topic with one replica). Given `voters` (`controller.quorum.voters`, e.g.
-`1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097`) and the `cluster_id`
-they all share, it is one node of a multi-node cluster: stack/cluster.py
-starts three of them.
+"""An Apache Kafka broker in KRaft mode, run from the Maven-resolved jars: alone for `make up` and the
+tests' fixtures, or one node of the three stack/cluster.py starts.
 
     python -m stack.broker   # run the default broker in the foreground (Ctrl-C stops it)
 """
@@ -27,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from config import settings
+from stack.processes import spawn
 
 
 class BrokerError(RuntimeError):
@@ -81,6 +73,8 @@ class KafkaBroker:
         if voters and not cluster_id:
             raise BrokerError("the nodes of a cluster must share one cluster_id")
         self.home = Path(home)
+        self.config_file = self.home / "server.properties"
+        self.data_dir = self.home / "data"
         self.port = port
         self.controller_port = controller_port
         self.log_file = Path(log_file)
@@ -107,20 +101,12 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def config_file(self) -> Path:
-        return self.home / "server.properties"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.home / "data"
-
     def _classpath(self) -> str:
         if not any(self.jars.glob("kafka_2.13-*.jar")):
             raise BrokerError(f"no Kafka jars in {self.jars}: run `make jars` first")
         return str(self.jars / "*")
 
-    def _java(self, main_class: str, *args: str, **popen) -> list[str]:
+    def _java(self, main_class: str, *args: str) -> list[str]:
         return [
             java_bin(),
             f"-Xmx{self.heap}",
@@ -200,15 +186,7 @@ class KafkaBroker:
                 f"port {self.port} is already in use: is another broker running? Stop it, or set CHAT_KAFKA_PORT"
             )
         self.ensure_formatted()
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen(
-                self._java("kafka.Kafka", str(self.config_file)),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.process = spawn(self._java("kafka.Kafka", str(self.config_file)), self.log_file)
         if wait:
             self.wait_ready(timeout_s)
 
@@ -259,8 +237,9 @@ class KafkaBroker:
         self.process = None
 
 
-def default_broker() -> KafkaBroker:
-    s = settings.load()
+def default_broker(s: settings.Settings | None = None) -> KafkaBroker:
+    """The broker the settings describe (CHAT_KAFKA_PORT, CHAT_KAFKA_CONTROLLER_PORT under DATA_DIR)."""
+    s = s or settings.load()
     return KafkaBroker(
         home=s.kafka_dir, port=s.kafka_port, controller_port=s.kafka_controller_port, log_file=s.log_dir / "kafka.log"
     )

@@ -1,19 +1,10 @@
-"""A three-broker Kafka cluster and a Spark standalone cluster on this machine.
-
-The cluster test (tests/test_cluster.py) runs the chat on them, and so can
-anyone who wants to see the scale-out settings work without a real cluster:
+"""A three-broker Kafka cluster and a Spark standalone cluster on this machine, bound to 127.0.0.1:
+what tests/stack/test_cluster.py runs the chat on, and a way to try the scale-out settings without a
+real cluster (README "Running on a cluster").
 
     python -m stack.cluster     # 3 KRaft brokers, a Spark master and 2 workers; prints what to export; Ctrl-C stops them
 
-Kafka: three combined broker+controller nodes (stack/broker.py) in one KRaft
-cluster: a static quorum of the three controllers, one cluster id formatted on
-each, internal topics with three replicas and min.insync.replicas=2.
-
-Spark: the standalone master and workers of the installed pyspark, started
-with `spark-class` (pip's pyspark ships bin/spark-class but not
-sbin/start-master.sh; those scripts only wrap the same classes in a daemon).
-
-Everything binds to 127.0.0.1. Logs go to files under each cluster's home.
+The Spark daemons are started with `spark-class`: pip's pyspark ships it, not sbin/start-master.sh.
 """
 
 from __future__ import annotations
@@ -33,38 +24,13 @@ import pyspark
 
 from config import settings
 from stack.broker import BrokerError, KafkaBroker, free_port, new_cluster_id, port_open
+from stack.processes import child_env, spawn, stop_process_group, tail
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 
 
 class ClusterError(RuntimeError):
     pass
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def stop_process_group(proc: subprocess.Popen | None, timeout_s: float = 30.0, sig: int = signal.SIGTERM) -> None:
-    """Signal the process group `proc` leads (it was started with start_new_session=True), then wait,
-    then kill it if it does not end."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
 
 
 def child_pids(pid: int) -> list[int]:
@@ -211,32 +177,18 @@ class SparkStandalone:
     def master_ui(self) -> str:
         return f"http://127.0.0.1:{self.master_ui_port}"
 
-    def _env(self) -> dict[str, str]:
-        return dict(
-            os.environ,
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+        # executors inherit the worker's environment: the venv's Python and the repository on PYTHONPATH,
+        # should a job ever run Python code on them (the chat's streams run none there)
+        env = child_env(
             SPARK_HOME=str(SPARK_HOME),
             SPARK_CONF_DIR=str(settings.REPO_ROOT / "conf"),
             SPARK_LOCAL_IP="127.0.0.1",
             SPARK_DAEMON_MEMORY=self.daemon_memory,
-            # executors inherit the worker's environment: the venv's Python and the repository,
-            # should a job ever run Python code on them (the chat's streams run none there)
             PYSPARK_PYTHON=sys.executable,
-            PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
         )
-
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
-        log_file = self.home / f"{name}.log"
         self.home.mkdir(parents=True, exist_ok=True)
-        with open(log_file, "ab") as log:
-            return subprocess.Popen(
-                [str(SPARK_HOME / "bin" / "spark-class"), *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self._env(),
-                cwd=self.home,
-                start_new_session=True,
-            )
+        return spawn([str(SPARK_HOME / "bin" / "spark-class"), *args], self.home / f"{name}.log", env, cwd=self.home)
 
     def status(self, timeout_s: float = 30.0) -> dict:
         """The master's state as its web UI serves it (/json/): workers, cores, applications."""

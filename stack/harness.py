@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.settings import REPO_ROOT
 from stack.broker import free_port
+from stack.processes import child_env, spawn
 
 
 class StackError(RuntimeError):
@@ -42,29 +42,20 @@ class ChatStack:
 def start_stack(data_dir: Path, timeout_s: float = 420) -> ChatStack:
     kafka_port, controller_port, api_port, ui_port = (free_port() for _ in range(4))
     admin_token = secrets.token_urlsafe(24)
-    env = dict(
-        os.environ,
+    # the settings a user of `make up` might have exported are cleared: this stack is all on its own ports
+    env = child_env(
         CHAT_ADMIN_TOKEN=admin_token,
         CHAT_DATA_DIR=str(data_dir),
         CHAT_KAFKA_PORT=str(kafka_port),
         CHAT_KAFKA_CONTROLLER_PORT=str(controller_port),
         CHAT_API_PORT=str(api_port),
         CHAT_UI_PORT=str(ui_port),
-        PYTHONUNBUFFERED="1",
+        CHAT_KAFKA_BOOTSTRAP=None,
+        CHAT_API_URL=None,
+        CHAT_WAREHOUSE_DIR=None,
     )
-    for name in ("CHAT_KAFKA_BOOTSTRAP", "CHAT_API_URL", "CHAT_WAREHOUSE_DIR"):
-        env.pop(name, None)
-    data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "stack-up.out"
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stack.up"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn([sys.executable, "-m", "stack.up"], log, env)
     stack = ChatStack(
         process,
         data_dir,

@@ -1,31 +1,35 @@
 """`make up`: start the whole chat on this machine and keep it running until Ctrl-C.
 
-Starts, in order: the Kafka broker (KRaft, formatted once under DATA_DIR/kafka),
-the topics, the Spark streams (relay and ledger in one Spark application), the
-API (gunicorn) and the UI (uvicorn); prints a
-status line per step and the URLs; restarts a part that dies; stops everything
-cleanly on Ctrl-C or SIGTERM. Logs go to DATA_DIR/log/.
-
-With CHAT_KAFKA_BOOTSTRAP set to an existing Kafka, no broker is started here.
+The broker (unless CHAT_KAFKA_BOOTSTRAP names one), the topics, the Spark streams,
+the API and the UI, each restarted when it dies; logs under DATA_DIR/log/.
+README "The two commands" says what each part is.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from config import contract, settings
-from stack.broker import BrokerError, KafkaBroker, port_open
+from stack.broker import BrokerError, default_broker, port_open
+from stack.processes import child_env, spawn, stop_process_group, tail
 from stack.topics import create_topics
 
 PY = sys.executable
+# gunicorn's settings for the API: the same file for the image, compose and the tests
+GUNICORN_CONF = settings.REPO_ROOT / "conf" / "gunicorn.conf.py"
+
+
+def api_argv() -> list[str]:
+    """The API under gunicorn, bound to CHAT_API_HOST:CHAT_API_PORT of the environment it is given."""
+    return [PY, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
 
 
 def say(step: str, text: str) -> None:
@@ -38,29 +42,17 @@ class Service:
     cmd: list[str]
     log_file: Path
     env: dict[str, str]
-    ready: callable
+    ready: Callable[[], bool]
     process: subprocess.Popen | None = None
     restarts: int = 0
     started_at: float = 0.0
     backoff_until: float = 0.0
-    extra: dict = field(default_factory=dict)
     ready_file: Path | None = None  # written by the service once it is ready; stale after a crash
 
     def start(self) -> None:
         if self.ready_file is not None:
             self.ready_file.unlink(missing_ok=True)
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(self.cmd)}\n".encode())
-            self.process = subprocess.Popen(
-                self.cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=settings.REPO_ROOT,
-                start_new_session=True,
-            )
+        self.process = spawn(self.cmd, self.log_file, self.env)
         self.started_at = time.monotonic()
 
     def alive(self) -> bool:
@@ -68,17 +60,7 @@ class Service:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc, timeout_s)
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -86,19 +68,12 @@ class Service:
             if not self.alive():
                 raise RuntimeError(
                     f"{self.name} exited with code {self.process.returncode if self.process else '?'}"
-                    f"; see {self.log_file}:\n{tail(self.log_file)}"
+                    f"; see {self.log_file}:\n{tail(self.log_file, 15)}"
                 )
             if self.ready():
                 return
             time.sleep(0.25)
         raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f}s; see {self.log_file}")
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def http_ok(url: str) -> bool:
@@ -124,24 +99,7 @@ def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
         ),
         Service(
             "api",
-            [
-                PY,
-                "-m",
-                "gunicorn",
-                "-k",
-                "api.KeepAliveThreadWorker",
-                "-w",
-                "1",
-                "--threads",
-                "64",
-                "--timeout",
-                "60",
-                "--graceful-timeout",
-                "10",
-                "-b",
-                f"{s.api_host}:{s.api_port}",
-                "api:create_app()",
-            ],
+            api_argv(),
             s.log_dir / "api.log",
             env,
             ready=lambda: http_ok(f"http://{s.api_host}:{s.api_port}/health"),
@@ -165,14 +123,8 @@ def main() -> int:
     t0 = time.monotonic()
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    env = dict(
-        os.environ,
-        CHAT_DATA_DIR=str(s.data_dir),
-        CHAT_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
-        CHAT_API_URL=s.api_url,
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    )
+    # what this process settled, so that the services agree with it (a relative data dir, the embedded broker)
+    env = child_env(CHAT_DATA_DIR=str(s.data_dir), CHAT_KAFKA_BOOTSTRAP=s.kafka_bootstrap, CHAT_API_URL=s.api_url)
     for port, what in ((s.api_port, "API (CHAT_API_PORT)"), (s.ui_port, "UI (CHAT_UI_PORT)")):
         if port_open("127.0.0.1", port):
             say("error", f"port {port} for the {what} is already in use: is `make up` already running?")
@@ -183,12 +135,7 @@ def main() -> int:
     return_code = 0
     try:
         if s.embedded_kafka:
-            broker = KafkaBroker(
-                home=s.kafka_dir,
-                port=s.kafka_port,
-                controller_port=s.kafka_controller_port,
-                log_file=s.log_dir / "kafka.log",
-            )
+            broker = default_broker(s)
             fresh = not broker.is_formatted()
             say("kafka", "formatting storage (first run) ..." if fresh else f"reusing data in {broker.home}")
             t = time.monotonic()

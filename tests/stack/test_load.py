@@ -1,5 +1,6 @@
-"""Load: 50 simulated users for 60 seconds against the real stack (`make up`'s processes, a real broker,
-Spark and Delta). Nothing accepted is lost or duplicated, for any reader or in Delta, and nothing is a 5xx."""
+"""Load: 50 simulated users for a minute against the real stack (`make up`'s processes, a real broker,
+Spark and Delta). Nothing accepted is lost or duplicated, for any reader or in Delta, and nothing is a 5xx.
+How fast it goes is bench/'s business (bench/api_load.py), not this test's."""
 
 from __future__ import annotations
 
@@ -104,14 +105,12 @@ def test_fifty_users_for_a_minute_lose_and_duplicate_nothing(chat_stack):
     statuses = sum((u.statuses for u in users), Counter())
 
     # every reader goes on reading until it has every accepted message
-    drained_at = time.monotonic()
-    deadline = drained_at + 240
+    deadline = time.monotonic() + 240
     wanted = set(accepted)
     for u in users:
         while not wanted <= set(u.received) and time.monotonic() < deadline:
             u.read(api, prefix)
             time.sleep(0.2)
-    drain_s = time.monotonic() - drained_at
     in_delta = []
     while time.monotonic() < deadline + 120:
         in_delta = delta_message_ids(chat_stack, prefix)
@@ -120,12 +119,11 @@ def test_fifty_users_for_a_minute_lose_and_duplicate_nothing(chat_stack):
         time.sleep(1)
     statuses = sum((u.statuses for u in users), Counter())
     print(
-        f"load: {USERS} users for {SECONDS}s: {len(accepted)} messages accepted "
-        f"({len(accepted) / SECONDS:.1f}/s), answers {dict(sorted(statuses.items(), key=str))}; every reader had "
-        f"all of them {drain_s:.1f}s after the end; {len(in_delta)} in Delta"
+        f"load: {USERS} users: {len(accepted)} messages accepted, "
+        f"answers {dict(sorted(statuses.items(), key=str))}; {len(in_delta)} in Delta"
     )
 
-    assert len(accepted) >= USERS * SECONDS * 0.5, "the load did not run"
+    assert all(u.accepted for u in users), [u.name for u in users if not u.accepted]  # the load ran, for everyone
     assert len(set(accepted)) == len(accepted)
     assert not [s for s in statuses if not isinstance(s, int) or s >= 500], statuses
     for u in users:

@@ -10,25 +10,33 @@ import pytest
 
 from api.feed import BadCursor, Feed, FeedMessage
 from api.notices import UNANNOUNCED_HORIZON_S, Moderation, NoticeBoard
+from config import contract
 from warehouse.moderation_snapshot import ModerationSnapshot, UserState
 
 
-def notice(author, kind, strike, message_id, offset):
-    return json.dumps(
-        {
-            "id": f"{message_id}:strike",
-            "author": author,
-            "kind": kind,
-            "strike": strike,
-            "limit": 3,
-            "terms": ["mierda"],
-            "message_id": message_id,
-            "text": f"{kind} {strike}",
-            "timestamp": "2026-11-27 10:00:00",
-            "partition": 0,
-            "offset": offset,
-        }
-    ).encode()
+def notice(author, kind, strike, message_id=None, offset=None, batch=None) -> bytes:
+    """A notice as the ledger publishes it on `chat_notices`: the fields the API serves, the text the user
+    reads (both from config.contract), where the message that caused it sits in `chat`, and its batch."""
+    terms = ["mierda"] if message_id else []
+    body = {
+        "id": f"{message_id}:strike" if message_id else f"{author}:{kind}:{strike}:{batch}",
+        "author": author,
+        "kind": kind,
+        "strike": strike,
+        "limit": contract.STRIKE_LIMIT,
+        "terms": terms,
+        "message_id": message_id,
+        "text": contract.notice_text(kind, strike, contract.STRIKE_LIMIT, terms)
+        if kind in contract.NOTICE_KINDS
+        else kind,
+        "timestamp": "2026-11-27 10:00:00",
+        "partition": 0,
+        "offset": offset,
+    }
+    if batch is not None:
+        body["batch"] = batch
+    assert set(contract.NOTICE_FIELDS) <= set(body)
+    return json.dumps(body).encode()
 
 
 def test_notices_are_kept_per_author_once_each_with_cursors():
@@ -37,8 +45,12 @@ def test_notices_are_kept_per_author_once_each_with_cursors():
     board._add(notice("ana", "warning", 1, "m1", 1), [])  # at-least-once delivery
     board._add(notice("bob", "warning", 1, "m2", 2), [])
     board._add(b"not json", [])
+    board._add(notice("ana", "praise", 1, "m9", 9), [])  # not a kind of notice
     first, cursor = board.read("ana", 0, 0)
-    assert [n.as_json()["text"] for n in first] == ["warning 1"]
+    assert [n.as_json() for n in first] == [
+        {k: v for k, v in json.loads(notice("ana", "warning", 1, "m1", 1)).items() if k in contract.NOTICE_FIELDS}
+    ]
+    assert first[0].as_json()["text"].startswith("Warning: strike 1 of 3 for mierda.")
     board._add(notice("ana", "warning", 2, "m3", 3), [])
     newer, _ = board.read("ana", board.parse_cursor(cursor), 0)
     assert [n.as_json()["strike"] for n in newer] == [2]
@@ -55,6 +67,7 @@ def test_a_blocked_notice_blocks_before_the_snapshot_knows(tmp_path: Path):
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (2, False)
     board._add(notice("ana", "blocked", 3, "m3", 7), [])
     assert moderation.is_blocked("ana")
+    assert moderation.blocked_error("ana") == contract.blocked_error("ana", 3, "2026-11-27 10:00:00")
     assert "ana is blocked since 2026-11-27 10:00:00 UTC" in moderation.blocked_error("ana")
 
     def message(offset):
@@ -63,26 +76,6 @@ def test_a_blocked_notice_blocks_before_the_snapshot_knows(tmp_path: Path):
     assert not moderation.is_withheld(message(7))  # the blocking message itself is served (masked)
     assert moderation.is_withheld(message(8))  # anything after it is not
     assert not moderation.is_withheld(FeedMessage(1, "y", "bob", "d", "t", (0, 9)))
-
-
-def batch_notice(author, kind, strike, batch, offset=None):
-    notice_id = f"{author}:{kind}:{strike}:{batch}"
-    return json.dumps(
-        {
-            "id": notice_id,
-            "author": author,
-            "kind": kind,
-            "strike": strike,
-            "limit": 3,
-            "terms": [],
-            "message_id": None,
-            "text": kind,
-            "timestamp": "2026-11-27 10:00:00",
-            "partition": 0,
-            "offset": offset,
-            "batch": batch,
-        }
-    ).encode()
 
 
 class FixedSnapshot(ModerationSnapshot):
@@ -95,14 +88,14 @@ def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero()
     board = NoticeBoard("unused:1")
     moderation = Moderation(ModerationSnapshot(Path("unused")), board)
     for strike in (1, 2):
-        board._add(batch_notice("ana", "warning", strike, 4), [])
-    board._add(batch_notice("ana", "blocked", 3, 4, offset=9), [])
+        board._add(notice("ana", "warning", strike, batch=4), [])
+    board._add(notice("ana", "blocked", 3, offset=9, batch=4), [])
     assert moderation.is_blocked("ana")
-    board._add(batch_notice("ana", "unblocked", 0, 6), [])
+    board._add(notice("ana", "unblocked", 0, batch=6), [])
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (0, False)
-    board._add(batch_notice("ana", "warning", 2, 6), [])  # a strike of the unblock's own batch: before it
+    board._add(notice("ana", "warning", 2, batch=6), [])  # a strike of the unblock's own batch: before it
     assert moderation.state("ana").strikes == 0
-    board._add(batch_notice("ana", "warning", 1, 7), [])
+    board._add(notice("ana", "warning", 1, batch=7), [])
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (1, False)
     assert [n.body["kind"] for n in board.read("ana", 0, 0)[0]] == [
         "warning",
@@ -116,8 +109,8 @@ def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero()
 
 def test_the_newer_of_snapshot_and_notices_wins():
     board = NoticeBoard("unused:1")
-    board._add(batch_notice("ana", "blocked", 3, 4, offset=9), [])
-    board._add(batch_notice("ana", "unblocked", 0, 6), [])
+    board._add(notice("ana", "blocked", 3, offset=9, batch=4), [])
+    board._add(notice("ana", "unblocked", 0, batch=6), [])
     stale = UserState(
         "ana",
         messages=5,
@@ -137,8 +130,8 @@ def test_the_newer_of_snapshot_and_notices_wins():
 def test_what_a_user_sent_while_blocked_stays_withheld_after_the_unblock():
     board = NoticeBoard("unused:1")
     moderation = Moderation(ModerationSnapshot(Path("unused")), board)
-    board._add(batch_notice("ana", "blocked", 3, 4, offset=9), [])
-    unblocked = json.loads(batch_notice("ana", "unblocked", 0, 6))
+    board._add(notice("ana", "blocked", 3, offset=9, batch=4), [])
+    unblocked = json.loads(notice("ana", "unblocked", 0, batch=6))
     board._add(json.dumps({**unblocked, "until": {"0": 15}}).encode(), [])
 
     def message(offset):
@@ -151,20 +144,16 @@ def test_what_a_user_sent_while_blocked_stays_withheld_after_the_unblock():
 def served(feed: Feed, author: str, offset: int, profane: bool = True, sent: datetime | None = None) -> str:
     """A message as the relay publishes it on `chat_controlled`, added to the feed; returns its id."""
     message_id = f"{author}-{offset}"
-    timestamp = (sent or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S")
+    timestamp = (sent or datetime.now(UTC)).strftime(contract.TIMESTAMP_FORMAT)
     feed._add(
         json.dumps({"author": author, "data": "qué ******", "timestamp": timestamp}).encode(),
         [
-            ("message_id", message_id.encode()),
-            ("chat_position", f"0:{offset}".encode()),
-            ("profane", b"true" if profane else b"false"),
+            (contract.MESSAGE_ID_HEADER, message_id.encode()),
+            (contract.CHAT_POSITION_HEADER, f"0:{offset}".encode()),
+            (contract.PROFANE_HEADER, b"true" if profane else b"false"),
         ],
     )
     return message_id
-
-
-def strike_notice(author: str, kind: str, strike: int, message_id: str, offset: int, batch: int) -> bytes:
-    return json.dumps({**json.loads(notice(author, kind, strike, message_id, offset)), "batch": batch}).encode()
 
 
 @pytest.fixture
@@ -180,7 +169,7 @@ def test_the_third_profane_message_blocks_before_the_ledger_announces_it(live):
     served(feed, "ana", 1, profane=False)
     first = served(feed, "ana", 2)
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (1, False)
-    board._add(strike_notice("ana", "warning", 1, first, 2, batch=1), [])  # the ledger confirms it
+    board._add(notice("ana", "warning", 1, first, 2, batch=1), [])  # the ledger confirms it
     assert moderation.state("ana").strikes == 1  # counted once, not twice
     served(feed, "ana", 3)
     third = served(feed, "ana", 5)
@@ -195,8 +184,8 @@ def test_the_third_profane_message_blocks_before_the_ledger_announces_it(live):
 
     assert not moderation.is_withheld(message(5)) and moderation.is_withheld(message(7))
     # the ledger's notices for the same messages: the same block, counted once
-    board._add(strike_notice("ana", "warning", 2, "ana-3", 3, batch=2), [])
-    board._add(strike_notice("ana", "blocked", 3, third, 5, batch=2), [])
+    board._add(notice("ana", "warning", 2, "ana-3", 3, batch=2), [])
+    board._add(notice("ana", "blocked", 3, third, 5, batch=2), [])
     assert moderation.state("ana") == UserState(
         "ana",
         messages=0,
@@ -226,8 +215,8 @@ def test_old_or_lifted_profanity_is_left_to_the_ledger(live):
     assert moderation.state("old") is None
     # ana was blocked at offset 9 and unblocked when `chat` ended at 15: what she sent up to then,
     # withheld by the ledger, is no strike to come
-    board._add(batch_notice("ana", "blocked", 3, 4, offset=9), [])
-    unblocked = json.loads(batch_notice("ana", "unblocked", 0, 6))
+    board._add(notice("ana", "blocked", 3, offset=9, batch=4), [])
+    unblocked = json.loads(notice("ana", "unblocked", 0, batch=6))
     board._add(json.dumps({**unblocked, "until": {"0": 15}}).encode(), [])
     for offset in (10, 12, 14):
         served(feed, "ana", offset)
@@ -243,8 +232,8 @@ def test_the_ledgers_later_word_wins_over_unannounced_strikes(live):
     assert moderation.is_blocked("ana")
     # a moderator's unblock, applied by the ledger after those three messages
     for strike, offset in ((1, 1), (2, 2)):
-        board._add(strike_notice("ana", "warning", strike, f"ana-{offset}", offset, batch=3), [])
-    board._add(strike_notice("ana", "blocked", 3, "ana-3", 3, batch=3), [])
-    unblocked = json.loads(batch_notice("ana", "unblocked", 0, 3))
+        board._add(notice("ana", "warning", strike, f"ana-{offset}", offset, batch=3), [])
+    board._add(notice("ana", "blocked", 3, "ana-3", 3, batch=3), [])
+    unblocked = json.loads(notice("ana", "unblocked", 0, batch=3))
     board._add(json.dumps({**unblocked, "until": {"0": 4}}).encode(), [])
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (0, False)

@@ -14,6 +14,8 @@ from kafka import KafkaProducer
 from api import create_app
 from config import contract
 
+pytestmark = pytest.mark.integration
+
 
 def wait_for(predicate, timeout_s: float = 30, what: str = "condition"):
     deadline = time.monotonic() + timeout_s
@@ -52,7 +54,7 @@ def relay(producer: KafkaProducer, message: dict, profane: bool, offset: int) ->
         value=json.dumps({k: message[k] for k in contract.MESSAGE_FIELDS}).encode(),
         headers=[
             (contract.MESSAGE_ID_HEADER, message["id"].encode()),
-            ("chat_position", f"0:{offset}".encode()),
+            (contract.CHAT_POSITION_HEADER, f"0:{offset}".encode()),
             (contract.PROFANE_HEADER, b"true" if profane else b"false"),
         ],
     ).get(timeout=10)
@@ -83,7 +85,7 @@ def test_the_third_profane_message_served_blocks_its_author(app, kafka_only):
     refused = wait_for(
         lambda: (r := client.get("/messages", headers=headers)).status_code == 403 and r, what="a 403 for the reader"
     )
-    assert f"{author} is blocked" in refused.get_json()["error"]
+    assert refused.get_json()["error"] == contract.blocked_error(author, 3, third.get_json()["timestamp"])
     assert client.post("/messages", json={"data": "hola"}, headers=headers).status_code == 403
     assert user() == {
         "author": author,

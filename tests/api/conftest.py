@@ -1,0 +1,66 @@
+"""The API in-process (Flask's test client), with no broker: nothing listens on its Kafka port."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from api import create_app
+from api.spec import SPEC_PATH
+from stack.broker import free_port
+
+ADMIN = "admin-token-for-tests"
+SPEC = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))  # api/openapi.yaml
+
+
+def make_app(tmp_path, **config):
+    """An app on DATA_DIR `tmp_path` whose every produce fails as "Kafka unavailable"; `config` overrides."""
+    return create_app(
+        {
+            "TESTING": True,
+            "KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "START_FEED": False,
+            "KAFKA_SEND_TIMEOUT_S": 2.0,
+            "DATA_DIR": tmp_path,
+            "WAREHOUSE_DIR": tmp_path / "warehouse",
+            "ADMIN_TOKEN": ADMIN,
+            **config,
+        }
+    )
+
+
+def token_for(client, author: str) -> str:
+    """The token of a new session of `author`."""
+    response = client.post("/sessions", json={"author": author})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["token"]
+
+
+def sign_in(client, author: str) -> dict:
+    """`Authorization` for a new session of `author`."""
+    return {"Authorization": f"Bearer {token_for(client, author)}"}
+
+
+def assert_json_answer(status: int, content_type: str | None, body: bytes, what: str) -> None:
+    """No 5xx; a 4xx is JSON `{"error": "<non-empty string>"}` and nothing else."""
+    assert status < 500, f"{what}: {status} {body[:300]!r}"
+    if 400 <= status < 500:
+        assert (content_type or "").split(";")[0].strip() == "application/json", (
+            f"{what}: {content_type} {body[:300]!r}"
+        )
+        error = json.loads(body)
+        assert isinstance(error, dict) and set(error) == {"error"}, f"{what}: {error!r}"
+        assert isinstance(error["error"], str) and error["error"].strip(), f"{what}: {error!r}"
+
+
+@pytest.fixture
+def client(tmp_path):
+    with make_app(tmp_path).test_client() as c:
+        yield c
+
+
+@pytest.fixture
+def ana(client) -> dict:
+    return sign_in(client, "ana")

@@ -1,0 +1,402 @@
+"""Static checks of compose.yml (one machine) and compose.cluster.yml (three brokers and a Spark standalone
+cluster): no Docker engine runs where the tests run, so nothing is started.
+
+Both files are validated against the Compose Specification JSON schema (the copy vendored by
+check-jsonschema) and cross-checked against the repository: each built service is a stage of the one
+Dockerfile, every project module a command runs exists, published ports bind to 127.0.0.1 only, named
+volumes are declared, every long-running service has a health check, depends_on conditions are
+satisfiable, and the Kafka clients' bootstrap addresses are ones the brokers advertise. In the cluster
+file, the brokers form one KRaft quorum with three replicas and min.insync.replicas=2, and the streams
+are submitted to the Spark master the workers register with. The negative tests feed deliberately broken
+documents to the same checks, so they are known to be able to fail. test_dockerfile.py checks the images.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from tests.stack.containers import (
+    ALL_BUILT,
+    ALL_SERVICES,
+    CLUSTER_FILE,
+    COMPOSE_FILE,
+    COMPOSE_FILES,
+    DOCKERFILE,
+    EXPECTED_MODULES,
+    LOOPBACK,
+    ROOT,
+    SERVICES,
+    SPARK_DAEMONS,
+    TARGETS,
+    advertised_addresses,
+    brokers,
+    compose_text,
+    depends_on,
+    environment,
+    listener_port,
+    load_compose,
+    memory_mb,
+    missing_module_files,
+    named_volume_sources,
+    non_loopback_ports,
+    option,
+    port_host_ip,
+    project_modules,
+    quorum_problems,
+    schema_errors,
+    service_argv,
+    service_build,
+    spark_confs,
+    stage_env,
+    stages,
+    undeclared_volumes,
+)
+
+# --------------------------------------------------------------------------
+# schema
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_compose_file_matches_the_compose_specification(compose_file):
+    assert schema_errors(load_compose(compose_file)) == []
+
+
+def test_schema_rejects_a_service_with_an_unknown_key():
+    doc = load_compose()
+    doc["services"]["api"]["restart_policy"] = "always"  # not a service key
+    errors = schema_errors(doc)
+    assert errors, "the schema accepted an unknown service key: the schema check cannot fail"
+    assert any("restart_policy" in e for e in errors), errors
+
+
+def test_schema_rejects_a_malformed_depends_on_condition():
+    doc = load_compose()
+    doc["services"]["ui"]["depends_on"]["api"]["condition"] = "service_ready"
+    assert schema_errors(doc)
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_services_are_the_expected_ones(compose_file):
+    doc = load_compose(compose_file)
+    assert sorted(doc["services"]) == sorted(SERVICES[compose_file])
+    assert {s["image"] for s in brokers(doc).values()} == {"apache/kafka:4.1.1"}
+
+
+# --------------------------------------------------------------------------
+# builds
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, compose_file", ALL_SERVICES)
+def test_service_has_an_image_or_a_build(name, compose_file):
+    service = load_compose(compose_file)["services"][name]
+    assert service.get("image") or service.get("build"), name
+
+
+@pytest.mark.parametrize("name, compose_file", ALL_BUILT)
+def test_a_built_service_is_its_stage_of_the_one_dockerfile(name, compose_file):
+    service = load_compose(compose_file)["services"][name]
+    build = service_build(service)
+    assert build is not None, f"{name} has no build"
+    context, dockerfile, target = build
+    assert context == ROOT, f"{name}: the images need the whole source, context must be the repo root"
+    assert dockerfile == DOCKERFILE, f"{name}: {dockerfile}"
+    assert target == TARGETS[name] and target in stages(), f"{name}: target {target}"
+    assert service["image"] == f"moderated-chat/{target}:latest", name
+
+
+# --------------------------------------------------------------------------
+# commands: the modules they run exist
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, compose_file", ALL_BUILT)
+def test_service_command_names_the_expected_module(name, compose_file):
+    argv = service_argv(load_compose(compose_file)["services"][name])
+    assert project_modules(argv) == EXPECTED_MODULES[name], argv
+
+
+@pytest.mark.parametrize("name, compose_file", ALL_BUILT)
+def test_service_command_module_exists(name, compose_file):
+    argv = service_argv(load_compose(compose_file)["services"][name])
+    if name not in SPARK_DAEMONS:
+        assert project_modules(argv), f"{name}: {argv} runs no project module"
+    assert missing_module_files(argv) == [], f"{name}: {argv}"
+
+
+def test_command_module_detection_can_fail():
+    assert project_modules(["python", "-m", "uvicorn", "ui.app:app", "--port", "8000"]) == {"ui.app"}
+    assert project_modules(["gunicorn", "-b", "0.0.0.0:5000", "api:create_app()"]) == {"api"}
+    assert project_modules(["spark-submit", "--master", "spark://m:7077", "pipelines/streams.py"]) == {
+        "pipelines.streams"
+    }
+    assert project_modules(["spark-submit", "--properties-file", "conf/spark-defaults.conf", "x/y.py"]) == set()
+    assert project_modules(["python", "-m", "json.tool"]) == set()
+    assert missing_module_files(["python", "-m", "stack.no_such_module_xyz"]) != []
+    assert missing_module_files(["spark-submit", "pipelines/no_such_job.py"]) != []
+    # a gunicorn configuration file names the app and the worker class
+    assert project_modules(["gunicorn", "-c", "conf/gunicorn.conf.py"]) == {"api"}
+    assert project_modules(["gunicorn", "-c", "conf/no_such.conf.py"]) == set()
+
+
+# --------------------------------------------------------------------------
+# ports, volumes, dependencies, environment
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_published_ports_bind_to_loopback_only(compose_file):
+    doc = load_compose(compose_file)
+    assert non_loopback_ports(doc) == []
+    published = {name: [str(p) for p in service.get("ports", [])] for name, service in doc["services"].items()}
+    assert "127.0.0.1:5000:5000" in published["api"]
+    assert "127.0.0.1:8000:8000" in published["ui"]
+    # each broker's HOST listener is published on the port it advertises to the host
+    for name, kafka in brokers(doc).items():
+        host_port = listener_port(kafka, "HOST")
+        assert f"127.0.0.1:{host_port}:{host_port}" in published[name], name
+        assert f"localhost:{host_port}" in advertised_addresses(kafka), name
+
+
+def test_port_check_can_fail():
+    doc = load_compose()
+    doc["services"]["api"]["ports"] = ["5000:5000"]
+    doc["services"]["ui"]["ports"] = ["0.0.0.0:8000:8000", {"target": 8000, "published": "8001"}]
+    assert len(non_loopback_ports(doc)) == 3
+    assert port_host_ip({"target": 1, "published": "1", "host_ip": "127.0.0.1"}) == LOOPBACK
+    assert port_host_ip("[::1]:9000:9000/tcp") == "::1"
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_named_volumes_are_declared_and_used(compose_file):
+    doc = load_compose(compose_file)
+    assert undeclared_volumes(doc) == []
+    used = set().union(*(named_volume_sources(s) for s in doc["services"].values()))
+    assert used == set(doc["volumes"]), "declared volumes no service uses"
+    services = doc["services"]
+    # the warehouse is shared: the streams write it (on a cluster, their executors on the workers do), the API reads it
+    writers = ["streams", *(n for n in services if n.startswith("spark-worker"))]
+    shared = set.intersection(*(named_volume_sources(services[n]) for n in [*writers, "api"]))
+    assert shared, f"{writers} and api share no volume"
+    # every broker keeps its log in a volume of its own
+    kafka_volumes = [named_volume_sources(s) for s in brokers(doc).values()]
+    assert all(kafka_volumes) and len(set().union(*kafka_volumes)) == len(kafka_volumes)
+
+
+def test_volume_check_can_fail():
+    doc = load_compose()
+    doc["services"]["api"]["volumes"].append("scratch:/scratch")
+    doc["services"]["ui"]["volumes"] = [{"type": "volume", "source": "other", "target": "/x"}, "./conf:/c"]
+    assert undeclared_volumes(doc) == ["api: scratch", "ui: other"]
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_the_api_can_write_its_sessions_to_the_data_volume(compose_file):
+    """The API keeps its sessions (run/sessions.sqlite) and, without CHAT_SECRET_KEY, its secret under
+    CHAT_DATA_DIR: a read-only mount would make every sign-in fail."""
+    api = load_compose(compose_file)["services"]["api"]
+    data_dir = environment(api)["CHAT_DATA_DIR"]
+    mounts = [v for v in api["volumes"] if isinstance(v, str) and v.split(":")[1] == data_dir]
+    assert mounts and not any(v.split(":")[2:] == ["ro"] for v in mounts), api["volumes"]
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_every_long_running_service_has_a_health_check(compose_file):
+    services = load_compose(compose_file)["services"]
+    for name, service in services.items():
+        if service.get("restart") == "unless-stopped":
+            test = (service.get("healthcheck") or {}).get("test")
+            assert test and test[0] in ("CMD", "CMD-SHELL"), name
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_depends_on_conditions_are_satisfiable(compose_file):
+    services = load_compose(compose_file)["services"]
+    completed_once = set()
+    for name, service in services.items():
+        for dep, condition in depends_on(service).items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            if condition == "service_healthy":
+                assert services[dep].get("healthcheck"), f"{name} waits for {dep} healthy: no healthcheck"
+            if condition == "service_completed_successfully":
+                completed_once.add(dep)
+                restart = str(services[dep].get("restart", "no"))
+                assert restart in ("no", "on-failure") or restart.startswith("on-failure:"), (
+                    f"{dep} must exit, but restart={restart}"
+                )
+    assert completed_once == {"topics"}
+    for name in set(services) - completed_once:
+        assert services[name].get("restart") == "unless-stopped", name
+    every_broker_healthy = {name: "service_healthy" for name in brokers({"services": services})}
+    assert depends_on(services["topics"]) == every_broker_healthy
+    assert depends_on(services["streams"])["topics"] == "service_completed_successfully"
+    assert depends_on(services["api"])["topics"] == "service_completed_successfully"
+    assert depends_on(services["ui"]) == {"api": "service_healthy"}
+    for worker in (n for n in services if n.startswith("spark-worker")):
+        assert depends_on(services[worker]) == {"spark-master": "service_healthy"}
+        assert depends_on(services["streams"])[worker] == "service_healthy"
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_kafka_clients_bootstrap_from_an_advertised_listener(compose_file):
+    doc = load_compose(compose_file)
+    nodes = brokers(doc)
+    advertised = set().union(*(advertised_addresses(k) for k in nodes.values()))
+    services = doc["services"]
+    clients = {
+        n: environment(s)["CHAT_KAFKA_BOOTSTRAP"]
+        for n, s in services.items()
+        if "CHAT_KAFKA_BOOTSTRAP" in environment(s)
+    }
+    assert set(clients) == {"topics", "streams", "api"}
+    for name, bootstrap in clients.items():
+        addresses = bootstrap.split(",")
+        for address in addresses:
+            assert address in advertised, f"{name}: {address} not in {advertised}"
+        assert len(addresses) == len(nodes), f"{name} should know every broker: {bootstrap}"
+    for kafka in nodes.values():
+        env = environment(kafka)
+        # KRaft cluster ids are base64url-encoded 16-byte UUIDs
+        cluster_id = env["CLUSTER_ID"]
+        assert len(base64.urlsafe_b64decode(cluster_id + "=" * (-len(cluster_id) % 4))) == 16
+        assert env["KAFKA_LOG_DIRS"] in {v.split(":", 1)[1] for v in kafka["volumes"]}
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_the_brokers_form_one_kraft_quorum(compose_file):
+    assert quorum_problems(load_compose(compose_file)) == []
+
+
+def test_quorum_check_can_fail():
+    doc = load_compose(CLUSTER_FILE.name)
+    environment_of = doc["services"]["kafka-3"]["environment"]
+    environment_of["KAFKA_CONTROLLER_QUORUM_VOTERS"] = "1@kafka-1:9093,2@kafka-2:9093,3@kafka-2:9093"
+    assert quorum_problems(doc) == [
+        "the brokers list different voters: "
+        "['1@kafka-1:9093,2@kafka-2:9093,3@kafka-2:9093', "
+        "'1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093']"
+    ]
+    for name in ("kafka-1", "kafka-2"):
+        doc["services"][name]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] = environment_of[
+            "KAFKA_CONTROLLER_QUORUM_VOTERS"
+        ]
+    environment_of["CLUSTER_ID"] = "b3RoZXItY2x1c3Rlci1pZA"
+    assert quorum_problems(doc) == [
+        "voter 3@kafka-2:9093: node 3 is kafka-3, not kafka-2",
+        "the brokers do not share one CLUSTER_ID",
+    ]
+
+
+@pytest.mark.parametrize(
+    "compose_file, replicas, min_isr", [(COMPOSE_FILE.name, "1", "1"), (CLUSTER_FILE.name, "3", "2")]
+)
+def test_replication_of_the_internal_topics_and_of_the_chat_topics(compose_file, replicas, min_isr):
+    services = load_compose(compose_file)["services"]
+    for name, kafka in brokers({"services": services}).items():
+        env = environment(kafka)
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == replicas, name
+        assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == replicas, name
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == min_isr, name
+        assert env["KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR"] == replicas, name
+        assert env["KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR"] == min_isr, name
+    topics = environment(services["topics"])
+    assert topics.get("CHAT_REPLICATION_FACTOR", "1") == replicas
+    assert topics.get("CHAT_MIN_INSYNC_REPLICAS", min_isr) == min_isr
+
+
+def test_service_environment():
+    services = load_compose()["services"]
+    relay = environment(services["streams"])
+    assert relay["CHAT_DATA_DIR"] == "/data"
+    assert relay["CHAT_SPARK_MASTER"] == "local[*]"
+    assert relay["SPARK_CONF_DIR"] == "/app/conf"
+    assert environment(services["api"])["CHAT_DATA_DIR"] == "/data"
+    assert environment(services["ui"])["CHAT_API_URL"] == "http://api:5000"
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_the_api_takes_its_secrets_from_the_environment(compose_file):
+    api = environment(load_compose(compose_file)["services"]["api"])
+    for name in ("CHAT_ADMIN_TOKEN", "CHAT_SECRET_KEY"):
+        assert re.fullmatch(rf"\$\{{{name}(:?-[^}}]*)?\}}", api[name]), api[name]
+    assert "${CHAT_SECRET_KEY" in compose_text(compose_file)  # interpolated from the shell or .env
+
+
+def test_cluster_streams_are_submitted_to_the_master_the_workers_join():
+    services = load_compose(CLUSTER_FILE.name)["services"]
+    master = service_argv(services["spark-master"])
+    assert master[:2] == ["spark-class", "org.apache.spark.deploy.master.Master"]
+    master_url = f"spark://{option(master, '--host')}:{option(master, '--port')}"
+    assert option(master, "--host") == services["spark-master"]["hostname"] == "spark-master"
+
+    streams = service_argv(services["streams"])
+    assert streams[0] == "spark-submit" and streams[-1] == "pipelines/streams.py"
+    assert option(streams, "--master") == master_url == environment(services["streams"])["CHAT_SPARK_MASTER"]
+    assert (ROOT / option(streams, "--properties-file")).is_file()
+    confs = spark_confs(streams)
+    # executors connect back to the driver by this name
+    assert confs["spark.driver.host"] == services["streams"]["hostname"] == "streams"
+
+    workers = [n for n in services if n.startswith("spark-worker")]
+    assert len(workers) == 2
+    for name in workers:
+        worker = service_argv(services[name])
+        assert worker[:3] == ["spark-class", "org.apache.spark.deploy.worker.Worker", master_url], name
+        assert option(worker, "--host") == services[name]["hostname"] == name
+        assert memory_mb(option(worker, "--memory")) >= memory_mb(confs["spark.executor.memory"]), name
+        assert int(option(worker, "--cores")) >= 1
+        # the image's user cannot write to pyspark's default work dir in site-packages
+        assert option(worker, "--work-dir").startswith("/tmp/")
+    for name in ("spark-master", *workers, "streams"):
+        assert services[name]["build"]["target"] == "streams", name
+
+
+def test_cluster_warehouse_is_one_volume_where_the_executors_write_it():
+    """CHAT_WAREHOUSE_DIR is the same named volume at the same path for the driver, both workers
+    (their executors write the Delta files) and the API (which reads them)."""
+    services = load_compose(CLUSTER_FILE.name)["services"]
+    warehouse = environment(services["streams"])["CHAT_WAREHOUSE_DIR"]
+    assert environment(services["api"])["CHAT_WAREHOUSE_DIR"] == warehouse
+    sources = {}
+    for name in ("streams", "spark-worker-1", "spark-worker-2", "api"):
+        mounts = [v.split(":") for v in services[name]["volumes"] if isinstance(v, str)]
+        [source] = [m[0] for m in mounts if m[1] == warehouse] or [None]
+        sources[name] = source
+        writable = [m for m in mounts if m[1] == warehouse and m[2:] != ["ro"]]
+        assert bool(writable) == (name != "api"), (name, mounts)
+    assert len(set(sources.values())) == 1 and None not in sources.values(), sources
+    # the images create the mount point owned by their user, so a fresh volume is writable by it
+    for stage in ("api", "streams"):
+        runs = " ".join(stages()[stage].instructions("RUN"))
+        assert re.search(rf"chown app:app [^&]*{re.escape(warehouse)}", runs), stage
+
+
+def test_cluster_chat_settings_name_every_broker_and_three_replicas():
+    services = load_compose(CLUSTER_FILE.name)["services"]
+    for name in ("topics", "streams", "api"):
+        env = environment(services[name])
+        assert env["CHAT_KAFKA_BOOTSTRAP"] == "kafka-1:9092,kafka-2:9092,kafka-3:9092", name
+        assert env["CHAT_DATA_DIR"] == "/data", name
+    topics = environment(services["topics"])
+    assert (topics["CHAT_TOPIC_PARTITIONS"], topics["CHAT_REPLICATION_FACTOR"]) == ("2", "3")
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_the_api_and_the_ui_publish_and_check_the_ports_their_images_listen_on(compose_file):
+    services = load_compose(compose_file)["services"]
+    api = services["api"]
+    env = {**stage_env(TARGETS["api"]), **environment(api)}  # compose's environment wins over the image's
+    port = env["CHAT_API_PORT"]
+    assert env["CHAT_API_HOST"] == "0.0.0.0"  # gunicorn binds there (conf/gunicorn.conf.py): reachable from outside
+    assert f"127.0.0.1:{port}:{port}" in api["ports"]
+    assert f"http://127.0.0.1:{port}/health" in " ".join(api["healthcheck"]["test"])
+    assert {**stage_env(TARGETS["ui"]), **environment(services["ui"])}["CHAT_API_URL"] == f"http://api:{port}"
+    ui_argv = service_argv(services["ui"])
+    assert option(ui_argv, "--host") == "0.0.0.0"
+    ui_port = option(ui_argv, "--port")
+    assert f"127.0.0.1:{ui_port}:{ui_port}" in services["ui"]["ports"]
+    assert f"http://127.0.0.1:{ui_port}/" in " ".join(services["ui"]["healthcheck"]["test"])
