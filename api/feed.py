@@ -233,9 +233,9 @@ class Feed(KafkaTail, EpochCursors):
         return {tp: max(begins[tp], ends[tp] - per_partition) for tp in tps}
 
     def handle(self, record) -> None:
-        self._add(record.value, record.headers)
+        self.add_record(record.value, record.headers)
 
-    def _add(self, value: bytes | None, headers) -> None:
+    def add_record(self, value: bytes | None, headers) -> None:
         parsed = parse_record(value, headers)
         if parsed is None:
             log.warning("feed: skipping a record of %s that is not a chat message", self.topic)

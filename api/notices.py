@@ -83,9 +83,9 @@ class NoticeBoard(KafkaTail, EpochCursors):
         self._cond = threading.Condition()
 
     def handle(self, record) -> None:
-        self._add(record.value, record.headers)
+        self.add_record(record.value, record.headers)
 
-    def _add(self, value: bytes | None, headers) -> None:
+    def add_record(self, value: bytes | None, headers) -> None:
         body = parse_notice(value, headers)
         if body is None:
             log.warning("notices: skipping a record that is not a notice")
@@ -151,6 +151,11 @@ class NoticeBoard(KafkaTail, EpochCursors):
     def announced(self, message_id: str) -> bool:
         """Whether the ledger has announced the strike of this message."""
         return message_id in self._struck
+
+    def stop(self) -> None:
+        super().stop()
+        with self._cond:  # wake the long-polls in flight: they answer at once instead of at their deadline
+            self._cond.notify_all()
 
     def status(self) -> dict:
         return {"connected": self.connected, "topic": self.topic, "notices": self._seq, "last_error": self.last_error}

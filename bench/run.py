@@ -157,7 +157,7 @@ def part_broker_and_pipelines(work: Path, sizes: dict, results: dict, parts: set
                     f"relay ({trigger}): {relay['msgs_per_s']:,} msg/s sustained "
                     f"(first output after {relay['first_output_after_s']}s)"
                 )
-            default = os.environ.get("CHAT_RELAY_TRIGGER", "realtime")
+            default = settings.load().relay_trigger
             results["relay_msgs_per_s"] = results[f"relay_{default}"]["msgs_per_s"]
             results["relay_default_trigger"] = default
             say("ledger on the backlog (into a fresh warehouse)")

@@ -41,22 +41,22 @@ def test_parse_record_accepts_only_chat_messages_with_an_id():
 def test_each_authors_latest_profane_messages_are_at_hand():
     feed = Feed("unused:1", capacity=2)
     for n, (author, flag) in enumerate([("ana", True), ("ana", False), ("bob", True), ("ana", True)]):
-        feed._add(record(author=author), hdr(f"m{n}") + profane(flag))
-    feed._add(record(author="ana"), hdr("m3") + profane(True))  # a duplicate is not counted again
+        feed.add_record(record(author=author), hdr(f"m{n}") + profane(flag))
+    feed.add_record(record(author="ana"), hdr("m3") + profane(True))  # a duplicate is not counted again
     assert [m.id for m in feed.profane_messages("ana")] == ["m0", "m3"]
     assert [m.id for m in feed.profane_messages("bob")] == ["m2"]
     for n in range(4, 4 + PROFANE_KEPT_PER_AUTHOR + 1):
-        feed._add(record(author="ana"), hdr(f"m{n}") + profane(True))
+        feed.add_record(record(author="ana"), hdr(f"m{n}") + profane(True))
     assert len(feed.profane_messages("ana")) == PROFANE_KEPT_PER_AUTHOR
-    feed._add(record(author="carol"), hdr("m99") + profane(True))  # a third author: bob is forgotten
+    feed.add_record(record(author="carol"), hdr("m99") + profane(True))  # a third author: bob is forgotten
     assert feed.profane_messages("bob") == () and feed.profane_messages("carol")[0].id == "m99"
 
 
 def test_duplicates_by_id_are_served_once():
     feed = Feed("unused:1")
-    feed._add(record(data="one"), hdr("m1"))
-    feed._add(record(data="one again"), hdr("m1"))
-    feed._add(record(data="two"), hdr("m2"))
+    feed.add_record(record(data="one"), hdr("m1"))
+    feed.add_record(record(data="one again"), hdr("m1"))
+    feed.add_record(record(data="two"), hdr("m2"))
     messages, _ = feed.read(None, 0, 100)
     assert [(m.id, m.data) for m in messages] == [("m1", "one"), ("m2", "two")]
     assert feed.status()["duplicates_dropped"] == 1
@@ -64,9 +64,9 @@ def test_duplicates_by_id_are_served_once():
 
 def test_cursor_returns_only_newer_messages():
     feed = Feed("unused:1")
-    feed._add(record(data="old"), hdr("m1"))
+    feed.add_record(record(data="old"), hdr("m1"))
     _, cursor = feed.read(None, 0, 100)
-    feed._add(record(data="new"), hdr("m2"))
+    feed.add_record(record(data="new"), hdr("m2"))
     messages, next_cursor = feed.read(feed.parse_cursor(cursor), 0, 100)
     assert [m.data for m in messages] == ["new"]
     assert feed.read(feed.parse_cursor(next_cursor), 0, 100)[0] == []
@@ -75,14 +75,14 @@ def test_cursor_returns_only_newer_messages():
 def test_history_is_limited_and_capacity_bounded():
     feed = Feed("unused:1", capacity=5)
     for i in range(8):
-        feed._add(record(data=str(i)), hdr(f"m{i}"))
+        feed.add_record(record(data=str(i)), hdr(f"m{i}"))
     assert [m.data for m in feed.read(None, 0, 3)[0]] == ["5", "6", "7"]
     assert [m.data for m in feed.read(0, 0, 100)[0]] == ["3", "4", "5", "6", "7"]
 
 
 def test_cursor_from_another_run_starts_from_the_oldest_kept_message():
     feed = Feed("unused:1")
-    feed._add(record(data="x"), hdr("m1"))
+    feed.add_record(record(data="x"), hdr("m1"))
     assert feed.parse_cursor("deadbeef.99") == 0
     with pytest.raises(BadCursor):
         feed.parse_cursor("garbage")
@@ -93,7 +93,7 @@ def test_long_poll_wakes_up_when_a_message_arrives():
     """The read waits far longer than the test may run: only the message's arrival can end it."""
     feed = Feed("unused:1")
     _, cursor = feed.read(None, 0, 100)
-    threading.Timer(0.3, feed._add, args=(record(data="late"), hdr("m9"))).start()
+    threading.Timer(0.3, feed.add_record, args=(record(data="late"), hdr("m9"))).start()
     messages, next_cursor = feed.read(feed.parse_cursor(cursor), 3600, 100)
     assert [m.data for m in messages] == ["late"]
     assert feed.parse_cursor(next_cursor) == messages[0].seq
@@ -108,8 +108,8 @@ def test_long_poll_times_out_empty_with_the_same_cursor():
 def test_hidden_messages_are_skipped_and_do_not_end_the_wait():
     feed = Feed("unused:1")
     _, cursor = feed.read(None, 0, 100)
-    feed._add(record(author="mallory", data="after the block"), hdr("m1"))
-    threading.Timer(0.3, feed._add, args=(record(author="ana", data="visible"), hdr("m2"))).start()
+    feed.add_record(record(author="mallory", data="after the block"), hdr("m1"))
+    threading.Timer(0.3, feed.add_record, args=(record(author="ana", data="visible"), hdr("m2"))).start()
     messages, _ = feed.read(feed.parse_cursor(cursor), 10, 100, hide=lambda m: m.author == "mallory")
     assert [m.data for m in messages] == ["visible"]
     assert [m.data for m in feed.read(None, 0, 100, hide=lambda m: m.author == "mallory")[0]] == ["visible"]
@@ -120,7 +120,7 @@ def test_reads_from_any_cursor_match_a_scan_of_the_whole_tail():
     as filtering the whole tail, from every cursor, with hidden messages and limits, after evictions."""
     feed = Feed("unused:1", capacity=40)
     for n in range(100):  # 60 evicted: positions 61..100 are kept
-        feed._add(record(author=f"u{n % 3}", data=f"m{n}"), hdr(f"m{n}"))
+        feed.add_record(record(author=f"u{n % 3}", data=f"m{n}"), hdr(f"m{n}"))
     kept = list(feed._messages)
 
     def hide(m):

@@ -98,8 +98,8 @@ def seed_moderation_state(app) -> None:
         "offset": 1,
     }
     assert set(contract.NOTICE_FIELDS) <= set(warning)
-    board._add(json.dumps(warning).encode(), [])
-    app.extensions["chat_feed"]._add(
+    board.add_record(json.dumps(warning).encode(), [])
+    app.extensions["chat_feed"].add_record(
         json.dumps({"author": USER, "data": "qué ******", "timestamp": "2026-11-27 10:00:00"}).encode(),
         [(contract.MESSAGE_ID_HEADER, b"m1"), (contract.CHAT_POSITION_HEADER, b"0:1")],
     )

@@ -41,17 +41,17 @@ def notice(author, kind, strike, message_id=None, offset=None, batch=None) -> by
 
 def test_notices_are_kept_per_author_once_each_with_cursors():
     board = NoticeBoard("unused:1")
-    board._add(notice("ana", "warning", 1, "m1", 1), [])
-    board._add(notice("ana", "warning", 1, "m1", 1), [])  # at-least-once delivery
-    board._add(notice("bob", "warning", 1, "m2", 2), [])
-    board._add(b"not json", [])
-    board._add(notice("ana", "praise", 1, "m9", 9), [])  # not a kind of notice
+    board.add_record(notice("ana", "warning", 1, "m1", 1), [])
+    board.add_record(notice("ana", "warning", 1, "m1", 1), [])  # at-least-once delivery
+    board.add_record(notice("bob", "warning", 1, "m2", 2), [])
+    board.add_record(b"not json", [])
+    board.add_record(notice("ana", "praise", 1, "m9", 9), [])  # not a kind of notice
     first, cursor = board.read("ana", 0, 0)
     assert [n.as_json() for n in first] == [
         {k: v for k, v in json.loads(notice("ana", "warning", 1, "m1", 1)).items() if k in contract.NOTICE_FIELDS}
     ]
     assert first[0].as_json()["text"].startswith("Warning: strike 1 of 3 for mierda.")
-    board._add(notice("ana", "warning", 2, "m3", 3), [])
+    board.add_record(notice("ana", "warning", 2, "m3", 3), [])
     newer, _ = board.read("ana", board.parse_cursor(cursor), 0)
     assert [n.as_json()["strike"] for n in newer] == [2]
     assert board.read("carol", 0, 0)[0] == []
@@ -63,9 +63,9 @@ def test_a_blocked_notice_blocks_before_the_snapshot_knows(tmp_path: Path):
     board = NoticeBoard("unused:1")
     moderation = Moderation(ModerationSnapshot(tmp_path / "user_moderation"), board)
     assert moderation.state("ana") is None and not moderation.is_blocked("ana")
-    board._add(notice("ana", "warning", 2, "m2", 5), [])
+    board.add_record(notice("ana", "warning", 2, "m2", 5), [])
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (2, False)
-    board._add(notice("ana", "blocked", 3, "m3", 7), [])
+    board.add_record(notice("ana", "blocked", 3, "m3", 7), [])
     assert moderation.is_blocked("ana")
     assert moderation.blocked_error("ana") == contract.blocked_error("ana", 3, "2026-11-27 10:00:00")
     assert "ana is blocked since 2026-11-27 10:00:00 UTC" in moderation.blocked_error("ana")
@@ -88,14 +88,14 @@ def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero()
     board = NoticeBoard("unused:1")
     moderation = Moderation(ModerationSnapshot(Path("unused")), board)
     for strike in (1, 2):
-        board._add(notice("ana", "warning", strike, batch=4), [])
-    board._add(notice("ana", "blocked", 3, offset=9, batch=4), [])
+        board.add_record(notice("ana", "warning", strike, batch=4), [])
+    board.add_record(notice("ana", "blocked", 3, offset=9, batch=4), [])
     assert moderation.is_blocked("ana")
-    board._add(notice("ana", "unblocked", 0, batch=6), [])
+    board.add_record(notice("ana", "unblocked", 0, batch=6), [])
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (0, False)
-    board._add(notice("ana", "warning", 2, batch=6), [])  # a strike of the unblock's own batch: before it
+    board.add_record(notice("ana", "warning", 2, batch=6), [])  # a strike of the unblock's own batch: before it
     assert moderation.state("ana").strikes == 0
-    board._add(notice("ana", "warning", 1, batch=7), [])
+    board.add_record(notice("ana", "warning", 1, batch=7), [])
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (1, False)
     assert [n.body["kind"] for n in board.read("ana", 0, 0)[0]] == [
         "warning",
@@ -109,8 +109,8 @@ def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero()
 
 def test_the_newer_of_snapshot_and_notices_wins():
     board = NoticeBoard("unused:1")
-    board._add(notice("ana", "blocked", 3, offset=9, batch=4), [])
-    board._add(notice("ana", "unblocked", 0, batch=6), [])
+    board.add_record(notice("ana", "blocked", 3, offset=9, batch=4), [])
+    board.add_record(notice("ana", "unblocked", 0, batch=6), [])
     stale = UserState(
         "ana",
         messages=5,
@@ -130,9 +130,9 @@ def test_the_newer_of_snapshot_and_notices_wins():
 def test_what_a_user_sent_while_blocked_stays_withheld_after_the_unblock():
     board = NoticeBoard("unused:1")
     moderation = Moderation(ModerationSnapshot(Path("unused")), board)
-    board._add(notice("ana", "blocked", 3, offset=9, batch=4), [])
+    board.add_record(notice("ana", "blocked", 3, offset=9, batch=4), [])
     unblocked = json.loads(notice("ana", "unblocked", 0, batch=6))
-    board._add(json.dumps({**unblocked, "until": {"0": 15}}).encode(), [])
+    board.add_record(json.dumps({**unblocked, "until": {"0": 15}}).encode(), [])
 
     def message(offset):
         return FeedMessage(seq=offset, id=f"x{offset}", author="ana", data="d", timestamp="t", position=(0, offset))
@@ -145,7 +145,7 @@ def served(feed: Feed, author: str, offset: int, profane: bool = True, sent: dat
     """A message as the relay publishes it on `chat_controlled`, added to the feed; returns its id."""
     message_id = f"{author}-{offset}"
     timestamp = (sent or datetime.now(UTC)).strftime(contract.TIMESTAMP_FORMAT)
-    feed._add(
+    feed.add_record(
         json.dumps({"author": author, "data": "qué ******", "timestamp": timestamp}).encode(),
         [
             (contract.MESSAGE_ID_HEADER, message_id.encode()),
@@ -169,7 +169,7 @@ def test_the_third_profane_message_blocks_before_the_ledger_announces_it(live):
     served(feed, "ana", 1, profane=False)
     first = served(feed, "ana", 2)
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (1, False)
-    board._add(notice("ana", "warning", 1, first, 2, batch=1), [])  # the ledger confirms it
+    board.add_record(notice("ana", "warning", 1, first, 2, batch=1), [])  # the ledger confirms it
     assert moderation.state("ana").strikes == 1  # counted once, not twice
     served(feed, "ana", 3)
     third = served(feed, "ana", 5)
@@ -184,8 +184,8 @@ def test_the_third_profane_message_blocks_before_the_ledger_announces_it(live):
 
     assert not moderation.is_withheld(message(5)) and moderation.is_withheld(message(7))
     # the ledger's notices for the same messages: the same block, counted once
-    board._add(notice("ana", "warning", 2, "ana-3", 3, batch=2), [])
-    board._add(notice("ana", "blocked", 3, third, 5, batch=2), [])
+    board.add_record(notice("ana", "warning", 2, "ana-3", 3, batch=2), [])
+    board.add_record(notice("ana", "blocked", 3, third, 5, batch=2), [])
     assert moderation.state("ana") == UserState(
         "ana",
         messages=0,
@@ -215,9 +215,9 @@ def test_old_or_lifted_profanity_is_left_to_the_ledger(live):
     assert moderation.state("old") is None
     # ana was blocked at offset 9 and unblocked when `chat` ended at 15: what she sent up to then,
     # withheld by the ledger, is no strike to come
-    board._add(notice("ana", "blocked", 3, offset=9, batch=4), [])
+    board.add_record(notice("ana", "blocked", 3, offset=9, batch=4), [])
     unblocked = json.loads(notice("ana", "unblocked", 0, batch=6))
-    board._add(json.dumps({**unblocked, "until": {"0": 15}}).encode(), [])
+    board.add_record(json.dumps({**unblocked, "until": {"0": 15}}).encode(), [])
     for offset in (10, 12, 14):
         served(feed, "ana", offset)
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (0, False)
@@ -232,8 +232,8 @@ def test_the_ledgers_later_word_wins_over_unannounced_strikes(live):
     assert moderation.is_blocked("ana")
     # a moderator's unblock, applied by the ledger after those three messages
     for strike, offset in ((1, 1), (2, 2)):
-        board._add(notice("ana", "warning", strike, f"ana-{offset}", offset, batch=3), [])
-    board._add(notice("ana", "blocked", 3, "ana-3", 3, batch=3), [])
+        board.add_record(notice("ana", "warning", strike, f"ana-{offset}", offset, batch=3), [])
+    board.add_record(notice("ana", "blocked", 3, "ana-3", 3, batch=3), [])
     unblocked = json.loads(notice("ana", "unblocked", 0, batch=3))
-    board._add(json.dumps({**unblocked, "until": {"0": 4}}).encode(), [])
+    board.add_record(json.dumps({**unblocked, "until": {"0": 4}}).encode(), [])
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (0, False)

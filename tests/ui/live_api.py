@@ -250,7 +250,7 @@ class LiveApi:
                 (contract.PROFANE_HEADER, b"true" if profane else b"false"),
             ]
             self.topics.controlled.append((value, headers))
-            self.feed._add(value, headers)
+            self.feed.add_record(value, headers)
 
     def say(self, author: str, data: str) -> str:
         """A message put on `chat` by another client of another API process (no session here); its id."""
@@ -263,7 +263,7 @@ class LiveApi:
         with self._lock:
             record = (json.dumps(body, ensure_ascii=False).encode(), [(contract.NOTICE_ID_HEADER, body["id"].encode())])
             self.topics.notices.append(record)
-            self.moderation.notices._add(*record)
+            self.moderation.notices.add_record(*record)
         return body
 
     def _next_batch(self) -> int:
@@ -334,9 +334,9 @@ class LiveApi:
         old, self.app = self.app, self._make_app()
         with self._lock:
             for record in self.topics.controlled[-self.app.config["FEED_HISTORY"] :]:
-                self.feed._add(*record)
+                self.feed.add_record(*record)
             for record in self.topics.notices:
-                self.moderation.notices._add(*record)
+                self.moderation.notices.add_record(*record)
         self.recorder.app = self.app
         self._release(old)
 
