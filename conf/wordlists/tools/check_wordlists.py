@@ -7,6 +7,10 @@ Standard library only; run it after every change to es.tsv, en.tsv or allow.tsv:
     python3 conf/wordlists/tools/check_wordlists.py            # summary; exit 1 on a problem
     python3 conf/wordlists/tools/check_wordlists.py --verbose  # every dictionary hit, every root's words
     python3 conf/wordlists/tools/check_wordlists.py --coverage # LDNOOBW coverage (sources/ldnoobw-*.txt)
+    # optional, every inflected Spanish form (conjugations, enclitics: 1.3 million words):
+    apt-get install -y hunspell-es hunspell-tools
+    unmunch /usr/share/hunspell/es_ES.dic /usr/share/hunspell/es_ES.aff > /tmp/es_forms.txt
+    python3 conf/wordlists/tools/check_wordlists.py --extra /tmp/es_forms.txt
 
 What it checks
 1. Format: four TAB-separated fields (entry, category, flags, source) and an optional
@@ -24,12 +28,17 @@ The matcher's folding is approximated: NFC, lower case, combining accents droppe
 the tilde of ñ, `.`/`-`/`_`/apostrophe dropped, `v` read as `u` (the matcher takes `v` as
 a stand-in for `u`; applied to both sides, so this over-reports, never under-reports),
 repeated letters collapsed. Stand-ins other than v (digits, @, $) do not occur in
-dictionary words. Dictionary possessives (`word's`) are read as `word`.
+dictionary words. Dictionary possessives (`word's`) are read as `word`, and an inner
+apostrophe is dropped (Shi'ite is read as shiite, as chat writes it).
+
+tools/extra_words.txt adds words the dictionaries lack: names of people and places, brands,
+spellings and inflections seen in chat (Yamashita, Scunthorpe, Shiite, computadora...).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import itertools
 import re
 import sys
@@ -87,9 +96,16 @@ def _aligned(entry: Runs, word: Runs) -> bool:
 
 
 def matches_whole(entry: str, word: str) -> bool:
-    """Would the matcher take the whole `word` for `entry` (itself, or its plural s / es)?"""
+    """Would the matcher take the whole `word` for `entry` (itself, or its plural s / es)?
+
+    The plural's e is one letter (no repeats), unless it continues the entry's own final e."""
     w = runs(word)
-    return any(_aligned(runs(entry + suffix), w) for suffix in ("", "s", "es"))
+    if _aligned(runs(entry), w) or _aligned(runs(entry + "s"), w):
+        return True
+    plural = runs(entry + "es")
+    if not _aligned(plural, w):
+        return False
+    return letters(entry).endswith("e") or w[-2][1] == 1
 
 
 def contains(entry: str, word: str) -> bool:
@@ -195,9 +211,18 @@ def read_allow(report: Report) -> dict[str, tuple[str, str]]:
     return allow
 
 
-def read_profane_senses() -> dict[str, str]:
+class Senses(dict):
+    """{dictionary word or glob pattern (encabron*): entry}; `word in senses` also tries the patterns."""
+
+    def __contains__(self, word: object) -> bool:
+        return dict.__contains__(self, word) or any(
+            fnmatch.fnmatchcase(str(word), p) for p in self if any(c in p for c in "*?[")
+        )
+
+
+def read_profane_senses() -> Senses:
     """{dictionary word: entry}: dictionary words whose dictionary sense is the profane one."""
-    senses: dict[str, str] = {}
+    senses = Senses()
     for raw in (HERE / "profane_senses.txt").read_text(encoding="utf-8").splitlines():
         body, _ = split_comment(raw)
         if body.strip():
@@ -206,20 +231,30 @@ def read_profane_senses() -> dict[str, str]:
     return senses
 
 
-def read_dictionaries() -> dict[str, set[str]]:
-    """{dictionary name: words (lower case, possessive 's removed)}"""
+def read_words(path: Path) -> set[str]:
+    """One word a line, lower case NFC; a possessive 's is dropped; `#` comments allowed."""
+    items = set()
+    for w in path.read_text(encoding="utf-8").splitlines():
+        w = unicodedata.normalize("NFC", w.split("#", 1)[0].strip()).lower()
+        if w.endswith("'s"):
+            w = w[:-2]
+        if re.search(r"('re|'ve|'ll|'d|'m|n't)$", w):
+            continue  # a contraction: the matcher splits it at the apostrophe (who're is not whore)
+        if w:
+            items.add(w.replace("'", ""))  # another inner apostrophe is dropped: shi'ite is read as shiite
+    return items
+
+
+def read_dictionaries(extra: list[Path]) -> dict[str, set[str]]:
+    """{word list name: words}: the Debian dictionaries, tools/extra_words.txt, and any --extra list."""
     words: dict[str, set[str]] = {}
     for name, path in DICTIONARIES.items():
         if not path.is_file():
             sys.exit(f"{path} is missing: apt-get install -y wspanish wamerican")
-        items = set()
-        for w in path.read_text(encoding="utf-8").splitlines():
-            w = unicodedata.normalize("NFC", w.strip()).lower()
-            if w.endswith("'s"):
-                w = w[:-2]
-            if w and "'" not in w:
-                items.add(w)
-        words[name] = items
+        words[name] = read_words(path)
+    words["extra_words.txt"] = read_words(HERE / "extra_words.txt")
+    for path in extra:
+        words[path.name] = read_words(path)
     return words
 
 
@@ -253,6 +288,8 @@ def dictionary_check(entries, allow, senses, dictionaries, report, verbose):
                 verdict = "allow-listed"
             elif w in senses:
                 verdict = "profane sense"
+            elif e.entry in senses and letters(w) in (letters(e.entry) + "s", letters(e.entry) + "es"):
+                verdict = "profane sense"  # the plural of a word reviewed as profane
             elif e.ambiguous:
                 verdict = "entry marked ambiguous"
             else:
@@ -383,6 +420,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--verbose", action="store_true", help="print every hit")
     parser.add_argument("--coverage", action="store_true", help="also report LDNOOBW coverage")
+    parser.add_argument("--extra", type=Path, action="append", default=[],
+                        help="another word list to check, one word a line (e.g. a hunspell expansion)")
     args = parser.parse_args()
     report = Report()
     entries = read_lists(report)
@@ -395,7 +434,7 @@ def main() -> int:
               + f"; ambiguous {sum(1 for e in entries if e.file == f and e.ambiguous)}"
               + f", root {sum(1 for e in entries if e.file == f and e.root)}")
     print(f"allow.tsv: {len(allow)} words")
-    dictionary_check(entries, allow, senses, read_dictionaries(), report, args.verbose)
+    dictionary_check(entries, allow, senses, read_dictionaries(args.extra), report, args.verbose)
     allow_check(entries, allow, report)
     for word, entry in senses.items():
         if entry not in {e.entry for e in entries}:
