@@ -23,6 +23,8 @@ What it checks
 3. (b) Roots: every dictionary word that CONTAINS a `root` entry must be resolved the
    same way (profane sense, or allow-listed); otherwise the `root` flag is unsafe.
 4. The allow-list: each allowed word does trigger the entry it names (else it is useless).
+5. eval/profane.tsv and eval/clean.tsv: each line has three fields and names listed entries
+   (only ambiguous ones in clean.tsv). Whether an engine meets them is the engine's tests' job.
 
 The matcher's folding is approximated: NFC, lower case, combining accents dropped except
 the tilde of ñ, `.`/`-`/`_`/apostrophe dropped, `v` read as `u` (the matcher takes `v` as
@@ -416,6 +418,33 @@ def coverage(entries, report):
         report.notes.append(f"ldnoobw_dropped.tsv: {key} is not needed")
 
 
+def eval_check(entries, report):
+    """eval/profane.tsv and eval/clean.tsv: three fields; every named entry is listed; clean names only ambiguous ones."""
+    by_entry = {e.entry: e for e in entries}
+    for name in ("profane.tsv", "clean.tsv"):
+        path = LISTS / "eval" / name
+        count = 0
+        for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not raw.strip() or raw.startswith("#"):
+                continue
+            fields = raw.split("\t")
+            where = f"eval/{name}:{number}"
+            if len(fields) != 3:
+                report.errors.append(f"{where}: expected text<TAB>entries<TAB>note")
+                continue
+            count += 1
+            named = [] if fields[1] == "-" else fields[1].split(",")
+            if name == "profane.tsv" and not named:
+                report.errors.append(f"{where}: a profane line names no entry")
+            for entry in named:
+                e = by_entry.get(entry)
+                if e is None:
+                    report.errors.append(f"{where}: {entry!r} is in no list")
+                elif name == "clean.tsv" and not e.ambiguous:
+                    report.errors.append(f"{where}: {entry!r} is not ambiguous, so the line is not clean")
+        print(f"eval/{name}: {count} lines")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--verbose", action="store_true", help="print every hit")
@@ -436,6 +465,7 @@ def main() -> int:
     print(f"allow.tsv: {len(allow)} words")
     dictionary_check(entries, allow, senses, read_dictionaries(args.extra), report, args.verbose)
     allow_check(entries, allow, report)
+    eval_check(entries, report)
     for word, entry in senses.items():
         if entry not in {e.entry for e in entries}:
             report.errors.append(f"profane_senses.txt: {word!r} names {entry!r}, which is in no list")
