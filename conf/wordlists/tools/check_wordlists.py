@@ -271,8 +271,7 @@ def dictionary_check(entries, allow, senses, dictionaries, report, verbose):
         total += len(words)
         for w in words:
             index[_ukey(w)].append((w, name))
-    print(f"dictionary words checked: {total} ("
-          + ", ".join(f"{n} {len(w)}" for n, w in dictionaries.items()) + ")")
+    print(f"dictionary words checked: {total} (" + ", ".join(f"{n} {len(w)}" for n, w in dictionaries.items()) + ")")
     singles = [e for e in entries if " " not in e.entry]
 
     def listed(word: str, but: Entry) -> bool:
@@ -305,8 +304,15 @@ def dictionary_check(entries, allow, senses, dictionaries, report, verbose):
                 print("  " + line)
         if e.root:
             key = _ukey(e.entry)
-            inside = sorted({(w, dic) for k, items in index.items() if key in k for w, dic in items
-                             if contains(e.entry, w) and not matches_whole(e.entry, w)})
+            inside = sorted(
+                {
+                    (w, dic)
+                    for k, items in index.items()
+                    if key in k
+                    for w, dic in items
+                    if contains(e.entry, w) and not matches_whole(e.entry, w)
+                }
+            )
             verdicts = []
             for w, dic in inside:
                 if w in allow:
@@ -320,14 +326,20 @@ def dictionary_check(entries, allow, senses, dictionaries, report, verbose):
                 verdicts.append((w, dic, v))
                 root_outcome[v] += 1
             bad = [f"{dic}:{w}" for w, dic, v in verdicts if v == "UNRESOLVED"]
-            print(f"  (b) root {e.entry!r}: {len(inside)} dictionary words contain it"
-                  + (": " + ", ".join(f"{w} [{v}]" for w, _, v in verdicts) if verbose or bad else ""))
+            print(
+                f"  (b) root {e.entry!r}: {len(inside)} dictionary words contain it"
+                + (": " + ", ".join(f"{w} [{v}]" for w, _, v in verdicts) if verbose or bad else "")
+            )
             if bad:
                 report.errors.append(f"root {e.entry!r} is unsafe: contained in {', '.join(bad)}")
-    print(f"(a) dictionary words equal to an entry or its plural: {sum(outcome.values())}, on "
-          f"{len(hit_entries)} entries: " + ", ".join(f"{v} {n}" for v, n in sorted(outcome.items())))
-    print(f"(b) dictionary words containing a root: {sum(root_outcome.values())}: "
-          + ", ".join(f"{v} {n}" for v, n in sorted(root_outcome.items())))
+    print(
+        f"(a) dictionary words equal to an entry or its plural: {sum(outcome.values())}, on "
+        f"{len(hit_entries)} entries: " + ", ".join(f"{v} {n}" for v, n in sorted(outcome.items()))
+    )
+    print(
+        f"(b) dictionary words containing a root: {sum(root_outcome.values())}: "
+        + ", ".join(f"{v} {n}" for v, n in sorted(root_outcome.items()))
+    )
 
 
 def allow_check(entries, allow, report):
@@ -350,8 +362,15 @@ def coverage(entries, report):
         if body.strip():
             lang, entry, reason = body.split("\t")
             dropped[(lang, unicodedata.normalize("NFC", entry).lower())] = reason
-    kinds = ("listed", "derived (case/accent)", "derived (plural/repeats)", "root", "contains a listed entry",
-             "dropped", "MISSING")
+    kinds = (
+        "listed",
+        "derived (case/accent)",
+        "derived (plural/repeats)",
+        "root",
+        "contains a listed entry",
+        "dropped",
+        "MISSING",
+    )
     used_drops = set()
     for lang in ("es", "en"):
         src = LISTS / "sources" / f"ldnoobw-{lang}.txt"
@@ -402,8 +421,10 @@ def coverage(entries, report):
             how[kind] += 1
             cats[kind][e.category] += 1
         covered = sum(how[k] for k in kinds[:5])
-        print(f"LDNOOBW {lang}: {len(rows)} entries: matched {covered}, dropped {how['dropped']}, "
-              f"missing {how['MISSING']}")
+        print(
+            f"LDNOOBW {lang}: {len(rows)} entries: matched {covered}, dropped {how['dropped']}, "
+            f"missing {how['MISSING']}"
+        )
         for kind in kinds:
             if how[kind]:
                 detail = ", ".join(f"{c} {n}" for c, n in sorted(cats[kind].items()))
@@ -449,8 +470,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--verbose", action="store_true", help="print every hit")
     parser.add_argument("--coverage", action="store_true", help="also report LDNOOBW coverage")
-    parser.add_argument("--extra", type=Path, action="append", default=[],
-                        help="another word list to check, one word a line (e.g. a hunspell expansion)")
+    parser.add_argument(
+        "--extra",
+        type=Path,
+        action="append",
+        default=[],
+        help="another word list to check, one word a line (e.g. a hunspell expansion)",
+    )
     args = parser.parse_args()
     report = Report()
     entries = read_lists(report)
@@ -459,9 +485,12 @@ def main() -> int:
     counts = Counter((e.file, e.category) for e in entries)
     for f in sorted({e.file for e in entries}):
         n = sum(v for (ff, _), v in counts.items() if ff == f)
-        print(f"{f}: {n} entries: " + ", ".join(f"{c} {counts[(f, c)]}" for c in CATEGORIES)
-              + f"; ambiguous {sum(1 for e in entries if e.file == f and e.ambiguous)}"
-              + f", root {sum(1 for e in entries if e.file == f and e.root)}")
+        print(
+            f"{f}: {n} entries: "
+            + ", ".join(f"{c} {counts[(f, c)]}" for c in CATEGORIES)
+            + f"; ambiguous {sum(1 for e in entries if e.file == f and e.ambiguous)}"
+            + f", root {sum(1 for e in entries if e.file == f and e.root)}"
+        )
     print(f"allow.tsv: {len(allow)} words")
     dictionary_check(entries, allow, senses, read_dictionaries(args.extra), report, args.verbose)
     allow_check(entries, allow, report)
