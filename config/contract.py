@@ -26,6 +26,14 @@ MESSAGE_ID_HEADER = "message_id"  # on `chat` and `chat_controlled`: the API's i
 PROFANE_HEADER = "profane"  # on `chat_controlled`: "true" when the relay masked profanity, else "false"
 CHAT_POSITION_HEADER = "chat_position"  # on `chat_controlled`: "partition:offset" of the original in `chat`
 NOTICE_ID_HEADER = "notice_id"  # on `chat_notices`: readers de-duplicate on it
+# On `chat_controlled`, the relay's verdict beside PROFANE_HEADER ("true" when the message is a strike):
+TERMS_HEADER = "terms"  # JSON array of the listed words matched, as listed ("[]" when clean)
+CATEGORY_HEADER = "category"  # the most severe category matched (CATEGORIES order), "" when clean
+LISTS_VERSION_HEADER = "lists_version"  # the version of the word lists that judged the message
+
+# Moderation categories, most severe first, and what a deployment may do with a match of each
+CATEGORIES = ("discrimination", "sexual", "insult", "profanity", "spam")
+ACTIONS = ("strike", "mask", "allow")  # mask and count a strike, mask only, leave alone
 
 # profane messages (strikes) that block their author
 STRIKE_LIMIT = 3
