@@ -53,6 +53,8 @@ def test_a_failed_query_ends_supervision_with_its_error(spark, tmp_path):
     broken = rate_query(spark, "broken", tmp_path, sink=fail)
     healthy = rate_query(spark, "healthy", tmp_path)
     ready = tmp_path / "broken.ready"
-    with pytest.raises(SystemExit, match=r"(?s)^broken: (query failed|stopped while starting): .*ValueError: the sink broke"):
+    with pytest.raises(
+        SystemExit, match=r"(?s)^broken: (query failed|stopped while starting): .*ValueError: the sink broke"
+    ):
         supervise(spark, [broken, healthy], ready)
     assert not healthy.isActive and not ready.exists()
