@@ -12,7 +12,7 @@ from tests.pipelines import stats_data
 
 
 @pytest.fixture(scope="session")
-def stats_warehouse(spark, tmp_path_factory) -> Path:
+def stats_data_dir(spark, tmp_path_factory) -> Path:
     """A data directory whose warehouse holds the hand-computed dataset (tests/pipelines/stats_data.py)."""
     return stats_data.build_warehouse(spark, tmp_path_factory.mktemp("stats-data"))
 

@@ -29,7 +29,7 @@ def test_sql_statement_splitting_and_values():
 
 
 @pytest.mark.integration
-def test_sql_shell_queries_every_table_by_name_with_time_travel(stats_warehouse):
+def test_sql_shell_queries_every_table_by_name_with_time_travel(stats_data_dir):
     queries = (
         "SELECT author, strikes, is_blocked FROM chat.user_stats ORDER BY strikes DESC LIMIT 2; "
         "SELECT count(*) AS n FROM chat.messages VERSION AS OF 0; "
@@ -37,7 +37,7 @@ def test_sql_shell_queries_every_table_by_name_with_time_travel(stats_warehouse)
         "SELECT author FROM chat.user_moderation WHERE is_blocked; SELECT * FROM chat.no_such_table"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.sql", "--data-dir", str(stats_warehouse), "-e", queries],
+        [sys.executable, "-m", "pipelines.sql", "--data-dir", str(stats_data_dir), "-e", queries],
         cwd=REPO_ROOT,
         env=spark_env(),
         capture_output=True,
@@ -56,10 +56,10 @@ def test_sql_shell_queries_every_table_by_name_with_time_travel(stats_warehouse)
 
 
 @pytest.mark.integration
-def test_sql_shell_reads_statements_from_its_prompt(stats_warehouse):
+def test_sql_shell_reads_statements_from_its_prompt(stats_data_dir):
     session = "\\d\nSELECT author,\n  messages FROM chat.user_stats\n  WHERE author = 'ana';\n\\q\n"
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.sql", "--data-dir", str(stats_warehouse)],
+        [sys.executable, "-m", "pipelines.sql", "--data-dir", str(stats_data_dir)],
         input=session,
         cwd=REPO_ROOT,
         env=spark_env(),

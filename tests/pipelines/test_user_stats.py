@@ -77,8 +77,8 @@ def test_a_missing_ledger_is_a_clear_error(spark, tmp_path):
 
 
 @pytest.mark.integration
-def test_spark_submit_builds_user_stats_and_a_rerun_gives_the_same_table(spark, stats_warehouse):
-    report = stats_warehouse / "reports" / "stats.html"
+def test_spark_submit_builds_user_stats_and_a_rerun_gives_the_same_table(spark, stats_data_dir):
+    report = stats_data_dir / "reports" / "stats.html"
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "spark-submit"),
@@ -86,7 +86,7 @@ def test_spark_submit_builds_user_stats_and_a_rerun_gives_the_same_table(spark, 
             "conf/spark-defaults.conf",
             "pipelines/user_stats.py",
             "--data-dir",
-            str(stats_warehouse),
+            str(stats_data_dir),
             "--report",
             str(report),
         ],
@@ -103,12 +103,12 @@ def test_spark_submit_builds_user_stats_and_a_rerun_gives_the_same_table(spark, 
     assert "4 users, 11 messages, 5 profane, 4 strikes, 1 blocked, 1 rejected records" in out
     assert report.read_text().count("<svg") == 5
 
-    location = str(paths.table_path(paths.USER_STATS, paths.stats_warehouse(stats_warehouse)))
+    location = str(paths.table_path(paths.USER_STATS, paths.warehouse_dir(stats_data_dir)))
     expected = spark.createDataFrame(EXPECTED, USER_STATS_SCHEMA).orderBy("author")
     first = spark.read.format("delta").load(location)
     assert_df_equality(first.orderBy("author"), expected, ignore_nullable=True)
 
-    built = run(spark, stats_warehouse, report, top=3)  # the rerun, in this process
+    built = run(spark, stats_data_dir, report, top=3)  # the rerun, in this process
     history = spark.sql(f"DESCRIBE HISTORY delta.`{location}`").orderBy("version").collect()
     assert built["version"] == history[-1].version == history[-2].version + 1
     assert [h.operation for h in history[-2:]] == ["WRITE", "WRITE"]
