@@ -26,22 +26,8 @@ from pyspark.sql.streaming import StreamingQuery
 
 from config import contract, settings
 from pipelines import checkpoint as checkpoints
+from pipelines import ledger_plan as plan
 from pipelines.kafka_io import read_topics, write_records
-from pipelines.ledger_plan import (
-    PARSED_ACTION_SCHEMA,
-    parse_actions,
-    prior_strikes_since_unblock,
-    to_action_rows,
-    to_message_rows,
-    to_moderated_rows,
-    to_moderation_updates,
-    to_notice_records,
-    to_rejected_rows,
-    to_strike_rows,
-    to_unblocked_notices,
-    with_rejections,
-    with_strikes,
-)
 from pipelines.supervise import run_job
 from pipelines.wordlists import WordLists, load_word_lists
 from warehouse import paths
@@ -129,7 +115,7 @@ class Ledger:
         process, else from Delta (also right when a failed attempt of this batch already merged it)."""
         if from_memory:
             return self.spark.createDataFrame(list(self._strikes.items()), "author string, prior_strikes int")
-        return prior_strikes_since_unblock(
+        return plan.prior_strikes_since_unblock(
             self.table(paths.STRIKES), self.table(paths.MODERATOR_ACTIONS), authors_df, batch_id
         )
 
@@ -164,13 +150,15 @@ class Ledger:
         """The "unblocked" notices, sent with the batch's strike notices (before the Delta writes, like them:
         the API lifts the block when the notice arrives; a replay sends the same notice ids)."""
         until = checkpoints.end_offsets(self.checkpoint, batch_id, contract.TOPIC_CHAT)
-        self.send_notices(to_unblocked_notices(self._unblocks_df(unblocks), batch_id, until))
+        self.send_notices(plan.to_unblocked_notices(self._unblocks_df(unblocks), batch_id, until))
 
     def record_unblocks(self, unblocks: list[Row], batch_id: int) -> None:
         """Record the unblocks, then clear the users' strikes and block (idempotent per batch)."""
         authors = sorted({a.author for a in unblocks})
         before = self.moderation_rows(authors).localCheckpoint()  # read now, before the clearing below
-        self._append(to_action_rows(self._unblocks_df(unblocks), before, batch_id), paths.MODERATOR_ACTIONS, batch_id)
+        self._append(
+            plan.to_action_rows(self._unblocks_df(unblocks), before, batch_id), paths.MODERATOR_ACTIONS, batch_id
+        )
         (
             DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION))
             .alias("t")
@@ -194,12 +182,12 @@ class Ledger:
             self._strikes.pop(author, None)
 
     def _unblocks_df(self, unblocks: list[Row]) -> DataFrame:
-        return self.spark.createDataFrame(unblocks, PARSED_ACTION_SCHEMA)
+        return self.spark.createDataFrame(unblocks, plan.PARSED_ACTION_SCHEMA)
 
     def read_unblocks(self, records: DataFrame, batch_id: int) -> list[Row]:
         """The batch's valid unblocks, in Kafka order; the other `chat_actions` records are logged and ignored."""
         parsed = (
-            parse_actions(records.where(F.col("topic") == contract.TOPIC_ACTIONS)).orderBy("partition", "offset")
+            plan.parse_actions(records.where(F.col("topic") == contract.TOPIC_ACTIONS)).orderBy("partition", "offset")
         ).collect()
         for record in parsed:
             if not record.is_valid:
@@ -219,7 +207,7 @@ class Ledger:
         self._known_through = None  # and no longer valid if this batch fails half-way
         # One read of the batch's Kafka ranges for both topics: the Kafka source does not push a filter
         # on `topic` down, so filtering it twice would read every `chat` record twice.
-        records = with_rejections(batch_df).localCheckpoint()
+        records = plan.with_rejections(batch_df).localCheckpoint()
         unblocks = self.read_unblocks(records, batch_id)
         validated = records.where(F.col("topic") == contract.TOPIC_CHAT)
         if validated.isEmpty():
@@ -230,32 +218,32 @@ class Ledger:
             self._known_through = batch_id if in_memory else None
             return
         clock.step("validate")
-        rejected = to_rejected_rows(validated, batch_id).localCheckpoint()
+        rejected = plan.to_rejected_rows(validated, batch_id).localCheckpoint()
         rejected_count = rejected.count()
         if rejected_count:  # an empty append would still cost a Delta commit
             self._append(rejected, paths.REJECTED_MESSAGES, batch_id)
         clock.step("rejected")
-        moderated = to_moderated_rows(validated, self.word_lists).localCheckpoint()
+        moderated = plan.to_moderated_rows(validated, self.word_lists).localCheckpoint()
         clock.step("moderate")
         authors = moderated.select("author").distinct()
-        struck = with_strikes(moderated, self.prior_strikes(authors, batch_id, in_memory)).localCheckpoint()
-        strikes = to_strike_rows(struck, batch_id).localCheckpoint()
+        struck = plan.with_strikes(moderated, self.prior_strikes(authors, batch_id, in_memory)).localCheckpoint()
+        strikes = plan.to_strike_rows(struck, batch_id).localCheckpoint()
         strike_count = strikes.count()
         clock.step("strikes")
         # Notices first: the API blocks a user as soon as the "blocked" notice arrives, so the Delta
         # writes below do not delay the block. A crash before they commit replays this batch with the
         # same strikes (the state it starts from is unchanged) and the same notice ids.
         if strike_count:
-            self.send_notices(to_notice_records(strikes))
+            self.send_notices(plan.to_notice_records(strikes))
         if unblocks:  # after the strike notices: an unblock applies after the messages of its batch
             self.announce_unblocks(unblocks, batch_id)
         clock.step("notices")
-        self._append(to_message_rows(struck, batch_id), paths.MESSAGES, batch_id)
+        self._append(plan.to_message_rows(struck, batch_id), paths.MESSAGES, batch_id)
         clock.step("messages")
         if strike_count:
             self._append(strikes, paths.STRIKES, batch_id)
         clock.step("strikes-table")
-        self.merge_moderation(to_moderation_updates(struck, batch_id))
+        self.merge_moderation(plan.to_moderation_updates(struck, batch_id))
         clock.step("merge")
         self.remember_strikes(strikes, incremental=in_memory)
         clock.step("remember")

@@ -22,6 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from config import contract
+
 HOURS = 24
 HOUR_WIDTH = 1 / 24 * 0.9  # a bar per clock hour on a date axis (whose unit is the day), with a gap
 CLEAN, PROFANE, BLOCKED, STRIKE = "#4C78A8", "#E45756", "#B279A2", "#F58518"
@@ -376,7 +378,7 @@ def render_report(data: ReportData, generated_at: datetime | None = None) -> str
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
 <body>
 <h1>Chat user statistics</h1>
-<p class="sub">Messages from {html.escape(span)} · generated {generated_at:%Y-%m-%d %H:%M:%S} UTC
+<p class="sub">Messages from {html.escape(span)} · generated {generated_at.strftime(contract.TIMESTAMP_FORMAT)} UTC
 by <code>pipelines/user_stats.py</code></p>
 <div class="cards">{_cards(data)}</div>
 {body}

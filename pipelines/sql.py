@@ -24,6 +24,7 @@ from pathlib import Path
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, Row, SparkSession
 
+from config import contract
 from pipelines import cli
 from pipelines.session import get_spark
 from pipelines.textable import format_table
@@ -66,7 +67,8 @@ def show_value(value) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, datetime):
-        return f"{value:%Y-%m-%d %H:%M:%S}" + (f".{value.microsecond:06d}".rstrip("0") if value.microsecond else "")
+        fraction = f".{value.microsecond:06d}".rstrip("0") if value.microsecond else ""
+        return value.strftime(contract.TIMESTAMP_FORMAT) + fraction
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float):

@@ -93,6 +93,7 @@ def test_the_cards_total_the_dataset(data):
         ("rejected records", "1"),
     ]
     assert "chat.messages VERSION AS OF 3" in page and "chat.user_stats VERSION AS OF 4" in page
+    assert "Messages from 2026-11-25 09:10 – 2026-11-28 00:00 UTC · generated 2026-11-28 12:00:00 UTC" in page
 
 
 HOURS = [at(25, 9), at(26, 9), at(26, 10), at(26, 11), at(26, 21), at(27, 3), at(27, 23), at(28, 0)]
