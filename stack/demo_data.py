@@ -57,7 +57,7 @@ DEFAULT_N = 5000
 DEFAULT_DAYS = 7.0
 DEFAULT_PROFANE_SHARE = 0.06
 DEFAULT_MALFORMED_SHARE = 0.01
-MAX_N = 500_000  # the records are built in memory first (about 0.6 KB and 60 µs each)
+MAX_N = 500_000  # the records are built in memory before the first is sent
 MAX_USERS = 300
 MAX_DAYS = 365.0
 
