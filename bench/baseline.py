@@ -66,8 +66,8 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from bench.kafka_limits import chat_partitions, delete_topic, recreate_topic
 from config import contract, settings
-from pipelines.moderation import CLOSE_MARK, MASK_CHAR, OPEN_MARK, WordLists, load_word_lists, profanity_pattern
-from pipelines.relay import CHAT_POSITION_HEADER
+from pipelines.moderation import CLOSE_MARK, MASK_CHAR, OPEN_MARK, profanity_pattern
+from pipelines.wordlists import WordLists, load_word_lists
 from stack.demo_data import (
     DEFAULT_DAYS,
     DEFAULT_MALFORMED_SHARE,
@@ -283,7 +283,7 @@ def controlled_record(
         value=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
         headers=[
             (contract.MESSAGE_ID_HEADER, message_id),
-            (CHAT_POSITION_HEADER, f"{partition}:{offset}".encode()),
+            (contract.CHAT_POSITION_HEADER, f"{partition}:{offset}".encode()),
             (contract.PROFANE_HEADER, b"true" if profane else b"false"),
         ],
         profane=profane,

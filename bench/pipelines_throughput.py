@@ -29,6 +29,9 @@ from pyspark.sql import SparkSession
 
 from bench.kafka_limits import recreate_topic
 from config import settings
+from pipelines.ledger import start_ledger
+from pipelines.relay import start_relay
+from pipelines.wordlists import load_word_lists
 
 
 def topic_size(consumer: KafkaConsumer, topic: str) -> int:
@@ -43,14 +46,19 @@ def relay_throughput(
     spark: SparkSession, bootstrap: str, trigger: str, expected: int, partitions: int = 1, timeout_s: float = 900
 ) -> dict:
     """Run the relay over the `chat` backlog until `expected` records are in its output topic."""
-    from pipelines.relay import start_relay
 
     target = f"bench_relay_{trigger}"
     recreate_topic(bootstrap, target, partitions)
     checkpoint = Path(tempfile.mkdtemp(prefix=f"bench-relay-{trigger}-"))
     started = time.monotonic()
     query = start_relay(
-        spark, bootstrap, checkpoint, trigger=trigger, target_topic=target, query_name=f"bench_relay_{trigger}"
+        spark,
+        bootstrap,
+        checkpoint,
+        trigger,
+        load_word_lists(),
+        target_topic=target,
+        query_name=f"bench_relay_{trigger}",
     )
     first_seen_at = first_count = None
     count = 0
@@ -84,11 +92,10 @@ def relay_throughput(
 
 def ledger_throughput(spark: SparkSession, bootstrap: str, records: int, timeout_s: float = 1800) -> dict:
     """Run the ledger over the `chat` backlog (`records` records) into a fresh warehouse."""
-    from pipelines.ledger import start_ledger
 
     work = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
     started = time.monotonic()
-    query = start_ledger(spark, bootstrap, work / "warehouse", work / "checkpoint", trigger_s=0)
+    query = start_ledger(spark, bootstrap, work / "warehouse", work / "checkpoint", load_word_lists(), trigger_s=0)
     consumed = 0
     try:
         while consumed < records:

@@ -1,24 +1,9 @@
-"""The ledger: `chat` → Delta `messages`, `strikes`, `user_moderation`, `rejected_messages`, and warnings on `chat_notices`.
+"""The ledger: `chat` and `chat_actions` → the Delta tables, and the notices on `chat_notices`.
 
-It also applies the moderators' actions from `chat_actions` (unblock: the
-user's strikes and block are cleared), into `moderator_actions` and
-`user_moderation`, and announces them on `chat_notices`: one writer per table.
-An action applies after the messages of its own batch.
-
-A micro-batch query with `foreachBatch`, beside the relay. Every valid message
-is recorded with its verdict; each profane message of a user who is not yet
-blocked is a strike; the third strike blocks the user; messages a blocked user
-still manages to send are recorded as `withheld`. Records that are not valid
-messages go to `rejected_messages` with the reason, and the stream goes on.
-
-Exactly once into Delta: each append carries the batch id as a Delta
-transaction version (`txnAppId`/`txnVersion`), so a batch replayed after a
-crash writes nothing twice; the `user_moderation` MERGE only applies a batch
-newer than the row's `last_batch_id`; strike numbers are computed from the
-state before the batch, so a replay numbers them the same (after a restart
-that state is counted from `strikes` since each author's last unblock). Notices are
-at-least-once: each carries a stable `notice_id` header and readers
-de-duplicate on it.
+A micro-batch query whose foreachBatch sink (`Ledger`) writes what pipelines/ledger_plan.py plans,
+the one writer of the tables: exactly once into Delta (each append carries the batch id as a Delta
+transaction version; the `user_moderation` MERGE only applies a newer batch), notices at-least-once
+with stable ids. README "Delta tables" and "Reliability and durability" describe the guarantees.
 
     python -m pipelines.ledger
     spark-submit --properties-file conf/spark-defaults.conf pipelines/ledger.py
@@ -26,10 +11,9 @@ de-duplicate on it.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file by spark-submit: make the repository importable
@@ -37,263 +21,85 @@ if __package__ in (None, ""):  # run as a file by spark-submit: make the reposit
 
 import pyspark.sql.functions as F
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from config import contract, settings
-from pipelines.moderation import WordLists, load_word_lists, with_moderation
-from pipelines.relay import read_chat
-from pipelines.validation import with_validated_message
+from pipelines import checkpoint as checkpoints
+from pipelines import ledger_plan as plan
+from pipelines.kafka_io import read_topics, write_records
+from pipelines.supervise import run_job
+from pipelines.wordlists import WordLists, load_word_lists
 from warehouse import paths
-from warehouse.tables import ensure_tables
+from warehouse.tables import USER_MODERATION_SCHEMA, ensure_tables
 
 QUERY_NAME = "ledger"
-STRIKE_LIMIT = contract.STRIKE_LIMIT
-NOTICE_ID_HEADER = "notice_id"
+
+# What the MERGE of a batch's updates does to a user's row: a batch applies once (newer than the row's).
+_MERGE_UPDATE = {
+    "messages": "t.messages + s.messages",
+    "strikes": "s.strikes",
+    "is_blocked": "s.is_blocked",
+    "blocked_at": "coalesce(t.blocked_at, s.blocked_at)",
+    "blocked_partition": "coalesce(t.blocked_partition, s.blocked_partition)",
+    "blocked_offset": "coalesce(t.blocked_offset, s.blocked_offset)",
+    "last_seen": "greatest(t.last_seen, s.last_seen)",
+    "updated_at": "current_timestamp()",
+    "last_batch_id": "s.batch_id",
+}
+_MERGE_INSERT = {
+    **{c: f"s.{c}" for c in USER_MODERATION_SCHEMA.names if c not in ("updated_at", "last_batch_id")},
+    "updated_at": "current_timestamp()",
+    "last_batch_id": "s.batch_id",
+}
 
 
-# -- column functions ---------------------------------------------------------------
+class StepClock:
+    """How long each step of a batch took, for the batch's log line."""
+
+    def __init__(self) -> None:
+        self.started = self._last = time.monotonic()
+        self.steps: list[str] = []
+
+    def step(self, name: str) -> None:
+        now = time.monotonic()
+        self.steps.append(f"{name} {now - self._last:.1f}s")
+        self._last = now
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def __str__(self) -> str:
+        return ", ".join(self.steps)
 
 
-def sent_at(timestamp: Column) -> Column:
-    return F.to_timestamp(timestamp, "yyyy-MM-dd HH:mm:ss")
-
-
-def raw_text(value: Column) -> Column:
-    """The raw Kafka value as text where it is valid UTF-8, else null (the bytes are kept beside it)."""
-    return F.when(F.is_valid_utf8(value.cast("string")), value.cast("string"))
-
-
-def notice_text(kind: Column, strike: Column, terms: Column) -> Column:
-    words = F.array_join(terms, ", ")
-    return F.when(
-        kind == F.lit("blocked"),
-        F.concat(
-            F.lit(f"You are blocked: strike {STRIKE_LIMIT} of {STRIKE_LIMIT} for "),
-            words,
-            F.lit(". You can no longer send or read messages."),
-        ),
-    ).otherwise(
-        F.concat(
-            F.lit("Warning: strike "),
-            strike.cast("string"),
-            F.lit(f" of {STRIKE_LIMIT} for "),
-            words,
-            F.lit(f". Your message was masked. At {STRIKE_LIMIT} strikes you are blocked."),
-        )
-    )
-
-
-# -- transformations ------------------------------------------------------------------
-
-
-def with_rejections(raw_df: DataFrame) -> DataFrame:
-    """Validated records, the Kafka record time renamed `kafka_timestamp` (the message has its own)."""
-    return raw_df.withColumnRenamed("timestamp", "kafka_timestamp").transform(with_validated_message)
-
-
-def to_rejected_rows(validated_df: DataFrame, batch_id: int) -> DataFrame:
-    return validated_df.where(F.col("reject_reason").isNotNull()).select(
-        F.col("value").alias("raw_value"),
-        raw_text(F.col("value")).alias("raw_text"),
-        F.col("reject_reason").alias("reason"),
-        # the header only: an id made up from coordinates would mean nothing here
-        F.when(~F.col("message_id").startswith("kafka-"), F.col("message_id")).alias("message_id"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        "kafka_timestamp",
-        F.current_timestamp().alias("seen_at"),
-        F.lit(batch_id).cast("long").alias("batch_id"),
-    )
-
-
-def with_strikes(moderated_df: DataFrame, prior_strikes_df: DataFrame) -> DataFrame:
-    """Number the strikes per author in Kafka order, given each author's strikes before this batch.
-
-    Adds `prior_strikes`, `is_withheld` (the author was blocked before this message),
-    `is_strike` and `strike_number` (null when not a strike).
-    """
-    order = Window.partitionBy("author").orderBy("kafka_partition", "kafka_offset")
-    profane_before = F.coalesce(
-        F.sum(F.col("is_profane").cast("int")).over(order.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0)
-    )
-    return (
-        moderated_df.join(F.broadcast(prior_strikes_df), "author", "left")
-        .withColumn("prior_strikes", F.coalesce("prior_strikes", F.lit(0)))
-        .withColumn("is_withheld", F.col("prior_strikes") + profane_before >= STRIKE_LIMIT)
-        .withColumn("is_strike", F.col("is_profane") & ~F.col("is_withheld"))
-        .withColumn(
-            "strike_number", F.when(F.col("is_strike"), (F.col("prior_strikes") + profane_before + 1).cast("int"))
-        )
-    )
-
-
-def to_message_rows(struck_df: DataFrame, batch_id: int) -> DataFrame:
-    verdict = F.when(F.col("is_withheld"), "withheld").when(F.col("is_profane"), "profane").otherwise("clean")
-    return struck_df.select(
-        "message_id",
-        "author",
-        "data",
-        "masked_data",
-        "is_profane",
-        "terms",
-        verdict.alias("verdict"),
-        "sent_at",
-        F.col("kafka_timestamp").alias("ingested_at"),
-        "kafka_partition",
-        "kafka_offset",
-        F.lit(batch_id).cast("long").alias("batch_id"),
-    )
-
-
-def to_strike_rows(struck_df: DataFrame, batch_id: int) -> DataFrame:
-    return struck_df.where("is_strike").select(
-        "message_id",
-        "author",
-        "terms",
-        "strike_number",
-        F.col("sent_at").alias("struck_at"),
-        "kafka_partition",
-        "kafka_offset",
-        F.lit(batch_id).cast("long").alias("batch_id"),
-    )
-
-
-def to_moderation_updates(struck_df: DataFrame, batch_id: int) -> DataFrame:
-    """One row per author of the batch: the state after it."""
-    blocking = F.col("strike_number") == STRIKE_LIMIT
-    return (
-        struck_df.groupBy("author")
-        .agg(
-            F.count("*").alias("messages"),
-            F.max(F.greatest(F.col("prior_strikes"), F.coalesce("strike_number", F.lit(0))))
-            .cast("int")
-            .alias("strikes"),
-            F.max(F.when(blocking, F.col("sent_at"))).alias("blocked_at"),
-            F.max(F.when(blocking, F.col("kafka_partition"))).alias("blocked_partition"),
-            F.max(F.when(blocking, F.col("kafka_offset"))).alias("blocked_offset"),
-            F.min("sent_at").alias("first_seen"),
-            F.max("sent_at").alias("last_seen"),
-        )
-        .withColumn("is_blocked", F.col("strikes") >= STRIKE_LIMIT)
-        .withColumn("batch_id", F.lit(batch_id).cast("long"))
-    )
-
-
-def to_notice_records(strikes_df: DataFrame) -> DataFrame:
-    """Kafka records for `chat_notices`: a warning per strike, "blocked" for the last one."""
-    kind = F.when(F.col("strike_number") >= STRIKE_LIMIT, "blocked").otherwise("warning")
-    notice_id = F.concat(F.col("message_id"), F.lit(":strike"))
-    body = F.struct(
-        notice_id.alias("id"),
-        "author",
-        kind.alias("kind"),
-        F.col("strike_number").alias("strike"),
-        F.lit(STRIKE_LIMIT).alias("limit"),
-        "terms",
-        "message_id",
-        notice_text(kind, F.col("strike_number"), F.col("terms")).alias("text"),
-        F.date_format("struck_at", "yyyy-MM-dd HH:mm:ss").alias("timestamp"),
-        F.col("kafka_partition").alias("partition"),
-        F.col("kafka_offset").alias("offset"),
-        F.col("batch_id").alias("batch"),
-    )
-    return strikes_df.select(
-        F.col("author").alias("key"),
-        F.to_json(body).alias("value"),
-        F.array(F.struct(F.lit(NOTICE_ID_HEADER).alias("key"), notice_id.cast("binary").alias("value"))).alias(
-            "headers"
-        ),
-    )
-
-
-ACTION_SCHEMA = "id string, action string, author string, by string, timestamp string"
-UNBLOCKED_TEXT = "A moderator unblocked you: your strikes are cleared and you can send and read messages again."
-
-
-def parse_actions(actions_df: DataFrame) -> tuple[list, list]:
-    """(valid unblock actions in Kafka order, malformed records) of a batch of `chat_actions`."""
-    parsed = (
-        actions_df.select(F.from_json(F.col("value").cast("string"), ACTION_SCHEMA).alias("a"), "partition", "offset")
-        .select("a.*", "partition", "offset")
-        .orderBy("partition", "offset")
-        .collect()
-    )
-    valid = [a for a in parsed if a.action == "unblock" and a.id and a.author]
-    return valid, [a for a in parsed if a not in valid]
-
-
-def to_unblocked_notices(spark: SparkSession, actions: list, batch_id: int, until: dict[int, int] | None) -> DataFrame:
-    """`until`: the end offsets of `chat` in this batch. What a user sent while blocked, up to there,
-    stays withheld: the API hides it, as the ledger recorded it."""
-    rows = [
-        (
-            a.author,
-            json.dumps(
-                {
-                    "id": f"{a.id}:unblocked",
-                    "author": a.author,
-                    "kind": "unblocked",
-                    "strike": 0,
-                    "limit": STRIKE_LIMIT,
-                    "terms": [],
-                    "message_id": None,
-                    "text": UNBLOCKED_TEXT,
-                    "timestamp": a.timestamp,
-                    "action_id": a.id,
-                    "batch": batch_id,
-                    "until": {str(p): o for p, o in (until or {}).items()} or None,
-                }
-            ),
-            [(NOTICE_ID_HEADER, f"{a.id}:unblocked".encode())],
-        )
-        for a in actions
-    ]
-    return spark.createDataFrame(rows, "key string, value string, headers array<struct<key:string, value:binary>>")
-
-
-# -- the query ---------------------------------------------------------------------------
-
-
+@dataclass
 class Ledger:
     """The foreachBatch sink: one call per micro-batch, idempotent per batch id."""
 
-    def __init__(self, spark: SparkSession, warehouse: Path, bootstrap: str, word_lists: WordLists, checkpoint: Path):
-        self.spark = spark
-        self.warehouse = warehouse
-        self.bootstrap = bootstrap
-        self.word_lists = word_lists
-        self.checkpoint = checkpoint
-        self._app_id: str | None = None
-        # strikes per author (authors with at least one) after batch `_known_through`, kept between
-        # batches so a batch need not read Delta for them; None until a batch completes in this process
-        self._strikes: dict[str, int] = {}
-        self._known_through: int | None = None
+    spark: SparkSession
+    warehouse: Path
+    bootstrap: str
+    word_lists: WordLists
+    checkpoint: Path
+    _app_id: str | None = field(default=None, init=False)
+    # strikes per author (authors with at least one) after batch `_known_through`, kept between
+    # batches so a batch need not read Delta for them; None until a batch completes in this process
+    _strikes: dict[str, int] = field(default_factory=dict, init=False)
+    _known_through: int | None = field(default=None, init=False)
 
     def path(self, table: str) -> str:
         return str(paths.table_path(table, self.warehouse))
+
+    def table(self, name: str) -> DataFrame:
+        return self.spark.read.format("delta").load(self.path(name))
 
     def app_id(self) -> str:
         """Stable for this checkpoint (Spark's query id is kept in it): a fresh checkpoint
         starts its batch ids at 0 again and must not be mistaken for a replay."""
         if self._app_id is None:
-            self._app_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
+            self._app_id = checkpoints.query_id(self.checkpoint)
         return self._app_id
-
-    def chat_end_offsets(self, batch_id: int) -> dict[int, int] | None:
-        """Where batch `batch_id` ends in `chat` (per partition, exclusive), from the query's offset log."""
-        try:
-            lines = (self.checkpoint / "offsets" / str(batch_id)).read_text().splitlines()
-        except OSError:
-            return None
-        for line in lines[2:]:  # "v1", the batch metadata, then one line per source
-            try:
-                offsets = json.loads(line).get(contract.TOPIC_CHAT)
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(offsets, dict):
-                return {int(p): int(o) for p, o in offsets.items()}
-        return None
 
     def _append(self, df: DataFrame, table: str, batch_id: int) -> None:
         (
@@ -309,27 +115,8 @@ class Ledger:
         process, else from Delta (also right when a failed attempt of this batch already merged it)."""
         if from_memory:
             return self.spark.createDataFrame(list(self._strikes.items()), "author string, prior_strikes int")
-        return self.prior_strikes_from_delta(authors_df, batch_id)
-
-    def prior_strikes_from_delta(self, authors_df: DataFrame, batch_id: int) -> DataFrame:
-        """Strikes of the batches before this one, counted since each author's last unblock (an unblock
-        clears the strikes of its own batch too). Right after a crash as well: it reads only earlier batches."""
-        cleared = (
-            self.spark.read.format("delta")
-            .load(self.path(paths.MODERATOR_ACTIONS))
-            .where(F.col("batch_id") < batch_id)
-            .groupBy("author")
-            .agg(F.max("batch_id").alias("cleared"))
-        )
-        return (
-            self.spark.read.format("delta")
-            .load(self.path(paths.STRIKES))
-            .where(F.col("batch_id") < batch_id)
-            .join(authors_df, "author")
-            .join(cleared, "author", "left")
-            .where(F.col("cleared").isNull() | (F.col("batch_id") > F.col("cleared")))
-            .groupBy("author")
-            .agg(F.count("*").cast("int").alias("prior_strikes"))
+        return plan.prior_strikes_since_unblock(
+            self.table(paths.STRIKES), self.table(paths.MODERATOR_ACTIONS), authors_df, batch_id
         )
 
     def merge_moderation(self, updates_df: DataFrame) -> None:
@@ -337,105 +124,41 @@ class Ledger:
             DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION))
             .alias("t")
             .merge(updates_df.alias("s"), "t.author = s.author")
-            .whenMatchedUpdate(
-                condition="t.last_batch_id < s.batch_id",
-                set={
-                    "messages": "t.messages + s.messages",
-                    "strikes": "s.strikes",
-                    "is_blocked": "s.is_blocked",
-                    "blocked_at": "coalesce(t.blocked_at, s.blocked_at)",
-                    "blocked_partition": "coalesce(t.blocked_partition, s.blocked_partition)",
-                    "blocked_offset": "coalesce(t.blocked_offset, s.blocked_offset)",
-                    "last_seen": "greatest(t.last_seen, s.last_seen)",
-                    "updated_at": "current_timestamp()",
-                    "last_batch_id": "s.batch_id",
-                },
-            )
-            .whenNotMatchedInsert(
-                values={
-                    "author": "s.author",
-                    "messages": "s.messages",
-                    "strikes": "s.strikes",
-                    "is_blocked": "s.is_blocked",
-                    "blocked_at": "s.blocked_at",
-                    "blocked_partition": "s.blocked_partition",
-                    "blocked_offset": "s.blocked_offset",
-                    "first_seen": "s.first_seen",
-                    "last_seen": "s.last_seen",
-                    "updated_at": "current_timestamp()",
-                    "last_batch_id": "s.batch_id",
-                }
-            )
+            .whenMatchedUpdate(condition="t.last_batch_id < s.batch_id", set=_MERGE_UPDATE)
+            .whenNotMatchedInsert(values=_MERGE_INSERT)
             .execute()
         )
 
-    def remember_strikes(self, strikes_df: DataFrame, batch_id: int, incremental: bool) -> None:
+    def moderation_rows(self, authors: list[str] | None = None) -> DataFrame:
+        """`user_moderation` as it is now (of `authors` only, when given)."""
+        rows = DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).toDF()
+        return rows if authors is None else rows.where(F.col("author").isin(authors))
+
+    def remember_strikes(self, strikes_df: DataFrame, incremental: bool) -> None:
         """After a batch: the strikes it added, or (first batch in this process) all of them from Delta."""
         if incremental:
             for row in strikes_df.groupBy("author").agg(F.max("strike_number").alias("n")).collect():
                 self._strikes[row.author] = row.n
         else:
-            self._strikes = {
-                row.author: row.strikes
-                for row in DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION))
-                .toDF()
-                .where(F.col("strikes") > 0)
-                .select("author", "strikes")
-                .collect()
-            }
+            rows = self.moderation_rows().where(F.col("strikes") > 0).select("author", "strikes").collect()
+            self._strikes = {row.author: row.strikes for row in rows}
 
     def send_notices(self, notices_df: DataFrame) -> None:
-        (
-            notices_df.write.format("kafka")
-            .option("kafka.bootstrap.servers", self.bootstrap)
-            .option("kafka.acks", "all")
-            .option("kafka.enable.idempotence", "true")
-            .option("topic", contract.TOPIC_NOTICES)
-            .save()
-        )
+        write_records(notices_df, self.bootstrap, contract.TOPIC_NOTICES)
 
-    def announce_unblocks(self, actions: list, batch_id: int) -> None:
+    def announce_unblocks(self, unblocks: list[Row], batch_id: int) -> None:
         """The "unblocked" notices, sent with the batch's strike notices (before the Delta writes, like them:
         the API lifts the block when the notice arrives; a replay sends the same notice ids)."""
-        self.send_notices(to_unblocked_notices(self.spark, actions, batch_id, self.chat_end_offsets(batch_id)))
+        until = checkpoints.end_offsets(self.checkpoint, batch_id, contract.TOPIC_CHAT)
+        self.send_notices(plan.to_unblocked_notices(self._unblocks_df(unblocks), batch_id, until))
 
-    def record_unblocks(self, actions: list, batch_id: int) -> None:
+    def record_unblocks(self, unblocks: list[Row], batch_id: int) -> None:
         """Record the unblocks, then clear the users' strikes and block (idempotent per batch)."""
-        authors = sorted({a.author for a in actions})
-        before = {
-            r.author: r
-            for r in DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION))
-            .toDF()
-            .where(F.col("author").isin(authors))
-            .select("author", "strikes", "is_blocked")
-            .collect()
-        }
-        rows = []
-        for a in actions:
-            state = before.get(a.author)
-            rows.append(
-                (
-                    a.id,
-                    a.action,
-                    a.author,
-                    a.by,
-                    a.timestamp,
-                    state.strikes if state else 0,
-                    bool(state and state.is_blocked),
-                    a.partition,
-                    a.offset,
-                    batch_id,
-                )
-            )
-            before[a.author] = None  # a second unblock of the same user in this batch clears nothing more
-        recorded = self.spark.createDataFrame(
-            rows,
-            "action_id string, action string, author string, "
-            "requested_by string, requested_at string, strikes_cleared int, "
-            "was_blocked boolean, kafka_partition int, kafka_offset long, "
-            "batch_id long",
-        ).withColumn("requested_at", sent_at(F.col("requested_at")))
-        self._append(recorded, paths.MODERATOR_ACTIONS, batch_id)
+        authors = sorted({a.author for a in unblocks})
+        before = self.moderation_rows(authors).localCheckpoint()  # read now, before the clearing below
+        self._append(
+            plan.to_action_rows(self._unblocks_df(unblocks), before, batch_id), paths.MODERATOR_ACTIONS, batch_id
+        )
         (
             DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION))
             .alias("t")
@@ -458,17 +181,25 @@ class Ledger:
         for author in authors:
             self._strikes.pop(author, None)
 
+    def _unblocks_df(self, unblocks: list[Row]) -> DataFrame:
+        return self.spark.createDataFrame(unblocks, plan.PARSED_ACTION_SCHEMA)
+
+    def read_unblocks(self, records: DataFrame, batch_id: int) -> list[Row]:
+        """The batch's valid unblocks, in Kafka order; the other `chat_actions` records are logged and ignored."""
+        parsed = (
+            plan.parse_actions(records.where(F.col("topic") == contract.TOPIC_ACTIONS)).orderBy("partition", "offset")
+        ).collect()
+        for record in parsed:
+            if not record.is_valid:
+                print(
+                    f"ledger: batch {batch_id}: ignored a record of {contract.TOPIC_ACTIONS} that is not an unblock "
+                    f"action (partition {record.partition}, offset {record.offset})",
+                    flush=True,
+                )
+        return [record for record in parsed if record.is_valid]
+
     def process_batch(self, batch_df: DataFrame, batch_id: int) -> None:
-        started = time.monotonic()
-        steps: list[str] = []
-        clock = [started]
-
-        def step(name: str) -> None:
-            """Note how long the step since the previous one took, for the batch's log line."""
-            now = time.monotonic()
-            steps.append(f"{name} {now - clock[0]:.1f}s")
-            clock[0] = now
-
+        clock = StepClock()
         # localCheckpoint (not persist) cuts the lineage: the moderation expressions are large, and
         # every later write would otherwise analyse and optimise them again. (On a cluster, where an
         # executor can be lost, a reliable checkpoint() would be the safer choice.)
@@ -476,82 +207,53 @@ class Ledger:
         self._known_through = None  # and no longer valid if this batch fails half-way
         # One read of the batch's Kafka ranges for both topics: the Kafka source does not push a filter
         # on `topic` down, so filtering it twice would read every `chat` record twice.
-        records = with_rejections(batch_df).localCheckpoint()
-        actions, malformed = parse_actions(records.where(F.col("topic") == contract.TOPIC_ACTIONS))
-        for record in malformed:
-            print(
-                f"ledger: batch {batch_id}: ignored a record of {contract.TOPIC_ACTIONS} that is not an unblock "
-                f"action (partition {record.partition}, offset {record.offset})",
-                flush=True,
-            )
+        records = plan.with_rejections(batch_df).localCheckpoint()
+        unblocks = self.read_unblocks(records, batch_id)
         validated = records.where(F.col("topic") == contract.TOPIC_CHAT)
         if validated.isEmpty():
-            if actions:
-                self.announce_unblocks(actions, batch_id)
-                self.record_unblocks(actions, batch_id)
-                print(
-                    f"ledger: batch {batch_id}: {len(actions)} unblock(s) in {time.monotonic() - started:.1f}s",
-                    flush=True,
-                )
+            if unblocks:
+                self.announce_unblocks(unblocks, batch_id)
+                self.record_unblocks(unblocks, batch_id)
+                print(f"ledger: batch {batch_id}: {len(unblocks)} unblock(s) in {clock.elapsed():.1f}s", flush=True)
             self._known_through = batch_id if in_memory else None
             return
-        step("validate")
-        rejected = to_rejected_rows(validated, batch_id).localCheckpoint()
+        clock.step("validate")
+        rejected = plan.to_rejected_rows(validated, batch_id).localCheckpoint()
         rejected_count = rejected.count()
         if rejected_count:  # an empty append would still cost a Delta commit
             self._append(rejected, paths.REJECTED_MESSAGES, batch_id)
-        step("rejected")
-        moderated = (
-            validated.where(F.col("reject_reason").isNull())
-            .dropDuplicates(["message_id"])
-            .withColumn("sent_at", sent_at(F.col("timestamp")))
-            .withColumnRenamed("partition", "kafka_partition")
-            .withColumnRenamed("offset", "kafka_offset")
-            .transform(lambda df: with_moderation(df, self.word_lists))
-            .select(
-                "message_id",
-                "author",
-                "data",
-                "masked_data",
-                "is_profane",
-                "terms",
-                "sent_at",
-                "kafka_timestamp",
-                "kafka_partition",
-                "kafka_offset",
-            )
-            .localCheckpoint()
-        )
-        step("moderate")
+        clock.step("rejected")
+        moderated = plan.to_moderated_rows(validated, self.word_lists).localCheckpoint()
+        clock.step("moderate")
         authors = moderated.select("author").distinct()
-        struck = with_strikes(moderated, self.prior_strikes(authors, batch_id, in_memory)).localCheckpoint()
-        strikes = to_strike_rows(struck, batch_id).localCheckpoint()
+        struck = plan.with_strikes(moderated, self.prior_strikes(authors, batch_id, in_memory)).localCheckpoint()
+        strikes = plan.to_strike_rows(struck, batch_id).localCheckpoint()
         strike_count = strikes.count()
-        step("strikes")
+        clock.step("strikes")
         # Notices first: the API blocks a user as soon as the "blocked" notice arrives, so the Delta
         # writes below do not delay the block. A crash before they commit replays this batch with the
         # same strikes (the state it starts from is unchanged) and the same notice ids.
         if strike_count:
-            self.send_notices(to_notice_records(strikes))
-        if actions:  # after the strike notices: an unblock applies after the messages of its batch
-            self.announce_unblocks(actions, batch_id)
-        step("notices")
-        self._append(to_message_rows(struck, batch_id), paths.MESSAGES, batch_id)
-        step("messages")
+            self.send_notices(plan.to_notice_records(strikes))
+        if unblocks:  # after the strike notices: an unblock applies after the messages of its batch
+            self.announce_unblocks(unblocks, batch_id)
+        clock.step("notices")
+        self._append(plan.to_message_rows(struck, batch_id), paths.MESSAGES, batch_id)
+        clock.step("messages")
         if strike_count:
             self._append(strikes, paths.STRIKES, batch_id)
-        step("strikes-table")
-        self.merge_moderation(to_moderation_updates(struck, batch_id))
-        step("merge")
-        self.remember_strikes(strikes, batch_id, incremental=in_memory)
-        step("remember")
-        if actions:
-            self.record_unblocks(actions, batch_id)
-            step("unblocks")
+        clock.step("strikes-table")
+        self.merge_moderation(plan.to_moderation_updates(struck, batch_id))
+        clock.step("merge")
+        self.remember_strikes(strikes, incremental=in_memory)
+        clock.step("remember")
+        if unblocks:
+            self.record_unblocks(unblocks, batch_id)
+            clock.step("unblocks")
         self._known_through = batch_id
         print(
-            f"ledger: batch {batch_id}: {struck.count()} messages, {strike_count} strikes, {len(actions)} unblocks, "
-            f"{rejected_count} rejected in {time.monotonic() - started:.1f}s ({', '.join(steps)})",
+            f"ledger: batch {batch_id}: {struck.count()} messages, {strike_count} strikes, {len(unblocks)} unblocks, "
+            f"{rejected_count} rejected in {clock.elapsed():.1f}s ({clock})",
             flush=True,
         )
 
@@ -561,13 +263,13 @@ def start_ledger(
     bootstrap: str,
     warehouse: Path,
     checkpoint: Path,
-    word_lists: WordLists | None = None,
-    trigger_s: float = 1.0,
+    word_lists: WordLists,
+    trigger_s: float,
 ) -> StreamingQuery:
     ensure_tables(spark, warehouse)
-    ledger = Ledger(spark, warehouse, bootstrap, word_lists or load_word_lists(), checkpoint)
+    ledger = Ledger(spark, warehouse, bootstrap, word_lists, checkpoint)
     return (
-        read_chat(spark, bootstrap, topic=f"{contract.TOPIC_CHAT},{contract.TOPIC_ACTIONS}")
+        read_topics(spark, bootstrap, [contract.TOPIC_CHAT, contract.TOPIC_ACTIONS])
         .writeStream.queryName(QUERY_NAME)
         .foreachBatch(ledger.process_batch)
         .option("checkpointLocation", str(checkpoint))
@@ -577,19 +279,14 @@ def start_ledger(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, help="default DATA_DIR/checkpoints/ledger")
-    args = parser.parse_args(argv)
-    s = settings.load()
-    from pipelines.session import get_spark
-    from pipelines.streams import supervise
+    def start(spark: SparkSession, s: settings.Settings, checkpoint: Path) -> StreamingQuery:
+        query = start_ledger(
+            spark, s.kafka_bootstrap, s.warehouse_dir, checkpoint, load_word_lists(), s.ledger_trigger_s
+        )
+        print(f"ledger: recording {contract.TOPIC_CHAT} into Delta under {s.warehouse_dir}", flush=True)
+        return query
 
-    spark = get_spark("chat-ledger")
-    query = start_ledger(spark, s.kafka_bootstrap, s.warehouse_dir, args.checkpoint or s.checkpoint_dir / "ledger")
-    print(f"ledger: recording {contract.TOPIC_CHAT} into Delta under {s.warehouse_dir}", flush=True)
-    supervise(spark, [query], s.run_dir / "ledger.ready")
-    spark.stop()
-    return 0
+    return run_job(argv, __doc__.splitlines()[0], QUERY_NAME, start)
 
 
 if __name__ == "__main__":

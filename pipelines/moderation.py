@@ -1,58 +1,12 @@
-r"""Profanity moderation as native Spark SQL: word lists, one Java regex, masking and canonical terms.
+r"""Profanity moderation as native Spark SQL: one Java regex over the word lists, masking and terms.
 
-The relay runs in Spark's real-time mode, so moderation must stay stateless
-and free of Python on the hot path: everything here is built from Spark's
-built-in column functions (rlike, regexp_replace, regexp_extract_all,
-translate, transform, ...), whose regular expressions run on java.util.regex.
-
-How a message is moderated:
-
-1. `profanity_pattern` compiles every listed word into ONE Java regex, a trie
-   of the words (a position that starts no listed word is rejected after a
-   character or two). It tolerates the usual ways of dodging a filter:
-   - case and accents: every letter class lists its upper and lower case and
-     its Latin-1 accented forms (á, À, ü, ç...), and a letter may carry
-     combining marks `\p{M}` (decomposed accents); ñ stays strict: coño is
-     listed, cono (cone) is not;
-   - repeated letters: `fuuuck`, `mierdaaa`;
-   - stand-ins: `@`/`4` for a, `3` for e, `1`/`!` for i, `0` for o, `5`/`$`
-     for s, `7` for t, `v` for u, and `*` for any vowel (`f*ck`, `p*ta`),
-     in a word with at least one letter (`455` and `7175` are numbers);
-   - invisible characters (every format character `\p{Cf}`: zero-width
-     space/joiner/non-joiner, word joiner, BOM, soft hyphen, ...) anywhere
-     after a letter, and at most ONE separator `.`, `-` or `_` between two
-     letters (`m.i.e.r.d.a`, `mier-da`); spaces between letters are not
-     handled (`m i e r d a` is not matched);
-   - an optional plural `s`/`es` (`putas`, `cabrones`).
-   Words are whole words: a match starts after a character that is not a
-   letter, digit, combining mark or invisible character (or at the start of
-   the text) and no letter or digit follows it. Invisible characters and
-   marks belong to the word they touch (`x<U+200B>mierda` is one word, and
-   the invisible characters glued to a listed word are masked with it), so
-   `computadora`, `Scunthorpe` or `class` are left alone. An allow-listed
-   word, as a whole word, is never matched.
-2. `marked_matches`: `rlike` first (most messages are clean), then one
-   `regexp_replace` wraps each match in the Unicode noncharacters
-   U+FDD0 … U+FDD1 (removed from the text beforehand: they are reserved for
-   a program's internal use and never occur in interchanged text).
-3. `masked_from_marked`: one `*` per character of each match (code points,
-   so an invisible character counts as one), by a `regexp_replace` that
-   chains its matches with `\G`; the rest of the message is untouched.
-4. `terms_from_marked`: the matches are extracted (`regexp_extract_all`)
-   and normalised together (`term_key`: lower case, no marks / invisible
-   characters / separators, accents and stand-ins folded, repeated letters
-   collapsed); each key is looked up in a map literal keyed by the same
-   normalisation of each listed word and of its plurals. A key with `*` is
-   looked for among the listed keys with each `*` standing for vowels. Terms
-   are the listed words as written in the file (lower case), distinct, in
-   order of first occurrence.
-
-Only the terms need a higher-order function (transform), evaluated for the
-few messages with a match; detection and masking are code-generated.
-
-Word lists live in conf/wordlists: every `*.txt` but allow.txt is a list of
-profane words, allow.txt holds legitimate words that the tolerant matching
-would otherwise flag. One word per line, `#` starts a comment.
+Built from Spark's built-in column functions only (no Python on the hot path),
+so the relay can run it in real-time mode. `profanity_pattern` compiles the
+listed words into one regex (a trie, tolerant of case, accents, repeats,
+stand-ins, separators and invisible characters); `marked_matches` wraps each
+match in two Unicode noncharacters; `masked_from_marked` and
+`terms_from_marked` derive the masked text and the listed terms from that.
+README "Moderation" says what is matched and why.
 """
 
 from __future__ import annotations
@@ -63,16 +17,12 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyspark.sql.functions as F
 import pyspark.sql.types as T
 from pyspark.sql import Column, DataFrame
 
-from config import settings
-
-WORDLIST_DIR = settings.REPO_ROOT / "conf" / "wordlists"
-ALLOW_FILE = "allow.txt"
+from pipelines.wordlists import SEPARATORS, STAND_INS, WordLists, normalise_entry
 
 OPEN_MARK = "\ufdd0"  # wraps each match in the marked text (Unicode noncharacters,
 CLOSE_MARK = "\ufdd1"  # reserved for a program's internal use)
@@ -99,22 +49,19 @@ def _latin_accents() -> dict[str, str]:
 
 
 _ACCENTS: dict[str, str] = _latin_accents()
-# Characters written in place of a letter to get past a filter (and `*` for any vowel).
-_STAND_INS: dict[str, str] = {"a": "@4", "e": "3", "i": "1!", "o": "0", "s": "$5", "t": "7", "u": "v"}
 _VOWELS = frozenset("aeiou")
-_SEPARATORS = "._-"
 
-_FOLD_FROM = "".join(_ACCENTS.values()) + "".join(_STAND_INS.values())
-_FOLD_TO = "".join(base * len(forms) for base, forms in _ACCENTS.items()) + "".join(
-    base * len(forms) for base, forms in _STAND_INS.items()
-)
+
+def _forms_and_bases(forms: dict[str, str]) -> tuple[str, str]:
+    """Every form in a {base letter: its forms} table, and the base letter of each (for str.maketrans)."""
+    return "".join(forms.values()), "".join(base * len(written) for base, written in forms.items())
+
+
+_ACCENT_TABLE = str.maketrans(*_forms_and_bases(_ACCENTS))
+_STAND_IN_TABLE = str.maketrans(*_forms_and_bases(STAND_INS))
+# both at once, for Spark's translate
+_FOLD_FROM, _FOLD_TO = (a + s for a, s in zip(_forms_and_bases(_ACCENTS), _forms_and_bases(STAND_INS)))
 assert len(set(_FOLD_FROM)) == len(_FOLD_FROM) == len(_FOLD_TO)
-_ACCENT_TABLE = str.maketrans(
-    "".join(_ACCENTS.values()), "".join(base * len(forms) for base, forms in _ACCENTS.items())
-)
-_STAND_IN_TABLE = str.maketrans(
-    "".join(_STAND_INS.values()), "".join(base * len(forms) for base, forms in _STAND_INS.items())
-)
 
 # Java regex building blocks. No (?i) (each letter class lists its case forms: several times
 # faster), few groups (a Matcher's set-up grows with them), no lookbehind at every position.
@@ -135,67 +82,6 @@ _PREFIX = " "
 _COMMON_FIRST_LETTERS = "dteasclpmhonifbrwgvuyjkqzx"
 
 
-@dataclass(frozen=True)
-class WordLists:
-    """The listed profane words and the allow-list, lower case, as written in the files."""
-
-    profane: tuple[str, ...]
-    allow: tuple[str, ...] = ()
-
-
-# ---------------------------------------------------------------------------------------------
-# Word lists
-
-
-def _normalise_entry(raw: str) -> str:
-    return unicodedata.normalize("NFC", raw.strip()).lower()
-
-
-def read_word_file(path: Path, digits: bool = False) -> tuple[str, ...]:
-    """The words of one list file: one a line, `#` comments and blank lines ignored, duplicates dropped.
-
-    A word is letters only (letters and digits with `digits`, for the allow-list: a55)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8: {e}") from None
-    words: dict[str, None] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        word = _normalise_entry(line.split("#", 1)[0])
-        if not word:
-            continue
-        if not (word.isalnum() if digits else word.isalpha()):
-            kind = "letters or digits" if digits else "letters"
-            raise ValueError(f"{path}:{number}: {line.strip()!r} is not a single word of {kind}")
-        words[word] = None
-    return tuple(words)
-
-
-def load_word_lists(directory: Path = WORDLIST_DIR) -> WordLists:
-    """Read the word lists: every `*.txt` but allow.txt is profane (in name order), allow.txt is the allow-list.
-
-    Raises FileNotFoundError when the folder, allow.txt or any profane list is
-    missing, and ValueError when a profane list holds no word (an allow-list
-    may be empty) or a line is not one word.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"word-list folder {directory} does not exist")
-    lists = sorted(p for p in directory.glob("*.txt") if p.name != ALLOW_FILE)
-    if not lists:
-        raise FileNotFoundError(f"no profanity list (*.txt other than {ALLOW_FILE}) in {directory}")
-    allow_path = directory / ALLOW_FILE
-    if not allow_path.is_file():
-        raise FileNotFoundError(f"allow-list {allow_path} does not exist (it may hold only comments)")
-    profane: dict[str, None] = {}
-    for path in lists:
-        words = read_word_file(path)
-        if not words:
-            raise ValueError(f"profanity list {path} holds no word")
-        profane.update(dict.fromkeys(words))
-    return WordLists(profane=tuple(profane), allow=read_word_file(allow_path, digits=True))
-
-
 # ---------------------------------------------------------------------------------------------
 # The regex
 
@@ -206,7 +92,7 @@ def _letters(word: str) -> str:
     text = "".join(
         ch
         for ch in text
-        if unicodedata.category(ch)[0] != "M" and unicodedata.category(ch) != "Cf" and ch not in _SEPARATORS
+        if unicodedata.category(ch)[0] != "M" and unicodedata.category(ch) != "Cf" and ch not in SEPARATORS
     )
     return text.translate(_ACCENT_TABLE)
 
@@ -233,7 +119,7 @@ def _with_case(chars: str) -> str:
 def _class_chars(base: str) -> str:
     """Every character that may be written for the letter `base` (before its marks)."""
     wildcard = WILDCARD if base in _VOWELS else ""
-    chars = _with_case(base + _ACCENTS.get(base, "") + _STAND_INS.get(base, "")) + wildcard
+    chars = _with_case(base + _ACCENTS.get(base, "") + STAND_INS.get(base, "")) + wildcard
     return "".join(c for c in chars if ord(c) < 0x100 or c == base)  # ÿ's upper case Ÿ is U+0178
 
 
@@ -372,7 +258,7 @@ def _literal(word: str) -> str:
 
 
 def _check_words(words: Iterable[str], what: str, digits: bool = False) -> tuple[str, ...]:
-    words = tuple(w for w in (_normalise_entry(w) for w in words) if w)
+    words = tuple(w for w in (normalise_entry(w) for w in words) if w)
     bad = [w for w in words if not (w.isalnum() if digits else w.isalpha())]
     if bad:
         raise ValueError(f"{what} must be words of letters{' or digits' if digits else ''} only: {bad}")
@@ -466,11 +352,6 @@ def term_for_key(key: Column, word_lists: WordLists) -> Column:
     )
     listed_key = F.call_function("regexp_extract", listed, wildcard, F.lit(1))
     return F.try_element_at(term_map, F.when(key.contains(WILDCARD), listed_key).otherwise(key))
-
-
-def canonical_term(match: Column, word_lists: WordLists) -> Column:
-    """The listed word (as written in its file, lower case) that a matched substring stands for."""
-    return term_for_key(term_key(match), word_lists)
 
 
 # ---------------------------------------------------------------------------------------------

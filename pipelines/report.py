@@ -22,6 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from config import contract
+
 HOURS = 24
 HOUR_WIDTH = 1 / 24 * 0.9  # a bar per clock hour on a date axis (whose unit is the day), with a gap
 CLEAN, PROFANE, BLOCKED, STRIKE = "#4C78A8", "#E45756", "#B279A2", "#F58518"
@@ -40,7 +42,7 @@ class ReportData:
     rate_bins: int = 20  # bands of the rate histogram (bin i: [i/bins, (i+1)/bins))
 
 
-# -- charts ----------------------------------------------------------------------------------
+# -- drawing ---------------------------------------------------------------------------------
 
 
 def _svg(fig: Figure) -> str:
@@ -68,143 +70,172 @@ def _no_data(ax, text: str = "no data yet") -> None:
     ax.set_yticks([])
 
 
-def chart_messages_per_hour(activity: list) -> str:
+# -- what each chart plots (plain lists, so that the tests can check them) --------------------------
+
+
+def messages_per_hour_series(activity: list) -> dict:
+    """Per clock hour: the clean and the profane messages (stacked)."""
+    return {
+        "hours": [r["hour"] for r in activity],
+        "clean": [r["messages"] - r["profane_messages"] for r in activity],
+        "profane": [r["profane_messages"] for r in activity],
+    }
+
+
+def hour_of_day_series(activity: list) -> dict:
+    """Per hour of the day (0-23, UTC), all days added up: the clean and the profane messages."""
+    messages, profane = [0] * HOURS, [0] * HOURS
+    for r in activity:
+        messages[r["hour"].hour] += r["messages"]
+        profane[r["hour"].hour] += r["profane_messages"]
+    return {"clean": [m - p for m, p in zip(messages, profane)], "profane": profane}
+
+
+def offenders_series(offenders: list) -> dict:
+    """Per offender, worst at the top (so last): name (cut to 24 characters), profane messages, blocked, label."""
+    rows = list(reversed(offenders))
+    return {
+        "names": [r["author"] if len(r["author"]) <= 24 else r["author"][:23] + "…" for r in rows],
+        "profane": [r["profane_messages"] for r in rows],
+        "blocked": [bool(r["is_blocked"]) for r in rows],
+        "labels": [
+            f"  {r['strikes']} strike{'s' if r['strikes'] != 1 else ''}"
+            + (" · blocked" if r["is_blocked"] else "")
+            + f" · {r['profanity_rate']:.0%} of messages"
+            for r in rows
+        ],
+    }
+
+
+def rate_distribution_series(histogram: list, bins: int) -> dict:
+    """Users per band of the profanity rate (band i starts at i × 100/bins %), and whether the y axis is
+    logarithmic: when one band (the clean users, usually) holds over 20 times the next largest."""
+    users = [0] * bins
+    for r in histogram:
+        users[r["bin"]] = r["users"]
+    return {
+        "band_starts": [i * 100 / bins for i in range(bins)],
+        "users": users,
+        "log_scale": max(users) > 20 * max(1, sorted(users)[-2]),
+    }
+
+
+def moderation_series(moderation: list) -> dict:
+    """Per clock hour: the strikes, and the running total of blocked users, which holds until the end of
+    the last hour (so its steps have one more point)."""
+    hours = [r["hour"] for r in moderation]
+    blocked, total = [], 0
+    for r in moderation:
+        total += r["blocks"]
+        blocked.append(total)
+    return {
+        "hours": hours,
+        "strikes": [r["strikes"] for r in moderation],
+        "blocked_at": hours + [hours[-1] + timedelta(hours=1)] if hours else [],
+        "blocked": blocked + blocked[-1:],
+    }
+
+
+# -- charts ---------------------------------------------------------------------------------------
+
+
+def _hour_bars(ax, hours: list, heights: list, color: str, label: str, bottom: list | None = None) -> None:
+    """A bar per clock hour on a date axis."""
+    ax.bar(hours, heights, width=HOUR_WIDTH, align="edge", color=color, label=label, bottom=bottom)
+
+
+def chart_messages_per_hour(activity: list) -> Figure:
     fig, ax = _figure()
     if not activity:
         _no_data(ax)
     else:
-        hours = [r["hour"] for r in activity]
-        clean = [r["messages"] - r["profane_messages"] for r in activity]
-        ax.bar(hours, clean, width=HOUR_WIDTH, align="edge", color=CLEAN, label="clean")
-        ax.bar(
-            hours,
-            [r["profane_messages"] for r in activity],
-            width=HOUR_WIDTH,
-            align="edge",
-            color=PROFANE,
-            bottom=clean,
-            label="profane",
-        )
+        series = messages_per_hour_series(activity)
+        _hour_bars(ax, series["hours"], series["clean"], CLEAN, "clean")
+        _hour_bars(ax, series["hours"], series["profane"], PROFANE, "profane", bottom=series["clean"])
         ax.set_ylabel("messages per hour")
         ax.legend(frameon=False, loc="upper left")
         fig.autofmt_xdate()
     ax.set_title("Messages per hour (UTC)", loc="left")
-    return _svg(fig)
+    return fig
 
 
-def chart_hour_of_day(activity: list) -> str:
+def chart_hour_of_day(activity: list) -> Figure:
     fig, ax = _figure(height=3.0)
-    per_hour = [0] * HOURS
-    profane = [0] * HOURS
-    for r in activity:
-        per_hour[r["hour"].hour] += r["messages"]
-        profane[r["hour"].hour] += r["profane_messages"]
     if not activity:
         _no_data(ax)
     else:
-        ax.bar(range(HOURS), [m - p for m, p in zip(per_hour, profane)], color=CLEAN, label="clean")
-        ax.bar(range(HOURS), profane, bottom=[m - p for m, p in zip(per_hour, profane)], color=PROFANE, label="profane")
+        series = hour_of_day_series(activity)
+        ax.bar(range(HOURS), series["clean"], color=CLEAN, label="clean")
+        ax.bar(range(HOURS), series["profane"], bottom=series["clean"], color=PROFANE, label="profane")
         ax.set_xticks(range(0, HOURS, 2), [f"{h:02d}" for h in range(0, HOURS, 2)])
         ax.set_xlabel("hour of day (UTC)")
         ax.set_ylabel("messages")
         ax.legend(frameon=False, loc="upper left")
     ax.set_title("Activity by hour of day, all days together", loc="left")
-    return _svg(fig)
+    return fig
 
 
-def chart_top_offenders(offenders: list) -> str:
+def chart_top_offenders(offenders: list) -> Figure:
     fig, ax = _figure(height=max(2.5, 0.32 * len(offenders) + 1.2))
     ax.grid(axis="y", alpha=0)
     ax.grid(axis="x", alpha=0.3)
     if not offenders:
         _no_data(ax, "no profane messages")
     else:
-        rows = list(reversed(offenders))  # worst at the top
-        names = [r["author"] if len(r["author"]) <= 24 else r["author"][:23] + "…" for r in rows]
-        bars = ax.barh(
-            range(len(rows)),
-            [r["profane_messages"] for r in rows],
-            color=[BLOCKED if r["is_blocked"] else STRIKE for r in rows],
-        )
-        ax.set_yticks(range(len(rows)), names)
-        for bar, r in zip(bars, rows):
-            ax.text(
-                bar.get_width(),
-                bar.get_y() + bar.get_height() / 2,
-                f"  {r['strikes']} strike{'s' if r['strikes'] != 1 else ''}"
-                + (" · blocked" if r["is_blocked"] else "")
-                + f" · {r['profanity_rate']:.0%} of messages",
-                va="center",
-                fontsize=8,
-                color="#444",
-            )
+        series = offenders_series(offenders)
+        positions = range(len(series["names"]))
+        bars = ax.barh(positions, series["profane"], color=[BLOCKED if b else STRIKE for b in series["blocked"]])
+        ax.set_yticks(positions, series["names"])
+        for bar, label in zip(bars, series["labels"]):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=8, color="#444")
         ax.set_xlabel("profane messages")
-        ax.set_xlim(0, max(r["profane_messages"] for r in rows) * 1.6)
+        ax.set_xlim(0, max(series["profane"]) * 1.6)
         ax.legend(
             handles=[Patch(color=BLOCKED, label="blocked"), Patch(color=STRIKE, label="not blocked")],
             frameon=False,
             loc="lower right",
         )
     ax.set_title("Top offenders", loc="left")
-    return _svg(fig)
+    return fig
 
 
-def chart_rate_distribution(histogram: list, bins: int) -> str:
+def chart_rate_distribution(histogram: list, bins: int) -> Figure:
     fig, ax = _figure(height=3.0)
-    users = [0] * bins
-    for r in histogram:
-        users[r["bin"]] = r["users"]
     if not histogram:
         _no_data(ax)
     else:
+        series = rate_distribution_series(histogram, bins)
         step = 100 / bins
-        ax.bar(
-            [i * step for i in range(bins)],
-            users,
-            width=step * 0.9,
-            align="edge",
-            color=[CLEAN if i == 0 else PROFANE for i in range(bins)],
-        )
+        colors = [CLEAN if i == 0 else PROFANE for i in range(bins)]
+        ax.bar(series["band_starts"], series["users"], width=step * 0.9, align="edge", color=colors)
         ax.set_xlim(0, 100)
         ax.set_xlabel("profanity rate: share of a user's messages that were profane (%)")
         ax.set_ylabel("users")
-        if max(users) > 20 * max(1, sorted(users)[-2]):
+        if series["log_scale"]:
             ax.set_yscale("symlog")  # most users are clean: keep the tail visible
     ax.set_title("How profane are users? Distribution of profanity rates", loc="left")
-    return _svg(fig)
+    return fig
 
 
-def chart_moderation_over_time(moderation: list) -> str:
+def chart_moderation_over_time(moderation: list) -> Figure:
     fig, ax = _figure()
     if not moderation:
         _no_data(ax, "no strikes yet")
     else:
-        hours = [r["hour"] for r in moderation]
-        ax.bar(
-            hours,
-            [r["strikes"] for r in moderation],
-            width=HOUR_WIDTH,
-            align="edge",
-            color=STRIKE,
-            label="strikes per hour",
-        )
+        series = moderation_series(moderation)
+        _hour_bars(ax, series["hours"], series["strikes"], STRIKE, "strikes per hour")
         ax.set_ylabel("strikes per hour")
-        blocked, total = [], 0
-        for r in moderation:
-            total += r["blocks"]
-            blocked.append(total)
         twin = ax.twinx()
-        # the total holds until the end of the last hour
         twin.step(
-            hours + [hours[-1] + timedelta(hours=1)],
-            blocked + blocked[-1:],
+            series["blocked_at"],
+            series["blocked"],
             where="post",
             color=BLOCKED,
             linewidth=2,
             label="blocked users (cumulative)",
         )
         twin.set_ylabel("blocked users")
-        twin.set_ylim(bottom=0, top=max(1, total) * 1.1)
+        twin.set_ylim(bottom=0, top=max(1, series["blocked"][-1]) * 1.1)
         twin.yaxis.set_major_locator(MaxNLocator(integer=True))
         twin.spines[["top"]].set_visible(False)
         lines = ax.get_legend_handles_labels()
@@ -212,7 +243,7 @@ def chart_moderation_over_time(moderation: list) -> str:
         ax.legend(lines[0] + more[0], lines[1] + more[1], frameon=False, loc="upper left")
         fig.autofmt_xdate()
     ax.set_title("Strikes and blocks over time (UTC)", loc="left")
-    return _svg(fig)
+    return fig
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -314,28 +345,28 @@ def render_report(data: ReportData, generated_at: datetime | None = None) -> str
         (
             "Messages per hour",
             "Every message the ledger recorded, per clock hour; profane ones stacked in red.",
-            chart_messages_per_hour(data.activity),
+            _svg(chart_messages_per_hour(data.activity)),
         ),
         (
             "Activity by hour of day",
             "When people chat: all days added up per hour of the day.",
-            chart_hour_of_day(data.activity),
+            _svg(chart_hour_of_day(data.activity)),
         ),
         (
             "Top offenders",
             "Users with the most profane messages; the label gives strikes, the block and the rate.",
-            chart_top_offenders(data.offenders),
+            _svg(chart_top_offenders(data.offenders)),
         ),
         (
             "Profanity rates",
             f"Users per {100 / data.rate_bins:g} % band of their profanity rate; the first (blue) "
             f"band is 0–{100 / data.rate_bins:g} %.",
-            chart_rate_distribution(data.rate_histogram, data.rate_bins),
+            _svg(chart_rate_distribution(data.rate_histogram, data.rate_bins)),
         ),
         (
             "Strikes and blocks over time",
             "Strikes given per hour, and the running total of blocked users.",
-            chart_moderation_over_time(data.moderation),
+            _svg(chart_moderation_over_time(data.moderation)),
         ),
     ]
     body = "".join(
@@ -347,7 +378,7 @@ def render_report(data: ReportData, generated_at: datetime | None = None) -> str
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
 <body>
 <h1>Chat user statistics</h1>
-<p class="sub">Messages from {html.escape(span)} · generated {generated_at:%Y-%m-%d %H:%M:%S} UTC
+<p class="sub">Messages from {html.escape(span)} · generated {generated_at.strftime(contract.TIMESTAMP_FORMAT)} UTC
 by <code>pipelines/user_stats.py</code></p>
 <div class="cards">{_cards(data)}</div>
 {body}

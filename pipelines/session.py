@@ -15,12 +15,10 @@ CONF_DIR = settings.REPO_ROOT / "conf"
 
 def spark_jars() -> list[Path]:
     """The Kafka connector and Delta jars that `make jars` resolved."""
-    jars = sorted((settings.load().jars_dir / "spark").glob("*.jar"))
+    folder = settings.load().jars_dir / "spark"
+    jars = sorted(folder.glob("*.jar"))
     if not any(j.name.startswith("spark-sql-kafka-0-10") for j in jars):
-        raise RuntimeError(
-            f"Spark's Kafka connector is not in {settings.load().jars_dir / 'spark'}: "
-            "run `make jars` (or `make up`) first"
-        )
+        raise RuntimeError(f"Spark's Kafka connector is not in {folder}: run `make jars` (or `make up`) first")
     return jars
 
 

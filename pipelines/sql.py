@@ -24,7 +24,9 @@ from pathlib import Path
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, Row, SparkSession
 
-from config import settings
+from config import contract
+from pipelines import cli
+from pipelines.session import get_spark
 from pipelines.textable import format_table
 from warehouse import paths
 from warehouse.tables import register_tables
@@ -65,7 +67,8 @@ def show_value(value) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, datetime):
-        return f"{value:%Y-%m-%d %H:%M:%S}" + (f".{value.microsecond:06d}".rstrip("0") if value.microsecond else "")
+        fraction = f".{value.microsecond:06d}".rstrip("0") if value.microsecond else ""
+        return value.strftime(contract.TIMESTAMP_FORMAT) + fraction
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float):
@@ -161,12 +164,10 @@ def interactive(spark: SparkSession, max_rows: int, history: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make sql", description=__doc__.split("\n")[0])
     parser.add_argument("-e", "--execute", metavar="SQL", help="run these statements (`;`-separated) and exit")
-    parser.add_argument("--data-dir", type=Path, help="where the warehouse lives (default: CHAT_DATA_DIR or var/)")
-    parser.add_argument("--max-rows", type=int, default=100, help="rows printed per result (default 100)")
+    cli.add_data_dir(parser)
+    parser.add_argument("--max-rows", type=cli.at_least_one, default=100, help="rows printed per result (default 100)")
     args = parser.parse_args(argv)
-    if args.max_rows < 1:
-        parser.error("--max-rows must be at least 1")
-    data_dir = (args.data_dir or settings.load().data_dir).resolve()
+    data_dir = cli.data_dir(args)
     statements: list[str] = []
     if args.execute is not None:
         statements, rest = split_statements(args.execute)
@@ -174,8 +175,6 @@ def main(argv: list[str] | None = None) -> int:
             statements.append(rest.strip())
         if not statements:
             parser.error("-e/Q= holds no SQL statement")
-
-    from pipelines.session import get_spark
 
     started = time.monotonic()
     print("sql    starting Spark ...", file=sys.stderr, flush=True)

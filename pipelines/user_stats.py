@@ -1,24 +1,10 @@
-"""Per-user statistics: reads the ledger's Delta tables, rebuilds Delta `user_stats`, prints a summary, writes a report.
+"""Per-user statistics: the ledger's Delta tables → Delta `user_stats` (one overwrite), a summary, an HTML report.
 
-Run it from the repository root once `make up` (or `make deps jars`) has set
-things up, with the project's virtual environment active:
+    spark-submit --properties-file conf/spark-defaults.conf pipelines/user_stats.py [--data-dir DIR]
+                 [--report FILE] [--top N]
 
-    . .venv/bin/activate
-    spark-submit --properties-file conf/spark-defaults.conf pipelines/user_stats.py
-
-or simply `make stats`. Options: `--data-dir DIR` (default CHAT_DATA_DIR or
-var/), `--report FILE` (default DATA_DIR/reports/user_stats.html), `--top N`
-(rows in the printed summary). Under spark-submit the master comes from
-spark-submit (`--master`); run as `python -m pipelines.user_stats` it comes
-from CHAT_SPARK_MASTER.
-
-It reads `messages`, `strikes` and `user_moderation` and writes one row per
-author (see warehouse/tables.py USER_STATS_SCHEMA for the columns). The table
-is replaced in one Delta commit (an overwrite), so a rerun on the same data
-gives the same table, and readers see either the previous version or the new
-one, never a partial state. The report (self-contained HTML with the charts
-inlined as SVG) names the Delta version of every table it was built from, so
-an analyst can look at exactly that data with `VERSION AS OF`.
+or `make stats`. The report names the Delta version of every table it was built from. README
+"Statistics, report and SQL" describes the table and the report.
 """
 
 from __future__ import annotations
@@ -36,7 +22,9 @@ import pyspark.sql.functions as F
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 
-from config import settings
+from pipelines import cli
+from pipelines.report import NUMERIC_USER_COLUMNS, USER_COLUMNS, ReportData, user_cells, write_report
+from pipelines.session import get_spark
 from pipelines.textable import format_table
 from warehouse import paths
 from warehouse.tables import USER_STATS_SCHEMA, ensure_table
@@ -160,6 +148,40 @@ def moderation_over_time(strikes: DataFrame, user_moderation: DataFrame) -> Data
     )
 
 
+def report_data(
+    stats: DataFrame,
+    messages: DataFrame,
+    strikes: DataFrame,
+    user_moderation: DataFrame,
+    versions: dict[str, int],
+    rejected: int | None,
+    top: int,
+) -> ReportData:
+    """What the report shows, collected: totals, the series of its charts, the `top` users by strikes."""
+    ranked = stats.orderBy(F.desc("strikes"), F.desc("profane_messages"), F.desc("messages"), "author")
+    return ReportData(
+        versions=versions,
+        totals=stats.agg(
+            F.count(F.lit(1)).alias("users"),
+            F.sum("messages").alias("messages"),
+            F.sum("profane_messages").alias("profane_messages"),
+            F.sum("strikes").alias("strikes"),
+            F.count(F.when(F.col("is_blocked"), 1)).alias("blocked"),
+            F.min("first_seen").alias("first_seen"),
+            F.max("last_seen").alias("last_seen"),
+        )
+        .first()
+        .asDict(),
+        rejected=rejected,
+        activity=activity_over_time(messages).collect(),
+        offenders=ranked.where(F.col("profane_messages") > 0).limit(top).collect(),
+        rate_histogram=profanity_rate_histogram(stats).collect(),
+        moderation=moderation_over_time(strikes, user_moderation).collect(),
+        top_users=ranked.limit(top).collect(),
+        rate_bins=RATE_BINS,
+    )
+
+
 # -- the job -------------------------------------------------------------------------------------
 
 
@@ -219,9 +241,6 @@ def write_stats(spark: SparkSession, stats: DataFrame, warehouse: Path) -> int:
 
 def run(spark: SparkSession, data_dir: Path, report_path: Path | None = None, top: int = 15) -> dict:
     """The whole job; returns what it built (for the tests and the caller's last line)."""
-    # matplotlib only where a report is drawn
-    from pipelines.report import NUMERIC_USER_COLUMNS, USER_COLUMNS, ReportData, user_cells, write_report
-
     warehouse = paths.warehouse_dir(data_dir)
     progress = Progress(steps=5)
 
@@ -247,27 +266,14 @@ def run(spark: SparkSession, data_dir: Path, report_path: Path | None = None, to
     progress.finished(t, f"{paths.USER_STATS} v{version}")
 
     t = progress.step("aggregating the report's series")
-    ranked = stats.orderBy(F.desc("strikes"), F.desc("profane_messages"), F.desc("messages"), "author")
-    data = ReportData(
-        versions={**versions, paths.USER_STATS: version},
-        totals=stats.agg(
-            F.count(F.lit(1)).alias("users"),
-            F.sum("messages").alias("messages"),
-            F.sum("profane_messages").alias("profane_messages"),
-            F.sum("strikes").alias("strikes"),
-            F.count(F.when(F.col("is_blocked"), 1)).alias("blocked"),
-            F.min("first_seen").alias("first_seen"),
-            F.max("last_seen").alias("last_seen"),
-        )
-        .first()
-        .asDict(),
-        rejected=rejected_count,
-        activity=activity_over_time(messages).collect(),
-        offenders=ranked.where(F.col("profane_messages") > 0).limit(top).collect(),
-        rate_histogram=profanity_rate_histogram(stats).collect(),
-        moderation=moderation_over_time(sources[paths.STRIKES], sources[paths.USER_MODERATION]).collect(),
-        top_users=ranked.limit(top).collect(),
-        rate_bins=RATE_BINS,
+    data = report_data(
+        stats,
+        messages,
+        sources[paths.STRIKES],
+        sources[paths.USER_MODERATION],
+        {**versions, paths.USER_STATS: version},
+        rejected_count,
+        top,
     )
     progress.finished(t, f"{len(data.activity):,} hours of activity")
 
@@ -294,16 +300,13 @@ def run(spark: SparkSession, data_dir: Path, report_path: Path | None = None, to
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipelines/user_stats.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", type=Path, help="where the warehouse lives (default: CHAT_DATA_DIR or var/)")
+    cli.add_data_dir(parser)
     parser.add_argument("--report", type=Path, help="HTML report file (default: DATA_DIR/reports/user_stats.html)")
-    parser.add_argument("--top", type=int, default=15, help="users in the printed summary and the offenders chart")
+    parser.add_argument(
+        "--top", type=cli.at_least_one, default=15, help="users in the printed summary and the offenders chart"
+    )
     args = parser.parse_args(argv)
-    if args.top < 1:
-        parser.error("--top must be at least 1")
-    data_dir = (args.data_dir or settings.load().data_dir).resolve()
-
-    from pipelines.session import get_spark
-
+    data_dir = cli.data_dir(args)
     started = time.monotonic()
     print(f"stats  starting Spark (warehouse {paths.warehouse_dir(data_dir)}) ...", flush=True)
     spark = get_spark("chat-user-stats")

@@ -62,7 +62,8 @@ def _content_checks(author: Column, data: Column, ts: Column) -> list[tuple[Colu
         (data.rlike(_BLANK), "data is empty"),
         (F.char_length(data) > contract.MAX_DATA_CHARS, f"data longer than {contract.MAX_DATA_CHARS} characters"),
         (
-            ~ts.rlike(contract.TIMESTAMP_PATTERN) | F.try_to_timestamp(ts, F.lit("yyyy-MM-dd HH:mm:ss")).isNull(),
+            ~ts.rlike(contract.TIMESTAMP_PATTERN)
+            | F.try_to_timestamp(ts, F.lit(contract.SPARK_TIMESTAMP_FORMAT)).isNull(),
             "timestamp is not YYYY-MM-DD HH:MM:SS",
         ),
     ]

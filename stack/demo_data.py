@@ -3,32 +3,13 @@
     python -m stack.demo_data [-n 5000] [--users U] [--days 7] [--profane-share 0.06]
                               [--malformed-share 0.01] [--seed S] [--bootstrap HOST:PORT]
 
-The records go to Kafka directly, not through the API, so that malformed ones
-(which the API would refuse) are part of the traffic and the ledger's
-`rejected_messages` table gets rows too. What is sent:
-
-- users with varied names (accents, ñ, CJK, emoji, names with spaces), each
-  with an activity weight (a few very chatty, a long tail of quiet ones, some
-  with a single message) and a profanity propensity (most never or rarely
-  swear, a few trolls often do: they reach the third strike and get blocked);
-- messages in Spanish and English (about 60/40) built from templates and
-  vocabularies; a profane one embeds one or two words of conf/wordlists
-  (read at run time), written plainly or with an obfuscation that
-  pipelines/moderation.py detects (repeated letters, stand-ins such as
-  m1erda or f*ck, a zero-width space, upper case, accents, separators);
-- timestamps spread over the last D days up to now (UTC) with a daily rhythm
-  (quiet at night, busiest in the evening), sent in chronological order;
-- a share of malformed records of every kind the validation rejects (not
-  JSON, invalid UTF-8, a JSON array, a missing field, a number as text, an
-  extra field, empty text, a blank author, a text over 2000 characters, a
-  bad timestamp), each with a `message_id` header like every record.
-
-`generate` builds the records, a pure function of its arguments: the same
-seed gives the same users and texts; timestamps and message ids also depend
-on `now`, so two runs never send the same ids. `send` delivers them with an
-idempotent producer (acks=all) and checks every acknowledgement. Kafka's own
-record timestamps stay the time of sending (the message's time is in its
-JSON), so the broker's retention does not drop the back-dated traffic.
+Straight to Kafka, not through the API, so that malformed records (which the
+API refuses) reach the ledger's `rejected_messages` too. `generate` builds the
+records, a pure function of its arguments (the same seed gives the same users
+and texts; timestamps and message ids also depend on `now`); `send` delivers
+them with an idempotent producer and checks every acknowledgement. Kafka's
+record timestamps stay the time of sending, so retention does not drop the
+back-dated traffic. README "Statistics, report and SQL" describes the traffic.
 """
 
 from __future__ import annotations
@@ -53,7 +34,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from config import contract, settings
-from pipelines.moderation import WORDLIST_DIR, load_word_lists, read_word_file
+from pipelines.wordlists import SEPARATORS, STAND_INS, WORDLIST_DIR, load_word_lists, read_word_file
 
 PROG = "demo-data"
 CLEAN = "clean"
@@ -71,16 +52,14 @@ MALFORMED_KINDS: dict[str, str] = {
     "too_long_data": f"data longer than {contract.MAX_DATA_CHARS} characters",
     "bad_timestamp": "timestamp is not YYYY-MM-DD HH:MM:SS",
 }
-LABELS = (CLEAN, PROFANE, *MALFORMED_KINDS)
 
 DEFAULT_N = 5000
 DEFAULT_DAYS = 7.0
 DEFAULT_PROFANE_SHARE = 0.06
 DEFAULT_MALFORMED_SHARE = 0.01
-MAX_N = 500_000  # the records are built in memory first (about 0.6 KB and 60 µs each)
+MAX_N = 500_000  # the records are built in memory before the first is sent
 MAX_USERS = 300
 MAX_DAYS = 365.0
-SPANISH_SHARE = 0.6
 
 # ---------------------------------------------------------------------------------------------
 # Vocabularies. Clean texts must stay clean for the tolerant matcher too: no listed word, no
@@ -612,12 +591,11 @@ HOURLY_ACTIVITY = (
 )
 
 # ---------------------------------------------------------------------------------------------
-# Obfuscations the matcher of pipelines/moderation.py tolerates (see its module docstring).
+# Obfuscations the matcher of pipelines/moderation.py tolerates (README "Moderation"); the stand-ins
+# and separators are its own (pipelines/wordlists.py).
 
-STAND_INS = {"a": "4@", "e": "3", "i": "1!", "o": "0", "s": "5$", "t": "7", "u": "v"}
 ACCENTED = {"a": "áàâä", "e": "éèêë", "i": "íìîï", "o": "óòôö", "u": "úùûü"}
 INVISIBLE = ("\u200b", "\u200c", "\u2060")  # zero-width space, zero-width non-joiner, word joiner
-SEPARATORS = ".-_"
 
 
 def _stand_in(word: str, rng: random.Random) -> str:
@@ -1219,35 +1197,25 @@ def default_users(n: int) -> int:
     return max(1, min(n, MAX_USERS, max(20, n // 60)))
 
 
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1 (0.06 means 6%)")
-    return value
+def argument_type(convert: Callable[[str], float], noun: str, accept: Callable[[float], bool], refusal: str):
+    """An argparse `type`: `convert` the text (else "'x' is not `noun`"), then `accept` it (else "x `refusal`")."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text} {refusal}")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1 (underscores allowed: 1_000_000)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is less than 1")
-    return value
-
-
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= MAX_DAYS:
-        raise argparse.ArgumentTypeError(f"{text} is not a number of days in (0, {MAX_DAYS:g}]")
-    return value
+# a whole number of at least 1 (underscores allowed: 1_000_000)
+positive_int = argument_type(int, "a whole number", lambda v: v >= 1, "is less than 1")
+_share = argument_type(float, "a number", lambda v: 0.0 <= v <= 1.0, "is not a share between 0 and 1 (0.06 means 6%)")
+_days = argument_type(float, "a number", lambda v: 0 < v <= MAX_DAYS, f"is not a number of days in (0, {MAX_DAYS:g}]")
 
 
 def bootstrap_problem(bootstrap: str) -> str | None:

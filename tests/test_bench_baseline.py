@@ -3,7 +3,7 @@
 The baseline must do exactly the relay's work, so its validation, masking and
 output records are compared with the Spark code itself (pipelines/validation.py,
 pipelines/moderation.py, pipelines/relay.py) on demo traffic, on every case of
-tests/test_moderation.py and on generated tricky texts. The Kafka tests run the
+tests/pipelines/test_moderation.py and on generated tricky texts. The Kafka tests run the
 loop and Kafka's own performance tools against the real broker.
 """
 
@@ -17,16 +17,17 @@ from datetime import UTC, datetime
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-import tests.test_moderation as moderation_tests
+import tests.pipelines.test_moderation as moderation_tests
 from bench import baseline, kafka_limits
 from bench.baseline import BaselineError, Masker, controlled_record, parse_message, python_regex, run_baseline
 from bench.kafka_limits import ToolError, broker_limit, parse_consumer_summary, parse_producer_summary
-from pipelines.moderation import load_word_lists, with_moderation
+from pipelines.moderation import with_moderation
 from pipelines.relay import build_relay
 from pipelines.validation import with_validated_message
+from pipelines.wordlists import load_word_lists
 from stack import demo_data
 from stack.demo_data import CLEAN, PROFANE, DemoRecord, generate, obfuscated, random_obfuscations
-from tests.test_validation import RAW_SCHEMA
+from tests.pipelines.records import RAW_SCHEMA
 
 NOW = datetime(2026, 11, 27, 18, 30, 15, tzinfo=UTC)
 TS = "2026-11-27 10:00:00"
@@ -249,7 +250,7 @@ MODERATION_TESTS = [
 
 
 def test_masker_gives_every_expected_result_of_the_moderation_tests(monkeypatch, word_lists):
-    """The cases of tests/test_moderation.py (checked there in Spark), replayed through the Masker."""
+    """The cases of tests/pipelines/test_moderation.py (checked there in Spark), replayed through the Masker."""
     recorded: dict[str, list] = {}
     for name in MODERATION_TESTS:
         monkeypatch.setattr(

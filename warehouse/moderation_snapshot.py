@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from config import contract
+
 log = logging.getLogger(__name__)
 
 COLUMNS = [
@@ -30,7 +32,7 @@ class UserState:
     messages: int
     strikes: int
     is_blocked: bool
-    blocked_at: str | None = None  # "YYYY-MM-DD HH:MM:SS" UTC
+    blocked_at: str | None = None  # contract.TIMESTAMP_FORMAT, UTC
     blocked_partition: int | None = None
     blocked_offset: int | None = None
     last_batch_id: int | None = None  # the ledger batch that last changed the row
@@ -42,7 +44,7 @@ def _format_time(value) -> str | None:
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC)
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return value.strftime(contract.TIMESTAMP_FORMAT)
     return str(value)
 
 

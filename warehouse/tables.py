@@ -29,105 +29,140 @@ TABLE_PROPERTIES = {
     "delta.deletedFileRetentionDuration": "interval 7 days",
 }
 
-MESSAGES_SCHEMA = T.StructType(
-    [
-        T.StructField("message_id", T.StringType(), False),
-        T.StructField("author", T.StringType(), False),
-        T.StructField("data", T.StringType(), False),  # the original text, for audit
-        T.StructField("masked_data", T.StringType(), False),  # what readers see
-        T.StructField("is_profane", T.BooleanType(), False),
-        T.StructField("terms", T.ArrayType(T.StringType()), False),
-        # clean | profane | withheld (sent by a user who was already blocked: recorded, not served)
-        T.StructField("verdict", T.StringType(), False),
-        T.StructField("sent_at", T.TimestampType(), False),  # the message's timestamp (UTC)
-        T.StructField("ingested_at", T.TimestampType(), True),  # when Kafka got it
-        T.StructField("kafka_partition", T.IntegerType(), False),
-        T.StructField("kafka_offset", T.LongType(), False),
-        T.StructField("batch_id", T.LongType(), False),
-    ]
-)
+_TYPES = {
+    "string": T.StringType,
+    "boolean": T.BooleanType,
+    "int": T.IntegerType,
+    "bigint": T.LongType,
+    "double": T.DoubleType,
+    "timestamp": T.TimestampType,
+    "binary": T.BinaryType,
+}
 
-STRIKES_SCHEMA = T.StructType(
-    [
-        T.StructField("message_id", T.StringType(), False),
-        T.StructField("author", T.StringType(), False),
-        T.StructField("terms", T.ArrayType(T.StringType()), False),
-        T.StructField("strike_number", T.IntegerType(), False),
-        T.StructField("struck_at", T.TimestampType(), False),
-        T.StructField("kafka_partition", T.IntegerType(), False),
-        T.StructField("kafka_offset", T.LongType(), False),
-        T.StructField("batch_id", T.LongType(), False),
-    ]
-)
 
-USER_MODERATION_SCHEMA = T.StructType(
-    [
-        T.StructField("author", T.StringType(), False),
-        T.StructField("messages", T.LongType(), False),
-        T.StructField("strikes", T.IntegerType(), False),
-        T.StructField("is_blocked", T.BooleanType(), False),
-        T.StructField("blocked_at", T.TimestampType(), True),
-        # Kafka position (in `chat`) of the strike that blocked the user: later messages are withheld
-        T.StructField("blocked_partition", T.IntegerType(), True),
-        T.StructField("blocked_offset", T.LongType(), True),
-        T.StructField("first_seen", T.TimestampType(), False),
-        T.StructField("last_seen", T.TimestampType(), False),
-        T.StructField("updated_at", T.TimestampType(), False),
-        T.StructField("last_batch_id", T.LongType(), False),
-    ]
-)
+def _split(text: str, sep: str = ",") -> list[str]:
+    """`text` split at each `sep` outside angle brackets."""
+    parts, depth, current = [], 0, []
+    for ch in text:
+        depth += (ch == "<") - (ch == ">")
+        if ch == sep and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    return [*parts, "".join(current)]
 
-REJECTED_MESSAGES_SCHEMA = T.StructType(
-    [
-        T.StructField("raw_value", T.BinaryType(), True),
-        T.StructField("raw_text", T.StringType(), True),  # the value as UTF-8 text, where it is text
-        T.StructField("reason", T.StringType(), False),
-        T.StructField("message_id", T.StringType(), True),
-        T.StructField("kafka_partition", T.IntegerType(), False),
-        T.StructField("kafka_offset", T.LongType(), False),
-        T.StructField("kafka_timestamp", T.TimestampType(), True),
-        T.StructField("seen_at", T.TimestampType(), False),
-        T.StructField("batch_id", T.LongType(), False),
-    ]
-)
 
-# Delta has no NOT NULL inside arrays: the nested fields are nullable, though the job never writes a null there
-MODERATOR_ACTIONS_SCHEMA = T.StructType(
-    [
-        T.StructField("action_id", T.StringType(), False),
-        T.StructField("action", T.StringType(), False),  # "unblock"
-        T.StructField("author", T.StringType(), False),
-        T.StructField("requested_by", T.StringType(), True),
-        T.StructField("requested_at", T.TimestampType(), True),  # when the API took the request (UTC)
-        T.StructField("strikes_cleared", T.IntegerType(), False),  # the user's strikes just before
-        T.StructField("was_blocked", T.BooleanType(), False),
-        T.StructField("kafka_partition", T.IntegerType(), False),  # in `chat_actions`
-        T.StructField("kafka_offset", T.LongType(), False),
-        T.StructField("batch_id", T.LongType(), False),  # the ledger batch that applied it
-    ]
-)
+def _data_type(text: str) -> T.DataType:
+    text = text.strip().lower()
+    if text.startswith("array<") and text.endswith(">"):
+        return T.ArrayType(_data_type(text[len("array<") : -1]))
+    if text.startswith("struct<") and text.endswith(">"):
+        fields = (field.split(":", 1) for field in _split(text[len("struct<") : -1]))
+        return T.StructType([T.StructField(name.strip(), _data_type(kind)) for name, kind in fields])
+    if text not in _TYPES:
+        raise ValueError(f"type {text!r} is none of {', '.join(_TYPES)}, array<…>, struct<…>")
+    return _TYPES[text]()
 
-TERM_COUNT = T.StructType([T.StructField("term", T.StringType(), True), T.StructField("hits", T.LongType(), True)])
 
-# Built by the statistics job (pipelines/user_stats.py), replaced as a whole on every run
-USER_STATS_SCHEMA = T.StructType(
-    [
-        T.StructField("author", T.StringType(), False),
-        T.StructField("messages", T.LongType(), False),  # every recorded message, withheld ones included
-        T.StructField("profane_messages", T.LongType(), False),
-        T.StructField("profanity_rate", T.DoubleType(), False),  # profane_messages / messages, 0 … 1
-        T.StructField("withheld_messages", T.LongType(), False),  # sent after the block: recorded, not served
-        T.StructField("strikes", T.LongType(), False),  # rows in `strikes` (all time)
-        T.StructField("is_blocked", T.BooleanType(), False),
-        T.StructField("blocked_at", T.TimestampType(), True),
-        T.StructField("first_seen", T.TimestampType(), False),
-        T.StructField("last_seen", T.TimestampType(), False),
-        T.StructField("active_days", T.IntegerType(), False),  # distinct UTC dates with a message
-        T.StructField("messages_by_hour", T.ArrayType(T.LongType(), True), False),  # 24 counts, hour of day UTC
-        T.StructField("busiest_hour", T.IntegerType(), False),  # 0 … 23, the earliest on a tie
-        T.StructField("top_terms", T.ArrayType(TERM_COUNT, True), False),  # up to 5 matched terms, most frequent first
-    ]
-)
+def schema(ddl: str) -> T.StructType:
+    """A schema from Spark DDL columns, `name type [NOT NULL]`, comma-separated (`--` starts a comment).
+
+    The subset of DDL the tables use, parsed without a JVM, so that the schemas are plain constants."""
+    text = "\n".join(line.split("--", 1)[0] for line in ddl.splitlines())
+    fields = []
+    for column in filter(str.strip, _split(text)):
+        name, kind = column.split(None, 1)
+        required = kind.lower().split()[-2:] == ["not", "null"]
+        kind = kind.rsplit(None, 2)[0] if required else kind
+        fields.append(T.StructField(name, _data_type(kind), nullable=not required))
+    return T.StructType(fields)
+
+
+MESSAGES_SCHEMA = schema("""
+    message_id        string not null,
+    author            string not null,
+    data              string not null,         -- the original text, for audit
+    masked_data       string not null,         -- what readers see
+    is_profane        boolean not null,
+    terms             array<string> not null,
+    verdict           string not null,         -- clean | profane | withheld (sent by a user who was
+                                               -- already blocked: recorded, not served)
+    sent_at           timestamp not null,      -- the message's timestamp (UTC)
+    ingested_at       timestamp,               -- when Kafka got it
+    kafka_partition   int not null,
+    kafka_offset      bigint not null,
+    batch_id          bigint not null
+""")
+
+STRIKES_SCHEMA = schema("""
+    message_id        string not null,
+    author            string not null,
+    terms             array<string> not null,
+    strike_number     int not null,
+    struck_at         timestamp not null,
+    kafka_partition   int not null,
+    kafka_offset      bigint not null,
+    batch_id          bigint not null
+""")
+
+USER_MODERATION_SCHEMA = schema("""
+    author            string not null,
+    messages          bigint not null,
+    strikes           int not null,
+    is_blocked        boolean not null,
+    blocked_at        timestamp,
+    blocked_partition int,                     -- Kafka position (in `chat`) of the strike that blocked
+    blocked_offset    bigint,                  -- the user: later messages are withheld
+    first_seen        timestamp not null,
+    last_seen         timestamp not null,
+    updated_at        timestamp not null,
+    last_batch_id     bigint not null
+""")
+
+REJECTED_MESSAGES_SCHEMA = schema("""
+    raw_value         binary,
+    raw_text          string,                  -- the value as UTF-8 text, where it is text
+    reason            string not null,
+    message_id        string,
+    kafka_partition   int not null,
+    kafka_offset      bigint not null,
+    kafka_timestamp   timestamp,
+    seen_at           timestamp not null,
+    batch_id          bigint not null
+""")
+
+MODERATOR_ACTIONS_SCHEMA = schema("""
+    action_id         string not null,
+    action            string not null,         -- "unblock"
+    author            string not null,
+    requested_by      string,
+    requested_at      timestamp,               -- when the API took the request (UTC)
+    strikes_cleared   int not null,            -- the user's strikes just before
+    was_blocked       boolean not null,
+    kafka_partition   int not null,            -- in `chat_actions`
+    kafka_offset      bigint not null,
+    batch_id          bigint not null          -- the ledger batch that applied it
+""")
+
+# Built by the statistics job (pipelines/user_stats.py), replaced as a whole on every run. Delta has
+# no NOT NULL inside arrays: the nested fields are nullable, though the job never writes a null there.
+USER_STATS_SCHEMA = schema("""
+    author            string not null,
+    messages          bigint not null,         -- every recorded message, withheld ones included
+    profane_messages  bigint not null,
+    profanity_rate    double not null,         -- profane_messages / messages, 0 … 1
+    withheld_messages bigint not null,         -- sent after the block: recorded, not served
+    strikes           bigint not null,         -- rows in `strikes` (all time)
+    is_blocked        boolean not null,
+    blocked_at        timestamp,
+    first_seen        timestamp not null,
+    last_seen         timestamp not null,
+    active_days       int not null,            -- distinct UTC dates with a message
+    messages_by_hour  array<bigint> not null,  -- 24 counts, hour of day UTC
+    busiest_hour      int not null,            -- 0 … 23, the earliest on a tie
+    top_terms         array<struct<term: string, hits: bigint>> not null  -- up to 5, most frequent first
+""")
 
 SCHEMAS = {
     paths.MESSAGES: MESSAGES_SCHEMA,

@@ -6,16 +6,12 @@ each test batches its cases into one small DataFrame.
 
 from __future__ import annotations
 
-import unicodedata
-
 import pyspark.sql.functions as F
 import pytest
 from chispa import assert_df_equality
 
 from pipelines.moderation import (
-    WordLists,
     contains_profanity,
-    load_word_lists,
     masked_text,
     matched_terms,
     profanity_pattern,
@@ -23,34 +19,12 @@ from pipelines.moderation import (
     with_moderation,
     word_key,
 )
+from pipelines.wordlists import WordLists, load_word_lists
 
 OUTPUT_SCHEMA = "id int, data string, masked_data string, terms array<string>, is_profane boolean"
 
 ZWSP, ZWNJ, ZWJ, WORD_JOINER, BOM, SOFT_HYPHEN = "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"
 ACUTE, TILDE = "\u0301", "\u0303"  # combining marks
-
-REQUIRED_WORDS = [
-    "mierda",
-    "joder",
-    "cabrón",
-    "hostia",
-    "puta",
-    "puto",
-    "coño",
-    "gilipollas",
-    "pendejo",
-    "culo",
-    "verga",
-    "fuck",
-    "shit",
-    "cunt",
-    "bitch",
-    "asshole",
-    "bastard",
-    "dick",
-    "cock",
-    "crap",
-]
 
 
 @pytest.fixture(scope="module")
@@ -532,67 +506,7 @@ def test_column_functions_and_another_text_column(spark, word_lists):
 
 
 # ---------------------------------------------------------------------------------------------
-# load_word_lists and profanity_pattern (no Spark)
-
-
-def write(folder, name: str, text: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(text, encoding="utf-8")
-
-
-def test_shipped_word_lists(word_lists):
-    assert set(REQUIRED_WORDS) <= set(word_lists.profane)
-    assert len(word_lists.profane) >= 100
-    assert {"craps", "assess", "anales"} <= set(word_lists.allow)
-    assert not set(word_lists.allow) & set(word_lists.profane)
-    assert all(w == unicodedata.normalize("NFC", w).lower() for w in word_lists.profane + word_lists.allow)
-
-
-def test_load_word_lists_reads_comments_case_and_every_list(tmp_path):
-    write(tmp_path, "es.txt", "# Spanish\n\nMierda\n  joder  # inline comment\nmierda\nco\u0301ño\n")
-    write(tmp_path, "en.txt", "fuck\nshit\n")
-    write(tmp_path, "allow.txt", "# nothing yet\n")
-    assert load_word_lists(tmp_path) == WordLists(profane=("fuck", "shit", "mierda", "joder", "cóño"), allow=())
-
-
-def test_load_word_lists_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_word_lists(tmp_path / "missing")
-
-    only_allow = tmp_path / "only_allow"
-    write(only_allow, "allow.txt", "craps\n")
-    with pytest.raises(FileNotFoundError, match="no profanity list"):
-        load_word_lists(only_allow)
-
-    no_allow = tmp_path / "no_allow"
-    write(no_allow, "es.txt", "mierda\n")
-    with pytest.raises(FileNotFoundError, match="allow-list"):
-        load_word_lists(no_allow)
-
-    empty = tmp_path / "empty"
-    write(empty, "es.txt", "# only a comment\n\n")
-    write(empty, "allow.txt", "")
-    with pytest.raises(ValueError, match="holds no word"):
-        load_word_lists(empty)
-
-    two_words = tmp_path / "two_words"
-    write(two_words, "es.txt", "mierda\nhijo de puta\n")
-    write(two_words, "allow.txt", "")
-    with pytest.raises(ValueError, match=r"es\.txt:2: 'hijo de puta' is not a single word"):
-        load_word_lists(two_words)
-
-    digits = tmp_path / "digits"
-    write(digits, "en.txt", "sh1t\n")
-    write(digits, "allow.txt", "a55\n")
-    with pytest.raises(ValueError, match="sh1t"):
-        load_word_lists(digits)
-
-    latin1 = tmp_path / "latin1"
-    latin1.mkdir()
-    (latin1 / "es.txt").write_bytes("cabrón\n".encode("latin-1"))
-    write(latin1, "allow.txt", "")
-    with pytest.raises(ValueError, match="not UTF-8"):
-        load_word_lists(latin1)
+# profanity_pattern (no Spark)
 
 
 def test_profanity_pattern_rejects_what_it_cannot_match():

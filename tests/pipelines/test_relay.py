@@ -1,14 +1,16 @@
-"""pipelines/relay.py transformations on in-memory records (the stream itself is tested in test_stack.py)."""
+"""pipelines/relay.py transformations on in-memory records (the stream itself: tests/stack/test_stack.py)."""
 
 from __future__ import annotations
 
 import json
 
+import pyspark.sql.functions as F
+import pytest
 from chispa import assert_df_equality
 
-from pipelines.moderation import load_word_lists
-from pipelines.relay import build_relay, to_controlled_record
-from tests.test_validation import raw_df
+from pipelines.relay import REALTIME_CHECKPOINT_INTERVAL, build_relay, chat_position, to_controlled_record, trigger_args
+from pipelines.wordlists import load_word_lists
+from tests.pipelines.records import raw_df
 
 
 def test_to_controlled_record_serves_the_masked_text_keyed_by_author_with_id_and_position(spark):
@@ -57,3 +59,19 @@ def test_build_relay_masks_valid_messages_and_drops_invalid_ones(spark):
             {"message_id": b"m4", "chat_position": b"0:4", "profane": b"true"},
         ),
     ]
+
+
+def test_chat_position_is_partition_colon_offset(spark):
+    df = spark.createDataFrame([(0, 41), (12, 9_000_000_000), (None, 3)], "partition int, offset long")
+    assert [r.p for r in df.select(chat_position(F.col("partition"), F.col("offset")).alias("p")).collect()] == [
+        "0:41",
+        "12:9000000000",
+        None,
+    ]
+
+
+def test_trigger_args_name_the_two_modes():
+    assert trigger_args("realtime") == {"realTime": REALTIME_CHECKPOINT_INTERVAL}
+    assert trigger_args("microbatch") == {"processingTime": "0 seconds"}
+    with pytest.raises(ValueError, match="unknown relay trigger 'continuous'"):
+        trigger_args("continuous")

@@ -20,8 +20,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from config.contract import MAX_AUTHOR_CHARS
 from config.settings import REPO_ROOT
-from pipelines.moderation import load_word_lists, with_moderation
+from pipelines.moderation import with_moderation
 from pipelines.validation import field_text, parsed_value, reject_reason
+from pipelines.wordlists import STAND_INS, load_word_lists
 from stack import demo_data
 from stack.broker import free_port
 from stack.demo_data import (
@@ -322,3 +323,20 @@ def test_kafka_down_is_one_line_and_exit_code_1():
     assert len(lines) == 1 and lines[0].startswith(f"demo-data: error: cannot reach Kafka at {bootstrap} within 2s (")
     assert lines[0].endswith("): is the stack up (make up)?")
     assert time.monotonic() - started < 30
+
+
+def test_the_generator_loads_no_spark():
+    code = "import sys, stack.demo_data as d; d.load_profane_words(); print('pyspark' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_stand_ins_are_the_moderations_own():
+    """The generator writes a stand-in only from the table the moderation folds back (pipelines/wordlists.py)."""
+    rng = random.Random(3)
+    for word in ("mierda", "puta", "asshole", "tits"):
+        for _ in range(30):
+            written = obfuscated(word, ("stand_in",), rng)
+            assert len(written) == len(word)
+            for plain, ch in zip(word, written):
+                assert ch == plain or ch in STAND_INS[plain], (word, written)

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pyspark.sql.types as T
+import pyspark.sql.functions as F
 import pytest
 from chispa import assert_df_equality
 
-from pipelines.validation import filter_valid, with_validated_message
-
-RAW_SCHEMA = T.StructType(
-    [
-        T.StructField("value", T.BinaryType()),
-        T.StructField(
-            "headers",
-            T.ArrayType(T.StructType([T.StructField("key", T.StringType()), T.StructField("value", T.BinaryType())])),
-        ),
-        T.StructField("partition", T.IntegerType()),
-        T.StructField("offset", T.LongType()),
-    ]
-)
+from pipelines.validation import filter_valid, message_id, with_validated_message
+from tests.pipelines.records import raw_df
 
 OK_TS = "2026-11-27 10:00:00"
 
@@ -28,11 +17,6 @@ OK_TS = "2026-11-27 10:00:00"
 def msg(author="ana", data="hola", timestamp=OK_TS, **extra) -> bytes:
     body = {"author": author, "data": data, "timestamp": timestamp, **extra}
     return json.dumps(body, ensure_ascii=False).encode()
-
-
-def raw_df(spark, values, with_header=True):
-    rows = [(v, [("message_id", f"m{i}".encode())] if with_header else [], 0, i) for i, v in enumerate(values)]
-    return spark.createDataFrame(rows, RAW_SCHEMA)
 
 
 def reasons(spark, values):
@@ -100,3 +84,18 @@ def test_records_without_message_id_get_a_stable_id_from_kafka_coordinates(spark
 def test_filter_valid_keeps_only_messages(spark):
     df = raw_df(spark, [msg(), b"garbage", None, msg(data="adiós")]).transform(with_validated_message)
     assert [r.data for r in filter_valid(df).orderBy("offset").collect()] == ["hola", "adiós"]
+
+
+def test_message_id_is_the_header_or_the_kafka_coordinates(spark):
+    df = spark.createDataFrame(
+        [
+            ([("other", b"x"), ("message_id", "id-ñ-😀".encode())], 0, 7),
+            ([("other", b"x")], 1, 8),
+            ([], 2, 9),
+            (None, 3, 10),
+        ],
+        "headers array<struct<key:string,value:binary>>, partition int, offset long",
+    )
+    actual = df.select(message_id(F.col("headers"), F.col("partition"), F.col("offset")).alias("id"))
+    expected = spark.createDataFrame([("id-ñ-😀",), ("kafka-1-8",), ("kafka-2-9",), ("kafka-3-10",)], "id string")
+    assert_df_equality(actual, expected, ignore_nullable=True)

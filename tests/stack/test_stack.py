@@ -17,14 +17,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from stack.broker import KafkaBroker, free_port, port_open
 from stack.topics import create_topics
 from tests.conftest import auth, wait_for_messages
+from tests.stack.running import child_pid, delta_rows, post, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def post(api_url, author, data):
-    response = requests.post(f"{api_url}/messages", json={"data": data}, headers=auth(api_url, author), timeout=20)
-    assert response.status_code == 202, response.text
-    return response.json()
 
 
 def test_startup_printed_a_status_line_per_step_and_the_urls(chat_stack):
@@ -102,25 +97,6 @@ def test_many_messages_arrive_once_each_and_in_order_per_author(chat_stack):
     seen = wait_for_messages(chat_stack.api_url, "heidi", lambda ms: set(ids) <= {m["id"] for m in ms})
     got = [m["id"] for m in seen if m["id"] in set(ids)]
     assert got == ids
-
-
-def delta_rows(stack, table, **equal) -> list[dict]:
-    """Rows of a Delta table of the running stack, read with deltalake (as the API does)."""
-    from deltalake import DeltaTable
-
-    rows = DeltaTable(str(stack.data_dir / "warehouse" / table)).to_pyarrow_table().to_pylist()
-    return [r for r in rows if all(r.get(k) == v for k, v in equal.items())]
-
-
-def wait_until(predicate, timeout_s=300, every_s=0.25):
-    """The ledger's micro-batches take seconds to tens of seconds on 2 busy cores: be patient."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(every_s)
-    raise AssertionError("timed out")
 
 
 def test_profanity_is_masked_for_readers_and_kept_for_audit(chat_stack):
@@ -259,20 +235,6 @@ def test_broker_is_formatted_once_and_keeps_its_data_across_restarts(tmp_path: P
         broker.stop()
 
 
-def child_pid(parent: int, needle: str) -> int | None:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and needle in cmdline:
-            return int(entry.name)
-    return None
-
-
 def service_pids(stack) -> dict[str, int | None]:
     return {
         name: child_pid(stack.process.pid, needle)
@@ -325,91 +287,3 @@ def test_a_broker_outage_is_a_503_and_everything_resumes_without_restarts(chat_s
     wait_until(lambda: delta_rows(chat_stack, "messages", message_id=after["id"]), timeout_s=240)
     assert service_pids(chat_stack) == pids, "a service was restarted"
     assert "broker exited" in chat_stack.output()
-
-
-def streams_restarted(stack, old_pid: int) -> int:
-    return wait_until(
-        lambda: (p := child_pid(stack.process.pid, "pipelines.streams")) not in (None, old_pid) and p, timeout_s=180
-    )
-
-
-def kill_streams(stack) -> int:
-    pid = child_pid(stack.process.pid, "pipelines.streams")
-    assert pid, "the streams process was not found"
-    os.kill(pid, signal.SIGKILL)
-    return pid
-
-
-def delta_versions(stack, table: str) -> int:
-    return len(list((stack.data_dir / "warehouse" / table / "_delta_log").glob("*.json")))
-
-
-def notice_ids(bootstrap: str) -> set[str]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=1000)
-    try:
-        consumer.assign([TopicPartition("chat_notices", 0)])
-        consumer.seek_to_beginning()
-        return {json.loads(r.value)["id"] for r in consumer}
-    finally:
-        consumer.close()
-
-
-@pytest.mark.timeout(1500)  # four Spark restarts, each a minute or more on 2 busy cores
-def test_streams_killed_at_several_points_lose_and_duplicate_nothing(chat_stack):
-    """Runs last: SIGKILL the Spark streams four times, at different points; `make up` restarts them
-    each time and they resume from their checkpoints."""
-    api = chat_stack.api_url
-    ready = chat_stack.data_dir / "run" / "streams.ready"
-    ids: list[str] = []
-
-    # 1. in the middle of traffic
-    ids += [post(api, "crash", "antes: mierda" if i == 0 else f"antes {i}")["id"] for i in range(10)]
-    old = kill_streams(chat_stack)
-    ids += [post(api, "crash", f"durante {i}")["id"] for i in range(10)]  # Kafka keeps them meanwhile
-    old = streams_restarted(chat_stack, old)
-
-    # 2. while the new process is still starting (recovering its checkpoints), before it is ready
-    time.sleep(8)
-    assert not ready.exists()
-    os.kill(old, signal.SIGKILL)
-    ids += [post(api, "crash", f"arranque {i}")["id"] for i in range(5)]
-    old = streams_restarted(chat_stack, old)
-    wait_until(ready.exists, timeout_s=240)
-
-    # 3. between the Delta commits of one ledger batch: right after its `messages` append
-    versions = delta_versions(chat_stack, "messages")
-    ids += [post(api, "crash", f"ráfaga {i}")["id"] for i in range(20)]
-    wait_until(lambda: delta_versions(chat_stack, "messages") > versions, timeout_s=240, every_s=0.02)
-    old = kill_streams(chat_stack)
-    old = streams_restarted(chat_stack, old)
-    wait_until(ready.exists, timeout_s=240)
-
-    # 4. right after a batch sent its notices, before its Delta commits
-    known = notice_ids(chat_stack.kafka_bootstrap)
-    profane = post(api, "crash", "otra mierda")
-    ids.append(profane["id"])
-    wait_until(
-        lambda: f"{profane['id']}:strike" in notice_ids(chat_stack.kafka_bootstrap) - known, timeout_s=240, every_s=0.05
-    )
-    old = kill_streams(chat_stack)
-    streams_restarted(chat_stack, old)
-    ids += [post(api, "crash", f"después {i}")["id"] for i in range(10)]
-
-    seen = wait_for_messages(api, "observer", lambda ms: set(ids) <= {m["id"] for m in ms}, timeout_s=300)
-    served = [m["id"] for m in seen if m["author"] == "crash"]
-    assert served == ids  # each once, in order
-    rows = wait_until(
-        lambda: len(r := delta_rows(chat_stack, "messages", author="crash")) >= len(ids) and r, timeout_s=300
-    )
-    assert sorted(r["message_id"] for r in rows) == sorted(ids)  # exactly once in Delta
-    # the same batch then appends the strikes and merges the user's row: wait for those too
-    [user] = wait_until(
-        lambda: [u for u in delta_rows(chat_stack, "user_moderation", author="crash") if u["messages"] >= len(ids)],
-        timeout_s=300,
-    )
-    assert (user["messages"], user["strikes"], user["is_blocked"]) == (len(ids), 2, False)
-    strikes = delta_rows(chat_stack, "strikes", author="crash")
-    assert sorted(s["strike_number"] for s in strikes) == [1, 2]
-    notices = requests.get(f"{api}/users/crash/notices", headers=auth(api, "crash"), timeout=10).json()["notices"]
-    assert [(n["kind"], n["strike"]) for n in notices] == [("warning", 1), ("warning", 2)]
-    assert chat_stack.output().count("streams  exited") + chat_stack.output().count("streams exited") >= 4
