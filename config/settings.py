@@ -63,30 +63,27 @@ def _text(name: str, default: str) -> str:
     return _raw(name) or default
 
 
-def _whole(name: str, default: int, minimum: int = 0) -> int:
+def _number(name: str, default, parse, what: str, low, high):
+    """The setting as a number from `low` to `high` (None: unbounded), or SystemExit naming what is wrong."""
     raw = _raw(name)
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise SystemExit(f"{name} must be at least {minimum}, got {value}")
+        raise SystemExit(f"{name} must be {what}, got {raw!r}") from None
+    if (low is not None and value < low) or (high is not None and value > high) or value != value:
+        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise SystemExit(f"{name} must be {what} {bounds}, got {raw!r}")
     return value
 
 
-def _seconds(name: str, default: float) -> float:
-    raw = _raw(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not 0 < value < 3600:
-        raise SystemExit(f"{name} must be more than 0 and less than 3600 seconds, got {raw!r}")
-    return value
+def _whole(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    return _number(name, default, int, "a whole number", minimum, maximum)
+
+
+def _seconds(name: str, default: float, minimum: float = 0.001, maximum: float = 3600) -> float:
+    return _number(name, default, float, "a number of seconds", minimum, maximum)
 
 
 def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -134,25 +131,12 @@ class Settings:
     def warehouse_dir(self) -> Path:
         return self.warehouse_location or self.data_dir / "warehouse"
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.data_dir / "checkpoints"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.data_dir / "log"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.data_dir / "run"
-
-    @property
-    def kafka_dir(self) -> Path:
-        return self.data_dir / "kafka"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.data_dir / "reports"
+    # the folders under DATA_DIR, each named once
+    checkpoint_dir = property(lambda self: self.data_dir / "checkpoints")
+    log_dir = property(lambda self: self.data_dir / "log")
+    run_dir = property(lambda self: self.data_dir / "run")
+    kafka_dir = property(lambda self: self.data_dir / "kafka")
+    reports_dir = property(lambda self: self.data_dir / "reports")
 
 
 def load() -> Settings:
