@@ -24,31 +24,51 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("CHAT_DATA_DIR", "var", "data directory: broker data, checkpoints, logs, run files, reports"),
-    Setting("CHAT_WAREHOUSE_DIR", "", "Delta warehouse (a shared mount on a cluster); default DATA_DIR/warehouse"),
+    Setting(
+        "CHAT_DATA_DIR",
+        "var",
+        "broker data (`kafka/`), checkpoints, the Delta tables (`warehouse/`), logs (`log/`), run files, reports",
+    ),
+    Setting(
+        "CHAT_WAREHOUSE_DIR",
+        "",
+        "where the Delta tables live; default `$CHAT_DATA_DIR/warehouse` (on a cluster: a path every Spark worker and the API see)",
+    ),
     Setting("CHAT_JARS_DIR", "var/jars", "where `make jars` puts the Kafka and Spark jars"),
-    Setting("CHAT_KAFKA_BOOTSTRAP", "", "Kafka bootstrap servers; set: use that Kafka, unset: start a broker here"),
+    Setting(
+        "CHAT_KAFKA_BOOTSTRAP",
+        "",
+        "Kafka bootstrap servers; when set, `make up` starts no broker and uses these; default `127.0.0.1:$CHAT_KAFKA_PORT`",
+    ),
     Setting("CHAT_KAFKA_PORT", "9092", "port of the embedded broker (and the default bootstrap)"),
     Setting("CHAT_KAFKA_CONTROLLER_PORT", "9093", "KRaft controller port of the embedded broker"),
-    Setting("CHAT_TOPIC_PARTITIONS", "1", "partitions of each topic when it is created"),
-    Setting("CHAT_REPLICATION_FACTOR", "1", "replicas of each topic when it is created"),
-    Setting("CHAT_MIN_INSYNC_REPLICAS", "0", "min.insync.replicas of each topic; 0: 1 below three replicas, else 2"),
-    Setting("CHAT_SPARK_MASTER", "local[*]", "Spark master of the streams and jobs (unless spark-submit sets one)"),
-    Setting("CHAT_RELAY_TRIGGER", "realtime", "relay trigger: realtime (Spark's real-time mode) or microbatch"),
+    Setting("CHAT_TOPIC_PARTITIONS", "1", "partitions of new topics (Kafka's unit of parallelism)"),
+    Setting("CHAT_REPLICATION_FACTOR", "1", "replication factor of new topics"),
+    Setting(
+        "CHAT_MIN_INSYNC_REPLICAS",
+        "0",
+        "`min.insync.replicas` of new topics; 0: 1 below three replicas, else 2 (see Reliability)",
+    ),
+    Setting("CHAT_SPARK_MASTER", "local[*]", "Spark master, e.g. `spark://host:7077` (spark-submit's `--master` wins)"),
+    Setting(
+        "CHAT_RELAY_TRIGGER",
+        "realtime",
+        "`realtime` (Spark's real-time mode) or `microbatch` (back-to-back micro-batches); see below",
+    ),
     Setting("CHAT_LEDGER_TRIGGER_SECONDS", "1", "seconds between the ledger's micro-batches"),
     Setting("CHAT_API_HOST", "127.0.0.1", "address the API listens on"),
     Setting("CHAT_API_PORT", "5000", "port the API listens on"),
-    Setting("CHAT_API_URL", "", "the API as the UI reaches it; default http://127.0.0.1:API_PORT"),
+    Setting("CHAT_API_URL", "", "the API the UI talks to; default `http://127.0.0.1:$CHAT_API_PORT`"),
     Setting("CHAT_UI_HOST", "127.0.0.1", "address the UI listens on"),
     Setting("CHAT_UI_PORT", "8000", "port the UI listens on"),
     Setting("CHAT_SESSION_TTL_S", "1800", "seconds a session lives after its last use"),
     Setting(
         "CHAT_SECRET_KEY",
         "",
-        "key that signs session tokens; default one generated into DATA_DIR/secret_key",
+        "signs the session tokens; set the same value on every API host; default: one generated into `$CHAT_DATA_DIR/secret_key`",
         secret=True,
     ),
-    Setting("CHAT_ADMIN_TOKEN", "", "moderators' bearer token; unset: the moderator endpoints are off", secret=True),
+    Setting("CHAT_ADMIN_TOKEN", "", "the moderators' bearer token; unset: moderator calls are refused", secret=True),
 )
 NAMES = frozenset(s.name for s in SETTINGS)
 
@@ -178,3 +198,10 @@ def describe(current: Callable[[str], str] = _raw) -> list[tuple[str, str, str, 
             value = "(set)"
         rows.append((s.name, s.default or "-", value or "-", s.meaning))
     return rows
+
+
+def markdown_table() -> str:
+    """The settings as the Markdown table of README's "Configuration" section."""
+    lines = ["| variable | default | what |", "|---|---|---|"]
+    lines += [f"| `{s.name}` | {f'`{s.default}`' if s.default else '-'} | {s.meaning} |" for s in SETTINGS]
+    return "\n".join(lines)
