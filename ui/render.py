@@ -47,7 +47,12 @@ a:focus-visible, button:focus-visible, input:focus-visible, summary:focus-visibl
   outline: 3px solid var(--bs-primary); outline-offset: 2px;
 }
 .join-error { color: var(--bs-danger-text-emphasis); min-height: 1.5em; }
-.chat-msg-header { font-size: .85rem; color: var(--bs-secondary-color); }
+/* A message cut by the top of the scrolled chat keeps its author line in view: without this,
+   the top message showed only its text in a window where the chat had scrolled (issue 21). */
+.chat-msg-header {
+  font-size: .85rem; color: var(--bs-secondary-color);
+  position: sticky; top: 0; z-index: 1; background: var(--bs-body-bg);
+}
 .chat-msg-author { color: var(--bs-emphasis-color); }
 .chat-msg-text { white-space: pre-wrap; overflow-wrap: anywhere; }
 .chat-msg-own { border-left: 3px solid var(--bs-primary); padding-left: .6rem; }
