@@ -42,17 +42,23 @@ from .render import (
 API_URL = settings.load().api_url
 
 # The switch sets the page's language and remembers the choice at once, without a trip to the server;
-# shinychat's own controls get their names in the page's language.
+# shinychat's own controls get their names in the page's language, and its scrolling message list
+# can be reached with the keyboard.
 SCRIPT = """
 (() => {
   const TITLES = %(titles)s, LABELS = %(labels)s;
+  function set(element, name, value) {
+    if (element.getAttribute(name) !== value) element.setAttribute(name, value);
+  }
   function label(root) {
     const names = LABELS[document.documentElement.lang] || LABELS.en;
     for (const [selector, name] of Object.entries(names)) {
       for (const element of root.querySelectorAll(selector)) {
-        if (element.getAttribute("aria-label") !== name) element.setAttribute("aria-label", name);
+        set(element, "aria-label", name);
+        if (element.hasAttribute("title")) set(element, "title", name);
       }
     }
+    for (const element of root.querySelectorAll("#chat .shiny-chat-messages")) set(element, "tabindex", "0");
   }
   document.addEventListener("change", (event) => {
     const input = event.target;
