@@ -41,9 +41,8 @@ CSS = """
 .chat-rules { font-size: .9rem; }
 .join-form { max-width: 28rem; }
 .join-form .btn { margin-bottom: .5rem; }
-/* a focus ring on everything that can take the focus, whatever the theme does */
-a:focus-visible, button:focus-visible, input:focus-visible, summary:focus-visible,
-[contenteditable]:focus-visible, [tabindex]:focus-visible {
+/* a focus ring on everything that can take the focus, over the theme's (which drops the outline) */
+html :is(a, button, input, summary, [contenteditable], [tabindex]):focus-visible {
   outline: 3px solid var(--bs-primary); outline-offset: 2px;
 }
 .join-error { color: var(--bs-danger-text-emphasis); min-height: 1.5em; }
