@@ -135,8 +135,12 @@ class ChatPage:
             ) from None
 
     def text_of(self, selector: str) -> str:
-        found = self.driver.find_elements(By.CSS_SELECTOR, selector)
-        return found[0].text if found else ""
+        """The text shown in the first element ``selector`` finds ("" if none), read in one call: Shiny may
+        replace the element between a lookup and a read."""
+        return self.script_with(
+            "const found = document.querySelector(arguments[0]); return found ? found.innerText.trim() : ''",
+            selector,
+        )
 
     def join(self, name: str) -> None:
         self.driver.find_element(By.ID, "name").send_keys(name)
@@ -201,7 +205,7 @@ class ChatPage:
         self.wait_for(lambda: (author, text) in self.messages(), f"{author}'s {text!r}", MESSAGE_TIMEOUT)
 
     def notifications(self) -> list[str]:
-        return [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, ".shiny-notification")]
+        return self.script("return [...document.querySelectorAll('.shiny-notification')].map((e) => e.innerText)")
 
     def script(self, source: str) -> Any:
         return self.driver.execute_script(source)
