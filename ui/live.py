@@ -14,14 +14,16 @@ import atexit
 import contextvars
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from shiny import Session, reactive, ui
 
 from .client import ChatApiError, ChatSession, fetch_user
+from .i18n import Lang
 from .models import FeedStatus, Notice, NoticeBatch, Standing, UserRecord
 from .poller import FeedPoller, NoticeFollower
-from .render import clean_text, notification_type
+from .render import notice_text, notification_type
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,8 @@ class ModerationWatch:
     that thread hands over (through an ``asyncio.Queue``). Every update is made
     holding ``reactive.lock()`` and followed by a flush, like
     :meth:`LiveFeed.publish`. Notices that arrive after the join are also
-    shown as notifications; the backlog only sets the standing.
+    shown as notifications, in the language ``language()`` gives at that
+    moment; the backlog only sets the standing.
 
     The task runs in a fresh ``contextvars`` context, so it does not inherit
     the reactive context of the effect that started it.
@@ -126,9 +129,11 @@ class ModerationWatch:
         session: Session,
         chat_session: ChatSession,
         standing: reactive.Value[Standing | None],
+        language: Callable[[], Lang],
         **follower_options: Any,
     ) -> None:
         self.session = session
+        self.language = language
         self.chat_session = chat_session
         self.author = chat_session.author
         self.standing = standing
@@ -157,7 +162,9 @@ class ModerationWatch:
         loop = asyncio.get_running_loop()
         record: UserRecord | None = None
         try:
-            record = await asyncio.to_thread(fetch_user, self.chat_session.api_url, self.author)
+            record = await asyncio.to_thread(
+                fetch_user, self.chat_session.api_url, self.author, language=self.chat_session.language
+            )
         except ChatApiError as exc:
             # Shown as not blocked for now; a blocked user's notices (read next, with retries) still block them.
             log.warning("Cannot look up user %r (%s)", self.author, exc)
@@ -195,9 +202,10 @@ class ModerationWatch:
             if record is not None:
                 standing = standing.with_user(record)
             self.standing.set(standing.with_notices(notices))
+            lang = self.language()
             for notice in notices if notify else ():
                 ui.notification_show(
-                    clean_text(notice.text),
+                    notice_text(notice).render(lang),
                     type=notification_type(notice),
                     duration=None if notice.blocked else NOTICE_DURATION,
                     session=self.session,

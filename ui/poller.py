@@ -26,7 +26,7 @@ from .client import (
     reader_name,
     user_url,
 )
-from .models import FeedMessage, FeedStatus, MessageStore, Notice, NoticeBatch
+from .models import FeedMessage, FeedState, FeedStatus, MessageStore, Notice, NoticeBatch
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ class LongPoller(Generic[T]):
         """The session cannot act any more (or cannot be opened): the delay before the next request."""
         raise NotImplementedError
 
-    def report(self, connected: bool, detail: str) -> None:
-        """The connection state after a request, worded for users."""
+    def report(self, state: FeedState, detail: str = "") -> None:
+        """The connection state after a request (``detail``: the API's error text of a ``problem``)."""
 
     def _prepare(self) -> None:
         """Before a thread starts: by default a poller runs once."""
@@ -128,19 +128,18 @@ class LongPoller(Generic[T]):
         if self.cursor is not None:
             params.update(after=self.cursor, wait=self.wait)
             timeout += self.wait
-        unreachable = f"Cannot reach the chat server at {self.api_url}; retrying…"
         try:
             response = self.session.request("GET", self.url, http=self._http, params=params, timeout=timeout)
         except (NameInUse, SessionLost) as exc:
             return None, self.session_lost(exc)
         except ApiUnreachable as exc:
-            self.report(False, unreachable)
+            self.report("unreachable")
             return None, self._backoff(str(exc))
         except ChatApiError as exc:
-            self.report(False, f"The chat server reported a problem: {exc}")
+            self.report("problem", str(exc))
             return None, self._backoff(f"cannot open the session ({exc})")
         except requests.RequestException as exc:
-            self.report(False, unreachable)
+            self.report("unreachable")
             return None, self._backoff(f"cannot reach {self.api_url} ({type(exc).__name__})")
         with response:
             return self._answer(response)
@@ -151,11 +150,11 @@ class LongPoller(Generic[T]):
             body = json_object(response) or {}
             items, cursor = body.get(self.items_key), body.get("cursor")
             if not isinstance(items, list) or not isinstance(cursor, str):
-                self.report(False, "The chat server sent an unexpected reply.")
+                self.report("malformed")
                 return None, self._backoff(f"malformed reply to GET {self.items_key}")
             result = self.accept(items)
             self.cursor, self._failures = cursor, 0
-            self.report(True, "Connected")
+            self.report("connected")
             return result, 0.0
         error = error_text(response)
         if self.cursor is not None and status in self.reset_statuses:
@@ -163,7 +162,7 @@ class LongPoller(Generic[T]):
             # overlaps what was delivered, which the subclass de-duplicates.
             rejected, self.cursor = self.cursor, None
             return None, self._backoff(f"cursor {rejected!r} rejected (HTTP {status}: {error}); reading again")
-        self.report(False, f"The chat server reported a problem: {error}")
+        self.report("problem", error)
         return None, self._backoff(f"HTTP {status} from GET {self.items_key}: {error}")
 
     # -- the background thread -----------------------------------------------------
@@ -251,7 +250,7 @@ class FeedPoller(LongPoller[int]):
         super().__init__(ChatSession(api_url, reader or reader_name()), **options)
         self.store = store if store is not None else MessageStore()
         self.on_poll = on_poll
-        self._status = FeedStatus(False, "Connecting to the chat server…")
+        self._status = FeedStatus("connecting")
         self._status_lock = threading.Lock()
 
     @property
@@ -271,9 +270,9 @@ class FeedPoller(LongPoller[int]):
         with self._status_lock:
             return self._status
 
-    def report(self, connected: bool, detail: str) -> None:
+    def report(self, state: FeedState, detail: str = "") -> None:
         with self._status_lock:
-            self._status = FeedStatus(connected, detail)
+            self._status = FeedStatus(state, detail)
 
     def accept(self, items: list[Any]) -> int:
         messages: list[FeedMessage] = []

@@ -98,6 +98,7 @@ class Exchange:
     query: dict[str, str]
     token: str | None
     body: bytes
+    language: str | None = None  # the Accept-Language header
     status: int | None = None
     answer: bytes | None = None
 
@@ -126,6 +127,7 @@ class Recorder:
             query=dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)),
             token=token.strip() if scheme.lower() == "bearer" else None,
             body=body,
+            language=environ.get("HTTP_ACCEPT_LANGUAGE"),
         )
         self.exchanges.append(exchange)
 
@@ -271,8 +273,9 @@ class LiveApi:
             self._batch += 1
             return self._batch
 
-    def strike(self, author: str, terms: tuple[str, ...] = ("darn",)) -> dict[str, Any]:
-        """The ledger's strike notice for a profane message of ``author`` (blocked at the limit); the notice."""
+    def strike(self, author: str, terms: tuple[str, ...] = ("darn",), text: str | None = None) -> dict[str, Any]:
+        """The ledger's strike notice for a profane message of ``author`` (blocked at the limit); the notice.
+        Its ``text`` is the contract's unless given (the UI words notices itself)."""
         with self._lock:
             strike = self._strikes[author] = self._strikes.get(author, 0) + 1
             offset = len(self.topics.chat)  # the struck message's place in `chat`
@@ -288,7 +291,7 @@ class LiveApi:
                 "limit": contract.STRIKE_LIMIT,
                 "terms": list(terms),
                 "message_id": message_id,
-                "text": contract.notice_text(kind, strike, contract.STRIKE_LIMIT, terms),
+                "text": contract.notice_text(kind, strike, contract.STRIKE_LIMIT, terms) if text is None else text,
                 "timestamp": now(),
                 "partition": 0,
                 "offset": offset,
