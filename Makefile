@@ -17,7 +17,10 @@ JARS_STAMP := var/jars/.resolved
 DEBIAN_FONTS := fonts-noto-cjk:/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc \
 	fonts-symbola:/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf
 # tests/ui/test_browser.py drives Chromium through chromedriver
-DEBIAN_TEST := chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver $(DEBIAN_FONTS)
+DEBIAN_TEST := chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver nodejs:/usr/bin/node npm:/usr/bin/npm \
+	$(DEBIAN_FONTS)
+# axe-core (package.json): the accessibility checker tests/ui/test_browser.py injects into the page
+AXE := node_modules/axe-core/axe.min.js
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export SPARK_CONF_DIR := $(CURDIR)/conf
 # Spark's driver and web UI listen on loopback only
@@ -36,12 +39,12 @@ help:
 	@echo "make deps    only the Python virtual environment ($(VENV))"
 	@echo "make jars    only the JVM jars (var/jars) from Maven Central"
 	@echo "make debian  only the Debian packages the tests need (apt-get): Chromium, chromedriver, fonts"
-	@echo "make clean   remove var/ (broker data, checkpoints, warehouse, jars) and $(VENV)"
+	@echo "make clean   remove var/ (broker data, checkpoints, warehouse, jars), $(VENV) and node_modules/"
 
 up: deps jars
 	@$(PY) -m stack.up
 
-test: deps jars debian lint
+test: deps jars debian $(AXE) lint
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: deps
@@ -100,6 +103,11 @@ endef
 debian:
 	$(call apt,$(DEBIAN_TEST))
 
+$(AXE): package.json package-lock.json | debian
+	@echo "setup  installing axe-core with npm ci (once) ..."
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # the charts fall back to matplotlib's own font without them: not a reason to stop `make stats`
 fonts:
 	-$(call apt,$(DEBIAN_FONTS))
@@ -110,4 +118,4 @@ check-tools:
 	@command -v $(MVN) >/dev/null || { echo "Maven is needed (mvn)"; exit 1; }
 
 clean:
-	rm -rf var $(VENV)
+	rm -rf var $(VENV) node_modules
