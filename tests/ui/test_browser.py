@@ -193,6 +193,17 @@ class ChatPage:
         box.send_keys(Keys.ENTER)
         self.wait_for(lambda: box.text == "", f"{text!r} sent", PAGE_TIMEOUT)
 
+    def input_reachable(self) -> bool:
+        """Whether what is painted at the middle of the chat's input is the input itself."""
+        return bool(
+            self.script(
+                "const box = document.querySelector(\"#chat_user_input [contenteditable='true']\");"
+                "const r = box.getBoundingClientRect();"
+                "const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);"
+                "return top !== null && box.contains(top);"
+            )
+        )
+
     def messages(self) -> list[tuple[str, str]]:
         """(author, text) of every chat message displayed, in order (read in one call: the chat may be long)."""
         shown = self.script(
@@ -504,10 +515,15 @@ def test_every_message_shows_its_author_and_time_in_every_window(chat_stack, ope
         # ...and in view: as the chat is now, and cut just below each message's author line in turn.
         window.wait_for(lambda w=window: bool(w.author_lines()), f"messages in view in the {key} window", 5)  # type: ignore[misc]
         views = [window.author_lines()]
+        covered = 0 if window.input_reachable() else 1
         shown = window.messages()
         for index in (i for i, message in enumerate(shown[:-1]) if message in expected):
             window.script_with(CUT_BELOW_AUTHOR_LINE, index)
             views.append(window.author_lines())
+            covered += 0 if window.input_reachable() else 1
         hidden = [(text, n) for n, view in enumerate(views) for text, shown in view if not shown]
         assert hidden == [], f"in the {key} window, messages in view without their author line: {hidden}"
+        # At every one of those scroll positions a tap on the input reaches the input, whatever scrolled
+        # under it (author lines once covered it on a phone).
+        assert covered == 0, f"in the {key} window, something covered the chat's input in {covered} views"
         assert window.serious_accessibility_problems() == []
