@@ -68,16 +68,34 @@ class ChatProducer:
         """Publish a moderator's action (to the ledger) and wait for the acknowledgement."""
         self.publish(contract.TOPIC_ACTIONS, action["author"], action, [], what=f"action {action['id']}")
 
-    def publish(self, topic: str, key: str, value: dict, headers: list, what: str) -> None:
+    def publish(
+        self, topic: str, key: str, value: dict | None, headers: list, what: str, wait: bool = True
+    ) -> tuple[int, int] | None:
+        """Send one record (`value` None: a tombstone). With `wait`, return its (partition, offset) once the
+        broker acknowledged it (503 if it does not); without, return at once (a failure is only logged)."""
+        future = self.send_future(topic, key, value, headers, what)
+        if not wait:
+            future.add_errback(lambda exc: log.warning("%s not accepted by Kafka: %s", what, exc))
+            return None
+        try:
+            metadata = future.get(timeout=self.send_timeout_s + 2)
+        except KafkaError as exc:
+            log.warning("%s not accepted by Kafka: %s", what, exc)
+            raise ApiError(503, f"Kafka did not accept the {what.split()[0]} (it was not sent); try again") from exc
+        return metadata.partition, metadata.offset
+
+    def send_future(self, topic: str, key: str, value: dict | None, headers: list, what: str):
+        """The producer's future for one record (503 when Kafka cannot take it at all)."""
         producer = self._get()
         try:
-            future = producer.send(
+            return producer.send(
                 topic,
                 key=key.encode("utf-8"),
-                value=json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+                value=None
+                if value is None
+                else json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
                 headers=headers,
             )
-            future.get(timeout=self.send_timeout_s + 2)
         except KafkaError as exc:
             log.warning("%s not accepted by Kafka: %s", what, exc)
             raise ApiError(503, f"Kafka did not accept the {what.split()[0]} (it was not sent); try again") from exc

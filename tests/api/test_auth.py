@@ -42,14 +42,18 @@ def test_a_long_poll_whose_session_ends_meanwhile_gets_a_401(tmp_path):
 
         tail.read = waits
     answers = {}
+    client = app.test_client()
+    feed_cursor = client.get("/messages", headers=headers).get_json()["cursor"]
+    notices_cursor = client.get("/users/ana/notices", headers=headers).get_json()["cursor"]
+    paths = {
+        "feed": f"/messages?after={feed_cursor}&wait=2",
+        "notices": f"/users/ana/notices?after={notices_cursor}&wait=2",
+    }
 
     def poll(path):
         answers[path] = app.test_client().get(path, headers=headers)
 
-    threads = [
-        threading.Thread(target=poll, args=(path,))
-        for path in ("/messages?after=x.0&wait=2", "/users/ana/notices?after=x.0&wait=2")
-    ]
+    threads = [threading.Thread(target=poll, args=(path,)) for path in paths.values()]
     for t in threads:
         t.start()
     for began in waiting.values():
@@ -57,10 +61,7 @@ def test_a_long_poll_whose_session_ends_meanwhile_gets_a_401(tmp_path):
     assert app.test_client().delete("/sessions", headers=headers).status_code == 204
     for t in threads:
         t.join(30)
-    assert {path: r.status_code for path, r in answers.items()} == {
-        "/messages?after=x.0&wait=2": 401,
-        "/users/ana/notices?after=x.0&wait=2": 401,
-    }
+    assert {path: r.status_code for path, r in answers.items()} == {paths["feed"]: 401, paths["notices"]: 401}
 
 
 def test_an_expired_session_frees_the_name_and_its_token_stops_working(tmp_path):

@@ -40,13 +40,13 @@ def notice(author, kind, strike, message_id=None, offset=None, batch=None) -> by
 
 
 def test_notices_are_kept_per_author_once_each_with_cursors():
-    board = NoticeBoard("unused:1")
+    board = NoticeBoard()
     board.add_record(notice("ana", "warning", 1, "m1", 1), [])
     board.add_record(notice("ana", "warning", 1, "m1", 1), [])  # at-least-once delivery
     board.add_record(notice("bob", "warning", 1, "m2", 2), [])
     board.add_record(b"not json", [])
     board.add_record(notice("ana", "praise", 1, "m9", 9), [])  # not a kind of notice
-    first, cursor = board.read("ana", 0, 0)
+    first, cursor = board.read("ana", None, 0)
     assert [n.as_json() for n in first] == [
         {k: v for k, v in json.loads(notice("ana", "warning", 1, "m1", 1)).items() if k in contract.NOTICE_FIELDS}
     ]
@@ -54,13 +54,13 @@ def test_notices_are_kept_per_author_once_each_with_cursors():
     board.add_record(notice("ana", "warning", 2, "m3", 3), [])
     newer, _ = board.read("ana", board.parse_cursor(cursor), 0)
     assert [n.as_json()["strike"] for n in newer] == [2]
-    assert board.read("carol", 0, 0)[0] == []
+    assert board.read("carol", None, 0)[0] == []
     with pytest.raises(BadCursor):
         board.parse_cursor("nonsense")
 
 
 def test_a_blocked_notice_blocks_before_the_snapshot_knows(tmp_path: Path):
-    board = NoticeBoard("unused:1")
+    board = NoticeBoard()
     moderation = Moderation(ModerationSnapshot(tmp_path / "user_moderation"), board)
     assert moderation.state("ana") is None and not moderation.is_blocked("ana")
     board.add_record(notice("ana", "warning", 2, "m2", 5), [])
@@ -85,7 +85,7 @@ class FixedSnapshot(ModerationSnapshot):
 
 
 def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero():
-    board = NoticeBoard("unused:1")
+    board = NoticeBoard()
     moderation = Moderation(ModerationSnapshot(Path("unused")), board)
     for strike in (1, 2):
         board.add_record(notice("ana", "warning", strike, batch=4), [])
@@ -97,7 +97,7 @@ def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero()
     assert moderation.state("ana").strikes == 0
     board.add_record(notice("ana", "warning", 1, batch=7), [])
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (1, False)
-    assert [n.body["kind"] for n in board.read("ana", 0, 0)[0]] == [
+    assert [n.body["kind"] for n in board.read("ana", None, 0)[0]] == [
         "warning",
         "warning",
         "blocked",
@@ -108,7 +108,7 @@ def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero()
 
 
 def test_the_newer_of_snapshot_and_notices_wins():
-    board = NoticeBoard("unused:1")
+    board = NoticeBoard()
     board.add_record(notice("ana", "blocked", 3, offset=9, batch=4), [])
     board.add_record(notice("ana", "unblocked", 0, batch=6), [])
     stale = UserState(
@@ -128,7 +128,7 @@ def test_the_newer_of_snapshot_and_notices_wins():
 
 
 def test_what_a_user_sent_while_blocked_stays_withheld_after_the_unblock():
-    board = NoticeBoard("unused:1")
+    board = NoticeBoard()
     moderation = Moderation(ModerationSnapshot(Path("unused")), board)
     board.add_record(notice("ana", "blocked", 3, offset=9, batch=4), [])
     unblocked = json.loads(notice("ana", "unblocked", 0, batch=6))
@@ -159,7 +159,7 @@ def served(feed: Feed, author: str, offset: int, profane: bool = True, sent: dat
 @pytest.fixture
 def live():
     """A feed and a notices board that has read its topic up to where it was when it started."""
-    feed, board = Feed("unused:1"), NoticeBoard("unused:1")
+    feed, board = Feed(), NoticeBoard()
     board.caught_up = True
     return feed, board, Moderation(FixedSnapshot({}), board, feed)
 
