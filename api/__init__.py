@@ -51,7 +51,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from api import auth, errors, feed, health, messages, notices, producer, security, sessions, spec, users
+    from api import auth, errors, feed, health, messages, notices, poll, producer, security, sessions, spec, users
     from api.tail import CursorSigner, KafkaTail
 
     app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or auth.load_secret(Path(app.config["DATA_DIR"]))
@@ -71,6 +71,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(sessions.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(poll.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(spec.bp)
     return app

@@ -22,14 +22,14 @@ from urllib.parse import parse_qsl, quote
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 
-from api import create_app
+from api import create_app, poll
 from api.auth import Auth, parse_bearer, user_or_admin
 from api.errors import ApiError
 from api.feed import Feed
 from api.notices import Moderation, NoticeBoard
 from api.security import SECURITY_HEADERS, check_host
 from api.tail import BadCursor, Follower
-from api.validation import clean_author, parse_json_body, parse_limit, parse_wait
+from api.validation import clean_author, parse_limit, parse_wait
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,6 @@ Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
 NOTICES_PATH = re.compile(r"/users/([^/]+)/notices\Z")
-# tokens a UI process may send in one POST /notices/poll (its joined users), and that body's size
-MAX_POLL_TOKENS = 1000
-MAX_POLL_BODY = 256 * 1024
 WSGI_THREADS = 16  # threads for the Flask app: sign-ins, posts, user pages (none of them waits long)
 
 
@@ -332,62 +329,23 @@ class ChatAsgi:
 
     # -- POST /notices/poll -------------------------------------------------------------------------
     async def poll_notices(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The notices of every user whose token is live, in one long-poll (a UI process's joined users):
-        `{"tokens": [...], "after": cursor, "wait": s}` → `{"notices", "cursor", "authors", "refused"}`.
-        `refused` lists the indexes of the tokens that are not live sessions; nobody else's notices are read."""
-        config = self.config
-        content_type = header(scope, b"content-type")
-        body = parse_json_body(content_type, await read_body(receive, MAX_POLL_BODY), ("tokens", "after", "wait"))
-        tokens = body.get("tokens")
-        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
-            raise ApiError(400, "tokens must be a non-empty list of session tokens (strings)")
-        if len(tokens) > MAX_POLL_TOKENS:
-            raise ApiError(400, f"tokens holds {len(tokens)} tokens, at most {MAX_POLL_TOKENS}")
-        after, wait = body.get("after"), body.get("wait", 0)
-        if after is not None and not isinstance(after, str):
-            raise ApiError(400, "after must be a cursor (a string) returned by POST /notices/poll")
-        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= config["MAX_WAIT_SECONDS"]:
-            raise ApiError(400, f"wait must be a number of seconds between 0 and {config['MAX_WAIT_SECONDS']:g}")
-        try:
-            position = None if after in (None, "") else self.notices.parse_cursor(after, "POST /notices/poll")
-        except BadCursor as exc:
-            raise ApiError(400, str(exc)) from None
-
-        def live() -> tuple[set[str], list[int]]:
-            authors, refused = set(), []
-            for index, token in enumerate(tokens):
-                try:
-                    authors.add(self.auth.session_for(token).author)
-                except ApiError:
-                    refused.append(index)
-            return authors, refused
-
-        authors, refused = live()
-        if wait and authors:
+        """As api/poll.py `poll_notices`, waiting on the event loop."""
+        body = await read_body(receive, poll.MAX_BODY)
+        request = poll.parse_poll(header(scope, b"content-type"), body, self.notices, self.config["MAX_WAIT_SECONDS"])
+        authors, refused = poll.live_authors(self.auth, request.tokens)
+        if request.wait and authors:
             client = (scope.get("client") or ("?", 0))[0]
             self._hold(None, client)
             try:
                 found = await self._wait(
-                    self.notices, lambda: self.notices.read_many(authors, position)[0], wait, receive
+                    self.notices, lambda: self.notices.read_many(authors, request.after)[0], request.wait, receive
                 )
                 if found is None:
                     return  # the client has gone
             finally:
                 self._release(None, client)
-            authors, refused = live()  # sessions may have ended while the request waited
-        notices, cursor = self.notices.read_many(authors, position)
-        await respond(
-            send,
-            200,
-            json_bytes(
-                {
-                    "notices": [n.as_json() for n in notices],
-                    "cursor": cursor,
-                    "authors": sorted(authors),
-                    "refused": refused,
-                }
-            ),
-        )
+            authors, refused = poll.live_authors(self.auth, request.tokens)  # sessions may have ended meanwhile
+        await respond(send, 200, json_bytes(poll.answer(self.notices, authors, refused, request.after)))
 
 
 def create_asgi_app(test_config: dict | None = None) -> ChatAsgi:
