@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict, deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import Flask, current_app
@@ -47,8 +47,6 @@ class Notice:
     source: str = "n"  # "n": from `chat_notices` (the ledger); "c": told at once from the relay's verdict
     partition: int = 0  # where it is in its source topic
     offset: int = 0
-    # a ledger notice identical to one told at once: where that one is in `chat_controlled`
-    shadow: tuple[int, int] | None = None
 
     def as_json(self) -> dict:
         return {k: self.body.get(k) for k in contract.NOTICE_FIELDS}
@@ -123,9 +121,10 @@ class NoticeBoard(Follower):
             self._seq += 1
             notice = Notice(self._seq, body, "n", partition, offset)
             told = self._told.get(body["id"])
-            if told is not None and told.as_json() == notice.as_json():
-                notice = replace(notice, shadow=(told.partition, told.offset))
-            self._append(author, notice)
+            # the ledger agrees with what the user was told at once: nothing new to tell; when it does not
+            # (another strike number or kind), its notice is the record and is told too, under the same id
+            if told is None or told.as_json() != notice.as_json():
+                self._append(author, notice)
             _bounded_add(self._standing, author, self._after(self._standing.get(author), body), self.max_authors)
             self.changed()
 
@@ -211,18 +210,13 @@ class NoticeBoard(Follower):
             return self._newer(authors, after), self.cursor(after)
 
     def _newer(self, authors: set[str], after: dict[str, Positions]) -> list[Notice]:
-        """The notices of `authors` the cursor `after` has not passed, in arrival order (call with `_cond` held).
-        A ledger notice the reader was already told at once (same id and content) is not told again."""
+        """The notices of `authors` the cursor `after` has not passed, in arrival order (call with `_cond` held)."""
         by_source = {"n": after.get("n", {}), "c": after.get("c", {})}
-        told_at = by_source["c"]
         newer = []
         for author in authors:
             for notice in self._by_author.get(author, ()):
-                if notice.offset < by_source[notice.source].get(notice.partition, 0):
-                    continue
-                if notice.shadow is not None and notice.shadow[1] < told_at.get(notice.shadow[0], 0):
-                    continue
-                newer.append(notice)
+                if notice.offset >= by_source[notice.source].get(notice.partition, 0):
+                    newer.append(notice)
         if len(authors) > 1:
             newer.sort(key=lambda n: n.seq)
         return newer

@@ -41,8 +41,8 @@ def haproxy_config(
 ) -> str:
     """An HAProxy configuration that spreads requests over `servers` ((name, host, port)) round robin, checks
     each one's `/health` every second (out after 2 failures, back after 2 successes: a host not ready, its
-    tails not caught up, answers 503 and gets nothing), and retries a request that could not reach a server
-    on another one. Long-polls wait up to 30 s: the server timeout leaves them room."""
+    tails not caught up, answers 503 and gets nothing), and retries a request that could not connect to a
+    server on another one. Long-polls wait up to 30 s: the server timeout leaves them room."""
     backends = "\n".join(
         f"    server {name} {host}:{server_port} check inter 1s fall 2 rise 2" for name, host, server_port in servers
     )
@@ -65,10 +65,11 @@ defaults
     timeout server 45s
     timeout http-request 10s
     timeout http-keep-alive 5s
-    # a request that never reached a server (refused, reset before an answer) goes to another one
+    # a request that could not reach a server (refused: the host is down) goes to another one; one that
+    # reached it is never sent twice (a POST may have been accepted before the host died)
     retries 2
     option redispatch
-    retry-on conn-failure empty-response
+    retry-on conn-failure
 
 frontend chat_api
     bind {bind}:{port}
