@@ -285,6 +285,8 @@ class ChatAsgi:
         key = (tuple(sorted(position.items())), limit)
         body = self._answers.get(key)
         if body is None:
+            if len(self._answers) >= 10_000:  # readers at ever new cursors while nothing changes: start afresh
+                self._answers.clear()
             messages, positions = self.feed.read_now(position, limit, self.moderation.is_withheld)
             body = self._answers[key] = self._feed_answer(messages, positions)
         return body

@@ -1,7 +1,7 @@
 """API hosts behind HAProxy: N API processes (each with a data directory of its own, sharing only Kafka and
 CHAT_SECRET_KEY) and Debian's HAProxy in front of them, health-checking `/health`.
 
-    python -m stack.balancer --hosts 2 --port 8080      # on the chat's Kafka; Ctrl-C stops them
+    python -m stack.balancer --hosts 2 --port 8080      # beside `make up`, on its Kafka; Ctrl-C stops them
 
 `haproxy_config()` is the configuration compose.cluster.yml's balancer uses too (README "Running on a cluster").
 """
@@ -9,7 +9,6 @@ CHAT_SECRET_KEY) and Debian's HAProxy in front of them, health-checking `/health
 from __future__ import annotations
 
 import argparse
-import secrets
 import shutil
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from api.auth import load_secret
 from config import settings
 from stack.broker import free_port, port_open
 from stack.processes import child_env, spawn, stop_process_group, tail
@@ -38,14 +38,19 @@ def haproxy_config(
     bind: str = "127.0.0.1",
     health_host: str = "127.0.0.1",
     stats_port: int | None = None,
+    docker_dns: bool = False,
 ) -> str:
     """An HAProxy configuration that spreads requests over `servers` ((name, host, port)) round robin, checks
     each one's `/health` every second (out after 2 failures, back after 2 successes: a host not ready, its
     tails not caught up, answers 503 and gets nothing), and retries a request that could not connect to a
     server on another one. Long-polls wait up to 30 s: the server timeout leaves them room."""
+    resolve = " resolvers docker" if docker_dns else ""
     backends = "\n".join(
-        f"    server {name} {host}:{server_port} check inter 1s fall 2 rise 2" for name, host, server_port in servers
+        f"    server {name} {host}:{server_port} check inter 1s fall 2 rise 2{resolve}"
+        for name, host, server_port in servers
     )
+    # in containers, a host's name resolves once it runs (Docker's DNS): start without it, look again
+    resolvers = "\nresolvers docker\n    nameserver dns 127.0.0.11:53\n    hold valid 5s\n" if docker_dns else ""
     stats = (
         f"\nlisten stats\n    bind {bind}:{stats_port}\n    mode http\n    stats enable\n    stats uri /\n"
         if stats_port
@@ -65,12 +70,15 @@ defaults
     timeout server 45s
     timeout http-request 10s
     timeout http-keep-alive 5s
+    # a server whose name does not resolve yet is down, not a reason to refuse to start
+    default-server init-addr last,libc,none
     # a request that could not reach a server (refused: the host is down) goes to another one; one that
     # reached it is never sent twice (a POST may have been accepted before the host died)
     retries 2
     option redispatch
     retry-on conn-failure
 
+{resolvers}
 frontend chat_api
     bind {bind}:{port}
     default_backend api_hosts
@@ -82,6 +90,15 @@ backend api_hosts
     http-check expect status 200
 {backends}
 {stats}"""
+
+
+# compose.cluster.yml's balancer: conf/haproxy-cluster.cfg is this configuration (tests/stack/test_balancer.py
+# checks that it is); regenerate it with `python -m stack.balancer --write-compose-config`
+COMPOSE_CONFIG = settings.REPO_ROOT / "conf" / "haproxy-cluster.cfg"
+
+
+def compose_config() -> str:
+    return haproxy_config(5000, [("api-1", "api-1", 5000), ("api-2", "api-2", 5000)], bind="*", docker_dns=True)
 
 
 @dataclass
@@ -186,10 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--home", type=Path, help="data of the hosts and the balancer (default $CHAT_DATA_DIR/balancer)"
     )
+    parser.add_argument("--write-compose-config", action="store_true", help=f"write {COMPOSE_CONFIG.name} and exit")
     args = parser.parse_args(argv)
+    if args.write_compose_config:
+        COMPOSE_CONFIG.write_text(compose_config())
+        return 0
     s = settings.load()
     home = args.home or s.data_dir / "balancer"
-    secret = s.secret_key or secrets.token_urlsafe(32)
+    # the secret `make up`'s API uses (CHAT_SECRET_KEY, or the one it generated): tokens and cursors of every host agree
+    secret = s.secret_key or load_secret(s.data_dir)
     hosts = [
         ApiHost(f"api-{n}", home / f"api-{n}", s.kafka_bootstrap, secret, workers=args.workers)
         for n in range(1, args.hosts + 1)

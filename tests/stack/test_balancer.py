@@ -106,3 +106,13 @@ def test_a_missing_haproxy_is_a_clear_error(tmp_path, monkeypatch):
         Balancer(tmp_path, []).start()
     with pytest.raises(urllib.error.URLError):
         ask(f"http://127.0.0.1:{free_port()}/x")
+
+
+def test_the_compose_clusters_balancer_configuration_is_the_generated_one():
+    """compose.cluster.yml mounts conf/haproxy-cluster.cfg: it is what stack/balancer.py generates (regenerate
+    with `python -m stack.balancer --write-compose-config`), and HAProxy accepts it."""
+    from stack.balancer import COMPOSE_CONFIG, compose_config
+
+    assert COMPOSE_CONFIG.read_text() == compose_config()
+    check = subprocess.run([HAPROXY, "-c", "-f", str(COMPOSE_CONFIG)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
