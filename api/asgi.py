@@ -4,7 +4,8 @@
 
 `GET /messages`, `GET /users/{author}/notices` and `POST /notices/poll` are native coroutines: a waiting
 reader is a parked coroutine woken from the Kafka tail's thread (api/tail.py `LoopSignal`), so it holds no
-thread, and a reader whose connection closes is let go at once. They run the same checks as the Flask
+thread, and a reader whose connection closes is let go at once; so is `POST /messages`, which awaits Kafka's
+acknowledgement on the loop (through a2wsgi's thread pool it cost throughput). They run the same checks as the Flask
 views (api/validation.py, api/auth.py) and answer the same JSON, byte for byte. Every other request goes to
 the Flask app (`create_app()`: blueprints, `ApiError` → JSON) through a2wsgi's thread pool.
 """
@@ -15,21 +16,26 @@ import asyncio
 import json
 import logging
 import re
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, quote
 
 from a2wsgi import WSGIMiddleware
 from flask import Flask
+from kafka.errors import KafkaError
 
 from api import create_app, poll
 from api.auth import Auth, parse_bearer, user_or_admin
 from api.errors import ApiError
 from api.feed import Feed
+from api.messages import utc_now
 from api.notices import Moderation, NoticeBoard
+from api.producer import ChatProducer
 from api.security import SECURITY_HEADERS, check_host
 from api.tail import BadCursor, Follower
-from api.validation import clean_author, parse_limit, parse_wait
+from api.validation import clean_author, parse_json_body, parse_limit, parse_message_body, parse_wait, require_json
+from config import contract
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +130,7 @@ class ChatAsgi:
         self.moderation: Moderation = flask.extensions["chat_moderation"]
         self.notices: NoticeBoard = self.moderation.notices
         self.auth: Auth = flask.extensions["chat_auth"]
+        self.producer: ChatProducer = flask.extensions["chat_producer"]
         self.allowed_hosts = tuple(self.config["ALLOWED_HOSTS"])
         self.polls_by_session: Counter[str] = Counter()
         self.polls_by_client: Counter[str] = Counter()
@@ -147,8 +154,8 @@ class ChatAsgi:
             return
         method, path = scope["method"], scope["path"]
         handler = None
-        if method == "GET" and path == "/messages":
-            handler = self.get_messages
+        if path == "/messages":
+            handler = self.get_messages if method == "GET" else self.post_message if method == "POST" else None
         elif method == "POST" and path == "/notices/poll":
             handler = self.poll_notices
         elif method == "GET" and path.startswith("/users/") and NOTICES_PATH.match(path):
@@ -297,6 +304,49 @@ class ChatAsgi:
     def _refuse_if_blocked(self, author: str) -> None:
         if self.moderation.is_blocked(author):
             raise ApiError(403, self.moderation.blocked_error(author))
+
+    # -- POST /messages -----------------------------------------------------------------------------
+    async def post_message(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """As api/messages.py `post_message`; the broker's acknowledgement is awaited on the event loop."""
+        config = self.config
+        author = self.auth.session_for(parse_bearer(header(scope, b"authorization") or "")).author
+        require_json(header(scope, b"content-type"))
+        limit = config["MAX_CONTENT_LENGTH"]
+        length = header(scope, b"content-length")
+        if length is not None and length.strip().isdigit() and int(length) > limit:
+            raise ApiError(413, f"request body too large (at most {limit} bytes)")
+        body = parse_json_body(header(scope, b"content-type"), await read_body(receive, limit), ("data", "author"))
+        claimed, data = parse_message_body(body, config["MAX_AUTHOR_CHARS"], config["MAX_DATA_CHARS"])
+        if claimed is not None and claimed != author:
+            raise ApiError(403, f"signed in as {author!r}: you cannot send as {claimed!r}")
+        self._refuse_if_blocked(author)
+        message_id = str(uuid.uuid4())
+        message = {"author": author, "data": data, "timestamp": utc_now()}
+        await self._produce(message_id, message)
+        await respond(send, 202, json_bytes({"id": message_id, **message}))
+
+    async def _produce(self, message_id: str, message: dict) -> None:
+        """Send to `chat` and await Kafka's acknowledgement without holding a thread (503 when it does not come)."""
+        loop = asyncio.get_running_loop()
+        args = (contract.TOPIC_CHAT, message["author"], message, [(contract.MESSAGE_ID_HEADER, message_id.encode())])
+        what = f"message {message_id}"
+        if self.producer.sends_at_once(contract.TOPIC_CHAT):
+            record = self.producer.send_future(*args, what)
+        else:  # connecting, or fetching the topic's metadata: seconds of blocking, on a thread
+            record = await loop.run_in_executor(None, self.producer.send_future, *args, what)
+        acked: asyncio.Future = loop.create_future()
+
+        def settle(result, failed: bool) -> None:
+            if not acked.done():
+                acked.set_exception(result) if failed else acked.set_result(result)
+
+        record.add_callback(lambda metadata: loop.call_soon_threadsafe(settle, metadata, False))
+        record.add_errback(lambda exc: loop.call_soon_threadsafe(settle, exc, True))
+        try:
+            await asyncio.wait_for(acked, self.producer.send_timeout_s + 2)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("%s not accepted by Kafka: %s", what, exc)
+            raise ApiError(503, "Kafka did not accept the message (it was not sent); try again") from exc
 
     # -- GET /users/{author}/notices ------------------------------------------------------------
     async def get_notices(self, scope: Scope, receive: Receive, send: Send) -> None:

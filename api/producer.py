@@ -100,6 +100,12 @@ class ChatProducer:
             log.warning("%s not accepted by Kafka: %s", what, exc)
             raise ApiError(503, f"Kafka did not accept the {what.split()[0]} (it was not sent); try again") from exc
 
+    def sends_at_once(self, topic: str) -> bool:
+        """Whether a send to `topic` returns without waiting (the producer exists and knows the topic's
+        partitions); otherwise a send may block for seconds and belongs on a thread, not an event loop."""
+        producer = self._producer
+        return producer is not None and bool(producer._metadata.partitions_for_topic(topic))
+
     def is_connected(self) -> bool:
         with self._lock:
             return self._producer is not None and self._producer.bootstrap_connected()

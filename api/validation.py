@@ -84,11 +84,16 @@ def json_object(request, *fields: str) -> dict:
     return body
 
 
-def parse_json_body(content_type: str | None, data: bytes, fields: tuple[str, ...]) -> dict:
-    """`json_object` for a body read by hand (the native ASGI handlers): the same checks, the same errors."""
+def require_json(content_type: str | None) -> None:
+    """400 unless the Content-Type is JSON (as werkzeug's `request.is_json`)."""
     mimetype = (content_type or "").split(";")[0].strip().lower()
     if not (mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))):
         raise ApiError(400, "send JSON with Content-Type: application/json")
+
+
+def parse_json_body(content_type: str | None, data: bytes, fields: tuple[str, ...]) -> dict:
+    """`json_object` for a body read by hand (the native ASGI handlers): the same checks, the same errors."""
+    require_json(content_type)
     try:
         body = json.loads(data)
     except ValueError:
