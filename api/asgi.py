@@ -135,6 +135,7 @@ class ChatAsgi:
         self.polls_by_session: Counter[str] = Counter()
         self.polls_by_client: Counter[str] = Counter()
         self._answers: dict[tuple, bytes] = {}  # serialised feed answers, while the feed and notices stand still
+        self._reads: dict[tuple, tuple[list, dict]] = {}
         self._answers_version: tuple[int, int] = (-1, -1)
         flask.extensions["chat_sizes"] = self.sizes
 
@@ -269,7 +270,7 @@ class ChatAsgi:
             state = {"position": position}
 
             def ready():
-                messages, after = self.feed.read_now(state["position"], limit, hide)
+                messages, after = self._read_at(state["position"], limit)
                 if not messages:
                     state["position"] = after  # past the hidden ones: they do not end the wait
                 return messages
@@ -283,20 +284,29 @@ class ChatAsgi:
         self._refuse_if_blocked(user)
         await respond(send, 200, self._answer_at(state["position"], limit))
 
-    def _answer_at(self, position: dict, limit: int) -> bytes:
-        """The answer for a reader at `position`: serialised once for every reader at the same cursor."""
+    def _cached(self, cache: dict, key: tuple, make):
+        """`make()`, computed once per key while the feed and the notices stand still: every reader at the
+        same cursor wakes for the same message, and all but the first find it read and serialised."""
         version = (self.feed.version, self.notices.version)
         if version != self._answers_version:
             self._answers.clear()
+            self._reads.clear()
             self._answers_version = version
+        value = cache.get(key)
+        if value is None:
+            if len(cache) >= 10_000:  # readers at ever new cursors while nothing changes: start afresh
+                cache.clear()
+            value = cache[key] = make()
+        return value
+
+    def _read_at(self, position: dict, limit: int) -> tuple[list, dict]:
         key = (tuple(sorted(position.items())), limit)
-        body = self._answers.get(key)
-        if body is None:
-            if len(self._answers) >= 10_000:  # readers at ever new cursors while nothing changes: start afresh
-                self._answers.clear()
-            messages, positions = self.feed.read_now(position, limit, self.moderation.is_withheld)
-            body = self._answers[key] = self._feed_answer(messages, positions)
-        return body
+        return self._cached(self._reads, key, lambda: self.feed.read_now(position, limit, self.moderation.is_withheld))
+
+    def _answer_at(self, position: dict, limit: int) -> bytes:
+        """The answer for a reader at `position`, serialised once for every reader at the same cursor."""
+        key = (tuple(sorted(position.items())), limit)
+        return self._cached(self._answers, key, lambda: self._feed_answer(*self._read_at(position, limit)))
 
     def _feed_answer(self, messages, positions) -> bytes:
         return json_bytes({"messages": [m.as_json() for m in messages], "cursor": self.feed.cursor(positions)})
