@@ -57,6 +57,7 @@ class Service:
     # answers while alive: the supervisor restarts a service whose `answers()` stays false this long
     answers: Callable[[], bool] | None = None
     silent_limit_s: float = 20.0
+    start_grace_s: float = 60.0  # the API reads its topics before it answers 200
     answered_at: float = 0.0
 
     def start(self) -> None:
@@ -73,8 +74,7 @@ class Service:
         if self.answers():
             self.answered_at = now
             return 0.0
-        # a start gets a minute of grace: the API reads its topics before it answers 200
-        return now - max(self.answered_at, self.started_at + 60)
+        return now - max(self.answered_at, self.started_at + self.start_grace_s)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -147,6 +147,19 @@ def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
     ]
 
 
+def stop_silent(services: list[Service]) -> list[str]:
+    """Stop each service that is alive but has not answered its health check for its limit (a hung process is
+    as good as dead: the supervisor then restarts it as it restarts one that died); the names stopped."""
+    stopped = []
+    for svc in services:
+        silent = svc.silent_for()
+        if silent >= svc.silent_limit_s:
+            say(svc.name, f"alive but not answering its health check for {silent:.0f}s; restarting")
+            svc.stop(10)
+            stopped.append(svc.name)
+    return stopped
+
+
 def _interrupt(signum, _frame):
     raise KeyboardInterrupt
 
@@ -201,14 +214,9 @@ def main() -> int:
         next_check = time.monotonic()
         while True:
             time.sleep(1)
-            if time.monotonic() >= next_check:  # a process alive but not answering is as good as dead
+            if time.monotonic() >= next_check:
                 next_check = time.monotonic() + 5
-                for svc in services:
-                    silent = svc.silent_for()
-                    if silent >= svc.silent_limit_s:
-                        say(svc.name, f"alive but not answering its health check for {silent:.0f}s; restarting")
-                        svc.stop(10)
-                        svc.process = None
+                stop_silent(services)
             for svc in services:
                 if svc.alive() or time.monotonic() < svc.backoff_until:
                     continue
