@@ -1,10 +1,11 @@
 """The chat's REST API (Flask): messages in to Kafka `chat`, moderated messages out of `chat_controlled`.
 
-    gunicorn -c conf/gunicorn.conf.py        # how every deployment runs it
+    gunicorn -c conf/gunicorn.conf.py        # how every deployment runs it (api/asgi.py around this app)
 
 `create_app(test_config)` builds the app from config.settings (tests pass a dict
-of overrides); `KeepAliveThreadWorker` is the gunicorn worker it runs under.
-README "Trying the API by hand" lists the endpoints.
+of overrides). `KeepAliveThreadWorker` is the gthread worker it ran under before
+the ASGI server; the benchmark still compares the two. README "Trying the API by
+hand" lists the endpoints.
 """
 
 from __future__ import annotations
