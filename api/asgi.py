@@ -197,9 +197,9 @@ class ChatAsgi:
                 return
 
     # -- waiting --------------------------------------------------------------------------------
-    async def _wait(self, follower: Follower, ready: Callable[[], object], wait_s: float, receive: Receive):
+    async def _wait(self, follower: Follower, ready: Callable[[], object], wait_s: float, receive: Receive | None):
         """`ready()` once it is truthy, or after `wait_s` seconds (its last value), waking whenever `follower`
-        changes; None when the client went away meanwhile."""
+        changes; None when the client went away meanwhile (watched through `receive`, unless None)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         gone: asyncio.Task | None = None
@@ -210,14 +210,28 @@ class ChatAsgi:
                 remaining = deadline - loop.time()
                 if result or remaining <= 0 or follower.stopped:
                     return result
-                if gone is None:
+                if gone is None and receive is not None:
                     gone = asyncio.ensure_future(until_disconnected(receive))
-                done, _ = await asyncio.wait((woken, gone), timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                waiting = (woken, gone) if gone is not None else (woken,)
+                done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 if gone in done:
                     return None
         finally:
             if gone is not None and not gone.done():
                 gone.cancel()
+
+    async def _session(self, token: str):
+        """`auth.session_for(token)`, except that a session opened on another process or host a moment ago
+        is awaited on the loop (until this process has read its claim), not on the thread."""
+        try:
+            return self.auth.session_for(token, wait_s=0)
+        except ApiError:
+            position = self.auth.unread_claim(token)  # the token checked out: it was verified just now
+            if position is None:
+                raise
+        board = self.auth.store.board
+        await self._wait(board, lambda: board.past(*position), 2.0, None)
+        return self.auth.session_for(token, wait_s=0)
 
     def _hold(self, session: str | None, client: str) -> None:
         """Count one more long-poll for this session and client address (429 past the limits)."""
@@ -243,7 +257,7 @@ class ChatAsgi:
         config = self.config
         args = query_args(scope)
         token = parse_bearer(header(scope, b"authorization") or "")
-        user = self.auth.session_for(token).author
+        user = (await self._session(token)).author
         if args.get("user") not in (None, ""):
             named = clean_author(args.get("user"), config["MAX_AUTHOR_CHARS"], field="user")
             if named != user:
@@ -319,7 +333,7 @@ class ChatAsgi:
     async def post_message(self, scope: Scope, receive: Receive, send: Send) -> None:
         """As api/messages.py `post_message`; the broker's acknowledgement is awaited on the event loop."""
         config = self.config
-        author = self.auth.session_for(parse_bearer(header(scope, b"authorization") or "")).author
+        author = (await self._session(parse_bearer(header(scope, b"authorization") or ""))).author
         require_json(header(scope, b"content-type"))
         limit = config["MAX_CONTENT_LENGTH"]
         length = header(scope, b"content-length")
@@ -365,6 +379,8 @@ class ChatAsgi:
         args = query_args(scope)
         author = clean_author(NOTICES_PATH.match(scope["path"]).group(1), config["MAX_AUTHOR_CHARS"])
         token = parse_bearer(header(scope, b"authorization") or "")
+        if not self.auth.is_admin(token):
+            await self._session(token)  # a session opened elsewhere a moment ago: read its claim first
         user_or_admin(author, token, self.auth)
         wait = parse_wait(args.get("wait"), config["MAX_WAIT_SECONDS"])
         after = args.get("after")
@@ -394,7 +410,11 @@ class ChatAsgi:
         """As api/poll.py `poll_notices`, waiting on the event loop."""
         body = await read_body(receive, poll.MAX_BODY)
         request = poll.parse_poll(header(scope, b"content-type"), body, self.notices, self.config["MAX_WAIT_SECONDS"])
-        authors, refused = poll.live_authors(self.auth, request.tokens)
+        authors, refused = poll.live_authors(self.auth, request.tokens, 0)
+        if unread := poll.unread_claims(self.auth, request.tokens, refused):
+            board = self.auth.store.board
+            await self._wait(board, lambda: all(board.past(*p) for p in unread), 2.0, None)
+            authors, refused = poll.live_authors(self.auth, request.tokens, 0)
         if request.wait and authors:
             client = (scope.get("client") or ("?", 0))[0]
             self._hold(None, client)
@@ -406,7 +426,7 @@ class ChatAsgi:
                     return  # the client has gone
             finally:
                 self._release(None, client)
-            authors, refused = poll.live_authors(self.auth, request.tokens)  # sessions may have ended meanwhile
+            authors, refused = poll.live_authors(self.auth, request.tokens, 0)  # sessions may have ended meanwhile
         await respond(send, 200, json_bytes(poll.answer(self.notices, authors, refused, request.after)))
 
 

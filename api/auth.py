@@ -13,7 +13,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,6 +47,11 @@ def load_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def parse_position(text: str) -> tuple[int, int] | None:
+    partition, _, offset = text.partition(":")
+    return (int(partition), int(offset)) if partition.isdigit() and offset.isdigit() and len(text) < 40 else None
+
+
 def format_utc(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).strftime(contract.TIMESTAMP_FORMAT)
 
@@ -63,6 +68,7 @@ class Session:
     author: str
     session_id: str
     expires_at: float
+    claimed_at: tuple[int, int] | None = None  # where its claim is in `chat_sessions` (partition, offset)
 
 
 @dataclass(frozen=True)
@@ -209,11 +215,12 @@ class SessionStore:
             raise NameInUse(author, holder.expires_at)
         session = Session(author, secrets.token_urlsafe(16), now + self.ttl_s)
         claim = {"op": "claim", "session": session.session_id, "at": now, "expires_at": session.expires_at}
-        self._settled(self.log.append(author, claim))
+        where = self.log.append(author, claim)
+        self._settled(where)
         holder = self.board.holder(author)
         if holder is None or holder.session_id != session.session_id:
             raise NameInUse(author, holder.expires_at if holder else now)
-        return session
+        return replace(session, claimed_at=where)
 
     def touch(self, author: str, session_id: str) -> Session | None:
         """The live session, renewed at most every `renew_after_s` while in use; None when it ended,
@@ -290,11 +297,23 @@ class Auth:
 
     def issue(self, author: str) -> tuple[str, Session]:
         session = self.store.open(author)
-        return self._signer.dumps({"a": author, "s": session.session_id}), session
+        claim = {"a": author, "s": session.session_id}
+        if session.claimed_at is not None:  # another process may not have read that far yet: it will wait
+            claim["p"] = f"{session.claimed_at[0]}:{session.claimed_at[1]}"
+        return self._signer.dumps(claim), session
 
     def claims(self, token: str) -> tuple[str, str]:
         """(author, session id) a token signed by this API names; 401 for any other token. A token's
         signature never changes meaning, so each is checked once."""
+        return self._claims(token)[:2]
+
+    def unread_claim(self, token: str) -> tuple[int, int] | None:
+        """Where the token's claim is in `chat_sessions`, when this process has not read that far yet (a
+        session opened on another process or host a moment ago); None otherwise."""
+        position = self._claims(token)[2]
+        return position if position is not None and not self.store.board.past(*position) else None
+
+    def _claims(self, token: str) -> tuple[str, str, tuple[int, int] | None]:
         claims = self._verified.get(token)
         if claims is not None:
             return claims
@@ -310,11 +329,17 @@ class Auth:
             raise unauthorized("the token is not one this API issued; sign in again with POST /sessions")
         if len(self._verified) >= self.MAX_VERIFIED:
             self._verified.clear()
-        claims = self._verified[token] = (payload["a"], payload["s"])
+        position = parse_position(payload.get("p")) if isinstance(payload.get("p"), str) else None
+        claims = self._verified[token] = (payload["a"], payload["s"], position)
         return claims
 
-    def session_for(self, token: str) -> Session:
+    def session_for(self, token: str, wait_s: float = 2.0) -> Session:
+        """The live session of `token`; 401 without one. A session opened elsewhere a moment ago is waited
+        for (up to `wait_s`) until this process has read its claim."""
         session = self.store.touch(*self.claims(token))
+        if session is None and wait_s > 0 and (position := self.unread_claim(token)) is not None:
+            self.store.board.wait_until(lambda: self.store.board.past(*position), wait_s)
+            session = self.store.touch(*self.claims(token))
         if session is None:
             raise unauthorized("your session has ended or expired; sign in again with POST /sessions")
         return session

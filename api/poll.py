@@ -51,15 +51,28 @@ def parse_poll(content_type: str | None, data: bytes, board: NoticeBoard, max_wa
     return Poll(tokens, position, float(wait))
 
 
-def live_authors(auth: Auth, tokens: list[str]) -> tuple[set[str], list[int]]:
+def live_authors(auth: Auth, tokens: list[str], wait_s: float = 2.0) -> tuple[set[str], list[int]]:
     """(authors of the tokens that are live sessions, indexes of the others)."""
     authors, refused = set(), []
     for index, token in enumerate(tokens):
         try:
-            authors.add(auth.session_for(token).author)
+            authors.add(auth.session_for(token, wait_s).author)
         except ApiError:
             refused.append(index)
     return authors, refused
+
+
+def unread_claims(auth: Auth, tokens: list[str], refused: list[int]) -> list[tuple[int, int]]:
+    """Where the claims of refused tokens are that this process has not read yet (opened elsewhere just now)."""
+    positions = []
+    for index in refused:
+        try:
+            position = auth.unread_claim(tokens[index])
+        except ApiError:
+            continue
+        if position is not None:
+            positions.append(position)
+    return positions
 
 
 def answer(board: NoticeBoard, authors: set[str], refused: list[int], after: dict | None) -> dict:

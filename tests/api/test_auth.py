@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -144,3 +145,28 @@ def test_messages_need_a_valid_bearer_token(client, header, error):
 def test_bad_sign_ins_get_a_clear_error(client, body, error):
     response = client.post("/sessions", json=body)
     assert (response.status_code, response.get_json()) == (400, {"error": error})
+
+
+def test_a_session_opened_elsewhere_a_moment_ago_is_waited_for_not_refused(tmp_path):
+    """Host b reads `chat_sessions` a moment after host a: a token a has just issued names where its claim is,
+    and b waits until it has read that far (through either door) instead of answering 401."""
+    from api.asgi import ChatAsgi
+    from api.auth import LocalSessionLog
+    from tests.api.asgi_client import Request, run
+
+    a = make_app(tmp_path, SESSION_LOG=LocalSessionLog())
+    b = make_app(tmp_path, SESSION_LOG=LocalSessionLog())  # same secret (DATA_DIR), its own view of the log
+    for door in ("flask", "asgi"):
+        token = a.test_client().post("/sessions", json={"author": f"ana-{door}"}).get_json()["token"]
+        author, value, at = a.config["SESSION_LOG"].records[-1]
+        b_log = b.config["SESSION_LOG"]
+        late = threading.Timer(0.3, b_log.append, args=(author, json.loads(value)))  # b reads it later
+        late.start()
+        if door == "flask":
+            status = b.test_client().get("/messages", headers={"Authorization": f"Bearer {token}"}).status_code
+        else:
+            status = run(
+                ChatAsgi(b), Request("GET", "/messages", headers=[(b"authorization", f"Bearer {token}".encode())])
+            ).status
+        late.join()
+        assert status == 200, door
