@@ -32,6 +32,10 @@ from config import settings
 WAIT_S = 25
 
 
+def say(text: str) -> None:
+    print(f"capacity: {text}", file=sys.stderr, flush=True)
+
+
 class Http:
     """One keep-alive HTTP/1.1 connection on asyncio streams; only Content-Length answers (the API's)."""
 
@@ -121,6 +125,7 @@ class Reader:
 async def _level(host: str, port: int, readers: int, messages: int, interval_s: float) -> dict:
     prefix = f"cap-{secrets.token_hex(3)}-"
     semaphore = asyncio.Semaphore(64)
+    t0 = time.monotonic()
 
     async def reader_session(n: int) -> str:
         async with semaphore:
@@ -135,8 +140,8 @@ async def _level(host: str, port: int, readers: int, messages: int, interval_s: 
         await asyncio.gather(*(r.waiting.wait() for r in crowd[start : start + 200]))
     await asyncio.sleep(2)  # every reader's long-poll has reached the API
 
+    say(f"{readers} readers waiting ({time.monotonic() - t0:.1f}s to sign in and connect)")
     writer_token = await sign_in(host, port, f"{prefix}writer")
-    writer = Http(host, port)
     posted: dict[str, float] = {}
     post_ms, sign_in_ms = [], []
     for n in range(messages):
@@ -144,14 +149,17 @@ async def _level(host: str, port: int, readers: int, messages: int, interval_s: 
         await sign_in(host, port, f"{prefix}probe{n}")
         sign_in_ms.append(1000 * (time.monotonic() - began))
         body = json.dumps({"data": CLEAN_TEXTS[n % len(CLEAN_TEXTS)]}, ensure_ascii=False).encode()
+        writer = Http(host, port)  # a connection of its own: an idle keep-alive one may be closed under it
+        await writer.open()
         began = time.monotonic()
         status, data = await writer.request("POST", "/messages", writer_token, body)
         post_ms.append(1000 * (time.monotonic() - began))
+        writer.close()
         if status == 202:
             posted[json.loads(data)["id"]] = began
         await asyncio.sleep(interval_s)
-    writer.close()
 
+    say(f"{len(posted)} messages posted; waiting for every reader to have them")
     deadline = time.monotonic() + 60  # then every reader has what was posted, or it never will
     while time.monotonic() < deadline and any(len(r.received) < len(posted) for r in crowd):
         await asyncio.sleep(0.2)
@@ -222,7 +230,9 @@ def capacity(
         run = asyncio.run
     out: dict = {"levels": {}, "fd_limit": limit}
     for readers in levels:
+        say(f"{readers} readers: signing in")
         result = run(_level(url.hostname, url.port or 80, readers, messages, interval_s))
+        say(f"{readers} readers: {json.dumps(result)}")
         result["api_rss_mb"] = api_rss_mb(api_url)
         out["levels"][str(readers)] = result
     return out
