@@ -550,13 +550,6 @@ wrk.method = "POST"
 wrk.body = '{"data": "Does anyone know when the next train to Madrid leaves?"}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %s"
-local statuses = {}
-response = function(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-done = function(summary, latency, requests)
-  io.write("non2xx_or_3xx ", summary.errors.status, "\n")
-end
 """
 
 
@@ -607,9 +600,12 @@ def wrk_posts_per_s(api_url: str, connections: int = 32, seconds: int = 10, thre
         value, unit = float(match.group(1)), match.group(2)
         return round(value / 1000 if unit == "us" else value * 1000 if unit == "s" else value, 2)
 
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    failed = int(non_2xx.group(1)) if non_2xx else 0
     return {
         "requests_per_s": rate,
-        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "accepted_per_s": round(rate * (requests - failed) / max(1, requests), 1),
+        "non_2xx": failed,
         "latency_ms": {"p50": latency("50"), "p99": latency("99")},
         "connections": connections,
         "seconds": seconds,
