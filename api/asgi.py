@@ -57,13 +57,16 @@ def error_bytes(message: str) -> bytes:
     return json_bytes({"error": message.encode("utf-8", "backslashreplace").decode("utf-8")})
 
 
+ANSWER_HEADERS = [
+    (b"content-type", b"application/json"),
+    *((name.lower().encode(), value.encode("latin-1")) for name, value in SECURITY_HEADERS),
+]
+
+
 async def respond(send: Send, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-    raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((name.lower().encode(), value.encode("latin-1")) for name, value in SECURITY_HEADERS),
-        *((name.lower().encode(), value.encode("latin-1")) for name, value in (headers or {}).items()),
-    ]
+    raw = [*ANSWER_HEADERS, (b"content-length", str(len(body)).encode())]
+    if headers:
+        raw += [(name.lower().encode(), value.encode("latin-1")) for name, value in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 

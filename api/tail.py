@@ -43,6 +43,8 @@ class CursorSigner:
     def __init__(self, secret: str | None = None):
         secret = secret or secrets.token_urlsafe(32)  # standalone use (tests): cursors of this object only
         self._key = hashlib.sha256(b"chat-cursor|" + secret.encode("utf-8")).digest()
+        # readers waiting together hold the same cursor: each is checked once, not once per reader
+        self._checked: dict[tuple[str, str, str], dict[str, Positions]] = {}
 
     def _sign(self, body: str) -> str:
         digest = hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest()[:12]
@@ -57,6 +59,9 @@ class CursorSigner:
     def loads(self, kind: str, letters: str, text: str, error: str) -> dict[str, Positions]:
         """The positions a cursor of `kind` names (one dict per letter of `letters`); BadCursor(error) for a
         cursor that is malformed, forged, or of another kind."""
+        checked = self._checked.get((kind, letters, text)) if isinstance(text, str) else None
+        if checked is not None:
+            return {letter: dict(positions) for letter, positions in checked.items()}
         if not isinstance(text, str) or len(text) > self.MAX_LENGTH or not text.isascii():
             raise BadCursor(error)
         body, _, signature = text.rpartition(".")
@@ -74,7 +79,10 @@ class CursorSigner:
                 parts[letter][int(partition)] = int(offset)
             if len(parts[letter]) > self.MAX_PARTITIONS:
                 raise BadCursor(error)
-        return parts
+        if len(self._checked) >= 10_000:
+            self._checked.clear()
+        self._checked[(kind, letters, text)] = parts
+        return {letter: dict(positions) for letter, positions in parts.items()}
 
 
 def merged(a: Positions, b: Positions) -> Positions:
