@@ -206,9 +206,10 @@ class ChatAsgi:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         gone: asyncio.Task | None = None
+        woken: asyncio.Future | None = None
         try:
             while True:
-                woken = follower.signal().future  # before looking: a change after the look wakes us
+                woken = follower.signal().waiter()  # before looking: a change after the look wakes us
                 result = ready()
                 remaining = deadline - loop.time()
                 if result or remaining <= 0 or follower.stopped:
@@ -222,6 +223,8 @@ class ChatAsgi:
         finally:
             if gone is not None and not gone.done():
                 gone.cancel()
+            if woken is not None and not woken.done():
+                woken.cancel()  # taken out of the signal's list at its next firing
 
     async def _session(self, token: str):
         """`auth.session_for(token)`, except that a session opened on another process or host a moment ago

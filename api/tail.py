@@ -97,13 +97,26 @@ def merged(a: Positions, b: Positions) -> Positions:
 class LoopSignal:
     """Wakes the coroutines of one event loop that wait for a follower to change; fired from any thread.
 
-    A waiter takes `future` before it looks at the data, then awaits it: a change made after the look
-    resolves that future (through `call_soon_threadsafe`), so no wake-up is lost and no thread waits."""
+    A waiter takes a `waiter()` future before it looks at the data, then awaits it: a change made after the
+    look resolves that future (through `call_soon_threadsafe`), so no wake-up is lost and no thread waits.
+    Thousands of waiters are woken `BATCH` per turn of the loop, so that a sign-in or a post that arrives
+    meanwhile is served between two batches instead of after the whole crowd."""
+
+    BATCH = 256
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.future: asyncio.Future = loop.create_future()
+        self._waiters: list[asyncio.Future] = []
         self._pending = False
+        self._prune_at = 1024
+
+    def waiter(self) -> asyncio.Future:
+        future = self.loop.create_future()
+        self._waiters.append(future)
+        if len(self._waiters) >= self._prune_at:  # waits that ended without a change leave their futures
+            self._waiters = [f for f in self._waiters if not f.done()]
+            self._prune_at = max(1024, 2 * len(self._waiters))
+        return future
 
     def fire(self) -> None:
         if self._pending:  # one call per loop and burst of changes, however many coroutines wait
@@ -116,9 +129,15 @@ class LoopSignal:
 
     def _resolve(self) -> None:
         self._pending = False
-        future, self.future = self.future, self.loop.create_future()
-        if not future.done():
-            future.set_result(None)
+        waiters, self._waiters = self._waiters, []
+        self._wake(waiters)
+
+    def _wake(self, waiters: list[asyncio.Future]) -> None:
+        for future in waiters[: self.BATCH]:
+            if not future.done():
+                future.set_result(None)
+        if len(waiters) > self.BATCH:
+            self.loop.call_soon(self._wake, waiters[self.BATCH :])
 
 
 class Follower:
@@ -178,7 +197,7 @@ class Follower:
                 signal.fire()
 
     def signal(self) -> LoopSignal:
-        """The running event loop's signal: await `signal().future` (taken before looking at the data)."""
+        """The running event loop's signal: await `signal().waiter()` (taken before looking at the data)."""
         loop = asyncio.get_running_loop()
         signal = self._signals.get(loop)
         if signal is None:
