@@ -372,11 +372,15 @@ class ChatAsgi:
 
         record.add_callback(lambda metadata: loop.call_soon_threadsafe(settle, metadata, False))
         record.add_errback(lambda exc: loop.call_soon_threadsafe(settle, exc, True))
+        # the producer fails a record after its delivery timeout; this only guards against a silence
+        guard = loop.call_later(self.producer.send_timeout_s + 2, settle, TimeoutError("no acknowledgement"), True)
         try:
-            await asyncio.wait_for(acked, self.producer.send_timeout_s + 2)
+            await acked
         except (KafkaError, TimeoutError) as exc:
             log.warning("%s not accepted by Kafka: %s", what, exc)
             raise ApiError(503, "Kafka did not accept the message (it was not sent); try again") from exc
+        finally:
+            guard.cancel()
 
     # -- GET /users/{author}/notices ------------------------------------------------------------
     async def get_notices(self, scope: Scope, receive: Receive, send: Send) -> None:
