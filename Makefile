@@ -16,9 +16,12 @@ JARS_STAMP := var/jars/.resolved
 # The report's charts draw user names in any script, emoji included (pipelines/report.py CHART_FONTS)
 DEBIAN_FONTS := fonts-noto-cjk:/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc \
 	fonts-symbola:/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf
-# tests/ui/test_browser.py drives Chromium through chromedriver
+# the load tool `make bench` drives: wrk (bench/api_load.py)
+DEBIAN_BENCH := wrk:/usr/bin/wrk
+# tests/ui/test_browser.py drives Chromium through chromedriver; the cluster test puts HAProxy in front
+# of two API hosts (stack/balancer.py)
 DEBIAN_TEST := chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver nodejs:/usr/bin/node npm:/usr/bin/npm \
-	$(DEBIAN_FONTS)
+	haproxy:/usr/sbin/haproxy $(DEBIAN_FONTS)
 # axe-core (package.json): the accessibility checker tests/ui/test_browser.py injects into the page
 AXE := node_modules/axe-core/axe.min.js
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
@@ -62,6 +65,7 @@ demo-data: deps
 	@$(PY) -m stack.demo_data $(if $(N),-n $(N)) $(ARGS)
 
 bench: deps jars
+	$(call apt,$(DEBIAN_BENCH))
 	@$(PY) -m bench.run $(ARGS)
 
 deps: $(DEPS_STAMP)

@@ -11,7 +11,11 @@ TOPIC_CONTROLLED = "chat_controlled"
 TOPIC_NOTICES = "chat_notices"
 # moderators' actions (unblock), from the API to the ledger: the ledger is the one writer of the Delta tables
 TOPIC_ACTIONS = "chat_actions"
-TOPICS = (TOPIC_CHAT, TOPIC_CONTROLLED, TOPIC_NOTICES, TOPIC_ACTIONS)
+# who holds which name: the API's sessions (claims, renewals, ends), keyed by the name; compacted
+TOPIC_SESSIONS = "chat_sessions"
+TOPICS = (TOPIC_CHAT, TOPIC_CONTROLLED, TOPIC_NOTICES, TOPIC_ACTIONS, TOPIC_SESSIONS)
+# topic settings beyond the defaults: the sessions keep the latest record per name, not 7 days of them
+TOPIC_CONFIGS = {TOPIC_SESSIONS: {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}}
 
 # A message as it travels in Kafka: exactly these keys, all strings.
 MESSAGE_FIELDS = ("author", "data", "timestamp")

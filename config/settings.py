@@ -59,6 +59,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CHAT_API_HOST", "127.0.0.1", "address the API listens on"),
     Setting("CHAT_API_PORT", "5000", "port the API listens on"),
     Setting("CHAT_API_URL", "", "the API the UI talks to; default `http://127.0.0.1:$CHAT_API_PORT`"),
+    Setting("CHAT_API_WORKERS", "0", "API worker processes; 0: one per core"),
+    Setting(
+        "CHAT_API_ALLOWED_HOSTS",
+        "",
+        "Host header names the API answers (comma-separated, * for any); default the loopback names and API_HOST",
+    ),
+    Setting("CHAT_API_MAX_CONNECTIONS", "10000", "open connections per API worker; past it a JSON 503"),
+    Setting("CHAT_API_LONG_POLLS_PER_SESSION", "4", "long-polls one session may hold open at once (per worker)"),
+    Setting(
+        "CHAT_API_LONG_POLLS_PER_CLIENT",
+        "2000",
+        "long-polls one client address may hold open (per worker); 0: no limit",
+    ),
+    Setting("CHAT_API_REQUEST_TIMEOUT_S", "10", "seconds a client has to send a whole request (headers and body)"),
     Setting("CHAT_UI_HOST", "127.0.0.1", "address the UI listens on"),
     Setting("CHAT_UI_PORT", "8000", "port the UI listens on"),
     Setting("CHAT_SESSION_TTL_S", "1800", "seconds a session lives after its last use"),
@@ -113,6 +127,19 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def _hosts(name: str, bind_host: str) -> tuple[str, ...]:
+    """Host names (lower case, no port) from a comma-separated setting; default the loopback names and the
+    bind address (unless it is a wildcard)."""
+    raw = _raw(name)
+    if raw:
+        return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    extra = () if bind_host in ("0.0.0.0", "::", "") else (bind_host.lower(),)
+    return tuple(dict.fromkeys((*LOOPBACK_NAMES, *extra)))
+
+
 def _absolute(path: Path) -> Path:
     path = path.expanduser()
     return path if path.is_absolute() else (Path.cwd() / path).resolve()
@@ -141,11 +168,21 @@ class Settings:
     api_host: str
     api_port: int
     api_url: str
+    api_workers: int  # 0: one per core (`api_worker_count`)
+    api_allowed_hosts: tuple[str, ...]
+    api_max_connections: int
+    api_long_polls_per_session: int
+    api_long_polls_per_client: int
+    api_request_timeout_s: float
     ui_host: str
     ui_port: int
     session_ttl_s: int
     secret_key: str
     admin_token: str
+
+    @property
+    def api_worker_count(self) -> int:
+        return self.api_workers or os.cpu_count() or 1
 
     @property
     def warehouse_dir(self) -> Path:
@@ -163,6 +200,7 @@ def load() -> Settings:
     """Read the settings from the environment (call again after changing it); SystemExit names a bad one."""
     kafka_port = _whole("CHAT_KAFKA_PORT", 9092, 1)
     api_port = _whole("CHAT_API_PORT", 5000, 1)
+    api_host = _text("CHAT_API_HOST", "127.0.0.1")
     bootstrap = _raw("CHAT_KAFKA_BOOTSTRAP")
     return Settings(
         data_dir=_path("CHAT_DATA_DIR", REPO_ROOT / "var"),
@@ -178,9 +216,15 @@ def load() -> Settings:
         spark_master=_text("CHAT_SPARK_MASTER", "local[*]"),
         relay_trigger=_choice("CHAT_RELAY_TRIGGER", "realtime", ("realtime", "microbatch")),
         ledger_trigger_s=_seconds("CHAT_LEDGER_TRIGGER_SECONDS", 1.0),
-        api_host=_text("CHAT_API_HOST", "127.0.0.1"),
+        api_host=api_host,
         api_port=api_port,
         api_url=_text("CHAT_API_URL", f"http://127.0.0.1:{api_port}").rstrip("/"),
+        api_workers=_whole("CHAT_API_WORKERS", 0, 0, 256),
+        api_allowed_hosts=_hosts("CHAT_API_ALLOWED_HOSTS", api_host),
+        api_max_connections=_whole("CHAT_API_MAX_CONNECTIONS", 10_000, 1),
+        api_long_polls_per_session=_whole("CHAT_API_LONG_POLLS_PER_SESSION", 4, 1),
+        api_long_polls_per_client=_whole("CHAT_API_LONG_POLLS_PER_CLIENT", 2000, 0),
+        api_request_timeout_s=_seconds("CHAT_API_REQUEST_TIMEOUT_S", 10.0, 0.1, 600),
         ui_host=_text("CHAT_UI_HOST", "127.0.0.1"),
         ui_port=_whole("CHAT_UI_PORT", 8000, 1),
         session_ttl_s=_whole("CHAT_SESSION_TTL_S", 1800, 1),

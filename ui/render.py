@@ -52,9 +52,10 @@ html :is(a, button, input, summary, [contenteditable], [tabindex]):focus-visible
   font-size: .85rem; color: var(--bs-secondary-color);
   position: sticky; top: 0; z-index: 1; background: var(--bs-body-bg);
 }
-/* ...and stays under the input, which shinychat keeps stuck to the bottom of the same scroller: a
-   header scrolled under it covered the input and took the clicks meant for it (seen on a phone). */
-#chat shiny-chat-input { z-index: 2; }
+/* ...and stays under the input, which shinychat keeps stuck to the bottom of the same scroller (its
+   composer, a stacking context of its own): a header scrolled under it covered the input and took the
+   clicks meant for it (seen on a phone). */
+#chat .shiny-chat-composer { z-index: 2; }
 .chat-msg-author { color: var(--bs-emphasis-color); }
 .chat-msg-text { white-space: pre-wrap; overflow-wrap: anywhere; }
 .chat-msg-own { border-left: 3px solid var(--bs-primary); padding-left: .6rem; }

@@ -5,6 +5,7 @@ the Spark relay and the ledger replaced by in-memory stand-ins below the app.
   change): a message sent to `chat` is relayed at once to the app's feed as the relay publishes it
   on `chat_controlled` (the `message_id`, `chat_position` and `profane` headers; profane words
   masked), and a moderator's unblock on `chat_actions` becomes the ledger's "unblocked" notice.
+* `chat_sessions` is the API's own stand-in (tests/api/session_log.py), kept across a restart.
 * :meth:`LiveApi.strike` publishes a strike notice as the ledger does, with the contract's text.
 * :class:`Recorder` sits in front of the app (WSGI) and records every request and its answer.
 
@@ -18,7 +19,6 @@ import io
 import json
 import re
 import secrets
-import sqlite3
 import threading
 import time
 import uuid
@@ -39,6 +39,7 @@ from werkzeug.serving import make_server
 from api import create_app
 from api.producer import ChatProducer
 from config import contract
+from tests.api.session_log import LocalSessionLog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "moderators-token-for-the-ui-tests"
@@ -213,6 +214,8 @@ class LiveApi:
             "WAREHOUSE_DIR": tmp_path / "warehouse",
             "SECRET_KEY": secrets.token_urlsafe(32),
             "ADMIN_TOKEN": ADMIN_TOKEN,
+            # `chat_sessions` in memory, kept across a restart as the topic is
+            "SESSION_LOG": LocalSessionLog(),
         }
         self.topics = Topics()
         self._lock = threading.Lock()
@@ -368,9 +371,9 @@ class LiveApi:
     # -- sessions, as the app's session store has them -----------------------------------
 
     def _sessions(self) -> list[tuple[str, str, float]]:
-        path = self.app.extensions["chat_auth"].store.path
-        with sqlite3.connect(path) as db:
-            return db.execute("SELECT author, session_id, expires_at FROM sessions ORDER BY author").fetchall()
+        """(author, session id, expires at) of every session that holds a name, as `chat_sessions` says."""
+        holders = self.app.extensions["chat_auth"].store.board.holders
+        return sorted((author, h.session_id, h.expires_at) for author, h in dict(holders).items())
 
     def holders(self) -> list[str]:
         """The names held by live sessions."""

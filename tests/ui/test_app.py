@@ -283,6 +283,10 @@ def test_ui_end_to_end(live: LiveApi, ui_server: str) -> None:
         # Mallory's third profane message: the relay's verdicts block her in the API before any notice
         # reaches her session. Her next message gets a 403: the API's explanation becomes a banner, the
         # chat is cleared for good, and later submissions are refused without reaching the API.
+        # The API tells her window of the block at once (test_the_third_strike_blocks_the_window_at_once);
+        # here her next POST gets in before that notice does, as it can on a busy machine.
+        instant = live.moderation.instant_notice
+        live.moderation.instant_notice = lambda message: None  # type: ignore[method-assign]
         mallory.join("mallory", 1)
         mallory.pump(lambda: len(mallory.chat_blocks()) == 3)
         assert mallory.output_html("moderation") == ""
@@ -300,6 +304,7 @@ def test_ui_end_to_end(live: LiveApi, ui_server: str) -> None:
         mallory.pump(lambda: "chat-blocked" in mallory.output_html("moderation"))
         assert error in mallory.output_html("moderation")
         assert mallory.placeholders()[-1] == BLOCKED_PLACEHOLDER
+        live.moderation.instant_notice = instant  # type: ignore[method-assign]
         posts, sent = len(live.posts), len(live.messages)
         assert mallory.refused("spam again", 5) == f"Message not sent: {error}"
         mallory.pump(lambda: mallory.chat_actions().count({"type": "remove_loading"}) == 5)
@@ -308,6 +313,26 @@ def test_ui_end_to_end(live: LiveApi, ui_server: str) -> None:
         alice.pump(lambda: "not for mallory" in alice.shown())
         mallory.refused("spam once more", 6)  # a marker behind the message's update
         assert mallory.shown() == []  # nothing appended since the clear
+
+
+def test_the_third_strike_blocks_the_window_at_once(live: LiveApi, ui_server: str) -> None:
+    """The API tells the sender of the third profane message at once, from the relay's verdict: the window
+    shows the block and clears the chat without waiting for the ledger or for another message."""
+    live.say("bob", "hello")
+    with open_ws(ui_server) as ws:
+        trudy = ShinyClient(ws)
+        trudy.join("trudy", 1)
+        trudy.pump(lambda: "hello" in trudy.shown())
+        posts = len(live.posts)
+        for seq in range(1, contract.STRIKE_LIMIT + 1):
+            trudy.say(f"darn {seq}", seq)
+        trudy.pump(lambda: "chat-blocked" in trudy.output_html("moderation"))
+        trudy.pump(lambda: {"type": "clear"} in trudy.chat_actions())
+        assert f"{contract.STRIKE_LIMIT}" in trudy.output_html("moderation")
+        assert trudy.placeholders()[-1] == BLOCKED_PLACEHOLDER
+        assert len(live.posts) == posts + contract.STRIKE_LIMIT  # told before any further message
+        # not from the ledger: it has announced nothing yet
+        assert [v for v, _ in live.topics.notices if b'"trudy"' in v] == []
 
 
 def test_ui_end_to_end_moderation(live: LiveApi, ui_server: str) -> None:

@@ -63,19 +63,19 @@ def test_poller_reads_history_then_long_polls_with_the_cursor(live: LiveApi) -> 
         assert live.get_log[-1] == {}  # the tail: no cursor yet
         assert data(poller) == ["first", "second"]
         assert poller.store.messages()[0].id == first
-        assert poller.cursor == live.feed.cursor(2)
+        assert poller.cursor == live.feed.cursor({0: 2})
         assert poller.status().connected is True
 
         live.say("carol", "third")
         assert poller.poll_once() == (1, 0.0)
-        assert live.get_log[-1] == {"after": live.feed.cursor(2), "wait": "1"}
+        assert live.get_log[-1] == {"after": live.feed.cursor({0: 2}), "wait": "1"}
         assert data(poller) == ["first", "second", "third"]
-        assert poller.cursor == live.feed.cursor(3)
+        assert poller.cursor == live.feed.cursor({0: 3})
 
         # Nothing new: the long-poll times out with an empty list, cursor kept.
         assert poller.poll_once() == (0, 0.0)
-        assert live.get_log[-1]["after"] == live.feed.cursor(3)
-        assert len(poller.store) == 3 and poller.cursor == live.feed.cursor(3)
+        assert live.get_log[-1]["after"] == live.feed.cursor({0: 3})
+        assert len(poller.store) == 3 and poller.cursor == live.feed.cursor({0: 3})
     finally:
         poller.stop()
 
@@ -160,8 +160,8 @@ def test_poller_store_is_bounded(live: LiveApi) -> None:
 
 
 def test_poller_carries_on_after_an_api_restart(live: LiveApi) -> None:
-    """A cursor from before a restart is answered from the oldest message kept: what the poller already
-    has is dropped by the store, and only what it missed is new."""
+    """A cursor from before a restart names positions in Kafka: the restarted API answers exactly what came
+    after it, nothing the poller already has."""
     for i in range(3):
         live.say("alice", f"m{i}")
     poller = make_poller(live.url)
@@ -172,11 +172,10 @@ def test_poller_carries_on_after_an_api_restart(live: LiveApi) -> None:
         live.say("bob", "missed")
         assert poller.poll_once() == (1, 0.0)  # no error, no back-off
         assert live.get_log[-1]["after"] == before
-        # the API answered the whole kept tail again, the store kept each message once
         (answer,) = [e for e in live.recorder.requests("GET", "/messages") if e.query.get("after") == before]
-        assert [m["data"] for m in answer.answer_json()["messages"]] == ["m0", "m1", "m2", "missed"]
+        assert [m["data"] for m in answer.answer_json()["messages"]] == ["missed"]
         assert data(poller) == ["m0", "m1", "m2", "missed"] and poller.store.version() == 4
-        assert poller.cursor == live.feed.cursor(4) and poller.status().connected
+        assert poller.cursor == live.feed.cursor({0: 4}) and poller.status().connected
     finally:
         poller.stop()
 
@@ -196,7 +195,7 @@ def test_poller_drops_a_cursor_the_api_rejects(live: LiveApi, caplog: pytest.Log
 
         assert poller.poll_once() == (1, 0.0)
         assert live.get_log[-1] == {}  # re-read the tail
-        assert poller.cursor == live.feed.cursor(2)
+        assert poller.cursor == live.feed.cursor({0: 2})
         assert data(poller) == ["before", "missed"]
     finally:
         poller.stop()
@@ -341,18 +340,19 @@ def test_follower_reads_the_backlog_then_long_polls_with_the_cursor(live: LiveAp
         assert batch is not None and batch.backlog is True
         assert [n.id for n in batch.notices] == [first["id"]]
         assert batch.notices[0] == Notice.from_json(first)
-        assert follower.cursor == board.cursor(1)
+        head = board.cursor({})  # the board's cursor past everything it has read
+        assert follower.cursor == head
 
         second = live.strike("alice")
         batch, delay = follower.poll_once()
-        assert live.notices_log[-1] == ("alice", {"after": board.cursor(1), "wait": "1"})
+        assert live.notices_log[-1] == ("alice", {"after": head, "wait": "1"})
         assert batch == NoticeBatch((Notice.from_json(second),), backlog=False)  # type: ignore[arg-type]
-        assert follower.cursor == board.cursor(3)
+        assert follower.cursor == board.cursor({}) != head
 
         # Nothing new (bob's strike is not alice's): the long-poll times out.
         live.strike("bob")
         assert follower.poll_once() == (None, 0.0)
-        assert follower.cursor == board.cursor(4)
+        assert follower.cursor == board.cursor({})
     finally:
         follower.stop()
 
@@ -448,13 +448,14 @@ def test_follower_drops_a_rejected_cursor_and_delivers_each_notice_once(
         # Both notices came back; only the one not delivered before is new.
         assert batch is not None and [n.id for n in batch.notices] == [missed["id"]]
         assert batch.backlog is False and delay == 0.0
-        assert first["id"] != missed["id"] and follower.cursor == live.moderation.notices.cursor(2)
+        assert first["id"] != missed["id"] and follower.cursor == live.moderation.notices.cursor({})
     finally:
         follower.stop()
 
 
 def test_follower_carries_on_after_an_api_restart(live: LiveApi) -> None:
-    """A cursor from before a restart reads the kept notices again; each is still delivered once."""
+    """A cursor from before a restart names positions in Kafka: the restarted API answers only what came
+    after it; each notice is delivered once."""
     live.strike("alice")
     follower = make_follower(live.url)
     try:
@@ -464,8 +465,7 @@ def test_follower_carries_on_after_an_api_restart(live: LiveApi) -> None:
         batch, delay = follower.poll_once()
         assert delay == 0.0 and batch is not None
         assert [n.id for n in batch.notices] == [missed["id"]] and not batch.backlog
-        assert [n["id"] for n in live.notices_requests()[-1].answer_json()["notices"]][-1] == missed["id"]
-        assert len(live.notices_requests()[-1].answer_json()["notices"]) == 2
+        assert [n["id"] for n in live.notices_requests()[-1].answer_json()["notices"]] == [missed["id"]]
     finally:
         follower.stop()
 
