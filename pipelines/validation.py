@@ -52,6 +52,41 @@ def _first_reason(checks: list[tuple[Column, str]]) -> Column:
     return reason
 
 
+def _java_chars(chars: str) -> str:
+    return "".join(f"\\x{{{ord(ch):X}}}" for ch in chars)
+
+
+def _java_categories(categories) -> str:
+    return "".join(f"\\p{{{c}}}" for c in categories)
+
+
+# contract.author_problem's rules as Java regexes (rlike finds a match anywhere), in its order
+_AUTHOR_RULES = [
+    (
+        "["
+        + _java_categories(contract.AUTHOR_CONTROL_CATEGORIES)
+        + f"[\\p{{{contract.AUTHOR_SPACE_CATEGORY}}}&&[^ ]]]",
+        "control",
+    ),
+    ("[" + _java_chars(contract.AUTHOR_FORBIDDEN_CHARS) + "]", "forbidden"),
+    (
+        "["
+        + _java_chars(contract.AUTHOR_BIDI_CONTROLS)
+        + "]|^["
+        + _java_categories(contract.AUTHOR_INVISIBLE_CATEGORIES)
+        + "]*$",
+        "invisible",
+    ),
+]
+
+
+def _author_checks(author: Column) -> list[tuple[Column, str]]:
+    return [
+        (author.rlike(pattern), contract.AUTHOR_PROBLEMS[rule].format(field="author"))
+        for pattern, rule in _AUTHOR_RULES
+    ]
+
+
 def _content_checks(author: Column, data: Column, ts: Column) -> list[tuple[Column, str]]:
     return [
         (author.rlike(_BLANK), "author is empty"),
@@ -59,6 +94,7 @@ def _content_checks(author: Column, data: Column, ts: Column) -> list[tuple[Colu
             F.char_length(author) > contract.MAX_AUTHOR_CHARS,
             f"author longer than {contract.MAX_AUTHOR_CHARS} characters",
         ),
+        *_author_checks(author),
         (data.rlike(_BLANK), "data is empty"),
         (F.char_length(data) > contract.MAX_DATA_CHARS, f"data longer than {contract.MAX_DATA_CHARS} characters"),
         (
