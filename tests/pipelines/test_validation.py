@@ -14,7 +14,7 @@ from chispa import assert_df_equality
 from api.errors import ApiError
 from api.validation import clean_author
 from config import contract
-from pipelines.validation import filter_valid, message_id, with_validated_message
+from pipelines.validation import filter_valid, is_timestamp, message_id, with_validated_message
 from tests.pipelines.author_names import ACCEPTED, REFUSED
 from tests.pipelines.records import raw_df
 
@@ -77,6 +77,42 @@ def test_valid_messages_keep_their_fields_and_id(spark):
 )
 def test_invalid_records_get_a_reason(spark, value, reason):
     assert reasons(spark, [value]) == [reason]
+
+
+def test_the_timestamp_check_accepts_exactly_what_sparks_own_parser_does(spark):
+    """is_timestamp (one regex) against the contract's pattern plus Spark's datetime parser, on every month and
+    day number around the calendar's edges (leap years by 4, 100 and 400, year 0) and odd writings."""
+    years = ["0000", "0001", "0004", "0100", "0400", "1582", "1900", "1996", "2000", "2023", "2024", "2100", "9999"]
+    texts = [f"{y}-{m:02d}-{d:02d} 10:00:00" for y in years for m in range(14) for d in range(33)]
+    for clock in ["00:00:00", "23:59:59", "24:00:00", "23:60:00", "23:59:60", "9:00:00", "09:0:00", "10:00:00.5"]:
+        texts.append(f"2026-11-27 {clock}")
+    texts += [
+        "2026-11-27 10:00:00\n",
+        "2026-11-27 10:00:00 ",
+        " 2026-11-27 10:00:00",
+        "2026-11-27T10:00:00",
+        "2026-11-27  10:00:00",
+        "２０２６-11-27 10:00:00",
+        "2026-1-27 10:00:00",
+        "+2026-11-27 10:00:00",
+        "12026-11-27 10:00:00",
+        "2026/11/27 10:00:00",
+        "",
+    ]
+    spark_reads_it = (
+        F.col("ts").rlike(contract.TIMESTAMP_PATTERN)
+        & F.try_to_timestamp(F.col("ts"), F.lit(contract.SPARK_TIMESTAMP_FORMAT)).isNotNull()
+    )
+    rows = (
+        spark.createDataFrame([(t,) for t in texts], "ts string")
+        .select("ts", is_timestamp(F.col("ts")).alias("ours"), spark_reads_it.alias("spark"))
+        .collect()
+    )
+    assert [(r.ts, r.ours, r.spark) for r in rows if r.ours != r.spark] == []
+    accepted = {r.ts for r in rows if r.ours}
+    assert {"2024-02-29 10:00:00", "2000-02-29 10:00:00", "0000-02-29 10:00:00"} <= accepted
+    assert not {"1900-02-29 10:00:00", "2100-02-29 10:00:00", "2023-04-31 10:00:00"} & accepted
+    assert len(accepted) == 13 * 365 + 6 + 2  # the days of 13 years (6 of them leap) and two good clocks
 
 
 def test_limits_are_inclusive_and_count_characters_not_bytes(spark):
