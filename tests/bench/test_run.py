@@ -115,3 +115,29 @@ def test_the_api_hook_reads_the_worker_comparison_and_wrk():
     figures = run._api_figures(FakeApiLoad(), run.StackContext(stack, run.RESULTS_DIR, quick=True))
     assert figures["api_posts_per_s_by_workers"] == {"1": 1500.0, "2": 2400.0}
     assert figures["api_posts_per_s"] == 1500.0 and figures["api_wrk_requests_per_s"] == 1450.5
+
+
+def test_the_table_prints_every_throughput_figure_with_its_spread_and_flags_the_unstable(capsys):
+    shaky, firm = steady_figure([100, 140, 120]), steady_figure([1000, 1010, 1020])
+    relay = {"relay": firm, "floor": shaky, "relay_vs_floor": {"value": 8.33}}
+    results = {
+        "baseline": firm,
+        "relay_realtime": relay,
+        "relay_default_trigger": "realtime",
+        "relay_cluster": {
+            "1p": {"relay": firm, "floor": firm},
+            "2p": {"relay": firm, "floor": firm},
+            "relay_2p_vs_1p": 1.0,
+            "floor_2p_vs_1p": 1.0,
+        },
+        "machine_load": {"stack": {"warning": "other processes used 0.80 cores", "load_average_max": 3.1}},
+    }
+    run.print_table(results, target_rows(derived(results)))
+    out = capsys.readouterr().out
+    floor = next(line for line in out.splitlines() if "floor realtime (default)" in line)
+    assert "100 / 140 / 120" in floor and "33% UNSTABLE" in floor
+    base = next(line for line in out.splitlines() if line.lstrip("│ ").startswith("baseline"))
+    assert "2%" in base and "UNSTABLE" not in base
+    assert any("relay ÷ floor 8.33" in line for line in out.splitlines())
+    assert sum("cluster relay" in line for line in out.splitlines()) == 2
+    assert "WARNING during stack: other processes used 0.80 cores (load average up to 3.1)" in out
