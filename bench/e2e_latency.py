@@ -269,7 +269,7 @@ def format_explanation(e: dict) -> str:
     return (
         f"slowest 1% ({e['count']}): {causes}; {e['during_ledger_batch']} during a ledger batch "
         f"(a ledger batch ran {e['ledger_busy_share']:.0%} of the time, {e['ledger_batches']} batches, "
-        f"p50 {e['ledger_batch_seconds']['p50']}s); p99 {e['latency_in_ledger_batches_ms']['p99']} ms during "
+        f"p50 {e['ledger_batch_seconds']['p50'] or '–'} s); p99 {e['latency_in_ledger_batches_ms']['p99']} ms during "
         f"ledger batches vs {e['latency_outside_ledger_batches_ms']['p99']} ms outside; relay stage p50 "
         f"{e['stages_of_slowest']['relay_ms']['p50']} ms, delivery p50 {e['stages_of_slowest']['delivery_ms']['p50']} ms "
         f"(all messages: {e['stages_of_all']['relay_ms']['p50']} / {e['stages_of_all']['delivery_ms']['p50']} ms)"
