@@ -6,6 +6,8 @@ every layer can use them. README "Data flow" and "Moderation" describe them.
 
 from __future__ import annotations
 
+import unicodedata
+
 TOPIC_CHAT = "chat"
 TOPIC_CONTROLLED = "chat_controlled"
 TOPIC_NOTICES = "chat_notices"
@@ -24,6 +26,24 @@ SPARK_TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"  # the same, for Spark's datetime
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 MAX_AUTHOR_CHARS = 64
 MAX_DATA_CHARS = 2000
+
+# Author names: what a name may not hold, one definition for the API's check (Python) and the relay's
+# (a Spark regex built from the same data), so that a record written straight to Kafka meets the API's rules.
+# Unicode general categories a name may not contain: controls, surrogates, line and paragraph separators;
+# and of the space separators (Zs) only U+0020 is allowed.
+AUTHOR_CONTROL_CATEGORIES = ("Cc", "Cs", "Zl", "Zp")
+AUTHOR_SPACE_CATEGORY = "Zs"
+AUTHOR_FORBIDDEN_CHARS = "/"  # a name is a path segment of /users/<author>
+# right-to-left overrides, embeddings and isolates: they make a name display as another one
+AUTHOR_BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+# a name made only of these categories shows nothing (format characters, spaces, combining marks)
+AUTHOR_INVISIBLE_CATEGORIES = ("Cf", "Zs", "Mn")
+# What is wrong with a name, in the rules' order; `{field}` is the name's field ("author").
+AUTHOR_PROBLEMS = {
+    "control": "{field} must not contain control characters or line breaks",
+    "forbidden": "{field} must not contain '/' (it names a user in URLs such as /users/<author>)",
+    "invisible": "{field} must have visible characters and no text-direction controls",
+}
 
 # Kafka headers
 MESSAGE_ID_HEADER = "message_id"  # on `chat` and `chat_controlled`: the API's id of the message
@@ -60,6 +80,20 @@ BLOCKED_ERROR = (
 def notice_text(kind: str, strike: int = 0, limit: int = STRIKE_LIMIT, terms: tuple[str, ...] | list[str] = ()) -> str:
     """The text of a notice, as the user reads it."""
     return NOTICE_TEXTS[kind].format(strike=strike, limit=limit, terms=", ".join(terms))
+
+
+def author_problem(name: str, field: str = "author") -> str | None:
+    """What is wrong with a (non-empty, stripped) author name under the AUTHOR_* rules, or None when nothing is."""
+    categories = [unicodedata.category(ch) for ch in name]
+    if any(
+        c in AUTHOR_CONTROL_CATEGORIES or (c == AUTHOR_SPACE_CATEGORY and ch != " ") for ch, c in zip(name, categories)
+    ):
+        return AUTHOR_PROBLEMS["control"].format(field=field)
+    if any(ch in AUTHOR_FORBIDDEN_CHARS for ch in name):
+        return AUTHOR_PROBLEMS["forbidden"].format(field=field)
+    if any(ch in AUTHOR_BIDI_CONTROLS for ch in name) or all(c in AUTHOR_INVISIBLE_CATEGORIES for c in categories):
+        return AUTHOR_PROBLEMS["invisible"].format(field=field)
+    return None
 
 
 def blocked_error(author: str, strikes: int, blocked_at: str | None) -> str:
