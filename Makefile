@@ -64,7 +64,7 @@ sql: deps jars
 demo-data: deps
 	@$(PY) -m stack.demo_data $(if $(N),-n $(N)) $(ARGS)
 
-bench: deps jars
+bench: deps jars debian
 	$(call apt,$(DEBIAN_BENCH))
 	@$(PY) -m bench.run $(ARGS)
 

@@ -9,6 +9,7 @@ import unicodedata
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from api.errors import ApiError
+from config import contract
 
 # the characters of Unicode categories Cc (controls) and Cs (surrogates), as one compiled class: a
 # character-by-character unicodedata loop cost more than the rest of a POST's checks together
@@ -34,14 +35,8 @@ def clean_author(value, max_chars: int, field: str = "author") -> str:
         raise ApiError(400, f"{field} must not be empty")
     if len(author) > max_chars:
         raise ApiError(400, f"{field} is too long ({len(author)} characters, at most {max_chars})")
-    if _has_control_chars(author, allow_newlines=False) or any(ch.isspace() and ch != " " for ch in author):
-        raise ApiError(400, f"{field} must not contain control characters or line breaks")
-    if "/" in author:
-        raise ApiError(400, f"{field} must not contain '/' (it names a user in URLs such as /users/<author>)")
-    if any(ch in BIDI_CONTROLS for ch in author) or all(
-        unicodedata.category(ch) in ("Cf", "Zs", "Mn") for ch in author
-    ):
-        raise ApiError(400, f"{field} must have visible characters and no text-direction controls")
+    if (problem := contract.author_problem(author, field)) is not None:
+        raise ApiError(400, problem)
     return author
 
 
