@@ -72,12 +72,7 @@ def json_object(request, *fields: str) -> dict:
         raise ApiError(400, "body is not valid JSON (UTF-8)") from None
     except RecursionError:  # the parser recurses once per [ or {
         raise ApiError(400, "body is not valid JSON (UTF-8): nested too deeply") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "body must be a JSON object {" + ", ".join(f'"{f}": ...' for f in fields) + "}")
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}")
-    return body
+    return _object_with(body, fields)
 
 
 def require_json(content_type: str | None) -> None:
@@ -96,12 +91,7 @@ def parse_json_body(content_type: str | None, data: bytes, fields: tuple[str, ..
         raise ApiError(400, "body is not valid JSON (UTF-8)") from None
     except RecursionError:
         raise ApiError(400, "body is not valid JSON (UTF-8): nested too deeply") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "body must be a JSON object {" + ", ".join(f'"{f}": ...' for f in fields) + "}")
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}")
-    return body
+    return _object_with(body, fields)
 
 
 def parse_message_body(body: dict, max_author: int, max_text: int) -> tuple[str | None, str]:
@@ -132,3 +122,13 @@ def parse_limit(raw: str | None, default: int = 100, maximum: int = 500) -> int:
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= maximum:
         raise ApiError(400, f"limit must be a whole number from 1 to {maximum}")
     return int(raw)
+
+
+def _object_with(body, fields: tuple[str, ...]) -> dict:
+    """`body` when it is a JSON object with no field but `fields`, else a 400 naming what is wrong."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object {" + ", ".join(f'"{f}": ...' for f in fields) + "}")
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}")
+    return body
