@@ -11,11 +11,14 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import uvicorn
 
 import ui.poller
+from api.asgi import ChatAsgi
 from stack.broker import free_port
 from tests.ui.live_api import Answer, Double, LiveApi, schema_errors, wait_until
 from tests.ui.samples import AWKWARD_NAMES
@@ -638,3 +641,36 @@ def test_stream_follows_at_most_what_one_request_carries(live: LiveApi, monkeypa
         assert [f.author for f in stream.followed] == ["b", "c"]
     finally:
         stream.stop()
+
+
+def test_the_asgi_api_holds_one_long_poll_for_the_stream(tmp_path: Path) -> None:
+    """Served as in production (the long-polls on uvicorn's event loop): a cut long-poll ends at once on the
+    API too, so a UI process holds one however many users join, and none once stopped."""
+    live = LiveApi(tmp_path / "api")
+    asgi = ChatAsgi(live.app)
+    server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=free_port(), log_level="warning"))
+    serving = threading.Thread(target=server.run, name="test-asgi", daemon=True)
+    serving.start()
+    wait_until(lambda: server.started)
+    live.url = f"http://127.0.0.1:{server.config.port}"
+    holding = lambda: sum(asgi.polls_by_client.values())  # noqa: E731
+    stream = make_stream(live.url, wait=30)
+    stream.start()
+    try:
+        batches = {name: follow(stream, joined(live.url, name)) for name in ("alice",)}
+        wait_until(lambda: holding() == 1)
+        for name in ("bob", "carol"):
+            live.strike(name)
+            batches[name] = follow(stream, joined(live.url, name))
+            wait_until(lambda: len(batches[name]) == 1)  # noqa: B023
+            wait_until(lambda: stream.cursor is not None and holding() == 1)
+            assert holding() == 1
+        live.strike("alice")
+        wait_until(lambda: len(batches["alice"]) == 1)
+        assert [[b.backlog for b in got] for got in batches.values()] == [[False], [True], [True]]
+    finally:
+        stream.stop()
+        wait_until(lambda: not stream.running and holding() == 0)
+        live.release()
+        server.should_exit = True
+        serving.join()
