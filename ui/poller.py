@@ -361,6 +361,7 @@ class NoticeStream(LongPoller[list[tuple[Followed, NoticeBatch]]]):
         self._wake = threading.Event()
         self._inflight: http.client.HTTPConnection | None = None
         self._cut = False
+        self._unrenewed = False  # a refused token could not be renewed in the last answer
 
     @property
     def label(self) -> str:
@@ -400,18 +401,27 @@ class NoticeStream(LongPoller[list[tuple[Followed, NoticeBatch]]]):
                 pass
 
     def poll_once(self) -> tuple[list[tuple[Followed, NoticeBatch]] | None, float]:
+        self._unrenewed = False
+        for followed in self.followed:
+            if followed.session.token is None and not followed.session.closed:
+                self._renew(followed, None)  # a renewal failed before: try again
         with self._lock:
             if self._changed:
                 self.cursor, self._changed = None, False
             self._sent = [(f, f.session.token) for f in self._followed if f.session.token and not f.session.closed]
             self._wake.clear()
         if not self._sent:
+            if self._unrenewed:
+                return None, self._backoff("a refused session could not be renewed")
             self._wake.wait(self.wait)  # until someone is followed (or the stream stops)
             return None, 0.0
         try:
-            return super().poll_once()
+            result, delay = super().poll_once()
         except Interrupted:
             return None, 0.0
+        if self._unrenewed:  # an API that opens no session must not be asked again at once
+            delay = max(delay, self._backoff("a refused session could not be renewed"))
+        return result, delay
 
     def send(self, params: Mapping[str, str | int], timeout: float) -> requests.Response:
         body: dict[str, Any] = {"tokens": [token for _, token in self._sent], **params}
@@ -467,18 +477,27 @@ class NoticeStream(LongPoller[list[tuple[Followed, NoticeBatch]]]):
             self._renew(*self._sent[index])
         return batches or None
 
-    def _renew(self, followed: Followed, token: str) -> None:
-        """The API refused ``followed``'s token: open their session again, or stop following them."""
+    def _renew(self, followed: Followed, token: str | None) -> None:
+        """The API refused ``followed``'s token (None: a renewal failed): open their session again, or stop
+        following them."""
         if followed not in self.followed:
             return  # they left meanwhile
         try:
-            followed.session.renew(token)
+            if token is None:
+                followed.session.open()
+            else:
+                followed.session.renew(token)
+        except NameInUse as exc:
+            log.warning("Notices for %r: no longer followed: %s", followed.author, exc)
+            self.unfollow(followed)
+            return
         except SessionLost as exc:
             log.warning("Notices for %r: no longer followed: %s", followed.author, exc)
             self.unfollow(followed)
             return
         except ChatApiError as exc:
             log.warning("Notices for %r: cannot renew the session (%s)", followed.author, exc)
+            self._unrenewed = True
         with self._lock:  # what they missed while refused is read again from the start
             self._changed = True
 

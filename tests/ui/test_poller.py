@@ -674,3 +674,25 @@ def test_the_asgi_api_holds_one_long_poll_for_the_stream(tmp_path: Path) -> None
         live.release()
         server.should_exit = True
         serving.join()
+
+
+def test_stream_backs_off_while_a_refused_session_cannot_be_renewed(
+    live: LiveApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = joined(live.url, "alice")
+    stream = make_stream(live.url, backoff_initial=1.0, backoff_max=2.0)
+    try:
+        batches = follow(stream, alice)
+        stream.poll_once()
+        live.expire("alice")
+        live.fail_next(live.app.extensions["chat_auth"], "issue", 2)  # POST /sessions answers 500, twice
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            assert [stream.poll_once() for _ in range(2)] == [(None, 1.0), (None, 2.0)]
+        assert "cannot renew the session" in caplog.text
+        missed = live.strike("alice")
+        stream.deliver(stream.poll_once()[0])  # renewed now: read again from the start
+        stream.deliver(stream.poll_once()[0])
+        assert [n.id for b in batches for n in b.notices] == [missed["id"]]
+        assert [f.author for f in stream.followed] == ["alice"]
+    finally:
+        stream.stop()
