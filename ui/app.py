@@ -25,7 +25,7 @@ from config import contract, settings
 from . import i18n
 from .client import ChatApiError, ChatSession, SendError, send_message
 from .i18n import Lang, Text, text
-from .live import LiveFeed, ModerationWatch, get_feed
+from .live import LiveFeed, ModerationWatch, get_feed, get_notices
 from .models import Standing
 from .render import (
     CSS,
@@ -216,7 +216,7 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
             return
         visit.chat_session = opened
         user_name.set(opened.author)  # as the API normalised it
-        visit.watch = ModerationWatch(session, opened, standing, lang_now)
+        visit.watch = ModerationWatch(session, opened, standing, lang_now, get_notices(API_URL))
         visit.watch.start()
 
     @reactive.effect

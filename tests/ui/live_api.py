@@ -429,12 +429,13 @@ class LiveApi:
         return [e.query for e in self.recorder.requests("GET", "/messages")]
 
     def notices_requests(self) -> list[Exchange]:
-        return [e for e in list(self.recorder.exchanges) if e.method == "GET" and e.path.endswith("/notices")]
+        """Every ``POST /notices/poll``, in arrival order (its answer once it has one)."""
+        return self.recorder.requests("POST", "/notices/poll")
 
     @property
-    def notices_log(self) -> list[tuple[str, dict[str, str]]]:
-        """(author, query) of every ``GET /users/<author>/notices``."""
-        return [(e.path.removeprefix("/users/").removesuffix("/notices"), e.query) for e in self.notices_requests()]
+    def notices_log(self) -> list[dict[str, Any]]:
+        """The JSON body of every ``POST /notices/poll``: ``tokens``, and ``after`` and ``wait`` but on a first read."""
+        return [e.json() for e in self.notices_requests()]
 
     @property
     def user_uris(self) -> list[str]:

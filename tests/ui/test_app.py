@@ -397,20 +397,18 @@ def test_ui_end_to_end_moderation(live: LiveApi, ui_server: str) -> None:
         alice.refused("still here?", 3)  # a marker behind the message's update
         assert alice.shown() == []
 
-        # When a session ends, so does its notices long-polling.
-        def polls(who: str) -> list[Any]:
-            return [e for e in live.notices_requests() if e.path == f"/users/{who}/notices"]
-
+        # The process reads everyone's notices in one long-poll; when a session ends, it no longer asks for her.
+        tokens = {who: live.tokens_of(who)[0] for who in (name, "carol", "dave")}
+        assert set(live.notices_log[-1]["tokens"]) == set(tokens.values())
+        assert all(len(e.json()["tokens"]) <= 3 for e in live.notices_requests())  # one stream, not one each
         ws_carol.close()
-        wait_until(lambda: ("delete", "carol") in live.session_log)  # her follower was stopped before that
-        ended = len(live.recorder.exchanges)
-        live.strike("carol")  # ends her long-poll in flight (a 401 now), which is not followed by another
-        wait_until(lambda: all(e.status is not None for e in polls("carol")))
-        dave_polls = len(polls("dave"))
-        live.strike("dave")  # a live session asks again...
-        wait_until(lambda: len(polls("dave")) > dave_polls)
-        order = {id(e): i for i, e in enumerate(live.recorder.exchanges)}
-        assert all(order[id(e)] < ended for e in polls("carol"))  # ...the ended one does not
+        wait_until(lambda: ("delete", "carol") in live.session_log)  # she was no longer followed before that
+        ended = len(live.notices_requests())
+        live.strike("carol")  # ends the long-poll in flight, which named her (refused now)...
+        wait_until(lambda: len(live.notices_requests()) > ended)
+        live.strike("dave")  # ...and the next ones ask for the others only
+        dave.pump(lambda: len(dave.notifications("warning")) == 1)
+        assert all(set(body["tokens"]) == {tokens[name], tokens["dave"]} for body in live.notices_log[ended:])
 
         # Her name is hers while her session lives: another browser cannot join as her.
         with open_ws(ui_server) as ws_again:
@@ -460,8 +458,8 @@ def test_ui_end_to_end_sessions(live: LiveApi, ui_server: str) -> None:
         assert "zo\u00e9" in zoe.output_html("join_area")
         assert ("open", "zo\u00e9") in live.session_log
         (token,) = live.tokens_of("zo\u00e9")
-        wait_until(lambda: token in live.requests_with("GET", "/users/zo\u00e9/notices"))
-        assert set(live.requests_with("GET", "/users/zo\u00e9/notices")) == {token}
+        wait_until(lambda: any(token in body["tokens"] for body in live.notices_log))
+        assert {t for body in live.notices_log for t in body["tokens"]} == {token}
 
         zoe.say("hello", 1)
         zoe.pump(lambda: len(zoe.chat_blocks()) == 1)
@@ -609,7 +607,8 @@ def test_ui_in_spanish_and_switching_language(live: LiveApi, ui_server: str) -> 
         assert ana.notifications("warning")[-1] == worded(second, "en")
         sessions = [e.language for e in live.recorder.requests("POST", "/sessions") if e.status == 201]
         assert "es" in sessions  # she joined in Spanish
-        wait_until(lambda: any(e.language == "en" for e in live.notices_requests()))
+        ana.say("hello again", 1)
+        wait_until(lambda: [e.language for e in live.recorder.requests("POST", "/messages")] == ["en"])
         assert [e.language for e in live.recorder.requests("GET", "/users/ana")] == ["es"]
 
         # Not joined yet: the form is relabelled, not re-rendered (what was typed stays).
