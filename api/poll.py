@@ -16,11 +16,11 @@ from api.errors import ApiError
 from api.notices import NoticeBoard, get_moderation
 from api.tail import BadCursor
 from api.validation import parse_json_body
+from config import contract
 
 bp = Blueprint("poll", __name__)
 
-# tokens one request may carry (a UI process's joined users), and that body's size
-MAX_TOKENS = 1000
+# that request's body size, for contract.MAX_POLL_TOKENS tokens
 MAX_BODY = 256 * 1024
 FIELDS = ("tokens", "after", "wait")
 
@@ -37,8 +37,8 @@ def parse_poll(content_type: str | None, data: bytes, board: NoticeBoard, max_wa
     tokens = body.get("tokens")
     if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
         raise ApiError(400, "tokens must be a non-empty list of session tokens (strings)")
-    if len(tokens) > MAX_TOKENS:
-        raise ApiError(400, f"tokens holds {len(tokens)} tokens, at most {MAX_TOKENS}")
+    if len(tokens) > contract.MAX_POLL_TOKENS:
+        raise ApiError(400, f"tokens holds {len(tokens)} tokens, at most {contract.MAX_POLL_TOKENS}")
     after, wait = body.get("after"), body.get("wait", 0)
     if after is not None and not isinstance(after, str):
         raise ApiError(400, "after must be a cursor (a string) returned by POST /notices/poll")

@@ -26,6 +26,8 @@ SPARK_TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"  # the same, for Spark's datetime
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 MAX_AUTHOR_CHARS = 64
 MAX_DATA_CHARS = 2000
+# session tokens one POST /notices/poll may carry: the joined users one UI process follows
+MAX_POLL_TOKENS = 1000
 
 # Author names: what a name may not hold, one definition for the API's check (Python) and the relay's
 # (a Spark regex built from the same data), so that a record written straight to Kafka meets the API's rules.

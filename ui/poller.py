@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from config import contract
+
 from .client import (
     ApiUnreachable,
     ChatApiError,
@@ -314,10 +316,6 @@ class FeedPoller(LongPoller[int]):
         super().stop(timeout)
 
 
-MAX_FOLLOWED = 1000
-"""Tokens one ``POST /notices/poll`` may carry (``api/openapi.yaml``): the joined users one stream follows."""
-
-
 class Interrupted(Exception):
     """A request ended early on purpose: the set of followed users changed while it waited."""
 
@@ -376,8 +374,8 @@ class NoticeStream(LongPoller[list[tuple[Followed, NoticeBatch]]]):
         """Hand ``session``'s user their notices from now on (the backlog first)."""
         followed = Followed(session, on_batch)
         with self._lock:
-            if len(self._followed) >= MAX_FOLLOWED:
-                raise RuntimeError(f"a notice stream follows at most {MAX_FOLLOWED} users")
+            if len(self._followed) >= contract.MAX_POLL_TOKENS:
+                raise RuntimeError(f"a notice stream follows at most {contract.MAX_POLL_TOKENS} users")
             self._followed.append(followed)
             self._changed = True
             self._cut_inflight()

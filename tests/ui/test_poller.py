@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import pytest
 import uvicorn
 
-import ui.poller
 from api.asgi import ChatAsgi
+from config import contract
 from stack.broker import free_port
 from tests.ui.live_api import Answer, Double, LiveApi, schema_errors, wait_until
 from tests.ui.samples import AWKWARD_NAMES
@@ -630,7 +630,7 @@ def test_stream_stop_cuts_the_long_poll(live: LiveApi) -> None:
 
 
 def test_stream_follows_at_most_what_one_request_carries(live: LiveApi, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ui.poller, "MAX_FOLLOWED", 2)
+    monkeypatch.setattr(contract, "MAX_POLL_TOKENS", 2)
     stream = make_stream(live.url)
     try:
         first = [stream.follow(ChatSession(live.url, name), lambda batch: None) for name in ("a", "b")]
