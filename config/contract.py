@@ -38,13 +38,17 @@ AUTHOR_SPACE_CATEGORY = "Zs"
 AUTHOR_FORBIDDEN_CHARS = "/"  # a name is a path segment of /users/<author>
 # right-to-left overrides, embeddings and isolates: they make a name display as another one
 AUTHOR_BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-# a name made only of these categories shows nothing (format characters, spaces, combining marks)
+# zero-width and soft-hyphen format characters: inside a name they make it look like another one
+# (the zero-width joiner is not among them: emoji sequences need it)
+AUTHOR_HIDDEN_CHARS = "\u00ad\u180e\u200b\u200c\u2060\ufeff"
+# a name made only of these categories, or of these blank letters (Hangul fillers, the braille blank), shows nothing
 AUTHOR_INVISIBLE_CATEGORIES = ("Cf", "Zs", "Mn")
+AUTHOR_BLANK_CHARS = "\u115f\u1160\u3164\uffa0\u2800"
 # What is wrong with a name, in the rules' order; `{field}` is the name's field ("author").
 AUTHOR_PROBLEMS = {
     "control": "{field} must not contain control characters or line breaks",
     "forbidden": "{field} must not contain '/' (it names a user in URLs such as /users/<author>)",
-    "invisible": "{field} must have visible characters and no text-direction controls",
+    "invisible": "{field} must have visible characters and no text-direction or zero-width characters",
 }
 
 # Kafka headers
@@ -93,7 +97,9 @@ def author_problem(name: str, field: str = "author") -> str | None:
         return AUTHOR_PROBLEMS["control"].format(field=field)
     if any(ch in AUTHOR_FORBIDDEN_CHARS for ch in name):
         return AUTHOR_PROBLEMS["forbidden"].format(field=field)
-    if any(ch in AUTHOR_BIDI_CONTROLS for ch in name) or all(c in AUTHOR_INVISIBLE_CATEGORIES for c in categories):
+    if any(ch in AUTHOR_BIDI_CONTROLS or ch in AUTHOR_HIDDEN_CHARS for ch in name) or all(
+        c in AUTHOR_INVISIBLE_CATEGORIES or ch in AUTHOR_BLANK_CHARS for ch, c in zip(name, categories)
+    ):
         return AUTHOR_PROBLEMS["invisible"].format(field=field)
     return None
 

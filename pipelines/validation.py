@@ -79,9 +79,10 @@ _AUTHOR_RULES = [
     ("[" + _java_chars(contract.AUTHOR_FORBIDDEN_CHARS) + "]", "forbidden"),
     (
         "["
-        + _java_chars(contract.AUTHOR_BIDI_CONTROLS)
+        + _java_chars(contract.AUTHOR_BIDI_CONTROLS + contract.AUTHOR_HIDDEN_CHARS)
         + "]|^["
         + _java_categories(contract.AUTHOR_INVISIBLE_CATEGORIES)
+        + _java_chars(contract.AUTHOR_BLANK_CHARS)
         + "]*$",
         "invisible",
     ),

@@ -137,8 +137,14 @@ def test_messages_need_a_valid_bearer_token(client, header, error):
         ({"author": "a" * 65}, "author is too long (65 characters, at most 64)"),
         ({"author": "ana", "token": "x"}, "unknown field(s): token"),
         ({"author": "ana/notices"}, "author must not contain '/' (it names a user in URLs such as /users/<author>)"),
-        ({"author": "\u200b\u200b"}, "author must have visible characters and no text-direction controls"),
-        ({"author": "ana\u202enib"}, "author must have visible characters and no text-direction controls"),
+        (
+            {"author": "\u200b\u200b"},
+            "author must have visible characters and no text-direction or zero-width characters",
+        ),
+        (
+            {"author": "ana\u202enib"},
+            "author must have visible characters and no text-direction or zero-width characters",
+        ),
         (["ana"], 'body must be a JSON object {"author": ...}'),
     ],
 )
