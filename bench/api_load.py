@@ -448,10 +448,8 @@ SERVERS = {
 }
 
 
-def process_group_cpu_s(pgid: int) -> float:
-    """CPU seconds (user + system) used so far by the live processes of a process group."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+def _group_members(pgid: int):
+    """(pid, the fields of /proc/<pid>/stat after the name) of each live process of a process group."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -460,23 +458,22 @@ def process_group_cpu_s(pgid: int) -> float:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ..., utime (12), stime (13)
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+        if int(fields[2]) == pgid:  # the fields: state, ppid, pgrp, ..., utime (12), stime (13)
+            yield entry, fields
+
+
+def process_group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group."""
+    ticks = sum(int(fields[11]) + int(fields[12]) for _, fields in _group_members(pgid))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def process_group_rss_mb(pgid: int) -> float:
     """Resident memory of the live processes of a process group, in MiB."""
     total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid, _ in _group_members(pgid):
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            with open(f"/proc/{entry}/statm") as f:
+            with open(f"/proc/{pid}/statm") as f:
                 total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except OSError:
             continue
