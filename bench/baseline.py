@@ -271,7 +271,8 @@ class ControlledRecord:
 def controlled_record(
     value: bytes | None, headers: Sequence[tuple[str, bytes | None]], partition: int, offset: int, masker: Masker
 ) -> ControlledRecord | None:
-    """The relay's output for one raw record (None when it is invalid): pipelines/relay.py `build_relay`."""
+    """The relay's output for one raw record (None when it is invalid): pipelines/relay.py `build_relay`, but for
+    the `terms` header (the words matched): the masking here does not name them."""
     message, _ = parse_message(value)
     if message is None:
         return None
