@@ -3,7 +3,7 @@ CHAT_SECRET_KEY) and Debian's HAProxy in front of them, health-checking `/health
 
     python -m stack.balancer --hosts 2 --port 8080      # beside `make up`, on its Kafka; Ctrl-C stops them
 
-`haproxy_config()` is the configuration compose.cluster.yml's balancer uses too (README "Running on a cluster").
+`haproxy_config()` also writes conf/haproxy-cluster.cfg, the same for two API containers (README "Running on a cluster").
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ backend api_hosts
 {stats}"""
 
 
-# compose.cluster.yml's balancer: conf/haproxy-cluster.cfg is this configuration (tests/stack/test_balancer.py
+# two API containers api-1 and api-2 behind a balancer on a Docker network: conf/haproxy-cluster.cfg (tests/stack/test_balancer.py
 # checks that it is); regenerate it with `python -m stack.balancer --write-compose-config`
 COMPOSE_CONFIG = settings.REPO_ROOT / "conf" / "haproxy-cluster.cfg"
 

@@ -109,8 +109,8 @@ def test_a_missing_haproxy_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_the_compose_clusters_balancer_configuration_is_the_generated_one():
-    """compose.cluster.yml mounts conf/haproxy-cluster.cfg: it is what stack/balancer.py generates (regenerate
-    with `python -m stack.balancer --write-compose-config`), and HAProxy accepts it."""
+    """conf/haproxy-cluster.cfg (two API containers on a Docker network) is what stack/balancer.py generates
+    (regenerate with `python -m stack.balancer --write-compose-config`), and HAProxy accepts it."""
     from stack.balancer import COMPOSE_CONFIG, compose_config
 
     assert COMPOSE_CONFIG.read_text() == compose_config()
