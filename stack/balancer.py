@@ -123,15 +123,18 @@ class ApiHost:
         return self.data_dir / "api.log"
 
     def start(self) -> None:
+        # the host's own settings; `env` adds or overrides (such as a warehouse shared with the streams)
         env = child_env(
-            CHAT_API_HOST="127.0.0.1",
-            CHAT_API_PORT=str(self.port),
-            CHAT_API_WORKERS=str(self.workers),
-            CHAT_KAFKA_BOOTSTRAP=self.kafka_bootstrap,
-            CHAT_DATA_DIR=str(self.data_dir),
-            CHAT_SECRET_KEY=self.secret_key,
-            CHAT_WAREHOUSE_DIR=None,
-            **self.env,
+            **{
+                "CHAT_API_HOST": "127.0.0.1",
+                "CHAT_API_PORT": str(self.port),
+                "CHAT_API_WORKERS": str(self.workers),
+                "CHAT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+                "CHAT_DATA_DIR": str(self.data_dir),
+                "CHAT_SECRET_KEY": self.secret_key,
+                "CHAT_WAREHOUSE_DIR": None,
+                **self.env,
+            }
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = spawn(api_argv(), self.log_file, env)
