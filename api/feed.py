@@ -227,12 +227,9 @@ class Feed(Follower):
     def status(self) -> dict:
         with self._cond:
             return {
-                "connected": self.connected,
-                "topic": self.topic,
+                **super().status(),
                 "messages_kept": len(self._messages),
-                "last_error": self.last_error,
                 "duplicates_dropped": self.duplicates_dropped,
-                "caught_up": self.caught_up,
             }
 
     def sizes(self) -> dict:

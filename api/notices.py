@@ -229,13 +229,7 @@ class NoticeBoard(Follower):
         return message_id in self._struck
 
     def status(self) -> dict:
-        return {
-            "connected": self.connected,
-            "topic": self.topic,
-            "notices": self._seq,
-            "last_error": self.last_error,
-            "caught_up": self.caught_up,
-        }
+        return {**super().status(), "notices": self._seq}
 
     def sizes(self) -> dict:
         with self._cond:

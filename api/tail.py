@@ -181,6 +181,15 @@ class Follower:
     def connected(self) -> bool:
         return self.tail is not None and self.tail.connected
 
+    def status(self) -> dict:
+        """What GET /health says of this topic's reading; subclasses add their own counts."""
+        return {
+            "connected": self.connected,
+            "topic": self.topic,
+            "last_error": self.last_error,
+            "caught_up": self.caught_up,
+        }
+
     @property
     def last_error(self) -> str | None:
         return self.tail.last_error if self.tail is not None else None
