@@ -18,8 +18,11 @@ bind = [f"{_settings.api_host}:{_settings.api_port}"]
 worker_class = "api.server.ChatWorker"
 # each worker reads the topics itself and shares nothing with the others but Kafka: one per core
 workers = _settings.api_worker_count
-# a long-poll client asks again at once; an idle keep-alive connection costs a file descriptor only
-keepalive = 5
+# an idle keep-alive connection costs a file descriptor only, and closing it races the client's next request
+# (sent as the server closes, it fails with a reset): idle connections are kept longer than clients pause
+# between requests (a chat client pauses seconds; nginx's default is 75 s). A new connection still has
+# CHAT_API_REQUEST_TIMEOUT_S for its first request, and the connection cap bounds the idle ones.
+keepalive = 75
 # a worker is restarted when silent this long (its event loop reports while long-polls wait)
 timeout = 60
 graceful_timeout = 10
