@@ -3,7 +3,8 @@ CHAT_SECRET_KEY) and Debian's HAProxy in front of them, health-checking `/health
 
     python -m stack.balancer --hosts 2 --port 8080      # beside `make up`, on its Kafka; Ctrl-C stops them
 
-`haproxy_config()` also writes conf/haproxy-cluster.cfg, the same for two API containers (README "Running on a cluster").
+`compose_config()` writes conf/haproxy-cluster.cfg, the balancer of compose.cluster.yml's API containers (README "Running
+on a cluster").
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ defaults
     timeout client 60s
     timeout server 45s
     timeout http-request 10s
-    timeout http-keep-alive 5s
+    # idle client connections kept as long as the API keeps them: closing one races the client's next request
+    timeout http-keep-alive 75s
     # a server whose name does not resolve yet is down, not a reason to refuse to start
     default-server init-addr last,libc,none
     # a request that could not reach a server (refused: the host is down) goes to another one; one that
@@ -92,13 +94,18 @@ backend api_hosts
 {stats}"""
 
 
-# two API containers api-1 and api-2 behind a balancer on a Docker network: conf/haproxy-cluster.cfg (tests/stack/test_balancer.py
-# checks that it is); regenerate it with `python -m stack.balancer --write-compose-config`
+# the balancer of compose.cluster.yml: its API containers api-1..api-N on the Docker network (the compose tests
+# check the two agree); regenerate it with `python -m stack.balancer --write-compose-config --hosts N`
 COMPOSE_CONFIG = settings.REPO_ROOT / "conf" / "haproxy-cluster.cfg"
+COMPOSE_API_PORT = 5000
 
 
-def compose_config() -> str:
-    return haproxy_config(5000, [("api-1", "api-1", 5000), ("api-2", "api-2", 5000)], bind="*", docker_dns=True)
+def compose_config(hosts: int = 2) -> str:
+    """conf/haproxy-cluster.cfg for `hosts` API containers named api-1..api-N, each on the API's port."""
+    if hosts < 1:
+        raise BalancerError(f"a balancer needs at least one API host, not {hosts}")
+    servers = [(f"api-{n}", f"api-{n}", COMPOSE_API_PORT) for n in range(1, hosts + 1)]
+    return haproxy_config(COMPOSE_API_PORT, servers, bind="*", docker_dns=True)
 
 
 @dataclass
@@ -206,10 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--home", type=Path, help="data of the hosts and the balancer (default $CHAT_DATA_DIR/balancer)"
     )
-    parser.add_argument("--write-compose-config", action="store_true", help=f"write {COMPOSE_CONFIG.name} and exit")
+    parser.add_argument(
+        "--write-compose-config", action="store_true", help=f"write {COMPOSE_CONFIG.name} for --hosts containers, exit"
+    )
     args = parser.parse_args(argv)
     if args.write_compose_config:
-        COMPOSE_CONFIG.write_text(compose_config())
+        try:
+            COMPOSE_CONFIG.write_text(compose_config(args.hosts))
+        except BalancerError as exc:
+            print(f"balancer: {exc}", file=sys.stderr)
+            return 2
         return 0
     s = settings.load()
     home = args.home or s.data_dir / "balancer"

@@ -6,6 +6,7 @@ cannot reach a host is retried on the other one."""
 from __future__ import annotations
 
 import http.server
+import re
 import subprocess
 import threading
 import time
@@ -14,6 +15,7 @@ import urllib.request
 
 import pytest
 
+from config.settings import REPO_ROOT
 from stack.balancer import HAPROXY, Balancer, haproxy_config
 from stack.broker import free_port
 
@@ -116,3 +118,31 @@ def test_the_compose_clusters_balancer_configuration_is_the_generated_one():
     assert COMPOSE_CONFIG.read_text() == compose_config()
     check = subprocess.run([HAPROXY, "-c", "-f", str(COMPOSE_CONFIG)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+    # the container names do not resolve here: HAProxy starts anyway and finds them through Docker's DNS
+    assert "resolvers docker" in COMPOSE_CONFIG.read_text() and "init-addr last,libc,none" in COMPOSE_CONFIG.read_text()
+
+
+def test_the_compose_configuration_scales_to_n_hosts(tmp_path, monkeypatch):
+    import stack.balancer
+
+    target = tmp_path / "haproxy-cluster.cfg"
+    monkeypatch.setattr(stack.balancer, "COMPOSE_CONFIG", target)
+    assert stack.balancer.main(["--write-compose-config", "--hosts", "3"]) == 0
+    text = target.read_text()
+    servers = [line.split()[1:3] for line in text.splitlines() if line.split()[:1] == ["server"]]
+    assert servers == [["api-1", "api-1:5000"], ["api-2", "api-2:5000"], ["api-3", "api-3:5000"]]
+    check = subprocess.run([HAPROXY, "-c", "-f", str(target)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    target.unlink()
+    assert stack.balancer.main(["--write-compose-config", "--hosts", "0"]) == 2  # a clear error, nothing written
+    assert not target.exists()
+    with pytest.raises(stack.balancer.BalancerError, match="at least one API host"):
+        stack.balancer.compose_config(0)
+
+
+def test_the_balancer_keeps_idle_client_connections_as_long_as_the_api():
+    """Whoever closes an idle keep-alive connection first races the client's next request on it: HAProxy
+    must not close before the API would (gunicorn's `keepalive`)."""
+    api = re.search(r"^keepalive = (\d+)$", (REPO_ROOT / "conf" / "gunicorn.conf.py").read_text(), re.M)
+    balancer = re.search(r"timeout http-keep-alive (\d+)s", haproxy_config(8080, [("api-1", "127.0.0.1", 5000)]))
+    assert api and balancer and int(balancer.group(1)) >= int(api.group(1))
