@@ -14,6 +14,7 @@ import re
 import shlex
 import sys
 import tomllib
+import urllib.parse
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -45,15 +46,25 @@ SERVICES = {
         "spark-worker-1",
         "spark-worker-2",
         "streams",
-        "api",
+        "api-1",
+        "api-2",
+        "balancer",
         "ui",
     ),
 }
+# the API hosts of each file, and the service the UI and the host machine reach the API through
+API_SERVICES = {COMPOSE_FILE.name: ("api",), CLUSTER_FILE.name: ("api-1", "api-2")}
+API_FRONT = {COMPOSE_FILE.name: "api", CLUSTER_FILE.name: "balancer"}
+BALANCER_CONFIG = ROOT / "conf" / "haproxy-cluster.cfg"
+# where the official haproxy image reads its configuration
+HAPROXY_IMAGE_CONFIG = "/usr/local/etc/haproxy/haproxy.cfg"
 # the Dockerfile stage each built service runs
 TARGETS = {
     "topics": "topics",
     "streams": "streams",
     "api": "api",
+    "api-1": "api",
+    "api-2": "api",
     "ui": "ui",
     "spark-master": "streams",
     "spark-worker-1": "streams",
@@ -62,15 +73,18 @@ TARGETS = {
 SERVICE_STAGES = ("api", "topics", "ui", "streams")
 SPARK_DAEMONS = ("spark-master", "spark-worker-1", "spark-worker-2")
 # The project module each built service runs (its command), per the design; the Spark master and
-# workers run Spark's own classes, no module of ours.
+# workers run Spark's own classes and the balancer HAProxy, no module of ours.
 EXPECTED_MODULES = {
     "topics": {"stack.topics"},
     "streams": {"pipelines.streams"},
     "api": {"api.asgi", "api.server"},  # gunicorn's config names the worker (api.server) and the app (api.asgi)
+    "api-1": {"api.asgi", "api.server"},
+    "api-2": {"api.asgi", "api.server"},
     "ui": {"ui.app"},
     "spark-master": set(),
     "spark-worker-1": set(),
     "spark-worker-2": set(),
+    "balancer": set(),  # the official haproxy image's own command
 }
 ALL_SERVICES = [(name, f) for f in COMPOSE_FILES for name in SERVICES[f]]
 ALL_BUILT = [(name, f) for f in COMPOSE_FILES for name in SERVICES[f] if name in TARGETS]
@@ -246,6 +260,111 @@ def spark_confs(argv: list[str]) -> dict[str, str]:
 def memory_mb(text: str) -> int:
     number, unit = re.fullmatch(r"(\d+)([mg])", text.lower()).groups()
     return int(number) * (1024 if unit == "g" else 1)
+
+
+# -- the API hosts and their balancer -------------------------------------------------------------------
+
+
+def api_port(service: dict) -> int:
+    """The port an API container listens on: compose's environment over the api stage's."""
+    return int({**stage_env(TARGETS["api"]), **environment(service)}["CHAT_API_PORT"])
+
+
+def allowed_hosts(service: dict) -> set[str]:
+    return {h.strip() for h in environment(service).get("CHAT_API_ALLOWED_HOSTS", "").split(",") if h.strip()}
+
+
+def haproxy_servers(cfg: str) -> dict[str, tuple[str, int]]:
+    """name -> (host, port) of every `server` line of an HAProxy configuration."""
+    found = {}
+    for words in (line.split() for line in cfg.splitlines()):
+        if words[:1] == ["server"] and len(words) >= 3:
+            host, _, port = words[2].rpartition(":")
+            found[words[1]] = (host, int(port))
+    return found
+
+
+def haproxy_bind_ports(cfg: str) -> list[int]:
+    return [int(w[1].rpartition(":")[2]) for w in (line.split() for line in cfg.splitlines()) if w[:1] == ["bind"]]
+
+
+def haproxy_health_check(cfg: str) -> tuple[str | None, str | None]:
+    """(uri, Host header) of the backend's `http-check send` line."""
+    for words in (line.split() for line in cfg.splitlines()):
+        if words[:2] == ["http-check", "send"]:
+            return option(words, "uri"), option(words, "Host")
+    return None, None
+
+
+def mounted_file(service: dict, target: str) -> tuple[Path | None, bool]:
+    """(the host file bind-mounted at `target`, whether read-only) of a service."""
+    for volume in service.get("volumes", []):
+        parts = volume.split(":") if isinstance(volume, str) else []
+        if len(parts) >= 2 and parts[1] == target and parts[0].startswith((".", "/")):
+            return (COMPOSE_FILE.parent / parts[0]).resolve(), parts[2:] == ["ro"]
+    return None, False
+
+
+def balancer_problems(doc: dict, cfg: str, front: str = "balancer") -> list[str]:
+    """What is wrong between a compose file's API hosts (api-N), the balancer `front` in front of them, the
+    HAProxy configuration `cfg` it mounts, and the UI that talks to it."""
+    services = doc["services"]
+    hosts = sorted(n for n in services if re.fullmatch(r"api-\d+", n))
+    balancer, problems = services.get(front), []
+    if balancer is None or not hosts:
+        return [f"no {front} service or no api-N service"]
+    if not re.fullmatch(r"haproxy:\d+\.\d+(\.\d+)?(-alpine[\d.]*)?", str(balancer.get("image", ""))):
+        problems.append(f"{front}: image {balancer.get('image')!r} is not the official haproxy pinned by version")
+    source, read_only = mounted_file(balancer, HAPROXY_IMAGE_CONFIG)
+    if source != BALANCER_CONFIG or not read_only:
+        problems.append(f"{front}: {BALANCER_CONFIG.name} is not mounted read-only at {HAPROXY_IMAGE_CONFIG}")
+    servers = haproxy_servers(cfg)
+    if sorted(servers) != hosts:
+        problems.append(f"the configuration's servers {sorted(servers)} are not the API hosts {hosts}")
+    for name, (host, port) in sorted(servers.items()):
+        if host != name or name not in services or port != api_port(services[name]):
+            problems.append(f"server {name} {host}:{port} is not the service {name} on its API port")
+    binds = haproxy_bind_ports(cfg)
+    if len(binds) != 1:
+        return [*problems, f"the configuration binds {binds}, not one port"]
+    port = binds[0]
+    if [str(p) for p in balancer.get("ports", [])] != [f"{LOOPBACK}:{port}:{port}"]:
+        problems.append(f"{front} publishes {balancer.get('ports')}, not {LOOPBACK}:{port}:{port} only")
+    if f"http://127.0.0.1:{port}/health" not in " ".join(map(str, (balancer.get("healthcheck") or {}).get("test", []))):
+        problems.append(f"{front}'s health check does not ask its own /health")
+    if depends_on(balancer) != {h: "service_healthy" for h in hosts}:
+        problems.append(f"{front} does not wait for every API host healthy: {depends_on(balancer)}")
+    ui_url = urllib.parse.urlsplit({**stage_env(TARGETS["ui"]), **environment(services["ui"])}["CHAT_API_URL"])
+    if (ui_url.hostname, ui_url.port) != (front, port):
+        problems.append(f"the UI talks to {ui_url.geturl()}, not to {front}:{port}")
+    uri, check_host = haproxy_health_check(cfg)
+    if uri != "/health":
+        problems.append(f"the configuration checks {uri}, not /health")
+    # the names clients send as Host: the UI (the balancer's name), the host machine, HAProxy's checks
+    names = {ui_url.hostname, LOOPBACK, "localhost", check_host}
+    for name in hosts:
+        if services[name].get("ports"):
+            problems.append(f"{name} publishes {services[name]['ports']}: clients must come through {front}")
+        if not names <= allowed_hosts(services[name]):
+            problems.append(f"{name} does not allow the hosts {sorted(names - allowed_hosts(services[name]))}")
+    return problems
+
+
+REQUIRED_SECRET = re.compile(r"\$\{CHAT_SECRET_KEY:\?[^}]+\}")
+
+
+def shared_secret_problems(doc: dict, hosts: tuple[str, ...]) -> list[str]:
+    """Every API host takes one CHAT_SECRET_KEY (and CHAT_ADMIN_TOKEN) from the environment, and Compose
+    refuses to start without it: a host that generated its own would refuse the others' tokens and cursors."""
+    services, problems = doc["services"], []
+    for name in ("CHAT_SECRET_KEY", "CHAT_ADMIN_TOKEN"):
+        values = {environment(services[h]).get(name) for h in hosts}
+        if len(values) != 1:
+            problems.append(f"the API hosts have different {name}: {sorted(map(str, values))}")
+    secret = environment(services[hosts[0]]).get("CHAT_SECRET_KEY", "")
+    if not REQUIRED_SECRET.fullmatch(secret):
+        problems.append(f"CHAT_SECRET_KEY is {secret!r}, not a required variable (${{CHAT_SECRET_KEY:?message}})")
+    return problems
 
 
 # -- the Dockerfile -----------------------------------------------------------------------------------

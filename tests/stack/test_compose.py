@@ -7,7 +7,8 @@ Dockerfile, every project module a command runs exists, published ports bind to 
 volumes are declared, every long-running service has a health check, depends_on conditions are
 satisfiable, and the Kafka clients' bootstrap addresses are ones the brokers advertise. In the cluster
 file, the brokers form one KRaft quorum with three replicas and min.insync.replicas=2, and the streams
-are submitted to the Spark master the workers register with. The negative tests feed deliberately broken
+are submitted to the Spark master the workers register with, and two API hosts sharing one secret and no
+file sit behind HAProxy (conf/haproxy-cluster.cfg), the UI's way to the API. The negative tests feed deliberately broken
 documents to the same checks, so they are known to be able to fail. test_dockerfile.py checks the images.
 """
 
@@ -15,12 +16,17 @@ from __future__ import annotations
 
 import base64
 import re
+import subprocess
 
 import pytest
 
+from stack.balancer import HAPROXY, compose_config
 from tests.stack.containers import (
     ALL_BUILT,
     ALL_SERVICES,
+    API_FRONT,
+    API_SERVICES,
+    BALANCER_CONFIG,
     CLUSTER_FILE,
     COMPOSE_FILE,
     COMPOSE_FILES,
@@ -32,6 +38,9 @@ from tests.stack.containers import (
     SPARK_DAEMONS,
     TARGETS,
     advertised_addresses,
+    allowed_hosts,
+    api_port,
+    balancer_problems,
     brokers,
     compose_text,
     depends_on,
@@ -49,6 +58,7 @@ from tests.stack.containers import (
     schema_errors,
     service_argv,
     service_build,
+    shared_secret_problems,
     spark_confs,
     stage_env,
     stages,
@@ -153,8 +163,11 @@ def test_published_ports_bind_to_loopback_only(compose_file):
     doc = load_compose(compose_file)
     assert non_loopback_ports(doc) == []
     published = {name: [str(p) for p in service.get("ports", [])] for name, service in doc["services"].items()}
-    assert "127.0.0.1:5000:5000" in published["api"]
+    assert "127.0.0.1:5000:5000" in published[API_FRONT[compose_file]]
     assert "127.0.0.1:8000:8000" in published["ui"]
+    # behind a balancer, the API hosts are reached through it only
+    for name in set(API_SERVICES[compose_file]) - {API_FRONT[compose_file]}:
+        assert published[name] == [], name
     # each broker's HOST listener is published on the port it advertises to the host
     for name, kafka in brokers(doc).items():
         host_port = listener_port(kafka, "HOST")
@@ -180,8 +193,9 @@ def test_named_volumes_are_declared_and_used(compose_file):
     services = doc["services"]
     # the warehouse is shared: the streams write it (on a cluster, their executors on the workers do), the API reads it
     writers = ["streams", *(n for n in services if n.startswith("spark-worker"))]
-    shared = set.intersection(*(named_volume_sources(services[n]) for n in [*writers, "api"]))
-    assert shared, f"{writers} and api share no volume"
+    for api in API_SERVICES[compose_file]:
+        shared = set.intersection(*(named_volume_sources(services[n]) for n in [*writers, api]))
+        assert shared, f"{writers} and {api} share no volume"
     # every broker keeps its log in a volume of its own
     kafka_volumes = [named_volume_sources(s) for s in brokers(doc).values()]
     assert all(kafka_volumes) and len(set().union(*kafka_volumes)) == len(kafka_volumes)
@@ -194,14 +208,30 @@ def test_volume_check_can_fail():
     assert undeclared_volumes(doc) == ["api: scratch", "ui: other"]
 
 
-@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
-def test_the_api_can_write_its_sessions_to_the_data_volume(compose_file):
-    """The API keeps its sessions (run/sessions.sqlite) and, without CHAT_SECRET_KEY, its secret under
-    CHAT_DATA_DIR: a read-only mount would make every sign-in fail."""
-    api = load_compose(compose_file)["services"]["api"]
+@pytest.mark.parametrize("name, compose_file", [(n, f) for f in COMPOSE_FILES for n in API_SERVICES[f]])
+def test_the_api_can_write_its_data_volume(name, compose_file):
+    """Without CHAT_SECRET_KEY the API keeps its generated secret under CHAT_DATA_DIR: a read-only mount would
+    make it fail to start."""
+    api = load_compose(compose_file)["services"][name]
     data_dir = environment(api)["CHAT_DATA_DIR"]
     mounts = [v for v in api["volumes"] if isinstance(v, str) and v.split(":")[1] == data_dir]
     assert mounts and not any(v.split(":")[2:] == ["ro"] for v in mounts), api["volumes"]
+
+
+def test_cluster_api_hosts_share_no_writable_volume():
+    """Each API host's data volume is its own (they share Kafka, not files); only the warehouse is common,
+    read only."""
+    services = load_compose(CLUSTER_FILE.name)["services"]
+    hosts = API_SERVICES[CLUSTER_FILE.name]
+    assert len(hosts) == 2
+    writable = {}
+    for name, service in services.items():
+        writable[name] = {
+            v.split(":")[0] for v in service.get("volumes", []) if isinstance(v, str) and v.split(":")[2:] != ["ro"]
+        }
+    for host in hosts:
+        others = set().union(*(w for n, w in writable.items() if n != host))
+        assert writable[host] and not writable[host] & others, (host, writable)
 
 
 @pytest.mark.parametrize("compose_file", COMPOSE_FILES)
@@ -234,8 +264,9 @@ def test_depends_on_conditions_are_satisfiable(compose_file):
     every_broker_healthy = {name: "service_healthy" for name in brokers({"services": services})}
     assert depends_on(services["topics"]) == every_broker_healthy
     assert depends_on(services["streams"])["topics"] == "service_completed_successfully"
-    assert depends_on(services["api"])["topics"] == "service_completed_successfully"
-    assert depends_on(services["ui"]) == {"api": "service_healthy"}
+    for api in API_SERVICES[compose_file]:
+        assert depends_on(services[api])["topics"] == "service_completed_successfully", api
+    assert depends_on(services["ui"]) == {API_FRONT[compose_file]: "service_healthy"}
     for worker in (n for n in services if n.startswith("spark-worker")):
         assert depends_on(services[worker]) == {"spark-master": "service_healthy"}
         assert depends_on(services["streams"])[worker] == "service_healthy"
@@ -252,7 +283,7 @@ def test_kafka_clients_bootstrap_from_an_advertised_listener(compose_file):
         for n, s in services.items()
         if "CHAT_KAFKA_BOOTSTRAP" in environment(s)
     }
-    assert set(clients) == {"topics", "streams", "api"}
+    assert set(clients) == {"topics", "streams", *API_SERVICES[compose_file]}
     for name, bootstrap in clients.items():
         addresses = bootstrap.split(",")
         for address in addresses:
@@ -318,12 +349,31 @@ def test_service_environment():
     assert environment(services["ui"])["CHAT_API_URL"] == "http://api:5000"
 
 
-@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
-def test_the_api_takes_its_secrets_from_the_environment(compose_file):
-    api = environment(load_compose(compose_file)["services"]["api"])
-    for name in ("CHAT_ADMIN_TOKEN", "CHAT_SECRET_KEY"):
-        assert re.fullmatch(rf"\$\{{{name}(:?-[^}}]*)?\}}", api[name]), api[name]
+@pytest.mark.parametrize("name, compose_file", [(n, f) for f in COMPOSE_FILES for n in API_SERVICES[f]])
+def test_the_api_takes_its_secrets_from_the_environment(name, compose_file):
+    api = environment(load_compose(compose_file)["services"][name])
+    for variable in ("CHAT_ADMIN_TOKEN", "CHAT_SECRET_KEY"):
+        # ${NAME}, ${NAME:-default} or ${NAME:?message}: never a literal
+        assert re.fullmatch(rf"\$\{{{variable}(:?[-?][^}}]*)?\}}", api[variable]), api[variable]
     assert "${CHAT_SECRET_KEY" in compose_text(compose_file)  # interpolated from the shell or .env
+
+
+def test_cluster_api_hosts_share_one_required_secret():
+    assert shared_secret_problems(load_compose(CLUSTER_FILE.name), API_SERVICES[CLUSTER_FILE.name]) == []
+
+
+def test_shared_secret_check_can_fail():
+    doc = load_compose(CLUSTER_FILE.name)
+    hosts = API_SERVICES[CLUSTER_FILE.name]
+    doc["services"]["api-2"]["environment"] = {**environment(doc["services"]["api-2"]), "CHAT_SECRET_KEY": "s3cr3t"}
+    assert shared_secret_problems(doc, hosts) == [
+        "the API hosts have different CHAT_SECRET_KEY: "
+        f"{sorted([environment(doc['services']['api-1'])['CHAT_SECRET_KEY'], 's3cr3t'])}"
+    ]
+    for host in hosts:  # the same for both, but empty when unset: each host would generate its own
+        doc["services"][host]["environment"]["CHAT_SECRET_KEY"] = "${CHAT_SECRET_KEY:-}"
+    [problem] = shared_secret_problems(doc, hosts)
+    assert problem.startswith("CHAT_SECRET_KEY is '${CHAT_SECRET_KEY:-}', not a required variable")
 
 
 def test_cluster_streams_are_submitted_to_the_master_the_workers_join():
@@ -360,14 +410,16 @@ def test_cluster_warehouse_is_one_volume_where_the_executors_write_it():
     (their executors write the Delta files) and the API (which reads them)."""
     services = load_compose(CLUSTER_FILE.name)["services"]
     warehouse = environment(services["streams"])["CHAT_WAREHOUSE_DIR"]
-    assert environment(services["api"])["CHAT_WAREHOUSE_DIR"] == warehouse
+    hosts = API_SERVICES[CLUSTER_FILE.name]
+    for api in hosts:
+        assert environment(services[api])["CHAT_WAREHOUSE_DIR"] == warehouse, api
     sources = {}
-    for name in ("streams", "spark-worker-1", "spark-worker-2", "api"):
+    for name in ("streams", "spark-worker-1", "spark-worker-2", *hosts):
         mounts = [v.split(":") for v in services[name]["volumes"] if isinstance(v, str)]
         [source] = [m[0] for m in mounts if m[1] == warehouse] or [None]
         sources[name] = source
         writable = [m for m in mounts if m[1] == warehouse and m[2:] != ["ro"]]
-        assert bool(writable) == (name != "api"), (name, mounts)
+        assert bool(writable) == (name not in hosts), (name, mounts)
     assert len(set(sources.values())) == 1 and None not in sources.values(), sources
     # the images create the mount point owned by their user, so a fresh volume is writable by it
     for stage in ("api", "streams"):
@@ -377,7 +429,7 @@ def test_cluster_warehouse_is_one_volume_where_the_executors_write_it():
 
 def test_cluster_chat_settings_name_every_broker_and_three_replicas():
     services = load_compose(CLUSTER_FILE.name)["services"]
-    for name in ("topics", "streams", "api"):
+    for name in ("topics", "streams", *API_SERVICES[CLUSTER_FILE.name]):
         env = environment(services[name])
         assert env["CHAT_KAFKA_BOOTSTRAP"] == "kafka-1:9092,kafka-2:9092,kafka-3:9092", name
         assert env["CHAT_DATA_DIR"] == "/data", name
@@ -388,15 +440,93 @@ def test_cluster_chat_settings_name_every_broker_and_three_replicas():
 @pytest.mark.parametrize("compose_file", COMPOSE_FILES)
 def test_the_api_and_the_ui_publish_and_check_the_ports_their_images_listen_on(compose_file):
     services = load_compose(compose_file)["services"]
-    api = services["api"]
-    env = {**stage_env(TARGETS["api"]), **environment(api)}  # compose's environment wins over the image's
-    port = env["CHAT_API_PORT"]
-    assert env["CHAT_API_HOST"] == "0.0.0.0"  # gunicorn binds there (conf/gunicorn.conf.py): reachable from outside
-    assert f"127.0.0.1:{port}:{port}" in api["ports"]
-    assert f"http://127.0.0.1:{port}/health" in " ".join(api["healthcheck"]["test"])
-    assert {**stage_env(TARGETS["ui"]), **environment(services["ui"])}["CHAT_API_URL"] == f"http://api:{port}"
+    front = API_FRONT[compose_file]
+    ports = set()
+    for name in API_SERVICES[compose_file]:
+        api = services[name]
+        env = {**stage_env(TARGETS[name]), **environment(api)}  # compose's environment wins over the image's
+        port = env["CHAT_API_PORT"]
+        # gunicorn binds there (conf/gunicorn.conf.py): reachable from outside
+        assert env["CHAT_API_HOST"] == "0.0.0.0", name
+        assert f"http://127.0.0.1:{port}/health" in " ".join(api["healthcheck"]["test"]), name
+        ports.add(port)
+    [port] = ports
+    assert f"127.0.0.1:{port}:{port}" in services[front]["ports"]
+    assert {**stage_env(TARGETS["ui"]), **environment(services["ui"])}["CHAT_API_URL"] == f"http://{front}:{port}"
     ui_argv = service_argv(services["ui"])
     assert option(ui_argv, "--host") == "0.0.0.0"
     ui_port = option(ui_argv, "--port")
     assert f"127.0.0.1:{ui_port}:{ui_port}" in services["ui"]["ports"]
     assert f"http://127.0.0.1:{ui_port}/" in " ".join(services["ui"]["healthcheck"]["test"])
+
+
+# --------------------------------------------------------------------------
+# the cluster's API hosts behind HAProxy
+# --------------------------------------------------------------------------
+
+
+def test_cluster_api_hosts_sit_behind_the_balancer():
+    """The balancer mounts conf/haproxy-cluster.cfg, whose servers are the API services on their port; it
+    publishes on loopback only, waits for the hosts healthy and is the UI's API; every host answers the names
+    clients send (the balancer's, the host machine's, HAProxy's health checks)."""
+    doc = load_compose(CLUSTER_FILE.name)
+    assert balancer_problems(doc, BALANCER_CONFIG.read_text()) == []
+    hosts = API_SERVICES[CLUSTER_FILE.name]
+    assert {frozenset(allowed_hosts(doc["services"][h])) for h in hosts} == {
+        frozenset({"balancer", "127.0.0.1", "localhost"})
+    }
+    assert [api_port(doc["services"][h]) for h in hosts] == [5000, 5000]
+
+
+def test_the_balancers_configuration_is_generated_for_the_api_services():
+    """The committed configuration is stack/balancer.py's for as many hosts as the compose file runs (scaling to
+    N: api-N services, then `python -m stack.balancer --write-compose-config --hosts N`)."""
+    hosts = API_SERVICES[CLUSTER_FILE.name]
+    assert list(hosts) == [f"api-{n}" for n in range(1, len(hosts) + 1)]
+    assert BALANCER_CONFIG.read_text() == compose_config(len(hosts))
+
+
+def test_balancer_check_can_fail():
+    doc = load_compose(CLUSTER_FILE.name)
+    services = doc["services"]
+    cfg = BALANCER_CONFIG.read_text()
+    assert balancer_problems(doc, cfg.replace("server api-2 api-2:5000", "server api-3 api-3:5000")) == [
+        "the configuration's servers ['api-1', 'api-3'] are not the API hosts ['api-1', 'api-2']",
+        "server api-3 api-3:5000 is not the service api-3 on its API port",
+    ]
+    assert balancer_problems(doc, cfg.replace("api-1:5000", "api-1:5001")) == [
+        "server api-1 api-1:5001 is not the service api-1 on its API port"
+    ]
+    assert balancer_problems(doc, cfg.replace("uri /health", "uri /")) == ["the configuration checks /, not /health"]
+    services["balancer"]["ports"] = ["5000:5000"]
+    services["balancer"]["image"] = "haproxy:latest"
+    services["balancer"]["volumes"] = ["./conf/haproxy-cluster.cfg:/usr/local/etc/haproxy/haproxy.cfg"]
+    services["balancer"]["depends_on"] = {"api-1": {"condition": "service_started"}}
+    services["ui"]["environment"]["CHAT_API_URL"] = "http://api-1:5000"
+    services["api-2"]["ports"] = ["127.0.0.1:5001:5000"]
+    # api-2's environment is api-1's (a YAML merge): give it one of its own
+    services["api-2"]["environment"] = {
+        **environment(services["api-2"]),
+        "CHAT_API_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
+    assert balancer_problems(doc, cfg) == [
+        "balancer: image 'haproxy:latest' is not the official haproxy pinned by version",
+        "balancer: haproxy-cluster.cfg is not mounted read-only at /usr/local/etc/haproxy/haproxy.cfg",
+        "balancer publishes ['5000:5000'], not 127.0.0.1:5000:5000 only",
+        "balancer does not wait for every API host healthy: {'api-1': 'service_started'}",
+        "the UI talks to http://api-1:5000, not to balancer:5000",
+        "api-1 does not allow the hosts ['api-1']",
+        "api-2 publishes ['127.0.0.1:5001:5000']: clients must come through balancer",
+        "api-2 does not allow the hosts ['api-1']",
+    ]
+    del services["balancer"]
+    assert balancer_problems(doc, cfg) == ["no balancer service or no api-N service"]
+
+
+def test_the_balancer_runs_the_haproxy_branch_its_configuration_is_checked_with():
+    """tests/stack/test_balancer.py checks conf/haproxy-cluster.cfg with the haproxy installed here: the
+    container runs the same major.minor branch, so what passed `haproxy -c` here is what it loads."""
+    image = load_compose(CLUSTER_FILE.name)["services"]["balancer"]["image"]
+    branch = re.fullmatch(r"haproxy:(\d+\.\d+)[.\w-]*", image).group(1)
+    version = subprocess.run([HAPROXY, "-v"], capture_output=True, text=True, check=True).stdout
+    assert re.match(rf"HAProxy version {re.escape(branch)}\.", version), (image, version.splitlines()[0])
