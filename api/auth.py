@@ -9,20 +9,22 @@ import hashlib
 import hmac
 import json
 import logging
-import os
+import math
 import secrets
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, has_request_context, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from api.errors import ApiError
 from api.tail import Follower
-from config import contract
+from config import contract, settings
+from config.private import create_private, private_dir, read_private
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +32,17 @@ TOKEN_SALT = "chat-session"
 
 
 def load_secret(data_dir: Path) -> str:
-    """A secret generated once and kept in DATA_DIR/secret_key (mode 0600), for when CHAT_SECRET_KEY is not set."""
-    path = data_dir / "secret_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # generated before, or by another API process just now
+    """A secret generated once and kept in DATA_DIR/secret_key (mode 0600), for when CHAT_SECRET_KEY is not set;
+    NotPrivate (naming the file and the fix) when the file is a link, another user's, or readable by others."""
+    path = private_dir(data_dir) / "secret_key"
+    if not create_private(path, secrets.token_urlsafe(48)):  # generated before, or by another API process now
         for _ in range(50):
-            secret = path.read_text().strip()
+            secret = read_private(path).strip()
             if secret:
                 return secret
             time.sleep(0.02)
-        raise RuntimeError(f"{path} is empty: delete it and restart the API") from None
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+        raise RuntimeError(f"{path} is empty: delete it and restart the API")
+    return read_private(path).strip()
 
 
 def parse_position(text: str) -> tuple[int, int] | None:
@@ -265,12 +263,69 @@ class SessionStore:
         return {**self.board.sizes(), "renewals_in_flight": len(self._renewing)}
 
 
+class GuessThrottle:
+    """Wrong moderators' tokens per client address: after `limit` of them within `window_s`, the address gets a
+    429 (with Retry-After) on every moderator call for `lockout_s`, the right token included (else the answer
+    would tell a guesser when they got it). A right token in time is answered at once and forgets the misses.
+    Each API process counts its own."""
+
+    MAX_CLIENTS = 10_000  # addresses remembered; past that the oldest misses are forgotten
+
+    def __init__(self, limit: int = 10, window_s: float = 60.0, lockout_s: float = 60.0, clock=time.monotonic):
+        self.limit, self.window_s, self.lockout_s, self.clock = limit, window_s, lockout_s, clock
+        self._misses: dict[str, list[float]] = {}
+        self._locked: dict[str, float] = {}  # client → until
+        self._lock = threading.Lock()
+
+    def check(self, client: str) -> None:
+        """429 while `client` is locked out."""
+        with self._lock:
+            left = self._locked.get(client, 0.0) - self.clock()
+            if left <= 0:
+                self._locked.pop(client, None)
+                return
+        raise ApiError(
+            429,
+            f"too many wrong moderators' tokens from this address; try again in {math.ceil(left)} s",
+            headers={"Retry-After": str(math.ceil(left))},
+        )
+
+    def missed(self, client: str) -> None:
+        now = self.clock()
+        with self._lock:
+            if len(self._misses) >= self.MAX_CLIENTS and client not in self._misses:
+                self._forget(now)
+            misses = [t for t in self._misses.get(client, ()) if now - t < self.window_s] + [now]
+            if len(misses) >= self.limit:
+                self._locked[client] = now + self.lockout_s
+                self._misses.pop(client, None)
+            else:
+                self._misses[client] = misses
+
+    def hit(self, client: str) -> None:
+        with self._lock:
+            self._misses.pop(client, None)
+
+    def _forget(self, now: float) -> None:
+        self._misses = {c: m for c, m in self._misses.items() if now - m[-1] < self.window_s}
+        if len(self._misses) >= self.MAX_CLIENTS:
+            self._misses.clear()
+        self._locked = {c: until for c, until in self._locked.items() if until > now}
+
+    def sizes(self) -> dict:
+        return {"admin_guess_clients": len(self._misses), "admin_guess_lockouts": len(self._locked)}
+
+
 class Auth:
     MAX_VERIFIED = 100_000  # tokens remembered as verified; past that the memory starts afresh
 
-    def __init__(self, store: SessionStore, secret: str, admin_token: str):
+    def __init__(self, store: SessionStore, secret: str, admin_token: str, guesses: GuessThrottle | None = None):
+        problem = settings.admin_token_problem(admin_token)
+        if problem:
+            raise SystemExit(problem)
         self.store = store
         self.admin_token = admin_token
+        self.guesses = guesses or GuessThrottle()
         self._signer = URLSafeSerializer(secret, salt=TOKEN_SALT, signer_kwargs={"digest_method": hashlib.sha256})
         self._verified: dict[str, tuple[str, str]] = {}
 
@@ -324,10 +379,30 @@ class Auth:
         return session
 
     def sizes(self) -> dict:
-        return {**self.store.sizes(), "verified_tokens": len(self._verified)}
+        return {**self.store.sizes(), "verified_tokens": len(self._verified), **self.guesses.sizes()}
 
     def is_admin(self, token: str) -> bool:
         return bool(self.admin_token) and hmac.compare_digest(token.encode(), self.admin_token.encode())
+
+    def is_signed(self, token: str) -> bool:
+        """Whether `token` is a session token this API signed (whatever its session's state)."""
+        try:
+            self._claims(token)
+        except ApiError:
+            return False
+        return True
+
+    def admin_attempt(self, token: str, client: str) -> bool:
+        """Whether `token` is the moderators' token; a wrong one counts against `client`, which gets a 429
+        once it has missed too often (GuessThrottle)."""
+        if not self.admin_token:
+            return False
+        self.guesses.check(client)
+        if self.is_admin(token):
+            self.guesses.hit(client)
+            return True
+        self.guesses.missed(client)
+        return False
 
 
 def unauthorized(message: str) -> ApiError:
@@ -357,19 +432,25 @@ def current_session() -> Session:
     return get_auth().session_for(bearer_token())
 
 
+def client_address() -> str:
+    """The address this request came from (the balancer's, behind one)."""
+    return (request.remote_addr if has_request_context() else None) or "?"
+
+
 def require_admin() -> None:
     auth = get_auth()
     if not auth.admin_token:
         raise ApiError(403, "moderator actions are switched off: start the API with CHAT_ADMIN_TOKEN set")
-    if not auth.is_admin(bearer_token()):
+    if not auth.admin_attempt(bearer_token(), client_address()):
         raise ApiError(403, "this needs the moderators' token (CHAT_ADMIN_TOKEN)")
 
 
-def user_or_admin(author: str, token: str | None = None, auth: Auth | None = None) -> None:
-    """Let the request through for `author`'s own session or a moderator; else 401/403."""
+def user_or_admin(author: str, token: str | None = None, auth: Auth | None = None, client: str | None = None) -> None:
+    """Let the request through for `author`'s own session or a moderator; else 401/403 (429 for a client that
+    has guessed the moderators' token wrong too often)."""
     auth = auth or get_auth()
     token = token if token is not None else bearer_token()
-    if auth.is_admin(token):
+    if not auth.is_signed(token) and auth.admin_attempt(token, client if client is not None else client_address()):
         return
     session = auth.session_for(token)
     if session.author != author:
@@ -387,6 +468,11 @@ def init_app(app: Flask) -> None:
     else:
         log_.attach(board)
     store = SessionStore(board, log_, ttl_s=app.config["SESSION_TTL_S"])
+    guesses = GuessThrottle(
+        app.config.get("ADMIN_GUESS_LIMIT", 10),
+        app.config.get("ADMIN_GUESS_WINDOW_S", 60.0),
+        app.config.get("ADMIN_LOCKOUT_S", 60.0),
+    )
     app.extensions["chat_auth"] = Auth(
-        store, app.config.get("SECRET_KEY") or load_secret(data_dir), app.config["ADMIN_TOKEN"]
+        store, app.config.get("SECRET_KEY") or load_secret(data_dir), app.config["ADMIN_TOKEN"], guesses
     )

@@ -7,30 +7,18 @@ from __future__ import annotations
 from flask import Flask, request
 
 from api.errors import ApiError
+from config.hosts import SECURITY_HEADERS, host_allowed
 
-SECURITY_HEADERS = (
-    ("X-Content-Type-Options", "nosniff"),
-    ("Content-Security-Policy", "frame-ancestors 'none'"),
-)
-
-
-def host_name(host: str) -> str:
-    """The name of a Host header value, without its port: `127.0.0.1:5000` → `127.0.0.1`, `[::1]:5000` → `::1`."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    name, _, port = host.rpartition(":")
-    return name if name and port.isdigit() and ":" not in name else host
+__all__ = ["SECURITY_HEADERS", "check_host", "init_app"]
 
 
 def check_host(host: str | None, allowed: tuple[str, ...]) -> None:
     """400 unless `host` names one of `allowed` (`*` allows any)."""
-    if "*" in allowed:
+    if host_allowed(host, allowed):
         return
     if not host:
         raise ApiError(400, "send a Host header naming this API")
-    if host_name(host) not in allowed:
-        raise ApiError(400, f"the Host {host[:100]!r} is not one this API serves (CHAT_API_ALLOWED_HOSTS)")
+    raise ApiError(400, f"the Host {host[:100]!r} is not one this API serves (CHAT_API_ALLOWED_HOSTS)")
 
 
 def init_app(app: Flask) -> None:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.hosts import default_hosts, default_origins
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -75,6 +77,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CHAT_API_REQUEST_TIMEOUT_S", "10", "seconds a client has to send a whole request (headers and body)"),
     Setting("CHAT_UI_HOST", "127.0.0.1", "address the UI listens on"),
     Setting("CHAT_UI_PORT", "8000", "port the UI listens on"),
+    Setting(
+        "CHAT_UI_ALLOWED_HOSTS",
+        "",
+        "Host header names the UI answers (comma-separated, * for any); default the loopback names and UI_HOST",
+    ),
+    Setting(
+        "CHAT_UI_ALLOWED_ORIGINS",
+        "",
+        "pages (`scheme://host:port`, comma-separated, * for any) whose scripts may open the UI's websocket or "
+        "post to it; default `http://<name>:$CHAT_UI_PORT` for each default UI host name",
+    ),
     Setting("CHAT_SESSION_TTL_S", "1800", "seconds a session lives after its last use"),
     Setting(
         "CHAT_SECRET_KEY",
@@ -82,7 +95,12 @@ SETTINGS: tuple[Setting, ...] = (
         "signs the session tokens; set the same value on every API host; default: one generated into `$CHAT_DATA_DIR/secret_key`",
         secret=True,
     ),
-    Setting("CHAT_ADMIN_TOKEN", "", "the moderators' bearer token; unset: moderator calls are refused", secret=True),
+    Setting(
+        "CHAT_ADMIN_TOKEN",
+        "",
+        "the moderators' bearer token, at least 16 characters; unset: moderator calls are refused",
+        secret=True,
+    ),
 )
 NAMES = frozenset(s.name for s in SETTINGS)
 
@@ -127,17 +145,35 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+MIN_ADMIN_TOKEN_CHARS = 16  # a guessable moderators' token is a moderator for anyone who reaches the API
+
+
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(h.strip().lower() for h in _raw(name).split(",") if h.strip())
 
 
 def _hosts(name: str, bind_host: str) -> tuple[str, ...]:
     """Host names (lower case, no port) from a comma-separated setting; default the loopback names and the
     bind address (unless it is a wildcard)."""
-    raw = _raw(name)
-    if raw:
-        return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
-    extra = () if bind_host in ("0.0.0.0", "::", "") else (bind_host.lower(),)
-    return tuple(dict.fromkeys((*LOOPBACK_NAMES, *extra)))
+    return _list(name) or default_hosts(bind_host)
+
+
+def admin_token_problem(token: str) -> str | None:
+    """Why `token` may not be the moderators' token (None: it may; "" switches moderator calls off)."""
+    if token and len(token) < MIN_ADMIN_TOKEN_CHARS:
+        return (
+            f"CHAT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters, got {len(token)}: choose a "
+            "long random one, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+        )
+    return None
+
+
+def _admin_token() -> str:
+    token = _raw("CHAT_ADMIN_TOKEN")
+    problem = admin_token_problem(token)
+    if problem:
+        raise SystemExit(problem)
+    return token
 
 
 def _absolute(path: Path) -> Path:
@@ -176,6 +212,8 @@ class Settings:
     api_request_timeout_s: float
     ui_host: str
     ui_port: int
+    ui_allowed_hosts: tuple[str, ...]
+    ui_allowed_origins: tuple[str, ...]
     session_ttl_s: int
     secret_key: str
     admin_token: str
@@ -202,6 +240,8 @@ def load() -> Settings:
     api_port = _whole("CHAT_API_PORT", 5000, 1)
     api_host = _text("CHAT_API_HOST", "127.0.0.1")
     bootstrap = _raw("CHAT_KAFKA_BOOTSTRAP")
+    ui_host = _text("CHAT_UI_HOST", "127.0.0.1")
+    ui_port = _whole("CHAT_UI_PORT", 8000, 1)
     return Settings(
         data_dir=_path("CHAT_DATA_DIR", REPO_ROOT / "var"),
         warehouse_location=_path("CHAT_WAREHOUSE_DIR", None),
@@ -225,11 +265,13 @@ def load() -> Settings:
         api_long_polls_per_session=_whole("CHAT_API_LONG_POLLS_PER_SESSION", 4, 1),
         api_long_polls_per_client=_whole("CHAT_API_LONG_POLLS_PER_CLIENT", 2000, 0),
         api_request_timeout_s=_seconds("CHAT_API_REQUEST_TIMEOUT_S", 10.0, 0.1, 600),
-        ui_host=_text("CHAT_UI_HOST", "127.0.0.1"),
-        ui_port=_whole("CHAT_UI_PORT", 8000, 1),
+        ui_host=ui_host,
+        ui_port=ui_port,
+        ui_allowed_hosts=_hosts("CHAT_UI_ALLOWED_HOSTS", ui_host),
+        ui_allowed_origins=_list("CHAT_UI_ALLOWED_ORIGINS") or default_origins(ui_host, ui_port),
         session_ttl_s=_whole("CHAT_SESSION_TTL_S", 1800, 1),
         secret_key=_raw("CHAT_SECRET_KEY"),
-        admin_token=_raw("CHAT_ADMIN_TOKEN"),
+        admin_token=_admin_token(),
     )
 
 

@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from config import contract
 from pipelines import cli
 from pipelines.session import get_spark
-from pipelines.textable import format_table
+from pipelines.textable import format_table, printable
 from warehouse import paths
 from warehouse.tables import register_tables
 
@@ -108,7 +108,9 @@ def run_statement(spark: SparkSession, statement: str, max_rows: int, out=sys.st
         text = render(df, max_rows) if df.columns else "OK"
     except PySparkException as exc:
         message = str(exc).strip().split("\n")
-        print("error: " + "\n       ".join(line for line in message[:6] if line.strip()), file=sys.stderr)
+        # Spark's messages quote the values they choke on: printed without their escape sequences too
+        lines = [printable(line) for line in message[:6] if line.strip()]
+        print("error: " + "\n       ".join(lines), file=sys.stderr)
         return False
     print(text, file=out)
     print(f"-- {time.monotonic() - started:.2f}s", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The processes the launcher starts: their environment, their logs, their process groups."""
+"""The processes the launcher starts: their environment (secrets only for the API), their logs (0600 in 0700
+directories), their process groups."""
 
 from __future__ import annotations
 
@@ -6,9 +7,20 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
-from config.settings import REPO_ROOT
+from config.private import private_dir
+from config.settings import REPO_ROOT, SETTINGS
+
+# the session-signing key and the moderators' token: only the API needs them (see `without_secrets`)
+SECRET_NAMES = tuple(s.name for s in SETTINGS if s.secret)
+
+
+def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` less the secret settings, for a process that does not need them (the streams, the UI, the broker):
+    a child's environment is readable by whatever it runs and ends up in crash dumps and process listings."""
+    return {name: value for name, value in env.items() if name not in SECRET_NAMES}
 
 
 def child_env(**overrides: str | None) -> dict[str, str]:
@@ -31,9 +43,12 @@ def spawn(
     argv: list[str], log_file: Path, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT
 ) -> subprocess.Popen:
     """Start `argv` in a process group of its own (so that it can be stopped with its children), its output
-    appended to `log_file` after a line naming the command."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
+    appended to `log_file` (0600, in a directory created 0700) after a line naming the command. Without `env`
+    the child gets this process's environment less the secrets."""
+    private_dir(log_file.parent)
+    env = without_secrets(os.environ) if env is None else env
+    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(argv)}\n".encode())
         log.flush()
         return subprocess.Popen(

@@ -7,6 +7,7 @@ README "The two commands" says what each part is.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -18,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config import contract, settings
+from config.private import NotPrivate, check_private, private_dir, read_private
 from stack.broker import BrokerError, default_broker, port_open
-from stack.processes import child_env, spawn, stop_process_group, tail
+from stack.processes import child_env, spawn, stop_process_group, tail, without_secrets
 from stack.topics import create_topics
 
 PY = sys.executable
@@ -118,14 +120,27 @@ def http_answers(url: str, timeout_s: float = 3.0) -> bool:
         return False
 
 
+def prepare_dirs(s: settings.Settings) -> None:
+    """The data, run and log directories, created 0700; NotPrivate (naming the path and the fix) when the run
+    directory or the generated secret_key is another user's or open to other users."""
+    for path in (s.data_dir, s.run_dir, s.log_dir):
+        private_dir(path)
+    check_private(s.run_dir)
+    key = s.data_dir / "secret_key"
+    if not s.secret_key and os.path.lexists(key):
+        read_private(key)
+
+
 def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
+    """The streams, the API and the UI; only the API is given the secrets (CHAT_SECRET_KEY, CHAT_ADMIN_TOKEN)."""
     streams_ready = s.run_dir / "streams.ready"
+    public_env = without_secrets(env)
     return [
         Service(
             "streams",
             [PY, "-m", "pipelines.streams"],
             s.log_dir / "streams.log",
-            env,
+            public_env,
             ready=streams_ready.exists,
             ready_file=streams_ready,
         ),
@@ -141,7 +156,7 @@ def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
             "ui",
             [PY, "-m", "uvicorn", "ui.app:app", "--host", s.ui_host, "--port", str(s.ui_port)],
             s.log_dir / "ui.log",
-            env,
+            public_env,
             ready=lambda: http_ok(f"http://{s.ui_host}:{s.ui_port}/"),
         ),
     ]
@@ -167,6 +182,12 @@ def _interrupt(signum, _frame):
 def main() -> int:
     s = settings.load()
     t0 = time.monotonic()
+    os.umask(0o077)  # whatever the launcher and its services create (tables, checkpoints, logs) is this user's alone
+    try:
+        prepare_dirs(s)
+    except NotPrivate as exc:
+        say("error", str(exc))
+        return 1
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     # what this process settled, so that the services agree with it (a relative data dir, the embedded broker)

@@ -24,6 +24,7 @@ from config import contract, settings
 
 from . import i18n
 from .client import ChatApiError, ChatSession, SendError, send_message
+from .guard import Guard
 from .i18n import Lang, Text, text
 from .live import LiveFeed, ModerationWatch, get_feed, get_notices
 from .models import Standing
@@ -39,7 +40,8 @@ from .render import (
     validate_name,
 )
 
-API_URL = settings.load().api_url
+SETTINGS = settings.load()
+API_URL = SETTINGS.api_url
 
 # The switch sets the page's language and remembers the choice at once, without a trip to the server;
 # shinychat's own controls get their names in the page's language, and its scrolling message list
@@ -343,3 +345,5 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
 
 
 app = App(app_ui, server)
+# every request and websocket passes the Host and Origin checks first (ui/guard.py)
+app.starlette_app = Guard(app.starlette_app, SETTINGS.ui_allowed_hosts, SETTINGS.ui_allowed_origins)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import threading
 import time
 
 import pytest
 
+from api.auth import load_secret
+from config.private import NotPrivate
 from tests.api.conftest import ADMIN, make_app, sign_in
 
 
@@ -176,3 +180,35 @@ def test_a_session_opened_elsewhere_a_moment_ago_is_waited_for_not_refused(tmp_p
             ).status
         late.join()
         assert status == 200, door
+
+
+def test_the_generated_secret_is_private_and_a_reachable_one_is_refused(tmp_path, monkeypatch):
+    """DATA_DIR/secret_key signs every token: it is created 0600 in a 0700 directory, and an API refuses to
+    start on one other users can read, one they own, or a link (a local user could read or choose the key)."""
+    data_dir = tmp_path / "data"
+    secret = load_secret(data_dir)
+    key = data_dir / "secret_key"
+    assert len(secret) >= 48 and load_secret(data_dir) == secret
+    assert (stat.S_IMODE(data_dir.stat().st_mode), stat.S_IMODE(key.stat().st_mode)) == (0o700, 0o600)
+
+    key.chmod(0o640)
+    with pytest.raises(NotPrivate, match=rf"{re.escape(str(key))} is open to other users \(mode 0640\): chmod 600 "):
+        load_secret(data_dir)
+    with pytest.raises(NotPrivate, match="chmod 600"):
+        make_app(data_dir, SECRET_KEY="")
+    key.chmod(0o600)
+
+    monkeypatch.setattr("os.geteuid", lambda: os.getuid() + 1)  # as if another user had made the file
+    with pytest.raises(NotPrivate, match=rf"{re.escape(str(key))} belongs to user id {os.getuid()}, not to the user"):
+        load_secret(data_dir)
+    monkeypatch.undo()
+
+    linked = tmp_path / "linked"
+    linked.mkdir(mode=0o700)
+    target = tmp_path / "someone-elses-file"
+    target.write_text("chosen-by-someone-else")
+    target.chmod(0o600)
+    (linked / "secret_key").symlink_to(target)
+    with pytest.raises(NotPrivate, match="secret_key is a symbolic link"):
+        load_secret(linked)
+    assert target.read_text() == "chosen-by-someone-else"

@@ -152,3 +152,32 @@ def test_the_environment_read_finder_can_fail():
 def test_readme_lists_every_setting_as_config_declares_it():
     readme = (settings.REPO_ROOT / "README.md").read_text(encoding="utf-8")
     assert settings.markdown_table() in readme, "README's Configuration table differs: python -m config --markdown"
+
+
+def test_the_ui_answers_its_own_names_and_page_unless_told_otherwise(monkeypatch):
+    for name in ("CHAT_UI_HOST", "CHAT_UI_PORT", "CHAT_UI_ALLOWED_HOSTS", "CHAT_UI_ALLOWED_ORIGINS"):
+        monkeypatch.delenv(name, raising=False)
+    s = settings.load()
+    assert s.ui_allowed_hosts == ("127.0.0.1", "localhost", "::1")
+    assert s.ui_allowed_origins == ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000")
+    monkeypatch.setenv("CHAT_UI_HOST", "chat.lan")
+    monkeypatch.setenv("CHAT_UI_PORT", "80")
+    s = settings.load()
+    assert s.ui_allowed_hosts == ("127.0.0.1", "localhost", "::1", "chat.lan")
+    assert s.ui_allowed_origins[-1] == "http://chat.lan"  # browsers leave the default port out
+    monkeypatch.setenv("CHAT_UI_HOST", "0.0.0.0")  # a wildcard bind is not a name anyone browses to
+    assert "0.0.0.0" not in settings.load().ui_allowed_hosts
+    monkeypatch.setenv("CHAT_UI_ALLOWED_HOSTS", "Chat.Example.org, *")
+    monkeypatch.setenv("CHAT_UI_ALLOWED_ORIGINS", "https://chat.example.org")
+    s = settings.load()
+    assert (s.ui_allowed_hosts, s.ui_allowed_origins) == (("chat.example.org", "*"), ("https://chat.example.org",))
+
+
+def test_a_short_admin_token_stops_the_start_with_the_fix(monkeypatch):
+    monkeypatch.setenv("CHAT_ADMIN_TOKEN", "x" * (settings.MIN_ADMIN_TOKEN_CHARS - 1))
+    with pytest.raises(SystemExit, match=r"CHAT_ADMIN_TOKEN must be at least 16 characters, got 15.*token_urlsafe"):
+        settings.load()
+    monkeypatch.setenv("CHAT_ADMIN_TOKEN", "x" * settings.MIN_ADMIN_TOKEN_CHARS)
+    assert settings.load().admin_token == "x" * 16
+    monkeypatch.setenv("CHAT_ADMIN_TOKEN", "")
+    assert settings.load().admin_token == ""  # moderator calls switched off

@@ -68,7 +68,8 @@ def main(out_dir: Path) -> list[Path]:
             ui = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "ui.app:app", "--host", "127.0.0.1", "--port", str(port)],
                 cwd=REPO_ROOT,
-                env={**os.environ, "CHAT_API_URL": api_url},
+                # the UI accepts the websocket only from its own page, on the port it is told it has
+                env={**os.environ, "CHAT_API_URL": api_url, "CHAT_UI_PORT": str(port)},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
