@@ -389,9 +389,10 @@ class ChatAsgi:
         args = query_args(scope)
         author = clean_author(NOTICES_PATH.match(scope["path"]).group(1), config["MAX_AUTHOR_CHARS"])
         token = parse_bearer(header(scope, b"authorization") or "")
-        if not self.auth.is_admin(token):
+        client = (scope.get("client") or ("?", 0))[0]
+        if self.auth.is_signed(token):
             await self._session(token)  # a session opened elsewhere a moment ago: read its claim first
-        user_or_admin(author, token, self.auth)
+        user_or_admin(author, token, self.auth, client)  # a wrong moderators' token counts against `client`
         wait = parse_wait(args.get("wait"), config["MAX_WAIT_SECONDS"])
         after = args.get("after")
         try:
@@ -399,7 +400,6 @@ class ChatAsgi:
         except BadCursor as exc:
             raise ApiError(400, str(exc)) from None
         if wait:
-            client = (scope.get("client") or ("?", 0))[0]
             self._hold(None if self.auth.is_admin(token) else token, client)
             try:
                 found = await self._wait(
@@ -409,7 +409,7 @@ class ChatAsgi:
                     return  # the client has gone
             finally:
                 self._release(None if self.auth.is_admin(token) else token, client)
-            user_or_admin(author, token, self.auth)  # the session may have ended while the request waited
+            user_or_admin(author, token, self.auth, client)  # the session may have ended while the request waited
         notices, cursor = self.notices.read_many({author}, position)
         await respond(
             send, 200, json_bytes({"author": author, "notices": [n.as_json() for n in notices], "cursor": cursor})

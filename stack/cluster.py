@@ -24,7 +24,7 @@ import pyspark
 
 from config import settings
 from stack.broker import BrokerError, KafkaBroker, free_port, new_cluster_id, port_open
-from stack.processes import child_env, spawn, stop_process_group, tail
+from stack.processes import child_env, spawn, stop_process_group, tail, without_secrets
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 
@@ -179,13 +179,15 @@ class SparkStandalone:
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
         # executors inherit the worker's environment: the venv's Python and the repository on PYTHONPATH,
-        # should a job ever run Python code on them (the chat's streams run none there)
-        env = child_env(
-            SPARK_HOME=str(SPARK_HOME),
-            SPARK_CONF_DIR=str(settings.REPO_ROOT / "conf"),
-            SPARK_LOCAL_IP="127.0.0.1",
-            SPARK_DAEMON_MEMORY=self.daemon_memory,
-            PYSPARK_PYTHON=sys.executable,
+        # should a job ever run Python code on them (the chat's streams run none there); no secrets of the API
+        env = without_secrets(
+            child_env(
+                SPARK_HOME=str(SPARK_HOME),
+                SPARK_CONF_DIR=str(settings.REPO_ROOT / "conf"),
+                SPARK_LOCAL_IP="127.0.0.1",
+                SPARK_DAEMON_MEMORY=self.daemon_memory,
+                PYSPARK_PYTHON=sys.executable,
+            )
         )
         self.home.mkdir(parents=True, exist_ok=True)
         return spawn([str(SPARK_HOME / "bin" / "spark-class"), *args], self.home / f"{name}.log", env, cwd=self.home)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from api.asgi import ChatAsgi
 from api.auth import GuessThrottle
 from api.errors import ApiError
-from tests.api.conftest import ADMIN, make_app, sign_in
+from tests.api.asgi_client import Request, run
+from tests.api.conftest import ADMIN, make_app, sign_in, token_for
 
 WRONG = {"Authorization": "Bearer not-the-moderators-token"}
 RIGHT = {"Authorization": f"Bearer {ADMIN}"}
@@ -43,6 +45,22 @@ def test_wrong_guesses_from_one_address_end_in_a_429_for_a_while(tmp_path):
         assert client.post("/users/nobody/unblock", headers=RIGHT).headers["Retry-After"] == "60"
         clock.now += 61
         assert client.post("/users/nobody/unblock", headers=RIGHT).status_code == 404
+
+
+def test_guesses_through_the_native_notices_door_count_and_are_held_off_too(tmp_path):
+    """GET /users/<a>/notices runs on the event loop (api/asgi.py): a wrong token there counts as on the Flask door."""
+    asgi = ChatAsgi(make_app(tmp_path, ADMIN_GUESS_LIMIT=2, ADMIN_LOCKOUT_S=90))
+    ana = token_for(asgi.flask.test_client(), "ana")
+
+    def notices(token: str, client: str = "10.0.0.1"):
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        return run(asgi, Request("GET", "/users/ana/notices", headers=headers, client=(client, 40000)))
+
+    assert [notices("wrong-guess").status for _ in range(2)] == [401, 401]
+    locked = notices(ADMIN)  # the right token, once the address is locked out
+    assert locked.status == 429 and locked.headers["retry-after"] == "90"
+    assert notices(ana).status == 200  # the user's own session is no guess
+    assert notices(ADMIN, client="10.0.0.2").status == 200  # another address is not held off
 
 
 def test_a_right_token_in_time_is_answered_at_once_and_forgets_the_misses(tmp_path):
