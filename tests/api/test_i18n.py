@@ -8,13 +8,15 @@ import re
 import string
 from collections.abc import Callable
 
+import jsonschema
 import pytest
 
 from api import i18n
 from api.asgi import ChatAsgi
+from api.errors import UNCATALOGUED
 from config import contract
 from tests.api.asgi_client import Request, run
-from tests.api.conftest import ADMIN, make_app, token_for
+from tests.api.conftest import ADMIN, SPEC, make_app, token_for
 from tests.api.test_asgi import asgi_request
 from tests.api.test_hostile import Hostile, TableTarget, send
 
@@ -373,3 +375,61 @@ def test_a_notice_whose_numbers_are_missing_keeps_its_stored_text(tmp_path):
     [notice], _ = board.read("ana", None, 0)
     assert notice.as_json("es")["text"] == odd["text"]
     app.extensions["chat_producer"].close()
+
+
+# -- api/openapi.yaml ------------------------------------------------------------------------------------
+
+
+def test_the_document_lists_every_code_and_the_language_headers():
+    error = SPEC["components"]["schemas"]["Error"]
+    assert set(error["required"]) == {"error", "code"}
+    assert set(error["properties"]["code"]["enum"]) == i18n.CODES | {UNCATALOGUED}
+    assert SPEC["components"]["headers"]["ContentLanguage"]["schema"]["enum"] == list(i18n.LANGUAGES)
+    accept = {"$ref": "#/components/parameters/AcceptLanguage"}
+    for path, item in SPEC["paths"].items():
+        for method, operation in item.items():
+            if path not in ("/health", "/openapi.yaml"):
+                assert accept in operation.get("parameters", []), f"{method.upper()} {path}"
+            for status, response in operation["responses"].items():
+                response = resolve(response)
+                if status.startswith(("4", "5")) and path != "/health":
+                    assert {"Content-Language", "Vary"} <= set(response.get("headers", {})), f"{path} {status}"
+
+
+def resolve(node):
+    """An OpenAPI 3.0 node as plain JSON Schema: references resolved, `nullable` as a null type."""
+    if isinstance(node, list):
+        return [resolve(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = SPEC
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        return resolve(target)
+    schema = {key: resolve(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") and "type" in schema:
+        schema["type"] = [schema["type"], "null"]
+    return schema
+
+
+def assert_keeps_the_document(body, headers, method: str, path: str, status: int) -> None:
+    answer = resolve(SPEC["paths"][path][method]["responses"][str(status)])
+    jsonschema.validate(body, answer["content"]["application/json"]["schema"])
+    for name, header in answer.get("headers", {}).items():
+        if header.get("required"):
+            jsonschema.validate(headers[name], header["schema"])
+
+
+def test_spanish_answers_keep_the_document(doors, noticed):
+    target, _, tokens = doors
+    status, headers, body = send(target, in_language(CASES["cannot_read_as"](tokens), SPANISH))
+    assert_keeps_the_document(json.loads(body), headers, "get", "/messages", status)
+    status, headers, body = send(target, in_language(CASES["sign_in_first"](tokens), SPANISH))
+    assert_keeps_the_document(json.loads(body), headers, "get", "/messages", status)
+    client = noticed.test_client()
+    token = token_for(client, "ana")
+    answer = client.get("/users/ana/notices", headers={"Authorization": f"Bearer {token}", "Accept-Language": "es"})
+    assert_keeps_the_document(answer.get_json(), answer.headers, "get", "/users/{author}/notices", 200)
+    answer = client.post("/notices/poll", json={"tokens": [token]}, headers={"Accept-Language": "es"})
+    assert_keeps_the_document(answer.get_json(), answer.headers, "post", "/notices/poll", 200)
