@@ -25,7 +25,7 @@ from a2wsgi import WSGIMiddleware
 from flask import Flask
 from kafka.errors import KafkaError
 
-from api import create_app, poll
+from api import create_app, i18n, poll
 from api.auth import Auth, parse_bearer, user_or_admin
 from api.errors import ApiError
 from api.feed import Feed
@@ -52,9 +52,14 @@ def json_bytes(body: dict) -> bytes:
     return (json.dumps(body, ensure_ascii=False, sort_keys=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-def error_bytes(message: str) -> bytes:
-    # as api/errors.error_response: a lone surrogate goes out as the text \ud800
-    return json_bytes({"error": message.encode("utf-8", "backslashreplace").decode("utf-8")})
+def request_language(scope: Scope) -> str:
+    """The language the request asks for (as api/errors.request_language)."""
+    return i18n.negotiate(header(scope, b"accept-language"))
+
+
+async def respond_error(send: Send, error: ApiError, language: str) -> None:
+    """As api/errors.error_response: the error in `language`."""
+    await respond(send, error.status, json_bytes(error.body(language)), error.answer_headers(language))
 
 
 ANSWER_HEADERS = [
@@ -85,7 +90,7 @@ def query_args(scope: Scope) -> dict[str, str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError(400, "the query string is not valid UTF-8 (percent-encode it)") from None
+        raise ApiError(400, "query_not_utf8") from None
     args: dict[str, str] = {}
     for name, value in parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"):
         args.setdefault(name, value)
@@ -101,7 +106,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, f"request body too large (at most {limit} bytes)")
+            raise ApiError(413, "body_too_large", limit=limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -115,11 +120,7 @@ async def until_disconnected(receive: Receive) -> None:
 
 class TooMany(ApiError):
     def __init__(self, what: str, limit: int):
-        super().__init__(
-            429,
-            f"too many long-polls open {what} (at most {limit}); wait for one to answer",
-            headers={"Retry-After": "1"},
-        )
+        super().__init__(429, f"too_many_polls_{what}", headers={"Retry-After": "1"}, limit=limit)
 
 
 class ChatAsgi:
@@ -170,7 +171,7 @@ class ChatAsgi:
                 try:
                     query.decode("utf-8")
                 except UnicodeDecodeError:
-                    await respond(send, 400, error_bytes("the query string is not valid UTF-8 (percent-encode it)"))
+                    await respond_error(send, ApiError(400, "query_not_utf8"), request_language(scope))
                     return
                 # the same parameters for werkzeug, which decodes %XX as UTF-8
                 scope = {**scope, "query_string": quote(query, safe=bytes(range(128))).encode("ascii")}
@@ -180,12 +181,12 @@ class ChatAsgi:
             check_host(header(scope, b"host"), self.allowed_hosts)
             await handler(scope, receive, send)
         except ApiError as exc:
-            await respond(send, exc.status, error_bytes(exc.message), exc.headers)
+            await respond_error(send, exc, request_language(scope))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("unexpected error")
-            await respond(send, 500, error_bytes("internal error; it has been logged"))
+            await respond_error(send, ApiError(500, "internal"), request_language(scope))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -243,9 +244,9 @@ class ChatAsgi:
         """Count one more long-poll for this session and client address (429 past the limits)."""
         per_session, per_client = self.config["LONG_POLLS_PER_SESSION"], self.config["LONG_POLLS_PER_CLIENT"]
         if session is not None and self.polls_by_session[session] >= per_session:
-            raise TooMany("for this session", per_session)
+            raise TooMany("session", per_session)
         if per_client and self.polls_by_client[client] >= per_client:
-            raise TooMany("from this address", per_client)
+            raise TooMany("client", per_client)
         if session is not None:
             self.polls_by_session[session] += 1
         self.polls_by_client[client] += 1
@@ -267,7 +268,7 @@ class ChatAsgi:
         if args.get("user") not in (None, ""):
             named = clean_author(args.get("user"), config["MAX_AUTHOR_CHARS"], field="user")
             if named != user:
-                raise ApiError(403, f"signed in as {user!r}: you cannot read as {named!r}")
+                raise ApiError(403, "cannot_read_as", author=user, claimed=named)
         self._refuse_if_blocked(user)
         wait = parse_wait(args.get("wait"), config["MAX_WAIT_SECONDS"])
         limit = parse_limit(args.get("limit"))
@@ -275,7 +276,7 @@ class ChatAsgi:
         try:
             position = None if after in (None, "") else self.feed.parse_cursor(after)
         except BadCursor as exc:
-            raise ApiError(400, str(exc)) from None
+            raise ApiError(400, "bad_cursor", source=exc.source) from None
         hide = self.moderation.is_withheld
         if position is None:
             messages, positions = self.feed.latest(limit, hide)
@@ -333,7 +334,7 @@ class ChatAsgi:
 
     def _refuse_if_blocked(self, author: str) -> None:
         if self.moderation.is_blocked(author):
-            raise ApiError(403, self.moderation.blocked_error(author))
+            raise self.moderation.blocked_refusal(author)
 
     # -- POST /messages -----------------------------------------------------------------------------
     async def post_message(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -344,11 +345,11 @@ class ChatAsgi:
         limit = config["MAX_CONTENT_LENGTH"]
         length = header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > limit:
-            raise ApiError(413, f"request body too large (at most {limit} bytes)")
+            raise ApiError(413, "body_too_large", limit=limit)
         body = parse_json_body(header(scope, b"content-type"), await read_body(receive, limit), ("data", "author"))
         claimed, data = parse_message_body(body, config["MAX_AUTHOR_CHARS"], config["MAX_DATA_CHARS"])
         if claimed is not None and claimed != author:
-            raise ApiError(403, f"signed in as {author!r}: you cannot send as {claimed!r}")
+            raise ApiError(403, "cannot_send_as", author=author, claimed=claimed)
         self._refuse_if_blocked(author)
         message_id = str(uuid.uuid4())
         message = {"author": author, "data": data, "timestamp": utc_now()}
@@ -378,7 +379,7 @@ class ChatAsgi:
             await acked
         except (KafkaError, TimeoutError) as exc:
             log.warning("%s not accepted by Kafka: %s", what, exc)
-            raise ApiError(503, "Kafka did not accept the message (it was not sent); try again") from exc
+            raise ApiError(503, "kafka_refused_message") from exc
         finally:
             guard.cancel()
 
@@ -398,7 +399,7 @@ class ChatAsgi:
         try:
             position = None if after in (None, "") else self.notices.parse_cursor(after)
         except BadCursor as exc:
-            raise ApiError(400, str(exc)) from None
+            raise ApiError(400, "bad_cursor", source=exc.source) from None
         if wait:
             self._hold(None if self.auth.is_admin(token) else token, client)
             try:
@@ -411,9 +412,9 @@ class ChatAsgi:
                 self._release(None if self.auth.is_admin(token) else token, client)
             user_or_admin(author, token, self.auth, client)  # the session may have ended while the request waited
         notices, cursor = self.notices.read_many({author}, position)
-        await respond(
-            send, 200, json_bytes({"author": author, "notices": [n.as_json() for n in notices], "cursor": cursor})
-        )
+        language = request_language(scope)
+        answer = {"author": author, "notices": [n.as_json(language) for n in notices], "cursor": cursor}
+        await respond(send, 200, json_bytes(answer), i18n.language_headers(language))
 
     # -- POST /notices/poll -------------------------------------------------------------------------
     async def poll_notices(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -437,7 +438,9 @@ class ChatAsgi:
             finally:
                 self._release(None, client)
             authors, refused = poll.live_authors(self.auth, request.tokens, 0)  # sessions may have ended meanwhile
-        await respond(send, 200, json_bytes(poll.answer(self.notices, authors, refused, request.after)))
+        language = request_language(scope)
+        answer = poll.answer(self.notices, authors, refused, request.after, language)
+        await respond(send, 200, json_bytes(answer), i18n.language_headers(language))
 
 
 def create_asgi_app(test_config: dict | None = None) -> ChatAsgi:

@@ -182,7 +182,7 @@ class SessionStore:
     def _settled(self, where: tuple[int, int] | None) -> None:
         """Wait until this process has read its own record at `where`: the log's order has spoken."""
         if where is None or not self.board.wait_until(lambda: self.board.past(*where), self.settle_timeout_s):
-            raise ApiError(503, "the sessions log (Kafka) did not answer in time; try again shortly")
+            raise ApiError(503, "sessions_log_timeout")
 
     def open(self, author: str) -> Session:
         """A new session holding `author`; NameInUse while another live session holds it."""
@@ -284,11 +284,8 @@ class GuessThrottle:
             if left <= 0:
                 self._locked.pop(client, None)
                 return
-        raise ApiError(
-            429,
-            f"too many wrong moderators' tokens from this address; try again in {math.ceil(left)} s",
-            headers={"Retry-After": str(math.ceil(left))},
-        )
+        seconds = math.ceil(left)
+        raise ApiError(429, "admin_guesses_locked", headers={"Retry-After": str(seconds)}, seconds=seconds)
 
     def missed(self, client: str) -> None:
         now = self.clock()
@@ -354,13 +351,13 @@ class Auth:
         try:
             payload = self._signer.loads(token)
         except BadSignature:
-            raise unauthorized("the token is not one this API issued; sign in again with POST /sessions") from None
+            raise unauthorized("token_unknown") from None
         if (
             not isinstance(payload, dict)
             or not isinstance(payload.get("a"), str)
             or not isinstance(payload.get("s"), str)
         ):
-            raise unauthorized("the token is not one this API issued; sign in again with POST /sessions")
+            raise unauthorized("token_unknown")
         if len(self._verified) >= self.MAX_VERIFIED:
             self._verified.clear()
         position = parse_position(payload.get("p")) if isinstance(payload.get("p"), str) else None
@@ -375,7 +372,7 @@ class Auth:
             self.store.board.wait_until(lambda: self.store.board.past(*position), wait_s)
             session = self.store.touch(*self.claims(token))
         if session is None:
-            raise unauthorized("your session has ended or expired; sign in again with POST /sessions")
+            raise unauthorized("session_ended")
         return session
 
     def sizes(self) -> dict:
@@ -405,8 +402,8 @@ class Auth:
         return False
 
 
-def unauthorized(message: str) -> ApiError:
-    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="chat"'})
+def unauthorized(code: str) -> ApiError:
+    return ApiError(401, code, headers={"WWW-Authenticate": 'Bearer realm="chat"'})
 
 
 def bearer_token() -> str:
@@ -417,9 +414,9 @@ def parse_bearer(header: str) -> str:
     """The token of an `Authorization: Bearer <token>` header value; 401 for anything else."""
     scheme, _, token = header.partition(" ")
     if not header:
-        raise unauthorized("sign in first: POST /sessions, then send Authorization: Bearer <token>")
+        raise unauthorized("sign_in_first")
     if scheme.lower() != "bearer" or not token.strip() or len(token) > 4096:
-        raise unauthorized("the Authorization header must be `Bearer <token>`")
+        raise unauthorized("bad_authorization")
     return token.strip()
 
 
@@ -440,9 +437,9 @@ def client_address() -> str:
 def require_admin() -> None:
     auth = get_auth()
     if not auth.admin_token:
-        raise ApiError(403, "moderator actions are switched off: start the API with CHAT_ADMIN_TOKEN set")
+        raise ApiError(403, "moderation_off")
     if not auth.admin_attempt(bearer_token(), client_address()):
-        raise ApiError(403, "this needs the moderators' token (CHAT_ADMIN_TOKEN)")
+        raise ApiError(403, "moderator_token_required")
 
 
 def user_or_admin(author: str, token: str | None = None, auth: Auth | None = None, client: str | None = None) -> None:
@@ -454,7 +451,7 @@ def user_or_admin(author: str, token: str | None = None, auth: Auth | None = Non
         return
     session = auth.session_for(token)
     if session.author != author:
-        raise ApiError(403, f"signed in as {session.author!r}: you can only read your own notices")
+        raise ApiError(403, "own_notices_only", author=session.author)
 
 
 def init_app(app: Flask) -> None:

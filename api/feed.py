@@ -26,7 +26,7 @@ __all__ = ["BadCursor", "Feed", "FeedMessage", "get_feed", "header", "parse_posi
 
 # More than the strike limit: the ones the ledger has announced stay among them for a while
 PROFANE_KEPT_PER_AUTHOR = 8
-CURSOR_ERROR = "after must be a cursor returned by GET /messages"
+CURSOR_SOURCE = "GET /messages"  # the endpoint whose cursors parse_cursor takes
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class Feed(Follower):
         return self.cursors.dumps("m", {"c": positions})
 
     def parse_cursor(self, cursor: str) -> Positions:
-        return self.cursors.loads("m", "c", cursor, CURSOR_ERROR)["c"]
+        return self.cursors.loads("m", "c", cursor, CURSOR_SOURCE)["c"]
 
     # -- readers ------------------------------------------------------------------------------
     def read(

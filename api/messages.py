@@ -36,7 +36,7 @@ def utc_now() -> str:
 def refuse_if_blocked(author: str) -> None:
     moderation = get_moderation()
     if moderation.is_blocked(author):
-        raise ApiError(403, moderation.blocked_error(author))
+        raise moderation.blocked_refusal(author)
 
 
 @bp.post("/messages")
@@ -47,7 +47,7 @@ def post_message():
         body, current_app.config["MAX_AUTHOR_CHARS"], current_app.config["MAX_DATA_CHARS"]
     )
     if claimed is not None and claimed != author:
-        raise ApiError(403, f"signed in as {author!r}: you cannot send as {claimed!r}")
+        raise ApiError(403, "cannot_send_as", author=author, claimed=claimed)
     refuse_if_blocked(author)
     message_id = str(uuid.uuid4())
     message = {"author": author, "data": data, "timestamp": utc_now()}
@@ -61,7 +61,7 @@ def get_messages():
     if request.args.get("user") not in (None, ""):
         named = clean_author(request.args.get("user"), current_app.config["MAX_AUTHOR_CHARS"], field="user")
         if named != user:
-            raise ApiError(403, f"signed in as {user!r}: you cannot read as {named!r}")
+            raise ApiError(403, "cannot_read_as", author=user, claimed=named)
     refuse_if_blocked(user)
     moderation = get_moderation()
     wait = parse_wait(request.args.get("wait"), current_app.config["MAX_WAIT_SECONDS"])
@@ -71,7 +71,7 @@ def get_messages():
     try:
         position = None if after in (None, "") else feed.parse_cursor(after)
     except BadCursor as exc:
-        raise ApiError(400, str(exc)) from None
+        raise ApiError(400, "bad_cursor", source=exc.source) from None
     messages, cursor = feed.read(position, wait, limit, hide=moderation.is_withheld)
     if wait:  # the session may have ended, or the reader been blocked, while the request waited
         current_session()

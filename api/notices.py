@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from flask import Flask, current_app
 
+from api.errors import ApiError
 from api.feed import Feed, FeedMessage, header
 from api.tail import CursorSigner, Follower, Positions, merged
 from config import contract
@@ -48,8 +49,28 @@ class Notice:
     partition: int = 0  # where it is in its source topic
     offset: int = 0
 
-    def as_json(self) -> dict:
-        return {k: self.body.get(k) for k in contract.NOTICE_FIELDS}
+    def as_json(self, language: str = contract.DEFAULT_LANGUAGE) -> dict:
+        """The notice as the API serves it, its `text` in `language`."""
+        served = {k: self.body.get(k) for k in contract.NOTICE_FIELDS}
+        served["text"] = worded(self.body, language)
+        return served
+
+
+def worded(body: dict, language: str) -> str | None:
+    """A notice's text in `language`, from its kind and numbers (the ledger writes an English `text`
+    beside them); its stored text when those do not say enough to word it."""
+    kind, strike, limit, terms = body.get("kind"), body.get("strike"), body.get("limit"), body.get("terms", [])
+    if limit is None and kind == "unblocked":
+        limit = contract.STRIKE_LIMIT
+    if (
+        kind not in contract.NOTICE_KINDS
+        or not isinstance(strike, int)
+        or not isinstance(limit, int)
+        or not isinstance(terms, list)
+        or not all(isinstance(t, str) for t in terms)
+    ):
+        return body.get("text")
+    return contract.notice_text(kind, strike, limit, terms, language)
 
 
 def parse_notice(value: bytes | None, headers) -> dict | None:
@@ -191,9 +212,7 @@ class NoticeBoard(Follower):
         )
 
     def parse_cursor(self, cursor: str, source: str | None = None) -> dict[str, Positions]:
-        return self.cursors.loads(
-            "n", "nc", cursor, f"after must be a cursor returned by {source or self.cursor_source}"
-        )
+        return self.cursors.loads("n", "nc", cursor, source or self.cursor_source)
 
     # -- readers ------------------------------------------------------------------------------
     def read(self, author: str, after: dict[str, Positions] | None, wait_s: float) -> tuple[list[Notice], str]:
@@ -372,10 +391,16 @@ class Moderation:
         return partition == state.blocked_partition and offset > state.blocked_offset
 
     def blocked_error(self, author: str) -> str:
+        """The 403's text in English (contract.blocked_error)."""
+        return self.blocked_refusal(author).message
+
+    def blocked_refusal(self, author: str) -> ApiError:
+        """The 403 to a blocked author."""
         state = self.state(author)
-        if state is None:
-            return contract.blocked_error(author, contract.STRIKE_LIMIT, None)
-        return contract.blocked_error(author, state.strikes, state.blocked_at)
+        strikes, since = (contract.STRIKE_LIMIT, None) if state is None else (state.strikes, state.blocked_at)
+        if since:
+            return ApiError(403, "blocked_since", author=author, strikes=strikes, since=since)
+        return ApiError(403, "blocked", author=author, strikes=strikes)
 
 
 def _no_record(author: str) -> UserState:

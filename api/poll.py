@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from flask import Blueprint, current_app, request
 
+from api import i18n
 from api.auth import Auth, get_auth
-from api.errors import ApiError
+from api.errors import ApiError, request_language
 from api.notices import NoticeBoard, get_moderation
 from api.tail import BadCursor
 from api.validation import parse_json_body
@@ -36,18 +37,18 @@ def parse_poll(content_type: str | None, data: bytes, board: NoticeBoard, max_wa
     body = parse_json_body(content_type, data, FIELDS)
     tokens = body.get("tokens")
     if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
-        raise ApiError(400, "tokens must be a non-empty list of session tokens (strings)")
+        raise ApiError(400, "tokens_invalid")
     if len(tokens) > contract.MAX_POLL_TOKENS:
-        raise ApiError(400, f"tokens holds {len(tokens)} tokens, at most {contract.MAX_POLL_TOKENS}")
+        raise ApiError(400, "tokens_too_many", count=len(tokens), maximum=contract.MAX_POLL_TOKENS)
     after, wait = body.get("after"), body.get("wait", 0)
     if after is not None and not isinstance(after, str):
-        raise ApiError(400, "after must be a cursor (a string) returned by POST /notices/poll")
+        raise ApiError(400, "poll_after_invalid")
     if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= max_wait:
-        raise ApiError(400, f"wait must be a number of seconds between 0 and {max_wait:g}")
+        raise ApiError(400, "poll_wait_invalid", maximum=max_wait)
     try:
         position = None if after in (None, "") else board.parse_cursor(after, "POST /notices/poll")
     except BadCursor as exc:
-        raise ApiError(400, str(exc)) from None
+        raise ApiError(400, "bad_cursor", source=exc.source) from None
     return Poll(tokens, position, float(wait))
 
 
@@ -75,20 +76,22 @@ def unread_claims(auth: Auth, tokens: list[str], refused: list[int]) -> list[tup
     return positions
 
 
-def answer(board: NoticeBoard, authors: set[str], refused: list[int], after: dict | None) -> dict:
+def answer(board: NoticeBoard, authors: set[str], refused: list[int], after: dict | None, language: str) -> dict:
     notices, cursor = board.read_many(authors, after)
-    return {"notices": [n.as_json() for n in notices], "cursor": cursor, "authors": sorted(authors), "refused": refused}
+    served = [n.as_json(language) for n in notices]
+    return {"notices": served, "cursor": cursor, "authors": sorted(authors), "refused": refused}
 
 
 @bp.post("/notices/poll")
 def poll_notices():
     request.max_content_length = MAX_BODY
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, f"request body too large (at most {MAX_BODY} bytes)")
+        raise ApiError(413, "body_too_large", limit=MAX_BODY)
     board = get_moderation().notices
     poll = parse_poll(request.content_type, request.get_data(), board, current_app.config["MAX_WAIT_SECONDS"])
     authors, refused = live_authors(get_auth(), poll.tokens)
     if poll.wait and authors:
         board.read_many(authors, poll.after, poll.wait)
         authors, refused = live_authors(get_auth(), poll.tokens)  # sessions may have ended meanwhile
-    return answer(board, authors, refused, poll.after)
+    language = request_language()
+    return answer(board, authors, refused, poll.after, language), 200, i18n.language_headers(language)

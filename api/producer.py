@@ -17,6 +17,14 @@ from config import contract
 log = logging.getLogger(__name__)
 
 
+def refused(what: str) -> ApiError:
+    """The 503 for a record Kafka did not take; `what` names it ("message <id>", "action <id>", "session record")."""
+    thing = what.split()[0]
+    return ApiError(
+        503, f"kafka_refused_{thing}" if thing in ("message", "action", "session") else "kafka_refused_message"
+    )
+
+
 class ChatProducer:
     """Created lazily, and again after Kafka was unreachable."""
 
@@ -31,7 +39,7 @@ class ChatProducer:
         with self._lock:
             if self._producer is None:
                 if time.monotonic() < self._retry_after:
-                    raise ApiError(503, f"Kafka is unavailable at {self.bootstrap}; try again shortly")
+                    raise ApiError(503, "kafka_unavailable", bootstrap=self.bootstrap)
                 try:
                     self._producer = KafkaProducer(
                         bootstrap_servers=self.bootstrap,
@@ -51,7 +59,7 @@ class ChatProducer:
                 except KafkaError as exc:
                     self._retry_after = time.monotonic() + 1.0
                     log.warning("cannot connect to Kafka at %s: %s", self.bootstrap, exc)
-                    raise ApiError(503, f"Kafka is unavailable at {self.bootstrap}; try again shortly") from exc
+                    raise ApiError(503, "kafka_unavailable", bootstrap=self.bootstrap) from exc
             return self._producer
 
     def send(self, message_id: str, message: dict) -> None:
@@ -81,7 +89,7 @@ class ChatProducer:
             metadata = future.get(timeout=self.send_timeout_s + 2)
         except KafkaError as exc:
             log.warning("%s not accepted by Kafka: %s", what, exc)
-            raise ApiError(503, f"Kafka did not accept the {what.split()[0]} (it was not sent); try again") from exc
+            raise refused(what) from exc
         return metadata.partition, metadata.offset
 
     def send_future(self, topic: str, key: str, value: dict | None, headers: list, what: str):
@@ -98,7 +106,7 @@ class ChatProducer:
             )
         except KafkaError as exc:
             log.warning("%s not accepted by Kafka: %s", what, exc)
-            raise ApiError(503, f"Kafka did not accept the {what.split()[0]} (it was not sent); try again") from exc
+            raise refused(what) from exc
 
     def sends_at_once(self, topic: str) -> bool:
         """Whether a send to `topic` returns without waiting (the producer exists and knows the topic's

@@ -17,8 +17,8 @@ def check_host(host: str | None, allowed: tuple[str, ...]) -> None:
     if host_allowed(host, allowed):
         return
     if not host:
-        raise ApiError(400, "send a Host header naming this API")
-    raise ApiError(400, f"the Host {host[:100]!r} is not one this API serves (CHAT_API_ALLOWED_HOSTS)")
+        raise ApiError(400, "host_required")
+    raise ApiError(400, "host_not_allowed", host=host[:100])
 
 
 def init_app(app: Flask) -> None:

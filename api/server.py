@@ -13,22 +13,30 @@ import asyncio
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
+from api import i18n
+from api.asgi import json_bytes, request_language
+from api.errors import ApiError
 from api.security import SECURITY_HEADERS
 from config import settings
 
 
-def _json_answer(status: int, reason: str, message: str) -> bytes:
-    body = ('{"error":"' + message + '"}\n').encode()
+def _json_answer(status: int, reason: str, error: ApiError) -> bytes:
+    # no request has been read: its language is unknown, the answer is in the default one
+    language = i18n.DEFAULT_LANGUAGE
+    body = json_bytes(error.body(language))
     extra = "".join(f"{name}: {value}\r\n" for name, value in SECURITY_HEADERS)
     return (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        f"content-language: {language}\r\n"
         f"{extra}connection: close\r\n\r\n"
     ).encode() + body
 
 
 async def service_unavailable(scope, receive, send) -> None:
-    body = b'{"error":"the API is at its connection limit (CHAT_API_MAX_CONNECTIONS); try again shortly"}\n'
+    language = request_language(scope)
+    body = json_bytes(ApiError(503, "connection_limit").body(language))
     headers = [
+        *((name.lower().encode(), value.encode()) for name, value in i18n.language_headers(language).items()),
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
@@ -94,8 +102,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self._reading_headers:  # no request yet for the app: say why the connection ends
-            message = f"the request did not arrive within {self.request_timeout_s:g}s"
-            self.transport.write(_json_answer(408, "Request Timeout", message))
+            error = ApiError(408, "request_timeout", seconds=self.request_timeout_s)
+            self.transport.write(_json_answer(408, "Request Timeout", error))
         self.transport.close()  # a body that stalls: the app sees the client go
 
 

@@ -18,11 +18,7 @@ def open_session():
     try:
         token, session = get_auth().issue(author)
     except NameInUse as exc:
-        raise ApiError(
-            409,
-            f"the name {author!r} is in use by another session until {format_utc(exc.expires_at)} "
-            "UTC (or until it signs out); choose another name",
-        ) from None
+        raise ApiError(409, "name_in_use", author=author, until=format_utc(exc.expires_at)) from None
     return {"token": token, "author": author, "expires_at": format_utc(session.expires_at)}, 201
 
 

@@ -27,7 +27,11 @@ Positions = dict[int, int]  # partition → the next offset to read
 
 
 class BadCursor(ValueError):
-    pass
+    """A cursor that is not one `source` (the endpoint that issues that kind of cursor) returned."""
+
+    def __init__(self, source: str):
+        super().__init__(f"after must be a cursor returned by {source}")
+        self.source = source
 
 
 class CursorSigner:
@@ -56,29 +60,29 @@ class CursorSigner:
         )
         return f"{body}.{self._sign(body)}"
 
-    def loads(self, kind: str, letters: str, text: str, error: str) -> dict[str, Positions]:
-        """The positions a cursor of `kind` names (one dict per letter of `letters`); BadCursor(error) for a
+    def loads(self, kind: str, letters: str, text: str, source: str) -> dict[str, Positions]:
+        """The positions a cursor of `kind` names (one dict per letter of `letters`); BadCursor(source) for a
         cursor that is malformed, forged, or of another kind."""
         checked = self._checked.get((kind, letters, text)) if isinstance(text, str) else None
         if checked is not None:
             return {letter: dict(positions) for letter, positions in checked.items()}
         if not isinstance(text, str) or len(text) > self.MAX_LENGTH or not text.isascii():
-            raise BadCursor(error)
+            raise BadCursor(source)
         body, _, signature = text.rpartition(".")
         if not body.startswith(kind) or not hmac.compare_digest(self._sign(body), signature):
-            raise BadCursor(error)
+            raise BadCursor(source)
         parts: dict[str, Positions] = {letter: {} for letter in letters}
         for chunk in body[len(kind) :].split("/"):
             letter, rest = chunk[:1], chunk[1:]
             if letter not in parts:
-                raise BadCursor(error)
+                raise BadCursor(source)
             for pair in filter(None, rest.split(",")):
                 partition, _, offset = pair.partition(":")
                 if not (partition.isdigit() and offset.isdigit() and len(partition) <= 6 and len(offset) <= 19):
-                    raise BadCursor(error)
+                    raise BadCursor(source)
                 parts[letter][int(partition)] = int(offset)
             if len(parts[letter]) > self.MAX_PARTITIONS:
-                raise BadCursor(error)
+                raise BadCursor(source)
         if len(self._checked) >= 10_000:
             self._checked.clear()
         self._checked[(kind, letters, text)] = parts

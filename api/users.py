@@ -7,8 +7,9 @@ import uuid
 
 from flask import Blueprint, current_app, request
 
+from api import i18n
 from api.auth import require_admin, user_or_admin
-from api.errors import ApiError
+from api.errors import ApiError, request_language
 from api.feed import BadCursor
 from api.messages import utc_now
 from api.notices import get_moderation
@@ -26,7 +27,7 @@ def _known_state(author: str):
     """The user's state; 404 for a user with no recorded message."""
     state = get_moderation().state(author)
     if state is None:
-        raise ApiError(404, f"unknown user {author!r}: no message from them has been recorded yet")
+        raise ApiError(404, "unknown_user", author=author)
     return state
 
 
@@ -53,11 +54,13 @@ def get_notices(author: str):
     try:
         position = None if after in (None, "") else moderation.notices.parse_cursor(after)
     except BadCursor as exc:
-        raise ApiError(400, str(exc)) from None
+        raise ApiError(400, "bad_cursor", source=exc.source) from None
     notices, cursor = moderation.notices.read(author, position, wait)
     if wait:  # the session may have ended while the request waited
         user_or_admin(author)
-    return {"author": author, "notices": [n.as_json() for n in notices], "cursor": cursor}
+    language = request_language()
+    answer = {"author": author, "notices": [n.as_json(language) for n in notices], "cursor": cursor}
+    return answer, 200, i18n.language_headers(language)
 
 
 @bp.post("/users/<author>/unblock")

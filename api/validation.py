@@ -27,37 +27,37 @@ BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u206
 
 def clean_author(value, max_chars: int, field: str = "author") -> str:
     if value is None:
-        raise ApiError(400, f"{field} is required")
+        raise ApiError(400, "field_required", field=field)
     if not isinstance(value, str):
-        raise ApiError(400, f"{field} must be a string")
+        raise ApiError(400, "field_not_string", field=field)
     author = unicodedata.normalize("NFC", value.strip())
     if not author:
-        raise ApiError(400, f"{field} must not be empty")
+        raise ApiError(400, "field_empty", field=field)
     if len(author) > max_chars:
-        raise ApiError(400, f"{field} is too long ({len(author)} characters, at most {max_chars})")
-    if (problem := contract.author_problem(author, field)) is not None:
-        raise ApiError(400, problem)
+        raise ApiError(400, "field_too_long", field=field, length=len(author), maximum=max_chars)
+    if (rule := contract.author_problem_rule(author)) is not None:
+        raise ApiError(400, f"author_{rule}", field=field)
     return author
 
 
 def clean_text(value, max_chars: int) -> str:
     if value is None:
-        raise ApiError(400, "data is required")
+        raise ApiError(400, "field_required", field="data")
     if not isinstance(value, str):
-        raise ApiError(400, "data must be a string")
+        raise ApiError(400, "field_not_string", field="data")
     if not value.strip():
-        raise ApiError(400, "data must not be empty")
+        raise ApiError(400, "field_empty", field="data")
     if len(value) > max_chars:
-        raise ApiError(413, f"data is too long ({len(value)} characters, at most {max_chars})")
+        raise ApiError(413, "field_too_long", field="data", length=len(value), maximum=max_chars)
     if _has_control_chars(value, allow_newlines=True):
-        raise ApiError(400, "data must not contain control characters")
+        raise ApiError(400, "data_control", field="data")
     return value
 
 
 def json_object(request, *fields: str) -> dict:
     """The request's JSON body: an object with no keys other than `fields` (400 otherwise)."""
     if not request.is_json:
-        raise ApiError(400, "send JSON with Content-Type: application/json")
+        raise ApiError(400, "json_required")
     if (
         request.content_length is None
         and request.max_content_length is not None
@@ -69,9 +69,9 @@ def json_object(request, *fields: str) -> dict:
     try:
         body = request.get_json()
     except BadRequest:
-        raise ApiError(400, "body is not valid JSON (UTF-8)") from None
+        raise ApiError(400, "json_invalid") from None
     except RecursionError:  # the parser recurses once per [ or {
-        raise ApiError(400, "body is not valid JSON (UTF-8): nested too deeply") from None
+        raise ApiError(400, "json_too_deep") from None
     return _object_with(body, fields)
 
 
@@ -79,7 +79,7 @@ def require_json(content_type: str | None) -> None:
     """400 unless the Content-Type is JSON (as werkzeug's `request.is_json`)."""
     mimetype = (content_type or "").split(";")[0].strip().lower()
     if not (mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))):
-        raise ApiError(400, "send JSON with Content-Type: application/json")
+        raise ApiError(400, "json_required")
 
 
 def parse_json_body(content_type: str | None, data: bytes, fields: tuple[str, ...]) -> dict:
@@ -88,9 +88,9 @@ def parse_json_body(content_type: str | None, data: bytes, fields: tuple[str, ..
     try:
         body = json.loads(data)
     except ValueError:
-        raise ApiError(400, "body is not valid JSON (UTF-8)") from None
+        raise ApiError(400, "json_invalid") from None
     except RecursionError:
-        raise ApiError(400, "body is not valid JSON (UTF-8): nested too deeply") from None
+        raise ApiError(400, "json_too_deep") from None
     return _object_with(body, fields)
 
 
@@ -109,9 +109,9 @@ def parse_wait(raw: str | None, max_wait: float) -> float:
             raise ValueError(raw)
         wait = float(raw)
     except ValueError:
-        raise ApiError(400, "wait must be a number of seconds") from None
+        raise ApiError(400, "wait_not_number") from None
     if not 0 <= wait <= max_wait or wait != wait:
-        raise ApiError(400, f"wait must be between 0 and {max_wait:g} seconds")
+        raise ApiError(400, "wait_out_of_range", maximum=max_wait)
     return wait
 
 
@@ -120,15 +120,15 @@ def parse_limit(raw: str | None, default: int = 100, maximum: int = 500) -> int:
         return default
     # isdigit() alone also takes "²" (int() fails) and "٣"; int() refuses more than 4,300 digits
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= maximum:
-        raise ApiError(400, f"limit must be a whole number from 1 to {maximum}")
+        raise ApiError(400, "limit_out_of_range", maximum=maximum)
     return int(raw)
 
 
 def _object_with(body, fields: tuple[str, ...]) -> dict:
     """`body` when it is a JSON object with no field but `fields`, else a 400 naming what is wrong."""
     if not isinstance(body, dict):
-        raise ApiError(400, "body must be a JSON object {" + ", ".join(f'"{f}": ...' for f in fields) + "}")
+        raise ApiError(400, "body_not_object", fields=", ".join(f'"{f}": ...' for f in fields))
     unknown = sorted(set(body) - set(fields))
     if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}")
+        raise ApiError(400, "unknown_fields", fields=", ".join(unknown))
     return body

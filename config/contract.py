@@ -68,14 +68,30 @@ ACTIONS = ("strike", "mask", "allow")  # mask and count a strike, mask only, lea
 # profane messages (strikes) that block their author
 STRIKE_LIMIT = 3
 
+# The languages the chat speaks to people (Accept-Language: Spanish for es-*, else the default)
+LANGUAGES = ("en", "es")
+DEFAULT_LANGUAGE = "en"
+
 # Notices to a user (`chat_notices`): their kinds, the fields the API serves, and their texts.
 NOTICE_KINDS = ("warning", "blocked", "unblocked")
 NOTICE_FIELDS = ("id", "author", "kind", "strike", "limit", "terms", "message_id", "text", "timestamp")
+# the English texts, which the ledger writes into each notice's `text`
 NOTICE_TEXTS = {
     "warning": "Warning: strike {strike} of {limit} for {terms}. Your message was masked. "
     "At {limit} strikes you are blocked.",
     "blocked": "You are blocked: strike {strike} of {limit} for {terms}. You can no longer send or read messages.",
     "unblocked": "A moderator unblocked you: your strikes are cleared and you can send and read messages again.",
+}
+# every language's texts (same kinds, same parameters): readers word a notice from its kind and numbers
+NOTICE_TEXTS_BY_LANGUAGE = {
+    "en": NOTICE_TEXTS,
+    "es": {
+        "warning": "Aviso: falta {strike} de {limit} por {terms}. Tu mensaje se ha tapado. "
+        "Con {limit} faltas se te bloquea.",
+        "blocked": "Se te ha bloqueado: falta {strike} de {limit} por {terms}. Ya no puedes enviar ni leer mensajes.",
+        "unblocked": "El equipo de moderación te ha desbloqueado: tus faltas se han borrado y puedes volver a "
+        "enviar y leer mensajes.",
+    },
 }
 # the API's 403 to a blocked user (and the UI's wording when it only has the user's record)
 BLOCKED_ERROR = (
@@ -83,24 +99,37 @@ BLOCKED_ERROR = (
 )
 
 
-def notice_text(kind: str, strike: int = 0, limit: int = STRIKE_LIMIT, terms: tuple[str, ...] | list[str] = ()) -> str:
-    """The text of a notice, as the user reads it."""
-    return NOTICE_TEXTS[kind].format(strike=strike, limit=limit, terms=", ".join(terms))
+def notice_text(
+    kind: str,
+    strike: int = 0,
+    limit: int = STRIKE_LIMIT,
+    terms: tuple[str, ...] | list[str] = (),
+    language: str = DEFAULT_LANGUAGE,
+) -> str:
+    """The text of a notice, as the user reads it in `language` (the default for one not spoken here)."""
+    texts = NOTICE_TEXTS_BY_LANGUAGE.get(language, NOTICE_TEXTS)
+    return texts[kind].format(strike=strike, limit=limit, terms=", ".join(terms))
 
 
 def author_problem(name: str, field: str = "author") -> str | None:
     """What is wrong with a (non-empty, stripped) author name under the AUTHOR_* rules, or None when nothing is."""
+    rule = author_problem_rule(name)
+    return None if rule is None else AUTHOR_PROBLEMS[rule].format(field=field)
+
+
+def author_problem_rule(name: str) -> str | None:
+    """The AUTHOR_PROBLEMS rule a (non-empty, stripped) author name breaks first, or None."""
     categories = [unicodedata.category(ch) for ch in name]
     if any(
         c in AUTHOR_CONTROL_CATEGORIES or (c == AUTHOR_SPACE_CATEGORY and ch != " ") for ch, c in zip(name, categories)
     ):
-        return AUTHOR_PROBLEMS["control"].format(field=field)
+        return "control"
     if any(ch in AUTHOR_FORBIDDEN_CHARS for ch in name):
-        return AUTHOR_PROBLEMS["forbidden"].format(field=field)
+        return "forbidden"
     if any(ch in AUTHOR_BIDI_CONTROLS or ch in AUTHOR_HIDDEN_CHARS for ch in name) or all(
         c in AUTHOR_INVISIBLE_CATEGORIES or ch in AUTHOR_BLANK_CHARS for ch, c in zip(name, categories)
     ):
-        return AUTHOR_PROBLEMS["invisible"].format(field=field)
+        return "invisible"
     return None
 
 

@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from api import create_app
+from api import create_app, i18n
 from api.spec import SPEC_PATH
 from stack.broker import free_port
 from tests.api.session_log import LocalSessionLog
@@ -57,15 +57,22 @@ def sign_in(client, author: str) -> dict:
     return {"Authorization": f"Bearer {token_for(client, author)}"}
 
 
+def coded(body) -> dict:
+    """An error answer without its `code`, once that is checked to be one of api/i18n.py's codes."""
+    assert isinstance(body, dict) and body.get("code") in i18n.CODES, body
+    return {k: v for k, v in body.items() if k != "code"}
+
+
 def assert_json_answer(status: int, content_type: str | None, body: bytes, what: str) -> None:
-    """No 5xx; a 4xx is JSON `{"error": "<non-empty string>"}` and nothing else."""
+    """No 5xx; a 4xx is JSON `{"error": "<non-empty string>", "code": "<a catalog code>"}` and nothing else."""
     assert status < 500, f"{what}: {status} {body[:300]!r}"
     if 400 <= status < 500:
         assert (content_type or "").split(";")[0].strip() == "application/json", (
             f"{what}: {content_type} {body[:300]!r}"
         )
         error = json.loads(body)
-        assert isinstance(error, dict) and set(error) == {"error"}, f"{what}: {error!r}"
+        assert isinstance(error, dict) and set(error) == {"error", "code"}, f"{what}: {error!r}"
+        assert error["code"] in i18n.CODES, f"{what}: {error!r}"
         assert isinstance(error["error"], str) and error["error"].strip(), f"{what}: {error!r}"
 
 

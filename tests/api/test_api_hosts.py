@@ -97,7 +97,10 @@ def test_a_cursor_from_one_host_is_answered_by_the_other_and_after_a_restart(hos
     again = requests.get(f"{b.url}/messages", params={"after": cursor}, headers=headers, timeout=30).json()
     assert again["messages"] == []  # nothing twice, nothing skipped
     forged = requests.get(f"{b.url}/messages", params={"after": cursor[:-2] + "xx"}, headers=headers, timeout=30)
-    assert forged.status_code == 400 and forged.json() == {"error": "after must be a cursor returned by GET /messages"}
+    assert forged.status_code == 400 and forged.json() == {
+        "error": "after must be a cursor returned by GET /messages",
+        "code": "bad_cursor",
+    }
 
 
 def test_a_session_from_one_host_works_on_the_other_and_a_sign_out_is_refused_everywhere(hosts):

@@ -29,9 +29,12 @@ def test_huge_body_is_a_413_json_error(client, ana):
 
 
 def test_unknown_endpoint_and_method_are_json(client):
-    assert client.get("/nope").get_json() == {"error": "no such endpoint"}
+    assert client.get("/nope").get_json() == {"error": "no such endpoint", "code": "not_found"}
     response = client.delete("/messages")
-    assert (response.status_code, response.get_json()) == (405, {"error": "method not allowed here"})
+    assert (response.status_code, response.get_json()) == (
+        405,
+        {"error": "method not allowed here", "code": "method_not_allowed"},
+    )
 
 
 def test_health_names_kafka_as_down(client):

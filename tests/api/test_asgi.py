@@ -14,7 +14,7 @@ import pytest
 from api.asgi import ChatAsgi
 from config import contract
 from tests.api.asgi_client import Request, call, run
-from tests.api.conftest import ADMIN, make_app, sign_in, token_for
+from tests.api.conftest import ADMIN, coded, make_app, sign_in, token_for
 from tests.api.test_hostile import HOSTILE, WRONG_METHODS, Hostile, TableTarget, send
 
 NOW = datetime.now(UTC).strftime(contract.TIMESTAMP_FORMAT)  # the API leaves older profanity to the ledger
@@ -99,6 +99,11 @@ def test_only_the_configured_hosts_are_served(asgi):
         good = run(asgi, Request("GET", path, headers=bearer(token), host=b"127.0.0.1:5000"))
         assert good.status in (200, 503), (path, good.body)  # /health: no Kafka here
     assert run(asgi, Request("GET", "/health", host=None)).status == 400
+    spanish = run(asgi, Request("GET", "/health", headers=[(b"accept-language", b"es")], host=b"evil.example"))
+    assert json.loads(spanish.body) == {
+        "error": "esta API no sirve el Host 'evil.example' (CHAT_API_ALLOWED_HOSTS)",
+        "code": "host_not_allowed",
+    }
 
 
 # -- long-polls on the event loop -----------------------------------------------------------------------
@@ -185,12 +190,18 @@ def test_long_polls_are_limited_per_session_and_per_client_address(asgi):
     per_session, per_client = asyncio.run(scenario())
     assert (per_session.status, json.loads(per_session.body)) == (
         429,
-        {"error": "too many long-polls open for this session (at most 2); wait for one to answer"},
+        {
+            "error": "too many long-polls open for this session (at most 2); wait for one to answer",
+            "code": "too_many_polls_session",
+        },
     )
     assert per_session.headers["retry-after"] == "1"
     assert (per_client.status, json.loads(per_client.body)) == (
         429,
-        {"error": "too many long-polls open from this address (at most 3); wait for one to answer"},
+        {
+            "error": "too many long-polls open from this address (at most 3); wait for one to answer",
+            "code": "too_many_polls_client",
+        },
     )
     assert asgi.sizes()["long_polls"] == 0
 
@@ -309,7 +320,7 @@ def test_one_poll_reads_the_notices_of_every_live_token_and_nobody_elses(asgi):
 )
 def test_bad_polls_get_a_clear_error(asgi, body, content_type, status, error):
     answer = run(asgi, poll_request(body, content_type))
-    assert (answer.status, json.loads(answer.body)) == (status, {"error": error})
+    assert (answer.status, coded(json.loads(answer.body))) == (status, {"error": error})
 
 
 def test_a_feed_cursor_is_no_notices_cursor_and_the_reverse(asgi):

@@ -13,7 +13,7 @@ import pytest
 
 from api.auth import load_secret
 from config.private import NotPrivate
-from tests.api.conftest import ADMIN, make_app, sign_in
+from tests.api.conftest import ADMIN, coded, make_app, sign_in
 
 
 def test_a_session_holds_its_name_until_it_ends(client):
@@ -130,7 +130,7 @@ def test_messages_need_a_valid_bearer_token(client, header, error):
         client.post("/messages", json={"data": "hola"}, headers=headers),
         client.get("/messages", headers=headers),
     ):
-        assert (response.status_code, response.get_json()) == (401, {"error": error})
+        assert (response.status_code, coded(response.get_json())) == (401, {"error": error})
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -154,7 +154,7 @@ def test_messages_need_a_valid_bearer_token(client, header, error):
 )
 def test_bad_sign_ins_get_a_clear_error(client, body, error):
     response = client.post("/sessions", json=body)
-    assert (response.status_code, response.get_json()) == (400, {"error": error})
+    assert (response.status_code, coded(response.get_json())) == (400, {"error": error})
 
 
 def test_a_session_opened_elsewhere_a_moment_ago_is_waited_for_not_refused(tmp_path):

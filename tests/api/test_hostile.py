@@ -404,7 +404,7 @@ def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(table, path, metho
     got, headers, body = send(table, Hostile(method, path, body=b'{"data": "hola"}'))
     assert_json_answer(got, headers.get("Content-Type"), body, f"{method} {path}")
     expected = set(dict(documented_routes())[path])
-    assert (got, json.loads(body)) == (405, {"error": "method not allowed here"})
+    assert (got, json.loads(body)) == (405, {"error": "method not allowed here", "code": "method_not_allowed"})
     assert {m.strip() for m in headers["Allow"].split(",")} - {"HEAD", "OPTIONS"} == expected
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from tests.api.conftest import coded
+
 
 def test_the_author_is_the_sessions_and_another_is_refused(client, ana):
     response = client.post("/messages", json={"author": "bob", "data": "hola"}, headers=ana)
     assert (response.status_code, response.get_json()) == (
         403,
-        {"error": "signed in as 'ana': you cannot send as 'bob'"},
+        {"error": "signed in as 'ana': you cannot send as 'bob'", "code": "cannot_send_as"},
     )
     response = client.get("/messages?user=bob", headers=ana)
     assert (response.status_code, response.get_json()) == (
         403,
-        {"error": "signed in as 'ana': you cannot read as 'bob'"},
+        {"error": "signed in as 'ana': you cannot read as 'bob'", "code": "cannot_read_as"},
     )
     assert client.get("/messages?user=ana", headers=ana).status_code == 200
 
@@ -41,14 +43,17 @@ def test_the_author_is_the_sessions_and_another_is_refused(client, ana):
 )
 def test_bad_messages_get_a_clear_error(client, ana, body, status, error):
     response = client.post("/messages", json=body, headers=ana)
-    assert (response.status_code, response.get_json()) == (status, {"error": error})
+    assert (response.status_code, coded(response.get_json())) == (status, {"error": error})
 
 
 def test_malformed_json_is_a_400(client, ana):
     response = client.post(
         "/messages", data=b'{"author": "ana", "data": ', content_type="application/json", headers=ana
     )
-    assert (response.status_code, response.get_json()) == (400, {"error": "body is not valid JSON (UTF-8)"})
+    assert (response.status_code, response.get_json()) == (
+        400,
+        {"error": "body is not valid JSON (UTF-8)", "code": "json_invalid"},
+    )
 
 
 def test_json_content_type_is_required(client, ana):
@@ -81,7 +86,7 @@ def test_kafka_unavailable_is_a_503_not_an_acceptance(client, ana):
 )
 def test_bad_reads_get_a_clear_error(client, ana, query, error):
     response = client.get(f"/messages?{query}", headers=ana)
-    assert (response.status_code, response.get_json()) == (400, {"error": error})
+    assert (response.status_code, coded(response.get_json())) == (400, {"error": error})
 
 
 def test_read_from_an_empty_feed_returns_a_cursor(client, ana):

@@ -71,7 +71,10 @@ def test_a_request_that_stops_half_way_is_answered_408_and_closed(server):
     with socket.create_connection(("127.0.0.1", server), timeout=30) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
         status, headers, body = answer(read_all(sock))
-    assert (status, body) == (408, {"error": f"the request did not arrive within {REQUEST_TIMEOUT_S}s"})
+    assert (status, body) == (
+        408,
+        {"error": f"the request did not arrive within {REQUEST_TIMEOUT_S}s", "code": "request_timeout"},
+    )
     assert headers["content-type"] == "application/json" and headers["connection"] == "close"
 
 

@@ -18,12 +18,12 @@ def test_unblock_needs_the_moderators_token(client, ana, tmp_path):
     response = client.post("/users/ana/unblock", headers=ana)
     assert (response.status_code, response.get_json()) == (
         403,
-        {"error": "this needs the moderators' token (CHAT_ADMIN_TOKEN)"},
+        {"error": "this needs the moderators' token (CHAT_ADMIN_TOKEN)", "code": "moderator_token_required"},
     )
     unknown = client.post("/users/nobody/unblock", headers={"Authorization": f"Bearer {ADMIN}"})
     assert (unknown.status_code, unknown.get_json()) == (
         404,
-        {"error": "unknown user 'nobody': no message from them has been recorded yet"},
+        {"error": "unknown user 'nobody': no message from them has been recorded yet", "code": "unknown_user"},
     )
     with make_app(tmp_path, ADMIN_TOKEN="").test_client() as off:
         response = off.post("/users/ana/unblock", headers={"Authorization": "Bearer anything"})
@@ -34,5 +34,5 @@ def test_an_unknown_user_is_a_404(client):
     response = client.get("/users/nobody")
     assert (response.status_code, response.get_json()) == (
         404,
-        {"error": "unknown user 'nobody': no message from them has been recorded yet"},
+        {"error": "unknown user 'nobody': no message from them has been recorded yet", "code": "unknown_user"},
     )

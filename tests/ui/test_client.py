@@ -205,7 +205,7 @@ def test_send_message_when_the_api_does_not_answer_in_time(double: tuple[Double,
 
     def never_in_time(body: object) -> dict[str, str]:
         held.wait()
-        return {"error": "too late"}
+        return {"error": "too late", "code": "kafka_refused_message"}
 
     fake.answer("POST", "/messages", Answer(503, never_in_time))
     session = joined(url, "alice")
