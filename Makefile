@@ -2,7 +2,8 @@
 # Both install what is missing first: the virtual environment with the pinned
 # Python packages (pyproject.toml's dependency group `all`; pip >= 25.1 reads
 # groups) and the JVM jars (conf/pom.xml, via Maven);
-# `make test` also Debian's Chromium and chromedriver for the browser test.
+# `make test` also the Debian packages the tests drive (DEBIAN_TEST below), and
+# `make stats` the fonts its charts draw names with (DEBIAN_FONTS).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,15 +12,24 @@ PY := $(VENV)/bin/python
 MVN ?= mvn
 DEPS_STAMP := $(VENV)/.deps-installed
 JARS_STAMP := var/jars/.resolved
-# tests/test_browser.py drives these (Debian's packages chromium, chromium-driver)
-CHROMIUM := /usr/bin/chromium
-CHROMEDRIVER := /usr/bin/chromedriver
+# Debian packages, each checked by a file it installs (package:file).
+# The report's charts draw user names in any script, emoji included (pipelines/report.py CHART_FONTS)
+DEBIAN_FONTS := fonts-noto-cjk:/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc \
+	fonts-symbola:/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf
+# the load tool `make bench` drives: wrk (bench/api_load.py)
+DEBIAN_BENCH := wrk:/usr/bin/wrk
+# tests/ui/test_browser.py drives Chromium through chromedriver; the cluster test puts HAProxy in front
+# of two API hosts (stack/balancer.py)
+DEBIAN_TEST := chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver nodejs:/usr/bin/node npm:/usr/bin/npm \
+	haproxy:/usr/sbin/haproxy $(DEBIAN_FONTS)
+# axe-core (package.json): the accessibility checker tests/ui/test_browser.py injects into the page
+AXE := node_modules/axe-core/axe.min.js
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export SPARK_CONF_DIR := $(CURDIR)/conf
 # Spark's driver and web UI listen on loopback only
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help up test lint stats sql demo-data bench deps jars browser check-tools clean
+.PHONY: help up test lint stats sql demo-data bench deps jars debian fonts check-tools clean
 
 help:
 	@echo "make up      install what is missing, start Kafka, the Spark relay, the API and the UI"
@@ -31,13 +41,13 @@ help:
 	@echo "make bench   the benchmark suite on a broker and stack of its own: bench/results/latest.json"
 	@echo "make deps    only the Python virtual environment ($(VENV))"
 	@echo "make jars    only the JVM jars (var/jars) from Maven Central"
-	@echo "make browser only Debian's chromium and chromium-driver (apt-get), for the browser test"
-	@echo "make clean   remove var/ (broker data, checkpoints, warehouse, jars) and $(VENV)"
+	@echo "make debian  only the Debian packages the tests need (apt-get): Chromium, chromedriver, fonts"
+	@echo "make clean   remove var/ (broker data, checkpoints, warehouse, jars), $(VENV) and node_modules/"
 
 up: deps jars
 	@$(PY) -m stack.up
 
-test: deps jars browser lint
+test: deps jars debian $(AXE) lint
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: deps
@@ -45,7 +55,7 @@ lint: deps
 	@$(VENV)/bin/ruff format --check .
 	@echo "lint   ruff check and format: clean"
 
-stats: deps jars
+stats: deps jars fonts
 	@. $(VENV)/bin/activate && spark-submit --properties-file conf/spark-defaults.conf pipelines/user_stats.py $(ARGS)
 
 sql: deps jars
@@ -54,7 +64,8 @@ sql: deps jars
 demo-data: deps
 	@$(PY) -m stack.demo_data $(if $(N),-n $(N)) $(ARGS)
 
-bench: deps jars
+bench: deps jars debian
+	$(call apt,$(DEBIAN_BENCH))
 	@$(PY) -m bench.run $(ARGS)
 
 deps: $(DEPS_STAMP)
@@ -77,18 +88,33 @@ $(JARS_STAMP): conf/pom.xml | check-tools
 	@touch $@
 	@echo "setup  jars ready in var/jars ($$(ls var/jars/kafka | wc -l) for Kafka, $$(ls var/jars/spark | wc -l) for Spark)"
 
-# Installs with apt-get as root, else through `sudo -n`; otherwise says what to run.
-browser:
-	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
-	  if [ "$$(id -u)" = 0 ]; then as_root=; \
-	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then as_root="sudo -n"; \
-	  else echo "The browser test needs $(CHROMIUM) and $(CHROMEDRIVER): run  sudo apt-get install chromium chromium-driver"; exit 1; fi; \
-	  echo "setup  installing Debian's chromium and chromium-driver with apt-get (once) ..."; \
-	  $$as_root apt-get update -qq && \
-	  $$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null && \
-	  test -x $(CHROMIUM) && test -x $(CHROMEDRIVER) || { echo "installing chromium chromium-driver failed"; exit 1; }; \
-	  echo "setup  $$($(CHROMEDRIVER) --version | cut -d' ' -f1-2) ready"; \
-	fi
+# Installs the missing ones with apt-get as root, else through `sudo -n`; otherwise says what to run.
+# $(call apt,package:file ...)
+define apt
+@missing=""; for entry in $(1); do test -e "$${entry#*:}" || missing="$$missing $${entry%%:*}"; done; \
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ]; then as_root=; \
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then as_root="sudo -n"; \
+  else echo "Debian packages needed:$$missing; run  sudo apt-get install$$missing"; exit 1; fi; \
+  echo "setup  installing Debian's$$missing with apt-get (once) ..."; \
+  $$as_root apt-get update -qq && \
+  $$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+    || { echo "installing$$missing failed"; exit 1; }; \
+  echo "setup  Debian packages ready:$$missing"; \
+fi
+endef
+
+debian:
+	$(call apt,$(DEBIAN_TEST))
+
+$(AXE): package.json package-lock.json | debian
+	@echo "setup  installing axe-core with npm ci (once) ..."
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# the charts fall back to matplotlib's own font without them: not a reason to stop `make stats`
+fonts:
+	-$(call apt,$(DEBIAN_FONTS))
 
 check-tools:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0])'
@@ -96,4 +122,4 @@ check-tools:
 	@command -v $(MVN) >/dev/null || { echo "Maven is needed (mvn)"; exit 1; }
 
 clean:
-	rm -rf var $(VENV)
+	rm -rf var $(VENV) node_modules

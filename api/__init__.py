@@ -1,10 +1,11 @@
 """The chat's REST API (Flask): messages in to Kafka `chat`, moderated messages out of `chat_controlled`.
 
-    gunicorn -c conf/gunicorn.conf.py        # how every deployment runs it
+    gunicorn -c conf/gunicorn.conf.py        # how every deployment runs it (api/asgi.py around this app)
 
 `create_app(test_config)` builds the app from config.settings (tests pass a dict
-of overrides); `KeepAliveThreadWorker` is the gunicorn worker it runs under.
-README "Trying the API by hand" lists the endpoints.
+of overrides). `KeepAliveThreadWorker` is the gthread worker it ran under before
+the ASGI server; the benchmark still compares the two. README "Trying the API by
+hand" lists the endpoints.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import select
 import time
+from pathlib import Path
 
 from flask import Flask
 
@@ -39,6 +41,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         SECRET_KEY=s.secret_key,
         SNAPSHOT_REFRESH_S=0.5,
         JSON_SORT_KEYS=False,
+        # the Flask test client's Host is localhost; the ASGI test client's is testserver
+        ALLOWED_HOSTS=s.api_allowed_hosts,
+        LONG_POLLS_PER_SESSION=s.api_long_polls_per_session,
+        LONG_POLLS_PER_CLIENT=s.api_long_polls_per_client,
     )
     if test_config:
         app.config.from_mapping(test_config)
@@ -46,16 +52,27 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from api import auth, errors, feed, health, messages, notices, producer, sessions, spec, users
+    from api import auth, errors, feed, health, messages, notices, poll, producer, security, sessions, spec, users
+    from api.tail import CursorSigner, KafkaTail
 
+    app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or auth.load_secret(Path(app.config["DATA_DIR"]))
+    cursors = CursorSigner(app.config["SECRET_KEY"])
     errors.init_app(app)
-    auth.init_app(app)
+    security.init_app(app)
     producer.init_app(app)
-    feed.init_app(app)
-    notices.init_app(app)
+    feed.init_app(app, cursors)
+    notices.init_app(app, cursors)
+    auth.init_app(app)
+    followers = [app.extensions["chat_feed"], app.extensions["chat_moderation"].notices]
+    if app.config.get("SESSION_LOG") is None:
+        followers.append(app.extensions["chat_auth"].store.board)
+    app.extensions["chat_tail"] = KafkaTail(app.config["KAFKA_BOOTSTRAP"], followers)
+    if app.config["START_FEED"]:
+        app.extensions["chat_tail"].start()
     app.register_blueprint(sessions.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(poll.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(spec.bp)
     return app

@@ -1,26 +1,30 @@
-"""Who is speaking: signed session tokens, the live sessions that hold names (a SQLite store every API
-process on the host shares), and the moderators' token. README "Trying the API by hand" has the rules.
+"""Who is speaking: signed session tokens, the live sessions that hold names (settled through the Kafka
+topic `chat_sessions`, which every API process reads whole and follows), and the moderators' token.
+README "Trying the API by hand" has the rules.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import mmap
+import json
+import logging
 import os
 import secrets
-import sqlite3
-import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from flask import Flask, current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from api.errors import ApiError
+from api.tail import Follower
 from config import contract
+
+log = logging.getLogger(__name__)
 
 TOKEN_SALT = "chat-session"
 
@@ -43,6 +47,11 @@ def load_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def parse_position(text: str) -> tuple[int, int] | None:
+    partition, _, offset = text.partition(":")
+    return (int(partition), int(offset)) if partition.isdigit() and offset.isdigit() and len(text) < 40 else None
+
+
 def format_utc(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).strftime(contract.TIMESTAMP_FORMAT)
 
@@ -59,133 +68,201 @@ class Session:
     author: str
     session_id: str
     expires_at: float
-
-
-class EndedStamp:
-    """8 bytes in a file that every API process maps: ending a session anywhere changes them, so a
-    process knows when a session it found live may have ended since. Reading is a memory read: no
-    system call, no SQLite, and the GIL is kept (each release is a thread switch under load)."""
-
-    SIZE = 8
-
-    def __init__(self, path: Path):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < self.SIZE:  # new: another process doing the same at once is harmless
-                os.ftruncate(fd, self.SIZE)
-            self._map = mmap.mmap(fd, self.SIZE)
-        finally:
-            os.close(fd)
-
-    def read(self) -> bytes:
-        return self._map[: self.SIZE]
-
-    def change(self) -> None:
-        self._map[: self.SIZE] = secrets.token_bytes(self.SIZE)
+    claimed_at: tuple[int, int] | None = None  # where its claim is in `chat_sessions` (partition, offset)
 
 
 @dataclass(frozen=True)
-class _Checked:
-    """A session SQLite said was live, the stamp read before asking, and when it needs renewing."""
+class Holder:
+    """The live (or expired, not yet purged) session that holds a name, as the log of `chat_sessions` says."""
 
-    session: Session
-    stamp: bytes
-    renew_at: float
+    session_id: str
+    expires_at: float
+    renewed_at: float  # when its claim or latest renewal was made
+
+
+class SessionBoard(Follower):
+    """Who holds which name: `chat_sessions` read whole and followed, in the log's order, which is the same
+    for every API process. A claim wins a name that is free (or held by an expired session) at the claim's
+    time, so of two racing claims the first in the log wins on every host; a renewal extends the holder's
+    expiry; an end frees the name; a tombstone (written for a long-expired session) forgets it."""
+
+    topic = contract.TOPIC_SESSIONS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holders: dict[str, Holder] = {}
+        # names this process tombstoned: a tombstone that finds a live holder (a claim got in first) is
+        # answered with a renewal, so compaction keeps the holder as the name's latest record
+        self.tombstoned: set[str] = set()
+        self.republish: list[tuple[str, Holder]] = []
+
+    def handle(self, record) -> None:
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        self.apply(key, record.value, record.partition, record.offset, record.timestamp / 1000)
+
+    def apply(self, author: str | None, value: bytes | None, partition: int, offset: int, at: float) -> None:
+        with self._cond:
+            self.positions[partition] = max(self.positions.get(partition, 0), offset + 1)
+            if author is not None:
+                self._apply(author, value, at)
+            self.changed()
+
+    def _apply(self, author: str, value: bytes | None, at: float) -> None:
+        holder = self.holders.get(author)
+        if value is None:  # a tombstone: forget an expired holder, never a live one
+            if holder is not None and holder.expires_at <= at:
+                del self.holders[author]
+            elif holder is not None and author in self.tombstoned:
+                self.republish.append((author, holder))
+            self.tombstoned.discard(author)
+            return
+        try:
+            record = json.loads(value)
+            op, session_id = record["op"], record["session"]
+            when, expires_at = float(record["at"]), float(record["expires_at"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("sessions: skipping a record of %s that is not a session record", self.topic)
+            return
+        if op == "claim" and (holder is None or holder.expires_at <= when):
+            self.holders[author] = Holder(session_id, expires_at, when)
+        elif op == "renew" and holder is not None and holder.session_id == session_id and holder.expires_at > when:
+            self.holders[author] = Holder(session_id, max(holder.expires_at, expires_at), when)
+        elif op == "end" and holder is not None and holder.session_id == session_id:
+            del self.holders[author]
+
+    def holder(self, author: str) -> Holder | None:
+        return self.holders.get(author)
+
+    def past(self, partition: int, offset: int) -> bool:
+        """Whether this process has read the record at (partition, offset)."""
+        return self.positions.get(partition, 0) > offset
+
+    def sizes(self) -> dict:
+        return {"session_holders": len(self.holders)}
+
+
+class KafkaSessionLog:
+    """Session records go to `chat_sessions` through the process's producer (acks=all)."""
+
+    def __init__(self, producer):
+        self.producer = producer
+
+    def append(self, author: str, record: dict | None, wait: bool = True) -> tuple[int, int] | None:
+        return self.producer.publish(contract.TOPIC_SESSIONS, author, record, [], what="session record", wait=wait)
+
+
+class SessionLog(Protocol):
+    """Where session records go: `chat_sessions` (KafkaSessionLog); tests without a broker pass a stand-in
+    that also delivers to the boards attached (tests/api/session_log.py)."""
+
+    def append(self, author: str, record: dict | None, wait: bool = True) -> tuple[int, int] | None: ...
 
 
 class SessionStore:
-    """One row per name held by a live (or expired, not yet replaced) session."""
+    """Sessions that hold names, shared by every API process and host through `chat_sessions`."""
 
-    MAX_REMEMBERED = 100_000  # sessions remembered as live; past that the memory starts afresh
+    PURGE_EVERY_S = 10.0
 
-    def __init__(self, path: Path, ttl_s: float, renew_after_s: float = 60.0):
-        self.path = Path(path)
+    def __init__(
+        self,
+        board: SessionBoard,
+        log: SessionLog,
+        ttl_s: float,
+        renew_after_s: float = 60.0,
+        settle_timeout_s: float = 10.0,
+    ):
+        self.board = board
+        self.log = log
         self.ttl_s = ttl_s
         self.renew_after_s = min(renew_after_s, ttl_s / 2)
-        self._local = threading.local()
-        self._live: dict[tuple[str, str], _Checked] = {}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._ended = EndedStamp(self.path.with_name(self.path.name + ".ended"))
-        with self._db() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS sessions (author TEXT PRIMARY KEY, session_id TEXT NOT NULL, "
-                "created_at REAL NOT NULL, expires_at REAL NOT NULL)"
-            )
+        self.settle_timeout_s = settle_timeout_s
+        self.purge_grace_s = max(60.0, ttl_s)  # a renewal in flight when it expired still finds it
+        self._renewing: dict[tuple[str, str], float] = {}
+        self._next_purge = 0.0
+        board.idle = self.purge_when_due
 
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:  # one connection per thread: sqlite3 connections are not shared across threads
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
+    def _settled(self, where: tuple[int, int] | None) -> None:
+        """Wait until this process has read its own record at `where`: the log's order has spoken."""
+        if where is None or not self.board.wait_until(lambda: self.board.past(*where), self.settle_timeout_s):
+            raise ApiError(503, "the sessions log (Kafka) did not answer in time; try again shortly")
 
     def open(self, author: str) -> Session:
         """A new session holding `author`; NameInUse while another live session holds it."""
         now = time.time()
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            row = db.execute("SELECT expires_at FROM sessions WHERE author = ?", (author,)).fetchone()
-            if row and row[0] > now:
-                raise NameInUse(author, row[0])
-            session = Session(author, secrets.token_urlsafe(16), now + self.ttl_s)
-            db.execute(
-                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)",
-                (author, session.session_id, now, session.expires_at),
-            )
-            db.execute("COMMIT")
-            return session
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        holder = self.board.holder(author)
+        if holder is not None and holder.expires_at > now:
+            raise NameInUse(author, holder.expires_at)
+        session = Session(author, secrets.token_urlsafe(16), now + self.ttl_s)
+        claim = {"op": "claim", "session": session.session_id, "at": now, "expires_at": session.expires_at}
+        where = self.log.append(author, claim)
+        self._settled(where)
+        holder = self.board.holder(author)
+        if holder is None or holder.session_id != session.session_id:
+            raise NameInUse(author, holder.expires_at if holder else now)
+        return replace(session, claimed_at=where)
 
     def touch(self, author: str, session_id: str) -> Session | None:
-        """The live session, renewed when used; None when it ended, expired or was replaced.
-
-        Without asking SQLite while this process found it live, no session has ended anywhere since
-        and it is not yet due for renewal: until then it can neither expire nor be replaced (a name
-        is only taken over from an expired session)."""
-        now = time.time()
-        stamp = self._ended.read()  # before the query: a session ended after it is asked about again
-        checked = self._live.get((author, session_id))
-        if checked is not None and checked.stamp == stamp and now < checked.renew_at:
-            return checked.session
-        session = self._touch_db(author, session_id, now)
-        if session is None:
-            self._live.pop((author, session_id), None)
-        else:
-            if len(self._live) >= self.MAX_REMEMBERED:
-                self._live.clear()
-            renew_at = session.expires_at - self.ttl_s + self.renew_after_s
-            self._live[(author, session_id)] = _Checked(session, stamp, renew_at)
-        return session
-
-    def _touch_db(self, author: str, session_id: str, now: float) -> Session | None:
-        db = self._db()
-        row = db.execute(
-            "SELECT expires_at FROM sessions WHERE author = ? AND session_id = ?", (author, session_id)
-        ).fetchone()
-        if row is None or row[0] <= now:
+        """The live session, renewed at most every `renew_after_s` while in use; None when it ended,
+        expired or never held the name."""
+        holder = self.board.holders.get(author)
+        if holder is None or holder.session_id != session_id:
             return None
-        expires_at = row[0]
-        if expires_at - now < self.ttl_s - self.renew_after_s:  # renew at most once a minute per session
-            expires_at = now + self.ttl_s
-            db.execute(
-                "UPDATE sessions SET expires_at = ? WHERE author = ? AND session_id = ?",
-                (expires_at, author, session_id),
-            )
-        return Session(author, session_id, expires_at)
+        now = time.time()
+        if holder.expires_at <= now:
+            return None
+        if now - holder.renewed_at >= self.renew_after_s and now - self._renewing.get((author, session_id), 0) > min(
+            5.0, self.renew_after_s
+        ):
+            self._renewing[(author, session_id)] = now
+            renewal = {"op": "renew", "session": session_id, "at": now, "expires_at": now + self.ttl_s}
+            try:
+                self.log.append(author, renewal, wait=False)
+            except ApiError:
+                pass  # Kafka is away: the session lives on until its expiry, renewed by a later request
+        return Session(author, session_id, holder.expires_at)
 
     def close(self, author: str, session_id: str) -> bool:
-        cursor = self._db().execute("DELETE FROM sessions WHERE author = ? AND session_id = ?", (author, session_id))
-        self._live.pop((author, session_id), None)
-        self._ended.change()  # after the DELETE: every process asks SQLite again before trusting a session
-        return cursor.rowcount > 0
+        holder = self.board.holder(author)
+        if holder is None or holder.session_id != session_id:
+            return False
+        end = {"op": "end", "session": session_id, "at": time.time(), "expires_at": 0}
+        self._settled(self.log.append(author, end))
+        self._renewing.pop((author, session_id), None)
+        return True
 
     def live_count(self) -> int:
-        return self._db().execute("SELECT count(*) FROM sessions WHERE expires_at > ?", (time.time(),)).fetchone()[0]
+        now = time.time()
+        return sum(1 for h in list(self.board.holders.values()) if h.expires_at > now)
+
+    def purge_when_due(self) -> None:
+        now = time.time()
+        if now >= self._next_purge:
+            self._next_purge = now + self.PURGE_EVERY_S
+            self.purge(now)
+
+    def purge(self, now: float) -> list[str]:
+        """Forget the sessions expired longer than the grace ago, and tombstone them in the log."""
+        expired = [a for a, h in list(self.board.holders.items()) if h.expires_at + self.purge_grace_s <= now]
+        with self.board._cond:
+            for author in expired:
+                self.board.tombstoned.add(author)
+            republish, self.board.republish = self.board.republish, []
+        for author in expired:
+            try:
+                self.log.append(author, None, wait=False)
+            except ApiError:
+                return expired  # Kafka is away: the next purge tries again
+        for author, holder in republish:
+            renewal = {"op": "renew", "session": holder.session_id, "at": now, "expires_at": holder.expires_at}
+            try:
+                self.log.append(author, renewal, wait=False)
+            except ApiError:
+                pass
+        self._renewing = {k: t for k, t in self._renewing.items() if now - t < 60}
+        return expired
+
+    def sizes(self) -> dict:
+        return {**self.board.sizes(), "renewals_in_flight": len(self._renewing)}
 
 
 class Auth:
@@ -199,11 +276,23 @@ class Auth:
 
     def issue(self, author: str) -> tuple[str, Session]:
         session = self.store.open(author)
-        return self._signer.dumps({"a": author, "s": session.session_id}), session
+        claim = {"a": author, "s": session.session_id}
+        if session.claimed_at is not None:  # another process may not have read that far yet: it will wait
+            claim["p"] = f"{session.claimed_at[0]}:{session.claimed_at[1]}"
+        return self._signer.dumps(claim), session
 
     def claims(self, token: str) -> tuple[str, str]:
         """(author, session id) a token signed by this API names; 401 for any other token. A token's
         signature never changes meaning, so each is checked once."""
+        return self._claims(token)[:2]
+
+    def unread_claim(self, token: str) -> tuple[int, int] | None:
+        """Where the token's claim is in `chat_sessions`, when this process has not read that far yet (a
+        session opened on another process or host a moment ago); None otherwise."""
+        position = self._claims(token)[2]
+        return position if position is not None and not self.store.board.past(*position) else None
+
+    def _claims(self, token: str) -> tuple[str, str, tuple[int, int] | None]:
         claims = self._verified.get(token)
         if claims is not None:
             return claims
@@ -219,14 +308,23 @@ class Auth:
             raise unauthorized("the token is not one this API issued; sign in again with POST /sessions")
         if len(self._verified) >= self.MAX_VERIFIED:
             self._verified.clear()
-        claims = self._verified[token] = (payload["a"], payload["s"])
+        position = parse_position(payload.get("p")) if isinstance(payload.get("p"), str) else None
+        claims = self._verified[token] = (payload["a"], payload["s"], position)
         return claims
 
-    def session_for(self, token: str) -> Session:
+    def session_for(self, token: str, wait_s: float = 2.0) -> Session:
+        """The live session of `token`; 401 without one. A session opened elsewhere a moment ago is waited
+        for (up to `wait_s`) until this process has read its claim."""
         session = self.store.touch(*self.claims(token))
+        if session is None and wait_s > 0 and (position := self.unread_claim(token)) is not None:
+            self.store.board.wait_until(lambda: self.store.board.past(*position), wait_s)
+            session = self.store.touch(*self.claims(token))
         if session is None:
             raise unauthorized("your session has ended or expired; sign in again with POST /sessions")
         return session
+
+    def sizes(self) -> dict:
+        return {**self.store.sizes(), "verified_tokens": len(self._verified)}
 
     def is_admin(self, token: str) -> bool:
         return bool(self.admin_token) and hmac.compare_digest(token.encode(), self.admin_token.encode())
@@ -237,7 +335,11 @@ def unauthorized(message: str) -> ApiError:
 
 
 def bearer_token() -> str:
-    header = request.headers.get("Authorization", "")
+    return parse_bearer(request.headers.get("Authorization", ""))
+
+
+def parse_bearer(header: str) -> str:
+    """The token of an `Authorization: Bearer <token>` header value; 401 for anything else."""
     scheme, _, token = header.partition(" ")
     if not header:
         raise unauthorized("sign in first: POST /sessions, then send Authorization: Bearer <token>")
@@ -263,10 +365,10 @@ def require_admin() -> None:
         raise ApiError(403, "this needs the moderators' token (CHAT_ADMIN_TOKEN)")
 
 
-def user_or_admin(author: str) -> None:
+def user_or_admin(author: str, token: str | None = None, auth: Auth | None = None) -> None:
     """Let the request through for `author`'s own session or a moderator; else 401/403."""
-    auth = get_auth()
-    token = bearer_token()
+    auth = auth or get_auth()
+    token = token if token is not None else bearer_token()
     if auth.is_admin(token):
         return
     session = auth.session_for(token)
@@ -275,10 +377,16 @@ def user_or_admin(author: str) -> None:
 
 
 def init_app(app: Flask) -> None:
+    """Sessions on `chat_sessions` through the process's producer; a test passes SESSION_LOG (a stand-in shared
+    by the apps that stand for API processes, tests/api/session_log.py) to run without a broker."""
     data_dir = Path(app.config["DATA_DIR"])
-    store = SessionStore(
-        app.config.get("SESSIONS_DB") or data_dir / "run" / "sessions.sqlite", ttl_s=app.config["SESSION_TTL_S"]
-    )
+    board = SessionBoard()
+    log_ = app.config.get("SESSION_LOG")
+    if log_ is None:
+        log_ = KafkaSessionLog(app.extensions["chat_producer"])
+    else:
+        log_.attach(board)
+    store = SessionStore(board, log_, ttl_s=app.config["SESSION_TTL_S"])
     app.extensions["chat_auth"] = Auth(
         store, app.config.get("SECRET_KEY") or load_secret(data_dir), app.config["ADMIN_TOKEN"]
     )

@@ -1,7 +1,9 @@
-"""GET /health: is Kafka reachable, is the feed reading? 200 when all is well, 503 naming what is down."""
+"""GET /health: is Kafka reachable, are the tails reading and caught up? 200 when all is well (ready to serve),
+503 naming what is down; with the sizes of every in-memory map, so that state that only grows shows."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 from flask import Blueprint, current_app
@@ -12,6 +14,12 @@ from api.notices import get_moderation
 from api.producer import get_producer
 
 bp = Blueprint("health", __name__)
+
+
+def extra_sizes() -> dict:
+    """The sizes the server around the app keeps (the ASGI front end's long-poll counts), when it runs."""
+    sizes = current_app.extensions.get("chat_sizes")
+    return sizes() if sizes else {}
 
 
 def kafka_reachable(bootstrap: str, timeout: float = 0.5) -> bool:
@@ -33,9 +41,17 @@ def health():
     moderation = get_moderation()
     notices = moderation.notices.status()
     snapshot = moderation.snapshot.status()
+    auth = get_auth()
+    board = auth.store.board
+    # not ready until the notices and the sessions are read whole: before, a name or a strike could be missed
     down = [
         name
-        for name, ok in (("kafka", kafka_up), ("feed", feed["connected"]), ("notices", notices["connected"]))
+        for name, ok in (
+            ("kafka", kafka_up),
+            ("feed", feed["connected"]),
+            ("notices", notices["connected"] and notices["caught_up"]),
+            ("sessions", board.caught_up and (board.tail is None or board.connected)),
+        )
         if not ok
     ]
     body = {
@@ -46,6 +62,8 @@ def health():
         "notices": notices,
         # the blocked-status snapshot: stale or missing is reported, not fatal (the notices still block)
         "snapshot": snapshot,
-        "sessions": {"live": get_auth().store.live_count()},
+        "sessions": {"live": auth.store.live_count()},
+        "memory": {**get_feed().sizes(), **moderation.notices.sizes(), **auth.sizes(), **extra_sizes()},
+        "pid": os.getpid(),
     }
     return body, (200 if not down else 503)

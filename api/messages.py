@@ -5,6 +5,7 @@ Blocked users get 403 on both; messages a user sent after being blocked are neve
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -21,8 +22,15 @@ from config import contract
 bp = Blueprint("messages", __name__)
 
 
+_formatted: tuple[int, str] = (0, "")  # (second, its text): one strftime per second, not per message
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).strftime(contract.TIMESTAMP_FORMAT)
+    global _formatted
+    second = int(time.time())
+    if second != _formatted[0]:
+        _formatted = (second, datetime.fromtimestamp(second, UTC).strftime(contract.TIMESTAMP_FORMAT))
+    return _formatted[1]
 
 
 def refuse_if_blocked(author: str) -> None:

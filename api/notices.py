@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import Flask, current_app
 
-from api.feed import EpochCursors, Feed, FeedMessage, KafkaTail, header
+from api.feed import Feed, FeedMessage, header
+from api.tail import CursorSigner, Follower, Positions, merged
 from config import contract
 from warehouse import paths
 from warehouse.moderation_snapshot import ModerationSnapshot, UserState
@@ -45,6 +44,9 @@ class Standing:
 class Notice:
     seq: int
     body: dict
+    source: str = "n"  # "n": from `chat_notices` (the ledger); "c": told at once from the relay's verdict
+    partition: int = 0  # where it is in its source topic
+    offset: int = 0
 
     def as_json(self) -> dict:
         return {k: self.body.get(k) for k in contract.NOTICE_FIELDS}
@@ -68,39 +70,83 @@ def parse_notice(value: bytes | None, headers) -> dict | None:
     return body if isinstance(body.get("id"), str) else None
 
 
-class NoticeBoard(KafkaTail, EpochCursors):
-    thread_name = "notices"
+def _bounded_add(mapping: OrderedDict, key, value, maximum: int) -> None:
+    mapping[key] = value
+    mapping.move_to_end(key)
+    if len(mapping) > maximum:
+        mapping.popitem(last=False)
+
+
+class NoticeBoard(Follower):
+    """The notices of `chat_notices` (the ledger's), and those told at once from the relay's verdicts
+    (`tell_at_once`), per author, with cursors naming positions in both topics."""
+
+    topic = contract.TOPIC_NOTICES
     cursor_source = "GET /users/<author>/notices"
 
-    def __init__(self, bootstrap: str, per_author: int = 100):
-        KafkaTail.__init__(self, bootstrap, contract.TOPIC_NOTICES)
-        EpochCursors.__init__(self)
-        self._by_author: dict[str, deque[Notice]] = defaultdict(lambda: deque(maxlen=per_author))
-        self._seen: set[str] = set()
-        self._struck: set[str] = set()  # message ids the ledger announced a strike for
-        self._standing: dict[str, Standing] = {}
+    def __init__(self, per_author: int = 100, max_authors: int = 100_000, cursors: CursorSigner | None = None):
+        super().__init__()
+        self.per_author = per_author
+        self.max_authors = max_authors
+        self.cursors = cursors or CursorSigner()
+        self._by_author: OrderedDict[str, deque[Notice]] = OrderedDict()
+        self._seen: OrderedDict[str, None] = OrderedDict()  # notice ids read from `chat_notices`
+        self._struck: OrderedDict[str, None] = OrderedDict()  # message ids the ledger announced a strike for
+        self._told: OrderedDict[str, Notice] = OrderedDict()  # notices told at once, by id
+        self._standing: OrderedDict[str, Standing] = OrderedDict()
+        self.controlled_positions: Positions = {}  # how far the relay's verdicts have been looked at
         self._seq = 0
-        self._cond = threading.Condition()
 
     def handle(self, record) -> None:
-        self.add_record(record.value, record.headers)
+        self.add_record(record.value, record.headers, record.partition, record.offset)
 
-    def add_record(self, value: bytes | None, headers) -> None:
-        body = parse_notice(value, headers)
-        if body is None:
-            log.warning("notices: skipping a record that is not a notice")
-            return
+    def add_record(self, value: bytes | None, headers, partition: int = 0, offset: int | None = None) -> None:
         with self._cond:
-            if body["id"] in self._seen:  # the ledger's notices are at-least-once
+            if offset is None:
+                offset = self.positions.get(partition, 0)
+            self.positions[partition] = max(self.positions.get(partition, 0), offset + 1)
+            body = parse_notice(value, headers)
+            if body is None:
+                log.warning("notices: skipping a record that is not a notice")
+                self.changed()
                 return
-            self._seen.add(body["id"])
+            if body["id"] in self._seen:  # the ledger's notices are at-least-once
+                self.changed()
+                return
+            ids_max = self.max_authors * 4
+            _bounded_add(self._seen, body["id"], None, ids_max)
             if body["kind"] != "unblocked" and isinstance(body.get("message_id"), str):
-                self._struck.add(body["message_id"])
+                _bounded_add(self._struck, body["message_id"], None, ids_max)
             author = body["author"]
             self._seq += 1
-            self._by_author[author].append(Notice(self._seq, body))
-            self._standing[author] = self._after(self._standing.get(author), body)
-            self._cond.notify_all()
+            notice = Notice(self._seq, body, "n", partition, offset)
+            told = self._told.get(body["id"])
+            # the ledger agrees with what the user was told at once: nothing new to tell; when it does not
+            # (another strike number or kind), its notice is the record and is told too, under the same id
+            if told is None or told.as_json() != notice.as_json():
+                self._append(author, notice)
+            _bounded_add(self._standing, author, self._after(self._standing.get(author), body), self.max_authors)
+            self.changed()
+
+    def tell_at_once(self, partition: int, offset: int, body: dict | None) -> None:
+        """The relay's verdict on the `chat_controlled` record at (partition, offset) has been looked at;
+        `body` is the notice it calls for (the ledger will send the same one later), if any."""
+        with self._cond:
+            self.controlled_positions[partition] = max(self.controlled_positions.get(partition, 0), offset + 1)
+            if body is None or body["id"] in self._seen or body["id"] in self._told:
+                return
+            self._seq += 1
+            notice = Notice(self._seq, body, "c", partition, offset)
+            _bounded_add(self._told, body["id"], notice, self.max_authors * 4)
+            self._append(body["author"], notice)
+            self.changed()
+
+    def _append(self, author: str, notice: Notice) -> None:
+        notices = self._by_author.get(author)
+        if notices is None:
+            notices = deque(maxlen=self.per_author)
+        _bounded_add(self._by_author, author, notices, self.max_authors)
+        notices.append(notice)
 
     @staticmethod
     def _after(before: Standing | None, body: dict) -> Standing:
@@ -133,17 +179,47 @@ class NoticeBoard(KafkaTail, EpochCursors):
         newest = max((b for b in (batch, before.batch if before else None) if b is not None), default=None)
         return Standing(strikes, blocked, newest, windows)
 
-    def read(self, author: str, after: int, wait_s: float) -> tuple[list[Notice], str]:
-        deadline = time.monotonic() + wait_s
+    # -- cursors ------------------------------------------------------------------------------
+    def cursor(self, after: dict[str, Positions]) -> str:
+        """The cursor past everything looked at so far (and never behind `after`). Call with `_cond` held."""
+        return self.cursors.dumps(
+            "n",
+            {
+                "n": merged(after.get("n", {}), self.positions),
+                "c": merged(after.get("c", {}), self.controlled_positions),
+            },
+        )
+
+    def parse_cursor(self, cursor: str, source: str | None = None) -> dict[str, Positions]:
+        return self.cursors.loads(
+            "n", "nc", cursor, f"after must be a cursor returned by {source or self.cursor_source}"
+        )
+
+    # -- readers ------------------------------------------------------------------------------
+    def read(self, author: str, after: dict[str, Positions] | None, wait_s: float) -> tuple[list[Notice], str]:
+        """`author`'s notices after the cursor `after` (None: all kept), long-polling up to `wait_s` on this thread."""
+        return self.read_many({author}, after, wait_s)
+
+    def read_many(
+        self, authors: set[str], after: dict[str, Positions] | None, wait_s: float = 0
+    ) -> tuple[list[Notice], str]:
+        after = after or {}
+        if wait_s > 0:
+            self.wait_until(lambda: bool(self._newer(authors, after)) or self.stopped, wait_s)
         with self._cond:
-            while True:
-                newer = [n for n in self._by_author.get(author, ()) if n.seq > after]
-                if newer:
-                    return newer, self.cursor(newer[-1].seq)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stop.is_set():
-                    return [], self.cursor(max(after, self._seq))
-                self._cond.wait(remaining)
+            return self._newer(authors, after), self.cursor(after)
+
+    def _newer(self, authors: set[str], after: dict[str, Positions]) -> list[Notice]:
+        """The notices of `authors` the cursor `after` has not passed, in arrival order (call with `_cond` held)."""
+        by_source = {"n": after.get("n", {}), "c": after.get("c", {})}
+        newer = []
+        for author in authors:
+            for notice in self._by_author.get(author, ()):
+                if notice.offset >= by_source[notice.source].get(notice.partition, 0):
+                    newer.append(notice)
+        if len(authors) > 1:
+            newer.sort(key=lambda n: n.seq)
+        return newer
 
     def standing(self, author: str) -> Standing | None:
         return self._standing.get(author)
@@ -152,13 +228,18 @@ class NoticeBoard(KafkaTail, EpochCursors):
         """Whether the ledger has announced the strike of this message."""
         return message_id in self._struck
 
-    def stop(self) -> None:
-        super().stop()
-        with self._cond:  # wake the long-polls in flight: they answer at once instead of at their deadline
-            self._cond.notify_all()
-
     def status(self) -> dict:
-        return {"connected": self.connected, "topic": self.topic, "notices": self._seq, "last_error": self.last_error}
+        return {**super().status(), "notices": self._seq}
+
+    def sizes(self) -> dict:
+        with self._cond:
+            return {
+                "notice_authors": len(self._by_author),
+                "notice_ids": len(self._seen),
+                "struck_ids": len(self._struck),
+                "told_at_once": len(self._told),
+                "standings": len(self._standing),
+            }
 
 
 class Moderation:
@@ -231,6 +312,47 @@ class Moderation:
                 break
         return _overlaid(base, strikes, block)
 
+    def instant_notice(self, message: FeedMessage) -> dict | None:
+        """The warning or block the relay's verdict on `message` calls for, as the ledger will announce it
+        later (same id, strike number, kind, terms and text), or None: not a strike, announced already, or
+        not to be known yet (the notices board has not read what the topic held when it started)."""
+        if not message.profane or message.position is None or not self.notices.caught_up:
+            return None
+        if self.notices.announced(message.id):
+            return None
+        recorded = self.recorded_state(message.author)
+        if recorded is not None and recorded.is_blocked:
+            return None  # sent while blocked: withheld, no strike
+        strike = recorded.strikes if recorded else 0
+        for pending in self.unannounced_strikes(message.author):
+            strike += 1
+            if pending.id == message.id:
+                break
+            if strike >= contract.STRIKE_LIMIT:
+                return None  # the author was blocked before this one
+        else:
+            return None  # left to the ledger (too old, or lifted by an unblock)
+        kind = "blocked" if strike >= contract.STRIKE_LIMIT else "warning"
+        terms = list(message.terms)
+        return {
+            "id": f"{message.id}:strike",
+            "author": message.author,
+            "kind": kind,
+            "strike": strike,
+            "limit": contract.STRIKE_LIMIT,
+            "terms": terms,
+            "message_id": message.id,
+            "text": contract.notice_text(kind, strike, contract.STRIKE_LIMIT, terms),
+            "timestamp": message.timestamp,
+            "partition": message.position[0],
+            "offset": message.position[1],
+        }
+
+    def on_feed_record(self, partition: int, offset: int, message: FeedMessage | None) -> None:
+        """The feed took in the `chat_controlled` record at (partition, offset): tell its author at once."""
+        body = self.instant_notice(message) if message is not None else None
+        self.notices.tell_at_once(partition, offset, body)
+
     def is_blocked(self, author: str) -> bool:
         state = self.state(author)
         return bool(state and state.is_blocked)
@@ -289,12 +411,13 @@ def get_moderation() -> Moderation:
     return current_app.extensions["chat_moderation"]
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, cursors: CursorSigner) -> None:
     snapshot = ModerationSnapshot(
         paths.table_path(paths.USER_MODERATION, app.config["WAREHOUSE_DIR"]), refresh_s=app.config["SNAPSHOT_REFRESH_S"]
     )
-    notices = NoticeBoard(app.config["KAFKA_BOOTSTRAP"])
-    app.extensions["chat_moderation"] = Moderation(snapshot, notices, app.extensions["chat_feed"])
+    notices = NoticeBoard(cursors=cursors)
+    feed = app.extensions["chat_feed"]
+    moderation = app.extensions["chat_moderation"] = Moderation(snapshot, notices, feed)
+    feed.on_record = moderation.on_feed_record
     if app.config["START_FEED"]:
         snapshot.start()
-        notices.start()

@@ -68,19 +68,43 @@ class ChatProducer:
         """Publish a moderator's action (to the ledger) and wait for the acknowledgement."""
         self.publish(contract.TOPIC_ACTIONS, action["author"], action, [], what=f"action {action['id']}")
 
-    def publish(self, topic: str, key: str, value: dict, headers: list, what: str) -> None:
-        producer = self._get()
+    def publish(
+        self, topic: str, key: str, value: dict | None, headers: list, what: str, wait: bool = True
+    ) -> tuple[int, int] | None:
+        """Send one record (`value` None: a tombstone). With `wait`, return its (partition, offset) once the
+        broker acknowledged it (503 if it does not); without, return at once (a failure is only logged)."""
+        future = self.send_future(topic, key, value, headers, what)
+        if not wait:
+            future.add_errback(lambda exc: log.warning("%s not accepted by Kafka: %s", what, exc))
+            return None
         try:
-            future = producer.send(
-                topic,
-                key=key.encode("utf-8"),
-                value=json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
-                headers=headers,
-            )
-            future.get(timeout=self.send_timeout_s + 2)
+            metadata = future.get(timeout=self.send_timeout_s + 2)
         except KafkaError as exc:
             log.warning("%s not accepted by Kafka: %s", what, exc)
             raise ApiError(503, f"Kafka did not accept the {what.split()[0]} (it was not sent); try again") from exc
+        return metadata.partition, metadata.offset
+
+    def send_future(self, topic: str, key: str, value: dict | None, headers: list, what: str):
+        """The producer's future for one record (503 when Kafka cannot take it at all)."""
+        producer = self._get()
+        try:
+            return producer.send(
+                topic,
+                key=key.encode("utf-8"),
+                value=None
+                if value is None
+                else json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+                headers=headers,
+            )
+        except KafkaError as exc:
+            log.warning("%s not accepted by Kafka: %s", what, exc)
+            raise ApiError(503, f"Kafka did not accept the {what.split()[0]} (it was not sent); try again") from exc
+
+    def sends_at_once(self, topic: str) -> bool:
+        """Whether a send to `topic` returns without waiting (the producer exists and knows the topic's
+        partitions); otherwise a send may block for seconds and belongs on a thread, not an event loop."""
+        producer = self._producer
+        return producer is not None and bool(producer._metadata.partitions_for_topic(topic))
 
     def is_connected(self) -> bool:
         with self._lock:

@@ -51,7 +51,7 @@ def get_notices(author: str):
     wait = parse_wait(request.args.get("wait"), current_app.config["MAX_WAIT_SECONDS"])
     after = request.args.get("after")
     try:
-        position = 0 if after in (None, "") else moderation.notices.parse_cursor(after)
+        position = None if after in (None, "") else moderation.notices.parse_cursor(after)
     except BadCursor as exc:
         raise ApiError(400, str(exc)) from None
     notices, cursor = moderation.notices.read(author, position, wait)

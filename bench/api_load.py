@@ -21,9 +21,12 @@ connection) and the `percentile` / `latency_summary` helpers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import math
+import os
+import re
 import secrets
 import socket
 import sys
@@ -33,6 +36,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from config import settings
 
@@ -429,6 +433,179 @@ def api_posts_per_s(
         "warmup_s": warmup_s,
         "author_prefix": prefix,
         "loadgen_cpu": round((cpu1 - cpu0) / seconds, 2),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# API processes of the bench's own, on a given Kafka: servers and worker counts side by side
+
+# (name, extra gunicorn arguments, CHAT_API_WORKERS): today's server (gthread, 64 threads, the Flask app
+# alone) against the ASGI server (uvicorn workers, conf/gunicorn.conf.py) with one and two processes
+SERVERS = {
+    "gthread_1": (["-k", "api.KeepAliveThreadWorker", "--threads", "64", "-w", "1", "api:create_app()"], 1),
+    "uvicorn_1": ([], 1),
+    "uvicorn_2": ([], 2),
+}
+
+
+def _group_members(pgid: int):
+    """(pid, the fields of /proc/<pid>/stat after the name) of each live process of a process group."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # the fields: state, ppid, pgrp, ..., utime (12), stime (13)
+            yield entry, fields
+
+
+def process_group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group."""
+    ticks = sum(int(fields[11]) + int(fields[12]) for _, fields in _group_members(pgid))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_group_rss_mb(pgid: int) -> float:
+    """Resident memory of the live processes of a process group, in MiB."""
+    total = 0
+    for pid, _ in _group_members(pgid):
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+    return round(total / 2**20, 1)
+
+
+@contextlib.contextmanager
+def api_server(kafka_bootstrap: str, data_dir: Path, extra_args: list[str], workers: int, env: dict | None = None):
+    """An API under gunicorn (conf/gunicorn.conf.py, as `make up` runs it) on a free port, on this Kafka,
+    ready (/health 200); yields (url, process). Its own data directory; the secret comes from `env` or is new."""
+    from stack.broker import free_port
+    from stack.processes import child_env, spawn, stop_process_group
+    from stack.up import api_argv
+
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process_env = child_env(
+        CHAT_API_HOST="127.0.0.1",
+        CHAT_API_PORT=str(port),
+        CHAT_API_WORKERS=str(workers),
+        CHAT_KAFKA_BOOTSTRAP=kafka_bootstrap,
+        CHAT_DATA_DIR=str(data_dir),
+        CHAT_WAREHOUSE_DIR=None,
+        CHAT_API_LONG_POLLS_PER_CLIENT="0",
+        **(env or {}),
+    )
+    process = spawn([*api_argv(), *extra_args], data_dir / "api.log", process_env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"the API did not become ready; see {data_dir / 'api.log'}")
+            try:
+                with ApiClient(url, timeout_s=2) as client:
+                    if client.get_json("/health")[0] == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        yield url, process
+    finally:
+        stop_process_group(process, 30)
+
+
+def api_workers_compared(
+    kafka_bootstrap: str, work_dir: Path, clients: int = 32, seconds: float = 15, warmup_s: float = 3
+) -> dict:
+    """POSTs per second and CPU per POST of each server in SERVERS, one after the other, in the same run.
+
+    Returns `{name: {posts_per_s, cpu_ms_per_post, latency_ms, ...}, "workers_2_vs_1": ratio,
+    "uvicorn_vs_gthread": ratio}` (ratios of posts_per_s)."""
+    out: dict = {}
+    for name, (extra_args, workers) in SERVERS.items():
+        with api_server(kafka_bootstrap, work_dir / name, extra_args, workers) as (url, process):
+            cpu0 = process_group_cpu_s(process.pid)
+            result = api_posts_per_s(url, clients=clients, seconds=seconds, warmup_s=warmup_s)
+            cpu = process_group_cpu_s(process.pid) - cpu0
+            result["api_cpu_s"] = round(cpu, 2)
+            # the whole run's CPU over every 202 of the run (warm-up included)
+            result["cpu_ms_per_post"] = round(1000 * cpu / max(1, result["accepted_total"]), 3)
+            result["workers"] = workers
+            out[name] = result
+    out["workers_2_vs_1"] = round(out["uvicorn_2"]["posts_per_s"] / max(out["uvicorn_1"]["posts_per_s"], 1e-9), 2)
+    out["uvicorn_vs_gthread"] = round(out["uvicorn_1"]["posts_per_s"] / max(out["gthread_1"]["posts_per_s"], 1e-9), 2)
+    return out
+
+
+WRK_SCRIPT = """-- POST /messages with a session's token, as bench/api_load.py's clients do
+wrk.method = "POST"
+wrk.body = '{"data": "Does anyone know when the next train to Madrid leaves?"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+"""
+
+
+def wrk_posts_per_s(api_url: str, connections: int = 32, seconds: int = 10, threads: int = 2) -> dict:
+    """The same load from an established tool: `wrk` (Debian's package) with a Lua script that POSTs one
+    message with one session's token. Returns `{"requests_per_s", "non_2xx", "latency_ms": {p50, p99}}`."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("wrk") is None:
+        raise BenchError("wrk is not installed (apt-get install wrk)")
+    with ApiClient(api_url) as client:
+        client.sign_in(f"bench-wrk-{secrets.token_hex(3)}")
+        token = client.token
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % token)
+    try:
+        run = subprocess.run(
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{seconds}s",
+                "--latency",
+                "-s",
+                script.name,
+                f"{api_url}/messages",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        )
+    finally:
+        os.unlink(script.name)
+    text = run.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+
+    def latency(q: str) -> float | None:
+        match = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if not match:
+            return None
+        value, unit = float(match.group(1)), match.group(2)
+        return round(value / 1000 if unit == "us" else value * 1000 if unit == "s" else value, 2)
+
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    failed = int(non_2xx.group(1)) if non_2xx else 0
+    return {
+        "requests_per_s": rate,
+        "accepted_per_s": round(rate * (requests - failed) / max(1, requests), 1),
+        "non_2xx": failed,
+        "latency_ms": {"p50": latency("50"), "p99": latency("99")},
+        "connections": connections,
+        "seconds": seconds,
     }
 
 

@@ -35,7 +35,7 @@ The command line fills a fresh source topic with demo traffic
 topics unless `--keep-topics`. Progress goes to stderr; stdout gets one
 readable line and the result as one JSON line.
 
-Equivalence with the relay (tests/test_bench_baseline.py): same validation
+Equivalence with the relay (tests/bench/test_baseline.py): same validation
 verdicts and reasons, same masked text, same key and headers. Known
 differences: the output JSON is written by Python's json module, so control
 characters are escaped in lower-case hex (`\\u001f`) where Spark's Jackson
@@ -243,6 +243,8 @@ def parse_message(value: bytes | None) -> tuple[dict[str, str] | None, str | Non
         return None, "author is empty"
     if len(author) > contract.MAX_AUTHOR_CHARS:
         return None, f"author longer than {contract.MAX_AUTHOR_CHARS} characters"
+    if (problem := contract.author_problem(author)) is not None:
+        return None, problem
     if _BLANK.fullmatch(data):
         return None, "data is empty"
     if len(data) > contract.MAX_DATA_CHARS:
@@ -269,7 +271,8 @@ class ControlledRecord:
 def controlled_record(
     value: bytes | None, headers: Sequence[tuple[str, bytes | None]], partition: int, offset: int, masker: Masker
 ) -> ControlledRecord | None:
-    """The relay's output for one raw record (None when it is invalid): pipelines/relay.py `build_relay`."""
+    """The relay's output for one raw record (None when it is invalid): pipelines/relay.py `build_relay`, but for
+    the `terms` header (the words matched): the masking here does not name them."""
     message, _ = parse_message(value)
     if message is None:
         return None

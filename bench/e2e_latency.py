@@ -1,6 +1,6 @@
 """POST-to-GET latency through the running stack, at a steady rate: writers post, another user long-polls.
 
-    python -m bench.e2e_latency --api http://127.0.0.1:5000 [--rate 50] [--seconds 60]
+    python -m bench.e2e_latency --api http://127.0.0.1:5000 [--rate 200] [--seconds 300] [--data-dir var]
 
 The latency of a message is the time from its `POST /messages` returning 202
 to the message arriving in the answer to ANOTHER user's long-poll
@@ -16,7 +16,10 @@ message goes through first (Spark compiles the query's code for the first
 record), the clock waits until the ledger has recorded it, and the first
 `--ramp` seconds at full rate are not counted either (see `measure`). Every accepted id is matched with the reader's
 arrivals; those not seen `drain_s` seconds after the last post are reported
-as `missing` (with a few of their ids), never waited for forever.
+as `missing` (with a few of their ids), never waited for forever. With the
+stack's data directory, the slowest 1% are explained: each message's trip split
+at its Kafka records' timestamps, set against the relay's and the ledger's
+batches read from their checkpoints (`explain_slowest`).
 
 Prints one readable line, then the result as one JSON line (latencies in ms).
 """
@@ -24,6 +27,7 @@ Prints one readable line, then the result as one JSON line (latencies in ms).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import secrets
@@ -32,9 +36,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
 
 from bench.api_load import ApiClient, BenchError, error_key, latency_summary, quote_author, sleep_until
-from config import settings
+from config import contract, settings
 
 
 class _Reader(threading.Thread):
@@ -104,6 +112,170 @@ class _Schedule:
         return i, self.start + i / self.rate
 
 
+@dataclass(frozen=True)
+class StackView:
+    """Where to look inside the running stack for `explain_slowest`: its Kafka and its data directory."""
+
+    kafka_bootstrap: str
+    data_dir: Path
+
+    def checkpoint(self, query: str) -> Path:
+        """The checkpoint of one of the streams' queries (pipelines/streams.py: `relay`, `ledger`)."""
+        return dataclasses.replace(settings.load(), data_dir=self.data_dir).checkpoint_dir / query
+
+
+def record_times(bootstrap: str, topic: str, ids: set[str], timeout_s: float = 120.0) -> dict[str, float]:
+    """Message id → the Kafka timestamp (epoch s; CreateTime: when its producer took it) of the first record of
+    `topic` with that `message_id` header, for the ids in `ids`; the whole topic is read once."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        found: dict[str, float] = {}
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=1000, max_records=5000).values():
+                for r in batch:
+                    raw = dict(r.headers).get(contract.MESSAGE_ID_HEADER)
+                    mid = raw.decode("utf-8", "replace") if raw is not None else None
+                    if mid in ids and mid not in found:
+                        found[mid] = r.timestamp / 1000
+        return found
+    finally:
+        consumer.close()
+
+
+def checkpoint_batches(checkpoint: Path) -> list[tuple[int, float, float | None]]:
+    """(batch id, offsets time, commit time) of a streaming query's batches from its checkpoint (epoch s, from
+    the files' times; commit None for a batch not done). A micro-batch's `offsets/<id>` is written when it is
+    planned, so the pair spans the batch; a real-time batch's offsets are known only when it ends, so both
+    files come together at its end."""
+
+    def times(folder: str) -> dict[int, float]:
+        directory = checkpoint / folder
+        if not directory.is_dir():
+            return {}
+        return {int(p.name): p.stat().st_mtime for p in directory.iterdir() if p.name.isdigit()}
+
+    started, ended = times("offsets"), times("commits")
+    return [(b, started[b], ended.get(b)) for b in sorted(started)]
+
+
+# a change of real-time batch holds the records that arrive around it for a second or two
+BOUNDARY_MARGIN_S = 2.0
+
+
+def explain_slowest(view: StackView, sent: dict[str, float], arrived: dict[str, float], counted_from: float) -> dict:
+    """Where the slowest 1% of the messages lost their time, against all the messages.
+
+    `sent` and `arrived` are epoch seconds of each message's 202 and of its arrival at the reader. Each
+    message's trip is split with the Kafka timestamps of its records: `relay_ms` (its `chat` record taken
+    by the API's producer → its `chat_controlled` record taken by the relay's producer: the relay's fetch
+    and work) and `delivery_ms` (that → the reader has it: the sink's send, the API's feed, the long-poll);
+    `api_ack_ms` is the API's producer taking the record → the 202 at the writer (the acknowledgement wait,
+    which overlaps the relay's stage). Each slow message gets one cause: `relay batch boundary` when its
+    `chat` record came within BOUNDARY_MARGIN_S of the end of one of the relay's batches (Spark holds the
+    records that arrive while it commits one batch and starts the next), else the stage that took longer (`relay` or
+    `delivery`); `during_ledger_batch` counts those whose trip overlapped a ledger batch, to be read against
+    `ledger_busy_share` (the share of the run during which a ledger batch was running)."""
+    ids = set(sent)
+    return explain_trips(
+        sent,
+        arrived,
+        record_times(view.kafka_bootstrap, contract.TOPIC_CHAT, ids),
+        record_times(view.kafka_bootstrap, contract.TOPIC_CONTROLLED, ids),
+        checkpoint_batches(view.checkpoint("relay")),
+        checkpoint_batches(view.checkpoint("ledger")),
+        counted_from,
+    )
+
+
+def explain_trips(
+    sent: dict[str, float],
+    arrived: dict[str, float],
+    chat: dict[str, float],
+    controlled: dict[str, float],
+    relay_batches: list[tuple[int, float, float | None]],
+    ledger_batches: list[tuple[int, float, float | None]],
+    counted_from: float,
+) -> dict:
+    """`explain_slowest` on what it read: message id → epoch s of the 202 (`sent`), of the arrival, of the
+    `chat` and `chat_controlled` records; the relay's and the ledger's batches (`checkpoint_batches`)."""
+    ledger_batches = [(b, s, e) for b, s, e in ledger_batches if e is not None]
+    end_of_run = max(arrived.values(), default=counted_from)
+    boundaries = [(end - BOUNDARY_MARGIN_S, end + BOUNDARY_MARGIN_S) for _, _, end in relay_batches if end is not None]
+    in_run = [(s, e) for _, s, e in ledger_batches if e >= counted_from and s <= end_of_run]
+    busy = sum(min(e, end_of_run) - max(s, counted_from) for s, e in in_run)
+
+    def overlaps(a: float, b: float, spans) -> bool:
+        return any(s <= b and a <= e for s, e in spans)
+
+    trips = {}
+    for mid, t in sent.items():
+        c, k = chat.get(mid), controlled.get(mid)
+        trip = {"ms": (arrived[mid] - t) * 1000, "sent_at_s": round(t - counted_from, 2)}
+        if c is not None and k is not None:
+            trip.update(
+                relay_ms=(k - c) * 1000,
+                delivery_ms=(arrived[mid] - k) * 1000,
+                api_ack_ms=(t - c) * 1000,
+                boundary=overlaps(c, c, boundaries),
+                ledger=overlaps(c, arrived[mid], in_run),
+            )
+        trips[mid] = trip
+    ranked = sorted(trips.values(), key=lambda x: -x["ms"])
+    slowest = ranked[: max(1, len(ranked) // 100)]
+
+    def cause(trip: dict) -> str:
+        if "relay_ms" not in trip:
+            return "unknown (a record not found in Kafka)"
+        if trip["boundary"]:
+            return "relay batch boundary"
+        return "relay" if trip["relay_ms"] >= trip["delivery_ms"] else "delivery"
+
+    def stages(group: list[dict]) -> dict:
+        known = [t for t in group if "relay_ms" in t]
+        return {
+            name: latency_summary([t[name] for t in known], quantiles=(50, 99))
+            for name in ("relay_ms", "delivery_ms", "api_ack_ms")
+        }
+
+    in_ledger = [t["ms"] for t in trips.values() if t.get("ledger")]
+    outside = [t["ms"] for t in trips.values() if "ledger" in t and not t["ledger"]]
+    return {
+        "count": len(slowest),
+        "causes": dict(Counter(cause(t) for t in slowest).most_common()),
+        "during_ledger_batch": sum(1 for t in slowest if t.get("ledger")),
+        "ledger_busy_share": round(busy / max(1e-9, end_of_run - counted_from), 3),
+        "ledger_batches": len(in_run),
+        "ledger_batch_seconds": latency_summary([e - s for s, e in in_run], quantiles=(50, 99)),
+        "latency_in_ledger_batches_ms": latency_summary(in_ledger, quantiles=(50, 99)),
+        "latency_outside_ledger_batches_ms": latency_summary(outside, quantiles=(50, 99)),
+        "relay_boundaries_at_s": [round(a + BOUNDARY_MARGIN_S - counted_from, 1) for a, _ in boundaries],
+        "stages_of_slowest": stages(slowest),
+        "stages_of_all": stages(list(trips.values())),
+        "not_found_in_kafka": sum(1 for t in trips.values() if "relay_ms" not in t),
+        "messages": [
+            {k: round(v, 1) if isinstance(v, float) else v for k, v in t.items()} | {"cause": cause(t)}
+            for t in slowest[:50]
+        ],
+    }
+
+
+def format_explanation(e: dict) -> str:
+    causes = ", ".join(f"{n} {what}" for what, n in e["causes"].items())
+    return (
+        f"slowest 1% ({e['count']}): {causes}; {e['during_ledger_batch']} during a ledger batch "
+        f"(a ledger batch ran {e['ledger_busy_share']:.0%} of the time, {e['ledger_batches']} batches, "
+        f"p50 {e['ledger_batch_seconds']['p50'] or '–'} s); p99 {e['latency_in_ledger_batches_ms']['p99']} ms during "
+        f"ledger batches vs {e['latency_outside_ledger_batches_ms']['p99']} ms outside; relay stage p50 "
+        f"{e['stages_of_slowest']['relay_ms']['p50']} ms, delivery p50 {e['stages_of_slowest']['delivery_ms']['p50']} ms "
+        f"(all messages: {e['stages_of_all']['relay_ms']['p50']} / {e['stages_of_all']['delivery_ms']['p50']} ms)"
+    )
+
+
 def _recorded_messages(client: ApiClient, author: str) -> int:
     """How many of the author's messages the ledger has recorded in Delta (0 while it has none)."""
     status, body = client.get_json(f"/users/{quote_author(author)}")
@@ -121,8 +293,8 @@ def _await(predicate, timeout_s: float, step_s: float = 0.02) -> bool:
 
 def measure(
     api_url: str,
-    rate: float = 50,
-    seconds: float = 60,
+    rate: float = 200,
+    seconds: float = 300,
     *,
     writers: int = 4,
     drain_s: float = 15.0,
@@ -130,6 +302,7 @@ def measure(
     warmup_timeout_s: float = 60.0,
     ledger_timeout_s: float = 300.0,
     ramp_s: float = 5.0,
+    explain: StackView | None = None,
 ) -> dict:
     """POST-returned → another reader's GET latency at a steady `rate` (messages/s) for `seconds`.
 
@@ -148,11 +321,15 @@ def measure(
     writers post at `rate` for `ramp_s` seconds before the `seconds` that count: the first seconds
     at full rate compile the relay's and the API's hot code (half of the slowest 1% of a 240 s run
     came in its first 5 s). `with_ramp` gives the figures with those messages counted too.
+
+    With `explain` (where the stack's Kafka and checkpoints are), `slowest_explained` says where the
+    slowest 1% lost their time (`explain_slowest`).
     """
     if rate <= 0 or seconds <= 0 or writers < 1:
         raise ValueError("rate and seconds must be > 0, writers >= 1")
     run = secrets.token_hex(3)
     prefix = f"bench-e2e-{run}-w"
+    wall_offset = time.time() - time.perf_counter()  # perf_counter() + wall_offset = epoch seconds
     reader = _Reader(api_url, f"bench-e2e-{run}-reader", prefix, wait_s)
     clients = [ApiClient(api_url) for _ in range(writers)]
     try:
@@ -243,7 +420,7 @@ def measure(
     with_ramp = latencies + [(arrivals[i] - t) * 1000 for i, t in ramped.items() if i in arrivals]
     interval = 1 / rate
     lag_ms = [x * 1000 for x in lags]
-    return {
+    result = {
         **latency_summary(latencies),
         "sent": len(posted),
         "received": len(latencies),
@@ -266,6 +443,14 @@ def measure(
         "ramp_s": ramp_s,
         "with_ramp": {**latency_summary(with_ramp), "sent": len(posted) + len(ramped)},
     }
+    if explain is not None:
+        result["slowest_explained"] = explain_slowest(
+            explain,
+            {i: t + wall_offset for i, t in posted.items() if i in arrivals},
+            {i: arrivals[i] + wall_offset for i in posted if i in arrivals},
+            counted_from + wall_offset,
+        )
+    return result
 
 
 def format_result(r: dict) -> str:
@@ -284,18 +469,32 @@ def format_result(r: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.e2e_latency", description=__doc__.splitlines()[0])
     parser.add_argument("--api", default=settings.load().api_url, help="the API's URL (default %(default)s)")
-    parser.add_argument("--rate", type=float, default=50, help="messages per second")
-    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--rate", type=float, default=200, help="messages per second")
+    parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--writers", type=int, default=4, help="writer threads sharing the schedule")
     parser.add_argument("--drain", type=float, default=15, help="seconds to wait for the last messages")
     parser.add_argument(
         "--ramp", type=float, default=5, help="seconds at full rate before the ones that count (default %(default)s)"
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="the stack's CHAT_DATA_DIR: explain the slowest 1%% with its checkpoints and Kafka (--bootstrap)",
+    )
+    parser.add_argument("--bootstrap", default=settings.load().kafka_bootstrap, help="the stack's Kafka")
     args = parser.parse_args(argv)
     result = measure(
-        args.api, rate=args.rate, seconds=args.seconds, writers=args.writers, drain_s=args.drain, ramp_s=args.ramp
+        args.api,
+        rate=args.rate,
+        seconds=args.seconds,
+        writers=args.writers,
+        drain_s=args.drain,
+        ramp_s=args.ramp,
+        explain=StackView(args.bootstrap, args.data_dir) if args.data_dir else None,
     )
     print(format_result(result))
+    if "slowest_explained" in result:
+        print(format_explanation(result["slowest_explained"]))
     print(json.dumps({"bench": "e2e_latency", **result}, ensure_ascii=False), flush=True)
     return 0 if result["missing"] == 0 and not result["errors"] else 1
 

@@ -3,22 +3,26 @@ compose files) and the tests that start it.
 
     gunicorn -c conf/gunicorn.conf.py        # from the repository root, with the repository on PYTHONPATH
 
-The address comes from CHAT_API_HOST and CHAT_API_PORT (config/settings.py); options given on gunicorn's
-command line override these.
+The address comes from CHAT_API_HOST and CHAT_API_PORT, the number of worker processes from CHAT_API_WORKERS
+(config/settings.py); options given on gunicorn's command line override these.
 """
 
 from config import settings
 
 _settings = settings.load()
 
-wsgi_app = "api:create_app()"
+# one ASGI app per worker: native long-polls on the event loop, the Flask app for the rest (api/asgi.py)
+wsgi_app = "api.asgi:create_asgi_app()"
 bind = [f"{_settings.api_host}:{_settings.api_port}"]
-# gthread, with a keep-alive connection kept on its thread (api/__init__.py)
-worker_class = "api.KeepAliveThreadWorker"
-# one process: its Kafka producer and the tails of chat_controlled and chat_notices serve every thread
-workers = 1
-# each long-polling reader holds a thread for up to MAX_WAIT_SECONDS
-threads = 64
-# a worker is restarted when silent this long; a long poll must fit well inside it
+# uvicorn with uvloop and httptools, a read timeout per request and a JSON 503 past the connection cap
+worker_class = "api.server.ChatWorker"
+# each worker reads the topics itself and shares nothing with the others but Kafka: one per core
+workers = _settings.api_worker_count
+# an idle keep-alive connection costs a file descriptor only, and closing it races the client's next request
+# (sent as the server closes, it fails with a reset): idle connections are kept longer than clients pause
+# between requests (a chat client pauses seconds; nginx's default is 75 s). A new connection still has
+# CHAT_API_REQUEST_TIMEOUT_S for its first request, and the connection cap bounds the idle ones.
+keepalive = 75
+# a worker is restarted when silent this long (its event loop reports while long-polls wait)
 timeout = 60
 graceful_timeout = 10

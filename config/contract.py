@@ -6,12 +6,18 @@ every layer can use them. README "Data flow" and "Moderation" describe them.
 
 from __future__ import annotations
 
+import unicodedata
+
 TOPIC_CHAT = "chat"
 TOPIC_CONTROLLED = "chat_controlled"
 TOPIC_NOTICES = "chat_notices"
 # moderators' actions (unblock), from the API to the ledger: the ledger is the one writer of the Delta tables
 TOPIC_ACTIONS = "chat_actions"
-TOPICS = (TOPIC_CHAT, TOPIC_CONTROLLED, TOPIC_NOTICES, TOPIC_ACTIONS)
+# who holds which name: the API's sessions (claims, renewals, ends), keyed by the name; compacted
+TOPIC_SESSIONS = "chat_sessions"
+TOPICS = (TOPIC_CHAT, TOPIC_CONTROLLED, TOPIC_NOTICES, TOPIC_ACTIONS, TOPIC_SESSIONS)
+# topic settings beyond the defaults: the sessions keep the latest record per name, not 7 days of them
+TOPIC_CONFIGS = {TOPIC_SESSIONS: {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}}
 
 # A message as it travels in Kafka: exactly these keys, all strings.
 MESSAGE_FIELDS = ("author", "data", "timestamp")
@@ -20,6 +26,30 @@ SPARK_TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"  # the same, for Spark's datetime
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 MAX_AUTHOR_CHARS = 64
 MAX_DATA_CHARS = 2000
+# session tokens one POST /notices/poll may carry: the joined users one UI process follows
+MAX_POLL_TOKENS = 1000
+
+# Author names: what a name may not hold, one definition for the API's check (Python) and the relay's
+# (a Spark regex built from the same data), so that a record written straight to Kafka meets the API's rules.
+# Unicode general categories a name may not contain: controls, surrogates, line and paragraph separators;
+# and of the space separators (Zs) only U+0020 is allowed.
+AUTHOR_CONTROL_CATEGORIES = ("Cc", "Cs", "Zl", "Zp")
+AUTHOR_SPACE_CATEGORY = "Zs"
+AUTHOR_FORBIDDEN_CHARS = "/"  # a name is a path segment of /users/<author>
+# right-to-left overrides, embeddings and isolates: they make a name display as another one
+AUTHOR_BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+# zero-width and soft-hyphen format characters: inside a name they make it look like another one
+# (the zero-width joiner is not among them: emoji sequences need it)
+AUTHOR_HIDDEN_CHARS = "\u00ad\u180e\u200b\u200c\u2060\ufeff"
+# a name made only of these categories, or of these blank letters (Hangul fillers, the braille blank), shows nothing
+AUTHOR_INVISIBLE_CATEGORIES = ("Cf", "Zs", "Mn")
+AUTHOR_BLANK_CHARS = "\u115f\u1160\u3164\uffa0\u2800"
+# What is wrong with a name, in the rules' order; `{field}` is the name's field ("author").
+AUTHOR_PROBLEMS = {
+    "control": "{field} must not contain control characters or line breaks",
+    "forbidden": "{field} must not contain '/' (it names a user in URLs such as /users/<author>)",
+    "invisible": "{field} must have visible characters and no text-direction or zero-width characters",
+}
 
 # Kafka headers
 MESSAGE_ID_HEADER = "message_id"  # on `chat` and `chat_controlled`: the API's id of the message
@@ -56,6 +86,22 @@ BLOCKED_ERROR = (
 def notice_text(kind: str, strike: int = 0, limit: int = STRIKE_LIMIT, terms: tuple[str, ...] | list[str] = ()) -> str:
     """The text of a notice, as the user reads it."""
     return NOTICE_TEXTS[kind].format(strike=strike, limit=limit, terms=", ".join(terms))
+
+
+def author_problem(name: str, field: str = "author") -> str | None:
+    """What is wrong with a (non-empty, stripped) author name under the AUTHOR_* rules, or None when nothing is."""
+    categories = [unicodedata.category(ch) for ch in name]
+    if any(
+        c in AUTHOR_CONTROL_CATEGORIES or (c == AUTHOR_SPACE_CATEGORY and ch != " ") for ch, c in zip(name, categories)
+    ):
+        return AUTHOR_PROBLEMS["control"].format(field=field)
+    if any(ch in AUTHOR_FORBIDDEN_CHARS for ch in name):
+        return AUTHOR_PROBLEMS["forbidden"].format(field=field)
+    if any(ch in AUTHOR_BIDI_CONTROLS or ch in AUTHOR_HIDDEN_CHARS for ch in name) or all(
+        c in AUTHOR_INVISIBLE_CATEGORIES or ch in AUTHOR_BLANK_CHARS for ch, c in zip(name, categories)
+    ):
+        return AUTHOR_PROBLEMS["invisible"].format(field=field)
+    return None
 
 
 def blocked_error(author: str, strikes: int, blocked_at: str | None) -> str:

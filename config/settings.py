@@ -24,31 +24,65 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("CHAT_DATA_DIR", "var", "data directory: broker data, checkpoints, logs, run files, reports"),
-    Setting("CHAT_WAREHOUSE_DIR", "", "Delta warehouse (a shared mount on a cluster); default DATA_DIR/warehouse"),
+    Setting(
+        "CHAT_DATA_DIR",
+        "var",
+        "broker data (`kafka/`), checkpoints, the Delta tables (`warehouse/`), logs (`log/`), run files, reports",
+    ),
+    Setting(
+        "CHAT_WAREHOUSE_DIR",
+        "",
+        "where the Delta tables live; default `$CHAT_DATA_DIR/warehouse` (on a cluster: a path every Spark worker and the API see)",
+    ),
     Setting("CHAT_JARS_DIR", "var/jars", "where `make jars` puts the Kafka and Spark jars"),
-    Setting("CHAT_KAFKA_BOOTSTRAP", "", "Kafka bootstrap servers; set: use that Kafka, unset: start a broker here"),
+    Setting(
+        "CHAT_KAFKA_BOOTSTRAP",
+        "",
+        "Kafka bootstrap servers; when set, `make up` starts no broker and uses these; default `127.0.0.1:$CHAT_KAFKA_PORT`",
+    ),
     Setting("CHAT_KAFKA_PORT", "9092", "port of the embedded broker (and the default bootstrap)"),
     Setting("CHAT_KAFKA_CONTROLLER_PORT", "9093", "KRaft controller port of the embedded broker"),
-    Setting("CHAT_TOPIC_PARTITIONS", "1", "partitions of each topic when it is created"),
-    Setting("CHAT_REPLICATION_FACTOR", "1", "replicas of each topic when it is created"),
-    Setting("CHAT_MIN_INSYNC_REPLICAS", "0", "min.insync.replicas of each topic; 0: 1 below three replicas, else 2"),
-    Setting("CHAT_SPARK_MASTER", "local[*]", "Spark master of the streams and jobs (unless spark-submit sets one)"),
-    Setting("CHAT_RELAY_TRIGGER", "realtime", "relay trigger: realtime (Spark's real-time mode) or microbatch"),
+    Setting("CHAT_TOPIC_PARTITIONS", "1", "partitions of new topics (Kafka's unit of parallelism)"),
+    Setting("CHAT_REPLICATION_FACTOR", "1", "replication factor of new topics"),
+    Setting(
+        "CHAT_MIN_INSYNC_REPLICAS",
+        "0",
+        "`min.insync.replicas` of new topics; 0: 1 below three replicas, else 2 (see Reliability)",
+    ),
+    Setting("CHAT_SPARK_MASTER", "local[*]", "Spark master, e.g. `spark://host:7077` (spark-submit's `--master` wins)"),
+    Setting(
+        "CHAT_RELAY_TRIGGER",
+        "realtime",
+        "`realtime` (Spark's real-time mode) or `microbatch` (back-to-back micro-batches); see below",
+    ),
     Setting("CHAT_LEDGER_TRIGGER_SECONDS", "1", "seconds between the ledger's micro-batches"),
     Setting("CHAT_API_HOST", "127.0.0.1", "address the API listens on"),
     Setting("CHAT_API_PORT", "5000", "port the API listens on"),
-    Setting("CHAT_API_URL", "", "the API as the UI reaches it; default http://127.0.0.1:API_PORT"),
+    Setting("CHAT_API_URL", "", "the API the UI talks to; default `http://127.0.0.1:$CHAT_API_PORT`"),
+    Setting("CHAT_API_WORKERS", "0", "API worker processes; 0: one per core"),
+    Setting(
+        "CHAT_API_ALLOWED_HOSTS",
+        "",
+        "Host header names the API answers (comma-separated, * for any); default the loopback names and API_HOST",
+    ),
+    Setting("CHAT_API_MAX_CONNECTIONS", "10000", "open connections per API worker; past it a JSON 503"),
+    Setting("CHAT_API_LONG_POLLS_PER_SESSION", "4", "long-polls one session may hold open at once (per worker)"),
+    Setting(
+        "CHAT_API_LONG_POLLS_PER_CLIENT",
+        "2000",
+        "long-polls one client address may hold open (per worker); 0: no limit",
+    ),
+    Setting("CHAT_API_REQUEST_TIMEOUT_S", "10", "seconds a client has to send a whole request (headers and body)"),
     Setting("CHAT_UI_HOST", "127.0.0.1", "address the UI listens on"),
     Setting("CHAT_UI_PORT", "8000", "port the UI listens on"),
     Setting("CHAT_SESSION_TTL_S", "1800", "seconds a session lives after its last use"),
     Setting(
         "CHAT_SECRET_KEY",
         "",
-        "key that signs session tokens; default one generated into DATA_DIR/secret_key",
+        "signs the session tokens; set the same value on every API host; default: one generated into `$CHAT_DATA_DIR/secret_key`",
         secret=True,
     ),
-    Setting("CHAT_ADMIN_TOKEN", "", "moderators' bearer token; unset: the moderator endpoints are off", secret=True),
+    Setting("CHAT_ADMIN_TOKEN", "", "the moderators' bearer token; unset: moderator calls are refused", secret=True),
 )
 NAMES = frozenset(s.name for s in SETTINGS)
 
@@ -93,6 +127,19 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def _hosts(name: str, bind_host: str) -> tuple[str, ...]:
+    """Host names (lower case, no port) from a comma-separated setting; default the loopback names and the
+    bind address (unless it is a wildcard)."""
+    raw = _raw(name)
+    if raw:
+        return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    extra = () if bind_host in ("0.0.0.0", "::", "") else (bind_host.lower(),)
+    return tuple(dict.fromkeys((*LOOPBACK_NAMES, *extra)))
+
+
 def _absolute(path: Path) -> Path:
     path = path.expanduser()
     return path if path.is_absolute() else (Path.cwd() / path).resolve()
@@ -121,11 +168,21 @@ class Settings:
     api_host: str
     api_port: int
     api_url: str
+    api_workers: int  # 0: one per core (`api_worker_count`)
+    api_allowed_hosts: tuple[str, ...]
+    api_max_connections: int
+    api_long_polls_per_session: int
+    api_long_polls_per_client: int
+    api_request_timeout_s: float
     ui_host: str
     ui_port: int
     session_ttl_s: int
     secret_key: str
     admin_token: str
+
+    @property
+    def api_worker_count(self) -> int:
+        return self.api_workers or os.cpu_count() or 1
 
     @property
     def warehouse_dir(self) -> Path:
@@ -143,6 +200,7 @@ def load() -> Settings:
     """Read the settings from the environment (call again after changing it); SystemExit names a bad one."""
     kafka_port = _whole("CHAT_KAFKA_PORT", 9092, 1)
     api_port = _whole("CHAT_API_PORT", 5000, 1)
+    api_host = _text("CHAT_API_HOST", "127.0.0.1")
     bootstrap = _raw("CHAT_KAFKA_BOOTSTRAP")
     return Settings(
         data_dir=_path("CHAT_DATA_DIR", REPO_ROOT / "var"),
@@ -158,9 +216,15 @@ def load() -> Settings:
         spark_master=_text("CHAT_SPARK_MASTER", "local[*]"),
         relay_trigger=_choice("CHAT_RELAY_TRIGGER", "realtime", ("realtime", "microbatch")),
         ledger_trigger_s=_seconds("CHAT_LEDGER_TRIGGER_SECONDS", 1.0),
-        api_host=_text("CHAT_API_HOST", "127.0.0.1"),
+        api_host=api_host,
         api_port=api_port,
         api_url=_text("CHAT_API_URL", f"http://127.0.0.1:{api_port}").rstrip("/"),
+        api_workers=_whole("CHAT_API_WORKERS", 0, 0, 256),
+        api_allowed_hosts=_hosts("CHAT_API_ALLOWED_HOSTS", api_host),
+        api_max_connections=_whole("CHAT_API_MAX_CONNECTIONS", 10_000, 1),
+        api_long_polls_per_session=_whole("CHAT_API_LONG_POLLS_PER_SESSION", 4, 1),
+        api_long_polls_per_client=_whole("CHAT_API_LONG_POLLS_PER_CLIENT", 2000, 0),
+        api_request_timeout_s=_seconds("CHAT_API_REQUEST_TIMEOUT_S", 10.0, 0.1, 600),
         ui_host=_text("CHAT_UI_HOST", "127.0.0.1"),
         ui_port=_whole("CHAT_UI_PORT", 8000, 1),
         session_ttl_s=_whole("CHAT_SESSION_TTL_S", 1800, 1),
@@ -178,3 +242,10 @@ def describe(current: Callable[[str], str] = _raw) -> list[tuple[str, str, str, 
             value = "(set)"
         rows.append((s.name, s.default or "-", value or "-", s.meaning))
     return rows
+
+
+def markdown_table() -> str:
+    """The settings as the Markdown table of README's "Configuration" section."""
+    lines = ["| variable | default | what |", "|---|---|---|"]
+    lines += [f"| `{s.name}` | {f'`{s.default}`' if s.default else '-'} | {s.meaning} |" for s in SETTINGS]
+    return "\n".join(lines)

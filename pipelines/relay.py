@@ -40,8 +40,9 @@ def chat_position(partition: Column, offset: Column) -> Column:
 
 def to_controlled_record(messages_df: DataFrame) -> DataFrame:
     """Kafka sink columns for `chat_controlled`: key = author, JSON value with the masked text,
-    headers `message_id`, `chat_position` and `profane` ("true"/"false": the API counts the strikes
-    the ledger has not announced yet)."""
+    headers `message_id`, `chat_position`, `profane` ("true"/"false": the API counts the strikes
+    the ledger has not announced yet) and `terms` (the listed words matched, as JSON: the API's
+    instant notice names them as the ledger's will)."""
     return messages_df.select(
         F.col("author").alias("key"),
         F.to_json(F.struct("author", F.col("masked_data").alias("data"), "timestamp")).alias("value"),
@@ -49,6 +50,7 @@ def to_controlled_record(messages_df: DataFrame) -> DataFrame:
             header(contract.MESSAGE_ID_HEADER, F.col("message_id")),
             header(contract.CHAT_POSITION_HEADER, chat_position(F.col("partition"), F.col("offset"))),
             header(contract.PROFANE_HEADER, F.col("is_profane").cast("string")),
+            header(contract.TERMS_HEADER, F.to_json(F.col("terms"))),
         ).alias("headers"),
     )
 

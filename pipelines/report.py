@@ -2,12 +2,14 @@
 
 Nothing is loaded from the network when the report is opened: the styles are
 inline and every chart is an `<svg>` element in the page. Chart text is kept
-as text (not paths), so the browser draws user names in its own fonts
-(accents, CJK, emoji). Every user-supplied string is HTML-escaped.
+as text (not paths), named in fonts that cover every script and emoji
+(CHART_FONTS), and never parsed as math: a user name is plain text in every
+chart. Every user-supplied string is HTML-escaped.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import os
@@ -18,7 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import matplotlib
+from matplotlib import font_manager
 from matplotlib.figure import Figure
+from matplotlib.ft2font import FT2Font
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
@@ -27,6 +31,15 @@ from config import contract
 HOURS = 24
 HOUR_WIDTH = 1 / 24 * 0.9  # a bar per clock hour on a date axis (whose unit is the day), with a gap
 CLEAN, PROFANE, BLOCKED, STRIKE = "#4C78A8", "#E45756", "#B279A2", "#F58518"
+# Latin, Greek and Cyrillic; CJK; emoji and symbols (monochrome: matplotlib measures no colour font).
+# Debian's fonts-noto-cjk and fonts-symbola (the Makefile installs them); without them the charts
+# fall back to matplotlib's own font, and the browser to its own.
+CHART_FONTS = ("DejaVu Sans", "Noto Sans CJK JP", "Symbola")
+CHART_STYLE = {
+    "svg.fonttype": "none",  # text stays text: the browser draws it, in the fonts named here
+    "text.parse_math": False,  # a name such as `$\\frac$` is a name, not a formula matplotlib must parse
+    "font.family": list(CHART_FONTS),
+}
 
 
 @dataclass
@@ -45,10 +58,39 @@ class ReportData:
 # -- drawing ---------------------------------------------------------------------------------
 
 
+@functools.cache
+def chart_font_files() -> dict[str, str]:
+    """The file of each CHART_FONTS family found on this machine."""
+    found = {}
+    for family in CHART_FONTS:
+        try:
+            found[family] = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+        except ValueError:
+            continue
+    return found
+
+
+def missing_glyphs(text: str) -> set[str]:
+    """The characters of `text` that no chart font on this machine can draw (they would show as boxes)."""
+    charmaps = [FT2Font(path).get_charmap() for path in chart_font_files().values()]
+    return {ch for ch in text if not ch.isspace() and not any(ord(ch) in charmap for charmap in charmaps)}
+
+
+def _charted(draw):
+    """Draw a chart in the charts' style (fonts, text as text, no math in names)."""
+
+    @functools.wraps(draw)
+    def styled(*args, **kwargs) -> Figure:
+        with matplotlib.rc_context(CHART_STYLE):
+            return draw(*args, **kwargs)
+
+    return styled
+
+
 def _svg(fig: Figure) -> str:
     buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none"}), warnings.catch_warnings():
-        # names may hold glyphs matplotlib's font lacks; the browser draws the text with its own fonts
+    with matplotlib.rc_context(CHART_STYLE), warnings.catch_warnings():
+        # a glyph no chart font has: the browser falls back to its own fonts for it
         warnings.filterwarnings("ignore", message=r"Glyph .* missing from font", category=UserWarning)
         fig.savefig(buffer, format="svg", bbox_inches="tight")
     svg = buffer.getvalue()
@@ -144,6 +186,7 @@ def _hour_bars(ax, hours: list, heights: list, color: str, label: str, bottom: l
     ax.bar(hours, heights, width=HOUR_WIDTH, align="edge", color=color, label=label, bottom=bottom)
 
 
+@_charted
 def chart_messages_per_hour(activity: list) -> Figure:
     fig, ax = _figure()
     if not activity:
@@ -159,6 +202,7 @@ def chart_messages_per_hour(activity: list) -> Figure:
     return fig
 
 
+@_charted
 def chart_hour_of_day(activity: list) -> Figure:
     fig, ax = _figure(height=3.0)
     if not activity:
@@ -175,6 +219,7 @@ def chart_hour_of_day(activity: list) -> Figure:
     return fig
 
 
+@_charted
 def chart_top_offenders(offenders: list) -> Figure:
     fig, ax = _figure(height=max(2.5, 0.32 * len(offenders) + 1.2))
     ax.grid(axis="y", alpha=0)
@@ -199,6 +244,7 @@ def chart_top_offenders(offenders: list) -> Figure:
     return fig
 
 
+@_charted
 def chart_rate_distribution(histogram: list, bins: int) -> Figure:
     fig, ax = _figure(height=3.0)
     if not histogram:
@@ -217,6 +263,7 @@ def chart_rate_distribution(histogram: list, bins: int) -> Figure:
     return fig
 
 
+@_charted
 def chart_moderation_over_time(moderation: list) -> Figure:
     fig, ax = _figure()
     if not moderation:

@@ -39,7 +39,8 @@ class ChatStack:
         return self.log.read_text(errors="replace")
 
 
-def start_stack(data_dir: Path, timeout_s: float = 420) -> ChatStack:
+def start_stack(data_dir: Path, timeout_s: float = 420, env: dict[str, str] | None = None) -> ChatStack:
+    """`python -m stack.up` on free ports in `data_dir`, ready; `env` adds settings (such as CHAT_API_WORKERS)."""
     kafka_port, controller_port, api_port, ui_port = (free_port() for _ in range(4))
     admin_token = secrets.token_urlsafe(24)
     # the settings a user of `make up` might have exported are cleared: this stack is all on its own ports
@@ -53,6 +54,7 @@ def start_stack(data_dir: Path, timeout_s: float = 420) -> ChatStack:
         CHAT_KAFKA_BOOTSTRAP=None,
         CHAT_API_URL=None,
         CHAT_WAREHOUSE_DIR=None,
+        **(env or {}),
     )
     log = data_dir / "stack-up.out"
     process = spawn([sys.executable, "-m", "stack.up"], log, env)

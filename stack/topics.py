@@ -60,7 +60,10 @@ def create_topics(
                             name=t,
                             num_partitions=partitions,
                             replication_factor=replication_factor,
-                            topic_configs={"min.insync.replicas": str(min_insync)},
+                            topic_configs={
+                                "min.insync.replicas": str(min_insync),
+                                **contract.TOPIC_CONFIGS.get(t, {}),
+                            },
                         )
                         for t in missing
                     ]

@@ -32,6 +32,12 @@ def api_argv() -> list[str]:
     return [PY, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
 
 
+def api_address(s: settings.Settings) -> str:
+    """Where to reach the API from this machine (a wildcard bind is reached on loopback)."""
+    host = "127.0.0.1" if s.api_host in ("0.0.0.0", "::", "") else s.api_host
+    return f"{host}:{s.api_port}"
+
+
 def say(step: str, text: str) -> None:
     print(f"{time.strftime('%H:%M:%S')}  {step:<7} {text}", flush=True)
 
@@ -48,12 +54,27 @@ class Service:
     started_at: float = 0.0
     backoff_until: float = 0.0
     ready_file: Path | None = None  # written by the service once it is ready; stale after a crash
+    # answers while alive: the supervisor restarts a service whose `answers()` stays false this long
+    answers: Callable[[], bool] | None = None
+    silent_limit_s: float = 20.0
+    start_grace_s: float = 60.0  # the API reads its topics before it answers 200
+    answered_at: float = 0.0
 
     def start(self) -> None:
         if self.ready_file is not None:
             self.ready_file.unlink(missing_ok=True)
         self.process = spawn(self.cmd, self.log_file, self.env)
-        self.started_at = time.monotonic()
+        self.started_at = self.answered_at = time.monotonic()
+
+    def silent_for(self) -> float:
+        """Seconds since the service last answered its health check (0 when it answers, or has none)."""
+        if self.answers is None or not self.alive():
+            return 0.0
+        now = time.monotonic()
+        if self.answers():
+            self.answered_at = now
+            return 0.0
+        return now - max(self.answered_at, self.started_at + self.start_grace_s)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -86,6 +107,17 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def http_answers(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether `url` answers at all within the time (a 503 "degraded" answers; a hang or a refusal does not)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
 def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
     streams_ready = s.run_dir / "streams.ready"
     return [
@@ -102,7 +134,8 @@ def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
             api_argv(),
             s.log_dir / "api.log",
             env,
-            ready=lambda: http_ok(f"http://{s.api_host}:{s.api_port}/health"),
+            ready=lambda: http_ok(f"http://{api_address(s)}/health"),
+            answers=lambda: http_answers(f"http://{api_address(s)}/health"),
         ),
         Service(
             "ui",
@@ -112,6 +145,19 @@ def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
             ready=lambda: http_ok(f"http://{s.ui_host}:{s.ui_port}/"),
         ),
     ]
+
+
+def stop_silent(services: list[Service]) -> list[str]:
+    """Stop each service that is alive but has not answered its health check for its limit (a hung process is
+    as good as dead: the supervisor then restarts it as it restarts one that died); the names stopped."""
+    stopped = []
+    for svc in services:
+        silent = svc.silent_for()
+        if silent >= svc.silent_limit_s:
+            say(svc.name, f"alive but not answering its health check for {silent:.0f}s; restarting")
+            svc.stop(10)
+            stopped.append(svc.name)
+    return stopped
 
 
 def _interrupt(signum, _frame):
@@ -165,8 +211,12 @@ def main() -> int:
             f"API: http://{s.api_host}:{s.api_port} (docs /openapi.yaml)   Ctrl-C stops everything",
         )
 
+        next_check = time.monotonic()
         while True:
             time.sleep(1)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + 5
+                stop_silent(services)
             for svc in services:
                 if svc.alive() or time.monotonic() < svc.backoff_until:
                     continue

@@ -55,7 +55,9 @@ def chat_stack(tmp_path_factory):
 @functools.cache
 def auth(api_url: str, user: str) -> dict:
     """`Authorization` for a session of `user` (one per user and API for the whole test run)."""
-    response = requests.post(f"{api_url}/sessions", json={"author": user}, timeout=10)
+    # the API bounds its own waits (Kafka's acknowledgement, then reading its claim back: a 503 past them);
+    # a client gives it that long, as after a broker outage on a loaded machine
+    response = requests.post(f"{api_url}/sessions", json={"author": user}, timeout=30)
     assert response.status_code == 201, response.text
     return {"Authorization": f"Bearer {response.json()['token']}"}
 
@@ -63,7 +65,7 @@ def auth(api_url: str, user: str) -> dict:
 def wait_for_messages(api_url: str, user: str, predicate, timeout_s: float = 60) -> list[dict]:
     """Long-poll GET /messages as `user` until `predicate(all messages seen)` holds."""
     seen: list[dict] = []
-    body = requests.get(f"{api_url}/messages", params={"limit": 500}, headers=auth(api_url, user), timeout=10).json()
+    body = requests.get(f"{api_url}/messages", params={"limit": 500}, headers=auth(api_url, user), timeout=30).json()
     seen.extend(body["messages"])
     cursor = body["cursor"]
     deadline = time.monotonic() + timeout_s

@@ -2,64 +2,138 @@
 
     CHAT_API_URL=http://127.0.0.1:5000 .venv/bin/python -m uvicorn ui.app:app --host 127.0.0.1 --port 8000
 
-It only talks to the API (``settings.load().api_url``), never to Kafka. Joining
-opens an API session for the name; the process's one feed (``ui.live``) shows
-every message, your own included, as it comes back from the API; a joined
-session follows its user's moderation and, when blocked, shows the API's
-explanation instead of the chat. README "The two commands" shows it in use.
+It only talks to the API (``settings.load().api_url``), never to Kafka. The page is in the
+person's language (their earlier choice, else the browser's, see ``ui.i18n``), which a switch at
+the top changes at any time. Joining opens an API session for the name; the process's one feed
+(``ui.live``) shows every message, your own included, as it comes back from the API; a joined
+session follows its user's moderation and, when blocked, says why instead of showing the chat.
+README "The two commands" shows it in use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 from htmltools import Tag, tags
 from shiny import App, Inputs, Outputs, Session, reactive, render, ui
+from starlette.requests import Request
 
 from config import contract, settings
 
-from .client import ChatApiError, ChatSession, NameInUse, SendError, send_message
-from .live import LiveFeed, ModerationWatch, get_feed
+from . import i18n
+from .client import ChatApiError, ChatSession, SendError, send_message
+from .i18n import Lang, Text, text
+from .live import LiveFeed, ModerationWatch, get_feed, get_notices
 from .models import Standing
-from .render import CSS, clean_text, message_to_chat_content, render_moderation, validate_name
+from .render import (
+    CSS,
+    block_reason,
+    join_failure,
+    message_to_chat_content,
+    render_intro,
+    render_moderation,
+    render_status,
+    send_failure,
+    validate_name,
+)
 
 API_URL = settings.load().api_url
 
-BLOCKED_PLACEHOLDER = "You are blocked: you can no longer send messages."
-JOIN_PLACEHOLDER = "Join with a name to chat…"
-NAME_IN_USE = "That name is in use by someone else; choose another or wait until their session ends."
-SESSION_LOST = (
-    "Your session expired and someone else has taken your name since; "
-    "join again, under another name or once their session ends."
-)
+# The switch sets the page's language and remembers the choice at once, without a trip to the server;
+# shinychat's own controls get their names in the page's language, and its scrolling message list
+# can be reached with the keyboard.
+SCRIPT = """
+(() => {
+  const TITLES = %(titles)s, LABELS = %(labels)s;
+  function set(element, name, value) {
+    if (element.getAttribute(name) !== value) element.setAttribute(name, value);
+  }
+  function label(root) {
+    const names = LABELS[document.documentElement.lang] || LABELS.en;
+    for (const [selector, name] of Object.entries(names)) {
+      for (const element of root.querySelectorAll(selector)) {
+        set(element, "aria-label", name);
+        if (element.hasAttribute("title")) set(element, "title", name);
+      }
+    }
+    for (const element of root.querySelectorAll("#chat .shiny-chat-messages")) set(element, "tabindex", "0");
+  }
+  document.addEventListener("change", (event) => {
+    const input = event.target;
+    if (input.name !== "lang" || !(input.value in TITLES)) return;
+    document.documentElement.lang = input.value;
+    document.title = TITLES[input.value];
+    document.cookie = `%(cookie)s=${input.value}; path=/; max-age=31536000; SameSite=Lax`;
+    label(document);
+  });
+  new MutationObserver(() => label(document)).observe(document.documentElement, {subtree: true, childList: true});
+})();
+"""
+SHINYCHAT_LABELS = {
+    "#chat [contenteditable]": "chat.input_label",
+    "#chat textarea": "chat.input_label",
+    "#chat .shiny-chat-btn-send": "chat.send_label",
+    "#chat .shiny-chat-messages-content": "chat.messages_label",
+}
 
-app_ui = ui.page_fillable(
-    ui.head_content(ui.tags.style(CSS)),
-    ui.div(
-        ui.h1("Chat"),
-        ui.output_ui("connection_status", inline=True),
-        class_="chat-topbar",
-    ),
-    ui.div(ui.output_ui("moderation"), class_="chat-moderation"),
-    ui.output_ui("join_area"),
-    # The chat is part of the static page, not rendered on join: messages
-    # appended in the same flush as a freshly rendered output would reach the
-    # browser before the chat element exists and be lost. It stays empty
-    # until the user joins.
-    ui.div(
-        ui.chat_ui(
-            "chat",
-            placeholder=JOIN_PLACEHOLDER,
-            show_history=False,
-            drawer=False,
-            height="100%",
+
+def page(lang: Lang) -> Tag:
+    """The page, in ``lang``; every text that follows the switch is an output the server renders."""
+    script = SCRIPT % {
+        "titles": json.dumps({each: i18n.translate(each, "app.title") for each in i18n.LANGUAGES}),
+        "labels": json.dumps(
+            {each: {sel: i18n.translate(each, tid) for sel, tid in SHINYCHAT_LABELS.items()} for each in i18n.LANGUAGES}
         ),
-        id="chat_area",
-        class_="html-fill-item html-fill-container",
-    ),
-    title="Chat",
-)
+        "cookie": i18n.COOKIE,
+    }
+    return ui.page_fillable(
+        ui.head_content(ui.tags.style(CSS), ui.tags.script(script)),
+        tags.header(
+            ui.output_ui("title", inline=True),
+            ui.output_ui("connection_status", inline=True),
+            ui.div(
+                ui.input_radio_buttons(
+                    "lang",
+                    i18n.translate(lang, "lang.label"),
+                    {each: tags.span(i18n.LANGUAGE_NAMES[each], lang=each) for each in i18n.LANGUAGES},
+                    selected=lang,
+                    inline=True,
+                ),
+                class_="chat-lang",
+            ),
+            class_="chat-topbar",
+        ),
+        # A live region from the start: screen readers read out the warnings and the block as they come.
+        ui.div(ui.output_ui("moderation"), class_="chat-moderation", aria_live="polite"),
+        tags.main(
+            ui.output_ui("intro"),
+            ui.output_ui("join_area"),
+            # The chat is part of the static page, not rendered on join: messages
+            # appended in the same flush as a freshly rendered output would reach the
+            # browser before the chat element exists and be lost. It stays empty
+            # until the user joins.
+            ui.div(
+                ui.chat_ui(
+                    "chat",
+                    placeholder=i18n.translate(lang, "chat.placeholder_join"),
+                    show_history=False,
+                    drawer=False,
+                    height="100%",
+                ),
+                id="chat_area",
+                class_="html-fill-item html-fill-container",
+            ),
+            class_="chat-main html-fill-item html-fill-container",
+        ),
+        title=i18n.translate(lang, "app.title"),
+        lang=lang,
+    )
+
+
+def app_ui(request: Request) -> Tag:
+    return page(i18n.choose(request.headers, request.cookies))
 
 
 @dataclass
@@ -72,6 +146,7 @@ class Visit:
     ended: bool = False  # the browser session is over
     shown_seq: int = 0  # sequence number (in the feed's store) of the last message displayed
     chat_hidden: bool = False  # the user is blocked: the chat was cleared
+    form_lang: Lang | None = None  # the language the join form was rendered in
 
     async def sign_out(self) -> None:
         """Stop following the user's moderation and end their API session (which frees the name)."""
@@ -88,9 +163,20 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     chat = ui.Chat("chat", history=False)
     visit = Visit()
     user_name: reactive.Value[str | None] = reactive.Value(None)
-    join_error: reactive.Value[str | None] = reactive.Value(None)
+    join_error: reactive.Value[Text | None] = reactive.Value(None)
     # The user's strikes and block; None until the join's GET /users answers.
     standing: reactive.Value[Standing | None] = reactive.Value(None)
+    # the page was built in this language, from the same request headers
+    first_lang = i18n.choose(session.http_conn.headers, session.http_conn.cookies)
+
+    @reactive.calc
+    def lang() -> Lang:
+        """The language the person reads: the switch's, once the page has sent it."""
+        return i18n.coerce(input.lang()) if "lang" in input else first_lang
+
+    def lang_now() -> Lang:
+        with reactive.isolate():
+            return lang()
 
     async def _end() -> None:
         visit.ended = True
@@ -98,7 +184,7 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
 
     session.on_ended(_end)
 
-    async def _leave(reason: str) -> None:
+    async def _leave(reason: Text) -> None:
         """The user lost their session for good: back to the join form, saying why."""
         await visit.sign_out()
         visit.shown_seq, visit.chat_hidden = 0, False
@@ -106,7 +192,6 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
         standing.set(None)
         join_error.set(reason)
         await chat.clear_messages()
-        chat.update_user_input(placeholder=JOIN_PLACEHOLDER)
 
     @reactive.effect
     @reactive.event(input.join)
@@ -117,15 +202,12 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
         join_error.set(check.error)
         if check.name is None:
             return
-        opened = ChatSession(API_URL, check.name)
+        opened = ChatSession(API_URL, check.name, language=lang_now())
         visit.joining = True
         try:
             await asyncio.to_thread(opened.open)
-        except NameInUse:
-            join_error.set(NAME_IN_USE)
-            return
         except ChatApiError as exc:
-            join_error.set(f"Cannot join: {exc}")
+            join_error.set(join_failure(exc))
             return
         finally:
             visit.joining = False
@@ -134,9 +216,37 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
             return
         visit.chat_session = opened
         user_name.set(opened.author)  # as the API normalised it
-        chat.update_user_input(placeholder=f"Message as {opened.author}…")
-        visit.watch = ModerationWatch(session, opened, standing)
+        visit.watch = ModerationWatch(session, opened, standing, lang_now, get_notices(API_URL))
         visit.watch.start()
+
+    @reactive.effect
+    def _follow_language() -> None:
+        """The person switched language: the API hears it, and the texts outputs do not carry change."""
+        current = lang()
+        if visit.chat_session is not None:
+            visit.chat_session.language = current
+        if visit.form_lang is not None and visit.form_lang != current:
+            visit.form_lang = current
+            ui.update_text(
+                "name",
+                label=i18n.translate(current, "join.name_label"),
+                placeholder=i18n.translate(current, "join.name_placeholder", max=contract.MAX_AUTHOR_CHARS),
+            )
+            ui.update_action_button("join", label=i18n.translate(current, "join.button"))
+        ui.update_radio_buttons("lang", label=i18n.translate(current, "lang.label"))
+
+    @reactive.calc
+    def placeholder() -> str:
+        name, current = user_name(), standing()
+        if name is None:
+            return i18n.translate(lang(), "chat.placeholder_join")
+        if current is not None and current.blocked:
+            return i18n.translate(lang(), "chat.placeholder_blocked")
+        return i18n.translate(lang(), "chat.placeholder_send", name=name)
+
+    @reactive.effect
+    def _show_placeholder() -> None:
+        chat.update_user_input(placeholder=placeholder())
 
     @reactive.effect
     async def _show_new_messages() -> None:
@@ -150,11 +260,9 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
             if not visit.chat_hidden:
                 visit.chat_hidden = True
                 await chat.clear_messages()
-                chat.update_user_input(placeholder=BLOCKED_PLACEHOLDER)
             return
         if visit.chat_hidden:  # a moderator unblocked them: the recent messages again
             visit.chat_hidden, visit.shown_seq = False, 0
-            chat.update_user_input(placeholder=f"Message as {name}…")
         for seq, message in feed.store.since(visit.shown_seq):
             await chat.append_message(message_to_chat_content(message, own=message.author == name))
             visit.shown_seq = seq
@@ -163,22 +271,26 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     async def _send(user_input: str) -> None:
         current = standing()
         chat_session = visit.chat_session
+        now = lang_now()
         try:
             if chat_session is None:
-                ui.notification_show("Join the chat before sending.", type="warning")
+                ui.notification_show(i18n.translate(now, "send.not_joined"), type="warning")
                 return
             if current is not None and current.blocked:
-                ui.notification_show(f"Message not sent: {clean_text(current.reason)}", type="error", duration=8)
+                refused = text("send.refused", reason=block_reason(current))
+                ui.notification_show(refused.render(now), type="error", duration=8)
                 return
             if not user_input.strip():
                 return
             await asyncio.to_thread(send_message, chat_session, user_input)
         except SendError as exc:
-            ui.notification_show(str(exc), type="error", duration=8)
+            updated = standing.get() or Standing()
             if exc.blocked:  # the API knew before this session did
-                standing.set((standing.get() or Standing()).with_refusal(chat_session.author, exc.api_error))
+                updated = updated.with_refusal()
+                standing.set(updated)
+            ui.notification_show(send_failure(exc, updated).render(now), type="error", duration=8)
             if exc.session_lost:
-                await _leave(SESSION_LOST)
+                await _leave(text("join.session_lost"))
         finally:
             # The message itself appears when it comes back through the feed;
             # end shinychat's "waiting for a reply" state (placeholder, locked
@@ -186,33 +298,48 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
             await chat._remove_loading_message()  # pyright: ignore[reportPrivateUsage]
 
     @render.ui
+    def title() -> Tag:
+        return tags.h1(i18n.translate(lang(), "app.title"))
+
+    @render.ui
     def connection_status() -> Tag:
-        status = feed.status()
-        return tags.span(
-            ("● " if status.connected else "⚠ ") + status.detail,
-            class_="chat-status ok" if status.connected else "chat-status down",
-            role="status",
-        )
+        return render_status(feed.status(), lang())
 
     @render.ui
     def moderation() -> Tag | None:
-        return render_moderation(standing())
+        return render_moderation(standing(), lang())
+
+    @render.ui
+    def intro() -> Tag:
+        return render_intro(lang(), joined=user_name() is not None)
 
     @render.ui
     def join_area() -> Tag:
         name = user_name()
         if name is not None:
-            return tags.p("Chatting as ", tags.strong(name), ".")
+            return tags.p(*text("join.chatting_as", name=tags.strong(name)).children(lang()))
+        # Not re-rendered on a switch (what was typed stays): _follow_language relabels it.
+        with reactive.isolate():
+            current = lang()
+            typed = input.name() if "name" in input else ""
+        visit.form_lang = current
         return ui.div(
-            ui.input_text("name", "Your name", placeholder=f"1 to {contract.MAX_AUTHOR_CHARS} characters"),
-            ui.input_action_button("join", "Join", class_="btn-primary"),
+            ui.input_text(
+                "name",
+                i18n.translate(current, "join.name_label"),
+                value=typed or "",
+                placeholder=i18n.translate(current, "join.name_placeholder", max=contract.MAX_AUTHOR_CHARS),
+                autocomplete="nickname",
+            ),
+            ui.input_action_button("join", i18n.translate(current, "join.button"), class_="btn-primary"),
             ui.div(ui.output_text("join_error_text"), class_="join-error", role="alert"),
             class_="join-form",
         )
 
     @render.text
     def join_error_text() -> str:
-        return join_error() or ""
+        error = join_error()
+        return error.render(lang()) if error is not None else ""
 
 
 app = App(app_ui, server)

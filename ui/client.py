@@ -2,8 +2,11 @@
 
 A :class:`ChatSession` holds one name's bearer token for the threads acting
 for it; when the API answers 401 (the session expired) it opens a new session
-for the same name and sends the request once more. The endpoints are in
-``api/openapi.yaml``; README "Trying the API by hand" lists them.
+for the same name and sends the request once more. Every request made for a
+user says their language (``Accept-Language``). Errors carry what happened
+(an HTTP status, a :data:`SendProblem`), which ``ui.render`` words for the user;
+their ``str()`` is for the log. The endpoints are in ``api/openapi.yaml``;
+README "Trying the API by hand" lists them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import requests
@@ -32,7 +35,16 @@ SESSION_TIMEOUT = 10.0
 
 
 class ChatApiError(Exception):
-    """A request to the chat API failed; ``str(error)`` describes why."""
+    """A request to the chat API failed; ``str(error)`` describes why (for the log).
+
+    ``status`` is the API's HTTP status (None if it gave none), ``api_error`` its
+    ``{"error": ...}`` text if it sent one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, api_error: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.api_error = api_error
 
 
 class ApiUnreachable(ChatApiError):
@@ -48,21 +60,36 @@ class SessionLost(ChatApiError):
     or it expired and the name is now held by someone else."""
 
 
-class SendError(Exception):
-    """A message could not be sent; ``str(error)`` is meant for the user.
+SendProblem = Literal["refused", "unreachable", "timeout", "session_lost", "renew_failed"]
+"""Why a message was not sent: the API refused it (see the status), could not be reached, did not answer in
+time, the sender's name is someone else's now, or their expired session could not be renewed."""
 
-    ``status`` is the API's HTTP status (None if it was not reached),
-    ``api_error`` the API's own ``{"error": ...}`` text if it sent one, and
-    ``session_lost`` is True when the sender no longer holds their name.
+
+class SendError(Exception):
+    """A message could not be sent; ``str(error)`` describes why (for the log).
+
+    ``problem`` says what happened, ``status`` is the API's HTTP status (None
+    if it was not reached), ``api_error`` the API's own ``{"error": ...}`` text
+    if it sent one, and ``session_lost`` is True when the sender no longer
+    holds their name.
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, api_error: str | None = None, session_lost: bool = False
+        self,
+        message: str,
+        *,
+        problem: SendProblem = "refused",
+        status: int | None = None,
+        api_error: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.problem = problem
         self.status = status
         self.api_error = api_error
-        self.session_lost = session_lost
+
+    @property
+    def session_lost(self) -> bool:
+        return self.problem == "session_lost"
 
     @property
     def blocked(self) -> bool:
@@ -126,22 +153,30 @@ class SessionGrant:
     expires_at: str
 
 
-def open_session(api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT) -> SessionGrant:
-    """``POST /sessions`` for ``author``.
+def open_session(
+    api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT, language: str | None = None
+) -> SessionGrant:
+    """``POST /sessions`` for ``author`` (who reads ``language``).
 
     Raises :class:`NameInUse` (409) when another live session holds the name,
-    and :class:`ChatApiError` when the API refuses the name (400, with its
-    explanation), answers anything else, or cannot be reached.
+    and :class:`ChatApiError` (with the status) when the API refuses the name
+    (400, with its explanation), answers anything else, or cannot be reached.
     """
     try:
-        response = requests.post(f"{api_url.rstrip('/')}/sessions", json={"author": author}, timeout=timeout)
+        response = requests.post(
+            f"{api_url.rstrip('/')}/sessions",
+            json={"author": author},
+            headers=language_header(language),
+            timeout=timeout,
+        )
     except requests.RequestException as exc:
         raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
     with response:
-        if response.status_code == 409:
-            raise NameInUse(error_text(response))
-        if response.status_code not in (200, 201):
-            raise ChatApiError(api_error(response) or f"HTTP {response.status_code} from POST /sessions")
+        status, error = response.status_code, api_error(response)
+        if status == 409:
+            raise NameInUse(error_text(response), status=status, api_error=error)
+        if status not in (200, 201):
+            raise ChatApiError(error or f"HTTP {status} from POST /sessions", status=status, api_error=error)
         body = json_object(response) or {}
         token, name, expires_at = body.get("token"), body.get("author"), body.get("expires_at")
         if not (isinstance(token, str) and token and isinstance(name, str) and name):
@@ -149,23 +184,34 @@ def open_session(api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT)
         return SessionGrant(token, name, expires_at if isinstance(expires_at, str) else "")
 
 
-def end_session(api_url: str, token: str, *, timeout: float = SESSION_TIMEOUT) -> None:
+def end_session(api_url: str, token: str, *, timeout: float = SESSION_TIMEOUT, language: str | None = None) -> None:
     """``DELETE /sessions``: end the session and free its name.
 
     A 401 means the session was already over, which is as good. Raises
     :class:`ChatApiError` for anything else that is not a 2xx.
     """
     try:
-        response = requests.delete(f"{api_url.rstrip('/')}/sessions", headers=bearer(token), timeout=timeout)
+        response = requests.delete(
+            f"{api_url.rstrip('/')}/sessions", headers={**bearer(token), **language_header(language)}, timeout=timeout
+        )
     except requests.RequestException as exc:
         raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
     with response:
         if response.status_code != 401 and not 200 <= response.status_code < 300:
-            raise ChatApiError(f"HTTP {response.status_code} from DELETE /sessions: {error_text(response)}")
+            raise ChatApiError(
+                f"HTTP {response.status_code} from DELETE /sessions: {error_text(response)}",
+                status=response.status_code,
+                api_error=api_error(response),
+            )
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def language_header(language: str | None) -> dict[str, str]:
+    """``Accept-Language`` for a user's language (nothing when unknown)."""
+    return {"Accept-Language": language} if language else {}
 
 
 class ChatSession:
@@ -180,13 +226,18 @@ class ChatSession:
     good: later requests raise :class:`SessionLost` instead of opening
     another, so a request racing the close cannot take the name again.
 
-    A session never opened is opened by its first request.
+    A session never opened is opened by its first request. ``language`` (the
+    user's, which they may change at any time) goes with every request as
+    ``Accept-Language``.
     """
 
-    def __init__(self, api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT) -> None:
+    def __init__(
+        self, api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT, language: str | None = None
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self._author = author
         self.timeout = timeout
+        self.language = language
         self._token: str | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -216,7 +267,7 @@ class ChatSession:
     def _open_locked(self) -> str:
         if self._closed:
             raise SessionLost(f"the session of {self._author!r} has ended")
-        grant = open_session(self.api_url, self._author, timeout=self.timeout)
+        grant = open_session(self.api_url, self._author, timeout=self.timeout, language=self.language)
         self._token, self._author = grant.token, grant.author
         return grant.token
 
@@ -258,12 +309,15 @@ class ChatSession:
         send = http.request if http is not None else requests.request
         headers = dict(kwargs.pop("headers", None) or {})
         token = self._token if self._token is not None and not self._closed else self.open()
-        response = send(method, url, headers={**headers, **bearer(token)}, **kwargs)
+        response = send(method, url, headers={**headers, **self._headers(token)}, **kwargs)
         if response.status_code != 401:
             return response
         response.close()
         token = self.renew(token)
-        return send(method, url, headers={**headers, **bearer(token)}, **kwargs)
+        return send(method, url, headers={**headers, **self._headers(token)}, **kwargs)
+
+    def _headers(self, token: str) -> dict[str, str]:
+        return {**bearer(token), **language_header(self.language)}
 
     def close(self) -> None:
         """End the session for good (``DELETE /sessions``); never raises.
@@ -277,7 +331,7 @@ class ChatSession:
         if token is None:
             return
         try:
-            end_session(self.api_url, token, timeout=self.timeout)
+            end_session(self.api_url, token, timeout=self.timeout, language=self.language)
         except ChatApiError as exc:
             log.warning("Could not end the session of %r (%s)", self._author, exc)
 
@@ -289,26 +343,32 @@ def send_message(session: ChatSession, text: str, *, timeout: float = SEND_TIMEO
     """POST one message as the session's user; return the API's echo (None if
     it sent no usable body).
 
-    Raises :class:`SendError` with a user-facing explanation when the API
-    rejects the message or cannot be reached; ``session_lost`` is set when
-    the user's session expired and their name is someone else's now.
+    Raises :class:`SendError` saying what happened when the API rejects the
+    message or cannot be reached; ``session_lost`` is set when the user's
+    session expired and their name is someone else's now.
     """
     api_url = session.api_url
     unreachable = f"Cannot reach the chat server at {api_url}. Your message was not sent."
     try:
         response = session.request("POST", f"{api_url}/messages", json={"data": text}, timeout=timeout)
     except SessionLost as exc:
-        raise SendError(f"Message not sent: {exc}.", session_lost=True) from None
+        raise SendError(f"Message not sent: {exc}.", problem="session_lost") from None
     except ApiUnreachable:
-        raise SendError(unreachable) from None
+        raise SendError(unreachable, problem="unreachable") from None
     except ChatApiError as exc:
-        raise SendError(f"Message not sent: the chat server could not renew your session ({exc}).") from None
+        raise SendError(
+            f"Message not sent: the chat server could not renew your session ({exc}).",
+            problem="renew_failed",
+            status=exc.status,
+            api_error=exc.api_error,
+        ) from None
     except requests.Timeout:
         raise SendError(
-            f"The chat server at {api_url} did not answer in time; your message may not have been sent."
+            f"The chat server at {api_url} did not answer in time; your message may not have been sent.",
+            problem="timeout",
         ) from None
     except requests.RequestException:
-        raise SendError(unreachable) from None
+        raise SendError(unreachable, problem="unreachable") from None
     with response:
         if response.status_code not in (200, 201, 202):
             raise SendError(
@@ -317,7 +377,9 @@ def send_message(session: ChatSession, text: str, *, timeout: float = SEND_TIMEO
         return FeedMessage.from_json(json_object(response))
 
 
-def fetch_user(api_url: str, author: str, *, timeout: float = LOOKUP_TIMEOUT) -> UserRecord:
+def fetch_user(
+    api_url: str, author: str, *, timeout: float = LOOKUP_TIMEOUT, language: str | None = None
+) -> UserRecord:
     """``GET /users/<author>``: the user's strikes and blocked state.
 
     A 404 (the user never sent a recorded message) is a user with no
@@ -325,14 +387,18 @@ def fetch_user(api_url: str, author: str, *, timeout: float = LOOKUP_TIMEOUT) ->
     raises :class:`ChatApiError`.
     """
     try:
-        response = requests.get(user_url(api_url, author), timeout=timeout)
+        response = requests.get(user_url(api_url, author), headers=language_header(language), timeout=timeout)
     except requests.RequestException as exc:
         raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
     with response:
         if response.status_code == 404:
             return UserRecord(author)
         if response.status_code != 200:
-            raise ChatApiError(f"HTTP {response.status_code} from GET /users/<author>: {error_text(response)}")
+            raise ChatApiError(
+                f"HTTP {response.status_code} from GET /users/<author>: {error_text(response)}",
+                status=response.status_code,
+                api_error=api_error(response),
+            )
         record = UserRecord.from_json(json_object(response))
         if record is None:
             raise ChatApiError("malformed reply to GET /users/<author>")

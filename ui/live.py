@@ -2,8 +2,8 @@
 
 :class:`LiveFeed` is the process's one :class:`~ui.poller.FeedPoller` plus two
 process-wide reactive values every session watches; :class:`ModerationWatch`
-keeps one joined session's :class:`~ui.models.Standing` up to date from a
-:class:`~ui.poller.NoticeFollower`. Reactive state is only ever touched on the
+keeps one joined session's :class:`~ui.models.Standing` up to date from the
+process's one :class:`~ui.poller.NoticeStream`. Reactive state is only ever touched on the
 event loop, holding ``reactive.lock()``, never from a thread.
 """
 
@@ -14,14 +14,16 @@ import atexit
 import contextvars
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from shiny import Session, reactive, ui
 
 from .client import ChatApiError, ChatSession, fetch_user
+from .i18n import Lang
 from .models import FeedStatus, Notice, NoticeBatch, Standing, UserRecord
-from .poller import FeedPoller, NoticeFollower
-from .render import clean_text, notification_type
+from .poller import FeedPoller, Followed, NoticeStream
+from .render import notice_text, notification_type
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +107,32 @@ def get_feed(api_url: str) -> LiveFeed:
         return _feed
 
 
+_notices: NoticeStream | None = None
+
+
+def get_notices(api_url: str) -> NoticeStream:
+    """The process-wide notice stream, reading ``api_url``, started on first use."""
+    global _notices
+    with _feed_lock:
+        if _notices is None:
+            _notices = NoticeStream(api_url)
+            atexit.register(_notices.stop, 0)
+        _notices.start()
+        return _notices
+
+
 class ModerationWatch:
     """Keeps one joined session's ``standing`` up to date, and tells the user.
 
     Runs as an asyncio task on Shiny's event loop: it reads
-    ``GET /users/<author>`` (in a worker thread), then starts a
-    :class:`~ui.poller.NoticeFollower` thread, which reads the notices with the
-    user's :class:`~ui.client.ChatSession`, and applies each batch of notices
-    that thread hands over (through an ``asyncio.Queue``). Every update is made
+    ``GET /users/<author>`` (in a worker thread), then has the process's
+    :class:`~ui.poller.NoticeStream` follow the user's
+    :class:`~ui.client.ChatSession`, and applies each batch of notices the
+    stream's thread hands over (through an ``asyncio.Queue``). Every update is made
     holding ``reactive.lock()`` and followed by a flush, like
     :meth:`LiveFeed.publish`. Notices that arrive after the join are also
-    shown as notifications; the backlog only sets the standing.
+    shown as notifications, in the language ``language()`` gives at that
+    moment; the backlog only sets the standing.
 
     The task runs in a fresh ``contextvars`` context, so it does not inherit
     the reactive context of the effect that started it.
@@ -126,14 +143,16 @@ class ModerationWatch:
         session: Session,
         chat_session: ChatSession,
         standing: reactive.Value[Standing | None],
-        **follower_options: Any,
+        language: Callable[[], Lang],
+        notices: NoticeStream,
     ) -> None:
         self.session = session
+        self.language = language
         self.chat_session = chat_session
         self.author = chat_session.author
         self.standing = standing
-        self.follower_options = follower_options
-        self.follower: NoticeFollower | None = None
+        self.notices = notices
+        self.followed: Followed | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -143,11 +162,11 @@ class ModerationWatch:
         self._task.add_done_callback(self._done)
 
     def stop(self) -> None:
-        """Stop watching; the follower thread ends after its request in flight."""
+        """Stop watching: the stream hands this user nothing more."""
         if self._task is not None:
             self._task.cancel()
-        if self.follower is not None:
-            self.follower.stop()
+        if self.followed is not None:
+            self.notices.unfollow(self.followed)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -157,7 +176,9 @@ class ModerationWatch:
         loop = asyncio.get_running_loop()
         record: UserRecord | None = None
         try:
-            record = await asyncio.to_thread(fetch_user, self.chat_session.api_url, self.author)
+            record = await asyncio.to_thread(
+                fetch_user, self.chat_session.api_url, self.author, language=self.chat_session.language
+            )
         except ChatApiError as exc:
             # Shown as not blocked for now; a blocked user's notices (read next, with retries) still block them.
             log.warning("Cannot look up user %r (%s)", self.author, exc)
@@ -165,20 +186,19 @@ class ModerationWatch:
 
         batches: asyncio.Queue[NoticeBatch] = asyncio.Queue()
 
-        def hand_over(batch: NoticeBatch) -> None:  # in the follower's thread
+        def hand_over(batch: NoticeBatch) -> None:  # in the stream's thread
             try:
                 loop.call_soon_threadsafe(batches.put_nowait, batch)
             except RuntimeError:  # the event loop is closed
                 pass
 
-        self.follower = NoticeFollower(self.chat_session, on_batch=hand_over, **self.follower_options)
-        self.follower.start()
+        self.followed = self.notices.follow(self.chat_session, hand_over)
         try:
             while True:
                 batch = await batches.get()
                 await self._apply(notices=batch.notices, notify=not batch.backlog)
         finally:
-            self.follower.stop()
+            self.notices.unfollow(self.followed)
 
     async def _apply(
         self,
@@ -195,9 +215,10 @@ class ModerationWatch:
             if record is not None:
                 standing = standing.with_user(record)
             self.standing.set(standing.with_notices(notices))
+            lang = self.language()
             for notice in notices if notify else ():
                 ui.notification_show(
-                    clean_text(notice.text),
+                    notice_text(notice).render(lang),
                     type=notification_type(notice),
                     duration=None if notice.blocked else NOTICE_DURATION,
                     session=self.session,

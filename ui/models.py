@@ -1,8 +1,9 @@
 """What the UI knows, as plain values: messages and the store that keeps them, notices, a user's record,
-and a session's moderation ``Standing`` folded from them. No HTTP and no Shiny here.
+and a session's moderation ``Standing`` folded from them. No HTTP, no Shiny and no wording here:
+``ui.render`` puts these values into words, in each reader's language (``ui.i18n``).
 
-The API's JSON shapes are in ``api/openapi.yaml``; the strike limit, notice kinds and the blocked
-wording come from ``config.contract``.
+The API's JSON shapes are in ``api/openapi.yaml``; the strike limit and notice kinds come from
+``config.contract``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from config import contract
 
@@ -19,6 +20,8 @@ HISTORY_LIMIT = 500
 """How many recent messages the store keeps."""
 
 NoticeKind = Literal["warning", "blocked", "unblocked"]
+"""The kinds of notice the UI words itself; a notice of any other kind is shown with the API's text."""
+FeedState = Literal["connecting", "connected", "unreachable", "malformed", "problem"]
 BlockSource = Literal["record", "refusal", "notice"]
 """Where a session learnt that its user is blocked: ``GET /users/<author>``,
 a 403 from the API, or a ``blocked`` notice."""
@@ -53,10 +56,14 @@ class FeedMessage:
 
 @dataclass(frozen=True, slots=True)
 class FeedStatus:
-    """The feed poller's connection state, as shown to users."""
+    """The feed poller's connection state; ``detail`` is the API's error text for a ``problem``."""
 
-    connected: bool
-    detail: str
+    state: FeedState
+    detail: str = ""
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
 
 
 class MessageStore:
@@ -122,14 +129,15 @@ class Notice:
     """One moderation notice sent to a user: a warning, the block, or a
     moderator lifting the block (``unblocked``: back to 0 strikes).
 
-    ``text`` is the API's explanation, meant to be shown to the user (as
-    text). ``strike`` counts from 1 (0 after an unblock); the user is blocked
-    at ``limit`` strikes.
+    The UI words a notice of a known kind from ``kind``, ``strike``, ``limit`` and
+    ``terms``, in the reader's language; ``text`` (the API's English) is only shown
+    for a kind it does not know. ``strike`` counts from 1 (0 after an unblock);
+    the user is blocked at ``limit`` strikes.
     """
 
     id: str
     author: str
-    kind: NoticeKind
+    kind: str
     strike: int
     limit: int
     text: str
@@ -151,9 +159,9 @@ class Notice:
     def from_json(cls, obj: object) -> Notice | None:
         """Build a notice from one API JSON object, or None if it is malformed.
 
-        ``id``, ``author``, ``kind``, ``strike``, ``text`` and ``timestamp``
-        are required; a missing ``limit`` is taken as the contract's
-        ``STRIKE_LIMIT``, missing or odd ``terms`` as none.
+        ``id``, ``author``, ``kind`` (any non-empty string), ``strike``, ``text``
+        and ``timestamp`` are required; a missing ``limit`` is taken as the
+        contract's ``STRIKE_LIMIT``, missing or odd ``terms`` as none.
         """
         if not isinstance(obj, Mapping):
             return None
@@ -162,7 +170,7 @@ class Notice:
         text, timestamp = obj.get("text"), obj.get("timestamp")
         if not (isinstance(notice_id, str) and notice_id and isinstance(author, str)):
             return None
-        if kind not in contract.NOTICE_KINDS or not _is_int(strike) or strike < 0:
+        if not (isinstance(kind, str) and kind) or not _is_int(strike) or strike < 0:
             return None
         if not isinstance(text, str) or not isinstance(timestamp, str):
             return None
@@ -219,11 +227,6 @@ class UserRecord:
         return cls(author, strikes, is_blocked, blocked_at if isinstance(blocked_at, str) else None)
 
 
-def blocked_explanation(record: UserRecord) -> str:
-    """Why a user is blocked, from their record alone (no notice or API error text at hand): the API's wording."""
-    return contract.blocked_error(record.author, max(record.strikes, contract.STRIKE_LIMIT), record.blocked_at)
-
-
 @dataclass(frozen=True, slots=True)
 class Standing:
     """What a session knows of its user's moderation, folded from every source.
@@ -232,16 +235,19 @@ class Standing:
     only ever go up and a block stays, until an ``unblocked`` notice (a
     moderator lifted the block) starts the user again from no strikes, not
     blocked (notices are folded oldest first and delivered once each, so the
-    newest decides). ``reason`` explains the block in the API's words: a
-    ``blocked`` notice's text wins over a 403 error, which wins over the
-    wording made up from ``GET /users/<author>`` (``reason_source`` says which).
+    newest decides). ``reason_source`` says what best explains the block: a
+    ``blocked`` notice (kept in ``block_notice``) beats a 403 from the API, which
+    beats ``GET /users/<author>`` (whose ``blocked_at`` is kept).
     """
 
     strikes: int = 0
     limit: int = contract.STRIKE_LIMIT
     blocked: bool = False
-    reason: str = ""
     reason_source: BlockSource | None = None
+    block_notice: Notice | None = None
+    """The ``blocked`` notice, when one explains the block."""
+    blocked_at: str | None = None
+    """When the user was blocked, as their record says (UTC)."""
     latest: Notice | None = None
     """The newest notice received, if any."""
 
@@ -249,7 +255,7 @@ class Standing:
         """Take ``GET /users/<author>`` into account."""
         updated = replace(self, strikes=max(self.strikes, record.strikes))
         if record.is_blocked:
-            updated = updated._block(blocked_explanation(record), "record")
+            updated = updated._block("record", blocked_at=record.blocked_at)
         return updated
 
     def with_notice(self, notice: Notice) -> Standing:
@@ -259,7 +265,7 @@ class Standing:
             return Standing(strikes=notice.strike, limit=notice.limit, latest=notice)
         updated = replace(self, strikes=max(self.strikes, notice.strike), limit=notice.limit, latest=notice)
         if notice.blocked:
-            updated = updated._block(notice.text, "notice")
+            updated = updated._block("notice", block_notice=notice)
         return updated
 
     def with_notices(self, notices: Iterable[Notice]) -> Standing:
@@ -269,19 +275,13 @@ class Standing:
             standing = standing.with_notice(notice)
         return standing
 
-    def with_refusal(self, author: str, api_error: str | None) -> Standing:
-        """The API refused ``author`` as blocked (HTTP 403) with this explanation (or none)."""
-        reason = api_error or contract.blocked_error(author, max(self.strikes, self.limit), None)
-        return self._block(reason, "refusal")
+    def with_refusal(self) -> Standing:
+        """The API refused the user as blocked (HTTP 403)."""
+        return self._block("refusal")
 
-    def _block(self, reason: str, source: BlockSource) -> Standing:
-        """Blocked, explained by ``reason`` unless a better explanation is already known."""
+    def _block(self, source: BlockSource, **explanation: Any) -> Standing:
+        """Blocked; ``source``'s explanation is kept unless a better one is already known."""
+        blocked = replace(self, blocked=True, strikes=max(self.strikes, self.limit))
         if self.reason_source is not None and _BLOCK_SOURCE_RANK[source] < _BLOCK_SOURCE_RANK[self.reason_source]:
-            return self
-        return replace(
-            self,
-            blocked=True,
-            strikes=max(self.strikes, self.limit),
-            reason=reason,
-            reason_source=source,
-        )
+            return blocked
+        return replace(blocked, reason_source=source, **explanation)

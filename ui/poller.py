@@ -1,19 +1,27 @@
 """Long-polling the chat API from a daemon thread: one base, :class:`LongPoller`, and its two uses.
 
-:class:`FeedPoller` (one per process) follows ``GET /messages`` into a
-:class:`~ui.models.MessageStore`; :class:`NoticeFollower` (one per joined user)
-follows ``GET /users/<author>/notices``. Both read with the API's cursor,
-retry with exponential back-off and never let an error escape their thread.
+:class:`FeedPoller` follows ``GET /messages`` into a :class:`~ui.models.MessageStore`;
+:class:`NoticeStream` follows ``POST /notices/poll`` for every joined user of the process and
+hands each user their own notices. One of each per UI process: the API holds two long-polls
+for a process, however many people it serves. Both read with the API's cursor, retry with
+exponential back-off and never let an error escape their thread.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import requests
+
+from config import contract
 
 from .client import (
     ApiUnreachable,
@@ -24,9 +32,8 @@ from .client import (
     error_text,
     json_object,
     reader_name,
-    user_url,
 )
-from .models import FeedMessage, FeedStatus, MessageStore, Notice, NoticeBatch
+from .models import FeedMessage, FeedState, FeedStatus, MessageStore, Notice, NoticeBatch
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +44,15 @@ T = TypeVar("T")
 
 
 class LongPoller(Generic[T]):
-    """Reads one long-poll endpoint as a :class:`ChatSession`, one request after another.
+    """Reads one long-poll endpoint of the API at ``api_url``, one request after another.
 
     The first request (and the first after the API rejects the cursor) has no
     ``after`` and is answered at once; every later one long-polls with
     ``after=<cursor>&wait=<seconds>``. :meth:`poll_once` makes one request and
     returns what it delivered and the delay before the next; :meth:`start`
     runs :meth:`run` in a daemon thread, which hands each result to
-    :meth:`deliver`. A subclass says what it reads (:attr:`url`,
-    :attr:`items_key`, :meth:`accept`) and what a lost session means
+    :meth:`deliver`. A subclass says how it asks (:meth:`send`), what it reads
+    (:attr:`items_key`, :meth:`accept`) and what a lost session means
     (:meth:`session_lost`); errors are logged and retried with back-off.
     """
 
@@ -56,14 +63,14 @@ class LongPoller(Generic[T]):
 
     def __init__(
         self,
-        session: ChatSession,
+        api_url: str,
         *,
         wait: int = LONG_POLL_WAIT,
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
         timeout_margin: float = 10.0,
     ) -> None:
-        self.session = session
+        self._api_url = api_url.rstrip("/")
         self.wait = wait
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -77,8 +84,8 @@ class LongPoller(Generic[T]):
 
     # -- what a subclass says ------------------------------------------------------
 
-    @property
-    def url(self) -> str:
+    def send(self, params: Mapping[str, str | int], timeout: float) -> requests.Response:
+        """Make the request, with ``after`` and ``wait`` in ``params`` unless it is a first read."""
         raise NotImplementedError
 
     @property
@@ -86,8 +93,8 @@ class LongPoller(Generic[T]):
         """Who is polling, for the log."""
         return self.thread_name
 
-    def accept(self, items: list[Any]) -> T | None:
-        """Take the items of a 200 answer; return what to deliver (None: nothing)."""
+    def accept(self, items: list[Any], body: Mapping[str, Any]) -> T | None:
+        """Take the items of a 200 answer (``body``: all of it); return what to deliver (None: nothing)."""
         raise NotImplementedError
 
     def deliver(self, result: T | None) -> None:
@@ -95,10 +102,10 @@ class LongPoller(Generic[T]):
 
     def session_lost(self, exc: NameInUse | SessionLost) -> float:
         """The session cannot act any more (or cannot be opened): the delay before the next request."""
-        raise NotImplementedError
+        return self._backoff(str(exc))
 
-    def report(self, connected: bool, detail: str) -> None:
-        """The connection state after a request, worded for users."""
+    def report(self, state: FeedState, detail: str = "") -> None:
+        """The connection state after a request (``detail``: the API's error text of a ``problem``)."""
 
     def _prepare(self) -> None:
         """Before a thread starts: by default a poller runs once."""
@@ -112,7 +119,7 @@ class LongPoller(Generic[T]):
 
     @property
     def api_url(self) -> str:
-        return self.session.api_url
+        return self._api_url
 
     def _backoff(self, problem: str) -> float:
         """Record a failure; return how long to wait before the next attempt."""
@@ -128,19 +135,18 @@ class LongPoller(Generic[T]):
         if self.cursor is not None:
             params.update(after=self.cursor, wait=self.wait)
             timeout += self.wait
-        unreachable = f"Cannot reach the chat server at {self.api_url}; retrying…"
         try:
-            response = self.session.request("GET", self.url, http=self._http, params=params, timeout=timeout)
+            response = self.send(params, timeout)
         except (NameInUse, SessionLost) as exc:
             return None, self.session_lost(exc)
         except ApiUnreachable as exc:
-            self.report(False, unreachable)
+            self.report("unreachable")
             return None, self._backoff(str(exc))
         except ChatApiError as exc:
-            self.report(False, f"The chat server reported a problem: {exc}")
+            self.report("problem", str(exc))
             return None, self._backoff(f"cannot open the session ({exc})")
         except requests.RequestException as exc:
-            self.report(False, unreachable)
+            self.report("unreachable")
             return None, self._backoff(f"cannot reach {self.api_url} ({type(exc).__name__})")
         with response:
             return self._answer(response)
@@ -151,11 +157,11 @@ class LongPoller(Generic[T]):
             body = json_object(response) or {}
             items, cursor = body.get(self.items_key), body.get("cursor")
             if not isinstance(items, list) or not isinstance(cursor, str):
-                self.report(False, "The chat server sent an unexpected reply.")
+                self.report("malformed")
                 return None, self._backoff(f"malformed reply to GET {self.items_key}")
-            result = self.accept(items)
+            result = self.accept(items, body)
             self.cursor, self._failures = cursor, 0
-            self.report(True, "Connected")
+            self.report("connected")
             return result, 0.0
         error = error_text(response)
         if self.cursor is not None and status in self.reset_statuses:
@@ -163,7 +169,7 @@ class LongPoller(Generic[T]):
             # overlaps what was delivered, which the subclass de-duplicates.
             rejected, self.cursor = self.cursor, None
             return None, self._backoff(f"cursor {rejected!r} rejected (HTTP {status}: {error}); reading again")
-        self.report(False, f"The chat server reported a problem: {error}")
+        self.report("problem", error)
         return None, self._backoff(f"HTTP {status} from GET {self.items_key}: {error}")
 
     # -- the background thread -----------------------------------------------------
@@ -248,15 +254,15 @@ class FeedPoller(LongPoller[int]):
         on_poll: Callable[[], None] | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(ChatSession(api_url, reader or reader_name()), **options)
+        super().__init__(api_url, **options)
+        self.session = ChatSession(api_url, reader or reader_name())
         self.store = store if store is not None else MessageStore()
         self.on_poll = on_poll
-        self._status = FeedStatus(False, "Connecting to the chat server…")
+        self._status = FeedStatus("connecting")
         self._status_lock = threading.Lock()
 
-    @property
-    def url(self) -> str:
-        return f"{self.api_url}/messages"
+    def send(self, params: Mapping[str, str | int], timeout: float) -> requests.Response:
+        return self.session.request("GET", f"{self.api_url}/messages", http=self._http, params=params, timeout=timeout)
 
     @property
     def label(self) -> str:
@@ -271,11 +277,11 @@ class FeedPoller(LongPoller[int]):
         with self._status_lock:
             return self._status
 
-    def report(self, connected: bool, detail: str) -> None:
+    def report(self, state: FeedState, detail: str = "") -> None:
         with self._status_lock:
-            self._status = FeedStatus(connected, detail)
+            self._status = FeedStatus(state, detail)
 
-    def accept(self, items: list[Any]) -> int:
+    def accept(self, items: list[Any], body: Mapping[str, Any]) -> int:
         messages: list[FeedMessage] = []
         for raw in items:
             message = FeedMessage.from_json(raw)
@@ -310,67 +316,195 @@ class FeedPoller(LongPoller[int]):
         super().stop(timeout)
 
 
-class NoticeFollower(LongPoller[NoticeBatch]):
-    """Follows ``GET /users/<author>/notices`` for the user of a :class:`ChatSession`.
+class Interrupted(Exception):
+    """A request ended early on purpose: the set of followed users changed while it waited."""
 
-    Requests carry the user's token (the API shows a user's notices only to
-    that user); once the session is lost (closed, or the name taken by
-    someone else) the follower stops. The first answer is the backlog: every
-    notice the API keeps for the user. Notices are de-duplicated by id, so
-    each is delivered once, also when a rejected cursor makes it read again.
 
-    Each non-empty :class:`NoticeBatch` goes to ``on_batch`` (called in the
-    thread). After :meth:`stop`, ``on_batch`` is not called again; a long-poll
-    in flight finishes by itself and the thread ends.
-    """
+@dataclass(eq=False)
+class Followed:
+    """One joined user whose notices a :class:`NoticeStream` hands on: ``on_batch`` gets each new batch."""
 
-    thread_name = "chat-notices"
-    items_key = "notices"
-
-    def __init__(
-        self,
-        session: ChatSession,
-        *,
-        on_batch: Callable[[NoticeBatch], None] | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(session, **options)
-        self.on_batch = on_batch
-        self._seen: set[str] = set()
-        self._backlog_read = False
+    session: ChatSession
+    on_batch: Callable[[NoticeBatch], None]
+    seen: set[str] = field(default_factory=set)  # ids delivered, so a notice read again is not told twice
+    backlog_read: bool = False
 
     @property
     def author(self) -> str:
         return self.session.author
 
+
+class NoticeStream(LongPoller[list[tuple[Followed, NoticeBatch]]]):
+    """Follows ``POST /notices/poll`` for every user :meth:`follow` adds: one long-poll for all of them.
+
+    The request carries the users' session tokens (the API answers only the notices of the users whose
+    tokens are live); each notice goes to its author's ``on_batch`` (called in the thread), once per
+    id. A user's first batch is their backlog. When a user is added, the long-poll in flight is cut
+    (the API ends a long-poll whose client has gone) and the next request reads every kept notice
+    again, without a cursor: the new user gets their backlog and the others lose nothing (what they
+    had is de-duplicated). A token the API refuses (the session expired) is renewed as
+    :meth:`ChatSession.request` does, and read again from the start; a user whose name is someone
+    else's now is no longer followed. Without a user, the thread sends nothing and waits for one.
+    """
+
+    thread_name = "chat-notices"
+    items_key = "notices"
+
+    def __init__(self, api_url: str, **options: Any) -> None:
+        super().__init__(api_url, **options)
+        self._followed: list[Followed] = []
+        self._sent: list[tuple[Followed, str]] = []  # who the request in flight is for, with their token
+        self._lock = threading.Lock()
+        self._changed = False  # someone was added: read without a cursor next
+        self._wake = threading.Event()
+        self._inflight: http.client.HTTPConnection | None = None
+        self._cut = False
+        self._unrenewed = False  # a refused token could not be renewed in the last answer
+
     @property
     def label(self) -> str:
-        return f"Notices for {self.author!r}"
+        return "Notices"
 
     @property
-    def url(self) -> str:
-        return user_url(self.api_url, self.author, "notices")
+    def followed(self) -> list[Followed]:
+        with self._lock:
+            return list(self._followed)
 
-    def accept(self, items: list[Any]) -> NoticeBatch | None:
-        new: list[Notice] = []
+    def follow(self, session: ChatSession, on_batch: Callable[[NoticeBatch], None]) -> Followed:
+        """Hand ``session``'s user their notices from now on (the backlog first)."""
+        followed = Followed(session, on_batch)
+        with self._lock:
+            if len(self._followed) >= contract.MAX_POLL_TOKENS:
+                raise RuntimeError(f"a notice stream follows at most {contract.MAX_POLL_TOKENS} users")
+            self._followed.append(followed)
+            self._changed = True
+            self._cut_inflight()
+        self._wake.set()
+        return followed
+
+    def unfollow(self, followed: Followed) -> None:
+        """Stop handing ``followed`` notices (the request in flight may still name them: it is not cut)."""
+        with self._lock:
+            if followed in self._followed:
+                self._followed.remove(followed)
+
+    def _cut_inflight(self) -> None:
+        """End the request in flight at once (call holding ``_lock``)."""
+        connection = self._inflight
+        if connection is not None and connection.sock is not None:
+            self._cut = True
+            try:
+                connection.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
+
+    def poll_once(self) -> tuple[list[tuple[Followed, NoticeBatch]] | None, float]:
+        self._unrenewed = False
+        for followed in self.followed:
+            if followed.session.token is None and not followed.session.closed:
+                self._renew(followed, None)  # a renewal failed before: try again
+        with self._lock:
+            if self._changed:
+                self.cursor, self._changed = None, False
+            self._sent = [(f, f.session.token) for f in self._followed if f.session.token and not f.session.closed]
+            self._wake.clear()
+        if not self._sent:
+            if self._unrenewed:
+                return None, self._backoff("a refused session could not be renewed")
+            self._wake.wait(self.wait)  # until someone is followed (or the stream stops)
+            return None, 0.0
+        try:
+            result, delay = super().poll_once()
+        except Interrupted:
+            return None, 0.0
+        if self._unrenewed:  # an API that opens no session must not be asked again at once
+            delay = max(delay, self._backoff("a refused session could not be renewed"))
+        return result, delay
+
+    def send(self, params: Mapping[str, str | int], timeout: float) -> requests.Response:
+        body: dict[str, Any] = {"tokens": [token for _, token in self._sent], **params}
+        address = urlsplit(self.api_url)
+        connection_type = http.client.HTTPSConnection if address.scheme == "https" else http.client.HTTPConnection
+        connection = connection_type(address.netloc, timeout=timeout)
+        try:
+            connection.connect()
+            with self._lock:
+                if self._changed and "wait" in params:  # someone was added meanwhile: this one would wait for nothing
+                    raise Interrupted
+                self._inflight, self._cut = connection, False
+            connection.request(
+                "POST",
+                f"{address.path}/notices/poll",
+                body=json.dumps(body).encode("utf-8"),
+                headers={"Content-Type": "application/json"},
+            )
+            answer = connection.getresponse()
+            content = answer.read()
+        except (OSError, http.client.HTTPException) as exc:
+            if self._cut:
+                raise Interrupted from None
+            raise requests.ConnectionError(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            with self._lock:
+                self._inflight = None
+            connection.close()
+        response = requests.Response()
+        response.status_code, response.reason, response.encoding = answer.status, answer.reason, "utf-8"
+        response._content = content  # pyright: ignore[reportPrivateUsage]
+        return response
+
+    def accept(self, items: list[Any], body: Mapping[str, Any]) -> list[tuple[Followed, NoticeBatch]] | None:
+        refused = body.get("refused")
+        refused_at = {i for i in refused if isinstance(i, int)} if isinstance(refused, list) else set()
+        answered = [f for i, (f, _) in enumerate(self._sent) if i not in refused_at]
+        by_author: dict[str, list[Notice]] = {}
         for raw in items:
             notice = Notice.from_json(raw)
             if notice is None:
                 log.warning("%s: skipping malformed notice %r", self.label, raw)
-            elif notice.id not in self._seen:
-                self._seen.add(notice.id)
-                new.append(notice)
-        backlog, self._backlog_read = not self._backlog_read, True
-        return NoticeBatch(tuple(new), backlog) if new else None
+            else:
+                by_author.setdefault(notice.author, []).append(notice)
+        batches: list[tuple[Followed, NoticeBatch]] = []
+        for followed in answered:
+            new = [n for n in by_author.get(followed.author, ()) if n.id not in followed.seen]
+            followed.seen.update(n.id for n in new)
+            backlog, followed.backlog_read = not followed.backlog_read, True
+            if new:
+                batches.append((followed, NoticeBatch(tuple(new), backlog)))
+        for index in sorted(i for i in refused_at if 0 <= i < len(self._sent)):
+            self._renew(*self._sent[index])
+        return batches or None
 
-    def deliver(self, result: NoticeBatch | None) -> None:
-        if result is not None and self.on_batch is not None and not self.stopped:
-            self.on_batch(result)
+    def _renew(self, followed: Followed, token: str | None) -> None:
+        """The API refused ``followed``'s token (None: a renewal failed): open their session again, or stop
+        following them."""
+        if followed not in self.followed:
+            return  # they left meanwhile
+        try:
+            if token is None:
+                followed.session.open()
+            else:
+                followed.session.renew(token)
+        except NameInUse as exc:
+            log.warning("Notices for %r: no longer followed: %s", followed.author, exc)
+            self.unfollow(followed)
+            return
+        except SessionLost as exc:
+            log.warning("Notices for %r: no longer followed: %s", followed.author, exc)
+            self.unfollow(followed)
+            return
+        except ChatApiError as exc:
+            log.warning("Notices for %r: cannot renew the session (%s)", followed.author, exc)
+            self._unrenewed = True
+        with self._lock:  # what they missed while refused is read again from the start
+            self._changed = True
 
-    def session_lost(self, exc: NameInUse | SessionLost) -> float:
-        if isinstance(exc, NameInUse):  # the session was never opened, and the name is someone else's
-            return self._backoff(f"cannot open the session ({exc})")
-        if not self.stopped:  # else the session ended with the browser's
-            log.warning("%s: no longer followed: %s", self.label, exc)
-            self._stop.set()
-        return 0.0
+    def deliver(self, result: list[tuple[Followed, NoticeBatch]] | None) -> None:
+        for followed, batch in result or ():
+            if not self.stopped and followed in self.followed:
+                followed.on_batch(batch)
+
+    def _stopping(self) -> None:
+        self._wake.set()
+        with self._lock:
+            self._cut_inflight()

@@ -1,9 +1,11 @@
-"""What the user sees, as pure functions: the page's CSS, chat messages, the moderation banner and
-status line, and the join form's name check.
+"""What the user sees, as pure functions: the page's CSS, the first screen, chat messages, the
+moderation banner and status line, the connection status, errors, and the join form's name check.
 
-Chat text and the API's explanations are untrusted: they are only ever *text children* of
-htmltools tags, which escape them, and a message is handed to shinychat as a Tag (HTML it
-inserts as is), never as a str (which it would render as markdown).
+Every word comes from the catalog (``ui.i18n``) in the reader's language: notices are worded from
+their kind and numbers, errors from what happened (an HTTP status in its context). Chat text and
+the API's texts are untrusted: they are only ever *text children* of htmltools tags, which escape
+them, and a message is handed to shinychat as a Tag (HTML it inserts as is), never as a str
+(which it would render as markdown).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from htmltools import Tag, tags
 
 from config import contract
 
-from .client import READER_PREFIX
-from .models import FeedMessage, Notice, Standing
+from .client import READER_PREFIX, ChatApiError, NameInUse, SendError
+from .i18n import Lang, Terms, Text, text
+from .models import FeedMessage, FeedStatus, Notice, Standing
 
 # C0 controls (except tab and newline) and DEL: invisible, or worse, in a browser.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -26,11 +29,33 @@ CSS = """
 .chat-topbar { display: flex; align-items: baseline; gap: 1rem; flex-wrap: wrap; }
 .chat-topbar h1 { font-size: 1.4rem; margin: 0; }
 .chat-status { font-size: .85rem; }
-.chat-status.ok { color: var(--bs-success); }
-.chat-status.down { color: var(--bs-danger); }
+.chat-status.ok { color: var(--bs-success-text-emphasis); }
+.chat-status.down { color: var(--bs-danger-text-emphasis); }
+.chat-lang { margin-left: auto; }
+.chat-lang .shiny-input-container { margin: 0; width: auto; }
+.chat-lang .control-label { font-size: .85rem; margin: 0 .75rem 0 0; }
+.chat-lang .shiny-input-container, .chat-lang .shiny-options-group { display: inline-flex; align-items: baseline; }
+.chat-intro { max-width: 40rem; }
+.chat-intro h2, .chat-rules summary { font-size: 1.05rem; margin: .5rem 0 .25rem; }
+.chat-intro ul, .chat-rules ul { padding-left: 1.25rem; margin-bottom: .5rem; }
+.chat-rules { font-size: .9rem; }
 .join-form { max-width: 28rem; }
-.join-error { color: var(--bs-danger); min-height: 1.5em; }
-.chat-msg-header { font-size: .85rem; color: var(--bs-secondary-color); }
+.join-form .btn { margin-bottom: .5rem; }
+/* a focus ring on everything that can take the focus, over the theme's (which drops the outline) */
+html :is(a, button, input, summary, [contenteditable], [tabindex]):focus-visible {
+  outline: 3px solid var(--bs-primary); outline-offset: 2px;
+}
+.join-error { color: var(--bs-danger-text-emphasis); min-height: 1.5em; }
+/* A message cut by the top of the scrolled chat keeps its author line in view: without this,
+   the top message showed only its text in a window where the chat had scrolled (issue 21). */
+.chat-msg-header {
+  font-size: .85rem; color: var(--bs-secondary-color);
+  position: sticky; top: 0; z-index: 1; background: var(--bs-body-bg);
+}
+/* ...and stays under the input, which shinychat keeps stuck to the bottom of the same scroller (its
+   composer, a stacking context of its own): a header scrolled under it covered the input and took the
+   clicks meant for it (seen on a phone). */
+#chat .shiny-chat-composer { z-index: 2; }
 .chat-msg-author { color: var(--bs-emphasis-color); }
 .chat-msg-text { white-space: pre-wrap; overflow-wrap: anywhere; }
 .chat-msg-own { border-left: 3px solid var(--bs-primary); padding-left: .6rem; }
@@ -95,22 +120,46 @@ def message_to_chat_content(message: FeedMessage, *, own: bool = False) -> Tag:
     )
 
 
-def strike_status_text(standing: Standing) -> str | None:
+def notice_text(notice: Notice) -> Text:
+    """A notice in words, from its kind and numbers (the API's ``text`` only for a kind the UI does not know)."""
+    numbers = {"strike": notice.strike, "limit": notice.limit}
+    if notice.kind == "warning":
+        if notice.terms:
+            return text("notice.warning", terms=Terms(tuple(clean_text(term) for term in notice.terms)), **numbers)
+        return text("notice.warning_no_terms", **numbers)
+    if notice.kind == "blocked":
+        if notice.terms:
+            return text("notice.blocked", terms=Terms(tuple(clean_text(term) for term in notice.terms)), **numbers)
+        return text("notice.blocked_no_terms", **numbers)
+    if notice.kind == "unblocked":
+        return text("notice.unblocked")
+    return text("notice.verbatim", text=clean_text(notice.text))
+
+
+def block_reason(standing: Standing) -> Text:
+    """Why the user is blocked: the ``blocked`` notice if one came, else the strikes (and since when)."""
+    if standing.block_notice is not None:
+        return notice_text(standing.block_notice)
+    strikes = max(standing.strikes, standing.limit)
+    if standing.blocked_at:
+        return text("blocked.reason_since", strikes=strikes, since=clean_text(standing.blocked_at))
+    return text("blocked.reason", strikes=strikes)
+
+
+def strike_status_text(standing: Standing) -> Text | None:
     """The status line for a user with strikes who is not (yet) blocked, else None."""
     if standing.blocked or standing.strikes <= 0:
         return None
-    head = f"⚠ Strike {standing.strikes} of {standing.limit}"
-    tail = f"At {standing.limit} strikes you are blocked."
-    if standing.latest is None:  # only GET /users/<author> told us
-        return f"{head} for profanity. {tail}"
-    return f"{head} — your message was masked. {tail}"
+    # without a notice, only GET /users/<author> told us
+    line = "strikes.record" if standing.latest is None else "strikes.masked"
+    return text(line, strikes=standing.strikes, limit=standing.limit)
 
 
-def render_moderation(standing: Standing | None) -> Tag | None:
+def render_moderation(standing: Standing | None, lang: Lang) -> Tag | None:
     """The user's moderation state, for the top of the page (None: nothing to say).
 
-    Blocked: a banner with the API's explanation. Strikes: the status line
-    and the latest notice's text. Every API text is a text child (escaped).
+    Blocked: a banner saying why. Strikes: the status line and the latest
+    notice. The page's live region around it has screen readers read it out.
     """
     if standing is None:
         return None
@@ -118,7 +167,7 @@ def render_moderation(standing: Standing | None) -> Tag | None:
         return tags.div(
             tags.span("⛔", aria_hidden="true"),
             " ",
-            tags.strong(clean_text(standing.reason), class_="chat-blocked-reason"),
+            tags.strong(block_reason(standing).render(lang), class_="chat-blocked-reason"),
             class_="chat-blocked alert alert-danger",
             role="alert",
         )
@@ -127,18 +176,18 @@ def render_moderation(standing: Standing | None) -> Tag | None:
         return None
     latest = standing.latest
     return tags.div(
-        tags.strong(line, class_="chat-strikes-line"),
+        tags.strong(line.render(lang), class_="chat-strikes-line"),
         None
         if latest is None
         else tags.div(
-            "Latest notice: ",
-            tags.span(clean_text(latest.text), class_="chat-strikes-text"),
+            text("strikes.latest").render(lang),
+            " ",
+            tags.span(notice_text(latest).render(lang), class_="chat-strikes-text"),
             " ",
             time_span(latest.timestamp, f"({format_time(latest.timestamp)})"),
             class_="chat-strikes-notice",
         ),
         class_="chat-strikes alert alert-warning",
-        role="status",
     )
 
 
@@ -149,10 +198,89 @@ def notification_type(notice: Notice) -> str:
     return "message" if notice.unblocked else "warning"
 
 
+def status_text(status: FeedStatus) -> Text:
+    """The connection to the chat server, in words."""
+    if status.state == "problem":
+        return text("status.problem", detail=clean_text(status.detail))
+    return text(f"status.{status.state}")
+
+
+def render_status(status: FeedStatus, lang: Lang) -> Tag:
+    return tags.span(
+        tags.span("● " if status.connected else "⚠ ", aria_hidden="true"),
+        status_text(status).render(lang),
+        class_="chat-status ok" if status.connected else "chat-status down",
+        role="status",
+    )
+
+
+# -- the first screen ------------------------------------------------------------------------------
+
+
+def rules(lang: Lang) -> Tag:
+    """How moderation works, as a list."""
+    return tags.ul(
+        tags.li(text("intro.masked").render(lang)),
+        tags.li(text("intro.strike").render(lang)),
+        tags.li(text("intro.limit", limit=contract.STRIKE_LIMIT).render(lang)),
+        tags.li(text("intro.unblock").render(lang)),
+    )
+
+
+def render_intro(lang: Lang, *, joined: bool) -> Tag:
+    """What this chat is and how it is moderated: in full before joining, folded away after."""
+    if joined:
+        return tags.details(
+            tags.summary(text("intro.rules_title").render(lang)),
+            rules(lang),
+            class_="chat-rules",
+        )
+    return tags.div(
+        tags.p(text("intro.what").render(lang)),
+        tags.h2(text("intro.rules_title").render(lang)),
+        rules(lang),
+        class_="chat-intro",
+    )
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def join_failure(error: ChatApiError) -> Text:
+    """Why ``POST /sessions`` did not let the user in."""
+    if isinstance(error, NameInUse):
+        return text("join.name_in_use")
+    if error.status is None:
+        return text("join.unreachable")
+    if error.status in (400, 413):
+        return text("join.name_rejected")
+    if error.status == 503:
+        return text("join.unavailable")
+    return text("join.failed", detail=clean_text(str(error)))
+
+
+def send_failure(error: SendError, standing: Standing) -> Text:
+    """Why a message was not sent; ``standing`` explains a block."""
+    if error.problem != "refused":
+        return text(f"send.{error.problem}")
+    if error.status == 403:
+        return text("send.refused", reason=block_reason(standing))
+    if error.status == 413:
+        return text("send.too_long", max=contract.MAX_DATA_CHARS)
+    if error.status == 400:
+        return text("send.invalid")
+    if error.status == 503:
+        return text("send.unavailable")
+    return text("send.failed", detail=clean_text(error.api_error or str(error)))
+
+
+# -- the join form's name check --------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class NameCheck:
     name: str | None
-    error: str | None
+    error: Text | None
 
 
 def validate_name(raw: str | None) -> NameCheck:
@@ -161,11 +289,11 @@ def validate_name(raw: str | None) -> NameCheck:
     name = (raw or "").strip()
     limit = contract.MAX_AUTHOR_CHARS
     if not name:
-        return NameCheck(None, "Please enter a name to join the chat.")
+        return NameCheck(None, text("join.name_empty"))
     if len(name) > limit:
-        return NameCheck(None, f"Names can be at most {limit} characters (yours has {len(name)}).")
+        return NameCheck(None, text("join.name_too_long", max=limit, length=len(name)))
     if CONTROL_CHARS.search(name) or "\n" in name or "\t" in name:
-        return NameCheck(None, "Names cannot contain control characters.")
+        return NameCheck(None, text("join.name_control"))
     if name.casefold().startswith(READER_PREFIX):
-        return NameCheck(None, f"Names starting with {READER_PREFIX!r} are reserved; please choose another.")
+        return NameCheck(None, text("join.name_reserved", prefix=READER_PREFIX))
     return NameCheck(name, None)

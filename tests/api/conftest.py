@@ -1,4 +1,7 @@
-"""The API in-process (Flask's test client), with no broker: nothing listens on its Kafka port."""
+"""The API in-process (Flask's test client), with no broker: nothing listens on its Kafka port.
+
+Sessions go to an in-process stand-in of `chat_sessions` (tests/api/session_log.py), one per data directory:
+apps made on the same DATA_DIR stand for API processes (or hosts) sharing one Kafka."""
 
 from __future__ import annotations
 
@@ -10,13 +13,23 @@ import yaml
 from api import create_app
 from api.spec import SPEC_PATH
 from stack.broker import free_port
+from tests.api.session_log import LocalSessionLog
 
 ADMIN = "admin-token-for-tests"
 SPEC = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))  # api/openapi.yaml
 
 
+SESSION_LOGS: dict[str, LocalSessionLog] = {}
+
+
+def session_log(data_dir) -> LocalSessionLog:
+    """The sessions log every app on `data_dir` shares (the stand-in of one Kafka topic)."""
+    return SESSION_LOGS.setdefault(str(data_dir), LocalSessionLog())
+
+
 def make_app(tmp_path, **config):
-    """An app on DATA_DIR `tmp_path` whose every produce fails as "Kafka unavailable"; `config` overrides."""
+    """An app on DATA_DIR `tmp_path` whose every produce fails as "Kafka unavailable" (sessions go to the
+    data directory's LocalSessionLog); `config` overrides."""
     return create_app(
         {
             "TESTING": True,
@@ -26,6 +39,7 @@ def make_app(tmp_path, **config):
             "DATA_DIR": tmp_path,
             "WAREHOUSE_DIR": tmp_path / "warehouse",
             "ADMIN_TOKEN": ADMIN,
+            "SESSION_LOG": session_log(tmp_path),
             **config,
         }
     )

@@ -8,6 +8,7 @@ import yaml
 
 from api import create_app
 from config import contract
+from tests.api.conftest import SPEC
 
 
 def test_the_factory_takes_its_defaults_from_config_and_a_tests_overrides(monkeypatch, tmp_path):
@@ -55,3 +56,8 @@ def test_openapi_document_describes_every_route(client):
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     assert routes == documented
+
+
+def test_the_document_caps_a_notices_poll_at_the_contracts_token_count():
+    body = SPEC["paths"]["/notices/poll"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["tokens"]["maxItems"] == contract.MAX_POLL_TOKENS

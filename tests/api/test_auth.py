@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -42,14 +43,18 @@ def test_a_long_poll_whose_session_ends_meanwhile_gets_a_401(tmp_path):
 
         tail.read = waits
     answers = {}
+    client = app.test_client()
+    feed_cursor = client.get("/messages", headers=headers).get_json()["cursor"]
+    notices_cursor = client.get("/users/ana/notices", headers=headers).get_json()["cursor"]
+    paths = {
+        "feed": f"/messages?after={feed_cursor}&wait=2",
+        "notices": f"/users/ana/notices?after={notices_cursor}&wait=2",
+    }
 
     def poll(path):
         answers[path] = app.test_client().get(path, headers=headers)
 
-    threads = [
-        threading.Thread(target=poll, args=(path,))
-        for path in ("/messages?after=x.0&wait=2", "/users/ana/notices?after=x.0&wait=2")
-    ]
+    threads = [threading.Thread(target=poll, args=(path,)) for path in paths.values()]
     for t in threads:
         t.start()
     for began in waiting.values():
@@ -57,10 +62,7 @@ def test_a_long_poll_whose_session_ends_meanwhile_gets_a_401(tmp_path):
     assert app.test_client().delete("/sessions", headers=headers).status_code == 204
     for t in threads:
         t.join(30)
-    assert {path: r.status_code for path, r in answers.items()} == {
-        "/messages?after=x.0&wait=2": 401,
-        "/users/ana/notices?after=x.0&wait=2": 401,
-    }
+    assert {path: r.status_code for path, r in answers.items()} == {paths["feed"]: 401, paths["notices"]: 401}
 
 
 def test_an_expired_session_frees_the_name_and_its_token_stops_working(tmp_path):
@@ -135,11 +137,42 @@ def test_messages_need_a_valid_bearer_token(client, header, error):
         ({"author": "a" * 65}, "author is too long (65 characters, at most 64)"),
         ({"author": "ana", "token": "x"}, "unknown field(s): token"),
         ({"author": "ana/notices"}, "author must not contain '/' (it names a user in URLs such as /users/<author>)"),
-        ({"author": "\u200b\u200b"}, "author must have visible characters and no text-direction controls"),
-        ({"author": "ana\u202enib"}, "author must have visible characters and no text-direction controls"),
+        (
+            {"author": "\u200b\u200b"},
+            "author must have visible characters and no text-direction or zero-width characters",
+        ),
+        (
+            {"author": "ana\u202enib"},
+            "author must have visible characters and no text-direction or zero-width characters",
+        ),
         (["ana"], 'body must be a JSON object {"author": ...}'),
     ],
 )
 def test_bad_sign_ins_get_a_clear_error(client, body, error):
     response = client.post("/sessions", json=body)
     assert (response.status_code, response.get_json()) == (400, {"error": error})
+
+
+def test_a_session_opened_elsewhere_a_moment_ago_is_waited_for_not_refused(tmp_path):
+    """Host b reads `chat_sessions` a moment after host a: a token a has just issued names where its claim is,
+    and b waits until it has read that far (through either door) instead of answering 401."""
+    from api.asgi import ChatAsgi
+    from tests.api.asgi_client import Request, run
+    from tests.api.session_log import LocalSessionLog
+
+    a = make_app(tmp_path, SESSION_LOG=LocalSessionLog())
+    b = make_app(tmp_path, SESSION_LOG=LocalSessionLog())  # same secret (DATA_DIR), its own view of the log
+    for door in ("flask", "asgi"):
+        token = a.test_client().post("/sessions", json={"author": f"ana-{door}"}).get_json()["token"]
+        author, value, at = a.config["SESSION_LOG"].records[-1]
+        b_log = b.config["SESSION_LOG"]
+        late = threading.Timer(0.3, b_log.append, args=(author, json.loads(value)))  # b reads it later
+        late.start()
+        if door == "flask":
+            status = b.test_client().get("/messages", headers={"Authorization": f"Bearer {token}"}).status_code
+        else:
+            status = run(
+                ChatAsgi(b), Request("GET", "/messages", headers=[(b"authorization", f"Bearer {token}".encode())])
+            ).status
+        late.join()
+        assert status == 200, door

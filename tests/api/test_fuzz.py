@@ -1,6 +1,8 @@
 """Every request api/openapi.yaml allows, and many it does not, gets a JSON answer and never a 5xx.
 
-schemathesis fuzzes every operation of the document against the real app in-process (WSGI), with a
+schemathesis fuzzes every operation of the document against the real app in-process, through both doors
+the API has: the Flask app (WSGI) and the ASGI app around it that serves the long-polls natively (what
+gunicorn's uvicorn workers run), with a
 real Kafka broker (so a valid POST /messages is a 202, not a Kafka-down 503): positive cases (valid per
 the document, with a live session's token) must get a documented status and a body matching the
 documented schema; negative cases (invalid per the document, or with the token dropped or garbled)
@@ -30,10 +32,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from api.asgi import ChatAsgi
 from api.spec import SPEC_PATH
 from config import contract
 from tests.api.conftest import ADMIN, SPEC, assert_json_answer, make_app, token_for
 
+HOSTS = ("localhost", "testserver")  # the Host of Flask's and of schemathesis's ASGI test clients
 USER = "ana"  # signed in for the whole run, and known to the moderation state (one warning)
 MAX_EXAMPLES = 50  # per campaign: about 800 requests in all
 
@@ -109,6 +113,7 @@ def seed_moderation_state(app) -> None:
 class FuzzTarget:
     app: object
     user_token: str
+    door: str  # "wsgi" (the Flask app) or "asgi" (api/asgi.py in front of it)
     fresh_tokens: itertools.count = field(default_factory=itertools.count)
 
     def fresh_token(self) -> str:
@@ -116,15 +121,22 @@ class FuzzTarget:
         return token_for(self.app.test_client(), f"fuzz-{next(self.fresh_tokens)}")
 
 
-@pytest.fixture(scope="module")
-def fuzz_target(tmp_path_factory, kafka_only):
-    app = make_app(tmp_path_factory.mktemp("fuzz"), KAFKA_BOOTSTRAP=kafka_only, KAFKA_SEND_TIMEOUT_S=10.0)
+@pytest.fixture(scope="module", params=["wsgi", "asgi"])
+def fuzz_target(request, tmp_path_factory, kafka_only):
+    # an app per door: the examples are the same for both (derandomized), and a name one door's sessions
+    # hold would be a 409 at the other
+    app = make_app(
+        tmp_path_factory.mktemp(f"fuzz-{request.param}"),
+        KAFKA_BOOTSTRAP=kafka_only,
+        KAFKA_SEND_TIMEOUT_S=10.0,
+        ALLOWED_HOSTS=HOSTS,
+    )
     seed_moderation_state(app)
     # Stopped (never started) tails answer a long-poll at once: `wait` is still parsed and checked,
     # but a generated `wait=29.9` does not hold the run for half a minute.
     app.extensions["chat_feed"].stop()
     app.extensions["chat_moderation"].notices.stop()
-    yield FuzzTarget(app, token_for(app.test_client(), USER))
+    yield FuzzTarget(app, token_for(app.test_client(), USER), request.param)
     app.extensions["chat_producer"].close()
 
 
@@ -132,12 +144,16 @@ def fuzz_target(tmp_path_factory, kafka_only):
 def health_app(tmp_path_factory, kafka_only):
     """GET /health is 200 only when the feed and the notices are reading Kafka: this app starts them."""
     app = make_app(
-        tmp_path_factory.mktemp("fuzz-health"), KAFKA_BOOTSTRAP=kafka_only, KAFKA_SEND_TIMEOUT_S=10.0, START_FEED=True
+        tmp_path_factory.mktemp("fuzz-health"),
+        KAFKA_BOOTSTRAP=kafka_only,
+        KAFKA_SEND_TIMEOUT_S=10.0,
+        START_FEED=True,
+        ALLOWED_HOSTS=HOSTS,
     )
     feed, moderation = app.extensions["chat_feed"], app.extensions["chat_moderation"]
-    deadline = time.monotonic() + 60
-    while not (feed.connected and moderation.notices.connected):
-        assert time.monotonic() < deadline, (feed.status(), moderation.notices.status())
+    deadline = time.monotonic() + 120
+    while (health := app.test_client().get("/health")).status_code != 200:  # read and caught up
+        assert time.monotonic() < deadline, health.get_json()
         time.sleep(0.1)
     yield app
     feed.stop()
@@ -188,6 +204,8 @@ CAMPAIGNS = [
     Campaign("GET /users/{author}/notices", P, "user", author=USER, expect=frozenset({200})),
     Campaign("GET /users/{author}/notices", N, "admin", keep_token=True, expect=frozenset({400})),
     Campaign("GET /users/{author}/notices", N, "admin", expect=frozenset({401})),
+    Campaign("POST /notices/poll", P, expect=frozenset({200})),
+    Campaign("POST /notices/poll", N, expect=frozenset({400})),
     Campaign("POST /users/{author}/unblock", P, "admin", expect=frozenset({404})),
     Campaign("POST /users/{author}/unblock", P, "admin", author=USER, expect=frozenset({202})),
     Campaign("POST /users/{author}/unblock", N, "admin", keep_token=True, expect=frozenset({400})),
@@ -197,6 +215,7 @@ CAMPAIGNS = [
     Campaign("GET /openapi.yaml", P, expect=frozenset({200})),
 ]
 GENERATED: dict[str, Counter] = {}
+ASGI_DOORS: dict[int, ChatAsgi] = {}  # one ASGI app around each Flask app
 
 
 def test_every_operation_of_the_document_has_campaigns_in_both_modes():
@@ -229,9 +248,14 @@ def fuzz_report(request):
 @pytest.mark.integration
 @pytest.mark.parametrize("campaign", CAMPAIGNS, ids=lambda c: c.id)
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(campaign, fuzz_target, fuzz_report, request):
+    door = fuzz_target.door
     method, path = campaign.operation.split(" ", 1)
     operation = SCHEMA[path][method]
     app = request.getfixturevalue("health_app") if path == "/health" else fuzz_target.app
+    if door == "asgi":
+        if id(app) not in ASGI_DOORS:
+            ASGI_DOORS[id(app)] = ChatAsgi(app)
+        app = ASGI_DOORS[id(app)]
     token_for = {"user": lambda: fuzz_target.user_token, "admin": lambda: ADMIN, "fresh": fuzz_target.fresh_token}.get(
         campaign.auth
     )
@@ -242,7 +266,7 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(campaign,
         path_parameters={"author": campaign.author} if campaign.author else None,
     )
     checks = POSITIVE_CHECKS if campaign.mode is P else NEGATIVE_CHECKS
-    statuses = fuzz_report.setdefault(campaign.id, Counter())
+    statuses = fuzz_report.setdefault(f"{door} {campaign.id}", Counter())
 
     @given(case=strategy)
     @settings(

@@ -40,13 +40,13 @@ def notice(author, kind, strike, message_id=None, offset=None, batch=None) -> by
 
 
 def test_notices_are_kept_per_author_once_each_with_cursors():
-    board = NoticeBoard("unused:1")
+    board = NoticeBoard()
     board.add_record(notice("ana", "warning", 1, "m1", 1), [])
     board.add_record(notice("ana", "warning", 1, "m1", 1), [])  # at-least-once delivery
     board.add_record(notice("bob", "warning", 1, "m2", 2), [])
     board.add_record(b"not json", [])
     board.add_record(notice("ana", "praise", 1, "m9", 9), [])  # not a kind of notice
-    first, cursor = board.read("ana", 0, 0)
+    first, cursor = board.read("ana", None, 0)
     assert [n.as_json() for n in first] == [
         {k: v for k, v in json.loads(notice("ana", "warning", 1, "m1", 1)).items() if k in contract.NOTICE_FIELDS}
     ]
@@ -54,13 +54,13 @@ def test_notices_are_kept_per_author_once_each_with_cursors():
     board.add_record(notice("ana", "warning", 2, "m3", 3), [])
     newer, _ = board.read("ana", board.parse_cursor(cursor), 0)
     assert [n.as_json()["strike"] for n in newer] == [2]
-    assert board.read("carol", 0, 0)[0] == []
+    assert board.read("carol", None, 0)[0] == []
     with pytest.raises(BadCursor):
         board.parse_cursor("nonsense")
 
 
 def test_a_blocked_notice_blocks_before_the_snapshot_knows(tmp_path: Path):
-    board = NoticeBoard("unused:1")
+    board = NoticeBoard()
     moderation = Moderation(ModerationSnapshot(tmp_path / "user_moderation"), board)
     assert moderation.state("ana") is None and not moderation.is_blocked("ana")
     board.add_record(notice("ana", "warning", 2, "m2", 5), [])
@@ -85,7 +85,7 @@ class FixedSnapshot(ModerationSnapshot):
 
 
 def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero():
-    board = NoticeBoard("unused:1")
+    board = NoticeBoard()
     moderation = Moderation(ModerationSnapshot(Path("unused")), board)
     for strike in (1, 2):
         board.add_record(notice("ana", "warning", strike, batch=4), [])
@@ -97,7 +97,7 @@ def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero()
     assert moderation.state("ana").strikes == 0
     board.add_record(notice("ana", "warning", 1, batch=7), [])
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (1, False)
-    assert [n.body["kind"] for n in board.read("ana", 0, 0)[0]] == [
+    assert [n.body["kind"] for n in board.read("ana", None, 0)[0]] == [
         "warning",
         "warning",
         "blocked",
@@ -108,7 +108,7 @@ def test_an_unblocked_notice_lifts_the_block_and_later_strikes_count_from_zero()
 
 
 def test_the_newer_of_snapshot_and_notices_wins():
-    board = NoticeBoard("unused:1")
+    board = NoticeBoard()
     board.add_record(notice("ana", "blocked", 3, offset=9, batch=4), [])
     board.add_record(notice("ana", "unblocked", 0, batch=6), [])
     stale = UserState(
@@ -128,7 +128,7 @@ def test_the_newer_of_snapshot_and_notices_wins():
 
 
 def test_what_a_user_sent_while_blocked_stays_withheld_after_the_unblock():
-    board = NoticeBoard("unused:1")
+    board = NoticeBoard()
     moderation = Moderation(ModerationSnapshot(Path("unused")), board)
     board.add_record(notice("ana", "blocked", 3, offset=9, batch=4), [])
     unblocked = json.loads(notice("ana", "unblocked", 0, batch=6))
@@ -159,7 +159,7 @@ def served(feed: Feed, author: str, offset: int, profane: bool = True, sent: dat
 @pytest.fixture
 def live():
     """A feed and a notices board that has read its topic up to where it was when it started."""
-    feed, board = Feed("unused:1"), NoticeBoard("unused:1")
+    feed, board = Feed(), NoticeBoard()
     board.caught_up = True
     return feed, board, Moderation(FixedSnapshot({}), board, feed)
 
@@ -237,3 +237,115 @@ def test_the_ledgers_later_word_wins_over_unannounced_strikes(live):
     unblocked = json.loads(notice("ana", "unblocked", 0, batch=3))
     board.add_record(json.dumps({**unblocked, "until": {"0": 4}}).encode(), [])
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (0, False)
+
+
+# -- told at once from the relay's verdict, and what the ledger says later -------------------------------
+
+
+def served_with_terms(feed: Feed, author: str, offset: int, terms=("mierda",)) -> str:
+    """A profane message as the relay publishes it, with its verdict's terms, added to the feed."""
+    message_id = f"{author}-{offset}"
+    feed.add_record(
+        json.dumps(
+            {"author": author, "data": "qué ******", "timestamp": datetime.now(UTC).strftime(contract.TIMESTAMP_FORMAT)}
+        ).encode(),
+        [
+            (contract.MESSAGE_ID_HEADER, message_id.encode()),
+            (contract.CHAT_POSITION_HEADER, f"0:{offset}".encode()),
+            (contract.PROFANE_HEADER, b"true"),
+            (contract.TERMS_HEADER, json.dumps(list(terms)).encode()),
+        ],
+        offset=offset,
+    )
+    return message_id
+
+
+@pytest.fixture
+def told(live):
+    """The feed tells the moderation of each record, as init_app wires them."""
+    feed, board, moderation = live
+    feed.on_record = moderation.on_feed_record
+    return feed, board, moderation
+
+
+def ledger_says(board: NoticeBoard, told_body: dict, batch: int, **changes) -> None:
+    """The ledger's notice for the same message (what the user was told, unless `changes` say otherwise)."""
+    body = {**told_body, "batch": batch, **changes}
+    if "strike" in changes or "kind" in changes:
+        body["text"] = contract.notice_text(body["kind"], body["strike"], contract.STRIKE_LIMIT, body["terms"])
+    board.add_record(json.dumps(body).encode(), [])
+
+
+def test_with_the_ledger_down_the_sender_is_warned_and_blocked_at_once_and_the_ledger_agrees_later(told):
+    feed, board, moderation = told
+    ids = [served_with_terms(feed, "ana", offset) for offset in (10, 11, 12)]
+    notices, cursor = board.read("ana", None, 0)
+    assert [(n.body["id"], n.body["kind"], n.body["strike"]) for n in notices] == [
+        (f"{ids[0]}:strike", "warning", 1),
+        (f"{ids[1]}:strike", "warning", 2),
+        (f"{ids[2]}:strike", "blocked", 3),
+    ]
+    assert notices[2].as_json()["text"] == contract.notice_text("blocked", 3, contract.STRIKE_LIMIT, ["mierda"])
+    assert moderation.is_blocked("ana")
+    served_with_terms(feed, "ana", 13)  # sent after the block: withheld, no strike, nothing to tell
+    assert board.read("ana", board.parse_cursor(cursor), 0)[0] == []
+    # the ledger catches up: the same notices, nothing new for the user, the same standing
+    for notice in notices:
+        ledger_says(board, notice.body, batch=7)
+    assert board.read("ana", board.parse_cursor(cursor), 0)[0] == []
+    assert [n.body["id"] for n in board.read("ana", None, 0)[0]] == [n.body["id"] for n in notices]
+    state = moderation.state("ana")
+    assert (state.strikes, state.is_blocked, state.blocked_offset) == (3, True, 12)
+
+
+def test_when_the_ledger_disagrees_its_notice_is_told_under_the_same_id(told):
+    feed, board, _ = told
+    first = served_with_terms(feed, "bob", 20)
+    [instant], cursor = board.read("bob", None, 0)
+    assert (instant.body["strike"], instant.body["kind"]) == (1, "warning")
+    # the ledger counted a strike the API never saw (an older message): strike 2, not 1
+    ledger_says(board, instant.body, batch=3, strike=2)
+    [correction], _ = board.read("bob", board.parse_cursor(cursor), 0)
+    assert correction.body["id"] == f"{first}:strike" and correction.body["strike"] == 2
+    assert correction.as_json()["text"].startswith("Warning: strike 2 of 3")
+
+
+def test_duplicate_out_of_order_and_unknown_users_notices(told):
+    feed, board, moderation = told
+    body = {
+        "id": "x1:strike",
+        "author": "ghost",  # nobody the API has seen: kept and served like anyone's
+        "kind": "warning",
+        "strike": 2,
+        "limit": contract.STRIKE_LIMIT,
+        "terms": ["mierda"],
+        "message_id": "x1",
+        "text": contract.notice_text("warning", 2, contract.STRIKE_LIMIT, ["mierda"]),
+        "timestamp": "2026-12-01 10:00:00",
+        "batch": 5,
+    }
+    board.add_record(json.dumps(body).encode(), [])
+    board.add_record(json.dumps(body).encode(), [])  # redelivered
+    earlier = {**body, "id": "x0:strike", "message_id": "x0", "strike": 1, "batch": 4}
+    earlier["text"] = contract.notice_text("warning", 1, contract.STRIKE_LIMIT, ["mierda"])
+    board.add_record(json.dumps(earlier).encode(), [])  # out of order: an older batch's strike after a newer one
+    assert [n.body["id"] for n in board.read("ghost", None, 0)[0]] == ["x1:strike", "x0:strike"]
+    assert (moderation.state("ghost").strikes, moderation.is_blocked("ghost")) == (2, False)
+    # the relay's verdict on a message the ledger has announced already: nothing told twice
+    feed.add_record(
+        json.dumps({"author": "ghost", "data": "****", "timestamp": "2026-12-01 10:00:00"}).encode(),
+        [
+            (contract.MESSAGE_ID_HEADER, b"x1"),
+            (contract.CHAT_POSITION_HEADER, b"0:1"),
+            (contract.PROFANE_HEADER, b"true"),
+        ],
+    )
+    assert len(board.read("ghost", None, 0)[0]) == 2
+
+
+def test_nothing_is_told_at_once_before_the_notices_topic_is_read(told):
+    feed, board, _ = told
+    board.caught_up = False  # an announced strike could look unannounced: the ledger will tell it
+    served_with_terms(feed, "cy", 30)
+    assert board.read("cy", None, 0)[0] == []
+    assert board.sizes()["told_at_once"] == 0

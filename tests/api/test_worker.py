@@ -1,9 +1,10 @@
-"""api.KeepAliveThreadWorker under gunicorn, started with the one gunicorn configuration (conf/gunicorn.conf.py)
-the way `make up` starts it (stack/up.py)."""
+"""The one gunicorn configuration (conf/gunicorn.conf.py) as `make up` starts it (stack/up.py): uvicorn workers
+serving the ASGI app, one per core; and api.KeepAliveThreadWorker (the gthread worker the bench compares with)."""
 
 from __future__ import annotations
 
 import http.client
+import os
 import runpy
 import subprocess
 import time
@@ -14,22 +15,28 @@ from stack.broker import free_port, port_open
 from stack.processes import child_env
 from stack.up import GUNICORN_CONF, api_argv
 
+GTHREAD = ["-k", "api.KeepAliveThreadWorker", "-w", "1", "api:create_app()"]  # today's server, for comparisons
 KEEPALIVE_S = 120  # far longer than any answer here may take: a request left to wait for it times out instead
 
 
 def test_the_gunicorn_configuration_binds_where_the_settings_say(monkeypatch):
     monkeypatch.setenv("CHAT_API_HOST", "0.0.0.0")
     monkeypatch.setenv("CHAT_API_PORT", "5123")
+    monkeypatch.delenv("CHAT_API_WORKERS", raising=False)
     conf = runpy.run_path(str(GUNICORN_CONF))
     assert conf["bind"] == ["0.0.0.0:5123"]
     assert (conf["wsgi_app"], conf["worker_class"], conf["workers"]) == (
-        "api:create_app()",
-        "api.KeepAliveThreadWorker",
-        1,
+        "api.asgi:create_asgi_app()",
+        "api.server.ChatWorker",
+        os.cpu_count(),
     )
+    monkeypatch.setenv("CHAT_API_WORKERS", "3")
+    assert runpy.run_path(str(GUNICORN_CONF))["workers"] == 3
     import api
+    from api.asgi import create_asgi_app
+    from api.server import ChatWorker
 
-    assert api.KeepAliveThreadWorker.__module__ == "api"  # what worker_class names exists
+    assert api.KeepAliveThreadWorker.__module__ == "api" and callable(create_asgi_app) and ChatWorker
     assert api_argv()[-2:] == ["-c", str(GUNICORN_CONF)]
 
 
@@ -47,7 +54,10 @@ def gunicorn_api(tmp_path):
     log = tmp_path / "api.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            [*api_argv(), "--threads", "2", "--keep-alive", str(KEEPALIVE_S)], env=env, stdout=out, stderr=out
+            [*api_argv(), *GTHREAD, "--threads", "2", "--keep-alive", str(KEEPALIVE_S)],
+            env=env,
+            stdout=out,
+            stderr=out,
         )
     try:
         deadline = time.monotonic() + 60

@@ -147,3 +147,8 @@ def test_the_environment_read_finder_can_fail():
         "f = os.environ.get('HOME')\n"
     )
     assert environment_reads(tree) == [(2, "CHAT_A"), (3, "CHAT_B"), (4, "CHAT_C"), (5, "CHAT_D")]
+
+
+def test_readme_lists_every_setting_as_config_declares_it():
+    readme = (settings.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert settings.markdown_table() in readme, "README's Configuration table differs: python -m config --markdown"

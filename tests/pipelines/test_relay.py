@@ -16,10 +16,20 @@ from tests.pipelines.records import raw_df
 def test_to_controlled_record_serves_the_masked_text_keyed_by_author_with_id_and_position(spark):
     df = spark.createDataFrame(
         [
-            ("m1", "Zoë", "¡qué mierda! 😀 <b>x</b>", "¡qué ******! 😀 <b>x</b>", True, "2026-11-27 10:00:00", 0, 41),
-            ("m2", "ana", "hola", "hola", False, "2026-11-27 10:00:01", 0, 42),
+            (
+                "m1",
+                "Zoë",
+                "¡qué mierda! 😀 <b>x</b>",
+                "¡qué ******! 😀 <b>x</b>",
+                True,
+                ["mierda"],
+                "2026-11-27 10:00:00",
+                0,
+                41,
+            ),
+            ("m2", "ana", "hola", "hola", False, [], "2026-11-27 10:00:01", 0, 42),
         ],
-        "message_id string, author string, data string, masked_data string, is_profane boolean, "
+        "message_id string, author string, data string, masked_data string, is_profane boolean, terms array<string>, "
         "timestamp string, partition int, offset long",
     )
     actual = to_controlled_record(df)
@@ -28,12 +38,12 @@ def test_to_controlled_record_serves_the_masked_text_keyed_by_author_with_id_and
             (
                 "Zoë",
                 '{"author":"Zoë","data":"¡qué ******! 😀 <b>x</b>","timestamp":"2026-11-27 10:00:00"}',
-                [("message_id", b"m1"), ("chat_position", b"0:41"), ("profane", b"true")],
+                [("message_id", b"m1"), ("chat_position", b"0:41"), ("profane", b"true"), ("terms", b'["mierda"]')],
             ),
             (
                 "ana",
                 '{"author":"ana","data":"hola","timestamp":"2026-11-27 10:00:01"}',
-                [("message_id", b"m2"), ("chat_position", b"0:42"), ("profane", b"false")],
+                [("message_id", b"m2"), ("chat_position", b"0:42"), ("profane", b"false"), ("terms", b"[]")],
             ),
         ],
         "key string, value string, headers array<struct<key:string,value:binary>>",
@@ -52,11 +62,11 @@ def test_build_relay_masks_valid_messages_and_drops_invalid_ones(spark):
     ]
     rows = build_relay(raw_df(spark, values), load_word_lists()).collect()
     assert [(r.key, json.loads(r.value), dict(r.headers)) for r in rows] == [
-        ("ana", good, {"message_id": b"m0", "chat_position": b"0:0", "profane": b"false"}),
+        ("ana", good, {"message_id": b"m0", "chat_position": b"0:0", "profane": b"false", "terms": b"[]"}),
         (
             "bob",
             {**good, "author": "bob", "data": "qué ******, *****"},
-            {"message_id": b"m4", "chat_position": b"0:4", "profane": b"true"},
+            {"message_id": b"m4", "chat_position": b"0:4", "profane": b"true", "terms": b'["mierda","joder"]'},
         ),
     ]
 

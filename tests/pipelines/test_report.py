@@ -13,8 +13,10 @@ from matplotlib.dates import date2num
 
 from pipelines.report import (
     BLOCKED,
+    CHART_FONTS,
     STRIKE,
     ReportData,
+    chart_font_files,
     chart_hour_of_day,
     chart_messages_per_hour,
     chart_moderation_over_time,
@@ -22,6 +24,7 @@ from pipelines.report import (
     chart_top_offenders,
     hour_of_day_series,
     messages_per_hour_series,
+    missing_glyphs,
     moderation_series,
     offenders_series,
     rate_distribution_series,
@@ -202,3 +205,76 @@ def test_report_is_self_contained_and_escapes_user_text(spark):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the report must not load anything"
     assert "<script" not in page
     assert "chat.messages VERSION AS OF 7" in page and "no data yet" in page
+
+
+def offender(spark, name: str):
+    return spark.createDataFrame([(name, *EXPECTED[2][1:])], USER_STATS_SCHEMA).first()
+
+
+def test_names_that_look_like_math_are_drawn_as_plain_text(spark):
+    # matplotlib used to parse `$…$` in a tick label as mathtext and raise: no report while such a user offended
+    names = ["$\\frac$", "$a^{$", "a_b$c$", "100$ and $2"]
+    rows = [offender(spark, name) for name in names]
+    page = render_report(
+        ReportData(
+            versions={},
+            totals={
+                "users": 4,
+                "messages": 20,
+                "profane_messages": 16,
+                "strikes": 12,
+                "blocked": 4,
+                "first_seen": at(26, 10),
+                "last_seen": at(26, 11),
+            },
+            rejected=0,
+            activity=[],
+            offenders=rows,
+            rate_histogram=[],
+            moderation=[],
+            top_users=rows,
+        ),
+        generated_at=datetime(2026, 11, 27, 12, 0),
+    )
+    svg = page[page.index("Top offenders") :]
+    for name in names:
+        assert f">{name}</text>" in svg.replace("&amp;", "&"), name
+    [ax] = chart_top_offenders(rows).axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(reversed(names))
+
+
+def test_every_script_and_emoji_in_names_has_a_chart_font_that_draws_it():
+    # the Makefile installs Debian's fonts-noto-cjk and fonts-symbola for `make stats` and `make test`
+    assert set(chart_font_files()) == set(CHART_FONTS), "a chart font is not installed: make fonts"
+    for name in ("张伟", "山田 太郎", "김민준", "Zoë 🌍", "Iñaki", "Ольга", "🖕🏽", "Ναταλία"):
+        assert missing_glyphs(name) == set(), name
+    assert missing_glyphs("\U000f0000") == {"\U000f0000"}  # a private-use character no font has: reported
+
+
+def test_chart_text_names_the_fonts_that_cover_every_script(spark):
+    [ax] = chart_top_offenders([offender(spark, "张伟 🌍")]).axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["张伟 🌍"]
+    page = render_report(
+        ReportData(
+            versions={},
+            totals={
+                "users": 1,
+                "messages": 5,
+                "profane_messages": 4,
+                "strikes": 3,
+                "blocked": 1,
+                "first_seen": at(26, 10),
+                "last_seen": at(26, 11),
+            },
+            rejected=0,
+            activity=[],
+            offenders=[offender(spark, "张伟 🌍")],
+            rate_histogram=[],
+            moderation=[],
+            top_users=[],
+        ),
+        generated_at=datetime(2026, 11, 27, 12, 0),
+    )
+    label = page[: page.index(">张伟 🌍</text>")]
+    style = label[label.rindex("<text") :]
+    assert "font-family: " + ", ".join(f"'{f}'" for f in CHART_FONTS) in style

@@ -77,8 +77,12 @@ def test_a_missing_ledger_is_a_clear_error(spark, tmp_path):
 
 
 @pytest.mark.integration
-def test_spark_submit_builds_user_stats_and_a_rerun_gives_the_same_table(spark, stats_data_dir):
+def test_spark_submit_builds_user_stats_and_a_rerun_gives_the_same_table(spark, stats_data_dir, tmp_path):
     report = stats_data_dir / "reports" / "stats.html"
+    # As on a cluster: the job is given a data directory of its own, the warehouse is CHAT_WAREHOUSE_DIR
+    # (the job once read DATA_DIR/warehouse whenever a data directory was passed, issue 12).
+    elsewhere = tmp_path / "a-data-dir-without-the-warehouse"
+    warehouse = paths.warehouse_dir(stats_data_dir)
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "spark-submit"),
@@ -86,12 +90,12 @@ def test_spark_submit_builds_user_stats_and_a_rerun_gives_the_same_table(spark, 
             "conf/spark-defaults.conf",
             "pipelines/user_stats.py",
             "--data-dir",
-            str(stats_data_dir),
+            str(elsewhere),
             "--report",
             str(report),
         ],
         cwd=REPO_ROOT,
-        env=spark_env(),
+        env={**spark_env(), "CHAT_WAREHOUSE_DIR": str(warehouse)},
         capture_output=True,
         text=True,
         timeout=400,
@@ -102,6 +106,7 @@ def test_spark_submit_builds_user_stats_and_a_rerun_gives_the_same_table(spark, 
     assert re.search(rf"^{re.escape(ZOE)}\s+5\s+4\s+80\.0%\s+3\s+2026-11-26 11:20", out, re.M), out
     assert "4 users, 11 messages, 5 profane, 4 strikes, 1 blocked, 1 rejected records" in out
     assert report.read_text().count("<svg") == 5
+    assert not (elsewhere / "warehouse").exists()
 
     location = str(paths.table_path(paths.USER_STATS, paths.warehouse_dir(stats_data_dir)))
     expected = spark.createDataFrame(EXPECTED, USER_STATS_SCHEMA).orderBy("author")

@@ -66,7 +66,7 @@ SPARK_DAEMONS = ("spark-master", "spark-worker-1", "spark-worker-2")
 EXPECTED_MODULES = {
     "topics": {"stack.topics"},
     "streams": {"pipelines.streams"},
-    "api": {"api"},
+    "api": {"api.asgi", "api.server"},  # gunicorn's config names the worker (api.server) and the app (api.asgi)
     "ui": {"ui.app"},
     "spark-master": set(),
     "spark-worker-1": set(),

@@ -6,12 +6,18 @@ configuration, the CHAT_* variables a user would export (the warehouse in a
 directory of its own, as a shared file system would be): `python -m
 stack.topics` creates the topics with two partitions, three replicas and
 min.insync.replicas=2; `spark-submit --master spark://…` runs the streams (the
-relay and the ledger) on the workers' executors; the API runs under gunicorn.
-Users post through the API while another long-polls it; in the middle, the
-broker that leads `chat` partition 0 is stopped and stays down. Every message
-the API accepted (202) must then be exactly once in Delta `messages` and
-exactly once for the reader, and the workers' executors must have run the tasks.
-The API runs exactly as `make up` runs it (stack/up.py's gunicorn command).
+relay and the ledger) on the workers' executors; two API hosts (processes with
+data directories of their own, sharing only Kafka and CHAT_SECRET_KEY) run
+behind HAProxy (stack/balancer.py), which alternates requests between them.
+Users post through the balancer while another long-polls it; in the middle, the
+broker that leads `chat` partition 0 is stopped and stays down, and later one
+API host is killed (SIGKILL) under load. Every message the API accepted (202)
+must then be exactly once in Delta `messages` and exactly once for the reader,
+no session is lost (no 401), the only 5xx besides the API's own "Kafka
+unavailable" 503s are the balancer's answers to requests in flight on the killed
+host (counted), the surviving host carries on, and the workers' executors must
+have run the tasks. The API runs exactly as `make up` runs it (stack/up.py's
+gunicorn command).
 """
 
 from __future__ import annotations
@@ -30,10 +36,10 @@ import pytest
 import requests
 
 from config import contract, settings
+from stack.balancer import ApiHost, Balancer
 from stack.broker import free_port
 from stack.cluster import KafkaCluster, SparkStandalone, spark_submit_argv, stop_spark_submit
-from stack.processes import child_env, spawn, stop_process_group, tail
-from stack.up import api_argv
+from stack.processes import child_env, spawn, tail
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
@@ -42,6 +48,8 @@ WRITERS = 4
 POSTS_PER_S = 6  # per writer: steady traffic that leaves the 2 cores some room for the ledger
 BEFORE_STOP_S = 10  # traffic with all three brokers, then with two
 AFTER_STOP_S = 20
+AFTER_KILL_S = 15  # traffic on the surviving API host
+CHECKS_OUT_S = 3  # the balancer's health checks take a dead host out within this
 
 
 def http_json(url: str, timeout: float = 30.0):
@@ -78,6 +86,8 @@ class Traffic:
         self.stop_reading = threading.Event()
         self.lock = threading.Lock()
         self.accepted: list[tuple[str, str, float]] = []  # (id, author, monotonic time of the 202)
+        # every answer: (sent at, answered at, status or the exception's name, whether the body was the API's JSON)
+        self.answers: list[tuple[float, float, int | str, bool]] = []
         self.statuses: Counter[int] = Counter()
         self.errors: list[str] = []
         self.read_ids: list[str] = []
@@ -108,19 +118,22 @@ class Traffic:
         while not self.stop_writing.is_set():
             n += 1
             next_post += self.interval_s
+            sent = time.monotonic()
             try:
                 response = session.post(f"{self.api_url}/messages", json={"data": f"{author} says {n}"}, timeout=30)
             except requests.RequestException as exc:
                 with self.lock:
+                    self.answers.append((sent, time.monotonic(), type(exc).__name__, False))
                     self.errors.append(f"{author}: {exc}")
                 continue
             with self.lock:
+                self.answers.append((sent, time.monotonic(), response.status_code, is_api_json(response)))
                 self.statuses[response.status_code] += 1
                 if response.status_code == 202:
                     self.accepted.append((response.json()["id"], author, time.monotonic()))
-                elif response.status_code != 503:
+                elif response.status_code < 500:
                     self.errors.append(f"{author}: {response.status_code} {response.text[:200]}")
-            if response.status_code == 503:
+            if response.status_code >= 500:
                 time.sleep(0.2)  # as a client should: not accepted, try again shortly
             self.stop_writing.wait(max(0.0, next_post - time.monotonic()))
         while True:
@@ -140,18 +153,22 @@ class Traffic:
         session = requests.Session()
         session.headers.update(self.reader_auth)
         while not self.stop_reading.is_set():
+            sent = time.monotonic()
             try:
                 response = session.get(
                     f"{self.api_url}/messages", params={"after": self.cursor, "wait": 2, "limit": 500}, timeout=30
                 )
             except requests.RequestException as exc:
                 with self.lock:
+                    self.answers.append((sent, time.monotonic(), type(exc).__name__, False))
                     self.errors.append(f"reader: {exc}")
                 continue
+            with self.lock:
+                self.answers.append((sent, time.monotonic(), response.status_code, is_api_json(response)))
             if response.status_code != 200:
                 with self.lock:
                     self.errors.append(f"reader: {response.status_code} {response.text[:200]}")
-                time.sleep(0.5)
+                time.sleep(0.5)  # the same cursor again, on whichever host answers
                 continue
             body = response.json()
             with self.lock:
@@ -167,6 +184,11 @@ class Traffic:
     def finish_reading(self) -> None:
         self.stop_reading.set()
         self.threads[-1].join(60)
+
+
+def is_api_json(response: requests.Response) -> bool:
+    """Whether an answer is the API's own (JSON `{"error": ...}` or a result), not the balancer's page."""
+    return response.headers.get("Content-Type", "").startswith("application/json")
 
 
 def delta_message_ids(warehouse: Path) -> Counter[str]:
@@ -223,9 +245,9 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
     warehouse = tmp_path / "shared" / "warehouse"  # on a real cluster: a file system every host mounts
     kafka = KafkaCluster(tmp_path / "kafka", size=3, heap="512m")
     spark = SparkStandalone(tmp_path / "spark", workers=2, cores=2, memory="1g")
-    streams = api = None
-    api_port, driver_ui_port = free_port(), free_port()
-    api_url = f"http://127.0.0.1:{api_port}"
+    streams = balancer = None
+    hosts: list[ApiHost] = []
+    driver_ui_port = free_port()
     try:
         with ThreadPoolExecutor(2) as pool:  # the JVMs start side by side
             for future in [pool.submit(kafka.start), pool.submit(spark.start)]:
@@ -246,8 +268,6 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
             CHAT_REPLICATION_FACTOR="3",
             CHAT_ADMIN_TOKEN=secrets.token_urlsafe(24),
             CHAT_SECRET_KEY=secrets.token_urlsafe(32),
-            CHAT_API_HOST="127.0.0.1",
-            CHAT_API_PORT=str(api_port),
             CHAT_MIN_INSYNC_REPLICAS=None,  # the default for three replicas: 2
         )
         topics = subprocess.run(
@@ -262,7 +282,7 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         for topic in contract.TOPICS:
             assert topic_layout(kafka.bootstrap, topic) == (PARTITIONS, {3}, "2"), topic
 
-        streams_log, api_log = data_dir / "log" / "streams.log", data_dir / "log" / "api.log"
+        streams_log = data_dir / "log" / "streams.log"
         streams = spawn(
             spark_submit_argv(
                 spark.master_url,
@@ -277,15 +297,30 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
             streams_log,
             env,
         )
-        api = spawn(api_argv(), api_log, env)
-
-        def api_healthy():
-            try:
-                return requests.get(f"{api_url}/health", timeout=5).json().get("status") == "ok"
-            except (requests.RequestException, ValueError):
-                return False
-
-        wait_until("the API is healthy", api_healthy, 180, logs=(api_log,))
+        # two API hosts: data directories of their own; Kafka, the warehouse and the secrets are what they share
+        hosts = [
+            ApiHost(
+                name,
+                tmp_path / name,
+                kafka.bootstrap,
+                env["CHAT_SECRET_KEY"],
+                env={"CHAT_WAREHOUSE_DIR": str(warehouse), "CHAT_ADMIN_TOKEN": env["CHAT_ADMIN_TOKEN"]},
+            )
+            for name in ("api-1", "api-2")
+        ]
+        for host in hosts:
+            host.start()
+        for host in hosts:
+            host.wait_healthy(180)
+        balancer = Balancer(tmp_path / "haproxy", hosts)
+        balancer.start()
+        api_url = balancer.url
+        api_logs = tuple(h.log_file for h in hosts)
+        wait_until(
+            "the balancer sees both hosts healthy",
+            lambda: requests.get(f"{api_url}/health", timeout=5).status_code == 200,
+            60,
+        )
         wait_until(
             "the streams run on the cluster",
             lambda: streams.poll() is not None or (data_dir / "run" / "streams.ready").exists(),
@@ -324,6 +359,13 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         timings["broker stop"] = time.monotonic() - stopped_at
         say(f"broker {victim.node_id} (leader of chat/0) stopped after {accepted_before} accepted messages")
         time.sleep(AFTER_STOP_S)
+        victim_host, survivor = hosts
+        with traffic.lock:
+            accepted_before_kill = len(traffic.accepted)
+        killed_at = time.monotonic()
+        victim_host.kill()
+        say(f"API host {victim_host.name} killed (SIGKILL) after {accepted_before_kill} accepted messages")
+        time.sleep(AFTER_KILL_S)
         traffic.finish_writing()
         assert len(traffic.last_ids) == WRITERS
         accepted = list(traffic.accepted)
@@ -331,7 +373,18 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         after_stop = [a for a in accepted if a[2] > stopped_at + timings["broker stop"]]
         assert accepted_before > 0 and after_stop, (accepted_before, len(after_stop), traffic.statuses)
         assert len(set(accepted_ids)) == len(accepted_ids)
-        assert set(traffic.statuses) <= {202, 503}, (traffic.statuses, traffic.errors[:10])
+        # no session lost and nothing refused but by the API's "Kafka unavailable" (JSON 503) or, for
+        # requests in flight on the killed host only, by the balancer
+        answers = list(traffic.answers)
+        in_flight = [a for a in answers if a[0] <= killed_at <= a[1]]
+        # HAProxy takes a host out after two failed health checks a second apart: until then a request it
+        # sends on a pooled connection to the dead host is answered 502 (a refused one goes to the survivor)
+        until_out = [a for a in answers if killed_at < a[0] <= killed_at + CHECKS_OUT_S]
+        foreign = [a for a in answers if not (a[3] and a[2] in (200, 202, 503))]
+        assert [a for a in foreign if a not in in_flight + until_out] == [], (foreign[:10], traffic.errors[:10])
+        assert 401 not in traffic.statuses, traffic.errors[:10]
+        accepted_after_kill = [a for a in accepted if a[2] > killed_at]
+        assert accepted_after_kill and survivor.healthy(), "the surviving host carries on"
         survivors = [b.node_id for b in kafka.brokers if b is not victim]
         survivors_bootstrap = ",".join(kafka.broker(n).bootstrap for n in survivors)
         # the stopped broker is out of every ISR: the writes after the stop were acknowledged by the other two
@@ -349,7 +402,7 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
             "the reader sees every accepted message",
             lambda: wanted <= set(traffic.read_ids),
             300,
-            logs=(streams_log, api_log),
+            logs=(streams_log, *api_logs),
         )
         traffic.finish_reading()
         read = Counter(traffic.read_ids)
@@ -384,6 +437,15 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         duration = time.monotonic() - t0
         during_stop = len(accepted) - accepted_before - len(after_stop)
         print(
+            f"\nAPI hosts: {len(accepted_after_kill)} messages accepted by {survivor.name} after {victim_host.name} "
+            f"was killed; {len(in_flight)} requests were in flight at the kill and {len(until_out)} sent before the "
+            f"health checks took it out; {len([a for a in foreign if a in in_flight])} and "
+            f"{len([a for a in foreign if a in until_out])} of them answered by the balancer or failed "
+            f"({Counter(str(a[2]) for a in foreign)}); "
+            f"{sum(1 for a in answers if a[2] == 503 and a[3])} JSON 503s from the API (Kafka unavailable)",
+            flush=True,
+        )
+        print(
             f"\ncluster: {len(accepted)} messages accepted ({accepted_before} before, {during_stop} during and "
             f"{len(after_stop)} after the stop of broker {victim.node_id} of 3; "
             f"{traffic.statuses[503]} answered 503, "
@@ -395,7 +457,10 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
             flush=True,
         )
     finally:
-        stop_process_group(api, 30)
+        if balancer is not None:
+            balancer.stop()
+        for host in hosts:
+            host.stop()
         stop_spark_submit(streams)
         spark.stop()
         kafka.stop()

@@ -139,7 +139,7 @@ def test_command_module_detection_can_fail():
     assert missing_module_files(["python", "-m", "stack.no_such_module_xyz"]) != []
     assert missing_module_files(["spark-submit", "pipelines/no_such_job.py"]) != []
     # a gunicorn configuration file names the app and the worker class
-    assert project_modules(["gunicorn", "-c", "conf/gunicorn.conf.py"]) == {"api"}
+    assert project_modules(["gunicorn", "-c", "conf/gunicorn.conf.py"]) == {"api.asgi", "api.server"}
     assert project_modules(["gunicorn", "-c", "conf/no_such.conf.py"]) == set()
 
 

@@ -131,3 +131,14 @@ def test_fifty_users_for_a_minute_lose_and_duplicate_nothing(chat_stack):
         own = [i for i in u.received if i in set(u.accepted)]
         assert own == u.accepted, f"{u.name}: its own messages out of order"
     assert Counter(in_delta) == Counter(wanted), "Delta messages: missing or duplicated"
+
+
+@pytest.mark.timeout(600)
+def test_three_hundred_waiting_readers_each_get_every_message_exactly_once(chat_stack):
+    """bench/capacity.py at a small scale: 300 readers long-poll at once (raw keep-alive sockets), messages
+    are posted through the API and the relay, and every reader gets each of them once (by id)."""
+    from bench.capacity import capacity
+
+    level = capacity(chat_stack.api_url, levels=(300,), messages=3, interval_s=0.2)["levels"]["300"]
+    assert (level["readers"], level["messages"], level["missing"], level["duplicates"]) == (300, 3, 0, 0)
+    assert level["reader_errors"] == {} and level["exactly_once"]

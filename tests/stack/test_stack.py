@@ -216,7 +216,13 @@ def test_broker_is_formatted_once_and_keeps_its_data_across_restarts(tmp_path: P
     assert broker.ensure_formatted() is True
     broker.start()
     try:
-        assert create_topics(broker.bootstrap) == ["chat", "chat_controlled", "chat_notices", "chat_actions"]
+        assert create_topics(broker.bootstrap) == [
+            "chat",
+            "chat_controlled",
+            "chat_notices",
+            "chat_actions",
+            "chat_sessions",
+        ]
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
         producer.send("chat", value=b"kept").get(timeout=10)
         producer.close()

@@ -5,6 +5,7 @@ the Spark relay and the ledger replaced by in-memory stand-ins below the app.
   change): a message sent to `chat` is relayed at once to the app's feed as the relay publishes it
   on `chat_controlled` (the `message_id`, `chat_position` and `profane` headers; profane words
   masked), and a moderator's unblock on `chat_actions` becomes the ledger's "unblocked" notice.
+* `chat_sessions` is the API's own stand-in (tests/api/session_log.py), kept across a restart.
 * :meth:`LiveApi.strike` publishes a strike notice as the ledger does, with the contract's text.
 * :class:`Recorder` sits in front of the app (WSGI) and records every request and its answer.
 
@@ -18,7 +19,6 @@ import io
 import json
 import re
 import secrets
-import sqlite3
 import threading
 import time
 import uuid
@@ -39,6 +39,7 @@ from werkzeug.serving import make_server
 from api import create_app
 from api.producer import ChatProducer
 from config import contract
+from tests.api.session_log import LocalSessionLog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "moderators-token-for-the-ui-tests"
@@ -98,6 +99,7 @@ class Exchange:
     query: dict[str, str]
     token: str | None
     body: bytes
+    language: str | None = None  # the Accept-Language header
     status: int | None = None
     answer: bytes | None = None
 
@@ -126,6 +128,7 @@ class Recorder:
             query=dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)),
             token=token.strip() if scheme.lower() == "bearer" else None,
             body=body,
+            language=environ.get("HTTP_ACCEPT_LANGUAGE"),
         )
         self.exchanges.append(exchange)
 
@@ -211,6 +214,8 @@ class LiveApi:
             "WAREHOUSE_DIR": tmp_path / "warehouse",
             "SECRET_KEY": secrets.token_urlsafe(32),
             "ADMIN_TOKEN": ADMIN_TOKEN,
+            # `chat_sessions` in memory, kept across a restart as the topic is
+            "SESSION_LOG": LocalSessionLog(),
         }
         self.topics = Topics()
         self._lock = threading.Lock()
@@ -271,8 +276,9 @@ class LiveApi:
             self._batch += 1
             return self._batch
 
-    def strike(self, author: str, terms: tuple[str, ...] = ("darn",)) -> dict[str, Any]:
-        """The ledger's strike notice for a profane message of ``author`` (blocked at the limit); the notice."""
+    def strike(self, author: str, terms: tuple[str, ...] = ("darn",), text: str | None = None) -> dict[str, Any]:
+        """The ledger's strike notice for a profane message of ``author`` (blocked at the limit); the notice.
+        Its ``text`` is the contract's unless given (the UI words notices itself)."""
         with self._lock:
             strike = self._strikes[author] = self._strikes.get(author, 0) + 1
             offset = len(self.topics.chat)  # the struck message's place in `chat`
@@ -288,7 +294,7 @@ class LiveApi:
                 "limit": contract.STRIKE_LIMIT,
                 "terms": list(terms),
                 "message_id": message_id,
-                "text": contract.notice_text(kind, strike, contract.STRIKE_LIMIT, terms),
+                "text": contract.notice_text(kind, strike, contract.STRIKE_LIMIT, terms) if text is None else text,
                 "timestamp": now(),
                 "partition": 0,
                 "offset": offset,
@@ -365,9 +371,9 @@ class LiveApi:
     # -- sessions, as the app's session store has them -----------------------------------
 
     def _sessions(self) -> list[tuple[str, str, float]]:
-        path = self.app.extensions["chat_auth"].store.path
-        with sqlite3.connect(path) as db:
-            return db.execute("SELECT author, session_id, expires_at FROM sessions ORDER BY author").fetchall()
+        """(author, session id, expires at) of every session that holds a name, as `chat_sessions` says."""
+        holders = self.app.extensions["chat_auth"].store.board.holders
+        return sorted((author, h.session_id, h.expires_at) for author, h in dict(holders).items())
 
     def holders(self) -> list[str]:
         """The names held by live sessions."""
@@ -423,12 +429,13 @@ class LiveApi:
         return [e.query for e in self.recorder.requests("GET", "/messages")]
 
     def notices_requests(self) -> list[Exchange]:
-        return [e for e in list(self.recorder.exchanges) if e.method == "GET" and e.path.endswith("/notices")]
+        """Every ``POST /notices/poll``, in arrival order (its answer once it has one)."""
+        return self.recorder.requests("POST", "/notices/poll")
 
     @property
-    def notices_log(self) -> list[tuple[str, dict[str, str]]]:
-        """(author, query) of every ``GET /users/<author>/notices``."""
-        return [(e.path.removeprefix("/users/").removesuffix("/notices"), e.query) for e in self.notices_requests()]
+    def notices_log(self) -> list[dict[str, Any]]:
+        """The JSON body of every ``POST /notices/poll``: ``tokens``, and ``after`` and ``wait`` but on a first read."""
+        return [e.json() for e in self.notices_requests()]
 
     @property
     def user_uris(self) -> list[str]:

@@ -29,39 +29,58 @@ from config import contract
 from stack.broker import free_port
 from tests.ui.live_api import REPO_ROOT, LiveApi, wait_until
 from tests.ui.samples import parse
-from ui.app import BLOCKED_PLACEHOLDER, NAME_IN_USE
+from ui.i18n import Lang, translate
+from ui.models import Notice, Standing
+from ui.render import block_reason, notice_text
 
-OUTPUTS = ("connection_status", "moderation", "join_area", "join_error_text")
+OUTPUTS = ("title", "connection_status", "moderation", "intro", "join_area", "join_error_text")
+BLOCKED_PLACEHOLDER = translate("en", "chat.placeholder_blocked")
+NAME_IN_USE = translate("en", "join.name_in_use")
 
 
 def escaped(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def worded(notice: dict[str, Any], lang: Lang = "en") -> str:
+    """A notice as the UI words it (from its kind and numbers), HTML-escaped."""
+    parsed = Notice.from_json(notice)
+    assert parsed is not None
+    return escaped(notice_text(parsed).render(lang))
+
+
 def test_app_is_a_shiny_app() -> None:
     assert isinstance(ui.app.app, App)
-    page = str(ui.app.app_ui)
-    for output_id in ("join_area", "chat_area", "connection_status", "chat"):
-        assert f'id="{output_id}"' in page
+    for lang in ("es", "en"):
+        page = str(ui.app.page(lang))
+        for output_id in ("title", "intro", "join_area", "chat_area", "connection_status", "chat", "lang"):
+            assert f'id="{output_id}"' in page
+        assert f'<html lang="{lang}">' in page
+        assert f"<title>{translate(lang, 'app.title')}</title>" in page
+        assert escaped(translate(lang, "chat.placeholder_join")) in page
 
 
-def open_ws(url: str) -> ClientConnection:
+def open_ws(url: str, accept_language: str | None = None) -> ClientConnection:
     """A websocket to the app that buffers everything it receives.
 
     Shiny sends every session an update on every flush, whichever session
     caused it; with the default bounded queue a client the test stops reading
     stops reading the socket too, and then cannot see the server's close frame.
     """
-    return connect(url, max_queue=None)
+    headers = {"Accept-Language": accept_language} if accept_language else None
+    return connect(url, max_queue=None, additional_headers=headers)
 
 
 class ShinyClient:
-    """Speaks just enough of Shiny's websocket protocol to act as a browser."""
+    """Speaks just enough of Shiny's websocket protocol to act as a browser (``lang``: the switch's value
+    at the start, as a page sends it; None: like a page without the switch)."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, lang: Lang | None = None) -> None:
         self.ws = ws
         self.received: list[dict[str, Any]] = []
         init: dict[str, Any] = {"name": "", "join:shiny.action": 0}
+        if lang is not None:
+            init["lang"] = lang
         init.update({f".clientdata_output_{name}_hidden": False for name in OUTPUTS})
         self.send("init", init)
 
@@ -138,7 +157,19 @@ class ShinyClient:
         self.send("update", {"chat_user_input:shinychat.userInput": {"text": text, "attachments": [], "seq": seq}})
 
     def connected(self) -> None:
-        self.pump(lambda: "Connected" in self.output_html("connection_status"))
+        self.pump(lambda: "chat-status ok" in self.output_html("connection_status"))
+
+    def switch(self, lang: Lang) -> None:
+        self.send("update", {"lang": lang})
+
+    def input_messages(self, input_id: str) -> list[dict[str, Any]]:
+        """What the server told the page's input ``input_id`` (labels, placeholders), in order."""
+        return [
+            update["message"]
+            for m in self.received
+            for update in m.get("inputMessages") or []
+            if update.get("id") == input_id
+        ]
 
     def refused(self, text: str, seq: int) -> str:
         """Submit ``text`` as a blocked user: the UI refuses it (a marker that every earlier update has
@@ -205,8 +236,9 @@ def test_ui_end_to_end(live: LiveApi, ui_server: str) -> None:
         alice.pump(lambda: f"at most {contract.MAX_AUTHOR_CHARS}" in str(alice.output("join_error_text")))
         # a name the API refuses: its explanation, and still not joined
         alice.join("a/b", 3)
-        alice.pump(lambda: "Cannot join" in str(alice.output("join_error_text")))
-        assert alice.output("join_error_text") == f"Cannot join: {live.last_error('POST', '/sessions')}"
+        alice.pump(lambda: "cannot be used" in str(alice.output("join_error_text")))
+        assert alice.output("join_error_text") == translate("en", "join.name_rejected")
+        assert "/" in live.last_error("POST", "/sessions")  # the API refused it for its "/"
         assert alice.chat_blocks() == []
 
         alice.join("alice", 4)
@@ -244,12 +276,17 @@ def test_ui_end_to_end(live: LiveApi, ui_server: str) -> None:
         # An API error is shown to the sender, and nothing is displayed.
         alice.say("x" * (contract.MAX_DATA_CHARS + 1), 2)
         alice.pump(lambda: bool(alice.notifications()))
-        assert alice.notifications() == [f"Message not sent: {escaped(live.last_error('POST', '/messages'))}"]
+        assert alice.notifications() == [escaped(translate("en", "send.too_long", max=contract.MAX_DATA_CHARS))]
+        assert "too long" in live.last_error("POST", "/messages")
         assert alice.output_html("moderation") == ""
 
         # Mallory's third profane message: the relay's verdicts block her in the API before any notice
         # reaches her session. Her next message gets a 403: the API's explanation becomes a banner, the
         # chat is cleared for good, and later submissions are refused without reaching the API.
+        # The API tells her window of the block at once (test_the_third_strike_blocks_the_window_at_once);
+        # here her next POST gets in before that notice does, as it can on a busy machine.
+        instant = live.moderation.instant_notice
+        live.moderation.instant_notice = lambda message: None  # type: ignore[method-assign]
         mallory.join("mallory", 1)
         mallory.pump(lambda: len(mallory.chat_blocks()) == 3)
         assert mallory.output_html("moderation") == ""
@@ -258,13 +295,16 @@ def test_ui_end_to_end(live: LiveApi, ui_server: str) -> None:
             mallory.pump(lambda s=seq: f"**** {s}" in mallory.shown())  # type: ignore[misc]
         mallory.say("spam", 4)
         mallory.pump(lambda: bool(mallory.notifications()))
-        error = escaped(live.last_error("POST", "/messages"))
-        assert error.startswith("mallory is blocked")
+        assert live.last_error("POST", "/messages").startswith("mallory is blocked")
+        reason = block_reason(Standing().with_refusal())
+        error = escaped(reason.render("en"))
+        assert error.startswith(f"You are blocked after {contract.STRIKE_LIMIT} strikes")
         assert mallory.notifications() == [f"Message not sent: {error}"]
         mallory.pump(lambda: {"type": "clear"} in mallory.chat_actions())
         mallory.pump(lambda: "chat-blocked" in mallory.output_html("moderation"))
         assert error in mallory.output_html("moderation")
         assert mallory.placeholders()[-1] == BLOCKED_PLACEHOLDER
+        live.moderation.instant_notice = instant  # type: ignore[method-assign]
         posts, sent = len(live.posts), len(live.messages)
         assert mallory.refused("spam again", 5) == f"Message not sent: {error}"
         mallory.pump(lambda: mallory.chat_actions().count({"type": "remove_loading"}) == 5)
@@ -273,6 +313,26 @@ def test_ui_end_to_end(live: LiveApi, ui_server: str) -> None:
         alice.pump(lambda: "not for mallory" in alice.shown())
         mallory.refused("spam once more", 6)  # a marker behind the message's update
         assert mallory.shown() == []  # nothing appended since the clear
+
+
+def test_the_third_strike_blocks_the_window_at_once(live: LiveApi, ui_server: str) -> None:
+    """The API tells the sender of the third profane message at once, from the relay's verdict: the window
+    shows the block and clears the chat without waiting for the ledger or for another message."""
+    live.say("bob", "hello")
+    with open_ws(ui_server) as ws:
+        trudy = ShinyClient(ws)
+        trudy.join("trudy", 1)
+        trudy.pump(lambda: "hello" in trudy.shown())
+        posts = len(live.posts)
+        for seq in range(1, contract.STRIKE_LIMIT + 1):
+            trudy.say(f"darn {seq}", seq)
+        trudy.pump(lambda: "chat-blocked" in trudy.output_html("moderation"))
+        trudy.pump(lambda: {"type": "clear"} in trudy.chat_actions())
+        assert f"{contract.STRIKE_LIMIT}" in trudy.output_html("moderation")
+        assert trudy.placeholders()[-1] == BLOCKED_PLACEHOLDER
+        assert len(live.posts) == posts + contract.STRIKE_LIMIT  # told before any further message
+        # not from the ledger: it has announced nothing yet
+        assert [v for v, _ in live.topics.notices if b'"trudy"' in v] == []
 
 
 def test_ui_end_to_end_moderation(live: LiveApi, ui_server: str) -> None:
@@ -289,7 +349,7 @@ def test_ui_end_to_end_moderation(live: LiveApi, ui_server: str) -> None:
 
         # A strike from before the join sets the status but does not pop up (a notification would have
         # reached the client before the status it came with).
-        dave.pump(lambda: escaped(before["text"]) in dave.output_html("moderation"))
+        dave.pump(lambda: worded(before) in dave.output_html("moderation"))
         assert f"Strike 1 of {contract.STRIKE_LIMIT} — your message was masked" in dave.output_html("moderation")
         assert dave.notifications() == []
 
@@ -298,11 +358,12 @@ def test_ui_end_to_end_moderation(live: LiveApi, ui_server: str) -> None:
         warning = live.strike(name, terms=("<b>d*rn</b>",))
         alice.pump(lambda: bool(alice.notifications("warning")))
         alice.pump(lambda: "Strike 1 of" in alice.output_html("moderation"))
-        assert alice.notifications("warning") == [escaped(warning["text"])]
+        assert alice.notifications("warning") == [worded(warning)]
         status = alice.output_html("moderation")
         limit = contract.STRIKE_LIMIT
         assert f"⚠ Strike 1 of {limit} — your message was masked. At {limit} strikes you are blocked." in status
-        assert escaped(warning["text"]) in status and "<b>d*rn" not in status
+        assert worded(warning) in status and "<b>d*rn" not in status
+        assert "&lt;b&gt;d*rn&lt;/b&gt;" in status  # the matched term, as text
 
         # Warned users still chat...
         alice.say("sorry", 1)
@@ -319,14 +380,14 @@ def test_ui_end_to_end_moderation(live: LiveApi, ui_server: str) -> None:
         blocked = live.strike(name, terms=("heck",))
         alice.pump(lambda: "chat-blocked" in alice.output_html("moderation"))
         banner = alice.output_html("moderation")
-        assert escaped(blocked["text"]) in banner and "Strike" not in banner
+        assert worded(blocked) in banner and "Strike" not in banner
         alice.pump(lambda: bool(alice.notifications("error")))
-        assert alice.notifications("error") == [escaped(blocked["text"])]
+        assert alice.notifications("error") == [worded(blocked)]
         alice.pump(lambda: {"type": "clear"} in alice.chat_actions())
         assert alice.placeholders()[-1] == BLOCKED_PLACEHOLDER
 
         posts = len(live.posts)
-        assert alice.refused("let me back in", 2) == f"Message not sent: {escaped(blocked['text'])}"
+        assert alice.refused("let me back in", 2) == f"Message not sent: {worded(blocked)}"
         alice.pump(lambda: alice.chat_actions().count({"type": "remove_loading"}) == 2)
         assert len(live.posts) == posts  # refused in the UI: no POST reached the API
 
@@ -336,20 +397,18 @@ def test_ui_end_to_end_moderation(live: LiveApi, ui_server: str) -> None:
         alice.refused("still here?", 3)  # a marker behind the message's update
         assert alice.shown() == []
 
-        # When a session ends, so does its notices long-polling.
-        def polls(who: str) -> list[Any]:
-            return [e for e in live.notices_requests() if e.path == f"/users/{who}/notices"]
-
+        # The process reads everyone's notices in one long-poll; when a session ends, it no longer asks for her.
+        tokens = {who: live.tokens_of(who)[0] for who in (name, "carol", "dave")}
+        assert set(live.notices_log[-1]["tokens"]) == set(tokens.values())
+        assert all(len(e.json()["tokens"]) <= 3 for e in live.notices_requests())  # one stream, not one each
         ws_carol.close()
-        wait_until(lambda: ("delete", "carol") in live.session_log)  # her follower was stopped before that
-        ended = len(live.recorder.exchanges)
-        live.strike("carol")  # ends her long-poll in flight (a 401 now), which is not followed by another
-        wait_until(lambda: all(e.status is not None for e in polls("carol")))
-        dave_polls = len(polls("dave"))
-        live.strike("dave")  # a live session asks again...
-        wait_until(lambda: len(polls("dave")) > dave_polls)
-        order = {id(e): i for i, e in enumerate(live.recorder.exchanges)}
-        assert all(order[id(e)] < ended for e in polls("carol"))  # ...the ended one does not
+        wait_until(lambda: ("delete", "carol") in live.session_log)  # she was no longer followed before that
+        ended = len(live.notices_requests())
+        live.strike("carol")  # ends the long-poll in flight, which named her (refused now)...
+        wait_until(lambda: len(live.notices_requests()) > ended)
+        live.strike("dave")  # ...and the next ones ask for the others only
+        dave.pump(lambda: len(dave.notifications("warning")) == 1)
+        assert all(set(body["tokens"]) == {tokens[name], tokens["dave"]} for body in live.notices_log[ended:])
 
         # Her name is hers while her session lives: another browser cannot join as her.
         with open_ws(ui_server) as ws_again:
@@ -363,8 +422,9 @@ def test_ui_end_to_end_moderation(live: LiveApi, ui_server: str) -> None:
 
         # Once her browser session ends, her API session does too, freeing the name.
         ws_alice.close()
-        wait_until(lambda: name not in live.holders())
-        assert ("delete", name) in live.session_log
+        # the recorder logs the DELETE once its answer is written, a moment after the name is free
+        wait_until(lambda: ("delete", name) in live.session_log)
+        assert name not in live.holders()
 
         # Joining again under the same name shows the block at once, and no message.
         with open_ws(ui_server) as ws_again:
@@ -372,7 +432,7 @@ def test_ui_end_to_end_moderation(live: LiveApi, ui_server: str) -> None:
             again.connected()
             again.join(name, 1)
             again.pump(lambda: "chat-blocked" in again.output_html("moderation"))
-            again.pump(lambda: escaped(blocked["text"]) in again.output_html("moderation"))
+            again.pump(lambda: worded(blocked) in again.output_html("moderation"))
             again.pump(lambda: bool(again.placeholders()))
             assert again.placeholders()[-1] == BLOCKED_PLACEHOLDER
             refusal = again.refused("hello?", 1)
@@ -398,8 +458,8 @@ def test_ui_end_to_end_sessions(live: LiveApi, ui_server: str) -> None:
         assert "zo\u00e9" in zoe.output_html("join_area")
         assert ("open", "zo\u00e9") in live.session_log
         (token,) = live.tokens_of("zo\u00e9")
-        wait_until(lambda: token in live.requests_with("GET", "/users/zo\u00e9/notices"))
-        assert set(live.requests_with("GET", "/users/zo\u00e9/notices")) == {token}
+        wait_until(lambda: any(token in body["tokens"] for body in live.notices_log))
+        assert {t for body in live.notices_log for t in body["tokens"]} == {token}
 
         zoe.say("hello", 1)
         zoe.pump(lambda: len(zoe.chat_blocks()) == 1)
@@ -439,8 +499,9 @@ def test_ui_end_to_end_sessions(live: LiveApi, ui_server: str) -> None:
         live.open_session("zo\u00e9")
         zoe.say("am I still me?", 3)
         zoe.pump(lambda: bool(zoe.notifications("error")))
-        assert "in use by someone else" in zoe.notifications("error")[0]
+        assert zoe.notifications("error") == [escaped(translate("en", "send.session_lost"))]
         zoe.pump(lambda: "someone else has taken your name" in str(zoe.output("join_error_text")))
+        assert zoe.output("join_error_text") == translate("en", "join.session_lost")
         assert 'id="join"' in zoe.output_html("join_area")
         zoe.pump(lambda: {"type": "clear"} in zoe.chat_actions())
         assert "am I still me?" not in [m["data"] for m in live.messages]
@@ -476,7 +537,7 @@ def test_ui_end_to_end_unblocked(live: LiveApi, ui_server: str) -> None:
         lifted = live.unblock("dave")  # through the API's moderator endpoint, applied by the ledger
         assert lifted["text"] == contract.notice_text("unblocked")
         dave.pump(lambda: bool(dave.notifications("message")))
-        assert dave.notifications("message") == [escaped(lifted["text"])]
+        assert dave.notifications("message") == [worded(lifted)]
         dave.pump(lambda: dave.output_html("moderation") == "")  # no banner, no strikes
         # The chat is back, with the recent messages, and he can send again.
         dave.pump(lambda: len(dave.shown()) == 2)
@@ -490,3 +551,77 @@ def test_ui_end_to_end_unblocked(live: LiveApi, ui_server: str) -> None:
         # A new strike after the unblock counts from 1 again.
         live.strike("dave")
         dave.pump(lambda: f"Strike 1 of {contract.STRIKE_LIMIT}" in dave.output_html("moderation"))
+
+
+def test_ui_in_spanish_and_switching_language(live: LiveApi, ui_server: str) -> None:
+    """Each person reads the UI in their language: the browser's at first, the switch's after; notices
+    are worded from their code, never from the API's English text."""
+    live.say("bob", "hola a todos")
+    es_first = "es-AR,es;q=0.9,en;q=0.8"
+    with open_ws(ui_server, es_first) as ws_ana, open_ws(ui_server, es_first) as ws_ben:
+        ana = ShinyClient(ws_ana)  # no switch value yet: the browser's language decides
+        ben = ShinyClient(ws_ben, lang="en")  # the switch says English: it wins over the browser
+        ana.pump(lambda: "Conectado" in ana.output_html("connection_status"))
+        assert "Chat moderado" in ana.output_html("title")
+        intro = ana.output_html("intro")
+        assert escaped(translate("es", "intro.limit", limit=contract.STRIKE_LIMIT)) in intro
+        assert escaped(translate("es", "intro.unblock")) in intro
+        assert "Tu nombre" in ana.output_html("join_area") and "Entrar al chat" in ana.output_html("join_area")
+        ana.pump(lambda: bool(ana.placeholders()))
+        assert ana.placeholders()[-1] == translate("es", "chat.placeholder_join")
+        ben.pump(lambda: "Connected" in ben.output_html("connection_status"))
+        assert "Moderated chat" in ben.output_html("title") and "Your name" in ben.output_html("join_area")
+
+        ana.join("  ", 1)
+        ana.pump(lambda: bool(ana.output("join_error_text")))
+        assert ana.output("join_error_text") == translate("es", "join.name_empty")
+        ana.join("ana", 2)
+        ana.pump(lambda: "Estás en el chat como" in ana.output_html("join_area"))
+        assert " ".join(ana.output_html("join_area").split()) == "<p> Estás en el chat como <strong>ana</strong>. </p>"
+        ana.pump(lambda: len(ana.chat_blocks()) == 1)
+        assert ana.placeholders()[-1] == translate("es", "chat.placeholder_send", name="ana")
+
+        # A warning whose API text is not what the UI shows: it is worded from its kind and numbers.
+        wait_until(lambda: any(e.status == 200 for e in live.notices_requests()))  # her (empty) backlog is read
+        warning = live.strike("ana", terms=("mierda",), text="IGNORED: the API's English")
+        ana.pump(lambda: bool(ana.notifications("warning")))
+        assert ana.notifications("warning") == [worded(warning, "es")]
+        assert worded(warning, "es").startswith(f"Aviso: falta 1 de {contract.STRIKE_LIMIT} por «mierda».")
+        ana.pump(lambda: "Falta 1 de" in ana.output_html("moderation"))
+        assert worded(warning, "es") in ana.output_html("moderation")
+        assert "IGNORED" not in ana.output_html("moderation")
+
+        # The switch: every text follows at once, the chat stays.
+        ana.switch("en")
+        ana.pump(lambda: "Moderated chat" in ana.output_html("title"))
+        ana.pump(lambda: "Strike 1 of" in ana.output_html("moderation"))
+        assert worded(warning, "en") in ana.output_html("moderation") and "IGNORED" not in ana.output_html("moderation")
+        ana.pump(lambda: "Chatting as" in ana.output_html("join_area"))
+        ana.pump(lambda: ana.placeholders()[-1] == translate("en", "chat.placeholder_send", name="ana"))
+        assert "Messages are moderated" in ana.output_html("intro")
+        assert ana.input_messages("lang")[-1]["label"]["html"] == "Language"
+        assert ana.shown() == ["hola a todos"]  # nothing cleared or shown twice
+        # ...and the API hears the new language from her next request on.
+        second = live.strike("ana", terms=("shit",), text="IGNORED again")
+        ana.pump(lambda: len(ana.notifications("warning")) == 2)
+        assert ana.notifications("warning")[-1] == worded(second, "en")
+        sessions = [e.language for e in live.recorder.requests("POST", "/sessions") if e.status == 201]
+        assert "es" in sessions  # she joined in Spanish
+        ana.say("hello again", 1)
+        wait_until(lambda: [e.language for e in live.recorder.requests("POST", "/messages")] == ["en"])
+        assert [e.language for e in live.recorder.requests("GET", "/users/ana")] == ["es"]
+
+        # Not joined yet: the form is relabelled, not re-rendered (what was typed stays).
+        ben.send("update", {"name": "be"})
+        ben.switch("es")
+        ben.pump(lambda: bool(ben.input_messages("join")))
+        assert ben.input_messages("join")[-1]["label"]["html"] == "Entrar al chat"
+        relabelled = ben.input_messages("name")[-1]
+        assert relabelled["label"]["html"] == "Tu nombre" and "value" not in relabelled
+        assert relabelled["placeholder"] == translate("es", "join.name_placeholder", max=contract.MAX_AUTHOR_CHARS)
+        ben.pump(lambda: "Chat moderado" in ben.output_html("title"))
+        ben.join("", 1)
+        ben.pump(lambda: bool(ben.output("join_error_text")))
+        assert ben.output("join_error_text") == translate("es", "join.name_empty")
+        ben.switch("en")  # an error already shown follows the switch too
+        ben.pump(lambda: ben.output("join_error_text") == translate("en", "join.name_empty"))

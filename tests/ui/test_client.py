@@ -28,7 +28,9 @@ from ui.client import (
     send_message,
     user_url,
 )
-from ui.models import FeedMessage, UserRecord, blocked_explanation
+from ui.i18n import text
+from ui.models import FeedMessage, Standing, UserRecord
+from ui.render import block_reason
 
 
 def joined(url: str, author: str) -> ChatSession:
@@ -50,6 +52,7 @@ def test_open_session_returns_the_token_and_the_normalised_name(live: LiveApi) -
     with pytest.raises(NameInUse) as info:  # held by the first session
         session.open()
     assert str(info.value) == live.last_error("POST", "/sessions")
+    assert (info.value.status, info.value.api_error) == (409, live.last_error("POST", "/sessions"))
     assert session.token is None and live.session_log == [("open", "zo\u00e9")]
 
 
@@ -57,14 +60,16 @@ def test_open_session_errors(live: LiveApi, double: tuple[Double, str]) -> None:
     with pytest.raises(ChatApiError) as info:
         open_session(live.url, "x" * (contract.MAX_AUTHOR_CHARS + 1))
     assert str(info.value) == live.last_error("POST", "/sessions")  # the API's explanation
+    assert (info.value.status, info.value.api_error) == (400, live.last_error("POST", "/sessions"))
     assert not isinstance(info.value, NameInUse)
 
     fake, url = double
     fake.answer("POST", "/malformed/sessions", Answer(201, {"token": 5, "author": "alice"}, conforms=False))
     with pytest.raises(ChatApiError, match="malformed reply"):
         open_session(f"{url}/malformed", "alice")
-    with pytest.raises(ApiUnreachable, match="cannot reach"):
+    with pytest.raises(ApiUnreachable, match="cannot reach") as unreachable:
         open_session(f"http://127.0.0.1:{free_port()}", "alice")
+    assert unreachable.value.status is None
 
 
 def test_chat_session_close_frees_the_name_and_stays_closed(live: LiveApi) -> None:
@@ -132,7 +137,7 @@ def test_send_message_reports_the_api_error(live: LiveApi, data: str, status: in
         send_message(joined(live.url, "alice"), data)
     error = live.last_error("POST", "/messages")
     assert str(info.value) == f"Message not sent: {error}"
-    assert (info.value.status, info.value.api_error) == (status, error)
+    assert (info.value.problem, info.value.status, info.value.api_error) == ("refused", status, error)
     assert not info.value.blocked and not info.value.session_lost
     assert live.messages == []
 
@@ -171,7 +176,7 @@ def test_send_message_when_the_name_was_taken_meanwhile(live: LiveApi) -> None:
     live.open_session("alice")  # someone else is alice now
     with pytest.raises(SendError) as info:
         send_message(session, "hi")
-    assert info.value.session_lost and not info.value.blocked
+    assert info.value.session_lost and not info.value.blocked and info.value.problem == "session_lost"
     assert "your session expired" in str(info.value) and "in use by someone else" in str(info.value)
     assert len(live.requests_with("POST", "/messages")) == 1  # no retry without a session
     assert live.messages == []
@@ -207,7 +212,7 @@ def test_send_message_when_the_api_does_not_answer_in_time(double: tuple[Double,
     with pytest.raises(SendError) as info:
         send_message(session, "hi", timeout=0.2)
     assert str(info.value) == f"The chat server at {url} did not answer in time; your message may not have been sent."
-    assert info.value.status is None
+    assert info.value.status is None and info.value.problem == "timeout"
 
 
 def test_send_message_when_the_api_is_unreachable() -> None:
@@ -215,7 +220,7 @@ def test_send_message_when_the_api_is_unreachable() -> None:
     with pytest.raises(SendError) as info:
         send_message(ChatSession(url, "alice"), "hi")
     assert str(info.value) == f"Cannot reach the chat server at {url}. Your message was not sent."
-    assert info.value.status is None and not info.value.blocked
+    assert info.value.status is None and not info.value.blocked and info.value.problem == "unreachable"
 
 
 # -- looking up a user ---------------------------------------------------------------------
@@ -268,10 +273,14 @@ def test_fetch_user_blocked_is_worded_as_the_api_refuses_them(live: LiveApi) -> 
     record = fetch_user(live.url, "mallory")
     assert record.is_blocked and record.strikes == contract.STRIKE_LIMIT
     assert record.blocked_at == notices[-1]["timestamp"]
-    # the UI's wording from the record alone is the API's own 403
+    # the UI's wording from the record alone says what the API's own 403 says: since when, after how many strikes
+    assert block_reason(Standing().with_user(record)) == text(
+        "blocked.reason_since", strikes=contract.STRIKE_LIMIT, since=record.blocked_at
+    )
     with pytest.raises(SendError):
         send_message(joined(live.url, "mallory"), "hi")
-    assert blocked_explanation(record) == live.last_error("POST", "/messages")
+    error = live.last_error("POST", "/messages")
+    assert f"since {record.blocked_at} UTC" in error and f"after {contract.STRIKE_LIMIT} strikes" in error
 
 
 def test_fetch_user_errors(live: LiveApi, double: tuple[Double, str]) -> None:
@@ -286,6 +295,7 @@ def test_fetch_user_errors(live: LiveApi, double: tuple[Double, str]) -> None:
     with pytest.raises(ChatApiError) as info:
         fetch_user(live.url, "alice")
     assert str(info.value) == f"HTTP 500 from GET /users/<author>: {live.last_error('GET', '/users/alice')}"
+    assert (info.value.status, info.value.api_error) == (500, live.last_error("GET", "/users/alice"))
     with pytest.raises(ChatApiError, match="cannot reach"):
         fetch_user(f"http://127.0.0.1:{free_port()}", "alice")
 
@@ -294,3 +304,39 @@ def test_the_double_keeps_the_contract_where_it_should() -> None:
     """The double's own sign-in answer is a valid POST /sessions answer (the check behind every double)."""
     assert schema_errors(session_grant("alice"), "/sessions", "post", 201) == []
     assert schema_errors({"token": 5, "author": "alice"}, "/sessions", "post", 201) != []
+
+
+# -- the user's language -------------------------------------------------------------------------
+
+
+def test_every_request_for_a_user_says_their_language(live: LiveApi) -> None:
+    """Accept-Language goes with each request the UI makes for a user, and follows a switch."""
+    session = ChatSession(live.url, "alice", language="es")
+    session.open()
+    send_message(session, "hola")
+    session.request("GET", user_url(live.url, "alice", "notices"), timeout=5).close()
+    fetch_user(live.url, "alice", language=session.language)
+    session.language = "en"  # the user switched
+    send_message(session, "hello")
+    live.expire("alice")
+    send_message(session, "renewed")  # the 401, a new session, the retry: all in English
+    session.close()
+    assert [(e.method, e.path, e.language) for e in live.recorder.exchanges] == [
+        ("POST", "/sessions", "es"),
+        ("POST", "/messages", "es"),
+        ("GET", "/users/alice/notices", "es"),
+        ("GET", "/users/alice", "es"),
+        ("POST", "/messages", "en"),
+        ("POST", "/messages", "en"),
+        ("POST", "/sessions", "en"),
+        ("POST", "/messages", "en"),
+        ("DELETE", "/sessions", "en"),
+    ]
+
+
+def test_a_session_without_a_language_sends_none(live: LiveApi) -> None:
+    """The feed's own reader is nobody: no Accept-Language (requests' default is none)."""
+    session = joined(live.url, "ui-reader-0a1b2c3d")
+    session.request("GET", f"{live.url}/messages", timeout=5).close()
+    session.close()
+    assert [e.language for e in live.recorder.exchanges] == [None, None, None]

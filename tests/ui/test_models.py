@@ -9,7 +9,7 @@ import pytest
 
 from config import contract
 from tests.ui.samples import msg, notice
-from ui.models import FeedMessage, MessageStore, Notice, NoticeKind, Standing, UserRecord, blocked_explanation
+from ui.models import FeedMessage, FeedStatus, MessageStore, Notice, NoticeKind, Standing, UserRecord
 
 LIMIT = contract.STRIKE_LIMIT
 
@@ -101,9 +101,15 @@ def test_notice_from_json() -> None:
     assert set(get_args(NoticeKind)) == set(contract.NOTICE_KINDS)  # the type names the contract's kinds
     for kind in contract.NOTICE_KINDS:  # and every kind of the contract is understood
         assert Notice.from_json({**good, "kind": kind}) is not None
+    # A kind the UI does not know yet is kept (it is shown with the API's text), neither a block nor an unblock.
+    future = Notice.from_json({**good, "kind": "appeal_rejected"})
+    assert future is not None and future.kind == "appeal_rejected" and future.text == "careful"
+    assert not future.blocked and not future.unblocked
     for broken in (
         {**good, "id": ""},
-        {**good, "kind": "ban"},
+        {**good, "kind": ""},
+        {**good, "kind": 5},
+        {k: v for k, v in good.items() if k != "kind"},
         {**good, "strike": "1"},
         {**good, "strike": True},
         {**good, "text": None},
@@ -124,11 +130,10 @@ def test_user_record_from_json() -> None:
     assert UserRecord.from_json(None) is None
 
 
-def test_blocked_explanation_is_the_apis_wording_with_at_least_the_limit() -> None:
-    record = UserRecord("alice", LIMIT, True, "2024-05-01 12:00:00")
-    assert blocked_explanation(record) == contract.blocked_error("alice", LIMIT, "2024-05-01 12:00:00")
-    # a record that lags behind the block still says the user reached the limit
-    assert blocked_explanation(UserRecord("bob", 1, True)) == contract.blocked_error("bob", LIMIT, None)
+def test_feed_status_is_connected_only_when_connected() -> None:
+    assert FeedStatus("connected").connected
+    for state in ("connecting", "unreachable", "malformed", "problem"):
+        assert not FeedStatus(state).connected  # type: ignore[arg-type]
 
 
 # -- the Standing fold ---------------------------------------------------------------------
@@ -152,24 +157,26 @@ def test_standing_blocked_by_a_notice() -> None:
     blocking = notice(3, "blocked", LIMIT)
     standing = Standing().with_notice(blocking)
     assert standing.blocked and standing.strikes == LIMIT
-    assert standing.reason == blocking.text == contract.notice_text("blocked", LIMIT, LIMIT, ("darn",))
-    assert standing.reason_source == "notice"
+    assert (standing.block_notice, standing.reason_source) == (blocking, "notice")
     # A block is final, and the notice's explanation is the best one.
     assert standing.with_notice(notice(4)).blocked
-    assert standing.with_refusal("alice", "refused").reason == blocking.text
+    assert standing.with_refusal() == standing
     blocked_record = UserRecord("alice", LIMIT, True, "2024-05-01 12:00:00")
-    assert standing.with_user(blocked_record).reason == blocking.text
+    assert standing.with_user(blocked_record) == standing
 
 
 def test_standing_blocked_by_the_record_then_better_explained() -> None:
     record = UserRecord("alice", LIMIT, True, "2024-05-01 12:00:00")
     standing = Standing().with_user(record)
     assert standing.blocked and standing.reason_source == "record"
-    assert standing.reason == contract.blocked_error("alice", LIMIT, "2024-05-01 12:00:00")
-    refused = standing.with_refusal("alice", "the API says no")
-    assert (refused.reason, refused.reason_source) == ("the API says no", "refusal")
-    noticed = refused.with_notice(notice(3, "blocked", LIMIT, "blocked for darn"))
-    assert (noticed.reason, noticed.reason_source) == ("blocked for darn", "notice")
+    assert (standing.blocked_at, standing.block_notice) == ("2024-05-01 12:00:00", None)
+    # a record that lags behind the block still counts the user at the limit
+    assert Standing().with_user(UserRecord("bob", 1, True)).strikes == LIMIT
+    refused = standing.with_refusal()
+    assert refused.blocked and refused.reason_source == "refusal"
+    blocking = notice(3, "blocked", LIMIT, "blocked for darn")
+    noticed = refused.with_notice(blocking)
+    assert (noticed.block_notice, noticed.reason_source) == (blocking, "notice")
 
 
 @pytest.mark.parametrize(
@@ -177,7 +184,7 @@ def test_standing_blocked_by_the_record_then_better_explained() -> None:
     [
         Standing().with_notices([notice(1), notice(2, strike=2), notice(3, "blocked", LIMIT)]),
         Standing().with_user(UserRecord("alice", LIMIT, True, "2024-05-01 12:00:00")),
-        Standing(strikes=1).with_refusal("alice", "refused"),
+        Standing(strikes=1).with_refusal(),
     ],
     ids=["notice", "record", "refusal"],
 )
@@ -189,8 +196,9 @@ def test_standing_unblocked_starts_again_from_no_strikes(blocked: Standing) -> N
     # From there on, strikes count again from 1 and can block anew.
     standing = standing.with_notice(notice(5, strike=1))
     assert standing.strikes == 1 and not standing.blocked
-    again = standing.with_notice(notice(6, "blocked", LIMIT, "blocked again"))
-    assert again.blocked and again.reason == "blocked again"
+    blocking = notice(6, "blocked", LIMIT, "blocked again")
+    again = standing.with_notice(blocking)
+    assert again.blocked and again.block_notice == blocking
 
 
 def test_standing_folds_a_backlog_that_ends_in_an_unblock() -> None:
@@ -200,8 +208,14 @@ def test_standing_folds_a_backlog_that_ends_in_an_unblock() -> None:
     assert Standing().with_notices(backlog[:3]).blocked  # order matters: the newest decides
 
 
-def test_standing_blocked_by_a_refusal_without_text() -> None:
-    standing = Standing(strikes=1).with_refusal("alice", None)
+def test_standing_blocked_by_a_refusal() -> None:
+    standing = Standing(strikes=1).with_refusal()
     assert standing.blocked and standing.strikes == LIMIT
-    # the API's own wording, as far as the session knows (no time)
-    assert standing.reason == contract.blocked_error("alice", LIMIT, None)
+    assert (standing.reason_source, standing.block_notice, standing.blocked_at) == ("refusal", None, None)
+
+
+def test_standing_takes_a_notice_of_an_unknown_kind_as_news_only() -> None:
+    warned = Standing().with_notice(notice(1))
+    future = Notice("n9", "alice", "appeal_rejected", 1, LIMIT, "Your appeal was rejected.", "2024-05-01 12:03:04")
+    standing = warned.with_notice(future)
+    assert (standing.strikes, standing.blocked, standing.latest) == (1, False, future)

@@ -11,17 +11,21 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import uvicorn
 
+from api.asgi import ChatAsgi
+from config import contract
 from stack.broker import free_port
 from tests.ui.live_api import Answer, Double, LiveApi, schema_errors, wait_until
 from tests.ui.samples import AWKWARD_NAMES
-from tests.ui.test_client import assert_one_segment, joined
+from tests.ui.test_client import joined
 from ui.client import ChatSession
-from ui.models import FeedMessage, MessageStore, Notice, NoticeBatch
-from ui.poller import FeedPoller, LongPoller, NoticeFollower
+from ui.models import FeedMessage, FeedStatus, MessageStore, Notice, NoticeBatch
+from ui.poller import FeedPoller, LongPoller, NoticeStream
 
 LOGGER = "ui.poller"
 T = TypeVar("T")
@@ -58,24 +62,24 @@ def test_poller_reads_history_then_long_polls_with_the_cursor(live: LiveApi) -> 
     live.say("bob", "second")
     poller = make_poller(live.url)
     try:
-        assert poller.status().connected is False
+        assert poller.status() == FeedStatus("connecting")
         assert poller.poll_once() == (2, 0.0)
         assert live.get_log[-1] == {}  # the tail: no cursor yet
         assert data(poller) == ["first", "second"]
         assert poller.store.messages()[0].id == first
-        assert poller.cursor == live.feed.cursor(2)
+        assert poller.cursor == live.feed.cursor({0: 2})
         assert poller.status().connected is True
 
         live.say("carol", "third")
         assert poller.poll_once() == (1, 0.0)
-        assert live.get_log[-1] == {"after": live.feed.cursor(2), "wait": "1"}
+        assert live.get_log[-1] == {"after": live.feed.cursor({0: 2}), "wait": "1"}
         assert data(poller) == ["first", "second", "third"]
-        assert poller.cursor == live.feed.cursor(3)
+        assert poller.cursor == live.feed.cursor({0: 3})
 
         # Nothing new: the long-poll times out with an empty list, cursor kept.
         assert poller.poll_once() == (0, 0.0)
-        assert live.get_log[-1]["after"] == live.feed.cursor(3)
-        assert len(poller.store) == 3 and poller.cursor == live.feed.cursor(3)
+        assert live.get_log[-1]["after"] == live.feed.cursor({0: 3})
+        assert len(poller.store) == 3 and poller.cursor == live.feed.cursor({0: 3})
     finally:
         poller.stop()
 
@@ -160,8 +164,8 @@ def test_poller_store_is_bounded(live: LiveApi) -> None:
 
 
 def test_poller_carries_on_after_an_api_restart(live: LiveApi) -> None:
-    """A cursor from before a restart is answered from the oldest message kept: what the poller already
-    has is dropped by the store, and only what it missed is new."""
+    """A cursor from before a restart names positions in Kafka: the restarted API answers exactly what came
+    after it, nothing the poller already has."""
     for i in range(3):
         live.say("alice", f"m{i}")
     poller = make_poller(live.url)
@@ -172,11 +176,10 @@ def test_poller_carries_on_after_an_api_restart(live: LiveApi) -> None:
         live.say("bob", "missed")
         assert poller.poll_once() == (1, 0.0)  # no error, no back-off
         assert live.get_log[-1]["after"] == before
-        # the API answered the whole kept tail again, the store kept each message once
         (answer,) = [e for e in live.recorder.requests("GET", "/messages") if e.query.get("after") == before]
-        assert [m["data"] for m in answer.answer_json()["messages"]] == ["m0", "m1", "m2", "missed"]
+        assert [m["data"] for m in answer.answer_json()["messages"]] == ["missed"]
         assert data(poller) == ["m0", "m1", "m2", "missed"] and poller.store.version() == 4
-        assert poller.cursor == live.feed.cursor(4) and poller.status().connected
+        assert poller.cursor == live.feed.cursor({0: 4}) and poller.status().connected
     finally:
         poller.stop()
 
@@ -196,7 +199,7 @@ def test_poller_drops_a_cursor_the_api_rejects(live: LiveApi, caplog: pytest.Log
 
         assert poller.poll_once() == (1, 0.0)
         assert live.get_log[-1] == {}  # re-read the tail
-        assert poller.cursor == live.feed.cursor(2)
+        assert poller.cursor == live.feed.cursor({0: 2})
         assert data(poller) == ["before", "missed"]
     finally:
         poller.stop()
@@ -213,7 +216,7 @@ def test_poller_backs_off_on_errors_and_recovers(live: LiveApi, caplog: pytest.L
         error = live.last_error("GET", "/messages")
         assert "HTTP 500" in caplog.text and error in caplog.text
         status = poller.status()
-        assert status.connected is False and error in status.detail
+        assert status == FeedStatus("problem", error)
         assert len(poller.store) == 0
 
         assert poller.poll_once() == (1, 0.0)  # recovered
@@ -234,8 +237,7 @@ def test_poller_survives_an_unreachable_api(caplog: pytest.LogCaptureFixture) ->
             assert poller.poll_once() == (None, 1.0)
         assert "cannot reach" in caplog.text
         status = poller.status()
-        assert status.connected is False
-        assert "Cannot reach the chat server" in status.detail and url in status.detail
+        assert status == FeedStatus("unreachable")
     finally:
         poller.stop()
 
@@ -247,7 +249,7 @@ def test_poller_backs_off_on_a_malformed_reply(double: tuple[Double, str]) -> No
     try:
         assert poller.poll_once() == (None, 1.0)
         status = poller.status()
-        assert status.connected is False and status.detail == "The chat server sent an unexpected reply."
+        assert status == FeedStatus("malformed")
     finally:
         poller.stop()
 
@@ -320,188 +322,271 @@ def test_poller_can_be_started_again_under_a_new_session(live: LiveApi) -> None:
         poller.stop(timeout=None)
 
 
-# -- the notice follower ------------------------------------------------------------------------
+# -- the notice stream --------------------------------------------------------------------------
 
 
-def make_follower(url: str, author: str = "alice", **kwargs: Any) -> NoticeFollower:
-    """A follower for ``author``, whose session its first request opens."""
+def make_stream(url: str, **kwargs: Any) -> NoticeStream:
     options: dict[str, Any] = {"wait": 1, "backoff_initial": 1.0, "backoff_max": 8.0}
     options.update(kwargs)
-    return NoticeFollower(ChatSession(url, author), **options)
+    return NoticeStream(url, **options)
 
 
-def test_follower_reads_the_backlog_then_long_polls_with_the_cursor(live: LiveApi) -> None:
+def follow(stream: NoticeStream, session: ChatSession) -> list[NoticeBatch]:
+    """Follow ``session``'s user; the list their batches go to."""
+    batches: list[NoticeBatch] = []
+    stream.follow(session, batches.append)
+    return batches
+
+
+def delivered(stream: NoticeStream) -> dict[str, list[NoticeBatch]]:
+    """One ``poll_once``, delivered as the thread would: each author's batches."""
+    result, delay = stream.poll_once()
+    assert delay == 0.0
+    stream.deliver(result)
+    return {followed.author: [batch] for followed, batch in result or ()}
+
+
+def test_stream_reads_the_backlog_then_long_polls_with_the_cursor(live: LiveApi) -> None:
     first = live.strike("alice")
     live.strike("bob")
-    follower = make_follower(live.url)
+    alice = joined(live.url, "alice")
+    stream = make_stream(live.url)
     board = live.moderation.notices
     try:
-        batch, delay = follower.poll_once()
+        batches = follow(stream, alice)
+        result, delay = stream.poll_once()
         assert delay == 0.0
-        assert live.notices_log[-1] == ("alice", {})  # no cursor, no wait: returns at once
-        assert batch is not None and batch.backlog is True
-        assert [n.id for n in batch.notices] == [first["id"]]
-        assert batch.notices[0] == Notice.from_json(first)
-        assert follower.cursor == board.cursor(1)
+        assert live.notices_log[-1] == {"tokens": [alice.token]}  # no cursor, no wait: returns at once
+        assert result is not None and len(result) == 1
+        followed, batch = result[0]
+        assert followed.author == "alice" and batch.backlog is True
+        assert batch.notices == (Notice.from_json(first),)
+        head = board.cursor({})  # the board's cursor past everything it has read
+        assert stream.cursor == head
 
+        stream.deliver(result)
         second = live.strike("alice")
-        batch, delay = follower.poll_once()
-        assert live.notices_log[-1] == ("alice", {"after": board.cursor(1), "wait": "1"})
-        assert batch == NoticeBatch((Notice.from_json(second),), backlog=False)  # type: ignore[arg-type]
-        assert follower.cursor == board.cursor(3)
+        assert delivered(stream) == {"alice": [NoticeBatch((Notice.from_json(second),), backlog=False)]}  # type: ignore[arg-type]
+        assert live.notices_log[-1] == {"tokens": [alice.token], "after": head, "wait": 1}
+        assert stream.cursor == board.cursor({}) != head
+        assert [b.backlog for b in batches] == [True, False]
 
         # Nothing new (bob's strike is not alice's): the long-poll times out.
         live.strike("bob")
-        assert follower.poll_once() == (None, 0.0)
-        assert follower.cursor == board.cursor(4)
-    finally:
-        follower.stop()
-
-
-def test_follower_reads_with_the_users_token(live: LiveApi) -> None:
-    session = joined(live.url, "alice")
-    live.strike("alice")
-    follower = NoticeFollower(session, wait=1)
-    try:
-        batch, _ = follower.poll_once()
-        follower.poll_once()
-        assert batch is not None and len(batch.notices) == 1
-        assert live.requests_with("GET", "/users/alice/notices") == [session.token] * 2
+        assert stream.poll_once() == (None, 0.0)
+        assert stream.cursor == board.cursor({})
         assert live.session_log == [("open", "alice")]  # the join's session, no other
     finally:
-        follower.stop()
+        stream.stop()
 
 
-def test_follower_renews_an_expired_session_and_retries(live: LiveApi) -> None:
-    session = joined(live.url, "alice")
-    old = session.token
-    follower = NoticeFollower(session, wait=1)
+def test_stream_reads_every_followed_user_in_one_request(live: LiveApi) -> None:
+    sessions = {name: joined(live.url, name) for name in ("alice", "bob", "carol")}
+    stream = make_stream(live.url)
     try:
-        follower.poll_once()
+        batches = {name: follow(stream, session) for name, session in sessions.items()}
+        stream.deliver(stream.poll_once()[0])  # the (empty) backlogs
+        struck = {name: live.strike(name) for name in ("alice", "bob", "someone else")}
+        result, _ = stream.poll_once()
+        stream.deliver(result)
+        assert live.notices_log[-1]["tokens"] == [s.token for s in sessions.values()]
+        assert len(live.notices_requests()) == 2
+        assert {name: [n.id for b in got for n in b.notices] for name, got in batches.items()} == {
+            "alice": [struck["alice"]["id"]],
+            "bob": [struck["bob"]["id"]],
+            "carol": [],
+        }
+        assert all(not b.backlog for got in batches.values() for b in got)
+    finally:
+        stream.stop()
+
+
+def test_stream_backlog_may_be_empty(live: LiveApi) -> None:
+    stream = make_stream(live.url)
+    try:
+        follow(stream, joined(live.url, "alice"))
+        assert stream.poll_once() == (None, 0.0)
+        live.strike("alice")
+        result, _ = stream.poll_once()
+        assert result is not None and result[0][1].backlog is False  # arrived after following started
+    finally:
+        stream.stop()
+
+
+def test_stream_without_users_sends_nothing(live: LiveApi) -> None:
+    stream = make_stream(live.url)
+    alice = joined(live.url, "alice")
+    try:
+        assert stream.poll_once() == (None, 0.0)
+        followed = stream.follow(alice, lambda batch: None)
+        stream.poll_once()
+        stream.unfollow(followed)
+        live.strike("alice")
+        assert stream.poll_once() == (None, 0.0)
+        assert len(live.notices_requests()) == 1
+    finally:
+        stream.stop()
+
+
+def test_stream_long_poll_brings_a_notice_that_arrives_while_it_waits(live: LiveApi) -> None:
+    stream = make_stream(live.url, wait=30)
+    try:
+        follow(stream, joined(live.url, "alice"))
+        stream.poll_once()
+        result, delay = poll_while(stream, lambda: len(live.notices_log) == 2, lambda: live.strike("alice"))
+        assert live.notices_log[-1]["wait"] == 30 and delay == 0.0
+        assert result is not None and result[0][1].notices[0].strike == 1
+    finally:
+        stream.stop()
+
+
+def test_following_someone_cuts_the_long_poll_in_flight(live: LiveApi) -> None:
+    """A newcomer need not wait for the others' long-poll to end: it is cut, and the next request, without a
+    cursor, brings their backlog; nobody is told a notice twice."""
+    live.strike("alice")
+    bob_backlog = live.strike("bob")
+    stream = make_stream(live.url, wait=30)
+    stream.start()
+    try:
+        alice = follow(stream, joined(live.url, "alice"))
+        wait_until(lambda: any("wait" in body for body in live.notices_log))
+        waiting = live.notices_requests()[-1]
+        bob = follow(stream, joined(live.url, "bob"))
+        wait_until(lambda: len(bob) == 1)
+        assert waiting.status is None  # the API is still holding the long-poll that was cut
+        assert bob == [NoticeBatch((Notice.from_json(bob_backlog),), backlog=True)]  # type: ignore[arg-type]
+        after_cut = live.notices_log[live.notices_requests().index(waiting) + 1]
+        assert "after" not in after_cut and len(after_cut["tokens"]) == 2
+
+        live.strike("bob")
+        live.strike("alice")
+        wait_until(lambda: len(bob) == 2 and len(alice) == 2)
+        assert [b.backlog for b in alice] == [True, False] and [b.backlog for b in bob] == [True, False]
+        assert [n.strike for b in alice for n in b.notices] == [1, 2]
+    finally:
+        stream.stop()
+        live.release()  # end the long-polls the API still holds
+
+
+def test_stream_renews_an_expired_session_and_delivers_what_was_missed(live: LiveApi) -> None:
+    alice = joined(live.url, "alice")
+    old = alice.token
+    stream = make_stream(live.url)
+    try:
+        batches = follow(stream, alice)
+        stream.poll_once()
         live.expire("alice")
         missed = live.strike("alice")
-        batch, delay = follower.poll_once()
-        assert delay == 0.0
-        assert batch is not None and [n.id for n in batch.notices] == [missed["id"]]
+        assert stream.poll_once() == (None, 0.0)  # refused: renewed, and read again from the start
+        assert live.notices_requests()[-1].answer_json()["refused"] == [0]
+        stream.deliver(stream.poll_once()[0])
         (new,) = live.tokens_of("alice")
-        assert live.requests_with("GET", "/users/alice/notices") == [old, old, new]
+        assert [body["tokens"] for body in live.notices_log] == [[old], [old], [new]]
+        assert "after" not in live.notices_log[-1]
+        assert [(b.backlog, [n.id for n in b.notices]) for b in batches] == [(False, [missed["id"]])]
     finally:
-        follower.stop()
+        stream.stop()
 
 
-def test_follower_stops_when_the_session_is_lost(live: LiveApi, caplog: pytest.LogCaptureFixture) -> None:
-    session = joined(live.url, "alice")
-    batches: list[NoticeBatch] = []
-    follower = NoticeFollower(session, wait=1, on_batch=batches.append)
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
-        follower.start()
-        wait_until(lambda: any("after" in q for _, q in live.notices_log))
+def test_stream_stops_following_a_user_whose_name_is_taken(live: LiveApi, caplog: pytest.LogCaptureFixture) -> None:
+    alice, bob = joined(live.url, "alice"), joined(live.url, "bob")
+    stream = make_stream(live.url)
+    try:
+        alice_batches, bob_batches = follow(stream, alice), follow(stream, bob)
+        stream.poll_once()
         live.expire("alice")
         live.open_session("alice")  # someone else is alice now
-        # the long-poll in flight ends with a 401 (the API checks the session again), the renewal finds
-        # the name taken, and the follower stops
-        wait_until(lambda: not follower.running)
-    assert "no longer followed" in caplog.text and "in use by someone else" in caplog.text
-    assert len(live.tokens_of("alice")) == 1  # the other person's session only
-    live.strike("alice")  # theirs: never reaches this follower, whose thread has ended
-    assert batches == []
-
-
-def test_follower_backlog_may_be_empty(live: LiveApi) -> None:
-    follower = make_follower(live.url)
-    try:
-        assert follower.poll_once() == (None, 0.0)
-        live.strike("alice")
-        batch, _ = follower.poll_once()
-        assert batch is not None and batch.backlog is False  # arrived after following started
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            stream.poll_once()
+        assert "no longer followed" in caplog.text and "in use by someone else" in caplog.text
+        assert [f.author for f in stream.followed] == ["bob"]
+        assert len(live.tokens_of("alice")) == 1  # the other person's session only
+        live.strike("alice")  # theirs: never reaches the user who lost the name
+        live.strike("bob")
+        stream.deliver(stream.poll_once()[0])
+        assert live.notices_log[-1]["tokens"] == [bob.token]
+        assert alice_batches == [] and [n.author for b in bob_batches for n in b.notices] == ["bob"]
     finally:
-        follower.stop()
+        stream.stop()
 
 
-def test_follower_long_poll_brings_a_notice_that_arrives_while_it_waits(live: LiveApi) -> None:
-    follower = make_follower(live.url, wait=30)
-    try:
-        follower.poll_once()
-        batch, delay = poll_while(follower, lambda: len(live.notices_log) == 2, lambda: live.strike("alice"))
-        assert live.notices_log[-1][1]["wait"] == "30" and delay == 0.0
-        assert batch is not None and batch.notices[0].strike == 1
-    finally:
-        follower.stop()
-
-
-def test_follower_drops_a_rejected_cursor_and_delivers_each_notice_once(
+def test_stream_drops_a_rejected_cursor_and_delivers_each_notice_once(
     live: LiveApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = live.strike("alice")
-    follower = make_follower(live.url)
+    stream = make_stream(live.url)
     try:
-        follower.poll_once()
-        follower.cursor = "not-a-cursor"  # as if another API had issued it
+        follow(stream, joined(live.url, "alice"))
+        stream.poll_once()
+        stream.cursor = "not-a-cursor"  # as if another API had issued it
         missed = live.strike("alice")
         with caplog.at_level(logging.WARNING, logger=LOGGER):
-            batch, delay = follower.poll_once()
-        assert batch is None and 0 < delay <= follower.backoff_initial
-        assert follower.cursor is None
+            result, delay = stream.poll_once()
+        assert result is None and 0 < delay <= stream.backoff_initial
+        assert stream.cursor is None
         assert "rejected" in caplog.text and live.notices_requests()[-1].answer_json()["error"] in caplog.text
 
-        batch, delay = follower.poll_once()
-        assert live.notices_log[-1] == ("alice", {})  # read again from the start
+        result, delay = stream.poll_once()
+        assert "after" not in live.notices_log[-1]  # read again from the start
         # Both notices came back; only the one not delivered before is new.
-        assert batch is not None and [n.id for n in batch.notices] == [missed["id"]]
-        assert batch.backlog is False and delay == 0.0
-        assert first["id"] != missed["id"] and follower.cursor == live.moderation.notices.cursor(2)
+        assert result is not None and [n.id for n in result[0][1].notices] == [missed["id"]]
+        assert result[0][1].backlog is False and delay == 0.0
+        assert first["id"] != missed["id"] and stream.cursor == live.moderation.notices.cursor({})
     finally:
-        follower.stop()
+        stream.stop()
 
 
-def test_follower_carries_on_after_an_api_restart(live: LiveApi) -> None:
-    """A cursor from before a restart reads the kept notices again; each is still delivered once."""
+def test_stream_carries_on_after_an_api_restart(live: LiveApi) -> None:
+    """A cursor from before a restart names positions in Kafka: the restarted API answers only what came
+    after it; each notice is delivered once."""
     live.strike("alice")
-    follower = make_follower(live.url)
+    stream = make_stream(live.url)
     try:
-        follower.poll_once()
+        follow(stream, joined(live.url, "alice"))
+        stream.poll_once()
         live.restart()
         missed = live.strike("alice")
-        batch, delay = follower.poll_once()
-        assert delay == 0.0 and batch is not None
-        assert [n.id for n in batch.notices] == [missed["id"]] and not batch.backlog
-        assert [n["id"] for n in live.notices_requests()[-1].answer_json()["notices"]][-1] == missed["id"]
-        assert len(live.notices_requests()[-1].answer_json()["notices"]) == 2
+        result, delay = stream.poll_once()
+        assert delay == 0.0 and result is not None
+        assert [n.id for n in result[0][1].notices] == [missed["id"]] and not result[0][1].backlog
+        assert [n["id"] for n in live.notices_requests()[-1].answer_json()["notices"]] == [missed["id"]]
     finally:
-        follower.stop()
+        stream.stop()
 
 
-def test_follower_backs_off_on_errors(live: LiveApi, caplog: pytest.LogCaptureFixture) -> None:
+def test_stream_backs_off_on_errors(live: LiveApi, caplog: pytest.LogCaptureFixture) -> None:
     live.strike("alice")
-    live.fail_next(live.moderation.notices, "read", 3)
-    follower = make_follower(live.url, backoff_initial=1.0, backoff_max=2.0)
+    live.fail_next(live.moderation.notices, "read_many", 3)
+    stream = make_stream(live.url, backoff_initial=1.0, backoff_max=2.0)
     try:
+        follow(stream, joined(live.url, "alice"))
         with caplog.at_level(logging.WARNING, logger=LOGGER):
-            results = [follower.poll_once() for _ in range(3)]
+            results = [stream.poll_once() for _ in range(3)]
         assert results == [(None, 1.0), (None, 2.0), (None, 2.0)]
         assert "HTTP 500" in caplog.text and live.notices_requests()[-1].answer_json()["error"] in caplog.text
-        batch, delay = follower.poll_once()  # recovered: the backlog, still
-        assert batch is not None and batch.backlog and delay == 0.0
+        result, delay = stream.poll_once()  # recovered: the backlog, still
+        assert result is not None and result[0][1].backlog and delay == 0.0
     finally:
-        follower.stop()
+        stream.stop()
 
 
-def test_follower_survives_malformed_and_unreachable(double: tuple[Double, str]) -> None:
+def test_stream_survives_malformed_and_unreachable(double: tuple[Double, str]) -> None:
     fake, url = double
-    body = {"author": "alice", "notices": {"not": "a list"}}
-    fake.answer("GET", "/users/<author>/notices", Answer(200, body, conforms=False))
+    body = {"notices": {"not": "a list"}, "cursor": "c", "authors": [], "refused": []}
+    fake.answer("POST", "/notices/poll", Answer(200, body, conforms=False))
     for base in (url, f"http://127.0.0.1:{free_port()}"):
-        follower = make_follower(base, backoff_initial=0.5)
+        stream = make_stream(base, backoff_initial=0.5)
         try:
-            assert follower.poll_once() == (None, 0.5)
-            assert follower.poll_once() == (None, 1.0)
-            assert follower.cursor is None
+            follow(stream, joined(url, "alice"))
+            assert stream.poll_once() == (None, 0.5)
+            assert stream.poll_once() == (None, 1.0)
+            assert stream.cursor is None
         finally:
-            follower.stop()
+            stream.stop()
 
 
 @pytest.mark.parametrize("author", AWKWARD_NAMES)
-def test_follower_thread_delivers_notices_for_awkward_names(live: LiveApi, author: str) -> None:
+def test_stream_thread_delivers_notices_for_awkward_names(live: LiveApi, author: str) -> None:
     live.strike(author)
     live.strike("someone else")
     batches: list[NoticeBatch] = []
@@ -511,34 +596,103 @@ def test_follower_thread_delivers_notices_for_awkward_names(live: LiveApi, autho
         threads.add(threading.current_thread().name)
         batches.append(batch)
 
-    follower = make_follower(live.url, author, on_batch=on_batch)
-    follower.start()
+    stream = make_stream(live.url)
+    stream.follow(joined(live.url, author), on_batch)
+    stream.start()
     try:
         wait_until(lambda: len(batches) == 1)
         live.strike(author)
         wait_until(lambda: len(batches) == 2)
         assert [(b.backlog, [n.strike for n in b.notices]) for b in batches] == [(True, [1]), (False, [2])]
         assert all(n.author == author for b in batches for n in b.notices)
-        assert {a for a, _ in live.notices_log} == {author}
-        for uri in live.user_uris:
-            assert_one_segment(uri.partition("?")[0], "/users/", "/notices", author)
         assert threads == {"chat-notices"}
     finally:
-        follower.stop()
-    live.strike(author)  # ends the long-poll in flight: the stopped follower delivers nothing more
-    wait_until(lambda: not follower.running)
+        stream.stop()
+    live.strike(author)  # the stopped stream delivers nothing more
+    wait_until(lambda: not stream.running)
     assert len(batches) == 2
 
 
-def test_follower_stop_does_not_wait_for_the_long_poll(live: LiveApi) -> None:
+def test_stream_stop_cuts_the_long_poll(live: LiveApi) -> None:
     batches: list[NoticeBatch] = []
-    follower = make_follower(live.url, wait=30, on_batch=batches.append)
-    follower.start()
-    wait_until(lambda: any("after" in q for _, q in live.notices_log))
-    follower.stop()
-    assert follower.running  # stop() returned while the thread is still in its long-poll...
-    live.strike("alice")  # ...which a notice ends: it is not delivered, and the thread ends
-    wait_until(lambda: not follower.running)
+    stream = make_stream(live.url, wait=30)
+    stream.follow(joined(live.url, "alice"), batches.append)
+    stream.start()
+    wait_until(lambda: any("wait" in body for body in live.notices_log))
+    stream.stop()
+    wait_until(lambda: not stream.running)  # the thread ended without waiting for the API's answer...
+    assert live.notices_requests()[-1].status is None  # ...which it is still holding
+    live.strike("alice")
+    live.release()
     assert batches == []
     with pytest.raises(RuntimeError):
-        follower.start()
+        stream.start()
+
+
+def test_stream_follows_at_most_what_one_request_carries(live: LiveApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(contract, "MAX_POLL_TOKENS", 2)
+    stream = make_stream(live.url)
+    try:
+        first = [stream.follow(ChatSession(live.url, name), lambda batch: None) for name in ("a", "b")]
+        with pytest.raises(RuntimeError, match="at most 2"):
+            stream.follow(ChatSession(live.url, "c"), lambda batch: None)
+        stream.unfollow(first[0])
+        stream.follow(ChatSession(live.url, "c"), lambda batch: None)
+        assert [f.author for f in stream.followed] == ["b", "c"]
+    finally:
+        stream.stop()
+
+
+def test_the_asgi_api_holds_one_long_poll_for_the_stream(tmp_path: Path) -> None:
+    """Served as in production (the long-polls on uvicorn's event loop): a cut long-poll ends at once on the
+    API too, so a UI process holds one however many users join, and none once stopped."""
+    live = LiveApi(tmp_path / "api")
+    asgi = ChatAsgi(live.app)
+    server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=free_port(), log_level="warning"))
+    serving = threading.Thread(target=server.run, name="test-asgi", daemon=True)
+    serving.start()
+    wait_until(lambda: server.started)
+    live.url = f"http://127.0.0.1:{server.config.port}"
+    holding = lambda: sum(asgi.polls_by_client.values())  # noqa: E731
+    stream = make_stream(live.url, wait=30)
+    stream.start()
+    try:
+        batches = {name: follow(stream, joined(live.url, name)) for name in ("alice",)}
+        wait_until(lambda: holding() == 1)
+        for name in ("bob", "carol"):
+            live.strike(name)
+            batches[name] = follow(stream, joined(live.url, name))
+            wait_until(lambda: len(batches[name]) == 1)  # noqa: B023
+            wait_until(lambda: stream.cursor is not None and holding() == 1)
+            assert holding() == 1
+        live.strike("alice")
+        wait_until(lambda: len(batches["alice"]) == 1)
+        assert [[b.backlog for b in got] for got in batches.values()] == [[False], [True], [True]]
+    finally:
+        stream.stop()
+        wait_until(lambda: not stream.running and holding() == 0)
+        live.release()
+        server.should_exit = True
+        serving.join()
+
+
+def test_stream_backs_off_while_a_refused_session_cannot_be_renewed(
+    live: LiveApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = joined(live.url, "alice")
+    stream = make_stream(live.url, backoff_initial=1.0, backoff_max=2.0)
+    try:
+        batches = follow(stream, alice)
+        stream.poll_once()
+        live.expire("alice")
+        live.fail_next(live.app.extensions["chat_auth"], "issue", 2)  # POST /sessions answers 500, twice
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            assert [stream.poll_once() for _ in range(2)] == [(None, 1.0), (None, 2.0)]
+        assert "cannot renew the session" in caplog.text
+        missed = live.strike("alice")
+        stream.deliver(stream.poll_once()[0])  # renewed now: read again from the start
+        stream.deliver(stream.poll_once()[0])
+        assert [n.id for b in batches for n in b.notices] == [missed["id"]]
+        assert [f.author for f in stream.followed] == ["alice"]
+    finally:
+        stream.stop()

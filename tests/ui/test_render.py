@@ -1,5 +1,5 @@
-"""ui/render.py: untrusted text is rendered as text, the moderation banner and status line, and the
-join form's name check."""
+"""ui/render.py: untrusted text is rendered as text; notices, the moderation banner and status line, errors
+and the first screen worded in each language from codes and numbers; and the join form's name check."""
 
 from __future__ import annotations
 
@@ -11,15 +11,23 @@ from shinychat.types import ChatMessage
 
 from config import contract
 from tests.ui.samples import HOSTILE, UNICODE, msg, notice, parse
-from ui.client import READER_PREFIX
-from ui.models import Standing
+from ui.client import READER_PREFIX, ApiUnreachable, ChatApiError, NameInUse, SendError
+from ui.i18n import LANGUAGES, Lang, text
+from ui.models import FeedStatus, Notice, Standing, UserRecord
 from ui.render import (
+    block_reason,
     clean_text,
     format_time,
+    join_failure,
     message_to_chat_content,
+    notice_text,
     notification_type,
+    render_intro,
     render_message_text,
     render_moderation,
+    render_status,
+    send_failure,
+    status_text,
     strike_status_text,
     validate_name,
 )
@@ -99,9 +107,9 @@ def test_format_time() -> None:
 
 def test_unblocked_user_has_no_banner_and_gets_good_news() -> None:
     blocked = Standing().with_notice(notice(3, "blocked", LIMIT))
-    assert "chat-blocked" in str(render_moderation(blocked))
+    assert "chat-blocked" in str(render_moderation(blocked, "en"))
     lifted = notice(4, "unblocked", 0)
-    assert render_moderation(blocked.with_notice(lifted)) is None
+    assert render_moderation(blocked.with_notice(lifted), "es") is None
     assert notification_type(lifted) == "message"
     assert notification_type(notice(3, "blocked", LIMIT)) == "error"
     assert notification_type(notice(1)) == "warning"
@@ -110,35 +118,255 @@ def test_unblocked_user_has_no_banner_and_gets_good_news() -> None:
 def test_strike_status_text() -> None:
     warned = Standing(strikes=2, latest=notice(2, strike=2))
     assert strike_status_text(Standing()) is None
-    assert strike_status_text(warned) == (
+    line = strike_status_text(warned)
+    assert line is not None and line.render("en") == (
         f"⚠ Strike 2 of {LIMIT} — your message was masked. At {LIMIT} strikes you are blocked."
     )
-    assert strike_status_text(Standing(strikes=1)) == (
+    assert line.render("es") == f"⚠ Falta 2 de {LIMIT}: tu mensaje se ha tapado. Con {LIMIT} faltas se te bloquea."
+    line = strike_status_text(Standing(strikes=1))
+    assert line is not None and line.render("en") == (
         f"⚠ Strike 1 of {LIMIT} for profanity. At {LIMIT} strikes you are blocked."
     )
-    assert strike_status_text(warned.with_refusal("alice", "no")) is None  # the banner says it all
+    assert line.render("es") == f"⚠ Falta 1 de {LIMIT} por lenguaje malsonante. Con {LIMIT} faltas se te bloquea."
+    assert strike_status_text(warned.with_refusal()) is None  # the banner says it all
 
 
-@pytest.mark.parametrize("text", HOSTILE)
-def test_moderation_texts_are_rendered_literally(text: str) -> None:
-    assert render_moderation(None) is None
-    assert render_moderation(Standing()) is None
+def hostile_notice(i: int, kind: str, strike: int, hostile: str) -> Notice:
+    """A notice whose API-given strings (terms, and the text a future kind is shown with) are hostile."""
+    return Notice(f"n{i}", "alice", kind, strike, LIMIT, hostile, "2024-05-01 12:03:04", (hostile,), f"m{i}")
 
-    status = str(render_moderation(Standing().with_notice(notice(1, text=text))))
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_moderation_texts_are_rendered_literally(hostile: str) -> None:
+    assert render_moderation(None, "en") is None
+    assert render_moderation(Standing(), "en") is None
+
+    warning = hostile_notice(1, "warning", 1, hostile)
+    status = str(render_moderation(Standing().with_notice(warning), "en"))
     parsed = parse(status)
     assert [tag for tag, _ in parsed.elements] == ["div", "strong", "div", "span", "span"]
-    assert parsed.elements[0][1] == {"class": "chat-strikes alert alert-warning", "role": "status"}
+    assert parsed.elements[0][1] == {"class": "chat-strikes alert alert-warning"}
     assert parsed.text_by_class["chat-strikes-line"].startswith(f"⚠ Strike 1 of {LIMIT}")
-    assert parsed.text_by_class["chat-strikes-text"] == text
+    assert parsed.text_by_class["chat-strikes-text"] == notice_text(warning).render("en")
+    assert f"“{clean_text(hostile)}”" in parsed.text_by_class["chat-strikes-text"]
     assert parsed.text_by_class["chat-strikes-notice"].split() == ["Latest", "notice:"]
     assert parsed.text_by_class["chat-msg-time"] == "(12:03:04)"
     assert dict(parsed.elements[4][1])["title"] == "2024-05-01 12:03:04 UTC"
+    # a kind the UI does not know: the API's own text, as text
+    future = hostile_notice(2, "appeal_rejected", 1, hostile)
+    parsed = parse(str(render_moderation(Standing().with_notice(future), "es")))
+    assert parsed.text_by_class["chat-strikes-text"] == clean_text(hostile)
+    assert len(parsed.elements) == 5
 
-    banner = str(render_moderation(Standing().with_notice(notice(3, "blocked", LIMIT, text))))
+    blocking = hostile_notice(3, "blocked", LIMIT, hostile)
+    banner = str(render_moderation(Standing().with_notice(blocking), "es"))
     parsed = parse(banner)
     assert [tag for tag, _ in parsed.elements] == ["div", "span", "strong"]
     assert parsed.elements[0][1] == {"class": "chat-blocked alert alert-danger", "role": "alert"}
-    assert parsed.text_by_class["chat-blocked-reason"] == text
+    assert parsed.text_by_class["chat-blocked-reason"] == notice_text(blocking).render("es")
+    assert f"«{clean_text(hostile)}»" in parsed.text_by_class["chat-blocked-reason"]
+
+
+# -- notices, worded from their code ---------------------------------------------------------------
+
+NOT_THE_API_TEXT = "the API's English text, which the UI must not show"
+
+
+@pytest.mark.parametrize(
+    ("kind", "strike", "terms", "es", "en"),
+    [
+        (
+            "warning",
+            1,
+            ("mierda",),
+            f"Aviso: falta 1 de {LIMIT} por «mierda». Tu mensaje se ha tapado. Con {LIMIT} faltas se te bloquea.",
+            f"Warning: strike 1 of {LIMIT} for “mierda”. Your message was masked. At {LIMIT} strikes you are blocked.",
+        ),
+        (
+            "warning",
+            2,
+            (),
+            f"Aviso: falta 2 de {LIMIT} por lenguaje malsonante. Tu mensaje se ha tapado. "
+            f"Con {LIMIT} faltas se te bloquea.",
+            f"Warning: strike 2 of {LIMIT} for profanity. Your message was masked. At {LIMIT} strikes you are blocked.",
+        ),
+        (
+            "blocked",
+            LIMIT,
+            ("shit", "cabrón"),
+            f"Se te ha bloqueado: falta {LIMIT} de {LIMIT} por «shit», «cabrón». Ya no puedes enviar ni leer "
+            "mensajes. El equipo de moderación puede desbloquearte.",
+            f"You are blocked: strike {LIMIT} of {LIMIT} for “shit”, “cabrón”. You can no longer send or read "
+            "messages. A moderator can unblock you.",
+        ),
+        (
+            "blocked",
+            LIMIT,
+            (),
+            f"Se te ha bloqueado: falta {LIMIT} de {LIMIT} por lenguaje malsonante. Ya no puedes enviar ni leer "
+            "mensajes. El equipo de moderación puede desbloquearte.",
+            f"You are blocked: strike {LIMIT} of {LIMIT} for profanity. You can no longer send or read messages. "
+            "A moderator can unblock you.",
+        ),
+        (
+            "unblocked",
+            0,
+            (),
+            "El equipo de moderación te ha desbloqueado: tus faltas se han borrado y puedes volver a enviar y leer "
+            "mensajes.",
+            "A moderator unblocked you: your strikes are cleared and you can send and read messages again.",
+        ),
+    ],
+)
+def test_notices_are_worded_from_their_code_in_each_language(
+    kind: str, strike: int, terms: tuple[str, ...], es: str, en: str
+) -> None:
+    notice = Notice("n1", "alice", kind, strike, LIMIT, NOT_THE_API_TEXT, "2024-05-01 12:03:04", terms)
+    assert notice_text(notice).render("es") == es
+    assert notice_text(notice).render("en") == en
+
+
+def test_the_english_notice_text_is_the_contracts() -> None:
+    """The UI's English says what the API's English says (the contract's texts), word for word where it can."""
+    for kind, strike in (("warning", 1), ("blocked", LIMIT), ("unblocked", 0)):
+        terms = () if kind == "unblocked" else ("darn",)
+        api = contract.notice_text(kind, strike, LIMIT, terms)
+        mine = notice_text(notice(1, kind, strike)).render("en")  # type: ignore[arg-type]
+        assert mine.replace("“darn”", "darn").startswith(api.removesuffix("."))
+
+
+def test_an_unknown_notice_kind_falls_back_to_the_apis_text() -> None:
+    future = Notice("n1", "alice", "appeal_rejected", 1, LIMIT, "Your appeal\x00 was rejected.", "t")
+    for lang in LANGUAGES:
+        assert notice_text(future).render(lang) == "Your appeal was rejected."
+    assert notification_type(future) == "warning"
+
+
+def test_block_reason_by_source() -> None:
+    by_notice = Standing().with_notice(notice(3, "blocked", LIMIT))
+    assert block_reason(by_notice) == notice_text(notice(3, "blocked", LIMIT))
+    by_record = Standing().with_user(UserRecord("alice", 1, True, "2024-05-01 12:00:00"))
+    assert (
+        block_reason(by_record)
+        .render("en")
+        .startswith(f"You have been blocked since 2024-05-01 12:00:00 UTC after {LIMIT} strikes for profanity")
+    )
+    assert (
+        block_reason(by_record)
+        .render("es")
+        .startswith(f"Se te bloqueó el 2024-05-01 12:00:00 (UTC) tras {LIMIT} faltas")
+    )
+    by_refusal = Standing(strikes=1).with_refusal()
+    assert block_reason(by_refusal).render("en").startswith(f"You are blocked after {LIMIT} strikes")
+    for standing in (by_notice, by_record, by_refusal):
+        assert block_reason(standing).render("en").endswith("A moderator can unblock you.")
+        assert block_reason(standing).render("es").endswith("El equipo de moderación puede desbloquearte.")
+
+
+# -- errors, worded from what happened -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "en", "es"),
+    [
+        (NameInUse("taken", status=409), "That name is in use by someone else", "Ese nombre lo está usando"),
+        (ChatApiError("author must not contain '/'", status=400), "That name cannot be used", "no se puede usar"),
+        (ChatApiError("too large", status=413), "That name cannot be used", "no se puede usar"),
+        (ChatApiError("Kafka is down", status=503), "The chat is unavailable right now", "no está disponible"),
+        (ApiUnreachable("cannot reach http://x"), "Cannot reach the chat server", "No se puede contactar"),
+        # unexpected: the API's words as the detail
+        (ChatApiError("HTTP 502 from POST /sessions", status=502), "Cannot join: HTTP 502 from POST /sessions", "No"),
+    ],
+)
+def test_join_failures(error: ChatApiError, en: str, es: str) -> None:
+    worded = join_failure(error)
+    assert worded.render("en").startswith(en)
+    assert es in worded.render("es")
+    assert "author must" not in worded.render("en") and "Kafka" not in worded.render("en")
+
+
+@pytest.mark.parametrize(
+    ("error", "en", "es"),
+    [
+        (SendError("x", status=413, api_error="data is too long"), "messages can be at most 2000", "como máximo 2000"),
+        (SendError("x", status=400, api_error="data must not be empty"), "it must not be empty", "no puede estar"),
+        (SendError("x", status=503, api_error="Kafka is unavailable"), "the chat is unavailable", "no está disponible"),
+        (SendError("x", problem="unreachable"), "cannot reach the chat server", "no se puede contactar"),
+        (SendError("x", problem="timeout"), "The chat server did not answer in time", "El servidor del chat no"),
+        (SendError("x", problem="session_lost"), "your session expired", "tu sesión caducó"),
+        (SendError("x", problem="renew_failed", status=500), "your session could not be renewed", "no se pudo"),
+        (SendError("x", status=502), "Message not sent: x", "Mensaje no enviado: x"),
+        (SendError("x", status=500, api_error="internal error"), "Message not sent: internal error", "Mensaje no"),
+    ],
+)
+def test_send_failures(error: SendError, en: str, es: str) -> None:
+    worded = send_failure(error, Standing())
+    assert en in worded.render("en")
+    assert es in worded.render("es")
+    assert "data " not in worded.render("en") and "Kafka" not in worded.render("es")
+
+
+def test_a_refusal_as_blocked_says_why_in_the_readers_language() -> None:
+    refused = SendError("x", status=403, api_error="alice is blocked since … after 3 strikes")
+    standing = Standing().with_notice(notice(3, "blocked", LIMIT))
+    worded = send_failure(refused, standing)
+    assert worded.render("en") == "Message not sent: " + notice_text(notice(3, "blocked", LIMIT)).render("en")
+    assert worded.render("es") == "Mensaje no enviado: " + notice_text(notice(3, "blocked", LIMIT)).render("es")
+
+
+def test_connection_status() -> None:
+    assert status_text(FeedStatus("connected")).render("es") == "Conectado"
+    assert status_text(FeedStatus("connecting")).render("en") == "Connecting to the chat server…"
+    assert status_text(FeedStatus("problem", "HTTP 500 <b>")).render("es") == (
+        "El servidor del chat informó de un problema: HTTP 500 <b>"
+    )
+    ok = parse(str(render_status(FeedStatus("connected"), "en")))
+    assert ok.elements[0] == ("span", {"class": "chat-status ok", "role": "status"})
+    assert ok.elements[1] == ("span", {"aria-hidden": "true"})
+    down = parse(str(render_status(FeedStatus("problem", "<b>x</b>"), "en")))
+    assert down.elements[0] == ("span", {"class": "chat-status down", "role": "status"})
+    assert len(down.elements) == 2  # the API's text stays text
+
+
+# -- the first screen -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected"),
+    [
+        (
+            "en",
+            [
+                "A public chat room",
+                "Messages are moderated",
+                "masked with asterisks",
+                "is a strike",
+                f"At {LIMIT} strikes you are blocked: you can neither send nor read messages.",
+                "A moderator can unblock you.",
+            ],
+        ),
+        (
+            "es",
+            [
+                "Una sala de chat pública",
+                "Los mensajes se moderan",
+                "se tapan con asteriscos",
+                "es una falta",
+                f"Con {LIMIT} faltas se te bloquea: ya no puedes enviar ni leer mensajes.",
+                "El equipo de moderación puede desbloquearte.",
+            ],
+        ),
+    ],
+)
+def test_the_first_screen_explains_the_chat(lang: Lang, expected: list[str]) -> None:
+    markup = str(render_intro(lang, joined=False))
+    said = " ".join(parse(markup).text_by_class.values())
+    for words in expected:
+        assert words in said
+    assert [tag for tag, _ in parse(markup).elements][:3] == ["div", "p", "h2"]
+    # once joined, the rules fold away, still there
+    folded = str(render_intro(lang, joined=True))
+    assert folded.startswith("<details") and expected[-1] in folded and expected[0] not in folded
 
 
 # -- the join form's name check ----------------------------------------------------------------
@@ -174,11 +402,23 @@ TOO_LONG = contract.MAX_AUTHOR_CHARS + 1
         ("a\nb", "control characters"),
         ("a\x00b", "control characters"),
         # the shared feed reads as ui-reader-<8 hex>
-        (f" {READER_PREFIX}0a1b2c3d ", f"{READER_PREFIX!r} are reserved"),
-        ("UI-Reader-x", f"{READER_PREFIX!r} are reserved"),
+        (f" {READER_PREFIX}0a1b2c3d ", f"“{READER_PREFIX}” are reserved"),
+        ("UI-Reader-x", f"“{READER_PREFIX}” are reserved"),
     ],
 )
 def test_invalid_names(raw: str | None, message: str) -> None:
     check = validate_name(raw)
     assert check.name is None
-    assert check.error is not None and message in check.error
+    assert check.error is not None and message in check.error.render("en")
+    assert check.error.render("es") != check.error.render("en")
+
+
+def test_name_errors_in_spanish() -> None:
+    assert validate_name("").error == text("join.name_empty")
+    too_long = validate_name("x" * TOO_LONG).error
+    assert too_long is not None
+    assert too_long.render("es") == (
+        f"Los nombres pueden tener como máximo {contract.MAX_AUTHOR_CHARS} caracteres (el tuyo tiene {TOO_LONG})."
+    )
+    reserved = validate_name(READER_PREFIX + "x").error
+    assert reserved is not None and f"«{READER_PREFIX}» están reservados" in reserved.render("es")

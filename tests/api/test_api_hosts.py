@@ -1,0 +1,143 @@
+"""Two API processes with data directories of their own (two "hosts"), sharing only a real Kafka broker and
+CHAT_SECRET_KEY: a cursor and a session one issued are honoured by the other, also after a restart; a
+sign-out on one is refused on the other; two hosts racing for a free name grant it exactly once.
+`chat_controlled` is written the way the relay writes it (no Spark here)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from kafka import KafkaProducer
+
+from config import contract
+from stack.balancer import ApiHost
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def hosts(kafka_only, tmp_path_factory):
+    home = tmp_path_factory.mktemp("hosts")
+    secret = secrets.token_urlsafe(32)
+    pair = [ApiHost(name, home / name, kafka_only, secret) for name in ("a", "b")]
+    for host in pair:
+        host.start()
+    try:
+        for host in pair:
+            host.wait_healthy()
+        yield pair
+    finally:
+        for host in pair:
+            host.stop()
+
+
+@pytest.fixture(scope="module")
+def relay(kafka_only):
+    """Publishes to `chat_controlled` as the relay does; returns the message ids."""
+    producer = KafkaProducer(bootstrap_servers=kafka_only, acks="all")
+
+    def publish(author: str, count: int) -> list[str]:
+        ids = []
+        for n in range(count):
+            message_id = str(uuid.uuid4())
+            producer.send(
+                contract.TOPIC_CONTROLLED,
+                key=author.encode(),
+                value=json.dumps({"author": author, "data": f"hola {n}", "timestamp": "2026-12-01 10:00:00"}).encode(),
+                headers=[(contract.MESSAGE_ID_HEADER, message_id.encode()), (contract.PROFANE_HEADER, b"false")],
+            ).get(timeout=10)
+            ids.append(message_id)
+        return ids
+
+    yield publish
+    producer.close()
+
+
+def sign_in(url: str, author: str) -> dict:
+    response = requests.post(f"{url}/sessions", json={"author": author}, timeout=30)
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+def read_until(url: str, headers: dict, cursor: str, count: int) -> tuple[list[str], str]:
+    """Long-poll `url` from `cursor` until `count` messages came (each at most once is checked by the caller)."""
+    ids: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(ids) < count:
+        assert time.monotonic() < deadline, ids
+        body = requests.get(f"{url}/messages", params={"after": cursor, "wait": 5}, headers=headers, timeout=30).json()
+        ids += [m["id"] for m in body["messages"]]
+        cursor = body["cursor"]
+    return ids, cursor
+
+
+def test_a_cursor_from_one_host_is_answered_by_the_other_and_after_a_restart(hosts, relay):
+    a, b = hosts
+    headers = sign_in(a.url, f"reader-{secrets.token_hex(3)}")
+    writer = f"writer-{secrets.token_hex(3)}"
+    cursor = requests.get(f"{a.url}/messages", headers=headers, timeout=30).json()["cursor"]
+    first = relay(writer, 5)
+    seen, cursor = read_until(b.url, headers, cursor, 5)  # a's cursor, b's answer
+    second = relay(writer, 4)
+    more, cursor = read_until(a.url, headers, cursor, 4)  # b's cursor, a's answer
+    assert (seen, more) == (first, second)
+    a.stop()
+    a.start()  # the process that issued nothing of this any more: a fresh start on its data directory
+    a.wait_healthy()
+    third = relay(writer, 3)
+    after_restart, cursor = read_until(a.url, headers, cursor, 3)
+    assert after_restart == third
+    again = requests.get(f"{b.url}/messages", params={"after": cursor}, headers=headers, timeout=30).json()
+    assert again["messages"] == []  # nothing twice, nothing skipped
+    forged = requests.get(f"{b.url}/messages", params={"after": cursor[:-2] + "xx"}, headers=headers, timeout=30)
+    assert forged.status_code == 400 and forged.json() == {"error": "after must be a cursor returned by GET /messages"}
+
+
+def test_a_session_from_one_host_works_on_the_other_and_a_sign_out_is_refused_everywhere(hosts):
+    a, b = hosts
+    name = f"ana-{secrets.token_hex(3)}"
+    headers = sign_in(a.url, name)
+    assert requests.get(f"{b.url}/messages", headers=headers, timeout=30).status_code == 200
+    taken = requests.post(f"{b.url}/sessions", json={"author": name}, timeout=30)
+    assert taken.status_code == 409 and "in use by another session" in taken.json()["error"]
+    assert requests.delete(f"{a.url}/sessions", headers=headers, timeout=30).status_code == 204
+    signed_out = time.monotonic()
+    while (status := requests.get(f"{b.url}/messages", headers=headers, timeout=30).status_code) == 200:
+        assert time.monotonic() - signed_out < 30
+    print(f"\nsign-out on host a refused on host b after {1000 * (time.monotonic() - signed_out):.0f} ms")
+    assert status == 401
+    assert requests.post(f"{b.url}/sessions", json={"author": name}, timeout=30).status_code == 201
+
+
+def test_two_hosts_racing_for_free_names_grant_each_once(hosts):
+    a, b = hosts
+    names = [f"race-{secrets.token_hex(4)}" for _ in range(30)]
+
+    def claim(args):
+        url, name = args
+        return name, requests.post(f"{url}/sessions", json={"author": name}, timeout=30).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(claim, [(host.url, name) for name in names for host in (a, b)]))
+    granted = Counter(name for name, status in results if status == 201)
+    refused = Counter(name for name, status in results if status == 409)
+    assert granted == Counter(names) and refused == Counter(names), results
+
+
+def test_sessions_outlive_a_restart_of_every_host(hosts):
+    a, b = hosts
+    headers = sign_in(b.url, f"zoe-{secrets.token_hex(3)}")
+    for host in hosts:
+        host.stop()
+    for host in hosts:
+        host.start()
+    for host in hosts:
+        host.wait_healthy()
+        assert requests.get(f"{host.url}/messages", headers=headers, timeout=30).status_code == 200
