@@ -162,6 +162,27 @@ def to_strike_rows(struck_df: DataFrame, batch_id: int) -> DataFrame:
     )
 
 
+def to_moderation_updates(struck_df: DataFrame, batch_id: int) -> DataFrame:
+    """One row per author of the batch: the state after it (merged into `user_moderation`)."""
+    blocking = F.col("strike_number") == STRIKE_LIMIT
+    return (
+        struck_df.groupBy("author")
+        .agg(
+            F.count("*").alias("messages"),
+            F.max(F.greatest(F.col("prior_strikes"), F.coalesce("strike_number", F.lit(0))))
+            .cast("int")
+            .alias("strikes"),
+            F.max(F.when(blocking, F.col("sent_at"))).alias("blocked_at"),
+            F.max(F.when(blocking, F.col("kafka_partition"))).alias("blocked_partition"),
+            F.max(F.when(blocking, F.col("kafka_offset"))).alias("blocked_offset"),
+            F.min("sent_at").alias("first_seen"),
+            F.max("sent_at").alias("last_seen"),
+        )
+        .withColumn("is_blocked", F.col("strikes") >= STRIKE_LIMIT)
+        .withColumn("batch_id", batch_column(batch_id))
+    )
+
+
 def to_notice_records(strikes_df: DataFrame) -> DataFrame:
     """Kafka records for `chat_notices` from `strikes` rows: a warning per strike, "blocked" for the last one."""
     kind = notice_kind(F.col("strike_number"))

@@ -18,6 +18,7 @@ from pipelines.ledger_plan import (
     to_action_rows,
     to_message_rows,
     to_moderated_rows,
+    to_moderation_updates,
     to_notice_records,
     to_rejected_rows,
     to_strike_rows,
@@ -77,6 +78,41 @@ def test_a_user_blocked_before_the_batch_only_has_withheld_messages(spark):
     prior = spark.createDataFrame([("carl", 3)], "author string, prior_strikes int")
     out = with_strikes(spark.createDataFrame(rows, MODERATED), prior).orderBy("kafka_offset").collect()
     assert [(r.is_withheld, r.is_strike, r.strike_number) for r in out] == [(True, False, None), (True, False, None)]
+
+
+def test_moderation_updates_per_author(spark):
+    rows = [
+        ("ana", True, 0, 1, t(1), ["joder"], "a1"),
+        ("ana", True, 0, 4, t(4), ["puta"], "a4"),
+        ("ana", True, 0, 5, t(5), ["culo"], "a5"),
+        ("bob", False, 0, 8, t(8), [], "b8"),
+    ]
+    prior = spark.createDataFrame([("ana", 1)], "author string, prior_strikes int")
+    struck = with_strikes(spark.createDataFrame(rows, MODERATED), prior)
+    actual = (
+        to_moderation_updates(struck, 7)
+        .select(
+            "author",
+            "messages",
+            "strikes",
+            "is_blocked",
+            "blocked_at",
+            "blocked_offset",
+            "first_seen",
+            "last_seen",
+            "batch_id",
+        )
+        .orderBy("author")
+    )
+    expected = spark.createDataFrame(
+        [
+            ("ana", 3, 3, True, t(4), 4, t(1), t(5), 7),
+            ("bob", 1, 0, False, None, None, t(8), t(8), 7),
+        ],
+        "author string, messages long, strikes int, is_blocked boolean, blocked_at timestamp, "
+        "blocked_offset long, first_seen timestamp, last_seen timestamp, batch_id long",
+    )
+    assert_df_equality(actual, expected, ignore_nullable=True)
 
 
 def test_rejected_rows_keep_the_bytes_the_text_where_there_is_one_and_the_header_id(spark):
