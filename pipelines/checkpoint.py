@@ -1,11 +1,9 @@
-"""What a streaming query's checkpoint says: the query's id, where a micro-batch ends in a topic, and the
-last batch it completed.
+"""What a streaming query's checkpoint says: the query's id, and where a micro-batch ends in a topic.
 
 Reads the files Spark writes under the checkpoint location: `metadata` (the
-query id, kept for the checkpoint's life), the offset log `offsets/<batch>`
+query id, kept for the checkpoint's life) and the offset log `offsets/<batch>`
 ("v1", the batch's metadata, then one line per source: its end offsets as
-JSON, `{"topic": {"partition": offset}}` for a Kafka source) and the commit
-log `commits/<batch>` (written once the batch's sink returned).
+JSON, `{"topic": {"partition": offset}}` for a Kafka source).
 """
 
 from __future__ import annotations
@@ -34,14 +32,3 @@ def end_offsets(checkpoint: Path, batch_id: int, topic: str) -> dict[int, int] |
         if isinstance(offsets, dict):
             return {int(p): int(o) for p, o in offsets.items()}
     return None
-
-
-def last_committed_batch(checkpoint: Path) -> int | None:
-    """The last batch the query completed (its sink returned), from the commit log `commits/<batch>`;
-    None when it has completed none."""
-    try:
-        names = [p.name for p in (Path(checkpoint) / "commits").iterdir()]
-    except OSError:
-        return None
-    batches = [int(name) for name in names if name.isdigit()]
-    return max(batches, default=None)

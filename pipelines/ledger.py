@@ -12,7 +12,6 @@ with stable ids. README "Delta tables" and "Reliability and durability" describe
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,18 +27,31 @@ from pyspark.sql.streaming import StreamingQuery
 from config import contract, settings
 from pipelines import checkpoint as checkpoints
 from pipelines import ledger_plan as plan
-from pipelines import maintenance
-from pipelines import user_moderation as moderation
 from pipelines.kafka_io import read_topics, write_records
 from pipelines.supervise import run_job
 from pipelines.wordlists import WordLists, load_word_lists
 from warehouse import paths
-from warehouse.tables import ensure_tables
+from warehouse.tables import USER_MODERATION_SCHEMA, ensure_tables
 
 QUERY_NAME = "ledger"
-# How often `user_moderation` is brought up to date with the batches the ledger completed: the API does not
-# wait for it (it has the notices), and one refresh covers all the batches since the last.
-MODERATION_REFRESH_S = 5.0
+
+# What the MERGE of a batch's updates does to a user's row: a batch applies once (newer than the row's).
+_MERGE_UPDATE = {
+    "messages": "t.messages + s.messages",
+    "strikes": "s.strikes",
+    "is_blocked": "s.is_blocked",
+    "blocked_at": "coalesce(t.blocked_at, s.blocked_at)",
+    "blocked_partition": "coalesce(t.blocked_partition, s.blocked_partition)",
+    "blocked_offset": "coalesce(t.blocked_offset, s.blocked_offset)",
+    "last_seen": "greatest(t.last_seen, s.last_seen)",
+    "updated_at": "current_timestamp()",
+    "last_batch_id": "s.batch_id",
+}
+_MERGE_INSERT = {
+    **{c: f"s.{c}" for c in USER_MODERATION_SCHEMA.names if c not in ("updated_at", "last_batch_id")},
+    "updated_at": "current_timestamp()",
+    "last_batch_id": "s.batch_id",
+}
 
 
 class StepClock:
@@ -51,7 +63,7 @@ class StepClock:
 
     def step(self, name: str) -> None:
         now = time.monotonic()
-        self.steps.append(f"{name} {now - self._last:.2f}s")
+        self.steps.append(f"{name} {now - self._last:.1f}s")
         self._last = now
 
     def elapsed(self) -> float:
@@ -59,19 +71,6 @@ class StepClock:
 
     def __str__(self) -> str:
         return ", ".join(self.steps)
-
-
-@dataclass
-class BatchSummary:
-    """What a batch holds, from one small aggregation: the valid messages per author, rejected records, actions."""
-
-    authors: dict[str, int]
-    rejected: int
-    actions: int
-
-    @property
-    def messages(self) -> int:
-        return sum(self.authors.values())
 
 
 @dataclass
@@ -84,16 +83,10 @@ class Ledger:
     word_lists: WordLists
     checkpoint: Path
     _app_id: str | None = field(default=None, init=False)
-    # strikes per author since their last unblock (authors with at least one) after batch `_known_through`,
-    # kept between batches so a batch need not read Delta for them; read from Delta when not known
+    # strikes per author (authors with at least one) after batch `_known_through`, kept between
+    # batches so a batch need not read Delta for them; None until a batch completes in this process
     _strikes: dict[str, int] = field(default_factory=dict, init=False)
     _known_through: int | None = field(default=None, init=False)
-    # the last batch whose writes are all in Delta (None: none yet that this process knows of)
-    completed_through: int | None = field(default=None, init=False)
-    _refreshing: threading.Lock = field(default_factory=threading.Lock, init=False)
-
-    def __post_init__(self) -> None:
-        self.completed_through = checkpoints.last_committed_batch(self.checkpoint)
 
     def path(self, table: str) -> str:
         return str(paths.table_path(table, self.warehouse))
@@ -110,38 +103,45 @@ class Ledger:
 
     def _append(self, df: DataFrame, table: str, batch_id: int) -> None:
         (
-            df.coalesce(1)  # one file per table and batch: a batch is small, and files are what compaction undoes
-            .write.format("delta")
+            df.write.format("delta")
             .mode("append")
             .option("txnAppId", f"{self.app_id()}-{table}")
             .option("txnVersion", batch_id)
             .save(self.path(table))
         )
 
-    def strikes_before(self, batch_id: int) -> dict[str, int]:
-        """Every author's strikes since their last unblock, from the batches before `batch_id` in Delta
-        (right after a crash too: a failed attempt of this batch is not counted)."""
-        strikes = self.table(paths.STRIKES)
-        rows = plan.prior_strikes_since_unblock(
-            strikes, self.table(paths.MODERATOR_ACTIONS), strikes.select("author").distinct(), batch_id
-        ).collect()
-        return {row.author: row.prior_strikes for row in rows}
+    def prior_strikes(self, authors_df: DataFrame, batch_id: int, from_memory: bool) -> DataFrame:
+        """Each author's strikes before this batch: from memory when the previous batch completed in this
+        process, else from Delta (also right when a failed attempt of this batch already merged it)."""
+        if from_memory:
+            return self.spark.createDataFrame(list(self._strikes.items()), "author string, prior_strikes int")
+        return plan.prior_strikes_since_unblock(
+            self.table(paths.STRIKES), self.table(paths.MODERATOR_ACTIONS), authors_df, batch_id
+        )
 
-    def summarize(self, records: DataFrame) -> BatchSummary:
-        kind = (
-            F.when(F.col("topic") == contract.TOPIC_ACTIONS, "action")
-            .when(F.col("reject_reason").isNull(), "valid")
-            .otherwise("rejected")
+    def merge_moderation(self, updates_df: DataFrame) -> None:
+        (
+            DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION))
+            .alias("t")
+            .merge(updates_df.alias("s"), "t.author = s.author")
+            .whenMatchedUpdate(condition="t.last_batch_id < s.batch_id", set=_MERGE_UPDATE)
+            .whenNotMatchedInsert(values=_MERGE_INSERT)
+            .execute()
         )
-        rows = (
-            records.select(kind.alias("kind"), F.when(kind == "valid", F.col("author")).alias("author"))
-            .groupBy("kind", "author")
-            .count()
-            .collect()
-        )
-        count = {k: sum(r["count"] for r in rows if r.kind == k) for k in ("rejected", "action")}
-        authors = {r.author: r["count"] for r in rows if r.kind == "valid"}
-        return BatchSummary(authors, count["rejected"], count["action"])
+
+    def moderation_rows(self, authors: list[str] | None = None) -> DataFrame:
+        """`user_moderation` as it is now (of `authors` only, when given)."""
+        rows = DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).toDF()
+        return rows if authors is None else rows.where(F.col("author").isin(authors))
+
+    def remember_strikes(self, strikes_df: DataFrame, incremental: bool) -> None:
+        """After a batch: the strikes it added, or (first batch in this process) all of them from Delta."""
+        if incremental:
+            for row in strikes_df.groupBy("author").agg(F.max("strike_number").alias("n")).collect():
+                self._strikes[row.author] = row.n
+        else:
+            rows = self.moderation_rows().where(F.col("strikes") > 0).select("author", "strikes").collect()
+            self._strikes = {row.author: row.strikes for row in rows}
 
     def send_notices(self, notices_df: DataFrame) -> None:
         write_records(notices_df, self.bootstrap, contract.TOPIC_NOTICES)
@@ -153,15 +153,30 @@ class Ledger:
         self.send_notices(plan.to_unblocked_notices(self._unblocks_df(unblocks), batch_id, until))
 
     def record_unblocks(self, unblocks: list[Row], batch_id: int) -> None:
-        """Record the unblocks with each user's strikes just before them (after the messages of the batch); the
-        user's strikes count from zero again. `user_moderation` follows at its next refresh."""
+        """Record the unblocks, then clear the users' strikes and block (idempotent per batch)."""
         authors = sorted({a.author for a in unblocks})
-        state = self.spark.createDataFrame(
-            [(a, self._strikes.get(a, 0), self._strikes.get(a, 0) >= plan.STRIKE_LIMIT) for a in authors],
-            "author string, strikes int, is_blocked boolean",
-        )
+        before = self.moderation_rows(authors).localCheckpoint()  # read now, before the clearing below
         self._append(
-            plan.to_action_rows(self._unblocks_df(unblocks), state, batch_id), paths.MODERATOR_ACTIONS, batch_id
+            plan.to_action_rows(self._unblocks_df(unblocks), before, batch_id), paths.MODERATOR_ACTIONS, batch_id
+        )
+        (
+            DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION))
+            .alias("t")
+            .merge(
+                self.spark.createDataFrame([(a,) for a in authors], "author string").alias("s"), "t.author = s.author"
+            )
+            .whenMatchedUpdate(
+                set={
+                    "strikes": "0",
+                    "is_blocked": "false",
+                    "blocked_at": "null",
+                    "blocked_partition": "null",
+                    "blocked_offset": "null",
+                    "updated_at": "current_timestamp()",
+                    "last_batch_id": f"greatest(t.last_batch_id, {int(batch_id)})",
+                }
+            )
+            .execute()
         )
         for author in authors:
             self._strikes.pop(author, None)
@@ -185,91 +200,62 @@ class Ledger:
 
     def process_batch(self, batch_df: DataFrame, batch_id: int) -> None:
         clock = StepClock()
-        if self._known_through != batch_id - 1:  # first batch in this process, or one after a failed attempt
-            self._strikes = self.strikes_before(batch_id)
-            clock.step("state")
-        self._known_through = None  # the strikes in memory are no longer valid if this batch fails half-way
-        # localCheckpoint (not persist) cuts the lineage: the validation and moderation expressions are large,
-        # and every later write would otherwise analyse and optimise them again. One read of the batch's Kafka
-        # ranges for both topics: the Kafka source does not push a filter on `topic` down. (On a cluster, where
-        # an executor can be lost, a reliable checkpoint() would be the safer choice.)
+        # localCheckpoint (not persist) cuts the lineage: the moderation expressions are large, and
+        # every later write would otherwise analyse and optimise them again. (On a cluster, where an
+        # executor can be lost, a reliable checkpoint() would be the safer choice.)
+        in_memory = self._known_through == batch_id - 1  # the strikes in memory are this batch's start
+        self._known_through = None  # and no longer valid if this batch fails half-way
+        # One read of the batch's Kafka ranges for both topics: the Kafka source does not push a filter
+        # on `topic` down, so filtering it twice would read every `chat` record twice.
         records = plan.with_rejections(batch_df).localCheckpoint()
-        summary = self.summarize(records)
-        unblocks = self.read_unblocks(records, batch_id) if summary.actions else []
+        unblocks = self.read_unblocks(records, batch_id)
+        validated = records.where(F.col("topic") == contract.TOPIC_CHAT)
+        if validated.isEmpty():
+            if unblocks:
+                self.announce_unblocks(unblocks, batch_id)
+                self.record_unblocks(unblocks, batch_id)
+                print(f"ledger: batch {batch_id}: {len(unblocks)} unblock(s) in {clock.elapsed():.1f}s", flush=True)
+            self._known_through = batch_id if in_memory else None
+            return
         clock.step("validate")
-        strike_rows: list[Row] = []
-        if summary.authors:
-            prior = self.spark.createDataFrame(
-                [(a, self._strikes[a]) for a in summary.authors if a in self._strikes],
-                "author string, prior_strikes int",
-            )
-            moderated = plan.to_moderated_rows(records.where(F.col("topic") == contract.TOPIC_CHAT), self.word_lists)
-            struck = plan.with_strikes(moderated, prior).localCheckpoint()
-            strike_rows = struck.where("is_strike").select("author", "strike_number").collect()
-            strikes = plan.to_strike_rows(struck, batch_id)
-            clock.step("moderate")
-            # Notices first: the API learns the ledger's decision without waiting for the Delta writes below.
-            # A crash before they commit replays this batch with the same strikes (the state it starts from is
-            # unchanged) and the same notice ids.
-            if strike_rows:
-                self.send_notices(plan.to_notice_records(strikes))
+        rejected = plan.to_rejected_rows(validated, batch_id).localCheckpoint()
+        rejected_count = rejected.count()
+        if rejected_count:  # an empty append would still cost a Delta commit
+            self._append(rejected, paths.REJECTED_MESSAGES, batch_id)
+        clock.step("rejected")
+        moderated = plan.to_moderated_rows(validated, self.word_lists).localCheckpoint()
+        clock.step("moderate")
+        authors = moderated.select("author").distinct()
+        struck = plan.with_strikes(moderated, self.prior_strikes(authors, batch_id, in_memory)).localCheckpoint()
+        strikes = plan.to_strike_rows(struck, batch_id).localCheckpoint()
+        strike_count = strikes.count()
+        clock.step("strikes")
+        # Notices first: the API blocks a user as soon as the "blocked" notice arrives, so the Delta
+        # writes below do not delay the block. A crash before they commit replays this batch with the
+        # same strikes (the state it starts from is unchanged) and the same notice ids.
+        if strike_count:
+            self.send_notices(plan.to_notice_records(strikes))
         if unblocks:  # after the strike notices: an unblock applies after the messages of its batch
             self.announce_unblocks(unblocks, batch_id)
         clock.step("notices")
-        if summary.authors:
-            self._append(plan.to_message_rows(struck, batch_id), paths.MESSAGES, batch_id)
-            clock.step("messages")
-            if strike_rows:
-                self._append(strikes, paths.STRIKES, batch_id)
-                clock.step("strikes")
-        if summary.rejected:  # an empty append would still cost a Delta commit
-            self._append(
-                plan.to_rejected_rows(records.where(F.col("topic") == contract.TOPIC_CHAT), batch_id),
-                paths.REJECTED_MESSAGES,
-                batch_id,
-            )
-            clock.step("rejected")
-        for row in strike_rows:
-            self._strikes[row.author] = max(self._strikes.get(row.author, 0), row.strike_number)
+        self._append(plan.to_message_rows(struck, batch_id), paths.MESSAGES, batch_id)
+        clock.step("messages")
+        if strike_count:
+            self._append(strikes, paths.STRIKES, batch_id)
+        clock.step("strikes-table")
+        self.merge_moderation(plan.to_moderation_updates(struck, batch_id))
+        clock.step("merge")
+        self.remember_strikes(strikes, incremental=in_memory)
+        clock.step("remember")
         if unblocks:
             self.record_unblocks(unblocks, batch_id)
             clock.step("unblocks")
-        self._known_through = self.completed_through = batch_id
+        self._known_through = batch_id
         print(
-            f"ledger: batch {batch_id}: {summary.messages} messages, {len(strike_rows)} strikes, {len(unblocks)} "
-            f"unblocks, {summary.rejected} rejected in {clock.elapsed():.2f}s ({clock})",
+            f"ledger: batch {batch_id}: {struck.count()} messages, {strike_count} strikes, {len(unblocks)} unblocks, "
+            f"{rejected_count} rejected in {clock.elapsed():.1f}s ({clock})",
             flush=True,
         )
-
-    def refresh_moderation(self) -> int | None:
-        """Bring `user_moderation` up to the last batch completed (all its appends in Delta); the batch it is
-        up to, or None when no batch is complete yet. Safe to repeat, and to interrupt: one MERGE."""
-        through = self.completed_through
-        if through is None:
-            return None
-        with self._refreshing:
-            table = DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION))
-            since = table.toDF().agg(F.max("last_batch_id")).first()[0]
-            since = -1 if since is None else since
-            if since >= through:
-                return since
-            started = time.monotonic()
-            moderation.merge_changes(
-                table,
-                moderation.changes(
-                    self.table(paths.MESSAGES),
-                    self.table(paths.STRIKES),
-                    self.table(paths.MODERATOR_ACTIONS),
-                    since,
-                    through,
-                ),
-                through,
-            )
-            print(
-                f"ledger: user_moderation up to batch {through} (from {since + 1}) in {time.monotonic() - started:.2f}s",
-                flush=True,
-            )
-            return through
 
 
 def start_ledger(
@@ -279,15 +265,10 @@ def start_ledger(
     checkpoint: Path,
     word_lists: WordLists,
     trigger_s: float,
-    moderation_refresh_s: float = MODERATION_REFRESH_S,
-    maintenance_every_s: float = maintenance.CHECK_EVERY_S,
-    maintenance_min_files: int = maintenance.MIN_NEW_FILES,
 ) -> StreamingQuery:
-    """The ledger's query, and beside it a thread that keeps `user_moderation` up to date and the tables
-    compacted and vacuumed while the query runs."""
     ensure_tables(spark, warehouse)
     ledger = Ledger(spark, warehouse, bootstrap, word_lists, checkpoint)
-    query = (
+    return (
         read_topics(spark, bootstrap, [contract.TOPIC_CHAT, contract.TOPIC_ACTIONS])
         .writeStream.queryName(QUERY_NAME)
         .foreachBatch(ledger.process_batch)
@@ -295,16 +276,6 @@ def start_ledger(
         .trigger(processingTime=f"{trigger_s} seconds")
         .start()
     )
-    maintainer = maintenance.Maintainer(spark, warehouse, min_new_files=maintenance_min_files)
-    maintenance.Housekeeper(
-        [
-            maintenance.Task("user_moderation", moderation_refresh_s, ledger.refresh_moderation),
-            maintenance.Task("compaction", maintenance_every_s, maintainer.compact_due),
-            maintenance.Task("vacuum", maintenance_every_s, maintainer.vacuum_due),
-        ],
-        alive=lambda: query.isActive,
-    ).start()
-    return query
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,8 @@
-"""Schemas of the Delta tables, their layout, their creation and their registration by name for SQL.
+"""Schemas of the Delta tables, their creation and their registration by name for SQL.
 
 Every table written here stays readable by the `deltalake` package the API
 uses: deletion vectors are switched off explicitly (and column mapping and v2
-checkpoints are never switched on), so the protocol stays at reader version 1;
-clustering is a writer feature only.
+checkpoints are never switched on), so the protocol stays at reader version 1.
 """
 
 from __future__ import annotations
@@ -28,14 +27,6 @@ TABLE_PROPERTIES = {
     "delta.checkpointInterval": "10",
     "delta.logRetentionDuration": "interval 30 days",
     "delta.deletedFileRetentionDuration": "interval 7 days",
-}
-
-# The layout for the analysts' usual filters, a time range and an author: liquid clustering (README "Delta
-# tables" says why not partitions). The ledger appends as it always did; OPTIMIZE (pipelines/maintenance.py)
-# clusters what was appended since its last run, so that a filter on these columns skips most files.
-CLUSTERING = {
-    paths.MESSAGES: ("sent_at", "author"),
-    paths.STRIKES: ("struck_at", "author"),
 }
 
 _TYPES = {
@@ -196,38 +187,16 @@ COMMENTS = {
 def ensure_table(
     spark: SparkSession, name: str, warehouse: Path | None = None, schema: T.StructType | None = None
 ) -> DeltaTable:
-    """Create the table at its path if it does not exist yet, else give it the properties and the layout it
-    lacks (a table made by an older version); return it."""
-    location = str(paths.table_path(name, warehouse))
-    if DeltaTable.isDeltaTable(spark, location):
-        upgrade_table(spark, location, CLUSTERING.get(name, ()))
-        return DeltaTable.forPath(spark, location)
+    """Create the table at its path if it does not exist yet; return it."""
     builder = (
         DeltaTable.createIfNotExists(spark)
-        .location(location)
+        .location(str(paths.table_path(name, warehouse)))
         .addColumns(schema or ALL_SCHEMAS[name])
         .comment(COMMENTS.get(name, name))
     )
-    if name in CLUSTERING:
-        builder = builder.clusterBy(*CLUSTERING[name])
     for key, value in TABLE_PROPERTIES.items():
         builder = builder.property(key, value)
     return builder.execute()
-
-
-def upgrade_table(spark: SparkSession, location: str, clustering: tuple[str, ...]) -> list[str]:
-    """Set the TABLE_PROPERTIES and the clustering an existing table lacks; what it changed."""
-    detail = spark.sql(f"DESCRIBE DETAIL delta.`{location}`").first()
-    changed = []
-    missing = {k: v for k, v in TABLE_PROPERTIES.items() if detail.properties.get(k) != v}
-    if missing:
-        settings = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
-        spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ({settings})")
-        changed += sorted(missing)
-    if clustering and tuple(detail.clusteringColumns or ()) != clustering:
-        spark.sql(f"ALTER TABLE delta.`{location}` CLUSTER BY ({', '.join(clustering)})")
-        changed.append("clustering")
-    return changed
 
 
 def ensure_tables(spark: SparkSession, warehouse: Path | None = None) -> None:

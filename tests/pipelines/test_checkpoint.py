@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from pipelines.checkpoint import end_offsets, last_committed_batch, query_id
+from pipelines.checkpoint import end_offsets, query_id
 from pipelines.kafka_io import read_topics
 from stack.topics import create_topics
 
@@ -42,15 +42,6 @@ def test_a_source_without_offsets_and_several_partitions(tmp_path):
     (tmp_path / "offsets").mkdir()
     (tmp_path / "offsets" / "7").write_text("\n".join([*lines[:2], "-", '{"chat":{"1":12,"0":40}}']) + "\n")
     assert end_offsets(tmp_path, 7, "chat") == {0: 40, 1: 12}
-
-
-def test_the_last_committed_batch_is_the_highest_in_the_commit_log(tmp_path):
-    assert last_committed_batch(tmp_path / "no-checkpoint") is None
-    (tmp_path / "commits").mkdir()
-    assert last_committed_batch(tmp_path) is None  # the query has completed no batch yet
-    for name in ("0", "1", "10", "9", ".10.crc", "11.tmp"):  # Spark's own checksum and temporary files
-        (tmp_path / "commits" / name).write_text("v1\n{}\n")
-    assert last_committed_batch(tmp_path) == 10
 
 
 def test_the_query_id_is_the_checkpoints():
@@ -98,7 +89,6 @@ def test_the_offsets_of_real_queries(spark, kafka_only, tmp_path):
     assert end_offsets(one_source, 0, actions) == {0: 1}
     assert end_offsets(two_sources, 0, chat) == {0: 3, 1: 2}
     assert query_id(one_source) == str(query.id) and query_id(two_sources) == str(query2.id)
-    assert last_committed_batch(one_source) == query.lastProgress["batchId"] == 0
     # the fixtures above have the same shape
     for name, checkpoint in (("ledger", one_source), ("two_sources", two_sources)):
         fixture = (FIXTURES / name / "offsets" / "0").read_text().splitlines()

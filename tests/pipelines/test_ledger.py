@@ -1,23 +1,18 @@
-"""pipelines/ledger.py: whole batches into Delta and Kafka, `user_moderation` refreshed from them, replayed after a
-crash at each write (no process kill), and a catch-up batch that decides exactly what small batches decide."""
+"""pipelines/ledger.py: whole batches into Delta and Kafka, replayed after a crash at each write (no process kill)."""
 
 from __future__ import annotations
 
 import json
-import threading
-import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
-from deltalake import DeltaTable as DeltaLakeTable
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
-from pipelines.ledger import Ledger, start_ledger
+from pipelines.ledger import Ledger
 from pipelines.wordlists import load_word_lists
 from tests.pipelines.records import chat, kafka_batch, unblock
-from tests.stack.running import wait_until
 from warehouse import paths
 from warehouse.moderation_snapshot import ModerationSnapshot
 from warehouse.tables import TABLE_PROPERTIES, ensure_tables
@@ -55,7 +50,6 @@ def test_a_batch_lands_in_every_table_once_even_when_replayed(spark, tmp_path, k
     )
     ledger.process_batch(batch0, 0)
     ledger.process_batch(batch0, 0)  # a replay of the same batch after a crash
-    assert ledger.refresh_moderation() == 0
     read = lambda name: spark.read.format("delta").load(str(paths.table_path(name, warehouse)))  # noqa: E731
 
     messages = {r.message_id: r for r in read(paths.MESSAGES).collect()}
@@ -84,12 +78,9 @@ def test_a_batch_lands_in_every_table_once_even_when_replayed(spark, tmp_path, k
     # the next batch continues the count; the API's deltalake reader sees what Spark wrote
     ledger.process_batch(kafka_batch(spark, [("m7", chat("ana", "shit", 7))], first_offset=7), 1)
     snapshot = ModerationSnapshot(paths.table_path(paths.USER_MODERATION, warehouse))
-    assert snapshot.refresh() is True and snapshot.get("ana").last_batch_id == 0  # not refreshed yet
-    assert (ledger.refresh_moderation(), ledger.refresh_moderation()) == (1, 1)  # once: nothing more to do
-    assert snapshot.refresh() is True and snapshot.refresh() is False
+    assert snapshot.refresh() is True
     assert snapshot.get("mallory").is_blocked and snapshot.get("mallory").blocked_offset == 4
-    assert (snapshot.get("ana").strikes, snapshot.get("ana").messages, snapshot.get("ana").last_batch_id) == (1, 2, 1)
-    assert snapshot.get("mallory").last_batch_id == 0  # nothing of hers in batch 1
+    assert (snapshot.get("ana").strikes, snapshot.get("ana").messages) == (1, 2)
     assert snapshot.get("nobody") is None
 
     # and the one after: strikes before it come from the ledger's memory now, not from Delta
@@ -121,7 +112,6 @@ def test_an_unblock_clears_strikes_and_block_after_the_messages_of_its_batch(spa
     details = spark.sql(f"DESCRIBE DETAIL delta.`{paths.table_path(paths.MODERATOR_ACTIONS, warehouse)}`").first()
     assert {k: details.properties.get(k) for k in TABLE_PROPERTIES} == TABLE_PROPERTIES
     ledger.process_batch(kafka_batch(spark, [(f"u{i}", chat("ubu", "mierda", i)) for i in range(3)]), 0)
-    ledger.refresh_moderation()
     assert read(paths.USER_MODERATION).where("author = 'ubu'").first().is_blocked
 
     # batch 1: a message ubu sent while blocked, then the unblock (and garbage on the actions topic);
@@ -133,7 +123,6 @@ def test_an_unblock_clears_strikes_and_block_after_the_messages_of_its_batch(spa
     )
     ledger.process_batch(batch1, 1)
     ledger.process_batch(batch1, 1)  # replayed after a crash: nothing twice
-    ledger.refresh_moderation()
     assert read(paths.MESSAGES).where("message_id = 'u3'").first().verdict == "withheld"
     [action] = read(paths.MODERATOR_ACTIONS).collect()
     assert (action.action_id, action.author, action.strikes_cleared, action.was_blocked, action.batch_id) == (
@@ -151,7 +140,6 @@ def test_an_unblock_clears_strikes_and_block_after_the_messages_of_its_batch(spa
     ledger.process_batch(kafka_batch(spark, [("u4", chat("ubu", "puta", 4))], first_offset=4), 2)
     restarted = Ledger(spark, warehouse, kafka_only, load_word_lists(), checkpoint)
     restarted.process_batch(kafka_batch(spark, [("u5", chat("ubu", "coño", 5))], first_offset=5), 3)
-    assert restarted.refresh_moderation() == 3  # batches 2 and 3 in one refresh
     assert sorted((r.message_id, r.strike_number) for r in read(paths.STRIKES).collect()) == [
         ("u0", 1),
         ("u1", 2),
@@ -161,7 +149,7 @@ def test_an_unblock_clears_strikes_and_block_after_the_messages_of_its_batch(spa
     ]
     assert read(paths.MESSAGES).where("message_id = 'u5'").first().verdict == "profane"
     user = read(paths.USER_MODERATION).where("author = 'ubu'").first()
-    assert (user.strikes, user.is_blocked, user.messages, user.last_batch_id) == (2, False, 6, 3)
+    assert (user.strikes, user.is_blocked) == (2, False)
 
     consumer = KafkaConsumer(bootstrap_servers=kafka_only, consumer_timeout_ms=3000)
     consumer.assign([TopicPartition("chat_notices", 0)])
@@ -187,7 +175,7 @@ class Crash(Exception):
 @dataclass
 class CrashingLedger(Ledger):
     """A ledger that crashes once, right after one of its writes completed: `crash_after` names it
-    (`notices`, a table, or `refresh` for the MERGE that brings `user_moderation` up to date)."""
+    (`notices`, a table, or `merge` for the user_moderation MERGE of the batch's messages)."""
 
     crash_after: str = ""
     crashed: bool = False
@@ -205,10 +193,9 @@ class CrashingLedger(Ledger):
         super()._append(df, table, batch_id)
         self._crash(table)
 
-    def refresh_moderation(self):
-        through = super().refresh_moderation()
-        self._crash("refresh")
-        return through
+    def merge_moderation(self, updates_df) -> None:
+        super().merge_moderation(updates_df)
+        self._crash("merge")
 
 
 def notices_of(bootstrap: str, authors: set[str]) -> list[dict]:
@@ -223,9 +210,8 @@ def notices_of(bootstrap: str, authors: set[str]) -> list[dict]:
 
 def test_a_batch_that_crashed_after_any_write_is_replayed_into_each_row_exactly_once(spark, tmp_path, kafka_only):
     """Each batch crashes after a different write; a fresh ledger (nothing in memory, as after a restart)
-    replays the same batch id and refreshes `user_moderation`. Before the replay the tables hold what the
-    crash left; after it, every row is there once and the strike numbers are the ones a batch without a
-    crash gives."""
+    replays the same batch id. Before the replay the tables hold what the crash left; after it, every row
+    is there once and the strike numbers are the ones a batch without a crash gives."""
     _, warehouse, checkpoint = new_ledger(spark, tmp_path, kafka_only, "test-crashes")
     rita, sam = "rita", "sam 🐍"
     read = lambda name: spark.read.format("delta").load(str(paths.table_path(name, warehouse)))  # noqa: E731
@@ -239,52 +225,39 @@ def test_a_batch_that_crashed_after_any_write_is_replayed_into_each_row_exactly_
     def notice_ids() -> set[str]:
         return {n["id"] for n in notices_of(kafka_only, {rita, sam})}
 
-    def fresh() -> Ledger:
-        return Ledger(spark, warehouse, kafka_only, load_word_lists(), checkpoint)
-
     def crash_and_replay(batch, batch_id: int, crash_after: str, left_by_the_crash) -> None:
         crashing = CrashingLedger(spark, warehouse, kafka_only, load_word_lists(), checkpoint, crash_after=crash_after)
         with pytest.raises(Crash):
             crashing.process_batch(batch, batch_id)
-            crashing.refresh_moderation()
         assert left_by_the_crash(), f"batch {batch_id}: not the state a crash after {crash_after} leaves"
-        replaying = fresh()
-        replaying.process_batch(batch, batch_id)
-        assert replaying.refresh_moderation() == batch_id
+        Ledger(spark, warehouse, kafka_only, load_word_lists(), checkpoint).process_batch(batch, batch_id)
 
-    first = fresh()
-    first.process_batch(kafka_batch(spark, [("s0", chat(sam, "mierda", 0)), ("r0", chat(rita, "hola", 0))]), 0)
-    first.refresh_moderation()
+    Ledger(spark, warehouse, kafka_only, load_word_lists(), checkpoint).process_batch(
+        kafka_batch(spark, [("s0", chat(sam, "mierda", 0)), ("r0", chat(rita, "hola", 0))]), 0
+    )
     crash_and_replay(  # the notices are out, nothing is in Delta yet
         kafka_batch(spark, [("s1", chat(sam, "JODER", 1)), ("r1", chat(rita, "qué tal", 1))], 2),
         1,
         "notices",
         lambda: "s1:strike" in notice_ids() and 1 not in batch_ids(paths.MESSAGES) and user(sam).last_batch_id == 0,
     )
-    crash_and_replay(  # the messages are in, the strikes and the rejected record are not
+    crash_and_replay(  # the messages are in, the strikes and the user's row are not
         kafka_batch(spark, [("s2", chat(sam, "p*ta vida", 2)), (None, b"not json")], 4),
         2,
         paths.MESSAGES,
-        lambda: (
-            2 in batch_ids(paths.MESSAGES)
-            and 2 not in batch_ids(paths.STRIKES)
-            and not batch_ids(paths.REJECTED_MESSAGES)
-            and user(sam).last_batch_id == 1
-        ),
+        lambda: 2 in batch_ids(paths.MESSAGES) and 2 not in batch_ids(paths.STRIKES) and user(sam).last_batch_id == 1,
     )
-    crash_and_replay(  # the strikes are in, the users' rows are not refreshed
+    crash_and_replay(  # the strikes are in, the user's row is not
         kafka_batch(spark, [("r3", chat(rita, "shit", 3)), ("s3", chat(sam, "hola", 3))], 6),
         3,
         paths.STRIKES,
-        lambda: 3 in batch_ids(paths.STRIKES) and user(rita).last_batch_id == 1 and user(rita).strikes == 0,
+        lambda: 3 in batch_ids(paths.STRIKES) and user(rita).last_batch_id == 1,
     )
-    crash_and_replay(  # the batch is complete and the users' rows refreshed: the replay and its refresh add nothing
+    crash_and_replay(  # the users' rows are merged, nothing after
         kafka_batch(spark, [("r4", chat(rita, "coño", 4)), ("s4", chat(sam, "sigo aquí", 4))], 8),
         4,
-        "refresh",
-        lambda: (
-            (user(sam).last_batch_id, user(rita).last_batch_id, user(rita).strikes, user(rita).messages) == (4, 4, 2, 4)
-        ),
+        "merge",
+        lambda: (user(sam).last_batch_id, user(rita).last_batch_id, user(rita).strikes) == (4, 4, 2),
     )
     crash_and_replay(  # the unblock is recorded, the user is not cleared yet
         kafka_batch(spark, [("r5", chat(rita, "adiós", 5))], 10).unionByName(
@@ -344,109 +317,3 @@ def test_a_batch_that_crashed_after_any_write_is_replayed_into_each_row_exactly_
         (sam, "warning", 1),
         (sam, "warning", 2),
     ]
-
-
-@dataclass
-class RecordingLedger(Ledger):
-    """A ledger that also keeps every notice it sends, as (id, author, kind, strike, message id)."""
-
-    sent: list[tuple] = field(default_factory=list)
-
-    def send_notices(self, notices_df) -> None:
-        for row in notices_df.collect():
-            n = json.loads(row.value)
-            self.sent.append((n["id"], n["author"], n["kind"], n["strike"], n["message_id"]))
-        super().send_notices(notices_df)
-
-
-def test_a_ledger_catching_up_in_one_batch_decides_what_it_would_have_decided_batch_by_batch(
-    spark, tmp_path, kafka_only
-):
-    """The ledger was down while the relay ran (the API has warned and blocked from the relay's verdicts): when
-    it is back, the whole backlog is one batch. Its notices (ids, strike numbers, the block), strikes and users'
-    rows are exactly those of a ledger that kept up, batch by batch, through the same records."""
-    records = [
-        ("c0", chat("dora", "qué mierda", 0)),
-        ("c1", chat("eli", "hola", 1)),
-        ("c2", chat("dora", "JODER", 2)),
-        (None, b"not json"),
-        ("c4", chat("eli", "shit", 4)),
-        ("c5", chat("dora", "puta vida", 5)),  # dora's third: blocked
-        ("c6", chat("dora", "mierda otra vez", 6)),  # withheld
-        ("c7", chat("eli", "joder", 7)),
-    ]
-    results = {}
-    for name, cuts in (("kept_up", [0, 2, 5, 8]), ("caught_up", [0, 8])):
-        (tmp_path / name).mkdir()
-        ledger, warehouse, _ = new_ledger(spark, tmp_path / name, kafka_only, f"test-catch-up-{name}")
-        ledger = RecordingLedger(spark, warehouse, kafka_only, load_word_lists(), ledger.checkpoint)
-        for batch_id, (start, end) in enumerate(zip(cuts, cuts[1:])):
-            ledger.process_batch(kafka_batch(spark, records[start:end], first_offset=start), batch_id)
-        ledger.refresh_moderation()
-        read = lambda table, w=warehouse: spark.read.format("delta").load(str(paths.table_path(table, w)))  # noqa: E731
-        results[name] = {
-            "notices": sorted(ledger.sent),
-            "strikes": sorted((r.message_id, r.author, r.strike_number) for r in read(paths.STRIKES).collect()),
-            "verdicts": sorted((r.message_id, r.verdict) for r in read(paths.MESSAGES).collect()),
-            "users": sorted(
-                (r.author, r.messages, r.strikes, r.is_blocked, r.blocked_offset)
-                for r in read(paths.USER_MODERATION).collect()
-            ),
-        }
-    assert results["caught_up"] == results["kept_up"]
-    assert results["kept_up"]["notices"] == [
-        ("c0:strike", "dora", "warning", 1, "c0"),
-        ("c2:strike", "dora", "warning", 2, "c2"),
-        ("c4:strike", "eli", "warning", 1, "c4"),
-        ("c5:strike", "dora", "blocked", 3, "c5"),
-        ("c7:strike", "eli", "warning", 2, "c7"),
-    ]
-    assert results["kept_up"]["users"] == [("dora", 4, 3, True, 5), ("eli", 3, 2, False, None)]
-    assert ("c6", "withheld") in results["kept_up"]["verdicts"]
-
-
-def test_the_ledger_refreshes_user_moderation_and_compacts_its_tables_by_itself(spark, tmp_path, kafka_only):
-    """The streaming query as the streams start it, with short intervals: one batch per message, and beside
-    it the housekeeper brings `user_moderation` up to date and compacts `messages`, then stops with the query."""
-    author = f"self-{uuid.uuid4().hex[:8]}"
-    warehouse = tmp_path / "warehouse"
-    messages, users = (paths.table_path(t, warehouse) for t in (paths.MESSAGES, paths.USER_MODERATION))
-    query = start_ledger(
-        spark,
-        kafka_only,
-        warehouse,
-        tmp_path / "checkpoint",
-        load_word_lists(),
-        trigger_s=0.2,
-        moderation_refresh_s=0.5,
-        maintenance_every_s=1,
-        maintenance_min_files=4,
-    )
-    producer = KafkaProducer(bootstrap_servers=kafka_only, acks="all")
-    try:
-        for i in range(5):
-            message_id = f"{author}-{i}"
-            producer.send(
-                "chat",
-                key=author.encode(),
-                value=chat(author, "mierda" if i == 0 else f"hola {i}", i),
-                headers=[("message_id", message_id.encode())],
-            ).get(timeout=30)
-            wait_until(lambda m=message_id: delta_ids(messages) >= {m}, timeout_s=300, every_s=0.1)
-        [user] = wait_until(lambda: [r for r in delta_rows(users) if r["author"] == author and r["messages"] == 5])
-        assert (user["strikes"], user["is_blocked"]) == (1, False)
-        wait_until(lambda: "OPTIMIZE" in {h["operation"] for h in DeltaLakeTable(str(messages)).history()})
-        assert {f"{author}-{i}" for i in range(5)} <= delta_ids(messages)  # every row still there once compacted
-        assert query.exception() is None
-    finally:
-        producer.close()
-        query.stop()
-    wait_until(lambda: not [t for t in threading.enumerate() if t.name == "ledger-housekeeper"], timeout_s=120)
-
-
-def delta_rows(location) -> list[dict]:
-    return DeltaLakeTable(str(location)).to_pyarrow_table().to_pylist()
-
-
-def delta_ids(location) -> set[str]:
-    return set(DeltaLakeTable(str(location)).to_pyarrow_table(columns=["message_id"]).column(0).to_pylist())
