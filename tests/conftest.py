@@ -65,16 +65,20 @@ def auth(api_url: str, user: str) -> dict:
 def wait_for_messages(api_url: str, user: str, predicate, timeout_s: float = 60) -> list[dict]:
     """Long-poll GET /messages as `user` until `predicate(all messages seen)` holds."""
     seen: list[dict] = []
-    body = requests.get(f"{api_url}/messages", params={"limit": 500}, headers=auth(api_url, user), timeout=30).json()
+    first = requests.get(f"{api_url}/messages", params={"limit": 500}, headers=auth(api_url, user), timeout=30)
+    assert first.status_code == 200, (first.status_code, first.text)
+    body = first.json()
     seen.extend(body["messages"])
     cursor = body["cursor"]
     deadline = time.monotonic() + timeout_s
     while not predicate(seen):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out; {user} saw {seen}")
-        body = requests.get(
+        answer = requests.get(
             f"{api_url}/messages", params={"after": cursor, "wait": 5}, headers=auth(api_url, user), timeout=15
-        ).json()
+        )
+        assert answer.status_code == 200, (answer.status_code, answer.text)
+        body = answer.json()
         seen.extend(body["messages"])
         cursor = body["cursor"]
     return seen
