@@ -9,6 +9,9 @@ Once they all wait, a writer posts `messages` messages a second apart while a pr
 has it. Every reader must see every message exactly once (by id). The API's memory is the resident size
 of all the processes of its process group (found through `GET /health`'s pid).
 
+All readers come from this machine's one address: start the API with CHAT_API_LONG_POLLS_PER_CLIENT=0 (as
+`make bench` does), or the per-address cap answers most of them 429 (counted in `reader_errors`).
+
 `capacity()` returns a dict (bench/run.py calls it); the CLI prints it as JSON.
 """
 
