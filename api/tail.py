@@ -250,6 +250,9 @@ class KafkaTail:
 
     Survives Kafka going away: it reconnects with back-off and carries on from each follower's positions."""
 
+    # seconds without a record after which the consumer is checked for records waiting beyond it
+    STALL_CHECK_S = 3.0
+
     def __init__(self, bootstrap: str, followers: list[Follower], name: str = "tail"):
         self.bootstrap = bootstrap
         self.followers = followers
@@ -314,16 +317,37 @@ class KafkaTail:
             consumer.close()
             raise
 
+    def _behind(self, consumer: KafkaConsumer) -> dict[TopicPartition, int]:
+        """The positions of the partitions where records wait in Kafka beyond what this consumer has read."""
+        assigned = list(consumer.assignment())
+        ends = consumer.end_offsets(assigned)
+        return {tp: position for tp in assigned if ends[tp] > (position := consumer.position(tp))}
+
     def _run(self) -> None:
         consumer = None
         backoff = 0.5
+        quiet_since = time.monotonic()
+        behind: dict[TopicPartition, int] = {}
         while not self._stop.is_set():
             try:
                 if consumer is None:
                     consumer = self._connect()
                     self.connected, self.last_error, backoff = True, None, 0.5
+                    quiet_since, behind = time.monotonic(), {}
                     log.info("%s: reading %s from %s", self.name, ", ".join(self._by_topic), self.bootstrap)
                 batches = consumer.poll(timeout_ms=200)
+                if batches:
+                    quiet_since, behind = time.monotonic(), {}
+                elif time.monotonic() - quiet_since > self.STALL_CHECK_S:
+                    # after a broker restart a consumer can stay quiet for good (its fetch session lost): if
+                    # records wait at the same positions at two checks in a row, it is replaced, and the new
+                    # one reads on from the followers' positions
+                    quiet_since = time.monotonic()
+                    now_behind = self._behind(consumer)
+                    if now_behind and now_behind == behind:
+                        behind = {}
+                        raise KafkaError("records wait in Kafka but the consumer fetches none")
+                    behind = now_behind
                 for tp, records in batches.items():
                     follower = self._by_topic[tp.topic]
                     for record in records:
