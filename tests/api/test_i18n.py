@@ -19,6 +19,7 @@ from tests.api.asgi_client import Request, run
 from tests.api.conftest import ADMIN, SPEC, make_app, token_for
 from tests.api.test_asgi import asgi_request
 from tests.api.test_hostile import Hostile, TableTarget, send
+from tests.ui.live_api import json_schema as resolve
 
 SPANISH = "es-MX,es;q=0.9,en;q=0.5"
 ENGLISH = "en-GB,es;q=0.8"
@@ -396,23 +397,6 @@ def test_the_document_lists_every_code_and_the_language_headers():
                 response = resolve(response)
                 if status.startswith(("4", "5")) and path != "/health":
                     assert {"Content-Language", "Vary"} <= set(response.get("headers", {})), f"{path} {status}"
-
-
-def resolve(node):
-    """An OpenAPI 3.0 node as plain JSON Schema: references resolved, `nullable` as a null type."""
-    if isinstance(node, list):
-        return [resolve(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        target = SPEC
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        return resolve(target)
-    schema = {key: resolve(value) for key, value in node.items() if key != "nullable"}
-    if node.get("nullable") and "type" in schema:
-        schema["type"] = [schema["type"], "null"]
-    return schema
 
 
 def assert_keeps_the_document(body, headers, method: str, path: str, status: int) -> None:

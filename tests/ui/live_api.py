@@ -62,18 +62,18 @@ def wait_until(condition: Callable[[], bool]) -> None:
 SPEC: dict[str, Any] = yaml.safe_load((REPO_ROOT / "api" / "openapi.yaml").read_text(encoding="utf-8"))
 
 
-def _json_schema(node: Any) -> Any:
+def json_schema(node: Any) -> Any:
     """An OpenAPI 3.0 schema as plain JSON Schema: references resolved, ``nullable`` as a null type."""
     if isinstance(node, list):
-        return [_json_schema(item) for item in node]
+        return [json_schema(item) for item in node]
     if not isinstance(node, dict):
         return node
     if "$ref" in node:
         target: Any = SPEC
         for part in node["$ref"].removeprefix("#/").split("/"):
             target = target[part]
-        return _json_schema(target)
-    schema = {key: _json_schema(value) for key, value in node.items() if key != "nullable"}
+        return json_schema(target)
+    schema = {key: json_schema(value) for key, value in node.items() if key != "nullable"}
     if node.get("nullable") and "type" in schema:
         schema["type"] = [schema["type"], "null"]
     return schema
@@ -81,7 +81,7 @@ def _json_schema(node: Any) -> Any:
 
 def schema_errors(body: Any, path: str, method: str, status: int) -> list[str]:
     """How ``body`` breaks the schema of the ``status`` answer of ``method path`` in api/openapi.yaml."""
-    answer = _json_schema(SPEC["paths"][path][method.lower()]["responses"][str(status)])
+    answer = json_schema(SPEC["paths"][path][method.lower()]["responses"][str(status)])
     schema = answer["content"]["application/json"]["schema"]
     return [error.message for error in jsonschema.Draft7Validator(schema).iter_errors(body)]
 
