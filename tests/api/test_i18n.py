@@ -19,6 +19,7 @@ from tests.api.asgi_client import Request, run
 from tests.api.conftest import ADMIN, SPEC, make_app, token_for
 from tests.api.test_asgi import asgi_request
 from tests.api.test_hostile import Hostile, TableTarget, send
+from tests.api.test_notices import notice
 from tests.ui.live_api import json_schema as resolve
 
 SPANISH = "es-MX,es;q=0.9,en;q=0.5"
@@ -289,31 +290,14 @@ def test_without_moderators_the_refusal_is_in_the_requests_language(tmp_path):
 # -- notices -----------------------------------------------------------------------------------------------
 
 
-def ledger_notice(author: str, kind: str, strike: int, message_id: str | None, terms: list[str]) -> bytes:
-    """A notice as the ledger writes it: an English `text` beside its kind and numbers."""
-    return json.dumps(
-        {
-            "id": f"{message_id}:strike" if message_id else f"{author}:{kind}",
-            "author": author,
-            "kind": kind,
-            "strike": strike,
-            "limit": contract.STRIKE_LIMIT,
-            "terms": terms,
-            "message_id": message_id,
-            "text": contract.notice_text(kind, strike, contract.STRIKE_LIMIT, terms),
-            "timestamp": NOW,
-        }
-    ).encode()
-
-
 @pytest.fixture
 def noticed(tmp_path):
     """An app where ana has been warned, blocked and unblocked by the ledger."""
     app = make_app(tmp_path)
     board = app.extensions["chat_moderation"].notices
-    board.add_record(ledger_notice("ana", "warning", 1, "m1", ["mierda", "joder"]), [])
-    board.add_record(ledger_notice("ana", "blocked", 3, "m3", ["coño"]), [])
-    board.add_record(ledger_notice("ana", "unblocked", 0, None, []), [])
+    board.add_record(notice("ana", "warning", 1, "m1", terms=["mierda", "joder"]), [])
+    board.add_record(notice("ana", "blocked", 3, "m3", terms=["coño"]), [])
+    board.add_record(notice("ana", "unblocked", 0), [])
     yield app
     app.extensions["chat_producer"].close()
 
@@ -372,11 +356,11 @@ def test_a_notice_whose_numbers_are_missing_keeps_its_stored_text(tmp_path):
     """A record the API cannot word (no limit, terms not a list of words) is served with the text it carries."""
     app = make_app(tmp_path)
     board = app.extensions["chat_moderation"].notices
-    odd = json.loads(ledger_notice("ana", "warning", 1, "m1", ["mierda"]))
+    odd = json.loads(notice("ana", "warning", 1, "m1"))
     odd.pop("limit")
     board.add_record(json.dumps(odd).encode(), [])
-    [notice], _ = board.read("ana", None, 0)
-    assert notice.as_json("es")["text"] == odd["text"]
+    [served], _ = board.read("ana", None, 0)
+    assert served.as_json("es")["text"] == odd["text"]
     app.extensions["chat_producer"].close()
 
 

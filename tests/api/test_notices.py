@@ -14,10 +14,12 @@ from config import contract
 from warehouse.moderation_snapshot import ModerationSnapshot, UserState
 
 
-def notice(author, kind, strike, message_id=None, offset=None, batch=None) -> bytes:
+def notice(author, kind, strike, message_id=None, offset=None, batch=None, terms=None) -> bytes:
     """A notice as the ledger publishes it on `chat_notices`: the fields the API serves, the text the user
-    reads (both from config.contract), where the message that caused it sits in `chat`, and its batch."""
-    terms = ["mierda"] if message_id else []
+    reads (both from config.contract, in English), where the message that caused it sits in `chat`, and its
+    batch; `terms` default to one word for a strike, none otherwise."""
+    if terms is None:
+        terms = ["mierda"] if message_id else []
     body = {
         "id": f"{message_id}:strike" if message_id else f"{author}:{kind}:{strike}:{batch}",
         "author": author,
