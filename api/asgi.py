@@ -32,10 +32,11 @@ from api.feed import Feed
 from api.messages import utc_now
 from api.notices import Moderation, NoticeBoard
 from api.producer import ChatProducer
-from api.security import SECURITY_HEADERS, check_host
+from api.security import check_host
 from api.tail import BadCursor, Follower
 from api.validation import clean_author, parse_json_body, parse_limit, parse_message_body, parse_wait, require_json
 from config import contract
+from config.hosts import SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
 

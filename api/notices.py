@@ -390,10 +390,6 @@ class Moderation:
         partition, offset = message.position
         return partition == state.blocked_partition and offset > state.blocked_offset
 
-    def blocked_error(self, author: str) -> str:
-        """The 403's text in English (contract.blocked_error)."""
-        return self.blocked_refusal(author).message
-
     def blocked_refusal(self, author: str) -> ApiError:
         """The 403 to a blocked author."""
         state = self.state(author)

@@ -9,8 +9,6 @@ from flask import Flask, request
 from api.errors import ApiError
 from config.hosts import SECURITY_HEADERS, host_allowed
 
-__all__ = ["SECURITY_HEADERS", "check_host", "init_app"]
-
 
 def check_host(host: str | None, allowed: tuple[str, ...]) -> None:
     """400 unless `host` names one of `allowed` (`*` allows any)."""

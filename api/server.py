@@ -16,8 +16,8 @@ from uvicorn_worker import UvicornWorker
 from api import i18n
 from api.asgi import json_bytes, request_language
 from api.errors import ApiError
-from api.security import SECURITY_HEADERS
 from config import settings
+from config.hosts import SECURITY_HEADERS
 
 
 def _json_answer(status: int, reason: str, error: ApiError) -> bytes:

@@ -344,8 +344,7 @@ class KafkaTail:
                     # one reads on from the followers' positions
                     quiet_since = time.monotonic()
                     now_behind = self._behind(consumer)
-                    if now_behind and now_behind == behind:
-                        behind = {}
+                    if now_behind and now_behind == behind:  # the new consumer starts with none
                         raise KafkaError("records wait in Kafka but the consumer fetches none")
                     behind = now_behind
                 for tp, records in batches.items():

@@ -69,8 +69,8 @@ def test_a_blocked_notice_blocks_before_the_snapshot_knows(tmp_path: Path):
     assert (moderation.state("ana").strikes, moderation.is_blocked("ana")) == (2, False)
     board.add_record(notice("ana", "blocked", 3, "m3", 7), [])
     assert moderation.is_blocked("ana")
-    assert moderation.blocked_error("ana") == contract.blocked_error("ana", 3, "2026-11-27 10:00:00")
-    assert "ana is blocked since 2026-11-27 10:00:00 UTC" in moderation.blocked_error("ana")
+    assert moderation.blocked_refusal("ana").message == contract.blocked_error("ana", 3, "2026-11-27 10:00:00")
+    assert "ana is blocked since 2026-11-27 10:00:00 UTC" in moderation.blocked_refusal("ana").message
 
     def message(offset):
         return FeedMessage(seq=offset, id=f"x{offset}", author="ana", data="d", timestamp="t", position=(0, offset))
@@ -178,7 +178,7 @@ def test_the_third_profane_message_blocks_before_the_ledger_announces_it(live):
     served(feed, "bob", 6)
     state = moderation.state("ana")
     assert (state.strikes, state.is_blocked, state.blocked_offset) == (3, True, 5)
-    assert "ana is blocked since" in moderation.blocked_error("ana")
+    assert "ana is blocked since" in moderation.blocked_refusal("ana").message
     assert not moderation.is_blocked("bob") and moderation.state("bob").strikes == 1
 
     def message(offset, author="ana"):
