@@ -6,6 +6,7 @@ from __future__ import annotations
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
+DEFAULT_PORTS = {"http": 80, "https": 443}  # left out of an origin, as browsers do
 # on every answer: never sniffed into another content type, never framed by another page
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
@@ -38,8 +39,7 @@ def default_hosts(bind_host: str) -> tuple[str, ...]:
 def origin(scheme: str, host: str, port: int) -> str:
     """An origin as browsers send it: `http://127.0.0.1:8000`, `http://[::1]:8000` (the default port left out)."""
     host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    default = {"http": 80, "https": 443}.get(scheme)
-    return f"{scheme}://{host.lower()}" + ("" if port == default else f":{port}")
+    return f"{scheme}://{host.lower()}" + ("" if port == DEFAULT_PORTS.get(scheme) else f":{port}")
 
 
 def default_origins(bind_host: str, port: int) -> tuple[str, ...]:
@@ -62,7 +62,7 @@ def normal_origin(value: str) -> str:
         tail = colon + port
     if not name or (tail and not (tail[0] == ":" and tail[1:].isdigit())):
         return value
-    port = int(tail[1:]) if tail else {"http": 80, "https": 443}.get(scheme)
+    port = int(tail[1:]) if tail else DEFAULT_PORTS.get(scheme)
     return origin(scheme, name, port) if port is not None else value
 
 
