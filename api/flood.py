@@ -187,8 +187,12 @@ class ChatCounter(Follower):
                 author = None
             if author:
                 message_id = header(record.headers, contract.MESSAGE_ID_HEADER) or f"{record.partition}:{record.offset}"
-                self.window.seen(author, message_id, record.timestamp / 1000, self.horizon_s)
+                self.add(author, message_id, record.timestamp / 1000)
         self.positions[record.partition] = record.offset + 1
+
+    def add(self, author: str, message_id: str, at: float) -> None:
+        """A message of `chat` sent at `at` (seconds since the epoch), through whichever process."""
+        self.window.seen(author, message_id, at, self.horizon_s)
 
     def idle(self) -> None:
         now = time.monotonic()
