@@ -194,6 +194,10 @@ class ChatCounter(Follower):
         """A message of `chat` sent at `at` (seconds since the epoch), through whichever process."""
         self.window.seen(author, message_id, at, self.horizon_s)
 
+    def status(self) -> dict:
+        """GET /health's part: how far `chat` has been counted (partition → next offset)."""
+        return {**super().status(), "positions": {str(p): o for p, o in sorted(self.positions.items())}}
+
     def idle(self) -> None:
         now = time.monotonic()
         if now >= self._next_prune:

@@ -64,6 +64,8 @@ def health():
         # the blocked-status snapshot: stale or missing is reported, not fatal (the notices still block)
         "snapshot": snapshot,
         "sessions": {"live": auth.store.live_count()},
+        # the messages of `chat` counted for the per-user rate limit (every process's posts), and the slow mode
+        "rate_limit": {**get_flood().counter.status(), "slow_mode_s": get_flood().slow_mode.seconds},
         "memory": {
             **get_feed().sizes(),
             **moderation.notices.sizes(),

@@ -364,9 +364,13 @@ def test_only_moderators_set_the_slow_mode(two_processes):
     assert kafka.topics[contract.TOPIC_ACTIONS] == []
 
 
-def test_health_reports_the_window_sizes(two_processes):
+def test_health_reports_the_window_and_how_far_chat_is_counted(two_processes):
     kafka, _, (a, _) = two_processes
     client = a.test_client()
     assert client.post("/messages", json={"data": "x"}, headers=sign_in(client, "ana")).status_code == 202
-    memory = client.get("/health").get_json()["memory"]
-    assert (memory["rate_authors"], memory["rate_messages"]) == (1, 1)
+    health = client.get("/health").get_json()
+    assert (health["memory"]["rate_authors"], health["memory"]["rate_messages"]) == (1, 1)
+    assert (health["rate_limit"]["positions"], health["rate_limit"]["slow_mode_s"]) == ({}, 0)
+    kafka.deliver()  # the tail reads the post back: counted once, and the position moves on
+    health = client.get("/health").get_json()
+    assert (health["memory"]["rate_messages"], health["rate_limit"]["positions"]) == (1, {"0": 1})
