@@ -9,6 +9,7 @@ README "Limits and slow mode".
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import threading
@@ -52,16 +53,19 @@ class PostWindow:
         come sooner than `slow_mode_s` after their last message. Check and count are one step."""
         now = self.clock()
         with self._lock:
-            sent = self._by_author.get(author, {})
-            recent = sorted(t for t in sent.values() if t > now - self.window_s)
-            wait_rate = recent[len(recent) - self.limit] + self.window_s - now if len(recent) >= self.limit else 0.0
-            last = max(sent.values(), default=None)
-            wait_slow = last + slow_mode_s - now if slow_mode_s and last is not None else 0.0
+            sent = self._by_author.setdefault(author, {})
+            wait_rate = wait_slow = 0.0
+            if slow_mode_s and sent:
+                wait_slow = max(sent.values()) + slow_mode_s - now
+            if len(sent) >= self.limit:  # below, the window cannot be full: no need to look
+                recent = [t for t in sent.values() if t > now - self.window_s]
+                if len(recent) >= self.limit:  # wait until all but limit - 1 of them have left the window
+                    wait_rate = heapq.nsmallest(len(recent) - self.limit + 1, recent)[-1] + self.window_s - now
             if wait_slow > 0 and wait_slow >= wait_rate:
                 raise Refused("slow_mode", wait_slow, interval=slow_mode_s)
             if wait_rate > 0:
                 raise Refused("rate_limited", wait_rate, limit=self.limit, window=self.window_s)
-            self._by_author.setdefault(author, {})[message_id] = now
+            sent[message_id] = now
 
     def release(self, author: str, message_id: str) -> None:
         """Forget a message admitted but not sent (Kafka refused it): it does not count."""
