@@ -374,3 +374,19 @@ def test_health_reports_the_window_and_how_far_chat_is_counted(two_processes):
     kafka.deliver()  # the tail reads the post back: counted once, and the position moves on
     health = client.get("/health").get_json()
     assert (health["memory"]["rate_messages"], health["rate_limit"]["positions"]) == (1, {"0": 1})
+
+
+def test_the_settings_and_the_slow_mode_through_the_asgi_door(two_processes):
+    kafka, _, (a, b) = two_processes
+    door_a, door_b = ChatAsgi(a), ChatAsgi(b)
+    put = Request(
+        "PUT",
+        "/chat/slow_mode",
+        headers=[(b"authorization", f"Bearer {ADMIN}".encode()), (b"content-type", b"application/json")],
+        body=b'{"seconds": 12}',
+    )
+    answer = run(door_a, put)
+    assert answer.status == 202 and json.loads(answer.body)["seconds"] == 12
+    kafka.deliver()
+    settings = run(door_b, Request("GET", "/chat/settings"))
+    assert settings.status == 200 and json.loads(settings.body)["slow_mode_s"] == 12
