@@ -382,7 +382,11 @@ def test_the_settings_and_the_slow_mode_through_the_asgi_door(two_processes):
     put = Request(
         "PUT",
         "/chat/slow_mode",
-        headers=[(b"authorization", f"Bearer {ADMIN}".encode()), (b"content-type", b"application/json")],
+        headers=[
+            (b"authorization", f"Bearer {ADMIN}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"15"),  # the WSGI side reads as many bytes as it is told
+        ],
         body=b'{"seconds": 12}',
     )
     answer = run(door_a, put)
