@@ -137,6 +137,9 @@ def fuzz_target(request, tmp_path_factory, kafka_only):
     app.extensions["chat_feed"].stop()
     app.extensions["chat_moderation"].notices.stop()
     yield FuzzTarget(app, token_for(app.test_client(), USER), request.param)
+    # the campaigns set slow modes on the shared broker's `chat_actions`: lift it for the apps of later tests
+    lifted = app.test_client().put("/chat/slow_mode", json={"seconds": 0}, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert lifted.status_code == 202, lifted.get_json()
     app.extensions["chat_producer"].close()
 
 
