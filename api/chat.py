@@ -23,6 +23,12 @@ SLOW_MODE_KEY = "slow_mode"
 APPLY_WAIT_S = 2.0
 
 
+def publish_slow_mode(producer, seconds: int, by: str = "moderator") -> tuple[dict, tuple[int, int] | None]:
+    """Put a slow-mode change on `chat_actions` (acknowledged by Kafka): the action, and where it is."""
+    action = {"id": str(uuid.uuid4()), "action": SLOW_MODE_ACTION, "by": by, "timestamp": utc_now(), "seconds": seconds}
+    return action, producer.publish(contract.TOPIC_ACTIONS, SLOW_MODE_KEY, action, [], what=f"action {action['id']}")
+
+
 @bp.get("/chat/settings")
 def chat_settings():
     return get_flood().settings()
@@ -35,16 +41,8 @@ def set_slow_mode():
     body = json_object(request, "seconds")
     if "seconds" not in body:
         raise ApiError(400, "field_required", field="seconds")
-    seconds = slow_mode_seconds(body["seconds"])
-    action = {
-        "id": str(uuid.uuid4()),
-        "action": SLOW_MODE_ACTION,
-        "by": "moderator",
-        "timestamp": utc_now(),
-        "seconds": seconds,
-    }
+    action, where = publish_slow_mode(get_producer(), slow_mode_seconds(body["seconds"]))
     slow_mode = get_flood().slow_mode
-    where = get_producer().publish(contract.TOPIC_ACTIONS, SLOW_MODE_KEY, action, [], what=f"action {action['id']}")
     if where is not None and slow_mode.connected:  # a process not reading Kafka applies it once it does
         slow_mode.wait_until(lambda: slow_mode.past(*where), APPLY_WAIT_S)
     return action, 202
