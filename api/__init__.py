@@ -45,6 +45,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         ALLOWED_HOSTS=s.api_allowed_hosts,
         LONG_POLLS_PER_SESSION=s.api_long_polls_per_session,
         LONG_POLLS_PER_CLIENT=s.api_long_polls_per_client,
+        RATE_LIMIT_MESSAGES=s.rate_limit_messages,
+        RATE_LIMIT_WINDOW_S=s.rate_limit_window_s,
     )
     if test_config:
         app.config.from_mapping(test_config)
@@ -52,7 +54,22 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from api import auth, errors, feed, health, messages, notices, poll, producer, security, sessions, spec, users
+    from api import (
+        auth,
+        chat,
+        errors,
+        feed,
+        flood,
+        health,
+        messages,
+        notices,
+        poll,
+        producer,
+        security,
+        sessions,
+        spec,
+        users,
+    )
     from api.tail import CursorSigner, KafkaTail
 
     app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or auth.load_secret(Path(app.config["DATA_DIR"]))
@@ -63,7 +80,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     feed.init_app(app, cursors)
     notices.init_app(app, cursors)
     auth.init_app(app)
-    followers = [app.extensions["chat_feed"], app.extensions["chat_moderation"].notices]
+    flood.init_app(app)
+    limits = app.extensions["chat_flood"]
+    followers = [
+        app.extensions["chat_feed"],
+        app.extensions["chat_moderation"].notices,
+        limits.slow_mode,
+        limits.counter,
+    ]
     if app.config.get("SESSION_LOG") is None:
         followers.append(app.extensions["chat_auth"].store.board)
     app.extensions["chat_tail"] = KafkaTail(app.config["KAFKA_BOOTSTRAP"], followers)
@@ -73,6 +97,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(messages.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(poll.bp)
+    app.register_blueprint(chat.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(spec.bp)
     return app

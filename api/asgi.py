@@ -29,6 +29,7 @@ from api import create_app, i18n, poll
 from api.auth import Auth, parse_bearer, user_or_admin
 from api.errors import ApiError
 from api.feed import Feed
+from api.flood import Flood
 from api.messages import utc_now
 from api.notices import Moderation, NoticeBoard
 from api.producer import ChatProducer
@@ -136,6 +137,7 @@ class ChatAsgi:
         self.notices: NoticeBoard = self.moderation.notices
         self.auth: Auth = flask.extensions["chat_auth"]
         self.producer: ChatProducer = flask.extensions["chat_producer"]
+        self.flood: Flood = flask.extensions["chat_flood"]
         self.allowed_hosts = tuple(self.config["ALLOWED_HOSTS"])
         self.polls_by_session: Counter[str] = Counter()
         self.polls_by_client: Counter[str] = Counter()
@@ -195,7 +197,13 @@ class ChatAsgi:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for follower in (self.feed, self.notices, self.auth.store.board):
+                for follower in (
+                    self.feed,
+                    self.notices,
+                    self.auth.store.board,
+                    self.flood.slow_mode,
+                    self.flood.counter,
+                ):
                     follower.stop()
                 self.moderation.snapshot.stop()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -353,8 +361,13 @@ class ChatAsgi:
             raise ApiError(403, "cannot_send_as", author=author, claimed=claimed)
         self._refuse_if_blocked(author)
         message_id = str(uuid.uuid4())
+        self.flood.admit(author, message_id)  # 429 over the rate limit or within the slow mode: nothing is sent
         message = {"author": author, "data": data, "timestamp": utc_now()}
-        await self._produce(message_id, message)
+        try:
+            await self._produce(message_id, message)
+        except BaseException:
+            self.flood.release(author, message_id)
+            raise
         await respond(send, 202, json_bytes({"id": message_id, **message}))
 
     async def _produce(self, message_id: str, message: dict) -> None:

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app
 
 from api.auth import get_auth
 from api.feed import get_feed
+from api.flood import get_flood
 from api.notices import get_moderation
 from api.producer import get_producer
 
@@ -63,7 +64,15 @@ def health():
         # the blocked-status snapshot: stale or missing is reported, not fatal (the notices still block)
         "snapshot": snapshot,
         "sessions": {"live": auth.store.live_count()},
-        "memory": {**get_feed().sizes(), **moderation.notices.sizes(), **auth.sizes(), **extra_sizes()},
+        # the messages of `chat` counted for the per-user rate limit (every process's posts), and the slow mode
+        "rate_limit": {**get_flood().counter.status(), "slow_mode_s": get_flood().slow_mode.seconds},
+        "memory": {
+            **get_feed().sizes(),
+            **moderation.notices.sizes(),
+            **auth.sizes(),
+            **get_flood().sizes(),
+            **extra_sizes(),
+        },
         "pid": os.getpid(),
     }
     return body, (200 if not down else 503)

@@ -66,6 +66,10 @@ ERRORS: dict[str, dict[str, str]] = {
         "admin_guesses_locked": "too many wrong moderators' tokens from this address; try again in {seconds} s",
         "too_many_polls_session": "too many long-polls open for this session (at most {limit}); wait for one to answer",
         "too_many_polls_client": "too many long-polls open from this address (at most {limit}); wait for one to answer",
+        "rate_limited": "not sent: you are sending too fast (at most {limit} messages every {window:g} s); "
+        "you can send again in {seconds} s",
+        "slow_mode": "not sent: slow mode is on (one message every {interval} s); you can send again in {seconds} s",
+        "slow_mode_invalid": "seconds must be a whole number from 0 (slow mode off) to {maximum}",
         # users and moderation
         "unknown_user": "unknown user {author!r}: no message from them has been recorded yet",
         "blocked": "{author} is blocked after {strikes} strikes for profanity: "
@@ -129,6 +133,11 @@ ERRORS: dict[str, dict[str, str]] = {
         "espera a que responda una",
         "too_many_polls_client": "demasiadas esperas abiertas desde esta dirección (como máximo {limit}); "
         "espera a que responda una",
+        "rate_limited": "no enviado: estás enviando demasiado rápido (como máximo {limit} mensajes cada {window:g} s); "
+        "podrás volver a enviar en {seconds} s",
+        "slow_mode": "no enviado: el modo lento está activado (un mensaje cada {interval} s); "
+        "podrás volver a enviar en {seconds} s",
+        "slow_mode_invalid": "seconds debe ser un número entero de 0 (modo lento desactivado) a {maximum}",
         "unknown_user": "persona desconocida {author!r}: aún no consta ningún mensaje suyo",
         "blocked": "{author} está bloqueado tras {strikes} faltas por lenguaje malsonante: "
         "quien está bloqueado no puede enviar ni leer mensajes",

@@ -14,6 +14,7 @@ from flask import Blueprint, current_app, request
 from api.auth import current_session
 from api.errors import ApiError
 from api.feed import BadCursor, get_feed
+from api.flood import get_flood
 from api.notices import get_moderation
 from api.producer import get_producer
 from api.validation import clean_author, json_object, parse_limit, parse_message_body, parse_wait
@@ -50,8 +51,14 @@ def post_message():
         raise ApiError(403, "cannot_send_as", author=author, claimed=claimed)
     refuse_if_blocked(author)
     message_id = str(uuid.uuid4())
+    limits = get_flood()
+    limits.admit(author, message_id)  # 429 over the rate limit or within the slow mode: nothing is sent
     message = {"author": author, "data": data, "timestamp": utc_now()}
-    get_producer().send(message_id, message)
+    try:
+        get_producer().send(message_id, message)
+    except BaseException:
+        limits.release(author, message_id)
+        raise
     return {"id": message_id, **message}, 202
 
 

@@ -74,6 +74,17 @@ SETTINGS: tuple[Setting, ...] = (
         "2000",
         "long-polls one client address may hold open (per worker); 0: no limit",
     ),
+    Setting(
+        "CHAT_RATE_LIMIT_MESSAGES",
+        "5",
+        "messages one user (a name, over all their sessions and every API process) may post per "
+        "CHAT_RATE_LIMIT_WINDOW_S; past it a 429 with Retry-After (1 to 10000)",
+    ),
+    Setting(
+        "CHAT_RATE_LIMIT_WINDOW_S",
+        "5",
+        "the sliding window of the per-user rate limit, in seconds (0.1 to 3600)",
+    ),
     Setting("CHAT_API_REQUEST_TIMEOUT_S", "10", "seconds a client has to send a whole request (headers and body)"),
     Setting("CHAT_UI_HOST", "127.0.0.1", "address the UI listens on"),
     Setting("CHAT_UI_PORT", "8000", "port the UI listens on"),
@@ -210,6 +221,8 @@ class Settings:
     api_long_polls_per_session: int
     api_long_polls_per_client: int
     api_request_timeout_s: float
+    rate_limit_messages: int
+    rate_limit_window_s: float
     ui_host: str
     ui_port: int
     ui_allowed_hosts: tuple[str, ...]
@@ -265,6 +278,8 @@ def load() -> Settings:
         api_long_polls_per_session=_whole("CHAT_API_LONG_POLLS_PER_SESSION", 4, 1),
         api_long_polls_per_client=_whole("CHAT_API_LONG_POLLS_PER_CLIENT", 2000, 0),
         api_request_timeout_s=_seconds("CHAT_API_REQUEST_TIMEOUT_S", 10.0, 0.1, 600),
+        rate_limit_messages=_whole("CHAT_RATE_LIMIT_MESSAGES", 5, 1, 10_000),
+        rate_limit_window_s=_seconds("CHAT_RATE_LIMIT_WINDOW_S", 5.0, 0.1, 3600),
         ui_host=ui_host,
         ui_port=ui_port,
         ui_allowed_hosts=_hosts("CHAT_UI_ALLOWED_HOSTS", ui_host),

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import time
 from dataclasses import dataclass
 
 from htmltools import Tag, tags
@@ -26,14 +28,15 @@ from . import i18n
 from .client import ChatApiError, ChatSession, SendError, send_message
 from .guard import Guard
 from .i18n import Lang, Text, text
-from .live import LiveFeed, ModerationWatch, get_feed, get_notices
-from .models import Standing
+from .live import LiveFeed, ModerationWatch, get_chat_settings, get_feed, get_notices
+from .models import ChatSettings, Standing
 from .render import (
     CSS,
     block_reason,
     join_failure,
     message_to_chat_content,
     render_intro,
+    render_limits,
     render_moderation,
     render_status,
     send_failure,
@@ -112,6 +115,8 @@ def page(lang: Lang) -> Tag:
         tags.main(
             ui.output_ui("intro"),
             ui.output_ui("join_area"),
+            # the slow mode, and when the user may send again after a message or a refusal
+            ui.div(ui.output_ui("send_limits"), aria_live="polite"),
             # The chat is part of the static page, not rendered on join: messages
             # appended in the same flush as a freshly rendered output would reach the
             # browser before the chat element exists and be lost. It stays empty
@@ -168,6 +173,10 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     join_error: reactive.Value[Text | None] = reactive.Value(None)
     # The user's strikes and block; None until the join's GET /users answers.
     standing: reactive.Value[Standing | None] = reactive.Value(None)
+    # the chat's slow mode and rate limit, as the API last said; when the user may send again (time.monotonic)
+    chat_settings: reactive.Value[ChatSettings] = reactive.Value(ChatSettings())
+    send_again_at: reactive.Value[float] = reactive.Value(0.0)
+    shared_settings = get_chat_settings(API_URL)
     # the page was built in this language, from the same request headers
     first_lang = i18n.choose(session.http_conn.headers, session.http_conn.cookies)
 
@@ -269,6 +278,20 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
             await chat.append_message(message_to_chat_content(message, own=message.author == name))
             visit.shown_seq = seq
 
+    @reactive.effect
+    async def _follow_chat_settings() -> None:
+        reactive.invalidate_later(shared_settings.refresh_s)
+        chat_settings.set(await shared_settings.current())
+
+    @render.ui
+    def send_limits() -> Tag | None:
+        if user_name() is None:
+            return None
+        left = send_again_at() - time.monotonic()
+        if left > 0:
+            reactive.invalidate_later(min(1.0, left))
+        return render_limits(chat_settings().slow_mode_s, math.ceil(left) if left > 0 else 0, lang())
+
     @chat.on_user_submit
     async def _send(user_input: str) -> None:
         current = standing()
@@ -285,14 +308,21 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
             if not user_input.strip():
                 return
             await asyncio.to_thread(send_message, chat_session, user_input)
+            slow_mode_s = chat_settings.get().slow_mode_s
+            if slow_mode_s:
+                send_again_at.set(time.monotonic() + slow_mode_s)
         except SendError as exc:
             updated = standing.get() or Standing()
             if exc.blocked:  # the API knew before this session did
                 updated = updated.with_refusal()
                 standing.set(updated)
+            if exc.slowed:
+                send_again_at.set(time.monotonic() + (exc.retry_after or 1))
             ui.notification_show(send_failure(exc, updated).render(now), type="error", duration=8)
             if exc.session_lost:
                 await _leave(text("join.session_lost"))
+            elif not exc.blocked:  # not sent: what they typed is theirs to send again
+                chat.update_user_input(value=user_input)
         finally:
             # The message itself appears when it comes back through the feed;
             # end shinychat's "waiting for a reply" state (placeholder, locked

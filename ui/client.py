@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import requests
 
-from .models import FeedMessage, UserRecord
+from .models import ChatSettings, FeedMessage, UserRecord
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,15 @@ class SendError(Exception):
         problem: SendProblem = "refused",
         status: int | None = None,
         api_error: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.problem = problem
         self.status = status
         self.api_error = api_error
+        self.code = code
+        self.retry_after = retry_after
 
     @property
     def session_lost(self) -> bool:
@@ -96,6 +100,12 @@ class SendError(Exception):
         """True if the API refused the sender because they are blocked (HTTP 403)."""
         return self.status == 403
 
+    @property
+    def slowed(self) -> bool:
+        """True if the API refused the message for the rate limit or the slow mode (HTTP 429); ``retry_after``
+        says in how many seconds the user may send again."""
+        return self.status == 429
+
 
 def api_error(response: requests.Response) -> str | None:
     """The API's ``{"error": ...}`` text, if the body has one."""
@@ -105,6 +115,19 @@ def api_error(response: requests.Response) -> str | None:
         return None
     error = body.get("error") if isinstance(body, Mapping) else None
     return error if isinstance(error, str) and error else None
+
+
+def api_code(response: requests.Response) -> str | None:
+    """The API's ``{"code": ...}``, if the body has one."""
+    body = json_object(response)
+    code = body.get("code") if body is not None else None
+    return code if isinstance(code, str) and code else None
+
+
+def retry_after(response: requests.Response) -> int | None:
+    """The whole seconds of a ``Retry-After`` header (None without a usable one; an HTTP date is not used)."""
+    raw = (response.headers.get("Retry-After") or "").strip()
+    return int(raw) if raw.isdigit() and len(raw) <= 6 else None
 
 
 def error_text(response: requests.Response) -> str:
@@ -372,9 +395,24 @@ def send_message(session: ChatSession, text: str, *, timeout: float = SEND_TIMEO
     with response:
         if response.status_code not in (200, 201, 202):
             raise SendError(
-                f"Message not sent: {error_text(response)}", status=response.status_code, api_error=api_error(response)
+                f"Message not sent: {error_text(response)}",
+                status=response.status_code,
+                api_error=api_error(response),
+                code=api_code(response),
+                retry_after=retry_after(response),
             )
         return FeedMessage.from_json(json_object(response))
+
+
+def fetch_chat_settings(api_url: str, *, timeout: float = LOOKUP_TIMEOUT) -> ChatSettings | None:
+    """``GET /chat/settings``: the slow mode and the rate limit; None when the API cannot tell (unreachable,
+    an older API without the endpoint, a malformed answer): the UI then shows no slow mode."""
+    try:
+        response = requests.get(f"{api_url}/chat/settings", timeout=timeout)
+    except requests.RequestException:
+        return None
+    with response:
+        return ChatSettings.from_json(json_object(response)) if response.status_code == 200 else None
 
 
 def fetch_user(

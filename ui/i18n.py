@@ -284,6 +284,23 @@ CATALOG: dict[str, dict[Lang, Entry]] = {
         "en": "Message not sent: your session could not be renewed; try again.",
     },
     "send.failed": {"es": "Mensaje no enviado: {detail}", "en": "Message not sent: {detail}"},
+    "send.rate_limited": {
+        "es": "Mensaje no enviado: estás enviando demasiado rápido. Podrás volver a enviar en {seconds} s; "
+        "tu texto sigue en el cuadro.",
+        "en": "Message not sent: you are sending too fast. You can send again in {seconds} s; "
+        "your text is still in the box.",
+    },
+    "send.slow_mode": {
+        "es": "Mensaje no enviado: el modo lento está activado. Podrás volver a enviar en {seconds} s; "
+        "tu texto sigue en el cuadro.",
+        "en": "Message not sent: slow mode is on. You can send again in {seconds} s; your text is still in the box.",
+    },
+    # -- the chat's limits
+    "limits.slow_mode": {
+        "es": "Modo lento: un mensaje cada {seconds} s",
+        "en": "Slow mode: one message every {seconds} s",
+    },
+    "limits.countdown": {"es": "Podrás enviar de nuevo en {seconds} s", "en": "You can send again in {seconds} s"},
 }
 
 

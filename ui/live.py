@@ -19,9 +19,9 @@ from typing import Any
 
 from shiny import Session, reactive, ui
 
-from .client import ChatApiError, ChatSession, fetch_user
+from .client import ChatApiError, ChatSession, fetch_chat_settings, fetch_user
 from .i18n import Lang
-from .models import FeedStatus, Notice, NoticeBatch, Standing, UserRecord
+from .models import ChatSettings, FeedStatus, Notice, NoticeBatch, Standing, UserRecord
 from .poller import FeedPoller, Followed, NoticeStream
 from .render import notice_text, notification_type
 
@@ -105,6 +105,44 @@ def get_feed(api_url: str) -> LiveFeed:
             atexit.register(_feed.stop, 0)
         _feed.start(loop)
         return _feed
+
+
+class SharedChatSettings:
+    """The chat's slow mode and rate limit (``GET /chat/settings``), asked for at most every ``refresh_s``
+    for the whole process, however many sessions look; on the event loop only."""
+
+    def __init__(self, api_url: str, refresh_s: float = 3.0) -> None:
+        self.api_url = api_url
+        self.refresh_s = refresh_s
+        self.value = ChatSettings()
+        self._fetched_at = float("-inf")
+        self._fetching: asyncio.Task[None] | None = None
+
+    async def current(self) -> ChatSettings:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._fetched_at >= self.refresh_s and (self._fetching is None or self._fetching.done()):
+            self._fetching = loop.create_task(self._fetch())
+        if self._fetching is not None and not self._fetching.done():
+            await asyncio.shield(self._fetching)
+        return self.value
+
+    async def _fetch(self) -> None:
+        fetched = await asyncio.to_thread(fetch_chat_settings, self.api_url)
+        self._fetched_at = asyncio.get_running_loop().time()
+        if fetched is not None:  # the API could not tell: keep what it said last
+            self.value = fetched
+
+
+_chat_settings: SharedChatSettings | None = None
+
+
+def get_chat_settings(api_url: str) -> SharedChatSettings:
+    """The process-wide view of the chat's settings."""
+    global _chat_settings
+    with _feed_lock:
+        if _chat_settings is None:
+            _chat_settings = SharedChatSettings(api_url)
+        return _chat_settings
 
 
 _notices: NoticeStream | None = None

@@ -228,6 +228,28 @@ class UserRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatSettings:
+    """``GET /chat/settings``: the chat's slow mode (0: off) and the per-user rate limit."""
+
+    slow_mode_s: int = 0
+    rate_messages: int | None = None
+    rate_window_s: float | None = None
+
+    @classmethod
+    def from_json(cls, obj: object) -> ChatSettings | None:
+        """Build the settings from the API's JSON, or None if they are malformed."""
+        if not isinstance(obj, Mapping):
+            return None
+        slow, rate = obj.get("slow_mode_s"), obj.get("rate_limit")
+        if not _is_int(slow) or slow < 0 or not isinstance(rate, Mapping):
+            return None
+        messages, window = rate.get("messages"), rate.get("window_s")
+        if not _is_int(messages) or isinstance(window, bool) or not isinstance(window, int | float):
+            return None
+        return cls(slow, messages, float(window))
+
+
+@dataclass(frozen=True, slots=True)
 class Standing:
     """What a session knows of its user's moderation, folded from every source.
 

@@ -214,6 +214,16 @@ def render_status(status: FeedStatus, lang: Lang) -> Tag:
     )
 
 
+def render_limits(slow_mode_s: int, seconds_left: int, lang: Lang) -> Tag | None:
+    """The slow mode, while it is on, and how long until the user may send again, while they must wait."""
+    lines = []
+    if slow_mode_s > 0:
+        lines.append(tags.span(text("limits.slow_mode", seconds=slow_mode_s).render(lang), class_="chat-slow-mode"))
+    if seconds_left > 0:
+        lines.append(tags.span(text("limits.countdown", seconds=seconds_left).render(lang), class_="chat-countdown"))
+    return tags.p(*lines, class_="chat-limits") if lines else None
+
+
 # -- the first screen ------------------------------------------------------------------------------
 
 
@@ -271,6 +281,9 @@ def send_failure(error: SendError, standing: Standing) -> Text:
         return text("send.invalid")
     if error.status == 503:
         return text("send.unavailable")
+    if error.slowed:
+        seconds = error.retry_after or 1
+        return text("send.slow_mode" if error.code == "slow_mode" else "send.rate_limited", seconds=seconds)
     return text("send.failed", detail=clean_text(error.api_error or str(error)))
 
 

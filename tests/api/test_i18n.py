@@ -111,10 +111,11 @@ def test_the_language_of_an_accept_language_header(header, language):
 @pytest.fixture(scope="module")
 def doors(tmp_path_factory):
     """One app, reached through Flask's WSGI door and through the ASGI app around it, with the sessions the
-    cases need: ana and bob, carol (signed out) and dan (blocked by the ledger's notice)."""
+    cases need: ana and bob, carol (signed out), dan (blocked by the ledger's notice), eve (over the rate limit)
+    and fay (within the slow mode's interval)."""
     app = make_app(tmp_path_factory.mktemp("i18n"))
     client = app.test_client()
-    tokens = {name: token_for(client, name) for name in ("ana", "bob", "carol", "dan")}
+    tokens = {name: token_for(client, name) for name in ("ana", "bob", "carol", "dan", "eve", "fay")}
     assert client.delete("/sessions", headers={"Authorization": f"Bearer {tokens['carol']}"}).status_code == 204
     blocked = {
         "id": "m3:strike",
@@ -128,6 +129,13 @@ def doors(tmp_path_factory):
         "timestamp": NOW,
     }
     app.extensions["chat_moderation"].notices.add_record(json.dumps(blocked).encode(), [])
+    # eve has sent a window's worth of messages through other processes, fay one a second ago; slow mode is 3 s
+    flood = app.extensions["chat_flood"]
+    flood.window.clock = lambda: 1000.0
+    for i in range(flood.window.limit):
+        flood.window.seen("eve", f"eve-{i}", 1000.0, 60)
+    flood.window.seen("fay", "fay-0", 999.0, 60)
+    flood.slow_mode.apply({"id": "a1", "action": "slow_mode", "seconds": 3, "timestamp": NOW})
     yield TableTarget(app, {"user": tokens["ana"], "other": tokens["bob"]}), ChatAsgi(app), tokens
     app.extensions["chat_producer"].close()
 
@@ -186,6 +194,9 @@ CASES: dict[str, Case] = {
     "unknown_user": lambda t: get("/users/nobody"),
     "blocked_since": as_("dan", get, "/messages"),
     "kafka_unavailable": lambda t: post("/messages", {"data": "hola"}),
+    "rate_limited": as_("eve", post, "/messages", {"data": "hola"}),
+    "slow_mode": as_("fay", post, "/messages", {"data": "hola"}),
+    "slow_mode_invalid": lambda t: Hostile("PUT", "/chat/slow_mode", body=b'{"seconds": -1}', auth="admin"),
 }
 # codes no request to this app can bring about: the server's own answers (tests/api/test_server.py), the
 # limits of long-polls (tests/api/test_asgi.py), a Kafka that takes a record and then fails it, an app

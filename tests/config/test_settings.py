@@ -181,3 +181,36 @@ def test_a_short_admin_token_stops_the_start_with_the_fix(monkeypatch):
     assert settings.load().admin_token == "x" * 16
     monkeypatch.setenv("CHAT_ADMIN_TOKEN", "")
     assert settings.load().admin_token == ""  # moderator calls switched off
+
+
+def test_the_rate_limit_defaults_to_a_few_messages_per_few_seconds_and_takes_sane_values(monkeypatch):
+    monkeypatch.delenv("CHAT_RATE_LIMIT_MESSAGES", raising=False)
+    monkeypatch.delenv("CHAT_RATE_LIMIT_WINDOW_S", raising=False)
+    s = settings.load()
+    assert (s.rate_limit_messages, s.rate_limit_window_s) == (5, 5.0)
+    monkeypatch.setenv("CHAT_RATE_LIMIT_MESSAGES", "20")
+    monkeypatch.setenv("CHAT_RATE_LIMIT_WINDOW_S", "30")
+    s = settings.load()
+    assert (s.rate_limit_messages, s.rate_limit_window_s) == (20, 30.0)
+
+
+@pytest.mark.parametrize(
+    "name, raw, error",
+    [
+        ("CHAT_RATE_LIMIT_MESSAGES", "0", "CHAT_RATE_LIMIT_MESSAGES must be a whole number from 1 to 10000, got '0'"),
+        ("CHAT_RATE_LIMIT_MESSAGES", "-3", "CHAT_RATE_LIMIT_MESSAGES must be a whole number from 1 to 10000, got '-3'"),
+        ("CHAT_RATE_LIMIT_MESSAGES", "1e9", "CHAT_RATE_LIMIT_MESSAGES must be a whole number, got '1e9'"),
+        ("CHAT_RATE_LIMIT_MESSAGES", "99999", "CHAT_RATE_LIMIT_MESSAGES must be a whole number from 1 to 10000"),
+        ("CHAT_RATE_LIMIT_MESSAGES", "five", "CHAT_RATE_LIMIT_MESSAGES must be a whole number, got 'five'"),
+        ("CHAT_RATE_LIMIT_WINDOW_S", "0", "CHAT_RATE_LIMIT_WINDOW_S must be a number of seconds from 0.1 to 3600"),
+        ("CHAT_RATE_LIMIT_WINDOW_S", "-5", "CHAT_RATE_LIMIT_WINDOW_S must be a number of seconds from 0.1 to 3600"),
+        ("CHAT_RATE_LIMIT_WINDOW_S", "86400", "CHAT_RATE_LIMIT_WINDOW_S must be a number of seconds from 0.1 to 3600"),
+        ("CHAT_RATE_LIMIT_WINDOW_S", "nan", "CHAT_RATE_LIMIT_WINDOW_S must be a number of seconds from 0.1 to 3600"),
+        ("CHAT_RATE_LIMIT_WINDOW_S", "inf", "CHAT_RATE_LIMIT_WINDOW_S must be a number of seconds from 0.1 to 3600"),
+        ("CHAT_RATE_LIMIT_WINDOW_S", "5s", "CHAT_RATE_LIMIT_WINDOW_S must be a number of seconds, got '5s'"),
+    ],
+)
+def test_a_bad_rate_limit_stops_the_start_naming_the_setting(monkeypatch, name, raw, error):
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(SystemExit, match=re.escape(error)):
+        settings.load()

@@ -4,7 +4,8 @@ the Spark relay and the ledger replaced by in-memory stand-ins below the app.
 * :class:`InMemoryKafka` is the app's producer (a ``ChatProducer`` whose ``publish`` is the only
   change): a message sent to `chat` is relayed at once to the app's feed as the relay publishes it
   on `chat_controlled` (the `message_id`, `chat_position` and `profane` headers; profane words
-  masked), and a moderator's unblock on `chat_actions` becomes the ledger's "unblocked" notice.
+  masked) and counted for its author's rate limit, as the API's tail reads it from `chat`; a moderator's
+  unblock on `chat_actions` becomes the ledger's "unblocked" notice, and a slow mode reaches the app.
 * `chat_sessions` is the API's own stand-in (tests/api/session_log.py), kept across a restart.
 * :meth:`LiveApi.strike` publishes a strike notice as the ledger does, with the contract's text.
 * :class:`Recorder` sits in front of the app (WSGI) and records every request and its answer.
@@ -256,6 +257,8 @@ class LiveApi:
             ]
             self.topics.controlled.append((value, headers))
             self.feed.add_record(value, headers)
+        # the API's tail reads `chat` too: every message counts for its author's rate limit
+        self.app.extensions["chat_flood"].counter.add(message["author"], message_id, time.time())
 
     def say(self, author: str, data: str) -> str:
         """A message put on `chat` by another client of another API process (no session here); its id."""
@@ -303,7 +306,10 @@ class LiveApi:
         )
 
     def apply_action(self, action: dict[str, Any]) -> None:
-        """A moderator's action on `chat_actions`, as the ledger applies it: the "unblocked" notice."""
+        """A moderator's action on `chat_actions`: a slow mode, as every API process's tail hands it to its
+        follower; an unblock, as the ledger applies it (the "unblocked" notice)."""
+        if self.app.extensions["chat_flood"].slow_mode.apply(action):
+            return
         assert action["action"] == "unblock", action
         with self._lock:
             self._strikes[action["author"]] = 0
@@ -324,6 +330,17 @@ class LiveApi:
                 "until": until,
             }
         )
+
+    def slow_mode(self, seconds: int) -> dict[str, Any]:
+        """A moderator sets the chat's slow mode through the API (0 lifts it); the action."""
+        response = requests.put(
+            f"{self.url}/chat/slow_mode",
+            json={"seconds": seconds},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
+        )
+        assert response.status_code == 202, response.text
+        return response.json()
 
     def unblock(self, author: str) -> dict[str, Any]:
         """A moderator unblocks ``author`` through the API; the notice the ledger then sends."""

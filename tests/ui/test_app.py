@@ -33,7 +33,7 @@ from ui.i18n import Lang, translate
 from ui.models import Notice, Standing
 from ui.render import block_reason, notice_text
 
-OUTPUTS = ("title", "connection_status", "moderation", "intro", "join_area", "join_error_text")
+OUTPUTS = ("title", "connection_status", "moderation", "intro", "join_area", "join_error_text", "send_limits")
 BLOCKED_PLACEHOLDER = translate("en", "chat.placeholder_blocked")
 NAME_IN_USE = translate("en", "join.name_in_use")
 
@@ -145,6 +145,10 @@ class ShinyClient:
             if (m.get("notification") or {}).get("type") == "show"
             and kind in (None, m["notification"]["message"]["type"])
         ]
+
+    def input_values(self) -> list[str]:
+        """Every text the server put back into the chat input, in order."""
+        return [a["value"] for a in self.chat_actions() if a["type"] == "update_input" and "value" in a]
 
     def placeholders(self) -> list[str]:
         """Every placeholder the chat input was given, in order."""
@@ -514,6 +518,64 @@ def test_ui_end_to_end_sessions(live: LiveApi, ui_server: str) -> None:
     wait_until(lambda: live.holders() == sorted([reader, "zo\u00e9"]))
     assert ("delete", "zoe2") in live.session_log
     assert all(who != "carol" for _, who in live.session_log)  # she never joined
+
+
+def test_a_rate_limited_or_slowed_user_is_told_why_and_when_and_keeps_their_text(live: LiveApi, ui_server: str) -> None:
+    """The API's 429 (rate limit or slow mode) becomes a notification saying why and in how long; the text typed
+    stays in the input; with slow mode on, the window says so and counts down after each message."""
+    window = live.app.extensions["chat_flood"].window
+    window.limit, window.window_s = 2, 60.0
+    with open_ws(ui_server) as ws_ana, open_ws(ui_server, "es") as ws_eva:
+        ana, eva = ShinyClient(ws_ana), ShinyClient(ws_eva, "es")
+        ana.connected()
+        ana.join("ana", 1)
+        ana.pump(lambda: "Chatting as" in ana.output_html("join_area"))
+        ana.say("one", 1)
+        ana.pump(lambda: "one" in ana.shown())
+        ana.say("two", 2)
+        ana.pump(lambda: "two" in ana.shown())
+        assert "You can send again" not in ana.output_html("send_limits")  # no slow mode: no countdown
+        ana.say("three, too fast", 3)
+        ana.pump(lambda: bool(ana.notifications("error")))
+        (refusal,) = ana.notifications("error")
+        waited = re.fullmatch(
+            r"Message not sent: you are sending too fast\. You can send again in (\d+) s; your text is still in the box\.",
+            html.unescape(refusal),
+        )
+        assert waited is not None and 1 <= int(waited[1]) <= 60, refusal
+        ana.pump(lambda: ana.input_values() == ["three, too fast"])
+        ana.pump(lambda: "You can send again in" in ana.output_html("send_limits"))
+        assert [m["data"] for m in live.messages] == ["one", "two"]  # nothing more reached `chat`
+        assert live.last_error("POST", "/messages").startswith("not sent: you are sending too fast")
+
+        action = live.slow_mode(30)
+        assert action["seconds"] == 30
+        eva.connected()
+        eva.join("eva", 1)
+        eva.pump(lambda: "eva" in eva.output_html("join_area") and 'id="join"' not in eva.output_html("join_area"))
+        slow = escaped(translate("es", "limits.slow_mode", seconds=30))
+        assert slow == "Modo lento: un mensaje cada 30 s"
+        eva.pump(lambda: slow in eva.output_html("send_limits"))
+        ana.pump(lambda: "Slow mode: one message every 30 s" in ana.output_html("send_limits"))
+        eva.say("hola", 1)
+        eva.pump(lambda: "hola" in eva.shown())
+        eva.pump(lambda: "Podrás enviar de nuevo en" in eva.output_html("send_limits"))
+        countdown = re.search(r"Podrás enviar de nuevo en (\d+) s", eva.output_html("send_limits"))
+        assert countdown is not None and 1 <= int(countdown[1]) <= 30
+        eva.say("otra", 2)
+        eva.pump(lambda: bool(eva.notifications("error")))
+        (refusal,) = eva.notifications("error")
+        waited = re.fullmatch(
+            r"Mensaje no enviado: el modo lento está activado\. Podrás volver a enviar en (\d+) s; "
+            r"tu texto sigue en el cuadro\.",
+            html.unescape(refusal),
+        )
+        assert waited is not None and 1 <= int(waited[1]) <= 30, refusal
+        eva.pump(lambda: eva.input_values() == ["otra"])
+        assert [m["data"] for m in live.messages] == ["one", "two", "hola"]
+
+        live.slow_mode(0)  # lifted: the line goes
+        eva.pump(lambda: "Modo lento" not in eva.output_html("send_limits"))
 
 
 def test_ui_end_to_end_unblocked(live: LiveApi, ui_server: str) -> None:

@@ -23,13 +23,14 @@ from ui.client import (
     NameInUse,
     SendError,
     SessionLost,
+    fetch_chat_settings,
     fetch_user,
     open_session,
     send_message,
     user_url,
 )
 from ui.i18n import text
-from ui.models import FeedMessage, Standing, UserRecord
+from ui.models import ChatSettings, FeedMessage, Standing, UserRecord
 from ui.render import block_reason
 
 
@@ -155,6 +156,41 @@ def test_send_message_when_blocked(live: LiveApi) -> None:
     assert info.value.status == 403 and info.value.blocked
     assert info.value.api_error == error
     assert [m["data"] for m in live.messages] == ["darn it"] * contract.STRIKE_LIMIT  # "hi" never reached Kafka
+
+
+def test_send_message_over_the_rate_limit_says_why_and_when(live: LiveApi) -> None:
+    live.app.extensions["chat_flood"].window.limit = 1
+    session = joined(live.url, "alice")
+    assert send_message(session, "one") is not None
+    with pytest.raises(SendError) as info:
+        send_message(session, "two")
+    error = live.last_error("POST", "/messages")
+    assert error.startswith("not sent: you are sending too fast")
+    assert (info.value.status, info.value.code, info.value.api_error) == (429, "rate_limited", error)
+    assert info.value.slowed and not info.value.blocked and not info.value.session_lost
+    assert info.value.retry_after is not None and 1 <= info.value.retry_after <= 5
+    assert [m["data"] for m in live.messages] == ["one"]
+
+
+def test_send_message_within_the_slow_mode_and_the_chat_settings(live: LiveApi) -> None:
+    assert fetch_chat_settings(live.url) == ChatSettings(0, 5, 5.0)
+    live.slow_mode(45)
+    assert fetch_chat_settings(live.url) == ChatSettings(45, 5, 5.0)
+    session = joined(live.url, "alice")
+    assert send_message(session, "one") is not None
+    with pytest.raises(SendError) as info:
+        send_message(session, "two")
+    assert (info.value.status, info.value.code) == (429, "slow_mode")
+    assert info.value.retry_after is not None and 40 <= info.value.retry_after <= 45
+
+
+def test_chat_settings_the_api_cannot_give_are_none(double: tuple[Double, str]) -> None:
+    fake, url = double
+    fake.answer("GET", "/broken/chat/settings", Answer(200, {"slow_mode_s": -1, "rate_limit": {}}, conforms=False))
+    fake.answer("GET", "/down/chat/settings", Answer(503, text="<html>Service Unavailable</html>"))
+    assert fetch_chat_settings(f"{url}/broken") is None
+    assert fetch_chat_settings(f"{url}/down") is None
+    assert fetch_chat_settings(f"http://127.0.0.1:{free_port()}") is None
 
 
 def test_send_message_renews_an_expired_session_and_retries_once(live: LiveApi) -> None:

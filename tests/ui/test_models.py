@@ -9,7 +9,7 @@ import pytest
 
 from config import contract
 from tests.ui.samples import msg, notice
-from ui.models import FeedMessage, FeedStatus, MessageStore, Notice, NoticeKind, Standing, UserRecord
+from ui.models import ChatSettings, FeedMessage, FeedStatus, MessageStore, Notice, NoticeKind, Standing, UserRecord
 
 LIMIT = contract.STRIKE_LIMIT
 
@@ -219,3 +219,25 @@ def test_standing_takes_a_notice_of_an_unknown_kind_as_news_only() -> None:
     future = Notice("n9", "alice", "appeal_rejected", 1, LIMIT, "Your appeal was rejected.", "2024-05-01 12:03:04")
     standing = warned.with_notice(future)
     assert (standing.strikes, standing.blocked, standing.latest) == (1, False, future)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"slow_mode_s": 30, "slow_mode_since": "x", "rate_limit": {"messages": 5, "window_s": 5}}, (30, 5, 5.0)),
+        ({"slow_mode_s": 0, "slow_mode_since": None, "rate_limit": {"messages": 1, "window_s": 0.5}}, (0, 1, 0.5)),
+        ({"slow_mode_s": -1, "rate_limit": {"messages": 5, "window_s": 5}}, None),
+        ({"slow_mode_s": True, "rate_limit": {"messages": 5, "window_s": 5}}, None),
+        ({"slow_mode_s": "30", "rate_limit": {"messages": 5, "window_s": 5}}, None),
+        ({"slow_mode_s": 30, "rate_limit": {"messages": 5, "window_s": "5"}}, None),
+        ({"slow_mode_s": 30, "rate_limit": {"messages": 5, "window_s": False}}, None),
+        ({"slow_mode_s": 30}, None),
+        ([], None),
+        (None, None),
+    ],
+)
+def test_chat_settings_from_the_apis_json(body: object, expected: tuple[int, int, float] | None) -> None:
+    settings = ChatSettings.from_json(body)
+    assert (None if settings is None else (settings.slow_mode_s, settings.rate_messages, settings.rate_window_s)) == (
+        expected
+    )

@@ -23,6 +23,7 @@ from ui.render import (
     notice_text,
     notification_type,
     render_intro,
+    render_limits,
     render_message_text,
     render_moderation,
     render_status,
@@ -297,6 +298,18 @@ def test_join_failures(error: ChatApiError, en: str, es: str) -> None:
         (SendError("x", problem="renew_failed", status=500), "your session could not be renewed", "no se pudo"),
         (SendError("x", status=502), "Message not sent: x", "Mensaje no enviado: x"),
         (SendError("x", status=500, api_error="internal error"), "Message not sent: internal error", "Mensaje no"),
+        (
+            SendError("x", status=429, api_error="not sent: too fast", code="rate_limited", retry_after=7),
+            "you are sending too fast. You can send again in 7 s; your text is still in the box",
+            "estás enviando demasiado rápido. Podrás volver a enviar en 7 s; tu texto sigue en el cuadro",
+        ),
+        (
+            SendError("x", status=429, api_error="not sent: slow mode", code="slow_mode", retry_after=25),
+            "slow mode is on. You can send again in 25 s",
+            "el modo lento está activado. Podrás volver a enviar en 25 s",
+        ),
+        # a 429 without a usable Retry-After (a balancer's): at least a second
+        (SendError("x", status=429), "You can send again in 1 s", "Podrás volver a enviar en 1 s"),
     ],
 )
 def test_send_failures(error: SendError, en: str, es: str) -> None:
@@ -312,6 +325,38 @@ def test_a_refusal_as_blocked_says_why_in_the_readers_language() -> None:
     worded = send_failure(refused, standing)
     assert worded.render("en") == "Message not sent: " + notice_text(notice(3, "blocked", LIMIT)).render("en")
     assert worded.render("es") == "Mensaje no enviado: " + notice_text(notice(3, "blocked", LIMIT)).render("es")
+
+
+def test_the_limits_line_shows_the_slow_mode_and_the_countdown_only_when_they_apply() -> None:
+    assert render_limits(0, 0, "en") is None
+    assert str(render_limits(30, 0, "en")).split() == [
+        "<p",
+        'class="chat-limits">',
+        "<span",
+        'class="chat-slow-mode">Slow',
+        "mode:",
+        "one",
+        "message",
+        "every",
+        "30",
+        "s</span>",
+        "</p>",
+    ]
+    both = str(render_limits(30, 12, "es"))
+    assert "Modo lento: un mensaje cada 30 s" in both and "Podrás enviar de nuevo en 12 s" in both
+    assert str(render_limits(0, 4, "en")).split() == [
+        "<p",
+        'class="chat-limits">',
+        "<span",
+        'class="chat-countdown">You',
+        "can",
+        "send",
+        "again",
+        "in",
+        "4",
+        "s</span>",
+        "</p>",
+    ]
 
 
 def test_connection_status() -> None:

@@ -1,0 +1,246 @@
+"""Per-user rate limit and slow mode, held for a name across every API process and host.
+
+`PostWindow` counts each author's accepted messages in a sliding window: a process adds its own
+accepted posts at once (`admit`), and `ChatCounter` (a follower of `chat` in the process's Kafka tail)
+adds everyone else's by record time, so a flooder gets at most the limit plus what other processes
+accepted during the tail's lag. `SlowMode` follows the moderators' `slow_mode` actions on `chat_actions`.
+README "Limits and slow mode".
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+from api.errors import ApiError
+from api.feed import header
+from api.tail import Follower, Positions
+from config import contract
+
+SLOW_MODE_ACTION = "slow_mode"
+MAX_SLOW_MODE_S = 3600  # one message an hour is already a closed chat
+# records of `chat` read back at a start, per partition: the recent past of each author's window
+REWIND_RECORDS = 5000
+
+
+class Refused(ApiError):
+    """A 429 for a post over the rate limit or within the slow mode's interval; Retry-After in whole seconds."""
+
+    def __init__(self, code: str, wait_s: float, **params: object):
+        seconds = max(1, math.ceil(wait_s))
+        super().__init__(429, code, headers={"Retry-After": str(seconds)}, seconds=seconds, **params)
+
+
+class PostWindow:
+    """Each author's accepted messages (message id → time, seconds since the epoch) over the last
+    `window_s` (or the slow mode's interval, when longer)."""
+
+    def __init__(self, limit: int, window_s: float, clock=time.time):
+        if limit < 1 or not window_s > 0:
+            raise ValueError("a rate limit needs at least one message in a window of more than 0 s")
+        self.limit, self.window_s, self.clock = limit, window_s, clock
+        self._by_author: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, author: str, message_id: str, slow_mode_s: int = 0) -> None:
+        """Count `message_id` for `author` now, or raise Refused (429) when that would pass the limit or
+        come sooner than `slow_mode_s` after their last message. Check and count are one step."""
+        now = self.clock()
+        with self._lock:
+            sent = self._by_author.setdefault(author, {})
+            wait_rate = wait_slow = 0.0
+            if slow_mode_s and sent:
+                wait_slow = max(sent.values()) + slow_mode_s - now
+            if len(sent) >= self.limit:  # below, the window cannot be full: no need to look
+                recent = [t for t in sent.values() if t > now - self.window_s]
+                if len(recent) >= self.limit:  # wait until all but limit - 1 of them have left the window
+                    wait_rate = heapq.nsmallest(len(recent) - self.limit + 1, recent)[-1] + self.window_s - now
+            if wait_slow > 0 and wait_slow >= wait_rate:
+                raise Refused("slow_mode", wait_slow, interval=slow_mode_s)
+            if wait_rate > 0:
+                raise Refused("rate_limited", wait_rate, limit=self.limit, window=self.window_s)
+            sent[message_id] = now
+
+    def release(self, author: str, message_id: str) -> None:
+        """Forget a message admitted but not sent (Kafka refused it): it does not count."""
+        with self._lock:
+            sent = self._by_author.get(author)
+            if sent is not None:
+                sent.pop(message_id, None)
+                if not sent:
+                    del self._by_author[author]
+
+    def seen(self, author: str, message_id: str, at: float, horizon_s: float) -> None:
+        """A message read from `chat` (sent through any process); one already counted is not counted again."""
+        if at <= self.clock() - horizon_s:
+            return
+        with self._lock:
+            self._by_author.setdefault(author, {}).setdefault(message_id, at)
+
+    def prune(self, horizon_s: float) -> None:
+        """Forget what is older than `horizon_s` (the longer of the window and the slow mode)."""
+        cutoff = self.clock() - horizon_s
+        with self._lock:
+            for author in list(self._by_author):
+                kept = {i: t for i, t in self._by_author[author].items() if t > cutoff}
+                if kept:
+                    self._by_author[author] = kept
+                else:
+                    del self._by_author[author]
+
+    def counted(self, author: str) -> int:
+        """The author's messages in the window now."""
+        now = self.clock()
+        with self._lock:
+            return sum(1 for t in self._by_author.get(author, {}).values() if t > now - self.window_s)
+
+    def sizes(self) -> dict:
+        with self._lock:
+            return {
+                "rate_authors": len(self._by_author),
+                "rate_messages": sum(len(s) for s in self._by_author.values()),
+            }
+
+
+@dataclass(frozen=True)
+class SlowModeState:
+    seconds: int = 0  # 0: off
+    since: str | None = None  # when the moderator set it (UTC, contract.TIMESTAMP_FORMAT)
+    action_id: str | None = None
+
+
+def slow_mode_seconds(value) -> int:
+    """A slow mode's interval from a request: a whole number of seconds from 0 (off) to MAX_SLOW_MODE_S."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SLOW_MODE_S:
+        raise ApiError(400, "slow_mode_invalid", maximum=MAX_SLOW_MODE_S)
+    return value
+
+
+class SlowMode(Follower):
+    """The chat's slow mode: the last `slow_mode` action on `chat_actions` (one key, so one partition
+    and one order for every process)."""
+
+    topic = contract.TOPIC_ACTIONS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = SlowModeState()
+
+    @property
+    def seconds(self) -> int:
+        return self.state.seconds
+
+    def handle(self, record) -> None:
+        try:
+            action = json.loads(record.value) if record.value is not None else None
+        except ValueError:
+            action = None
+        self.apply(action)
+        with self._cond:
+            self.positions[record.partition] = record.offset + 1
+            self.changed()
+
+    def apply(self, action) -> bool:
+        """Take a moderator's action if it is a valid slow-mode change (others are the ledger's)."""
+        if not isinstance(action, dict) or action.get("action") != SLOW_MODE_ACTION:
+            return False
+        seconds = action.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= MAX_SLOW_MODE_S:
+            return False
+        with self._cond:
+            self.state = SlowModeState(seconds, action.get("timestamp") if seconds else None, action.get("id"))
+            self.changed()
+        return True
+
+    def past(self, partition: int, offset: int) -> bool:
+        """Whether this process has read `chat_actions` beyond `offset` of `partition`."""
+        return self.positions.get(partition, 0) > offset
+
+
+class ChatCounter(Follower):
+    """Follows `chat` to count every author's accepted messages, whichever process took them."""
+
+    topic = contract.TOPIC_CHAT
+    PRUNE_EVERY_S = 1.0
+
+    def __init__(self, window: PostWindow, slow_mode: SlowMode):
+        super().__init__()
+        self.window = window
+        self.slow_mode = slow_mode
+        self._next_prune = 0.0
+
+    @property
+    def horizon_s(self) -> float:
+        return max(self.window.window_s, self.slow_mode.seconds)
+
+    def first_offsets(self, begins: Positions, ends: Positions) -> Positions:
+        """The recent past only: older messages are out of every window."""
+        return {p: max(begins.get(p, 0), end - REWIND_RECORDS) for p, end in ends.items()}
+
+    def handle(self, record) -> None:
+        if record.key is not None:
+            try:
+                author = record.key.decode("utf-8")
+            except UnicodeDecodeError:
+                author = None
+            if author:
+                message_id = header(record.headers, contract.MESSAGE_ID_HEADER) or f"{record.partition}:{record.offset}"
+                self.add(author, message_id, record.timestamp / 1000)
+        self.positions[record.partition] = record.offset + 1
+
+    def add(self, author: str, message_id: str, at: float) -> None:
+        """A message of `chat` sent at `at` (seconds since the epoch), through whichever process."""
+        self.window.seen(author, message_id, at, self.horizon_s)
+
+    def status(self) -> dict:
+        """GET /health's part: how far `chat` has been counted (partition → next offset)."""
+        return {**super().status(), "positions": {str(p): o for p, o in sorted(self.positions.items())}}
+
+    def idle(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_prune:
+            self._next_prune = now + self.PRUNE_EVERY_S
+            self.window.prune(self.horizon_s)
+
+
+@dataclass
+class Flood:
+    """The process's rate limit and slow mode (app.extensions["chat_flood"])."""
+
+    window: PostWindow
+    slow_mode: SlowMode
+    counter: ChatCounter
+
+    def admit(self, author: str, message_id: str) -> None:
+        self.window.admit(author, message_id, self.slow_mode.seconds)
+
+    def release(self, author: str, message_id: str) -> None:
+        self.window.release(author, message_id)
+
+    def settings(self) -> dict:
+        """What GET /chat/settings answers."""
+        state = self.slow_mode.state
+        return {
+            "slow_mode_s": state.seconds,
+            "slow_mode_since": state.since,
+            "rate_limit": {"messages": self.window.limit, "window_s": self.window.window_s},
+        }
+
+    def sizes(self) -> dict:
+        return self.window.sizes()
+
+
+def get_flood() -> Flood:
+    return current_app.extensions["chat_flood"]
+
+
+def init_app(app: Flask) -> None:
+    window = PostWindow(app.config["RATE_LIMIT_MESSAGES"], app.config["RATE_LIMIT_WINDOW_S"])
+    slow_mode = SlowMode()
+    app.extensions["chat_flood"] = Flood(window, slow_mode, ChatCounter(window, slow_mode))
