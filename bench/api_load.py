@@ -485,6 +485,7 @@ def api_server(kafka_bootstrap: str, data_dir: Path, extra_args: list[str], work
     """An API under gunicorn (conf/gunicorn.conf.py, as `make up` runs it) on a free port, on this Kafka,
     ready (/health 200); yields (url, process). Its own data directory; the secret comes from `env` or is new."""
     from stack.broker import free_port
+    from stack.harness import UNLIMITED_POSTS
     from stack.processes import child_env, spawn, stop_process_group
     from stack.up import api_argv
 
@@ -498,6 +499,7 @@ def api_server(kafka_bootstrap: str, data_dir: Path, extra_args: list[str], work
         CHAT_DATA_DIR=str(data_dir),
         CHAT_WAREHOUSE_DIR=None,
         CHAT_API_LONG_POLLS_PER_CLIENT="0",
+        **UNLIMITED_POSTS,
         **(env or {}),
     )
     process = spawn([*api_argv(), *extra_args], data_dir / "api.log", process_env)

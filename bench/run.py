@@ -505,13 +505,13 @@ def part_cluster(work: Path, bootstrap: str, sizes: dict, results: dict) -> None
 def part_stack(work: Path, sizes: dict, results: dict) -> None:
     from bench import api_load, block_latency, e2e_latency, feedback
     from bench.memory import MemorySampler
-    from stack.harness import start_stack, stop_stack
+    from stack.harness import UNLIMITED_POSTS, start_stack, stop_stack
 
     monitor: MachineMonitor = results["_monitor"]
     say("starting the whole chat (python -m stack.up) on free ports")
     # the capacity bench's thousands of readers all come from this machine's one address: the per-address
     # cap on long-polls (there against one client holding everyone's places) would refuse most of them
-    stack = start_stack(work / "stack", env={"CHAT_API_LONG_POLLS_PER_CLIENT": "0"})
+    stack = start_stack(work / "stack", env={"CHAT_API_LONG_POLLS_PER_CLIENT": "0", **UNLIMITED_POSTS})
     try:
         with MemorySampler(stack.process.pid) as memory:
             monitor.mark("e2e latency")

@@ -38,7 +38,7 @@ def spark():
 
 def start_stack(data_dir: Path, timeout_s: float = 420) -> ChatStack:
     try:
-        return harness.start_stack(data_dir, timeout_s)
+        return harness.start_stack(data_dir, timeout_s, env=harness.UNLIMITED_POSTS)
     except harness.StackError as exc:
         pytest.fail(str(exc))
 

@@ -39,6 +39,7 @@ from config import contract, settings
 from stack.balancer import ApiHost, Balancer
 from stack.broker import free_port
 from stack.cluster import KafkaCluster, SparkStandalone, spark_submit_argv, stop_spark_submit
+from stack.harness import UNLIMITED_POSTS
 from stack.processes import child_env, spawn, tail
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
@@ -304,7 +305,11 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
                 tmp_path / name,
                 kafka.bootstrap,
                 env["CHAT_SECRET_KEY"],
-                env={"CHAT_WAREHOUSE_DIR": str(warehouse), "CHAT_ADMIN_TOKEN": env["CHAT_ADMIN_TOKEN"]},
+                env={
+                    "CHAT_WAREHOUSE_DIR": str(warehouse),
+                    "CHAT_ADMIN_TOKEN": env["CHAT_ADMIN_TOKEN"],
+                    **UNLIMITED_POSTS,
+                },
             )
             for name in ("api-1", "api-2")
         ]
