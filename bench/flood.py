@@ -484,7 +484,9 @@ def measure(
 def bench_figures(ctx) -> dict:
     """bench/run.py's hook: the flood on the bench's stack (a StackContext); `flood` and the flat keys."""
     sizes = QUICK if ctx.quick else FULL
-    result = measure(ctx.stack.api_url, **sizes, progress=lambda line: print(f"  flood  {line}", flush=True))
+    result = measure(
+        ctx.stack.api_url, **sizes, progress=lambda line: print(f"{time.strftime('%H:%M:%S')}  bench  flood: {line}")
+    )
     return {
         "flood": result,
         "flood_normal_p99_ratio": result["normal_p99_ratio"],
@@ -506,6 +508,7 @@ def format_table(r: dict) -> str:
         return " / ".join(f"{w:,}" for w in f["windows"]) + (" UNSTABLE" if f["unstable"] else "")
 
     flooder, feed = r["flooder"], r["feed"]
+    others = {k: v for k, v in flooder["answers_per_s_by_status"].items() if k not in ("202", "429")}
     ratio = r["normal_p99_ratio"]
     rows = [
         ["normal users, calm: p50 / p99 ms", lat("calm"), windows(r["calm"]["window_p99_ms"]), "per-window p99"],
@@ -524,6 +527,12 @@ def format_table(r: dict) -> str:
             "–" if feed["share"] is None else f"{feed['share']:.1%}",
             "",
             f"{feed['messages']:,} messages at {feed['feed_msgs_per_s']:,}/s",
+        ],
+        [
+            "flooder's other answers (/s)",
+            ", ".join(f"{k}: {sum(v['windows']) / len(v['windows']):,.1f}" for k, v in others.items()) or "none",
+            "",
+            f"wrk's socket errors: {r['wrk']['errors']}" if any(r["wrk"]["errors"].values()) else "",
         ],
         ["flood backlog after the flood", f"{r['backlog_s']} s", "", "until the reader had its last message"],
     ]
