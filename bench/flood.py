@@ -44,7 +44,7 @@ from pathlib import Path
 
 from bench.api_load import CLEAN_TEXTS, ApiClient, BenchError, error_key, latency_summary, sleep_until
 from bench.e2e_latency import _await, _Reader, _recorded_messages
-from bench.steady import SPREAD_LIMIT, spread
+from bench.steady import SPREAD_LIMIT, load_average, spread
 from config import settings
 
 # what the flooder repeats: clean words, so the moderation never strikes (and blocks) it
@@ -405,6 +405,7 @@ def measure(
     run's parameters, the flood's `backlog_s` and wrk's own `wrk` totals."""
     if users < 1 or window_s <= 0 or windows < 1 or warmup_s < 0:
         raise ValueError("users and windows must be >= 1, window_s > 0, warmup_s >= 0")
+    load_before = load_average()
     run = secrets.token_hex(3)
     prefix = f"bench-flood-{run}-"
     flooder = f"{prefix}flooder"
@@ -478,6 +479,7 @@ def measure(
         "windows": windows,
         "connections": connections,
         "reader_errors": dict(sorted(reader.errors.items())),
+        "load_average": {"before": load_before, "after": load_average()},
     }
 
 
@@ -535,6 +537,7 @@ def format_table(r: dict) -> str:
             f"wrk's socket errors: {r['wrk']['errors']}" if any(r["wrk"]["errors"].values()) else "",
         ],
         ["flood backlog after the flood", f"{r['backlog_s']} s", "", "until the reader had its last message"],
+        ["load average before / after", "", "", f"{r['load_average']['before']} / {r['load_average']['after']}"],
     ]
     return table(["figure", "measured", "windows", ""], rows, align_right={1})
 
