@@ -82,13 +82,17 @@ class _Reader(threading.Thread):
                     self._halt.wait(0.5)
                     continue
                 for m in body["messages"]:
-                    if m["author"].startswith(self.author_prefix):
-                        self.arrivals.setdefault(m["id"], now)
+                    self.note(m, now)
                 self.cursor = body["cursor"]
         except BaseException as exc:  # noqa: BLE001 - reported by measure(), never left to the thread
             self.failure = exc
         finally:
             self.client.close()
+
+    def note(self, message: dict, now: float) -> None:
+        """One message of a GET answer received at `now` (perf_counter()); bench/flood.py notes more."""
+        if message["author"].startswith(self.author_prefix):
+            self.arrivals.setdefault(message["id"], now)
 
     def stop(self) -> None:
         self._halt.set()

@@ -23,7 +23,8 @@ used the cores meanwhile.
    steady rate with the slowest 1% explained (`e2e_latency_ms`), the
    moderation feedback (`warning_latency_ms`, `block_latency_ms`,
    `block_ui_latency_ms` in Chromium, `unblock_latency_ms`), the API's POST
-   rate, and the stack's memory (`stack_rss_mib`).
+   rate, the stack's memory (`stack_rss_mib`), and last one user flooding
+   while 20 chat (bench/flood.py: `flood_normal_p99_ratio`, `flood_share`).
 5. `stats`: the statistics job on 1 and 10 million messages (`stats_seconds`).
 
 A throughput figure is the median of at least three measured windows after a
@@ -103,6 +104,8 @@ TARGETS = [
     ("stats_10m_seconds", 120, False, "s"),
     ("stats_scaling_1m_to_10m", 10.0, False, "×"),
     ("api_posts_per_s", 3000, True, "POST/s"),
+    ("flood_normal_p99_ratio", 1.5, False, "×"),
+    ("flood_normal_p99_ms", 100, False, "ms"),
 ]
 # the throughput figures measured in windows: (key in results, what), printed with their spread (the relay's
 # and the floor's are printed per trigger: `relay` and `relay_floor` are the default trigger's)
@@ -215,6 +218,14 @@ HOOKS = [
         lambda module, ctx: module.bench_figures(ctx),
     ),
     Hook("stack", "bench.maintenance", "bench_figures", "the tables' maintenance", lambda m, ctx: m.bench_figures(ctx)),
+    # last: the flood leaves a backlog of messages behind it in the stack's topics and tables
+    Hook(
+        "stack",
+        "bench.flood",
+        "bench_figures",
+        "one user flooding while 20 chat: flood_normal_p99_ratio, flood_share",
+        lambda module, ctx: module.bench_figures(ctx),
+    ),
     # the moderation helper's: the moderation engine's throughput, as a ratio measured in the same run
     Hook(
         "pipelines",
@@ -605,7 +616,14 @@ def derived(results: dict) -> dict:
         out["stats_10m_seconds"] = stats["10000000"]
         if "1000000" in stats:
             out["stats_scaling_1m_to_10m"] = stats["ratio"]
-    for key in ("relay_msgs_per_s", "relay_vs_floor", "api_posts_per_s", "stack_rss_mib"):
+    for key in (
+        "relay_msgs_per_s",
+        "relay_vs_floor",
+        "api_posts_per_s",
+        "stack_rss_mib",
+        "flood_normal_p99_ratio",
+        "flood_normal_p99_ms",
+    ):
         if key in results:
             out[key] = results[key]
     return out
@@ -622,6 +640,8 @@ def unstable_figures(results: dict) -> list[str]:
         for what in ("relay", "floor"):
             if results.get("relay_cluster", {}).get(p, {}).get(what, {}).get("unstable"):
                 found.append(f"relay_cluster.{p}.{what}")
+    if results.get("flood", {}).get("flooder", {}).get("accepted_per_s", {}).get("unstable"):
+        found.append("flood.flooder.accepted_per_s")
     return sorted(set(found))
 
 
@@ -682,6 +702,20 @@ def print_table(results: dict, rows: list[dict]) -> None:
                     [f"cluster {what} {p}", f"{f['value']:,}", " / ".join(f"{w:,}" for w in f["windows"]),
                      _spread_text(f), f"2p ÷ 1p {cluster[f'{what}_2p_vs_1p']}" if p == "2p" else ""]
                 )  # fmt: skip
+    flood = results.get("flood")
+    if isinstance(flood, dict) and "flooder" in flood:
+        f = flood["flooder"]["accepted_per_s"]
+        share = flood["feed"]["share"]
+        steady.append(
+            [
+                "flood: the flooder's 202s",
+                f"{f['value']:,}",
+                " / ".join(f"{w:,}" for w in f["windows"]),
+                _spread_text(f),
+                f"429/s {flood['flooder']['refused_per_s']['value']:,}; "
+                f"feed share {'–' if share is None else f'{share:.0%}'}",
+            ]
+        )
     if steady:
         print()
         print(format_table(["throughput (msg/s)", "median", "windows", "spread", ""], steady, align_right={1}))
