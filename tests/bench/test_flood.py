@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 
 from bench import flood, run
 from bench.api_load import BenchError
@@ -205,11 +207,15 @@ def test_run_flags_the_floods_figures_against_their_targets():
 
 
 @pytest.mark.integration
-def test_a_short_flood_against_the_stack_counts_every_message_once(chat_stack, capsys):
-    code = flood.main(
-        ["--api", chat_stack.api_url, "--users", "5", "--warmup", "1", "--window", "2", "--windows", "2"]
-        + ["--connections", "2"]
-    )
+def test_a_short_flood_against_the_stack_counts_every_message_once_and_the_limit_holds_the_flooder(
+    chat_stack, tmp_path, capsys
+):
+    # through an API host with the product's rate limit, as make bench floods (the test stack runs without it)
+    with flood.limited_api(chat_stack, tmp_path) as url:
+        limit = requests.get(f"{url}/chat/settings", timeout=10).json()["rate_limit"]
+        code = flood.main(
+            ["--api", url, "--users", "5", "--warmup", "1", "--window", "2", "--windows", "2"] + ["--connections", "2"]
+        )
     out = capsys.readouterr().out
     result = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and "flooder's share of the feed" in out
@@ -225,3 +231,11 @@ def test_a_short_flood_against_the_stack_counts_every_message_once(chat_stack, c
     assert (
         result["calm"]["seen"] == result["calm"]["accepted"] and result["flood"]["seen"] == result["flood"]["accepted"]
     )
+    # the limit: the flooder is refused, and gets at most the limit per window in each of the host's
+    # processes (each counts its own posts at once, the others' from `chat`) over the flood's seconds
+    assert limit == {"messages": 5, "window_s": 5.0} and f["refused"] > 0
+    flood_s = 1 + 2 * 2 + 2  # warm-up, the windows, wrk's start and stop
+    processes = os.cpu_count()
+    assert checks["flooder_accepted_total"] <= processes * limit["messages"] * (flood_s // limit["window_s"] + 1)
+    # the normal users, one message every 2-4 s, stay within it
+    assert result["calm"]["errors"] == {} and result["flood"]["errors"] == {}
