@@ -9,7 +9,7 @@ import time
 import pyspark.sql.functions as F
 import pytest
 from chispa import assert_df_equality
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from config import settings
 from pipelines.relay import (
@@ -114,7 +114,9 @@ def test_the_relay_streams_in_micro_batches_with_chat_relay_trigger_microbatch(
     message = {"author": "bob", "data": "qué m1erda", "timestamp": "2026-12-01 10:00:00"}
     for value, message_id in ((b"garbage", b"g0"), (json.dumps(message).encode(), b"m1")):
         producer.send(source, value=value, key=b"bob", headers=[("message_id", message_id)]).get(timeout=30)
-    consumer = KafkaConsumer(target, bootstrap_servers=kafka_only, auto_offset_reset="earliest")
+    consumer = KafkaConsumer(bootstrap_servers=kafka_only)
+    consumer.assign([TopicPartition(target, 0)])
+    consumer.seek_to_beginning()
 
     def relayed(count: int) -> list:
         records: list = []
