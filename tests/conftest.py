@@ -8,6 +8,7 @@ tests exercise a real `kafka.Kafka` JVM and the real Spark relay.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def chat_stack(tmp_path_factory):
     returncode = stop_stack(stack)
     assert returncode == 0, stack.output()
     assert not any(port_open("127.0.0.1", p) for p in stack.ports), "a port is still open after the stop"
+    # README: Ctrl-C stops the UI, the API, the streams and the broker, in that order (each waited for)
+    assert re.findall(r"^\S+\s+(\w+)\s+stopped$", stack.output(), re.M) == ["ui", "api", "streams", "kafka"]
 
 
 @functools.cache

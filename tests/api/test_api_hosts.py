@@ -103,6 +103,27 @@ def test_a_cursor_from_one_host_is_answered_by_the_other_and_after_a_restart(hos
     }
 
 
+def test_a_restarted_host_reloads_the_last_500_messages_and_answers_an_older_cursor_from_the_oldest(hosts, relay):
+    """README: at start the API loads the last 500 messages of `chat_controlled`; a cursor older than what
+    it keeps is answered from the oldest message kept (not refused, not from the topic's beginning)."""
+    a, _ = hosts
+    headers = sign_in(a.url, f"reader-{secrets.token_hex(3)}")
+    old_cursor = requests.get(f"{a.url}/messages", headers=headers, timeout=30).json()["cursor"]
+    sent = relay(f"writer-{secrets.token_hex(3)}", 520)
+    a.stop()
+    a.start()
+    a.wait_healthy()
+    deadline = time.monotonic() + 60
+    while not (health := requests.get(f"{a.url}/health", timeout=10).json())["feed"]["caught_up"]:
+        assert time.monotonic() < deadline, health
+        time.sleep(0.2)
+    latest = requests.get(f"{a.url}/messages", params={"limit": 500}, headers=headers, timeout=30).json()
+    assert [m["id"] for m in latest["messages"]] == sent[-500:]
+    older = requests.get(f"{a.url}/messages", params={"after": old_cursor, "limit": 500}, headers=headers, timeout=30)
+    assert older.status_code == 200, older.text
+    assert [m["id"] for m in older.json()["messages"]] == sent[-500:]  # from the oldest kept, 20 fewer
+
+
 def test_a_session_from_one_host_works_on_the_other_and_a_sign_out_is_refused_everywhere(hosts):
     a, b = hosts
     name = f"ana-{secrets.token_hex(3)}"

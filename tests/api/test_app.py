@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
+import pyarrow as pa
 import yaml
+from deltalake import write_deltalake
 
 from api import create_app
 from config import contract
@@ -64,3 +66,28 @@ def test_openapi_document_describes_every_route(client):
 def test_the_document_caps_a_notices_poll_at_the_contracts_token_count():
     body = SPEC["paths"]["/notices/poll"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["properties"]["tokens"]["maxItems"] == contract.MAX_POLL_TOKENS
+
+
+def test_health_reports_the_version_of_the_moderation_snapshot(client, tmp_path):
+    """README: /health reports the snapshot's table version: none before the ledger made the table, then
+    the version read (the table written here with deltalake, as a ledger commit would add versions)."""
+    snapshot = client.application.extensions["chat_moderation"].snapshot
+    assert client.get("/health").get_json()["snapshot"]["version"] is None
+    schema = pa.schema(
+        [
+            ("author", pa.string()),
+            ("messages", pa.int64()),
+            ("strikes", pa.int32()),
+            ("is_blocked", pa.bool_()),
+            ("blocked_at", pa.timestamp("us", "UTC")),
+            ("blocked_partition", pa.int32()),
+            ("blocked_offset", pa.int64()),
+            ("last_batch_id", pa.int64()),
+        ]
+    )
+    for version, author in enumerate(("ana", "bob")):
+        row = [[author], [1], [0], [False], [None], [None], [None], [version]]
+        write_deltalake(str(snapshot.table_path), pa.table(row, schema=schema), mode="append")
+        assert snapshot.refresh() is True
+        reported = client.get("/health").get_json()["snapshot"]
+        assert (reported["version"], reported["users"], reported["error"]) == (version, version + 1, None)

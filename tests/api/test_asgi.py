@@ -241,6 +241,39 @@ def test_a_notices_long_poll_wakes_on_a_warning_told_at_once(asgi):
     }
 
 
+@pytest.mark.timeout(60)
+def test_a_notices_long_poll_is_woken_by_its_authors_notice_and_not_by_another_authors(asgi):
+    """README: `GET /users/<author>/notices` long-polls. Bob's notice ends bob's wait and leaves ana's waiting
+    (checked by order: bob's answer is in while ana's poll is still open); ana's own notice then ends hers."""
+    asgi.notices.mark_caught_up()
+    client = asgi.flask.test_client()
+    ana, bob = token_for(client, "ana"), token_for(client, "bob")
+
+    async def scenario():
+        async def poll(author, token):
+            first = await call(asgi, Request("GET", f"/users/{author}/notices", headers=bearer(token)))
+            cursor = json.loads(first.body)["cursor"]
+            query = f"after={cursor}&wait=30".encode()
+            return asyncio.ensure_future(call(asgi, Request("GET", f"/users/{author}/notices", query, bearer(token))))
+
+        ana_poll, bob_poll = await poll("ana", ana), await poll("bob", bob)
+        while asgi.sizes()["long_polls"] < 2:
+            await asyncio.sleep(0.01)
+        threading.Thread(target=asgi.notices.add_record, args=(ledger_notice("bob", 1, "b1"), [])).start()
+        bob_answer = await bob_poll
+        for _ in range(5):  # let every coroutine the notice woke take its turn
+            await asyncio.sleep(0)
+        ana_waited = not ana_poll.done()
+        threading.Thread(target=asgi.notices.add_record, args=(ledger_notice("ana", 1, "a1"), [])).start()
+        return bob_answer, ana_waited, await ana_poll
+
+    bob_answer, ana_waited, ana_answer = asyncio.run(scenario())
+    assert bob_answer.status == 200 and [n["id"] for n in json.loads(bob_answer.body)["notices"]] == ["b1:strike"]
+    assert ana_waited, "another author's notice ended ana's long-poll"
+    assert ana_answer.status == 200 and [n["id"] for n in json.loads(ana_answer.body)["notices"]] == ["a1:strike"]
+    assert asgi.sizes()["long_polls"] == 0
+
+
 # -- POST /notices/poll ---------------------------------------------------------------------------------
 
 

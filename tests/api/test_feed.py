@@ -10,6 +10,7 @@ import pytest
 from api.feed import PROFANE_KEPT_PER_AUTHOR, BadCursor, Feed, parse_record
 from api.tail import CursorSigner
 from config import contract
+from tests.api.conftest import make_app
 
 
 def record(author="ana", data="hola", ts="2026-11-27 10:00:00"):
@@ -104,6 +105,17 @@ def test_a_cursor_names_kafka_positions_that_any_process_with_the_secret_answers
     for forged in ("garbage", "deadbeef.99", f"{body}9.{signature}", f"{body}.{signature[::-1]}", "", "m" * 5000):
         with pytest.raises(BadCursor):
             first.parse_cursor(forged)
+
+
+def test_a_starting_api_reads_the_last_500_messages_of_the_topic_split_over_its_partitions(tmp_path):
+    """README: the API keeps the last 10,000 messages and at start loads the last 500 (where its tail begins
+    reading); the real broker's side: tests/api/test_api_hosts.py."""
+    feed = make_app(tmp_path).extensions["chat_feed"]
+    assert feed._messages.maxlen == 10_000
+    assert feed.first_offsets({0: 0}, {0: 12_000}) == {0: 11_500}
+    assert feed.first_offsets({0: 0}, {0: 120}) == {0: 0}  # fewer than 500: all of them
+    assert feed.first_offsets({0: 11_900}, {0: 12_000}) == {0: 11_900}  # the rest is past retention
+    assert feed.first_offsets({0: 0, 1: 0}, {0: 5_000, 1: 100}) == {0: 4_750, 1: 0}
 
 
 @pytest.mark.timeout(60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.api.conftest import ADMIN, make_app
+from tests.api.test_notices import notice
 
 
 def test_notices_are_for_their_user_or_a_moderator(client, ana):
@@ -35,4 +36,22 @@ def test_an_unknown_user_is_a_404(client):
     assert (response.status_code, response.get_json()) == (
         404,
         {"error": "unknown user 'nobody': no message from them has been recorded yet", "code": "unknown_user"},
+    )
+
+
+def test_an_unblock_with_kafka_down_is_a_503_and_a_user_who_is_not_blocked_can_be_unblocked(client):
+    """README: unblock answers 503 when Kafka is unavailable (nothing was sent). The user has a warning, no
+    block: the unblock is accepted as far as Kafka (clearing strikes needs no block), so only Kafka refuses it."""
+    client.application.extensions["chat_moderation"].notices.add_record(notice("ana", "warning", 1, "m1", 1), [])
+    assert {k: v for k, v in client.get("/users/ana").get_json().items() if k in ("strikes", "is_blocked")} == {
+        "strikes": 1,
+        "is_blocked": False,
+    }
+    response = client.post("/users/ana/unblock", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert (response.status_code, response.get_json()) == (
+        503,
+        {
+            "error": f"Kafka is unavailable at {client.application.config['KAFKA_BOOTSTRAP']}; try again shortly",
+            "code": "kafka_unavailable",
+        },
     )

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+import pyspark.sql.functions as F
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
@@ -111,27 +112,34 @@ def test_an_unblock_clears_strikes_and_block_after_the_messages_of_its_batch(spa
     read = lambda name: spark.read.format("delta").load(str(paths.table_path(name, warehouse)))  # noqa: E731
     details = spark.sql(f"DESCRIBE DETAIL delta.`{paths.table_path(paths.MODERATOR_ACTIONS, warehouse)}`").first()
     assert {k: details.properties.get(k) for k in TABLE_PROPERTIES} == TABLE_PROPERTIES
-    ledger.process_batch(kafka_batch(spark, [(f"u{i}", chat("ubu", "mierda", i)) for i in range(3)]), 0)
+    # wen: one warning, on partition 1 of `chat`, and unblocked all the same (README: strikes then count from zero)
+    wen = kafka_batch(spark, [("w0", chat("wen", "mierda", 0))]).withColumn("partition", F.lit(1))
+    ledger.process_batch(
+        kafka_batch(spark, [(f"u{i}", chat("ubu", "mierda", i)) for i in range(3)]).unionByName(wen), 0
+    )
     assert read(paths.USER_MODERATION).where("author = 'ubu'").first().is_blocked
 
     # batch 1: a message ubu sent while blocked, then the unblock (and garbage on the actions topic);
     # Spark's offset log says where the batch ends in `chat`
     (checkpoint / "offsets").mkdir()
-    (checkpoint / "offsets" / "1").write_text('v1\n{"batchWatermarkMs":0}\n{"chat":{"0":4},"chat_actions":{"0":2}}\n')
+    (checkpoint / "offsets" / "1").write_text('v1\n{"batchWatermarkMs":0}\n{"chat":{"0":4},"chat_actions":{"0":3}}\n')
     batch1 = kafka_batch(spark, [("u3", chat("ubu", "joder", 3))], first_offset=3).unionByName(
-        kafka_batch(spark, [(None, unblock("act-1", "ubu")), (None, b"garbage")], topic="chat_actions")
+        kafka_batch(
+            spark,
+            [(None, unblock("act-1", "ubu")), (None, b"garbage"), (None, unblock("act-2", "wen"))],
+            topic="chat_actions",
+        )
     )
     ledger.process_batch(batch1, 1)
     ledger.process_batch(batch1, 1)  # replayed after a crash: nothing twice
     assert read(paths.MESSAGES).where("message_id = 'u3'").first().verdict == "withheld"
-    [action] = read(paths.MODERATOR_ACTIONS).collect()
-    assert (action.action_id, action.author, action.strikes_cleared, action.was_blocked, action.batch_id) == (
-        "act-1",
-        "ubu",
-        3,
-        True,
-        1,
+    actions = sorted(
+        (a.action_id, a.author, a.strikes_cleared, a.was_blocked, a.batch_id)
+        for a in read(paths.MODERATOR_ACTIONS).collect()
     )
+    assert actions == [("act-1", "ubu", 3, True, 1), ("act-2", "wen", 1, False, 1)]
+    wen_row = read(paths.USER_MODERATION).where("author = 'wen'").first()
+    assert (wen_row.strikes, wen_row.is_blocked, wen_row.messages) == (0, False, 1)
     user = read(paths.USER_MODERATION).where("author = 'ubu'").first()
     assert (user.strikes, user.is_blocked, user.blocked_at, user.messages, user.last_batch_id) == (0, False, None, 4, 1)
     assert ModerationSnapshot(paths.table_path(paths.USER_MODERATION, warehouse)).refresh()
@@ -146,6 +154,7 @@ def test_an_unblock_clears_strikes_and_block_after_the_messages_of_its_batch(spa
         ("u2", 3),
         ("u4", 1),
         ("u5", 2),
+        ("w0", 1),  # wen's warning stays recorded: an unblock clears the count, not the history
     ]
     assert read(paths.MESSAGES).where("message_id = 'u5'").first().verdict == "profane"
     user = read(paths.USER_MODERATION).where("author = 'ubu'").first()
@@ -154,8 +163,13 @@ def test_an_unblock_clears_strikes_and_block_after_the_messages_of_its_batch(spa
     consumer = KafkaConsumer(bootstrap_servers=kafka_only, consumer_timeout_ms=3000)
     consumer.assign([TopicPartition("chat_notices", 0)])
     consumer.seek_to_beginning()
-    notices = {n["id"]: n for n in (json.loads(r.value) for r in consumer) if n["author"] == "ubu"}
+    every = {n["id"]: n for n in (json.loads(r.value) for r in consumer)}
     consumer.close()
+    notices = {i: n for i, n in every.items() if n["author"] == "ubu"}
+    assert sorted((n["batch"], n["kind"], n["strike"]) for n in every.values() if n["author"] == "wen") == [
+        (0, "warning", 1),
+        (1, "unblocked", 0),
+    ]
     assert sorted((n["batch"], n["kind"], n["strike"]) for n in notices.values()) == [
         (0, "blocked", 3),
         (0, "warning", 1),

@@ -121,16 +121,19 @@ def test_rejected_rows_keep_the_bytes_the_text_where_there_is_one_and_the_header
         spark,
         [("r0", None), (None, bad_utf8), ("r2", "¡hola 👋".encode()), ("ok", chat("ana", "hola", 1))],
         first_offset=10,
+    ).withColumn(  # each record its own Kafka time, 40 s after its offset: kept, not the time of the batch
+        "timestamp",
+        F.element_at(F.array(*(F.lit(t(40 + offset)) for offset in range(10, 14))), (F.col("offset") - 9).cast("int")),
     )
-    actual = to_rejected_rows(with_rejections(batch), 4).drop("kafka_timestamp", "seen_at").orderBy("kafka_offset")
+    actual = to_rejected_rows(with_rejections(batch), 4).drop("seen_at").orderBy("kafka_offset")
     expected = spark.createDataFrame(
         [
-            (None, None, "empty record", "r0", 0, 10, 4),
-            (bad_utf8, None, "value is not JSON", None, 0, 11, 4),  # no header: no made-up id
-            ("¡hola 👋".encode(), "¡hola 👋", "value is not JSON", "r2", 0, 12, 4),
+            (None, None, "empty record", "r0", 0, 10, t(50), 4),
+            (bad_utf8, None, "value is not JSON", None, 0, 11, t(51), 4),  # no header: no made-up id
+            ("¡hola 👋".encode(), "¡hola 👋", "value is not JSON", "r2", 0, 12, t(52), 4),
         ],
         "raw_value binary, raw_text string, reason string, message_id string, kafka_partition int, "
-        "kafka_offset long, batch_id long",
+        "kafka_offset long, kafka_timestamp timestamp, batch_id long",
     )
     assert_df_equality(actual, expected, ignore_nullable=True)
 
@@ -283,7 +286,10 @@ def test_parse_actions_keeps_unblocks_with_an_id_and_an_author(spark):
 
 def test_a_second_unblock_of_a_user_in_the_batch_clears_nothing_more(spark):
     unblocks = parse_actions(
-        actions(spark, [unblock("act-1", "ana"), unblock("act-2", "nobody"), unblock("act-3", "ana")])
+        actions(
+            spark,
+            [unblock("act-1", "ana"), unblock("act-2", "nobody"), unblock("act-3", "ana"), unblock("act-4", "bob")],
+        )
     )
     state = spark.createDataFrame(
         [("ana", 3, True), ("bob", 1, False)], "author string, strikes int, is_blocked boolean"
@@ -295,6 +301,7 @@ def test_a_second_unblock_of_a_user_in_the_batch_clears_nothing_more(spark):
             ("act-1", "unblock", "ana", "moderator", at, 3, True, 0, 0, 6),
             ("act-2", "unblock", "nobody", "moderator", at, 0, False, 0, 1, 6),  # no row yet: nothing to clear
             ("act-3", "unblock", "ana", "moderator", at, 0, False, 0, 2, 6),
+            ("act-4", "unblock", "bob", "moderator", at, 1, False, 0, 3, 6),  # not blocked: a warning cleared
         ],
         MODERATOR_ACTIONS_SCHEMA,
     )

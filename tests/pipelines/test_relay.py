@@ -1,15 +1,27 @@
-"""pipelines/relay.py transformations on in-memory records (the stream itself: tests/stack/test_stack.py)."""
+"""pipelines/relay.py transformations on in-memory records, and the stream in micro-batch mode on a real broker
+(real-time mode, the default, runs in the stack: tests/stack/test_stack.py)."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pyspark.sql.functions as F
 import pytest
 from chispa import assert_df_equality
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from pipelines.relay import REALTIME_CHECKPOINT_INTERVAL, build_relay, chat_position, to_controlled_record, trigger_args
+from config import settings
+from pipelines.relay import (
+    REALTIME_CHECKPOINT_INTERVAL,
+    build_relay,
+    chat_position,
+    start_relay,
+    to_controlled_record,
+    trigger_args,
+)
 from pipelines.wordlists import load_word_lists
+from stack.topics import create_topics
 from tests.pipelines.records import raw_df
 
 
@@ -85,3 +97,53 @@ def test_trigger_args_name_the_two_modes():
     assert trigger_args("microbatch") == {"processingTime": "0 seconds"}
     with pytest.raises(ValueError, match="unknown relay trigger 'continuous'"):
         trigger_args("continuous")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_the_relay_streams_in_micro_batches_with_chat_relay_trigger_microbatch(
+    spark, kafka_only, tmp_path, monkeypatch
+):
+    """README: `CHAT_RELAY_TRIGGER=microbatch` runs the relay in back-to-back micro-batches: garbage is dropped,
+    a profane message comes out masked, and a message sent while it runs follows in a later batch."""
+    monkeypatch.setenv("CHAT_RELAY_TRIGGER", "microbatch")
+    trigger = settings.load().relay_trigger
+    source, target = "relay_mb_chat", "relay_mb_controlled"
+    create_topics(kafka_only, topics=(source, target))
+    producer = KafkaProducer(bootstrap_servers=kafka_only, acks="all")
+    message = {"author": "bob", "data": "qué m1erda", "timestamp": "2026-12-01 10:00:00"}
+    for value, message_id in ((b"garbage", b"g0"), (json.dumps(message).encode(), b"m1")):
+        producer.send(source, value=value, key=b"bob", headers=[("message_id", message_id)]).get(timeout=30)
+    consumer = KafkaConsumer(bootstrap_servers=kafka_only)
+    consumer.assign([TopicPartition(target, 0)])
+    consumer.seek_to_beginning()
+
+    def relayed(count: int) -> list:
+        records: list = []
+        deadline = time.monotonic() + 300
+        while len(records) < count:
+            assert time.monotonic() < deadline, records
+            records += [r for batch in consumer.poll(timeout_ms=1000).values() for r in batch]
+        return records
+
+    query = start_relay(spark, kafka_only, tmp_path / "checkpoint", trigger, load_word_lists(), source, target, "mb")
+    try:
+        [first] = relayed(1)
+        assert (first.key, json.loads(first.value), dict(first.headers)["message_id"]) == (
+            b"bob",
+            {**message, "data": "qué ******"},
+            b"m1",
+        )
+        later = {**message, "data": "hola"}
+        producer.send(source, value=json.dumps(later).encode(), key=b"bob", headers=[("message_id", b"m2")]).get(30)
+        [second] = relayed(1)
+        assert (json.loads(second.value), dict(second.headers)["message_id"]) == (later, b"m2")
+        # micro-batches: each finished batch reports its progress (a real-time batch would run for minutes)
+        deadline = time.monotonic() + 60
+        while len({p["batchId"] for p in query.recentProgress if p["numInputRows"] > 0}) < 2:
+            assert time.monotonic() < deadline, query.recentProgress
+            time.sleep(0.5)
+    finally:
+        query.stop()
+        consumer.close()
+        producer.close()

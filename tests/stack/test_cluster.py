@@ -90,7 +90,7 @@ class Traffic:
         # every answer: (sent at, answered at, status or the exception's name, whether the body was the API's JSON)
         self.answers: list[tuple[float, float, int | str, bool]] = []
         self.statuses: Counter[int] = Counter()
-        self.errors: list[str] = []
+        self.errors: list[tuple[float, float, str]] = []  # (sent at, answered at, what went wrong)
         self.read_ids: list[str] = []
         self.last_ids: set[str] = set()  # each writer's last message
         self.reader_auth = self.sign_in("reader")
@@ -125,7 +125,7 @@ class Traffic:
             except requests.RequestException as exc:
                 with self.lock:
                     self.answers.append((sent, time.monotonic(), type(exc).__name__, False))
-                    self.errors.append(f"{author}: {exc}")
+                    self.errors.append((sent, time.monotonic(), f"{author}: {exc}"))
                 continue
             with self.lock:
                 self.answers.append((sent, time.monotonic(), response.status_code, is_api_json(response)))
@@ -133,7 +133,9 @@ class Traffic:
                 if response.status_code == 202:
                     self.accepted.append((response.json()["id"], author, time.monotonic()))
                 elif response.status_code < 500:
-                    self.errors.append(f"{author}: {response.status_code} {response.text[:200]}")
+                    self.errors.append(
+                        (sent, time.monotonic(), f"{author}: {response.status_code} {response.text[:200]}")
+                    )
             if response.status_code >= 500:
                 time.sleep(0.2)  # as a client should: not accepted, try again shortly
             self.stop_writing.wait(max(0.0, next_post - time.monotonic()))
@@ -162,13 +164,15 @@ class Traffic:
             except requests.RequestException as exc:
                 with self.lock:
                     self.answers.append((sent, time.monotonic(), type(exc).__name__, False))
-                    self.errors.append(f"reader: {exc}")
+                    self.errors.append((sent, time.monotonic(), f"reader: {exc}"))
                 continue
             with self.lock:
                 self.answers.append((sent, time.monotonic(), response.status_code, is_api_json(response)))
             if response.status_code != 200:
                 with self.lock:
-                    self.errors.append(f"reader: {response.status_code} {response.text[:200]}")
+                    self.errors.append(
+                        (sent, time.monotonic(), f"reader: {response.status_code} {response.text[:200]}")
+                    )
                 time.sleep(0.5)  # the same cursor again, on whichever host answers
                 continue
             body = response.json()
@@ -388,6 +392,13 @@ def test_the_chat_on_a_spark_cluster_and_three_brokers_loses_nothing_when_a_brok
         foreign = [a for a in answers if not (a[3] and a[2] in (200, 202, 503))]
         assert [a for a in foreign if a not in in_flight + until_out] == [], (foreign[:10], traffic.errors[:10])
         assert 401 not in traffic.statuses, traffic.errors[:10]
+        # every error a client met (an exception, a 4xx, a reader's answer other than 200) came at the host's kill
+        unexplained = [
+            text
+            for sent, answered, text in traffic.errors
+            if not (sent <= killed_at <= answered or killed_at < sent <= killed_at + CHECKS_OUT_S)
+        ]
+        assert unexplained == [], unexplained[:10]
         accepted_after_kill = [a for a in accepted if a[2] > killed_at]
         assert accepted_after_kill and survivor.healthy(), "the surviving host carries on"
         survivors = [b.node_id for b in kafka.brokers if b is not victim]

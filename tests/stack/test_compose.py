@@ -243,6 +243,81 @@ def test_every_long_running_service_has_a_health_check(compose_file):
             assert test and test[0] in ("CMD", "CMD-SHELL"), name
 
 
+def spark_defaults() -> dict[str, str]:
+    """conf/spark-defaults.conf (the streams' --properties-file and SPARK_CONF_DIR)."""
+    lines = (ROOT / "conf" / "spark-defaults.conf").read_text(encoding="utf-8").splitlines()
+    return dict(line.split(None, 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def probed(service: dict) -> tuple[set[int], set[str]]:
+    """The loopback ports and the files a service's health check probes."""
+    text = " ".join(service["healthcheck"]["test"])
+    ports = {int(p) for p in re.findall(r"(?:127\.0\.0\.1|localhost):(\d+)", text)}
+    return ports, set(re.findall(r"os\.stat\('([^']+)'\)", text))
+
+
+def health_check_problems(doc: dict, compose_file: str) -> list[str]:
+    """Each health check probes what its service serves: the broker's PLAINTEXT listener, a Spark daemon's
+    --webui-port, the streams driver's UI port and the ready file pipelines/streams.py writes under its
+    CHAT_DATA_DIR, the API's and the UI's ports, the balancer's bind port. A check nobody verifies is one too."""
+    problems = []
+    services = doc["services"]
+    for name, service in services.items():
+        if "healthcheck" not in service:
+            continue
+        ports, files = probed(service)
+        argv = service_argv(service)
+        env = {**(stage_env(TARGETS[name]) if name in TARGETS else {}), **environment(service)}
+        if name in brokers(doc):
+            expected, expected_files = {listener_port(service, "PLAINTEXT")}, set()
+        elif name in SPARK_DAEMONS:
+            expected, expected_files = {int(option(argv, "--webui-port"))}, set()
+        elif name == "streams":
+            confs = {**spark_defaults(), **spark_confs(argv)}
+            if confs.get("spark.ui.enabled", "true") == "false":
+                problems.append("streams: its health check asks Spark's UI, which is switched off")
+            expected = {int(confs.get("spark.ui.port", "4040"))}
+            expected_files = {f"{env['CHAT_DATA_DIR']}/run/streams.ready"}
+        elif name in API_SERVICES[compose_file]:
+            expected, expected_files = {int(env["CHAT_API_PORT"])}, set()
+        elif name == "ui":
+            expected, expected_files = {int(option(argv, "--port"))}, set()
+        elif name == "balancer":
+            bind = re.search(r"^\s*bind \*:(\d+)", BALANCER_CONFIG.read_text(encoding="utf-8"), re.M)
+            expected, expected_files = {int(bind.group(1))}, set()
+        else:
+            problems.append(f"{name}: a health check this test does not know")
+            continue
+        if (ports, files) != (expected, expected_files):
+            problems.append(
+                f"{name} probes ports {sorted(ports)} and files {sorted(files)}, serves {expected} {expected_files}"
+            )
+    return problems
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_each_health_check_probes_the_port_or_file_its_service_serves(compose_file):
+    # the file the streams mark themselves ready with, as written in pipelines/streams.py
+    assert 's.run_dir / "streams.ready"' in (ROOT / "pipelines" / "streams.py").read_text(encoding="utf-8")
+    assert health_check_problems(load_compose(compose_file), compose_file) == []
+
+
+def test_health_check_check_can_fail():
+    doc = load_compose(CLUSTER_FILE.name)
+    for name, old, new in (
+        ("kafka-2", "localhost:9092", "localhost:9093"),  # the controller's port: not what clients use
+        ("spark-worker-1", "8081", "8080"),
+        ("streams", "/data/run/streams.ready", "/data/streams.ready"),
+        ("balancer", "127.0.0.1:5000", "127.0.0.1:8000"),
+    ):
+        broken = load_compose(CLUSTER_FILE.name)
+        service = broken["services"][name]
+        service["healthcheck"] = {"test": [t.replace(old, new) for t in service["healthcheck"]["test"]]}
+        problems = health_check_problems(broken, CLUSTER_FILE.name)
+        assert len(problems) == 1 and problems[0].startswith(f"{name} probes"), (name, problems)
+    assert health_check_problems(doc, CLUSTER_FILE.name) == []
+
+
 @pytest.mark.parametrize("compose_file", COMPOSE_FILES)
 def test_depends_on_conditions_are_satisfiable(compose_file):
     services = load_compose(compose_file)["services"]

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -183,14 +184,17 @@ def test_three_strikes_block_the_sender_from_sending_and_reading(chat_stack):
 
 
 def test_malformed_records_land_in_rejected_messages_with_the_reason(chat_stack):
+    """README: `rejected_messages` keeps the raw value (bytes), the raw text when it is valid UTF-8, the reason
+    and the record's Kafka coordinates and timestamp."""
     producer = KafkaProducer(bootstrap_servers=chat_stack.kafka_bootstrap, acks="all")
-    producer.send("chat", value=b"\xff\xfe\x00 binary", headers=[("message_id", b"rej-1")])
-    producer.send(
-        "chat",
-        value=json.dumps({"author": "x", "data": "y" * 2001, "timestamp": "2026-11-27 10:00:00"}).encode(),
-        headers=[("message_id", b"rej-2")],
-    )
-    producer.flush()
+    values = {
+        "rej-1": b"\xff\xfe\x00 binary",
+        "rej-2": json.dumps({"author": "x", "data": "y" * 2001, "timestamp": "2026-11-27 10:00:00"}).encode(),
+    }
+    sent = {
+        message_id: producer.send("chat", value=value, headers=[("message_id", message_id.encode())]).get(30)
+        for message_id, value in values.items()
+    }
     producer.close()
     rows = wait_until(
         lambda: (
@@ -203,6 +207,17 @@ def test_malformed_records_land_in_rejected_messages_with_the_reason(chat_stack)
         ("rej-1", "value is not JSON"),
         ("rej-2", "data longer than 2000 characters"),
     ]
+    for row in rows:
+        record = sent[row["message_id"]]
+        kafka_time = row["kafka_timestamp"]
+        kafka_time = kafka_time if kafka_time.tzinfo else kafka_time.replace(tzinfo=UTC)
+        assert (row["raw_value"], row["kafka_partition"], row["kafka_offset"], kafka_time) == (
+            values[row["message_id"]],
+            record.partition,
+            record.offset,
+            datetime.fromtimestamp(record.timestamp / 1000, UTC),
+        ), row
+    assert {r["message_id"]: r["raw_text"] for r in rows} == {"rej-1": None, "rej-2": values["rej-2"].decode()}
 
 
 def test_ui_serves_the_chat_page(chat_stack):
@@ -246,6 +261,40 @@ def service_pids(stack) -> dict[str, int | None]:
         name: child_pid(stack.process.pid, needle)
         for name, needle in (("streams", "pipelines.streams"), ("api", "gunicorn"), ("ui", "uvicorn"))
     }
+
+
+def restart_times(stack, name: str) -> list[int]:
+    """Seconds of the day at which `make up` printed that service `name`, killed, was restarted."""
+    lines = re.findall(rf"^(\d\d):(\d\d):(\d\d)\s+{name}\s+exited with code -9; restarting", stack.output(), re.M)
+    return [3600 * int(h) + 60 * int(m) + int(s) for h, m, s in lines]
+
+
+@pytest.mark.parametrize("name, needle, path", [("ui", "uvicorn", "/"), ("api", "gunicorn", "/health")])
+def test_a_dying_api_or_ui_is_restarted_with_back_off_and_the_restart_is_printed(chat_stack, name, needle, path):
+    """README: a part that dies is restarted (with back-off) and the restart is printed. Killed (SIGKILL, its
+    whole process group) twice, the second time as soon as it was restarted: the second restart waits out the
+    back-off (2 s after the first at least), then the service answers again."""
+    supervisor = chat_stack.process.pid
+    url = (chat_stack.ui_url if name == "ui" else chat_stack.api_url) + path
+    before = len(restart_times(chat_stack, name))
+    pids = []
+    for deaths in (1, 2):
+        pid = wait_until(lambda: child_pid(supervisor, needle), timeout_s=60)
+        assert pid not in pids
+        pids.append(pid)
+        os.killpg(pid, signal.SIGKILL)
+        wait_until(lambda: len(restart_times(chat_stack, name)) == before + deaths, timeout_s=120)  # noqa: B023
+    first, second = restart_times(chat_stack, name)[-2:]
+    assert (second - first) % 86_400 >= 2, chat_stack.output()
+
+    def answers() -> bool:
+        try:
+            return requests.get(url, timeout=10).status_code == 200
+        except requests.RequestException:  # not listening yet
+            return False
+
+    wait_until(answers, timeout_s=300)
+    assert child_pid(supervisor, needle) not in pids
 
 
 def test_a_broker_outage_is_a_503_and_everything_resumes_without_restarts(chat_stack):
