@@ -23,8 +23,8 @@ from api.feed import header
 from api.tail import Follower, Positions
 from config import contract
 
-SLOW_MODE_ACTION = "slow_mode"
-MAX_SLOW_MODE_S = 3600  # one message an hour is already a closed chat
+SLOW_MODE_ACTION = contract.SLOW_MODE_ACTION
+MAX_SLOW_MODE_S = contract.MAX_SLOW_MODE_S
 # records of `chat` read back at a start, per partition: the recent past of each author's window
 REWIND_RECORDS = 5000
 

@@ -13,6 +13,11 @@ TOPIC_CONTROLLED = "chat_controlled"
 TOPIC_NOTICES = "chat_notices"
 # moderators' actions (unblock), from the API to the ledger: the ledger is the one writer of the Delta tables
 TOPIC_ACTIONS = "chat_actions"
+# the moderators' chat-wide slow mode, an action on `chat_actions`: `seconds` between two messages of a user (0: off)
+SLOW_MODE_ACTION = "slow_mode"
+MAX_SLOW_MODE_S = 3600  # one message an hour is already a closed chat
+# the `author` of a chat-wide action in `moderator_actions` (no name can hold it)
+WHOLE_CHAT = "*"
 # who holds which name: the API's sessions (claims, renewals, ends), keyed by the name; compacted
 TOPIC_SESSIONS = "chat_sessions"
 TOPICS = (TOPIC_CHAT, TOPIC_CONTROLLED, TOPIC_NOTICES, TOPIC_ACTIONS, TOPIC_SESSIONS)

@@ -150,15 +150,23 @@ class Ledger:
         """The "unblocked" notices, sent with the batch's strike notices (before the Delta writes, like them:
         the API lifts the block when the notice arrives; a replay sends the same notice ids)."""
         until = checkpoints.end_offsets(self.checkpoint, batch_id, contract.TOPIC_CHAT)
-        self.send_notices(plan.to_unblocked_notices(self._unblocks_df(unblocks), batch_id, until))
+        self.send_notices(plan.to_unblocked_notices(self._actions_df(unblocks), batch_id, until))
 
-    def record_unblocks(self, unblocks: list[Row], batch_id: int) -> None:
-        """Record the unblocks, then clear the users' strikes and block (idempotent per batch)."""
+    def record_actions(self, unblocks: list[Row], slow_modes: list[Row], batch_id: int) -> None:
+        """Record the moderators' actions (one append: the batch's transaction id allows one per table), then
+        clear the unblocked users' strikes and block (idempotent per batch)."""
+        rows = self._actions_df(slow_modes).transform(lambda df: plan.to_slow_mode_rows(df, batch_id))
+        if unblocks:
+            authors = sorted({a.author for a in unblocks})
+            before = self.moderation_rows(authors).localCheckpoint()  # read now, before the clearing below
+            rows = plan.to_action_rows(self._actions_df(unblocks), before, batch_id).unionByName(rows)
+        self._append(rows, paths.MODERATOR_ACTIONS, batch_id)
+        if unblocks:
+            self.clear_blocks(unblocks, batch_id)
+
+    def clear_blocks(self, unblocks: list[Row], batch_id: int) -> None:
+        """Clear the unblocked users' strikes and block in `user_moderation`."""
         authors = sorted({a.author for a in unblocks})
-        before = self.moderation_rows(authors).localCheckpoint()  # read now, before the clearing below
-        self._append(
-            plan.to_action_rows(self._unblocks_df(unblocks), before, batch_id), paths.MODERATOR_ACTIONS, batch_id
-        )
         (
             DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION))
             .alias("t")
@@ -181,22 +189,23 @@ class Ledger:
         for author in authors:
             self._strikes.pop(author, None)
 
-    def _unblocks_df(self, unblocks: list[Row]) -> DataFrame:
+    def _actions_df(self, unblocks: list[Row]) -> DataFrame:
         return self.spark.createDataFrame(unblocks, plan.PARSED_ACTION_SCHEMA)
 
-    def read_unblocks(self, records: DataFrame, batch_id: int) -> list[Row]:
-        """The batch's valid unblocks, in Kafka order; the other `chat_actions` records are logged and ignored."""
+    def read_actions(self, records: DataFrame, batch_id: int) -> tuple[list[Row], list[Row]]:
+        """The batch's valid unblocks and slow-mode changes, in Kafka order; the other `chat_actions` records
+        are logged and ignored."""
         parsed = (
             plan.parse_actions(records.where(F.col("topic") == contract.TOPIC_ACTIONS)).orderBy("partition", "offset")
         ).collect()
         for record in parsed:
-            if not record.is_valid:
+            if not record.is_valid and not record.is_slow_mode:
                 print(
-                    f"ledger: batch {batch_id}: ignored a record of {contract.TOPIC_ACTIONS} that is not an unblock "
-                    f"action (partition {record.partition}, offset {record.offset})",
+                    f"ledger: batch {batch_id}: ignored a record of {contract.TOPIC_ACTIONS} that is not a valid "
+                    f"moderator's action (partition {record.partition}, offset {record.offset})",
                     flush=True,
                 )
-        return [record for record in parsed if record.is_valid]
+        return [r for r in parsed if r.is_valid], [r for r in parsed if r.is_slow_mode]
 
     def process_batch(self, batch_df: DataFrame, batch_id: int) -> None:
         clock = StepClock()
@@ -208,13 +217,18 @@ class Ledger:
         # One read of the batch's Kafka ranges for both topics: the Kafka source does not push a filter
         # on `topic` down, so filtering it twice would read every `chat` record twice.
         records = plan.with_rejections(batch_df).localCheckpoint()
-        unblocks = self.read_unblocks(records, batch_id)
+        unblocks, slow_modes = self.read_actions(records, batch_id)
         validated = records.where(F.col("topic") == contract.TOPIC_CHAT)
         if validated.isEmpty():
-            if unblocks:
-                self.announce_unblocks(unblocks, batch_id)
-                self.record_unblocks(unblocks, batch_id)
-                print(f"ledger: batch {batch_id}: {len(unblocks)} unblock(s) in {clock.elapsed():.1f}s", flush=True)
+            if unblocks or slow_modes:
+                if unblocks:
+                    self.announce_unblocks(unblocks, batch_id)
+                self.record_actions(unblocks, slow_modes, batch_id)
+                print(
+                    f"ledger: batch {batch_id}: {len(unblocks)} unblock(s), {len(slow_modes)} slow-mode change(s) "
+                    f"in {clock.elapsed():.1f}s",
+                    flush=True,
+                )
             self._known_through = batch_id if in_memory else None
             return
         clock.step("validate")
@@ -247,9 +261,9 @@ class Ledger:
         clock.step("merge")
         self.remember_strikes(strikes, incremental=in_memory)
         clock.step("remember")
-        if unblocks:
-            self.record_unblocks(unblocks, batch_id)
-            clock.step("unblocks")
+        if unblocks or slow_modes:
+            self.record_actions(unblocks, slow_modes, batch_id)
+            clock.step("actions")
         self._known_through = batch_id
         print(
             f"ledger: batch {batch_id}: {struck.count()} messages, {strike_count} strikes, {len(unblocks)} unblocks, "

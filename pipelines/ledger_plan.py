@@ -20,9 +20,9 @@ from warehouse.tables import MESSAGES_SCHEMA, STRIKES_SCHEMA
 
 STRIKE_LIMIT = contract.STRIKE_LIMIT
 # a record of `chat_actions`, as the API writes it
-ACTION_SCHEMA = "id string, action string, author string, by string, timestamp string"
+ACTION_SCHEMA = "id string, action string, author string, by string, timestamp string, seconds int"
 # what parse_actions gives
-PARSED_ACTION_SCHEMA = f"{ACTION_SCHEMA}, partition int, offset bigint, is_valid boolean"
+PARSED_ACTION_SCHEMA = f"{ACTION_SCHEMA}, partition int, offset bigint, is_valid boolean, is_slow_mode boolean"
 # the moderated messages of a batch: the columns of `messages` but the verdict and the batch, and the Kafka time
 MODERATED_COLUMNS = [
     *(c for c in MESSAGES_SCHEMA.names if c not in ("verdict", "ingested_at", "batch_id")),
@@ -62,6 +62,16 @@ def verdict(is_profane: Column, is_withheld: Column) -> Column:
 def is_unblock(action: Column, action_id: Column, author: Column) -> Column:
     """Whether a parsed `chat_actions` record is an unblock the ledger applies: with an id and an author."""
     return F.coalesce((action == "unblock") & (F.length(action_id) > 0) & (F.length(author) > 0), F.lit(False))
+
+
+def is_slow_mode(action: Column, action_id: Column, seconds: Column) -> Column:
+    """Whether a parsed `chat_actions` record is a slow-mode change to record: with an id and a valid interval."""
+    return F.coalesce(
+        (action == contract.SLOW_MODE_ACTION)
+        & (F.length(action_id) > 0)
+        & seconds.between(0, contract.MAX_SLOW_MODE_S),
+        F.lit(False),
+    )
 
 
 def batch_column(batch_id: int) -> Column:
@@ -110,7 +120,11 @@ def prior_strikes_since_unblock(
     """(author, prior_strikes) from the `strikes` and `moderator_actions` tables: the strikes of the batches
     before this one since each author's last unblock (an unblock clears the strikes of its own batch too).
     Right after a crash as well: it reads only earlier batches."""
-    cleared = actions_df.where(F.col("batch_id") < batch_id).groupBy("author").agg(F.max("batch_id").alias("cleared"))
+    cleared = (
+        actions_df.where((F.col("batch_id") < batch_id) & (F.col("action") == "unblock"))
+        .groupBy("author")
+        .agg(F.max("batch_id").alias("cleared"))
+    )
     return (
         strikes_df.where(F.col("batch_id") < batch_id)
         .join(authors_df, "author")
@@ -215,11 +229,13 @@ def to_notice_records(strikes_df: DataFrame) -> DataFrame:
 
 
 def parse_actions(records_df: DataFrame) -> DataFrame:
-    """`chat_actions` records as actions (PARSED_ACTION_SCHEMA); `is_valid` marks the unblocks to apply."""
+    """`chat_actions` records as actions (PARSED_ACTION_SCHEMA); `is_valid` marks the unblocks to apply,
+    `is_slow_mode` the slow-mode changes to record."""
     return (
         records_df.select(F.from_json(F.col("value").cast("string"), ACTION_SCHEMA).alias("a"), "partition", "offset")
         .select("a.*", "partition", "offset")
         .withColumn("is_valid", is_unblock(F.col("action"), F.col("id"), F.col("author")))
+        .withColumn("is_slow_mode", is_slow_mode(F.col("action"), F.col("id"), F.col("seconds")))
     )
 
 
@@ -238,6 +254,24 @@ def to_action_rows(unblocks_df: DataFrame, state_df: DataFrame, batch_id: int) -
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         batch_column(batch_id).alias("batch_id"),
+        F.lit(None).cast("int").alias("seconds"),
+    )
+
+
+def to_slow_mode_rows(slow_modes_df: DataFrame, batch_id: int) -> DataFrame:
+    """`moderator_actions` rows for valid slow-mode changes: chat-wide (author "*"), nothing cleared."""
+    return slow_modes_df.select(
+        F.col("id").alias("action_id"),
+        "action",
+        F.lit(contract.WHOLE_CHAT).alias("author"),
+        F.col("by").alias("requested_by"),
+        sent_at(F.col("timestamp")).alias("requested_at"),
+        F.lit(0).alias("strikes_cleared"),
+        F.lit(False).alias("was_blocked"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        batch_column(batch_id).alias("batch_id"),
+        F.col("seconds").cast("int").alias("seconds"),
     )
 
 

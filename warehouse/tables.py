@@ -134,15 +134,16 @@ REJECTED_MESSAGES_SCHEMA = schema("""
 
 MODERATOR_ACTIONS_SCHEMA = schema("""
     action_id         string not null,
-    action            string not null,         -- "unblock"
-    author            string not null,
+    action            string not null,         -- "unblock" or "slow_mode"
+    author            string not null,         -- "*" for a chat-wide action (slow_mode)
     requested_by      string,
     requested_at      timestamp,               -- when the API took the request (UTC)
     strikes_cleared   int not null,            -- the user's strikes just before
     was_blocked       boolean not null,
     kafka_partition   int not null,            -- in `chat_actions`
     kafka_offset      bigint not null,
-    batch_id          bigint not null          -- the ledger batch that applied it
+    batch_id          bigint not null,         -- the ledger batch that applied it
+    seconds           int                      -- slow_mode: the interval set (0: lifted); null for an unblock
 """)
 
 # Built by the statistics job (pipelines/user_stats.py), replaced as a whole on every run. Delta has
@@ -187,7 +188,18 @@ COMMENTS = {
 def ensure_table(
     spark: SparkSession, name: str, warehouse: Path | None = None, schema: T.StructType | None = None
 ) -> DeltaTable:
-    """Create the table at its path if it does not exist yet; return it."""
+    """Create the table at its path if it does not exist yet, or add the columns a newer schema has (nullable
+    ones, such as `moderator_actions.seconds`) to one that does; return it."""
+    location = paths.table_path(name, warehouse)
+    wanted = schema or ALL_SCHEMAS[name]
+    if (location / "_delta_log").exists():
+        table = DeltaTable.forPath(spark, str(location))
+        have = {f.name for f in table.toDF().schema.fields}
+        missing = [f for f in wanted.fields if f.name not in have]
+        if missing:
+            columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+            spark.sql(f"ALTER TABLE delta.`{location}` ADD COLUMNS ({columns})")
+        return table
     builder = (
         DeltaTable.createIfNotExists(spark)
         .location(str(paths.table_path(name, warehouse)))

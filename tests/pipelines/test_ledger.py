@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyspark.sql.functions as F
+import pyspark.sql.types as T
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from pipelines.ledger import Ledger
 from pipelines.wordlists import load_word_lists
-from tests.pipelines.records import chat, kafka_batch, unblock
+from tests.pipelines.records import chat, kafka_batch, slow_mode, unblock
 from warehouse import paths
 from warehouse.moderation_snapshot import ModerationSnapshot
-from warehouse.tables import TABLE_PROPERTIES, ensure_tables
+from warehouse.tables import MODERATOR_ACTIONS_SCHEMA, TABLE_PROPERTIES, ensure_table, ensure_tables
 
 pytestmark = pytest.mark.integration
 
@@ -210,6 +211,43 @@ class CrashingLedger(Ledger):
     def merge_moderation(self, updates_df) -> None:
         super().merge_moderation(updates_df)
         self._crash("merge")
+
+
+def test_slow_mode_changes_land_in_an_older_moderator_actions_table_once_beside_the_unblocks(
+    spark, tmp_path, kafka_only
+):
+    # a warehouse from before slow mode: moderator_actions without `seconds`; the ledger's start adds it
+    older = T.StructType([f for f in MODERATOR_ACTIONS_SCHEMA.fields if f.name != "seconds"])
+    ensure_table(spark, paths.MODERATOR_ACTIONS, tmp_path / "warehouse", schema=older)
+    ledger, warehouse, _ = new_ledger(spark, tmp_path, kafka_only, "test-slow-mode")
+    read = lambda: spark.read.format("delta").load(str(paths.table_path(paths.MODERATOR_ACTIONS, warehouse)))  # noqa: E731
+    assert read().schema["seconds"].dataType == T.IntegerType()
+
+    only_actions = kafka_batch(
+        spark, [(None, slow_mode("sm-1", 30)), (None, slow_mode("sm-2", -5)), (None, b"garbage")], topic="chat_actions"
+    )
+    ledger.process_batch(only_actions, 0)
+    ledger.process_batch(only_actions, 0)  # replayed: nothing twice
+    # messages, an unblock and a slow mode lifted in one batch: one append holds both actions
+    ledger.process_batch(kafka_batch(spark, [("u0", chat("ubu", "mierda", 0))]), 1)
+    mixed = kafka_batch(spark, [("u1", chat("ana", "hola", 1))], first_offset=1).unionByName(
+        kafka_batch(
+            spark, [(None, unblock("act-1", "ubu")), (None, slow_mode("sm-3", 0))], topic="chat_actions", first_offset=3
+        )
+    )
+    ledger.process_batch(mixed, 2)
+    ledger.process_batch(mixed, 2)
+    rows = sorted(
+        (a.action_id, a.action, a.author, a.seconds, a.strikes_cleared, a.was_blocked, a.batch_id)
+        for a in read().collect()
+    )
+    assert rows == [
+        ("act-1", "unblock", "ubu", None, 1, False, 2),
+        ("sm-1", "slow_mode", "*", 30, 0, False, 0),
+        ("sm-3", "slow_mode", "*", 0, 0, False, 2),
+    ]
+    user = spark.read.format("delta").load(str(paths.table_path(paths.USER_MODERATION, warehouse)))
+    assert user.where("author = 'ubu'").first().strikes == 0  # the unblock beside the slow mode still cleared
 
 
 def notices_of(bootstrap: str, authors: set[str]) -> list[dict]:

@@ -21,13 +21,14 @@ from pipelines.ledger_plan import (
     to_moderation_updates,
     to_notice_records,
     to_rejected_rows,
+    to_slow_mode_rows,
     to_strike_rows,
     to_unblocked_notices,
     with_rejections,
     with_strikes,
 )
 from pipelines.wordlists import load_word_lists
-from tests.pipelines.records import chat, kafka_batch, unblock
+from tests.pipelines.records import chat, kafka_batch, slow_mode, unblock
 from warehouse.tables import MESSAGES_SCHEMA, MODERATOR_ACTIONS_SCHEMA, STRIKES_SCHEMA
 
 MODERATED = (
@@ -298,10 +299,46 @@ def test_a_second_unblock_of_a_user_in_the_batch_clears_nothing_more(spark):
     at = datetime(2026, 11, 27, 10, 1, 0)
     expected = spark.createDataFrame(
         [
-            ("act-1", "unblock", "ana", "moderator", at, 3, True, 0, 0, 6),
-            ("act-2", "unblock", "nobody", "moderator", at, 0, False, 0, 1, 6),  # no row yet: nothing to clear
-            ("act-3", "unblock", "ana", "moderator", at, 0, False, 0, 2, 6),
-            ("act-4", "unblock", "bob", "moderator", at, 1, False, 0, 3, 6),  # not blocked: a warning cleared
+            ("act-1", "unblock", "ana", "moderator", at, 3, True, 0, 0, 6, None),
+            ("act-2", "unblock", "nobody", "moderator", at, 0, False, 0, 1, 6, None),  # no row yet: nothing to clear
+            ("act-3", "unblock", "ana", "moderator", at, 0, False, 0, 2, 6, None),
+            ("act-4", "unblock", "bob", "moderator", at, 1, False, 0, 3, 6, None),  # not blocked: a warning cleared
+        ],
+        MODERATOR_ACTIONS_SCHEMA,
+    )
+    assert_df_equality(actual, expected, ignore_nullable=True)
+
+
+def test_slow_mode_changes_are_recorded_chat_wide_with_their_interval_and_bad_ones_are_not(spark):
+    parsed = parse_actions(
+        actions(
+            spark,
+            [
+                slow_mode("act-1", 30),
+                slow_mode("act-2", 0),  # lifted
+                slow_mode("act-3", -1),
+                slow_mode("act-4", contract.MAX_SLOW_MODE_S + 1),
+                slow_mode(None, 10),
+                slow_mode("act-6", "ten"),
+                unblock("act-7", "ana"),
+            ],
+        )
+    ).orderBy("offset")
+    assert [(r.id, r.is_valid, r.is_slow_mode) for r in parsed.collect()] == [
+        ("act-1", False, True),
+        ("act-2", False, True),
+        ("act-3", False, False),
+        ("act-4", False, False),
+        (None, False, False),
+        ("act-6", False, False),
+        ("act-7", True, False),
+    ]
+    actual = to_slow_mode_rows(parsed.where("is_slow_mode"), 9).orderBy("kafka_offset")
+    at = datetime(2026, 11, 27, 10, 1, 0)
+    expected = spark.createDataFrame(
+        [
+            ("act-1", "slow_mode", "*", "moderator", at, 0, False, 0, 0, 9, 30),
+            ("act-2", "slow_mode", "*", "moderator", at, 0, False, 0, 1, 9, 0),
         ],
         MODERATOR_ACTIONS_SCHEMA,
     )
@@ -337,10 +374,13 @@ def test_prior_strikes_count_earlier_batches_since_the_last_unblock(spark):
         [("ana", 0), ("ana", 1), ("ana", 3), ("ana", 4), ("Zoë 🌍", 1), ("Zoë 🌍", 2), ("bob", 0), ("bob", 5)],
         "author string, batch_id long",
     )
-    unblocks = spark.createDataFrame([("ana", 2), ("bob", 5), ("Zoë 🌍", 2)], "author string, batch_id long")
+    unblocks = spark.createDataFrame(
+        [("ana", 2, "unblock"), ("bob", 5, "unblock"), ("Zoë 🌍", 2, "unblock"), ("ana", 3, "slow_mode")],
+        "author string, batch_id long, action string",
+    )
     authors = spark.createDataFrame([("ana",), ("Zoë 🌍",), ("bob",), ("new",)], "author string")
     # batch 5 is the one being replayed: its own strikes and its own unblock do not count yet; Zoë's unblock
-    # in batch 2 cleared the strikes of batch 2 too; an author without strikes has no row
+    # in batch 2 cleared the strikes of batch 2 too; an author without strikes has no row; a slow mode clears nothing
     actual = prior_strikes_since_unblock(strikes, unblocks, authors, 5).orderBy("author")
     expected = spark.createDataFrame([("ana", 2), ("bob", 1)], "author string, prior_strikes int")
     assert_df_equality(actual, expected, ignore_nullable=True)
