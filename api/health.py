@@ -40,6 +40,7 @@ def health():
     kafka_up = kafka_reachable(bootstrap)
     feed = get_feed().status()
     moderation = get_moderation()
+    limits = get_flood()
     notices = moderation.notices.status()
     snapshot = moderation.snapshot.status()
     auth = get_auth()
@@ -65,12 +66,12 @@ def health():
         "snapshot": snapshot,
         "sessions": {"live": auth.store.live_count()},
         # the messages of `chat` counted for the per-user rate limit (every process's posts), and the slow mode
-        "rate_limit": {**get_flood().counter.status(), "slow_mode_s": get_flood().slow_mode.seconds},
+        "rate_limit": {**limits.counter.status(), "slow_mode_s": limits.slow_mode.seconds},
         "memory": {
             **get_feed().sizes(),
             **moderation.notices.sizes(),
             **auth.sizes(),
-            **get_flood().sizes(),
+            **limits.sizes(),
             **extra_sizes(),
         },
         "pid": os.getpid(),

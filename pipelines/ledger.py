@@ -156,17 +156,16 @@ class Ledger:
         """Record the moderators' actions (one append: the batch's transaction id allows one per table), then
         clear the unblocked users' strikes and block (idempotent per batch)."""
         rows = self._actions_df(slow_modes).transform(lambda df: plan.to_slow_mode_rows(df, batch_id))
-        if unblocks:
-            authors = sorted({a.author for a in unblocks})
+        authors = sorted({a.author for a in unblocks})
+        if authors:
             before = self.moderation_rows(authors).localCheckpoint()  # read now, before the clearing below
             rows = plan.to_action_rows(self._actions_df(unblocks), before, batch_id).unionByName(rows)
         self._append(rows, paths.MODERATOR_ACTIONS, batch_id)
-        if unblocks:
-            self.clear_blocks(unblocks, batch_id)
+        if authors:
+            self.clear_blocks(authors, batch_id)
 
-    def clear_blocks(self, unblocks: list[Row], batch_id: int) -> None:
+    def clear_blocks(self, authors: list[str], batch_id: int) -> None:
         """Clear the unblocked users' strikes and block in `user_moderation`."""
-        authors = sorted({a.author for a in unblocks})
         (
             DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION))
             .alias("t")

@@ -201,10 +201,7 @@ def ensure_table(
             spark.sql(f"ALTER TABLE delta.`{location}` ADD COLUMNS ({columns})")
         return table
     builder = (
-        DeltaTable.createIfNotExists(spark)
-        .location(str(paths.table_path(name, warehouse)))
-        .addColumns(schema or ALL_SCHEMAS[name])
-        .comment(COMMENTS.get(name, name))
+        DeltaTable.createIfNotExists(spark).location(str(location)).addColumns(wanted).comment(COMMENTS.get(name, name))
     )
     for key, value in TABLE_PROPERTIES.items():
         builder = builder.property(key, value)
