@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BadCursor", "Feed", "FeedMessage", "get_feed", "header", "parse_position", "parse_record"]
 
-# More than the strike limit: the ones the ledger has announced stay among them for a while
+# More than the strike limit: the ones the ledger has announced stay among them for a while (profane
+# messages and spam strikes alike: both are strikes)
 PROFANE_KEPT_PER_AUTHOR = 8
 CURSOR_SOURCE = "GET /messages"  # the endpoint whose cursors parse_cursor takes
 
@@ -41,6 +42,13 @@ class FeedMessage:
     partition: int = 0  # where it is in `chat_controlled`
     offset: int = -1
     terms: tuple[str, ...] = ()  # the listed words the relay matched (its `terms` header)
+    spam: str | None = None  # repeated-message spam: the reason (the `spam` header); never served
+    spam_strike: bool = False  # the author's spam strike of the window (the `spam_strike` header)
+
+    @property
+    def is_strike(self) -> bool:
+        """Whether the relay's verdict makes it a strike (unless its author was blocked already)."""
+        return self.profane or self.spam_strike
 
     def as_json(self) -> dict:
         return {"id": self.id, "author": self.author, "data": self.data, "timestamp": self.timestamp}
@@ -74,8 +82,9 @@ def parse_terms(text: str | None) -> tuple[str, ...]:
 
 def parse_record(value: bytes | None, headers) -> tuple[str, dict] | None:
     """(message id, message) from a `chat_controlled` record, or None when it is not one.
-    The message has `author`, `data`, `timestamp`, `position` (None when the header is absent)
-    and `profane` (the relay's verdict; false when the header is absent)."""
+    The message has `author`, `data`, `timestamp`, `position` (None when the header is absent),
+    `profane` (the relay's verdict; false when the header is absent), `spam` (the reason, None when
+    not spam) and `spam_strike`."""
     message_id = header(headers, contract.MESSAGE_ID_HEADER)
     if not message_id or value is None:
         return None
@@ -89,6 +98,16 @@ def parse_record(value: bytes | None, headers) -> tuple[str, dict] | None:
         **{f: message[f] for f in contract.MESSAGE_FIELDS},
         "position": parse_position(header(headers, contract.CHAT_POSITION_HEADER)),
         "profane": header(headers, contract.PROFANE_HEADER) == "true",
+        **spam_verdict(headers),
+    }
+
+
+def spam_verdict(headers) -> dict:
+    """`spam` (the reason, or None) and `spam_strike` from a record's headers, as the API's POST wrote them."""
+    reason = header(headers, contract.SPAM_HEADER)
+    return {
+        "spam": reason,
+        "spam_strike": reason is not None and header(headers, contract.SPAM_STRIKE_HEADER) == "true",
     }
 
 
@@ -143,7 +162,7 @@ class Feed(Follower):
                 added = FeedMessage(self._seq, message_id, **message, partition=partition, offset=offset, terms=terms)
                 self._messages.append(added)
                 self._partitions.add(partition)
-                if added.profane:
+                if added.is_strike:
                     self._remember_profane(added)
             self.changed()
         if self.on_record is not None:
@@ -157,7 +176,7 @@ class Feed(Follower):
             self._profane.popitem(last=False)
 
     def profane_messages(self, author: str) -> tuple[FeedMessage, ...]:
-        """The author's latest profane messages (up to PROFANE_KEPT_PER_AUTHOR), oldest first."""
+        """The author's latest profane messages and spam strikes (up to PROFANE_KEPT_PER_AUTHOR), oldest first."""
         with self._cond:
             return tuple(self._profane.get(author, ()))
 

@@ -1,19 +1,23 @@
-"""Per-user rate limit and slow mode, held for a name across every API process and host.
+"""Per-user rate limit, slow mode and repeated-message spam, held for a name across every API process and host.
 
 `PostWindow` counts each author's accepted messages in a sliding window: a process adds its own
 accepted posts at once (`admit`), and `ChatCounter` (a follower of `chat` in the process's Kafka tail)
 adds everyone else's by record time, so a flooder gets at most the limit plus what other processes
 accepted during the tail's lag. `SlowMode` follows the moderators' `slow_mode` actions on `chat_actions`.
+`RepeatWindow` judges spam (the same text again and again) where each author's recent messages are known, and
+the verdict travels in the record's `spam` headers, so the relay, the feed and the ledger read one fact.
 README "Limits and slow mode".
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import math
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from flask import Flask, current_app
@@ -21,7 +25,7 @@ from flask import Flask, current_app
 from api.errors import ApiError
 from api.feed import header
 from api.tail import Follower, Positions
-from config import contract
+from config import contract, settings
 
 SLOW_MODE_ACTION = contract.SLOW_MODE_ACTION
 MAX_SLOW_MODE_S = contract.MAX_SLOW_MODE_S
@@ -108,6 +112,130 @@ class PostWindow:
             }
 
 
+# characters a text's key leaves out: accents and other combining marks, invisible format characters
+_DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
+
+
+def normalised(text: str) -> str:
+    """What is left of a text when case, accents, compatibility forms (fullwidth, ligatures), spacing,
+    punctuation and repeated characters are set aside: two texts with the same result are "nearly the same".
+    Letters, digits and symbols (emoji) are the content; every run of anything else is one space. A text
+    with no content (only punctuation) keeps its punctuation, spacing collapsed."""
+    folded = unicodedata.normalize("NFKD", text).casefold()
+    out: list[str] = []
+    last = " "
+    for ch in folded:
+        category = unicodedata.category(ch)
+        if category in _DROPPED_CATEGORIES:
+            continue
+        if category[0] not in "LNS":
+            ch = " "
+        if ch != last:  # squeezes "heeey" to "hey" and a run of separators to one space
+            out.append(ch)
+            last = ch
+    key = "".join(out).strip()
+    if key:
+        return key
+    collapsed = " ".join(folded.split())
+    return "".join(ch for i, ch in enumerate(collapsed) if i == 0 or ch != collapsed[i - 1])
+
+
+def text_key(text: str) -> bytes:
+    """A short digest of `normalised(text)`: what the window keeps per message."""
+    return hashlib.blake2b(normalised(text).encode("utf-8"), digest_size=8).digest()
+
+
+@dataclass(frozen=True)
+class Spam:
+    """The verdict on a message that repeats a text: the `copies`-th within `window_s`; `strike` when it is the
+    author's first spam of the window (the others are withheld without a strike)."""
+
+    copies: int
+    window_s: float
+    strike: bool
+
+    @property
+    def reason(self) -> str:
+        return contract.spam_reason(self.copies, self.window_s)
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The record's headers that carry the verdict (to `chat`, and by the relay on to `chat_controlled`)."""
+        return [
+            (contract.SPAM_HEADER, self.reason.encode("ascii")),
+            (contract.SPAM_STRIKE_HEADER, b"true" if self.strike else b"false"),
+        ]
+
+
+def record_headers(message_id: str, spam: Spam | None) -> list[tuple[str, bytes]]:
+    """A chat message's Kafka headers: its id first (the relay looks there first), then the spam verdict, if any."""
+    return [(contract.MESSAGE_ID_HEADER, message_id.encode("ascii")), *(spam.headers() if spam else ())]
+
+
+class RepeatWindow:
+    """Each author's messages (message id → (time, text key, spam strike)) over the last `window_s`: from
+    `repeats` copies of one text in the window on, a message is spam; one spam strike per author per window."""
+
+    def __init__(self, repeats: int, window_s: float, clock=time.time):
+        if repeats < 2 or not window_s > 0:
+            raise ValueError("the spam rule needs at least 2 copies in a window of more than 0 s")
+        self.repeats, self.window_s, self.clock = repeats, window_s, clock
+        self._by_author: dict[str, dict[str, tuple[float, bytes, bool]]] = {}
+        self._lock = threading.Lock()
+
+    def judge(self, author: str, message_id: str, text: str) -> Spam | None:
+        """Count `message_id` for `author` now and say whether it is spam; judge and count are one step."""
+        key = text_key(text)
+        now = self.clock()
+        with self._lock:
+            sent = self._by_author.setdefault(author, {})
+            recent = [entry for entry in sent.values() if entry[0] > now - self.window_s]
+            copies = 1 + sum(1 for _, k, _ in recent if k == key)
+            spam = None
+            if copies >= self.repeats:
+                spam = Spam(copies, self.window_s, strike=not any(struck for _, _, struck in recent))
+            sent[message_id] = (now, key, bool(spam and spam.strike))
+        return spam
+
+    def release(self, author: str, message_id: str) -> None:
+        """Forget a message judged but not sent (Kafka refused it)."""
+        with self._lock:
+            sent = self._by_author.get(author)
+            if sent is not None:
+                sent.pop(message_id, None)
+                if not sent:
+                    del self._by_author[author]
+
+    def knows(self, author: str, message_id: str) -> bool:
+        with self._lock:
+            return message_id in self._by_author.get(author, {})
+
+    def seen(self, author: str, message_id: str, at: float, text: str, strike: bool) -> None:
+        """A message read from `chat` (sent through any process), with its verdict's strike; one already
+        counted is not counted again."""
+        if at <= self.clock() - self.window_s:
+            return
+        key = text_key(text)
+        with self._lock:
+            self._by_author.setdefault(author, {}).setdefault(message_id, (at, key, strike))
+
+    def prune(self) -> None:
+        cutoff = self.clock() - self.window_s
+        with self._lock:
+            for author in list(self._by_author):
+                kept = {i: e for i, e in self._by_author[author].items() if e[0] > cutoff}
+                if kept:
+                    self._by_author[author] = kept
+                else:
+                    del self._by_author[author]
+
+    def sizes(self) -> dict:
+        with self._lock:
+            return {
+                "spam_authors": len(self._by_author),
+                "spam_messages": sum(len(s) for s in self._by_author.values()),
+            }
+
+
 @dataclass(frozen=True)
 class SlowModeState:
     seconds: int = 0  # 0: off
@@ -164,15 +292,17 @@ class SlowMode(Follower):
 
 
 class ChatCounter(Follower):
-    """Follows `chat` to count every author's accepted messages, whichever process took them."""
+    """Follows `chat` to count every author's accepted messages, whichever process took them, and (with a
+    `RepeatWindow`) their texts and spam strikes."""
 
     topic = contract.TOPIC_CHAT
     PRUNE_EVERY_S = 1.0
 
-    def __init__(self, window: PostWindow, slow_mode: SlowMode):
+    def __init__(self, window: PostWindow, slow_mode: SlowMode, repeats: RepeatWindow | None = None):
         super().__init__()
         self.window = window
         self.slow_mode = slow_mode
+        self.repeats = repeats
         self._next_prune = 0.0
 
     @property
@@ -191,12 +321,30 @@ class ChatCounter(Follower):
                 author = None
             if author:
                 message_id = header(record.headers, contract.MESSAGE_ID_HEADER) or f"{record.partition}:{record.offset}"
-                self.add(author, message_id, record.timestamp / 1000)
+                at = record.timestamp / 1000
+                self.add(author, message_id, at)
+                if self.repeats is not None and at > self.repeats.clock() - self.repeats.window_s:
+                    self.add_text(author, message_id, at, record.value, record.headers)
         self.positions[record.partition] = record.offset + 1
 
     def add(self, author: str, message_id: str, at: float) -> None:
         """A message of `chat` sent at `at` (seconds since the epoch), through whichever process."""
         self.window.seen(author, message_id, at, self.horizon_s)
+
+    def add_text(self, author: str, message_id: str, at: float, value: bytes | None, headers) -> None:
+        """The text and spam strike of a recent message of `chat`, unless this process judged it itself."""
+        if self.repeats.knows(author, message_id):
+            return
+        try:
+            message = json.loads(value) if value is not None else None
+        except ValueError:
+            return
+        text = message.get("data") if isinstance(message, dict) else None
+        if isinstance(text, str):
+            strike = (
+                bool(header(headers, contract.SPAM_HEADER)) and header(headers, contract.SPAM_STRIKE_HEADER) == "true"
+            )
+            self.repeats.seen(author, message_id, at, text, strike)
 
     def status(self) -> dict:
         """GET /health's part: how far `chat` has been counted (partition → next offset)."""
@@ -207,21 +355,31 @@ class ChatCounter(Follower):
         if now >= self._next_prune:
             self._next_prune = now + self.PRUNE_EVERY_S
             self.window.prune(self.horizon_s)
+            if self.repeats is not None:
+                self.repeats.prune()
 
 
 @dataclass
 class Flood:
-    """The process's rate limit and slow mode (app.extensions["chat_flood"])."""
+    """The process's rate limit, slow mode and spam rule (app.extensions["chat_flood"])."""
 
     window: PostWindow
     slow_mode: SlowMode
     counter: ChatCounter
+    repeats: RepeatWindow | None = None
 
-    def admit(self, author: str, message_id: str) -> None:
+    def admit(self, author: str, message_id: str, text: str | None = None) -> Spam | None:
+        """Count the message (429 over the rate limit or within the slow mode) and, given its text, judge
+        whether it is spam: the verdict its record must carry (`record_headers`)."""
         self.window.admit(author, message_id, self.slow_mode.seconds)
+        if text is None or self.repeats is None:
+            return None
+        return self.repeats.judge(author, message_id, text)
 
     def release(self, author: str, message_id: str) -> None:
         self.window.release(author, message_id)
+        if self.repeats is not None:
+            self.repeats.release(author, message_id)
 
     def settings(self) -> dict:
         """What GET /chat/settings answers."""
@@ -230,10 +388,15 @@ class Flood:
             "slow_mode_s": state.seconds,
             "slow_mode_since": state.since,
             "rate_limit": {"messages": self.window.limit, "window_s": self.window.window_s},
+            **(
+                {"spam": {"repeats": self.repeats.repeats, "window_s": self.repeats.window_s}}
+                if self.repeats is not None
+                else {}
+            ),
         }
 
     def sizes(self) -> dict:
-        return self.window.sizes()
+        return {**self.window.sizes(), **(self.repeats.sizes() if self.repeats is not None else {})}
 
 
 def get_flood() -> Flood:
@@ -243,4 +406,10 @@ def get_flood() -> Flood:
 def init_app(app: Flask) -> None:
     window = PostWindow(app.config["RATE_LIMIT_MESSAGES"], app.config["RATE_LIMIT_WINDOW_S"])
     slow_mode = SlowMode()
-    app.extensions["chat_flood"] = Flood(window, slow_mode, ChatCounter(window, slow_mode))
+    # create_app's config holds them once api/__init__.py maps them; until then the settings' values
+    loaded = None if {"SPAM_REPEATS", "SPAM_WINDOW_S"} <= set(app.config) else settings.load()
+    repeats = RepeatWindow(
+        app.config["SPAM_REPEATS"] if loaded is None else app.config.get("SPAM_REPEATS", loaded.spam_repeats),
+        app.config["SPAM_WINDOW_S"] if loaded is None else app.config.get("SPAM_WINDOW_S", loaded.spam_window_s),
+    )
+    app.extensions["chat_flood"] = Flood(window, slow_mode, ChatCounter(window, slow_mode, repeats), repeats)

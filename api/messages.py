@@ -1,7 +1,8 @@
 """POST /messages (to Kafka `chat`) and GET /messages (the tail of `chat_controlled`).
 
 Both need a session (`Authorization: Bearer <token>`): the author is the session's.
-Blocked users get 403 on both; messages a user sent after being blocked are never served."""
+Blocked users get 403 on both; messages a user sent after being blocked are never served, nor is repeated-message
+spam: the POST judges it (api/flood.py) and the record carries the verdict in its `spam` headers."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from flask import Blueprint, current_app, request
 from api.auth import current_session
 from api.errors import ApiError
 from api.feed import BadCursor, get_feed
-from api.flood import get_flood
+from api.flood import get_flood, record_headers
 from api.notices import get_moderation
 from api.producer import get_producer
 from api.validation import clean_author, json_object, parse_limit, parse_message_body, parse_wait
@@ -52,10 +53,13 @@ def post_message():
     refuse_if_blocked(author)
     message_id = str(uuid.uuid4())
     limits = get_flood()
-    limits.admit(author, message_id)  # 429 over the rate limit or within the slow mode: nothing is sent
+    # 429 over the rate limit or within the slow mode (nothing is sent); else the spam verdict the record carries
+    spam = limits.admit(author, message_id, data)
     message = {"author": author, "data": data, "timestamp": utc_now()}
     try:
-        get_producer().send(message_id, message)
+        get_producer().publish(
+            contract.TOPIC_CHAT, author, message, record_headers(message_id, spam), what=f"message {message_id}"
+        )
     except BaseException:
         limits.release(author, message_id)
         raise

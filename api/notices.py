@@ -52,6 +52,7 @@ class Notice:
     def as_json(self, language: str = contract.DEFAULT_LANGUAGE) -> dict:
         """The notice as the API serves it, its `text` in `language`."""
         served = {k: self.body.get(k) for k in contract.NOTICE_FIELDS}
+        served.update({k: self.body[k] for k in contract.NOTICE_OPTIONAL_FIELDS if self.body.get(k) is not None})
         served["text"] = worded(self.body, language)
         return served
 
@@ -70,7 +71,7 @@ def worded(body: dict, language: str) -> str | None:
         or not all(isinstance(t, str) for t in terms)
     ):
         return body.get("text")
-    return contract.notice_text(kind, strike, limit, terms, language)
+    return contract.notice_text(kind, strike, limit, terms, language, body.get("category"))
 
 
 def parse_notice(value: bytes | None, headers) -> dict | None:
@@ -294,8 +295,8 @@ class Moderation:
         return _overlaid(known or _no_record(author), told.strikes, block)
 
     def unannounced_strikes(self, author: str) -> list[FeedMessage]:
-        """The author's profane messages served by the feed that the ledger has not announced a strike for
-        yet, in Kafka order. Nothing until the notices board has read what the topic held when it started
+        """The author's strikes taken in by the feed (profane messages, spam strikes) that the ledger has not
+        announced yet, in Kafka order. Nothing until the notices board has read what the topic held when it started
         (before that, an announced strike could look unannounced)."""
         if self.feed is None or not self.notices.caught_up:
             return []
@@ -335,7 +336,7 @@ class Moderation:
         """The warning or block the relay's verdict on `message` calls for, as the ledger will announce it
         later (same id, strike number, kind, terms and text), or None: not a strike, announced already, or
         not to be known yet (the notices board has not read what the topic held when it started)."""
-        if not message.profane or message.position is None or not self.notices.caught_up:
+        if not message.is_strike or message.position is None or not self.notices.caught_up:
             return None
         if self.notices.announced(message.id):
             return None
@@ -353,6 +354,8 @@ class Moderation:
             return None  # left to the ledger (too old, or lifted by an unblock)
         kind = "blocked" if strike >= contract.STRIKE_LIMIT else "warning"
         terms = list(message.terms)
+        # a spam strike is of its category even when the text also had listed words (the ledger's rule)
+        category = contract.SPAM_CATEGORY if message.spam_strike else None
         return {
             "id": f"{message.id}:strike",
             "author": message.author,
@@ -361,10 +364,11 @@ class Moderation:
             "limit": contract.STRIKE_LIMIT,
             "terms": terms,
             "message_id": message.id,
-            "text": contract.notice_text(kind, strike, contract.STRIKE_LIMIT, terms),
+            "text": contract.notice_text(kind, strike, contract.STRIKE_LIMIT, terms, category=category),
             "timestamp": message.timestamp,
             "partition": message.position[0],
             "offset": message.position[1],
+            **({"category": category} if category else {}),
         }
 
     def on_feed_record(self, partition: int, offset: int, message: FeedMessage | None) -> None:
@@ -377,7 +381,10 @@ class Moderation:
         return bool(state and state.is_blocked)
 
     def is_withheld(self, message: FeedMessage) -> bool:
-        """A message its author sent while blocked: recorded, never served (also after an unblock)."""
+        """A message its author sent while blocked, or repeated-message spam: recorded, never served (also
+        after an unblock)."""
+        if message.spam is not None:
+            return True
         state = self.state(message.author)
         if not state or not state.is_blocked:
             told = self.notices.standing(message.author)

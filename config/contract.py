@@ -65,9 +65,17 @@ NOTICE_ID_HEADER = "notice_id"  # on `chat_notices`: readers de-duplicate on it
 TERMS_HEADER = "terms"  # JSON array of the listed words matched, as listed ("[]" when clean)
 CATEGORY_HEADER = "category"  # the most severe category matched (CATEGORIES order), "" when clean
 LISTS_VERSION_HEADER = "lists_version"  # the version of the word lists that judged the message
+# On `chat` (the API's verdict, decided once where each author's recent messages are known) and passed on by the
+# relay to `chat_controlled`: present only on spam. `spam` is the reason (SPAM_REASON), `spam_strike` "true" when
+# this copy is the author's spam strike of the window, "false" when it is only withheld.
+SPAM_HEADER = "spam"
+SPAM_STRIKE_HEADER = "spam_strike"
+SPAM_REASON = "repeat:{copies}/{window_s:g}s"  # the copies of one text in the window, this one included
+SPAM_VERDICT = "spam"  # `messages.verdict` of a withheld spam copy
 
 # Moderation categories, most severe first, and what a deployment may do with a match of each
 CATEGORIES = ("discrimination", "sexual", "insult", "profanity", "spam")
+SPAM_CATEGORY = "spam"  # the category of a strike for repeated messages (`strikes.category`, a notice's `category`)
 ACTIONS = ("strike", "mask", "allow")  # mask and count a strike, mask only, leave alone
 
 # profane messages (strikes) that block their author
@@ -80,6 +88,8 @@ DEFAULT_LANGUAGE = "en"
 # Notices to a user (`chat_notices`): their kinds, the fields the API serves, and their texts.
 NOTICE_KINDS = ("warning", "blocked", "unblocked")
 NOTICE_FIELDS = ("id", "author", "kind", "strike", "limit", "terms", "message_id", "text", "timestamp")
+# served only when the notice has them: `category` (SPAM_CATEGORY for a spam strike)
+NOTICE_OPTIONAL_FIELDS = ("category",)
 # the English texts, which the ledger writes into each notice's `text`
 NOTICE_TEXTS = {
     "warning": "Warning: strike {strike} of {limit} for {terms}. Your message was masked. "
@@ -98,6 +108,21 @@ NOTICE_TEXTS_BY_LANGUAGE = {
         "enviar y leer mensajes.",
     },
 }
+# a strike of SPAM_CATEGORY (the same message again and again): its own words, same kinds and parameters
+SPAM_NOTICE_TEXTS_BY_LANGUAGE = {
+    "en": {
+        "warning": "Warning: strike {strike} of {limit} for spam: you sent the same message again and again, "
+        "and others did not see it. At {limit} strikes you are blocked.",
+        "blocked": "You are blocked: strike {strike} of {limit} for spam (the same message again and again). "
+        "You can no longer send or read messages.",
+    },
+    "es": {
+        "warning": "Aviso: falta {strike} de {limit} por spam: has enviado el mismo mensaje una y otra vez "
+        "y nadie más lo ha visto. Con {limit} faltas se te bloquea.",
+        "blocked": "Se te ha bloqueado: falta {strike} de {limit} por spam (el mismo mensaje una y otra vez). "
+        "Ya no puedes enviar ni leer mensajes.",
+    },
+}
 # the API's 403 to a blocked user (and the UI's wording when it only has the user's record)
 BLOCKED_ERROR = (
     "{author} is blocked{since} after {strikes} strikes for profanity: blocked users can neither send nor read messages"
@@ -110,9 +135,13 @@ def notice_text(
     limit: int = STRIKE_LIMIT,
     terms: tuple[str, ...] | list[str] = (),
     language: str = DEFAULT_LANGUAGE,
+    category: str | None = None,
 ) -> str:
-    """The text of a notice, as the user reads it in `language` (the default for one not spoken here)."""
+    """The text of a notice, as the user reads it in `language` (the default for one not spoken here); a strike
+    of SPAM_CATEGORY has its own words."""
     texts = NOTICE_TEXTS_BY_LANGUAGE.get(language, NOTICE_TEXTS)
+    if category == SPAM_CATEGORY and kind != "unblocked":
+        texts = SPAM_NOTICE_TEXTS_BY_LANGUAGE.get(language, SPAM_NOTICE_TEXTS_BY_LANGUAGE[DEFAULT_LANGUAGE])
     return texts[kind].format(strike=strike, limit=limit, terms=", ".join(terms))
 
 
@@ -136,6 +165,11 @@ def author_problem_rule(name: str) -> str | None:
     ):
         return "invisible"
     return None
+
+
+def spam_reason(copies: int, window_s: float) -> str:
+    """The `spam` header's value: the `copies`-th copy of one text within `window_s` seconds."""
+    return SPAM_REASON.format(copies=copies, window_s=window_s)
 
 
 def blocked_error(author: str, strikes: int, blocked_at: str | None) -> str:

@@ -85,6 +85,17 @@ SETTINGS: tuple[Setting, ...] = (
         "5",
         "the sliding window of the per-user rate limit, in seconds (0.1 to 3600)",
     ),
+    Setting(
+        "CHAT_SPAM_REPEATS",
+        "3",
+        "the copy of one text (after normalising case, spacing, punctuation and repeated letters) a user sends "
+        "within CHAT_SPAM_WINDOW_S from which it is spam: withheld from readers, recorded with the reason (2 to 1000)",
+    ),
+    Setting(
+        "CHAT_SPAM_WINDOW_S",
+        "30",
+        "the window of the repeated-message rule, in seconds; at most one spam strike per user per window (1 to 3600)",
+    ),
     Setting("CHAT_API_REQUEST_TIMEOUT_S", "10", "seconds a client has to send a whole request (headers and body)"),
     Setting("CHAT_UI_HOST", "127.0.0.1", "address the UI listens on"),
     Setting("CHAT_UI_PORT", "8000", "port the UI listens on"),
@@ -223,6 +234,8 @@ class Settings:
     api_request_timeout_s: float
     rate_limit_messages: int
     rate_limit_window_s: float
+    spam_repeats: int
+    spam_window_s: float
     ui_host: str
     ui_port: int
     ui_allowed_hosts: tuple[str, ...]
@@ -280,6 +293,8 @@ def load() -> Settings:
         api_request_timeout_s=_seconds("CHAT_API_REQUEST_TIMEOUT_S", 10.0, 0.1, 600),
         rate_limit_messages=_whole("CHAT_RATE_LIMIT_MESSAGES", 5, 1, 10_000),
         rate_limit_window_s=_seconds("CHAT_RATE_LIMIT_WINDOW_S", 5.0, 0.1, 3600),
+        spam_repeats=_whole("CHAT_SPAM_REPEATS", 3, 2, 1000),
+        spam_window_s=_seconds("CHAT_SPAM_WINDOW_S", 30.0, 1, 3600),
         ui_host=ui_host,
         ui_port=ui_port,
         ui_allowed_hosts=_hosts("CHAT_UI_ALLOWED_HOSTS", ui_host),

@@ -1,9 +1,10 @@
 """The ledger's plan: from one micro-batch of `chat` and `chat_actions` records to what each table and
 topic receives. Pure DataFrame functions, no I/O: pipelines/ledger.py writes their results.
 
-Each valid message is recorded with its verdict; each profane message of a user not yet blocked is
-a strike, numbered from the strikes before the batch, so a replay numbers them the same; the
-STRIKE_LIMIT-th strike blocks the user; what a blocked user still sends is `withheld`.
+Each valid message is recorded with its verdict; each profane message, and each spam strike the API
+marked on the record (`spam_strike` header), of a user not yet blocked is a strike, numbered from the
+strikes before the batch, so a replay numbers them the same; the STRIKE_LIMIT-th strike blocks the user;
+what a blocked user still sends is `withheld`, what the API marked as spam is `spam` (with its reason).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pyspark.sql import Column, DataFrame, Window
 from config import contract
 from pipelines.kafka_io import header
 from pipelines.moderation import with_moderation
-from pipelines.validation import with_validated_message
+from pipelines.validation import header_text, with_validated_message
 from pipelines.wordlists import WordLists
 from warehouse.tables import MESSAGES_SCHEMA, STRIKES_SCHEMA
 
@@ -23,10 +24,12 @@ STRIKE_LIMIT = contract.STRIKE_LIMIT
 ACTION_SCHEMA = "id string, action string, author string, by string, timestamp string, seconds int"
 # what parse_actions gives
 PARSED_ACTION_SCHEMA = f"{ACTION_SCHEMA}, partition int, offset bigint, is_valid boolean, is_slow_mode boolean"
-# the moderated messages of a batch: the columns of `messages` but the verdict and the batch, and the Kafka time
+# the moderated messages of a batch: the columns of `messages` but the verdict and the batch, the Kafka time,
+# and whether the API marked the message as its author's spam strike
 MODERATED_COLUMNS = [
     *(c for c in MESSAGES_SCHEMA.names if c not in ("verdict", "ingested_at", "batch_id")),
     "kafka_timestamp",
+    "is_spam_strike",
 ]
 
 
@@ -43,9 +46,15 @@ def raw_text(value: Column) -> Column:
     return F.when(F.is_valid_utf8(value.cast("string")), value.cast("string"))
 
 
-def notice_text(kind: str, strike: Column, terms: Column) -> Column:
-    """`contract.notice_text(kind, strike, STRIKE_LIMIT, terms)` as a column: the template of `kind` filled in."""
-    pattern = contract.NOTICE_TEXTS[kind].replace("%", "%%")
+def notice_text(kind: str, strike: Column, terms: Column, category: str | None = None) -> Column:
+    """`contract.notice_text(kind, strike, STRIKE_LIMIT, terms, category=category)` as a column: the template of
+    `kind` (of the spam texts for SPAM_CATEGORY) filled in."""
+    texts = (
+        contract.SPAM_NOTICE_TEXTS_BY_LANGUAGE[contract.DEFAULT_LANGUAGE]
+        if category == contract.SPAM_CATEGORY
+        else contract.NOTICE_TEXTS
+    )
+    pattern = texts[kind].replace("%", "%%")
     for position, name in enumerate(("strike", "limit", "terms"), start=1):
         pattern = pattern.replace("{" + name + "}", f"%{position}$s")
     return F.format_string(pattern, strike.cast("string"), F.lit(str(STRIKE_LIMIT)), F.array_join(terms, ", "))
@@ -55,8 +64,25 @@ def notice_kind(strike_number: Column) -> Column:
     return F.when(strike_number >= STRIKE_LIMIT, "blocked").otherwise("warning")
 
 
-def verdict(is_profane: Column, is_withheld: Column) -> Column:
-    return F.when(is_withheld, "withheld").when(is_profane, "profane").otherwise("clean")
+def verdict(is_profane: Column, is_withheld: Column, spam_reason: Column) -> Column:
+    return (
+        F.when(is_withheld, "withheld")
+        .when(spam_reason.isNotNull(), contract.SPAM_VERDICT)
+        .when(is_profane, "profane")
+        .otherwise("clean")
+    )
+
+
+def spam_reason(headers: Column) -> Column:
+    """The API's spam verdict on a `chat` record (its `spam` header), or null."""
+    return header_text(headers, contract.SPAM_HEADER)
+
+
+def is_spam_strike(headers: Column) -> Column:
+    """Whether the API made the record its author's spam strike of the window (`spam_strike` "true")."""
+    return F.coalesce(
+        spam_reason(headers).isNotNull() & (header_text(headers, contract.SPAM_STRIKE_HEADER) == "true"), F.lit(False)
+    )
 
 
 def is_unblock(action: Column, action_id: Column, author: Column) -> Column:
@@ -108,6 +134,7 @@ def to_moderated_rows(validated_df: DataFrame, word_lists: WordLists) -> DataFra
         validated_df.where(F.col("reject_reason").isNull())
         .dropDuplicates(["message_id"])
         .withColumn("sent_at", sent_at(F.col("timestamp")))
+        .withColumns({"spam_reason": spam_reason(F.col("headers")), "is_spam_strike": is_spam_strike(F.col("headers"))})
         .withColumnsRenamed({"partition": "kafka_partition", "offset": "kafka_offset"})
         .transform(lambda df: with_moderation(df, word_lists))
         .select(*MODERATED_COLUMNS)
@@ -136,23 +163,26 @@ def prior_strikes_since_unblock(
 
 
 def with_strikes(moderated_df: DataFrame, prior_strikes_df: DataFrame) -> DataFrame:
-    """Number the strikes per author in Kafka order, given each author's strikes before this batch.
+    """Number the strikes per author in Kafka order, given each author's strikes before this batch. A message
+    is an offence when it is profane or the API's spam strike; one message is one strike at most.
 
     Adds `prior_strikes`, `is_withheld` (the author was blocked before this message),
-    `is_strike` and `strike_number` (null when not a strike).
+    `is_strike`, `strike_number` (null when not a strike) and `category` (`spam` for a spam strike).
     """
     order = Window.partitionBy("author").orderBy("kafka_partition", "kafka_offset")
-    profane_before = F.coalesce(
-        F.sum(F.col("is_profane").cast("int")).over(order.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0)
+    is_offence = F.col("is_profane") | F.col("is_spam_strike")
+    offences_before = F.coalesce(
+        F.sum(is_offence.cast("int")).over(order.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0)
     )
     return (
         moderated_df.join(F.broadcast(prior_strikes_df), "author", "left")
         .withColumn("prior_strikes", F.coalesce("prior_strikes", F.lit(0)))
-        .withColumn("is_withheld", F.col("prior_strikes") + profane_before >= STRIKE_LIMIT)
-        .withColumn("is_strike", F.col("is_profane") & ~F.col("is_withheld"))
+        .withColumn("is_withheld", F.col("prior_strikes") + offences_before >= STRIKE_LIMIT)
+        .withColumn("is_strike", is_offence & ~F.col("is_withheld"))
         .withColumn(
-            "strike_number", F.when(F.col("is_strike"), (F.col("prior_strikes") + profane_before + 1).cast("int"))
+            "strike_number", F.when(F.col("is_strike"), (F.col("prior_strikes") + offences_before + 1).cast("int"))
         )
+        .withColumn("category", F.when(F.col("is_strike") & F.col("is_spam_strike"), F.lit(contract.SPAM_CATEGORY)))
     )
 
 
@@ -160,7 +190,7 @@ def to_message_rows(struck_df: DataFrame, batch_id: int) -> DataFrame:
     """`messages` rows: every valid message with its verdict."""
     return struck_df.withColumns(
         {
-            "verdict": verdict(F.col("is_profane"), F.col("is_withheld")),
+            "verdict": verdict(F.col("is_profane"), F.col("is_withheld"), F.col("spam_reason")),
             "ingested_at": F.col("kafka_timestamp"),
             "batch_id": batch_column(batch_id),
         }
@@ -201,8 +231,17 @@ def to_notice_records(strikes_df: DataFrame) -> DataFrame:
     """Kafka records for `chat_notices` from `strikes` rows: a warning per strike, "blocked" for the last one."""
     kind = notice_kind(F.col("strike_number"))
     notice_id = F.concat(F.col("message_id"), F.lit(":strike"))
-    text = F.when(kind == "blocked", notice_text("blocked", F.col("strike_number"), F.col("terms"))).otherwise(
-        notice_text("warning", F.col("strike_number"), F.col("terms"))
+    spam = F.col("category") == F.lit(contract.SPAM_CATEGORY)
+    texts = {
+        (k, c): notice_text(k, F.col("strike_number"), F.col("terms"), c)
+        for k in ("blocked", "warning")
+        for c in (None, contract.SPAM_CATEGORY)
+    }
+    text = (
+        F.when(spam & (kind == "blocked"), texts[("blocked", contract.SPAM_CATEGORY)])
+        .when(spam, texts[("warning", contract.SPAM_CATEGORY)])
+        .when(kind == "blocked", texts[("blocked", None)])
+        .otherwise(texts[("warning", None)])
     )
     body = F.struct(
         notice_id.alias("id"),
@@ -217,6 +256,7 @@ def to_notice_records(strikes_df: DataFrame) -> DataFrame:
         F.col("kafka_partition").alias("partition"),
         F.col("kafka_offset").alias("offset"),
         F.col("batch_id").alias("batch"),
+        "category",  # left out of the JSON when null (a strike for the words in `terms`)
     )
     return strikes_df.select(
         F.col("author").alias("key"),

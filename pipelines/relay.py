@@ -1,8 +1,9 @@
 """The relay: `chat` → validate → mask profanity → `chat_controlled`, a Spark Structured Streaming query.
 
 Stateless: every valid record is re-published masked, keyed by its author,
-with its `message_id`, `chat_position` and `profane` headers; invalid records
-are left to the ledger. Real-time mode by default (CHAT_RELAY_TRIGGER); README
+with its `message_id`, `chat_position` and `profane` headers (and the API's
+`spam` verdict headers, passed on as they are); invalid records are left to
+the ledger. Real-time mode by default (CHAT_RELAY_TRIGGER); README
 "Why the relay runs in real-time mode" says why.
 
     python -m pipelines.relay
@@ -42,16 +43,29 @@ def to_controlled_record(messages_df: DataFrame) -> DataFrame:
     """Kafka sink columns for `chat_controlled`: key = author, JSON value with the masked text,
     headers `message_id`, `chat_position`, `profane` ("true"/"false": the API counts the strikes
     the ledger has not announced yet) and `terms` (the listed words matched, as JSON: the API's
-    instant notice names them as the ledger's will)."""
+    instant notice names them as the ledger's will), then the `spam` and `spam_strike` headers of the
+    record in `chat`, where the API put them (absent on other messages): the feed withholds what they mark."""
     return messages_df.select(
         F.col("author").alias("key"),
         F.to_json(F.struct("author", F.col("masked_data").alias("data"), "timestamp")).alias("value"),
-        F.array(
-            header(contract.MESSAGE_ID_HEADER, F.col("message_id")),
-            header(contract.CHAT_POSITION_HEADER, chat_position(F.col("partition"), F.col("offset"))),
-            header(contract.PROFANE_HEADER, F.col("is_profane").cast("string")),
-            header(contract.TERMS_HEADER, F.to_json(F.col("terms"))),
+        F.concat(
+            F.array(
+                header(contract.MESSAGE_ID_HEADER, F.col("message_id")),
+                header(contract.CHAT_POSITION_HEADER, chat_position(F.col("partition"), F.col("offset"))),
+                header(contract.PROFANE_HEADER, F.col("is_profane").cast("string")),
+                header(contract.TERMS_HEADER, F.to_json(F.col("terms"))),
+            ),
+            spam_headers(F.col("headers")),
         ).alias("headers"),
+    )
+
+
+def spam_headers(headers: Column) -> Column:
+    """The API's spam verdict among a `chat` record's headers (an empty array on most records; the Kafka source
+    gives null for a record without headers, and a null would empty the whole concatenation)."""
+    return F.coalesce(
+        F.filter(headers, lambda h: h["key"].isin(contract.SPAM_HEADER, contract.SPAM_STRIKE_HEADER)),
+        F.array().cast("array<struct<key:string,value:binary>>"),
     )
 
 

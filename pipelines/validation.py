@@ -53,6 +53,12 @@ def message_id(headers: Column, partition: Column, offset: Column) -> Column:
     )
 
 
+def header_text(headers: Column, name: str) -> Column:
+    """The text of the first header `name` of a Kafka record, or null when there is none (or it is empty)."""
+    value = F.get(F.filter(headers, lambda h: h["key"] == F.lit(name)), 0)["value"].cast("string")
+    return F.when(value != F.lit(""), value)
+
+
 def _first_reason(checks: list[tuple[Column, str]]) -> Column:
     reason = F.when(checks[0][0], F.lit(checks[0][1]))
     for condition, text in checks[1:]:

@@ -87,12 +87,14 @@ MESSAGES_SCHEMA = schema("""
     is_profane        boolean not null,
     terms             array<string> not null,
     verdict           string not null,         -- clean | profane | withheld (sent by a user who was
-                                               -- already blocked: recorded, not served)
+                                               -- already blocked: recorded, not served) | spam (a repeat
+                                               -- of one text: recorded, not served; see spam_reason)
     sent_at           timestamp not null,      -- the message's timestamp (UTC)
     ingested_at       timestamp,               -- when Kafka got it
     kafka_partition   int not null,
     kafka_offset      bigint not null,
-    batch_id          bigint not null
+    batch_id          bigint not null,
+    spam_reason       string                   -- verdict spam: why (e.g. repeat:3/30s, the 3rd copy in 30 s)
 """)
 
 STRIKES_SCHEMA = schema("""
@@ -103,7 +105,8 @@ STRIKES_SCHEMA = schema("""
     struck_at         timestamp not null,
     kafka_partition   int not null,
     kafka_offset      bigint not null,
-    batch_id          bigint not null
+    batch_id          bigint not null,
+    category          string                   -- spam: for repeated messages; null: for the words in terms
 """)
 
 USER_MODERATION_SCHEMA = schema("""
@@ -177,7 +180,7 @@ ALL_SCHEMAS = {**SCHEMAS, paths.USER_STATS: USER_STATS_SCHEMA}
 
 COMMENTS = {
     paths.MESSAGES: "every chat message with its moderation verdict (original and masked text)",
-    paths.STRIKES: "one row per profane message of a user who was not yet blocked",
+    paths.STRIKES: "one row per strike (a profane message, or spam) of a user who was not yet blocked",
     paths.USER_MODERATION: "per user: messages, strikes, blocked (3 strikes) and since when",
     paths.REJECTED_MESSAGES: "records of the chat topic that are not valid messages, with the reason",
     paths.MODERATOR_ACTIONS: "moderators' actions (unblock: strikes and block cleared), as the ledger applied them",

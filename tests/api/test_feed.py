@@ -28,7 +28,15 @@ def profane(flag: bool):
 def test_parse_record_accepts_only_chat_messages_with_an_id():
     assert parse_record(record(data="¡hola! 😀"), hdr("m1")) == (
         "m1",
-        {"author": "ana", "data": "¡hola! 😀", "timestamp": "2026-11-27 10:00:00", "position": None, "profane": False},
+        {
+            "author": "ana",
+            "data": "¡hola! 😀",
+            "timestamp": "2026-11-27 10:00:00",
+            "position": None,
+            "profane": False,
+            "spam": None,
+            "spam_strike": False,
+        },
     )
     assert parse_record(record(), hdr("m1") + [(contract.CHAT_POSITION_HEADER, b"0:42")])[1]["position"] == (0, 42)
     assert parse_record(record(), hdr("m1") + [(contract.CHAT_POSITION_HEADER, b"x:42")])[1]["position"] is None

@@ -89,13 +89,15 @@ EXPECTED = [  # computed by hand from the rows above
 
 def message_rows():
     return [
-        (f"m{i}", author, f"text {i}", f"masked {i}", bool(terms), terms, verdict, sent, sent, 0, i, 1)
+        (f"m{i}", author, f"text {i}", f"masked {i}", bool(terms), terms, verdict, sent, sent, 0, i, 1, None)
         for i, (author, sent, verdict, terms) in enumerate(MESSAGES)
     ]
 
 
 def strike_rows():
-    return [(f"s{i}", author, ["x"], number, struck, 0, i, 1) for i, (author, struck, number) in enumerate(STRIKES)]
+    return [
+        (f"s{i}", author, ["x"], number, struck, 0, i, 1, None) for i, (author, struck, number) in enumerate(STRIKES)
+    ]
 
 
 def moderation_rows():

@@ -37,6 +37,13 @@ MODERATED = (
 )
 
 
+def moderated_df(spark, rows):
+    """Moderated messages (MODERATED) none of which the API marked as spam."""
+    return spark.createDataFrame(rows, MODERATED).withColumns(
+        {"spam_reason": F.lit(None).cast("string"), "is_spam_strike": F.lit(False)}
+    )
+
+
 def t(second: int) -> datetime:
     return datetime(2026, 11, 27, 10, 0, second)
 
@@ -54,7 +61,7 @@ def test_strikes_count_in_kafka_order_and_the_third_blocks(spark):
     ]
     prior = spark.createDataFrame([("Zoë 🌍", 2), ("carl", 3)], "author string, prior_strikes int")
     actual = (
-        with_strikes(spark.createDataFrame(rows, MODERATED), prior)
+        with_strikes(moderated_df(spark, rows), prior)
         .select("message_id", "prior_strikes", "is_withheld", "is_strike", "strike_number")
         .orderBy("message_id")
     )
@@ -77,7 +84,7 @@ def test_strikes_count_in_kafka_order_and_the_third_blocks(spark):
 def test_a_user_blocked_before_the_batch_only_has_withheld_messages(spark):
     rows = [("carl", True, 0, 1, t(1), ["fuck"], "c1"), ("carl", False, 0, 2, t(2), [], "c2")]
     prior = spark.createDataFrame([("carl", 3)], "author string, prior_strikes int")
-    out = with_strikes(spark.createDataFrame(rows, MODERATED), prior).orderBy("kafka_offset").collect()
+    out = with_strikes(moderated_df(spark, rows), prior).orderBy("kafka_offset").collect()
     assert [(r.is_withheld, r.is_strike, r.strike_number) for r in out] == [(True, False, None), (True, False, None)]
 
 
@@ -89,7 +96,7 @@ def test_moderation_updates_per_author(spark):
         ("bob", False, 0, 8, t(8), [], "b8"),
     ]
     prior = spark.createDataFrame([("ana", 1)], "author string, prior_strikes int")
-    struck = with_strikes(spark.createDataFrame(rows, MODERATED), prior)
+    struck = with_strikes(moderated_df(spark, rows), prior)
     actual = (
         to_moderation_updates(struck, 7)
         .select(
@@ -169,7 +176,7 @@ def struck_rows(spark):
         ("Zoë 🌍", False, 0, 4, t(4), [], "z4"),
     ]
     moderated = (
-        spark.createDataFrame(rows, MODERATED)
+        moderated_df(spark, rows)
         .withColumn("data", F.concat(F.lit("text "), F.col("message_id")))
         .withColumn("masked_data", F.concat(F.lit("masked "), F.col("message_id")))
         .withColumn("kafka_timestamp", F.lit(t(9)))
@@ -193,7 +200,7 @@ def test_message_and_strike_rows_are_in_their_tables_columns(spark):
     strikes = to_strike_rows(struck, 5)
     assert strikes.schema.names == STRIKES_SCHEMA.names
     expected = spark.createDataFrame(
-        [("a1", "ana", ["joder"], 1, t(1), 0, 1, 5), ("z3", "Zoë 🌍", ["coño"], 3, t(3), 0, 3, 5)],
+        [("a1", "ana", ["joder"], 1, t(1), 0, 1, 5, None), ("z3", "Zoë 🌍", ["coño"], 3, t(3), 0, 3, 5, None)],
         STRIKES_SCHEMA,
     )
     assert_df_equality(strikes.orderBy("kafka_offset"), expected, ignore_nullable=True)

@@ -43,7 +43,7 @@ def test_to_controlled_record_serves_the_masked_text_keyed_by_author_with_id_and
         ],
         "message_id string, author string, data string, masked_data string, is_profane boolean, terms array<string>, "
         "timestamp string, partition int, offset long",
-    )
+    ).withColumn("headers", F.lit(None).cast("array<struct<key:string,value:binary>>"))  # none, as the source gives
     actual = to_controlled_record(df)
     expected = spark.createDataFrame(
         [
