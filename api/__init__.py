@@ -47,6 +47,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         LONG_POLLS_PER_CLIENT=s.api_long_polls_per_client,
         RATE_LIMIT_MESSAGES=s.rate_limit_messages,
         RATE_LIMIT_WINDOW_S=s.rate_limit_window_s,
+        SPAM_REPEATS=s.spam_repeats,
+        SPAM_WINDOW_S=s.spam_window_s,
     )
     if test_config:
         app.config.from_mapping(test_config)

@@ -29,7 +29,7 @@ from api import create_app, i18n, poll
 from api.auth import Auth, parse_bearer, user_or_admin
 from api.errors import ApiError
 from api.feed import Feed
-from api.flood import Flood
+from api.flood import Flood, record_headers
 from api.messages import utc_now
 from api.notices import Moderation, NoticeBoard
 from api.producer import ChatProducer
@@ -361,19 +361,20 @@ class ChatAsgi:
             raise ApiError(403, "cannot_send_as", author=author, claimed=claimed)
         self._refuse_if_blocked(author)
         message_id = str(uuid.uuid4())
-        self.flood.admit(author, message_id)  # 429 over the rate limit or within the slow mode: nothing is sent
+        # 429 over the rate limit or within the slow mode (nothing is sent); else the spam verdict the record carries
+        spam = self.flood.admit(author, message_id, data)
         message = {"author": author, "data": data, "timestamp": utc_now()}
         try:
-            await self._produce(message_id, message)
+            await self._produce(message_id, message, record_headers(message_id, spam))
         except BaseException:
             self.flood.release(author, message_id)
             raise
         await respond(send, 202, json_bytes({"id": message_id, **message}))
 
-    async def _produce(self, message_id: str, message: dict) -> None:
+    async def _produce(self, message_id: str, message: dict, headers: list) -> None:
         """Send to `chat` and await Kafka's acknowledgement without holding a thread (503 when it does not come)."""
         loop = asyncio.get_running_loop()
-        args = (contract.TOPIC_CHAT, message["author"], message, [(contract.MESSAGE_ID_HEADER, message_id.encode())])
+        args = (contract.TOPIC_CHAT, message["author"], message, headers)
         what = f"message {message_id}"
         if self.producer.sends_at_once(contract.TOPIC_CHAT):
             record = self.producer.send_future(*args, what)

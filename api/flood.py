@@ -25,7 +25,7 @@ from flask import Flask, current_app
 from api.errors import ApiError
 from api.feed import header
 from api.tail import Follower, Positions
-from config import contract, settings
+from config import contract
 
 SLOW_MODE_ACTION = contract.SLOW_MODE_ACTION
 MAX_SLOW_MODE_S = contract.MAX_SLOW_MODE_S
@@ -406,10 +406,5 @@ def get_flood() -> Flood:
 def init_app(app: Flask) -> None:
     window = PostWindow(app.config["RATE_LIMIT_MESSAGES"], app.config["RATE_LIMIT_WINDOW_S"])
     slow_mode = SlowMode()
-    # create_app's config holds them once api/__init__.py maps them; until then the settings' values
-    loaded = None if {"SPAM_REPEATS", "SPAM_WINDOW_S"} <= set(app.config) else settings.load()
-    repeats = RepeatWindow(
-        app.config["SPAM_REPEATS"] if loaded is None else app.config.get("SPAM_REPEATS", loaded.spam_repeats),
-        app.config["SPAM_WINDOW_S"] if loaded is None else app.config.get("SPAM_WINDOW_S", loaded.spam_window_s),
-    )
+    repeats = RepeatWindow(app.config["SPAM_REPEATS"], app.config["SPAM_WINDOW_S"])
     app.extensions["chat_flood"] = Flood(window, slow_mode, ChatCounter(window, slow_mode, repeats), repeats)

@@ -12,11 +12,12 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.future import Future
 from kafka.producer.future import RecordMetadata
 
+from api.asgi import ChatAsgi
 from api.flood import RepeatWindow, Spam, normalised, record_headers, text_key
 from api.producer import ChatProducer
 from config import contract, settings
 from tests.api.conftest import make_app, sign_in
-from tests.api.test_flood import Clock
+from tests.api.test_flood import Clock, post_asgi
 
 # -- "nearly the same" ------------------------------------------------------------------------------------
 
@@ -258,3 +259,20 @@ def test_readers_never_get_the_spam_and_its_sender_is_told_of_the_strike_in_thei
         }
     ]
     assert client.get("/users/ana", headers=ana).get_json()["strikes"] == 1  # before the ledger says so
+
+
+def test_the_asgi_door_marks_the_third_copy_as_the_flask_door_does(two_processes):
+    chat, clock, (a, b) = two_processes
+    token = sign_in(a.test_client(), "ana")["Authorization"].removeprefix("Bearer ")
+    door = ChatAsgi(b)
+    answers = []
+    for text in ["Buy coins!", "buy coins", "BUY coins!!", "something else"]:
+        answers.append(post_asgi(door, token, text))
+        clock.now += 1
+    assert [answer.status for answer in answers] == [202] * 4
+    assert chat.verdicts() == [
+        ("Buy coins!", {}),
+        ("buy coins", {}),
+        ("BUY coins!!", {"spam": "repeat:3/30s", "spam_strike": "true"}),
+        ("something else", {}),
+    ]
