@@ -163,6 +163,12 @@ class AccountStore:
         if where is None or not self.board.wait_until(lambda: self.board.past(*where), self.settle_timeout_s):
             raise ApiError(503, "accounts_log_timeout")
 
+    def ready(self) -> None:
+        """Wait until this process has read the whole log as it stood when it started (a restarted process
+        knows every account before it answers about one); 503 when it cannot."""
+        if not self.board.caught_up and not self.board.wait_until(lambda: self.board.caught_up, self.settle_timeout_s):
+            raise ApiError(503, "accounts_log_timeout")
+
     def owner(self, name: str) -> Account | None:
         return self.board.owner(name, name_keys(name))
 
@@ -308,6 +314,7 @@ class Accounts:
     def check_name(self, author: str, guest: bool) -> None:
         """409 name_taken when `author` (any spelling of it) is not free for a new account (`guest`: for a
         guest's session)."""
+        self.store.ready()
         keys = name_keys(author)
         taken = self.store.board.owner(author, keys)
         if taken is not None:
@@ -335,6 +342,7 @@ class Accounts:
         """The account `name` signs in to; 401 bad_credentials (the same for an unknown name and a wrong
         password), 429 too_many_attempts past the limits per account and per address."""
         account_key = canonical_key(name)
+        self.store.ready()
         self.by_address.check(client)
         self.by_account.check(account_key)
         account = self.store.verify(name, password)
