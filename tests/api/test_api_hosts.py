@@ -255,9 +255,9 @@ def test_a_blocked_account_stays_out_under_every_spelling_on_every_host(hosts, k
                 guest = requests.post(f"{host.url}/sessions", json={"author": variant}, timeout=30)
                 assert (guest.status_code, guest.json()["code"]) == (409, "name_taken"), (host.name, variant)
             # a brand-new name from the address the blocked account signed in from is held, on every host
-            held = eventually(
+            (held,) = eventually(  # in a tuple: a refusal is a falsy Response
                 f"{host.name} holds the address",
-                lambda h=host: (r := sign_up(h.url, f"fresh-{tag}")).status_code == 403 and r,
+                lambda h=host: (r := sign_up(h.url, f"fresh-{tag}")).status_code == 403 and (r,),
             )
             assert held.json()["code"] == "address_held" and int(held.headers["Retry-After"]) > 86_000
         holds = requests.get(f"{b.url}/admin/holds", headers=MODERATOR, timeout=30).json()["holds"]
@@ -265,8 +265,8 @@ def test_a_blocked_account_stays_out_under_every_spelling_on_every_host(hosts, k
     finally:
         lifted = requests.delete(f"{a.url}/admin/holds/127.0.0.1", headers=MODERATOR, timeout=30)
     assert lifted.status_code == 204
-    granted = eventually(
-        "host b reads the lift", lambda: (r := sign_up(b.url, f"fresh-{tag}")).status_code == 201 and r
+    (granted,) = eventually(
+        "host b reads the lift", lambda: (r := sign_up(b.url, f"fresh-{tag}")).status_code == 201 and (r,)
     )
     assert granted.json() == {"author": f"fresh-{tag}"}
     assert requests.get(f"{a.url}/admin/holds", headers=MODERATOR, timeout=30).json() == {"holds": []}
