@@ -244,6 +244,11 @@ class NoticeBoard(Follower):
     def standing(self, author: str) -> Standing | None:
         return self._standing.get(author)
 
+    def standing_authors(self) -> list[str]:
+        """Every author with a standing told since the last snapshot (strikes, a block, an unblock)."""
+        with self._cond:
+            return list(self._standing)
+
     def announced(self, message_id: str) -> bool:
         """Whether the ledger has announced the strike of this message."""
         return message_id in self._struck

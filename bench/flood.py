@@ -489,6 +489,7 @@ def limited_api(stack, work: Path):
     """An API host of its own with the product's settings (the per-user rate limit on), one worker per core
     as `make up` runs it, on `stack`'s Kafka and warehouse (its streams and ledger); yields its URL."""
     from stack.balancer import ApiHost
+    from stack.harness import GUEST_NAMES
 
     host = ApiHost(
         "api-flood",
@@ -496,7 +497,7 @@ def limited_api(stack, work: Path):
         stack.kafka_bootstrap,
         secrets.token_urlsafe(32),
         workers=0,
-        env={"CHAT_WAREHOUSE_DIR": str(stack.data_dir / "warehouse")},
+        env={"CHAT_WAREHOUSE_DIR": str(stack.data_dir / "warehouse"), **GUEST_NAMES},  # its users sign in as guests
     )
     host.start()
     try:

@@ -117,6 +117,10 @@ class ModerationSnapshot:
     def get(self, author: str) -> UserState | None:
         return self._users.get(author)
 
+    def authors(self) -> list[str]:
+        """Every author of the table as last read (the dict is swapped whole on a refresh: listing it is safe)."""
+        return list(self._users)
+
     def status(self) -> dict:
         return {
             "table": str(self.table_path),
