@@ -44,6 +44,14 @@ def start_stack(data_dir: Path, timeout_s: float = 420) -> ChatStack:
         pytest.fail(str(exc))
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """The tests on the whole stack run last, side by side (each keeps its place among them): the stack then
+    starts after every other test is done, instead of idling beside the Spark and cluster tests on 2 cores."""
+    items[:] = [i for i in items if "chat_stack" not in i.fixturenames] + [
+        i for i in items if "chat_stack" in i.fixturenames
+    ]
+
+
 @pytest.fixture(scope="session")
 def chat_stack(tmp_path_factory):
     stack = start_stack(tmp_path_factory.mktemp("stack"))
