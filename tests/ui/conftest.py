@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ui.accounts import AccountsStandIn
 from tests.ui.live_api import Double, LiveApi, serve
 
 
@@ -20,6 +21,14 @@ def live(tmp_path: Path) -> Iterator[LiveApi]:
             yield api
         finally:
             api.release()
+
+
+@pytest.fixture
+def accounts(live: LiveApi) -> AccountsStandIn:
+    """Accounts in front of ``live`` (guest names off), as the accounts contract has them (tests/ui/accounts.py)."""
+    stand_in = AccountsStandIn(live.app)
+    live.recorder.app = stand_in
+    return stand_in
 
 
 @pytest.fixture

@@ -5,15 +5,18 @@ Texts the tests expect come from the API's own answers or from config.contract.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from config import contract
 from stack.broker import free_port
+from tests.ui.accounts import AccountsStandIn, Refusal
 from tests.ui.live_api import Answer, Double, LiveApi, schema_errors, session_grant
 from tests.ui.samples import AWKWARD_NAMES
 from ui.client import (
@@ -23,10 +26,12 @@ from ui.client import (
     NameInUse,
     SendError,
     SessionLost,
+    api_code,
     fetch_chat_settings,
     fetch_user,
     open_session,
     send_message,
+    sign_up,
     user_url,
 )
 from ui.i18n import text
@@ -376,3 +381,116 @@ def test_a_session_without_a_language_sends_none(live: LiveApi) -> None:
     session.request("GET", f"{live.url}/messages", timeout=5).close()
     session.close()
     assert [e.language for e in live.recorder.exchanges] == [None, None, None]
+
+
+# -- accounts (the contract of issue 19, served by tests/ui/accounts.py in front of the real API) ----------
+
+PASSWORD = "correct horse battery"
+
+
+def test_sign_up_then_sign_in_under_the_registered_spelling(live: LiveApi, accounts: AccountsStandIn) -> None:
+    assert fetch_chat_settings(live.url) == ChatSettings(0, 5, 5.0, guest_names=False, password_min_chars=10)
+    assert sign_up(live.url, "  Luci\u0301a ", PASSWORD, language="es") == "Luc\u00eda"
+    session = ChatSession(live.url, "LUC\u00cdA", language="es")
+    session.open(PASSWORD)
+    assert session.author == "Luc\u00eda" and session.signed_in  # the spelling its owner registered
+    assert session.token in live.tokens_of("Luc\u00eda")
+    echo = send_message(session, "hola")
+    assert echo is not None and echo.author == "Luc\u00eda"
+    # each password went in its request's body, and only there
+    sent = [(e.path, e.json(), e.language) for e in live.recorder.exchanges if e.method == "POST"]
+    assert sent[:2] == [
+        ("/accounts", {"author": "  Luci\u0301a ", "password": PASSWORD}, "es"),
+        ("/sessions", {"author": "LUC\u00cdA", "password": PASSWORD}, "es"),
+    ]
+    assert PASSWORD not in repr(vars(session))  # not kept for a renewal
+    session.close()
+    assert live.holders() == []
+
+
+@pytest.mark.parametrize("variant", ["lucia", "LUCÍA", "Luc\u00ed\u0430", "Lucía"])
+def test_signing_up_a_taken_name_or_a_look_alike_is_refused(
+    live: LiveApi, accounts: AccountsStandIn, variant: str
+) -> None:
+    accounts.register("Lucía", PASSWORD)
+    accounts.register("lucia", PASSWORD)
+    with pytest.raises(ChatApiError) as info:
+        sign_up(live.url, variant, "another good password")
+    assert (info.value.status, info.value.code) == (409, "name_taken")
+    assert not isinstance(info.value, NameInUse)  # not "in use for now": taken for good
+
+
+def test_sign_up_refusals_carry_their_code_and_when_to_try_again(live: LiveApi, accounts: AccountsStandIn) -> None:
+    with pytest.raises(ChatApiError) as short:
+        sign_up(live.url, "ana", "short")
+    assert (short.value.status, short.value.code, short.value.retry_after) == (400, "password_too_short", None)
+    accounts.refusals += [Refusal(403, "address_held", 86400), Refusal(429, "too_many_attempts", 30)]
+    with pytest.raises(ChatApiError) as held:
+        sign_up(live.url, "ana", PASSWORD)
+    assert (held.value.status, held.value.code, held.value.retry_after) == (403, "address_held", 86400)
+    with pytest.raises(ChatApiError) as throttled:
+        sign_up(live.url, "ana", PASSWORD)
+    assert (throttled.value.status, throttled.value.code, throttled.value.retry_after) == (429, "too_many_attempts", 30)
+    assert accounts.accounts == {}  # nothing registered by a refusal
+    for error in (short.value, held.value, throttled.value):
+        assert PASSWORD not in str(error) and PASSWORD not in repr(error.args)
+
+
+@pytest.mark.parametrize(("name", "password"), [("ana", "wrong password!"), ("nobody", PASSWORD)])
+def test_wrong_credentials_get_one_answer(live: LiveApi, accounts: AccountsStandIn, name: str, password: str) -> None:
+    accounts.register("ana", PASSWORD)
+    session = ChatSession(live.url, name)
+    with pytest.raises(ChatApiError) as info:
+        session.open(password)
+    assert (info.value.status, info.value.code) == (401, "bad_credentials")
+    assert password not in str(info.value)
+    assert session.token is None and not session.signed_in and live.holders() == []
+    accounts.refusals.append(Refusal(429, "too_many_attempts", 12))
+    with pytest.raises(ChatApiError) as throttled:
+        open_session(live.url, name, password=password)
+    assert (throttled.value.status, throttled.value.code, throttled.value.retry_after) == (429, "too_many_attempts", 12)
+
+
+def test_a_signed_in_session_that_ends_is_over_and_no_guest_takes_its_place(
+    live: LiveApi, accounts: AccountsStandIn
+) -> None:
+    accounts.register("ana", PASSWORD)
+    session = ChatSession(live.url, "ana")
+    session.open(PASSWORD)
+    stale = session.token
+    live.expire("ana")
+    with pytest.raises(SendError) as info:
+        send_message(session, "still here?")
+    assert info.value.problem == "session_ended" and info.value.session_lost and not info.value.blocked
+    # no new session was asked for without the password
+    assert [e.json() for e in live.recorder.requests("POST", "/sessions")] == [{"author": "ana", "password": PASSWORD}]
+    assert live.messages == []
+    with pytest.raises(SessionLost) as lost:
+        session.renew(stale)  # type: ignore[arg-type]
+    assert lost.value.signed_in
+    session.close()
+
+
+def test_a_guest_session_still_renews_itself(live: LiveApi) -> None:
+    session = joined(live.url, "guest")
+    assert not session.signed_in
+    live.expire("guest")
+    assert send_message(session, "renewed") is not None
+    assert live.session_log == [("open", "guest"), ("open", "guest")]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"error": "That name is taken", "code": "name_taken"}, "name_taken"),
+        ({"error": "name_taken", "message": "That name is taken"}, "name_taken"),  # the contract's wording
+        ({"error": "That name is taken"}, None),
+        ({"error": 5}, None),
+        ([], None),
+    ],
+)
+def test_the_error_code_is_read_from_either_shape(body: object, code: str | None) -> None:
+    response = requests.Response()
+    response.status_code = 409
+    response._content = json.dumps(body).encode()
+    assert api_code(response) == code
