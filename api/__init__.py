@@ -47,6 +47,14 @@ def create_app(test_config: dict | None = None) -> Flask:
         LONG_POLLS_PER_CLIENT=s.api_long_polls_per_client,
         RATE_LIMIT_MESSAGES=s.rate_limit_messages,
         RATE_LIMIT_WINDOW_S=s.rate_limit_window_s,
+        GUEST_NAMES=s.guest_names,
+        PASSWORD_MIN_CHARS=s.password_min_chars,
+        SIGN_IN_LIMIT=s.sign_in_limit,
+        SIGN_UP_LIMIT=s.sign_up_limit,
+        SIGN_IN_WINDOW_S=s.sign_in_window_s,
+        SIGNUP_HOLD_S=s.signup_hold_s,
+        # argon2-cffi's parameter profile for password hashes (tests take CHEAPEST)
+        PASSWORD_HASH_PROFILE="RFC_9106_LOW_MEMORY",
     )
     if test_config:
         app.config.from_mapping(test_config)
@@ -55,6 +63,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from api import (
+        accounts,
         auth,
         chat,
         errors,
@@ -80,6 +89,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     feed.init_app(app, cursors)
     notices.init_app(app, cursors)
     auth.init_app(app)
+    accounts.init_app(app)
     flood.init_app(app)
     limits = app.extensions["chat_flood"]
     followers = [
@@ -90,10 +100,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     ]
     if app.config.get("SESSION_LOG") is None:
         followers.append(app.extensions["chat_auth"].store.board)
+    if app.config.get("ACCOUNT_LOG") is None:
+        followers.append(app.extensions["chat_accounts"].store.board)
     app.extensions["chat_tail"] = KafkaTail(app.config["KAFKA_BOOTSTRAP"], followers)
     if app.config["START_FEED"]:
         app.extensions["chat_tail"].start()
     app.register_blueprint(sessions.bp)
+    app.register_blueprint(accounts.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(poll.bp)

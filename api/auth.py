@@ -271,8 +271,16 @@ class GuessThrottle:
 
     MAX_CLIENTS = 10_000  # addresses remembered; past that the oldest misses are forgotten
 
-    def __init__(self, limit: int = 10, window_s: float = 60.0, lockout_s: float = 60.0, clock=time.monotonic):
+    def __init__(
+        self,
+        limit: int = 10,
+        window_s: float = 60.0,
+        lockout_s: float = 60.0,
+        clock=time.monotonic,
+        code: str = "admin_guesses_locked",
+    ):
         self.limit, self.window_s, self.lockout_s, self.clock = limit, window_s, lockout_s, clock
+        self.code = code  # the 429's error code
         self._misses: dict[str, list[float]] = {}
         self._locked: dict[str, float] = {}  # client → until
         self._lock = threading.Lock()
@@ -285,7 +293,7 @@ class GuessThrottle:
                 self._locked.pop(client, None)
                 return
         seconds = math.ceil(left)
-        raise ApiError(429, "admin_guesses_locked", headers={"Retry-After": str(seconds)}, seconds=seconds)
+        raise ApiError(429, self.code, headers={"Retry-After": str(seconds)}, seconds=seconds)
 
     def missed(self, client: str) -> None:
         now = self.clock()

@@ -7,6 +7,7 @@ import uuid
 
 from flask import Blueprint, request
 
+from api.accounts import get_accounts
 from api.auth import require_admin
 from api.errors import ApiError
 from api.flood import SLOW_MODE_ACTION, get_flood, slow_mode_seconds
@@ -31,7 +32,12 @@ def publish_slow_mode(producer, seconds: int, by: str = "moderator") -> tuple[di
 
 @bp.get("/chat/settings")
 def chat_settings():
-    return get_flood().settings()
+    accounts = get_accounts()
+    return {
+        **get_flood().settings(),
+        "guest_names": accounts.guest_names,
+        "password_min_chars": accounts.password_min_chars,
+    }
 
 
 @bp.put("/chat/slow_mode")

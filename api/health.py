@@ -8,6 +8,7 @@ import socket
 
 from flask import Blueprint, current_app
 
+from api.accounts import get_accounts
 from api.auth import get_auth
 from api.feed import get_feed
 from api.flood import get_flood
@@ -45,7 +46,8 @@ def health():
     snapshot = moderation.snapshot.status()
     auth = get_auth()
     board = auth.store.board
-    # not ready until the notices and the sessions are read whole: before, a name or a strike could be missed
+    accounts = get_accounts().store.board
+    # not ready until the notices, the sessions and the accounts are read whole: before, a name or a strike could be missed
     down = [
         name
         for name, ok in (
@@ -53,6 +55,7 @@ def health():
             ("feed", feed["connected"]),
             ("notices", notices["connected"] and notices["caught_up"]),
             ("sessions", board.caught_up and (board.tail is None or board.connected)),
+            ("accounts", accounts.caught_up and (accounts.tail is None or accounts.connected)),
         )
         if not ok
     ]
@@ -71,6 +74,7 @@ def health():
             **get_feed().sizes(),
             **moderation.notices.sizes(),
             **auth.sizes(),
+            **get_accounts().sizes(),
             **limits.sizes(),
             **extra_sizes(),
         },

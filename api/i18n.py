@@ -64,6 +64,16 @@ ERRORS: dict[str, dict[str, str]] = {
         "moderation_off": "moderator actions are switched off: start the API with CHAT_ADMIN_TOKEN set",
         "moderator_token_required": "this needs the moderators' token (CHAT_ADMIN_TOKEN)",
         "admin_guesses_locked": "too many wrong moderators' tokens from this address; try again in {seconds} s",
+        # accounts
+        "password_too_short": "{field} is too short ({length} characters, at least {minimum})",
+        "password_too_long": "{field} is too long ({length} characters, at most {maximum})",
+        "name_taken": "the name {wanted!r}, or one that looks like it, is taken; choose another name",
+        "bad_credentials": "wrong name or password",
+        "too_many_attempts": "too many attempts; try again in {seconds} s",
+        "address_held": "sign-ups from this address are held after a block here; try again in {seconds} s",
+        "password_required": "password is required: sign in with your account's name and password "
+        "(this chat has no guest names)",
+        "no_hold": "no sign-up hold on the address {address!r}",
         "too_many_polls_session": "too many long-polls open for this session (at most {limit}); wait for one to answer",
         "too_many_polls_client": "too many long-polls open from this address (at most {limit}); wait for one to answer",
         "rate_limited": "not sent: you are sending too fast (at most {limit} messages every {window:g} s); "
@@ -81,6 +91,8 @@ ERRORS: dict[str, dict[str, str]] = {
         "kafka_refused_message": "Kafka did not accept the message (it was not sent); try again",
         "kafka_refused_action": "Kafka did not accept the action (it was not sent); try again",
         "kafka_refused_session": "Kafka did not accept the session (it was not sent); try again",
+        "kafka_refused_account": "Kafka did not accept the account record (it was not saved); try again",
+        "accounts_log_timeout": "the accounts log (Kafka) did not answer in time; try again shortly",
         "sessions_log_timeout": "the sessions log (Kafka) did not answer in time; try again shortly",
     },
     "es": {
@@ -129,6 +141,16 @@ ERRORS: dict[str, dict[str, str]] = {
         "moderation_off": "las acciones de moderación están desactivadas: arranca la API con CHAT_ADMIN_TOKEN",
         "moderator_token_required": "esto necesita el token del equipo de moderación (CHAT_ADMIN_TOKEN)",
         "admin_guesses_locked": "demasiados tokens de moderación erróneos desde esta dirección; inténtalo de nuevo en {seconds} s",
+        "password_too_short": "{field} es demasiado corta ({length} caracteres, como mínimo {minimum})",
+        "password_too_long": "{field} es demasiado larga ({length} caracteres, como máximo {maximum})",
+        "name_taken": "el nombre {wanted!r}, u otro que se le parece, ya está cogido; elige otro nombre",
+        "bad_credentials": "nombre o contraseña incorrectos",
+        "too_many_attempts": "demasiados intentos; inténtalo de nuevo en {seconds} s",
+        "address_held": "los registros desde esta dirección están retenidos tras un bloqueo aquí; "
+        "inténtalo de nuevo en {seconds} s",
+        "password_required": "password es obligatoria: inicia sesión con el nombre y la contraseña de tu cuenta "
+        "(este chat no admite nombres de invitado)",
+        "no_hold": "no hay retención de registros para la dirección {address!r}",
         "too_many_polls_session": "demasiadas esperas abiertas para esta sesión (como máximo {limit}); "
         "espera a que responda una",
         "too_many_polls_client": "demasiadas esperas abiertas desde esta dirección (como máximo {limit}); "
@@ -147,6 +169,8 @@ ERRORS: dict[str, dict[str, str]] = {
         "kafka_refused_message": "Kafka no aceptó el mensaje (no se ha enviado); inténtalo de nuevo",
         "kafka_refused_action": "Kafka no aceptó la acción (no se ha enviado); inténtalo de nuevo",
         "kafka_refused_session": "Kafka no aceptó la sesión (no se ha enviado); inténtalo de nuevo",
+        "kafka_refused_account": "Kafka no aceptó el registro de la cuenta (no se ha guardado); inténtalo de nuevo",
+        "accounts_log_timeout": "el registro de cuentas (Kafka) no respondió a tiempo; inténtalo de nuevo en breve",
         "sessions_log_timeout": "el registro de sesiones (Kafka) no respondió a tiempo; inténtalo de nuevo en breve",
     },
 }

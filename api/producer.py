@@ -21,7 +21,8 @@ def refused(what: str) -> ApiError:
     """The 503 for a record Kafka did not take; `what` names it ("message <id>", "action <id>", "session record")."""
     thing = what.split()[0]
     return ApiError(
-        503, f"kafka_refused_{thing}" if thing in ("message", "action", "session") else "kafka_refused_message"
+        503,
+        f"kafka_refused_{thing}" if thing in ("message", "action", "session", "account") else "kafka_refused_message",
     )
 
 

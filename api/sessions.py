@@ -1,10 +1,12 @@
-"""POST /sessions (sign in under a name, get a token) and DELETE /sessions (sign out, free the name)."""
+"""POST /sessions (sign in to an account with its password, or under a guest name where CHAT_GUEST_NAMES allows;
+get a token) and DELETE /sessions (sign out, free the name)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 
-from api.auth import NameInUse, current_session, format_utc, get_auth
+from api.accounts import clean_password, get_accounts
+from api.auth import NameInUse, client_address, current_session, format_utc, get_auth
 from api.errors import ApiError
 from api.validation import clean_author, json_object
 
@@ -13,12 +15,28 @@ bp = Blueprint("sessions", __name__)
 
 @bp.post("/sessions")
 def open_session():
-    body = json_object(request, "author")
-    author = clean_author(body.get("author"), current_app.config["MAX_AUTHOR_CHARS"])
+    accounts = get_accounts()
+    try:
+        body = json_object(request, "author", "password")
+    except ApiError as exc:
+        if exc.code != "body_not_object" or not accounts.guest_names:
+            raise
+        raise ApiError(400, "body_not_object", fields='"author": ...') from None  # a guest's whole body
+    name = clean_author(body.get("author"), current_app.config["MAX_AUTHOR_CHARS"])
+    client = client_address()
+    if "password" in body:
+        password = clean_password(body["password"], 1)
+        author = accounts.sign_in(name, password, client).author  # the spelling it was registered under
+    elif accounts.guest_names:
+        accounts.check_name(name, guest=True)
+        author = name
+    else:
+        raise ApiError(400, "password_required")
     try:
         token, session = get_auth().issue(author)
     except NameInUse as exc:
         raise ApiError(409, "name_in_use", author=author, until=format_utc(exc.expires_at)) from None
+    accounts.store.saw(author, client)
     return {"token": token, "author": author, "expires_at": format_utc(session.expires_at)}, 201
 
 

@@ -20,9 +20,16 @@ MAX_SLOW_MODE_S = 3600  # one message an hour is already a closed chat
 WHOLE_CHAT = "*"
 # who holds which name: the API's sessions (claims, renewals, ends), keyed by the name; compacted
 TOPIC_SESSIONS = "chat_sessions"
-TOPICS = (TOPIC_CHAT, TOPIC_CONTROLLED, TOPIC_NOTICES, TOPIC_ACTIONS, TOPIC_SESSIONS)
+# the accounts (sign-ups with their password hashes, the addresses each signed in from, lifted address holds),
+# every record under ACCOUNTS_KEY so that one partition orders them all; kept for ever, never compacted
+TOPIC_ACCOUNTS = "chat_accounts"
+ACCOUNTS_KEY = "accounts"
+TOPICS = (TOPIC_CHAT, TOPIC_CONTROLLED, TOPIC_NOTICES, TOPIC_ACTIONS, TOPIC_SESSIONS, TOPIC_ACCOUNTS)
 # topic settings beyond the defaults: the sessions keep the latest record per name, not 7 days of them
-TOPIC_CONFIGS = {TOPIC_SESSIONS: {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}}
+TOPIC_CONFIGS = {
+    TOPIC_SESSIONS: {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+    TOPIC_ACCOUNTS: {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+}
 
 # A message as it travels in Kafka: exactly these keys, all strings.
 MESSAGE_FIELDS = ("author", "data", "timestamp")
@@ -30,6 +37,7 @@ TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # UTC, for Python's strftime/strptime
 SPARK_TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"  # the same, for Spark's datetime patterns
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 MAX_AUTHOR_CHARS = 64
+MAX_PASSWORD_CHARS = 256
 MAX_DATA_CHARS = 2000
 # session tokens one POST /notices/poll may carry: the joined users one UI process follows
 MAX_POLL_TOKENS = 1000

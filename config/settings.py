@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from config import contract
 from config.hosts import default_hosts, default_origins
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +102,33 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("CHAT_SESSION_TTL_S", "1800", "seconds a session lives after its last use"),
     Setting(
+        "CHAT_GUEST_NAMES",
+        "off",
+        "`on`: POST /sessions without a password signs a guest in under any free name that no account or blocked "
+        "author holds (no secret: anyone may take it next); `off`: accounts only",
+    ),
+    Setting("CHAT_PASSWORD_MIN_CHARS", "10", "the shortest password an account may have (8 to 256 characters)"),
+    Setting(
+        "CHAT_SIGN_IN_LIMIT",
+        "10",
+        "wrong passwords per account, and per client address, within CHAT_SIGN_IN_WINDOW_S; past it sign-ins get a "
+        "429 with Retry-After for that window (counted per API process)",
+    ),
+    Setting(
+        "CHAT_SIGN_UP_LIMIT",
+        "10",
+        "sign-ups (granted or not) per client address within CHAT_SIGN_IN_WINDOW_S; past it a 429 (per API process)",
+    ),
+    Setting(
+        "CHAT_SIGN_IN_WINDOW_S", "300", "the window and the lockout of the sign-in and sign-up limits (1 to 86400)"
+    ),
+    Setting(
+        "CHAT_SIGNUP_HOLD_S",
+        "86400",
+        "seconds new sign-ups are refused (403 with Retry-After) from the client addresses a blocked user signed in "
+        "from, counted from the block; moderators list and lift holds; 0: no holds",
+    ),
+    Setting(
         "CHAT_SECRET_KEY",
         "",
         "signs the session tokens; set the same value on every API host; default: one generated into `$CHAT_DATA_DIR/secret_key`",
@@ -154,6 +182,18 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise SystemExit(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+_SWITCH = {"on": True, "1": True, "true": True, "yes": True, "off": False, "0": False, "false": False, "no": False}
+
+
+def _switch(name: str, default: bool) -> bool:
+    raw = _raw(name).lower()
+    if not raw:
+        return default
+    if raw not in _SWITCH:
+        raise SystemExit(f"{name} must be on or off, got {raw!r}")
+    return _SWITCH[raw]
 
 
 MIN_ADMIN_TOKEN_CHARS = 16  # a guessable moderators' token is a moderator for anyone who reaches the API
@@ -228,6 +268,12 @@ class Settings:
     ui_allowed_hosts: tuple[str, ...]
     ui_allowed_origins: tuple[str, ...]
     session_ttl_s: int
+    guest_names: bool
+    password_min_chars: int
+    sign_in_limit: int
+    sign_up_limit: int
+    sign_in_window_s: float
+    signup_hold_s: float
     secret_key: str
     admin_token: str
 
@@ -285,6 +331,12 @@ def load() -> Settings:
         ui_allowed_hosts=_hosts("CHAT_UI_ALLOWED_HOSTS", ui_host),
         ui_allowed_origins=_list("CHAT_UI_ALLOWED_ORIGINS") or default_origins(ui_host, ui_port),
         session_ttl_s=_whole("CHAT_SESSION_TTL_S", 1800, 1),
+        guest_names=_switch("CHAT_GUEST_NAMES", False),
+        password_min_chars=_whole("CHAT_PASSWORD_MIN_CHARS", 10, 8, contract.MAX_PASSWORD_CHARS),
+        sign_in_limit=_whole("CHAT_SIGN_IN_LIMIT", 10, 1, 10_000),
+        sign_up_limit=_whole("CHAT_SIGN_UP_LIMIT", 10, 1, 10_000),
+        sign_in_window_s=_seconds("CHAT_SIGN_IN_WINDOW_S", 300.0, 1, 86_400),
+        signup_hold_s=_seconds("CHAT_SIGNUP_HOLD_S", 86_400.0, 0, 365 * 86_400),
         secret_key=_raw("CHAT_SECRET_KEY"),
         admin_token=_admin_token(),
     )

@@ -41,7 +41,9 @@ class ChatStack:
 
 # Test and benchmark stacks post faster from one name than any person (a load test's user, the e2e
 # writers at 200 msg/s): they run with the per-user rate limit out of reach; the limit's own tests set it.
-UNLIMITED_POSTS = {"CHAT_RATE_LIMIT_MESSAGES": "10000", "CHAT_RATE_LIMIT_WINDOW_S": "0.1"}
+# Their users sign in under guest names (no account, no password), which only such stacks allow by default.
+GUEST_NAMES = {"CHAT_GUEST_NAMES": "on"}
+UNLIMITED_POSTS = {"CHAT_RATE_LIMIT_MESSAGES": "10000", "CHAT_RATE_LIMIT_WINDOW_S": "0.1", **GUEST_NAMES}
 
 
 def start_stack(data_dir: Path, timeout_s: float = 420, env: dict[str, str] | None = None) -> ChatStack:

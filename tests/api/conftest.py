@@ -1,6 +1,7 @@
 """The API in-process (Flask's test client), with no broker: nothing listens on its Kafka port.
 
-Sessions go to an in-process stand-in of `chat_sessions` (tests/api/session_log.py), one per data directory:
+Sessions and accounts go to in-process stand-ins of `chat_sessions` and `chat_accounts` (tests/api/session_log.py),
+one per data directory:
 apps made on the same DATA_DIR stand for API processes (or hosts) sharing one Kafka."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ SPEC = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))  # api/openapi.yaml
 
 
 SESSION_LOGS: dict[str, LocalSessionLog] = {}
+ACCOUNT_LOGS: dict[str, LocalSessionLog] = {}
 
 
 def session_log(data_dir) -> LocalSessionLog:
@@ -27,9 +29,15 @@ def session_log(data_dir) -> LocalSessionLog:
     return SESSION_LOGS.setdefault(str(data_dir), LocalSessionLog())
 
 
+def account_log(data_dir) -> LocalSessionLog:
+    """The accounts log every app on `data_dir` shares (the stand-in of `chat_accounts`)."""
+    return ACCOUNT_LOGS.setdefault(str(data_dir), LocalSessionLog())
+
+
 def make_app(tmp_path, **config):
-    """An app on DATA_DIR `tmp_path` whose every produce fails as "Kafka unavailable" (sessions go to the
-    data directory's LocalSessionLog); `config` overrides."""
+    """An app on DATA_DIR `tmp_path` whose every produce fails as "Kafka unavailable" (sessions and accounts go
+    to the data directory's LocalSessionLogs), guest names on (the tests sign in without a password), cheap
+    password hashes; `config` overrides."""
     return create_app(
         {
             "TESTING": True,
@@ -40,6 +48,9 @@ def make_app(tmp_path, **config):
             "WAREHOUSE_DIR": tmp_path / "warehouse",
             "ADMIN_TOKEN": ADMIN,
             "SESSION_LOG": session_log(tmp_path),
+            "ACCOUNT_LOG": account_log(tmp_path),
+            "GUEST_NAMES": True,
+            "PASSWORD_HASH_PROFILE": "CHEAPEST",
             **config,
         }
     )

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -18,6 +19,8 @@ from kafka import KafkaProducer
 
 from config import contract
 from stack.balancer import ApiHost
+from stack.harness import GUEST_NAMES
+from tests.api.conftest import ADMIN
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +29,9 @@ pytestmark = pytest.mark.integration
 def hosts(kafka_only, tmp_path_factory):
     home = tmp_path_factory.mktemp("hosts")
     secret = secrets.token_urlsafe(32)
-    pair = [ApiHost(name, home / name, kafka_only, secret) for name in ("a", "b")]
+    # guests for the sessions' tests, moderators and many sign-ups from one address for the accounts' tests
+    env = {**GUEST_NAMES, "CHAT_ADMIN_TOKEN": ADMIN, "CHAT_SIGN_UP_LIMIT": "1000"}
+    pair = [ApiHost(name, home / name, kafka_only, secret, env=env) for name in ("a", "b")]
     for host in pair:
         host.start()
     try:
@@ -153,6 +158,130 @@ def test_two_hosts_racing_for_free_names_grant_each_once(hosts):
     granted = Counter(name for name, status in results if status == 201)
     refused = Counter(name for name, status in results if status == 409)
     assert granted == Counter(names) and refused == Counter(names), results
+
+
+PASSWORD = "correct horse battery"
+MODERATOR = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def sign_up(url: str, author: str) -> requests.Response:
+    return requests.post(f"{url}/accounts", json={"author": author, "password": PASSWORD}, timeout=60)
+
+
+def account_session(url: str, author: str) -> requests.Response:
+    return requests.post(f"{url}/sessions", json={"author": author, "password": PASSWORD}, timeout=60)
+
+
+def test_two_hosts_racing_for_one_name_spelled_two_ways_grant_it_once(hosts):
+    a, b = hosts
+    tags = [secrets.token_hex(3) for _ in range(12)]
+    # the same name on each host at once, spelled with a Latin and a Cyrillic а
+    pairs = [(f"Lucía-{t}", f"LUCÍА-{t}") for t in tags]
+
+    def race(args):
+        url, name = args
+        answer = sign_up(url, name)
+        return name, answer.status_code, answer.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(race, [job for latin, cyrillic in pairs for job in ((a.url, latin), (b.url, cyrillic))])
+        )
+    by_name = {name: (status, body) for name, status, body in results}
+    for latin, cyrillic in pairs:
+        statuses = sorted((by_name[latin][0], by_name[cyrillic][0]))
+        assert statuses == [201, 409], (latin, cyrillic, by_name[latin], by_name[cyrillic])
+        winner = latin if by_name[latin][0] == 201 else cyrillic
+        loser = cyrillic if winner == latin else latin
+        assert by_name[loser][1]["code"] == "name_taken"
+        for host in (a, b):  # the loser's spelling signs in to the winner's account, on either host
+            session = account_session(host.url, loser)
+            assert session.status_code == 201, session.text
+            assert session.json()["author"] == winner
+            headers = {"Authorization": f"Bearer {session.json()['token']}"}
+            assert requests.delete(f"{host.url}/sessions", headers=headers, timeout=30).status_code == 204
+
+
+def publish_block(bootstrap: str, author: str) -> None:
+    """The ledger's block notice for `author` on `chat_notices`."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    notice = {
+        "id": f"{uuid.uuid4()}:strike",
+        "author": author,
+        "kind": "blocked",
+        "strike": 3,
+        "limit": contract.STRIKE_LIMIT,
+        "terms": ["mierda"],
+        "message_id": str(uuid.uuid4()),
+        "text": contract.notice_text("blocked", 3, contract.STRIKE_LIMIT, ["mierda"]),
+        "timestamp": datetime.now(UTC).strftime(contract.TIMESTAMP_FORMAT),
+    }
+    producer.send(contract.TOPIC_NOTICES, key=author.encode(), value=json.dumps(notice).encode()).get(timeout=10)
+    producer.close()
+
+
+def eventually(what, check, timeout_s: float = 30):
+    deadline = time.monotonic() + timeout_s
+    while not (result := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+    return result
+
+
+def test_a_blocked_account_stays_out_under_every_spelling_on_every_host(hosts, kafka_only):
+    a, b = hosts
+    tag = secrets.token_hex(3)
+    name = f"troll-{tag}"
+    variants = [name.upper(), name.replace("l", "I"), name.replace("o", "\u043e"), name.replace("-", "\u2010")]
+    assert sign_up(a.url, name).status_code == 201
+    session = account_session(b.url, name)  # signed in from this address, on host b
+    assert session.status_code == 201
+    headers = {"Authorization": f"Bearer {session.json()['token']}"}
+    publish_block(kafka_only, name)
+    for host in hosts:
+        eventually(
+            f"{host.name} reads the block",
+            lambda h=host: requests.get(f"{h.url}/users/{name}", timeout=30).json().get("is_blocked"),
+        )
+    try:
+        for host in hosts:
+            assert (
+                requests.post(f"{host.url}/messages", json={"data": "hola"}, headers=headers, timeout=30).status_code
+                == 403
+            )
+            for variant in variants:
+                refused = sign_up(host.url, variant)
+                assert (refused.status_code, refused.json()["code"]) == (409, "name_taken"), (host.name, variant)
+                guest = requests.post(f"{host.url}/sessions", json={"author": variant}, timeout=30)
+                assert (guest.status_code, guest.json()["code"]) == (409, "name_taken"), (host.name, variant)
+            # a brand-new name from the address the blocked account signed in from is held, on every host
+            (held,) = eventually(  # in a tuple: a refusal is a falsy Response
+                f"{host.name} holds the address",
+                lambda h=host: (r := sign_up(h.url, f"fresh-{tag}")).status_code == 403 and (r,),
+            )
+            assert held.json()["code"] == "address_held" and int(held.headers["Retry-After"]) > 86_000
+        holds = requests.get(f"{b.url}/admin/holds", headers=MODERATOR, timeout=30).json()["holds"]
+        assert {"address": "127.0.0.1", "authors": [name]} == {k: v for k, v in holds[0].items() if k != "until"}
+    finally:
+        lifted = requests.delete(f"{a.url}/admin/holds/127.0.0.1", headers=MODERATOR, timeout=30)
+    assert lifted.status_code == 204
+    (granted,) = eventually(
+        "host b reads the lift", lambda: (r := sign_up(b.url, f"fresh-{tag}")).status_code == 201 and (r,)
+    )
+    assert granted.json() == {"author": f"fresh-{tag}"}
+    assert requests.get(f"{a.url}/admin/holds", headers=MODERATOR, timeout=30).json() == {"holds": []}
+
+
+def test_accounts_outlive_a_restart(hosts):
+    a, b = hosts
+    name = f"Zoë-{secrets.token_hex(3)}"
+    assert sign_up(a.url, name).status_code == 201
+    b.stop()
+    b.start()
+    b.wait_healthy()
+    session = account_session(b.url, name.upper())
+    assert (session.status_code, session.json()["author"]) == (201, name)
+    assert sign_up(b.url, name.lower()).status_code == 409
 
 
 def test_sessions_outlive_a_restart_of_every_host(hosts):

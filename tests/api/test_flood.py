@@ -308,6 +308,8 @@ def test_slow_mode_set_through_one_process_is_enforced_by_the_other_and_readable
         "slow_mode_s": 0,
         "slow_mode_since": None,
         "rate_limit": {"messages": 3, "window_s": 10.0},
+        "guest_names": True,
+        "password_min_chars": 10,
     }
     answer = a.test_client().put("/chat/slow_mode", json={"seconds": 30}, headers=MODERATOR)
     assert answer.status_code == 202

@@ -17,6 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from config import contract
 from stack.balancer import ApiHost
+from stack.harness import GUEST_NAMES
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +32,7 @@ def hosts(kafka_only, tmp_path_factory):
     home = tmp_path_factory.mktemp("flood-hosts")
     secret = secrets.token_urlsafe(32)
     env = {
+        **GUEST_NAMES,
         "CHAT_ADMIN_TOKEN": ADMIN,
         "CHAT_RATE_LIMIT_MESSAGES": str(LIMIT),
         "CHAT_RATE_LIMIT_WINDOW_S": str(WINDOW_S),

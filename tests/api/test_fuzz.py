@@ -131,6 +131,7 @@ def fuzz_target(request, tmp_path_factory, kafka_only):
         KAFKA_BOOTSTRAP=kafka_only,
         KAFKA_SEND_TIMEOUT_S=10.0,
         ALLOWED_HOSTS=HOSTS,
+        SIGN_UP_LIMIT=10_000,  # every generated sign-up comes from the one test client address
     )
     seed_moderation_state(app)
     # Stopped (never started) tails answer a long-poll at once: `wait` is still parsed and checked,
@@ -206,6 +207,9 @@ CAMPAIGNS = [
     Campaign("GET /users/{author}", N, expect=frozenset({400})),
     # the right moderators' token first: the fuzzed ones below can lock the client address out (429) for a while
     Campaign("PUT /chat/slow_mode", P, "admin", expect=frozenset({202})),
+    Campaign("GET /admin/holds", P, "admin", expect=frozenset({200})),
+    Campaign("DELETE /admin/holds/{address}", P, "admin", expect=frozenset({404})),
+    Campaign("DELETE /admin/holds/{address}", N, "admin", keep_token=True, expect=frozenset({400})),
     Campaign("PUT /chat/slow_mode", N, "admin", keep_token=True, expect=frozenset({400})),
     Campaign("GET /users/{author}/notices", P, "admin", expect=frozenset({200})),
     Campaign("GET /users/{author}/notices", P, "user", author=USER, expect=frozenset({200})),
@@ -218,6 +222,10 @@ CAMPAIGNS = [
     Campaign("POST /users/{author}/unblock", N, "admin", keep_token=True, expect=frozenset({400})),
     Campaign("POST /users/{author}/unblock", N, "admin", expect=frozenset({401})),
     Campaign("PUT /chat/slow_mode", N, "admin", expect=frozenset({401})),
+    Campaign("GET /admin/holds", N, "admin", expect=frozenset({401})),
+    Campaign("DELETE /admin/holds/{address}", N, "admin", expect=frozenset({401})),
+    Campaign("POST /accounts", P, expect=frozenset({201})),
+    Campaign("POST /accounts", N, expect=frozenset({400})),
     # nothing in these three can be made invalid (no body, no credentials, no parameter but an Accept-Language
     # header, which is never refused): positive only
     Campaign("GET /chat/settings", P, expect=frozenset({200})),

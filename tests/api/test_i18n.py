@@ -197,6 +197,11 @@ CASES: dict[str, Case] = {
     "rate_limited": as_("eve", post, "/messages", {"data": "hola"}),
     "slow_mode": as_("fay", post, "/messages", {"data": "hola"}),
     "slow_mode_invalid": lambda t: Hostile("PUT", "/chat/slow_mode", body=b'{"seconds": -1}', auth="admin"),
+    "password_too_short": lambda t: post("/accounts", {"author": "zoe", "password": "short"}, auth=None),
+    "password_too_long": lambda t: post("/accounts", {"author": "zoe", "password": "x" * 257}, auth=None),
+    "name_taken": lambda t: post("/accounts", {"author": "DAN", "password": "long enough"}, auth=None),
+    "bad_credentials": lambda t: post("/sessions", {"author": "nobody", "password": "long enough"}, auth=None),
+    "no_hold": lambda t: Hostile("DELETE", "/admin/holds/192.0.2.1", auth="admin"),
 }
 # codes no request to this app can bring about: the server's own answers (tests/api/test_server.py), the
 # limits of long-polls (tests/api/test_asgi.py), a Kafka that takes a record and then fails it, an app
@@ -219,6 +224,13 @@ NOT_BY_REQUEST = {
     "host_required",
     "host_not_allowed",
     "admin_guesses_locked",
+    # tests/api/test_accounts.py: past the sign-in limits, a held address, an app without guest names, and the
+    # accounts log failing
+    "too_many_attempts",
+    "address_held",
+    "password_required",
+    "kafka_refused_account",
+    "accounts_log_timeout",
 }
 
 
