@@ -5,8 +5,8 @@
 It only talks to the API (``settings.load().api_url``), never to Kafka. The page is in the
 person's language (their earlier choice, else the browser's, see ``ui.i18n``), which a switch at
 the top changes at any time. Joining opens an API session: with an account (the sign-up and sign-in
-forms, whose passwords are cleared after each attempt and never kept), or under any free name when the
-API has guest names on (``GET /chat/settings``). The process's one feed
+forms, whose passwords are cleared after each attempt and never kept), or also under any free name when
+the API has guest names on (``GET /chat/settings``). The process's one feed
 (``ui.live``) shows every message, your own included, as it comes back from the API; a joined
 session follows its user's moderation and, when blocked, says why instead of showing the chat.
 README "The two commands" shows it in use.
@@ -345,7 +345,7 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
             if visit.form_guest:
                 ui.update_text("name", label=i18n.translate(current, "join.name_label"), placeholder=name_hint(current))
                 ui.update_action_button("join", label=i18n.translate(current, "join.button"))
-            elif visit.form_guest is False:
+            if visit.form_guest is not None:
                 with reactive.isolate():
                     min_chars = chat_settings().password_min_chars
                 for name_id in ("signin_name", "signup_name"):
@@ -477,27 +477,27 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
         error = ui.div(ui.output_text("join_error_text"), class_="join-error", role="alert")
         if guests is None:  # the API has not said yet how people join
             return tags.p(i18n.translate(current, "status.connecting"), class_="join-form")
-        if guests:
-            return ui.div(
-                ui.input_text(
-                    "name",
-                    i18n.translate(current, "join.name_label"),
-                    value=typed["name"] or "",
-                    placeholder=name_hint(current),
-                    autocomplete="nickname",
-                ),
-                ui.input_action_button("join", i18n.translate(current, "join.button"), class_="btn-primary"),
-                error,
-                class_="join-form",
-            )
-        return ui.div(
-            ui.div(
-                account_form(current, "signin", typed["signin_name"] or "", min_chars),
-                account_form(current, "signup", typed["signup_name"] or "", min_chars),
-                class_="join-accounts",
-            ),
-            error,
+        # accounts sign in either way: with guest names on, a guest cannot take an account's name
+        forms = ui.div(
+            account_form(current, "signin", typed["signin_name"] or "", min_chars),
+            account_form(current, "signup", typed["signup_name"] or "", min_chars),
+            class_="join-accounts",
         )
+        if not guests:
+            return ui.div(forms, error)
+        guest = ui.div(
+            ui.input_text(
+                "name",
+                i18n.translate(current, "join.name_label"),
+                value=typed["name"] or "",
+                placeholder=name_hint(current),
+                autocomplete="nickname",
+            ),
+            ui.input_action_button("join", i18n.translate(current, "join.button"), class_="btn-primary"),
+            error,
+            class_="join-form",
+        )
+        return ui.div(guest, forms)
 
     @render.text
     def join_error_text() -> str:

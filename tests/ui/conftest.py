@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.ui.accounts import AccountsStandIn
 from tests.ui.live_api import Double, LiveApi, serve
 
 
@@ -24,11 +24,11 @@ def live(tmp_path: Path) -> Iterator[LiveApi]:
 
 
 @pytest.fixture
-def accounts(live: LiveApi) -> AccountsStandIn:
-    """Accounts in front of ``live`` (guest names off), as the accounts contract has them (tests/ui/accounts.py)."""
-    stand_in = AccountsStandIn(live.app)
-    live.recorder.app = stand_in
-    return stand_in
+def accounts(live: LiveApi) -> Any:
+    """The live API's accounts (``api.accounts.Accounts``), with guest names off as the product's default."""
+    accounts = live.app.extensions["chat_accounts"]
+    accounts.guest_names = False
+    return accounts
 
 
 @pytest.fixture

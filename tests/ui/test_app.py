@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import re
 import subprocess
@@ -27,7 +28,6 @@ from websockets.sync.client import ClientConnection, connect
 import ui.app
 from config import contract
 from stack.broker import free_port
-from tests.ui.accounts import AccountsStandIn, Refusal
 from tests.ui.live_api import REPO_ROOT, LiveApi, wait_until
 from tests.ui.samples import parse
 from ui.i18n import Lang, text, translate
@@ -715,20 +715,18 @@ def test_ui_in_spanish_and_switching_language(live: LiveApi, ui_server: str) -> 
 PASSWORD = "correct horse battery"
 
 
-def test_accounts_sign_up_sign_in_and_their_refusals(live: LiveApi, accounts: AccountsStandIn, ui_server: str) -> None:
-    """With guest names off, the join panel is a sign-up and a sign-in form: passwords are checked in the UI,
-    cleared after every attempt and never sent back to the page; each refusal is worded in the reader's
-    language; a signed-in user chats under the spelling they registered."""
+def test_accounts_sign_up_sign_in_and_their_refusals(live: LiveApi, ui_server: str) -> None:
+    """Beside the guest's join (the test API has guest names on), a sign-up and a sign-in form: passwords are
+    checked in the UI, cleared after every attempt and never sent back to the page; each refusal is worded in
+    the reader's language; a signed-in user chats under the spelling they registered."""
     with open_ws(ui_server, "es-ES,es;q=0.9") as ws_ana, open_ws(ui_server) as ws_eve:
         ana, eve = ShinyClient(ws_ana), ShinyClient(ws_eve)
         ana.pump(lambda: 'id="signup"' in ana.output_html("join_area"))
         form = ana.output_html("join_area")
-        assert 'id="join"' not in form and 'id="signin"' in form
+        assert 'id="join"' in form and 'id="signin"' in form
         assert form.count('type="password"') == 3
         assert 'autocomplete="current-password"' in form and form.count('autocomplete="new-password"') == 2
         assert "Crear una cuenta" in form and escaped(translate("es", "account.password_placeholder", min=10)) in form
-        ana.pump(lambda: bool(ana.placeholders()))
-        assert ana.placeholders()[-1] == translate("es", "chat.placeholder_signin")
 
         # checked before sending: the two passwords differ, or one is too short; nothing reaches the API
         ana.sign_up("Ana", PASSWORD, PASSWORD + "!", 1)
@@ -749,33 +747,26 @@ def test_accounts_sign_up_sign_in_and_their_refusals(live: LiveApi, accounts: Ac
         ana.pump(lambda: "hola" in ana.shown())
         assert live.messages[-1]["author"] == "Ana"
 
-        # someone else: a look-alike cannot be signed up, a wrong password gets the one answer, and a throttle
-        # says when to try again
+        # someone else: a look-alike can neither be signed up nor joined as a guest, a wrong password gets the
+        # one answer
         eve.pump(lambda: 'id="signin"' in eve.output_html("join_area"))
         eve.sign_up("\u0410na", PASSWORD, PASSWORD, 1)  # a Cyrillic А
         eve.error_shown(translate("en", "account.name_taken"))
+        eve.join("ANA", 1)
+        eve.error_shown(translate("en", "guest.name_taken"))
         eve.sign_in("ANA", "not her password", 1)
         eve.error_shown(translate("en", "account.bad_credentials"))
-        accounts.refusals.append(Refusal(429, "too_many_attempts", 90))
-        eve.sign_in("ana", "another guess!", 2)
-        eve.error_shown("Too many attempts. Please try again in 2 minutes.")
-        accounts.refusals.append(Refusal(403, "address_held", 86400))
-        eve.sign_up("eve", PASSWORD, PASSWORD, 2)
-        eve.error_shown(translate("en", "account.address_held", wait=text("wait.hours", count=24)))
-        eve.pump(lambda: eve.cleared("signin_password") == 4)
-        assert "Chatting as" not in eve.output_html("join_area")
-
         # the right password while Ana's own window is open: her live session holds the name
-        eve.sign_in("ANA", PASSWORD, 3)
+        eve.sign_in("ANA", PASSWORD, 2)
         eve.error_shown(translate("en", "join.name_in_use"))
         # Ana closes her window and signs in from the other under another case: the registered spelling is
         # the one shown and used
         ws_ana.close()
         wait_until(lambda: "Ana" not in live.holders())
-        eve.sign_in("ANA", PASSWORD, 4)
+        eve.sign_in("ANA", PASSWORD, 3)
         eve.pump(lambda: "Chatting as" in eve.output_html("join_area"))
         assert "<strong>Ana</strong>" in eve.output_html("join_area")
-        eve.pump(lambda: eve.cleared("signin_password") == 6)
+        eve.pump(lambda: eve.cleared("signin_password") == 4)
 
         # the passwords never came back to either page
         for client in (ana, eve):
@@ -783,14 +774,57 @@ def test_accounts_sign_up_sign_in_and_their_refusals(live: LiveApi, accounts: Ac
             assert "not her password" not in json.dumps(client.received)
 
 
-def test_a_signed_in_session_that_ends_asks_to_sign_in_again(
-    live: LiveApi, accounts: AccountsStandIn, ui_server: str
-) -> None:
-    accounts.register("ana", PASSWORD)
+def test_accounts_held_and_throttled_say_when_to_try_again(live: LiveApi, ui_server: str) -> None:
+    """A sign-up from an address a blocked user signed in from, and too many wrong passwords: the wait the
+    API's Retry-After gives, in the reader's words. Every browser reaches the API from the UI's address."""
+    with open_ws(ui_server) as ws:
+        mallory = ShinyClient(ws)
+        mallory.pump(lambda: 'id="signup"' in mallory.output_html("join_area"))
+        mallory.sign_up("mallory", PASSWORD, PASSWORD, 1)
+        mallory.pump(lambda: "Chatting as" in mallory.output_html("join_area"))
+        for _ in range(contract.STRIKE_LIMIT):
+            live.strike("mallory")
+        mallory.pump(lambda: "chat-blocked" in mallory.output_html("moderation"))
+    with open_ws(ui_server) as ws:
+        eve = ShinyClient(ws)
+        eve.pump(lambda: 'id="signup"' in eve.output_html("join_area"))
+        eve.sign_up("someone new", PASSWORD, PASSWORD, 1)
+        hours = math.ceil(live.app.config["SIGNUP_HOLD_S"] / 3600)
+        eve.error_shown(translate("en", "account.address_held", wait=text("wait.hours", count=hours)))
+
+        for clicks in range(1, live.app.config["SIGN_IN_LIMIT"] + 1):  # the last wrong one locks the address
+            eve.sign_in("nobody", f"guess number {clicks}", clicks)
+            eve.pump(lambda c=clicks: eve.cleared("signin_password") == c + 1)  # type: ignore[misc]
+        eve.error_shown(translate("en", "account.bad_credentials"))
+        eve.sign_in("nobody", "one guess more", live.app.config["SIGN_IN_LIMIT"] + 1)
+        minutes = math.ceil(live.app.config["SIGN_IN_WINDOW_S"] / 60)
+        eve.error_shown(translate("en", "account.too_many_attempts", wait=text("wait.minutes", count=minutes)))
+        assert live.app.extensions["chat_accounts"].by_address._locked  # the API's own lock-out, not the UI's
+
+
+def test_without_guest_names_only_accounts_join(live: LiveApi, ui_server: str) -> None:
+    live.app.extensions["chat_accounts"].guest_names = False
+    with open_ws(ui_server, "es") as ws:
+        ana = ShinyClient(ws)
+        ana.pump(lambda: 'id="signup"' in ana.output_html("join_area"))
+        form = ana.output_html("join_area")
+        assert 'id="join"' not in form and 'id="signin"' in form
+        ana.pump(lambda: bool(ana.placeholders()))
+        assert ana.placeholders()[-1] == translate("es", "chat.placeholder_signin")
+        ana.switch("en")  # the forms are relabelled, not re-rendered
+        ana.pump(lambda: bool(ana.input_messages("signup")))
+        assert ana.input_messages("signup")[-1]["label"]["html"] == translate("en", "account.signup_button")
+        assert ana.input_messages("signup_password2")[-1]["label"]["html"] == translate(
+            "en", "account.password_again_label"
+        )
+        assert "value" not in ana.input_messages("signin_name")[-1]
+
+
+def test_a_signed_in_session_that_ends_asks_to_sign_in_again(live: LiveApi, ui_server: str) -> None:
     with open_ws(ui_server) as ws:
         ana = ShinyClient(ws)
-        ana.pump(lambda: 'id="signin"' in ana.output_html("join_area"))
-        ana.sign_in("ana", PASSWORD, 1)
+        ana.pump(lambda: 'id="signup"' in ana.output_html("join_area"))
+        ana.sign_up("ana", PASSWORD, PASSWORD, 1)
         ana.pump(lambda: "Chatting as" in ana.output_html("join_area"))
         live.expire("ana")
         ana.say("still here?", 1)

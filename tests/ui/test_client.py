@@ -10,13 +10,13 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from config import contract
 from stack.broker import free_port
-from tests.ui.accounts import AccountsStandIn, Refusal
 from tests.ui.live_api import Answer, Double, LiveApi, schema_errors, session_grant
 from tests.ui.samples import AWKWARD_NAMES
 from ui.client import (
@@ -36,7 +36,7 @@ from ui.client import (
 )
 from ui.i18n import text
 from ui.models import ChatSettings, FeedMessage, Standing, UserRecord
-from ui.render import block_reason
+from ui.render import block_reason, join_failure
 
 
 def joined(url: str, author: str) -> ChatSession:
@@ -383,12 +383,12 @@ def test_a_session_without_a_language_sends_none(live: LiveApi) -> None:
     assert [e.language for e in live.recorder.exchanges] == [None, None, None]
 
 
-# -- accounts (the contract of issue 19, served by tests/ui/accounts.py in front of the real API) ----------
+# -- accounts (issue 19), against the real API ------------------------------------------------------------
 
 PASSWORD = "correct horse battery"
 
 
-def test_sign_up_then_sign_in_under_the_registered_spelling(live: LiveApi, accounts: AccountsStandIn) -> None:
+def test_sign_up_then_sign_in_under_the_registered_spelling(live: LiveApi, accounts: Any) -> None:
     assert fetch_chat_settings(live.url) == ChatSettings(0, 5, 5.0, guest_names=False, password_min_chars=10)
     assert sign_up(live.url, "  Luci\u0301a ", PASSWORD, language="es") == "Luc\u00eda"
     session = ChatSession(live.url, "LUC\u00cdA", language="es")
@@ -408,53 +408,69 @@ def test_sign_up_then_sign_in_under_the_registered_spelling(live: LiveApi, accou
     assert live.holders() == []
 
 
-@pytest.mark.parametrize("variant", ["lucia", "LUCÍA", "Luc\u00ed\u0430", "Lucía"])
+@pytest.mark.parametrize(
+    ("variant", "status", "code"),
+    [
+        ("LUCÍA", 409, "name_taken"),  # another case
+        ("Luc\u00ed\u0430", 409, "name_taken"),  # a Cyrillic а
+        ("Luci\u0301a", 409, "name_taken"),  # NFD
+        ("Lucía", 409, "name_taken"),  # the same
+        ("Lu\u200bcía", 400, "author_invisible"),  # a zero-width space inside
+    ],
+)
 def test_signing_up_a_taken_name_or_a_look_alike_is_refused(
-    live: LiveApi, accounts: AccountsStandIn, variant: str
+    live: LiveApi, accounts: Any, variant: str, status: int, code: str
 ) -> None:
-    accounts.register("Lucía", PASSWORD)
-    accounts.register("lucia", PASSWORD)
+    assert sign_up(live.url, "Lucía", PASSWORD) == "Lucía"
     with pytest.raises(ChatApiError) as info:
         sign_up(live.url, variant, "another good password")
-    assert (info.value.status, info.value.code) == (409, "name_taken")
+    assert (info.value.status, info.value.code) == (status, code)
+    assert info.value.api_error == live.last_error("POST", "/accounts")
     assert not isinstance(info.value, NameInUse)  # not "in use for now": taken for good
+    assert join_failure(info.value, account=True) == text(
+        "account.name_taken" if status == 409 else "join.name_rejected"
+    )
 
 
-def test_sign_up_refusals_carry_their_code_and_when_to_try_again(live: LiveApi, accounts: AccountsStandIn) -> None:
+def test_sign_up_refusals_carry_their_code_and_when_to_try_again(live: LiveApi, accounts: Any) -> None:
     with pytest.raises(ChatApiError) as short:
         sign_up(live.url, "ana", "short")
     assert (short.value.status, short.value.code, short.value.retry_after) == (400, "password_too_short", None)
-    accounts.refusals += [Refusal(403, "address_held", 86400), Refusal(429, "too_many_attempts", 30)]
+    # mallory signs in from here and is blocked: sign-ups from this address are held
+    assert sign_up(live.url, "mallory", PASSWORD) == "mallory"
+    open_session(live.url, "mallory", password=PASSWORD)
+    for _ in range(contract.STRIKE_LIMIT):
+        live.strike("mallory")
     with pytest.raises(ChatApiError) as held:
-        sign_up(live.url, "ana", PASSWORD)
-    assert (held.value.status, held.value.code, held.value.retry_after) == (403, "address_held", 86400)
-    with pytest.raises(ChatApiError) as throttled:
-        sign_up(live.url, "ana", PASSWORD)
-    assert (throttled.value.status, throttled.value.code, throttled.value.retry_after) == (429, "too_many_attempts", 30)
-    assert accounts.accounts == {}  # nothing registered by a refusal
-    for error in (short.value, held.value, throttled.value):
+        sign_up(live.url, "mall0ry-2", PASSWORD)
+    assert (held.value.status, held.value.code) == (403, "address_held")
+    assert held.value.retry_after is not None and 0 < held.value.retry_after <= live.app.config["SIGNUP_HOLD_S"]
+    for error in (short.value, held.value):
         assert PASSWORD not in str(error) and PASSWORD not in repr(error.args)
 
 
 @pytest.mark.parametrize(("name", "password"), [("ana", "wrong password!"), ("nobody", PASSWORD)])
-def test_wrong_credentials_get_one_answer(live: LiveApi, accounts: AccountsStandIn, name: str, password: str) -> None:
-    accounts.register("ana", PASSWORD)
+def test_wrong_credentials_get_one_answer_then_a_throttle(
+    live: LiveApi, accounts: Any, name: str, password: str
+) -> None:
+    sign_up(live.url, "ana", PASSWORD)
     session = ChatSession(live.url, name)
     with pytest.raises(ChatApiError) as info:
         session.open(password)
     assert (info.value.status, info.value.code) == (401, "bad_credentials")
     assert password not in str(info.value)
     assert session.token is None and not session.signed_in and live.holders() == []
-    accounts.refusals.append(Refusal(429, "too_many_attempts", 12))
-    with pytest.raises(ChatApiError) as throttled:
-        open_session(live.url, name, password=password)
-    assert (throttled.value.status, throttled.value.code, throttled.value.retry_after) == (429, "too_many_attempts", 12)
+    for _ in range(live.app.config["SIGN_IN_LIMIT"]):
+        try:
+            open_session(live.url, name, password=password)
+        except ChatApiError as exc:
+            throttled = exc
+    assert (throttled.status, throttled.code) == (429, "too_many_attempts")
+    assert throttled.retry_after is not None and 0 < throttled.retry_after <= live.app.config["SIGN_IN_WINDOW_S"]
 
 
-def test_a_signed_in_session_that_ends_is_over_and_no_guest_takes_its_place(
-    live: LiveApi, accounts: AccountsStandIn
-) -> None:
-    accounts.register("ana", PASSWORD)
+def test_a_signed_in_session_that_ends_is_over_and_no_guest_takes_its_place(live: LiveApi, accounts: Any) -> None:
+    sign_up(live.url, "ana", PASSWORD)
     session = ChatSession(live.url, "ana")
     session.open(PASSWORD)
     stale = session.token
@@ -469,6 +485,20 @@ def test_a_signed_in_session_that_ends_is_over_and_no_guest_takes_its_place(
         session.renew(stale)  # type: ignore[arg-type]
     assert lost.value.signed_in
     session.close()
+
+
+def test_a_guest_cannot_take_an_accounts_name(live: LiveApi) -> None:
+    sign_up(live.url, "ana", PASSWORD)
+    with pytest.raises(ChatApiError) as info:
+        open_session(live.url, "ANA")
+    assert (info.value.status, info.value.code) == (409, "name_taken")
+    assert not isinstance(info.value, NameInUse)
+
+
+def test_without_guest_names_a_guest_is_refused(live: LiveApi, accounts: Any) -> None:
+    with pytest.raises(ChatApiError) as info:
+        open_session(live.url, "guest")
+    assert (info.value.status, info.value.code) == (400, "password_required")
 
 
 def test_a_guest_session_still_renews_itself(live: LiveApi) -> None:
