@@ -235,6 +235,8 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     guest_names: reactive.Value[bool | None] = reactive.Value(None)
     send_again_at: reactive.Value[float] = reactive.Value(0.0)
     shared_settings = get_chat_settings(API_URL)
+    # where the person's browser is (as uvicorn sees it, behind a proxy it trusts), for the API's per-address limits
+    browser_address = session.http_conn.client.host if session.http_conn.client else None
     # the page was built in this language, from the same request headers
     first_lang = i18n.choose(session.http_conn.headers, session.http_conn.cookies)
 
@@ -275,8 +277,10 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
         visit.joining = True
         try:
             if new_account and password is not None:
-                name = await asyncio.to_thread(sign_up, API_URL, name, password, language=language)
-            opened = ChatSession(API_URL, name, language=language)
+                name = await asyncio.to_thread(
+                    sign_up, API_URL, name, password, language=language, client_address=browser_address
+                )
+            opened = ChatSession(API_URL, name, language=language, client_address=browser_address)
             await asyncio.to_thread(opened.open, password)
         except ChatApiError as exc:
             min_chars = chat_settings.get().password_min_chars

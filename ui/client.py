@@ -230,6 +230,7 @@ def open_session(
     password: str | None = None,
     timeout: float = SESSION_TIMEOUT,
     language: str | None = None,
+    client_address: str | None = None,
 ) -> SessionGrant:
     """``POST /sessions`` for ``author`` (who reads ``language``): a guest's without ``password``, an account's
     with it.
@@ -237,13 +238,13 @@ def open_session(
     Raises :class:`NameInUse` (409 ``name_in_use``) when another live session holds the name, and
     :class:`ChatApiError` (with the status, the code and ``Retry-After``) when the API refuses the name
     (400, 409 ``name_taken``), the credentials (401 ``bad_credentials``), the attempt (429), answers
-    anything else, or cannot be reached.
+    anything else, or cannot be reached. ``client_address`` is the person's browser's (``X-Forwarded-For``).
     """
     try:
         response = requests.post(
             f"{api_url.rstrip('/')}/sessions",
             json=credentials(author, password),
-            headers=language_header(language),
+            headers={**language_header(language), **forwarded_for(client_address)},
             timeout=timeout,
         )
     except requests.RequestException as exc:
@@ -262,19 +263,26 @@ def open_session(
 
 
 def sign_up(
-    api_url: str, author: str, password: str, *, timeout: float = SESSION_TIMEOUT, language: str | None = None
+    api_url: str,
+    author: str,
+    password: str,
+    *,
+    timeout: float = SESSION_TIMEOUT,
+    language: str | None = None,
+    client_address: str | None = None,
 ) -> str:
     """``POST /accounts``: register ``author`` with ``password``; the name as the API registered it.
 
     Raises :class:`ChatApiError` with the status, the code and ``Retry-After`` when the API refuses
     (400 a name or password it does not take, 409 ``name_taken``, 403 ``address_held``, 429
     ``too_many_attempts``), answers anything else, or cannot be reached (:class:`ApiUnreachable`).
+    ``client_address`` is the person's browser's (``X-Forwarded-For``).
     """
     try:
         response = requests.post(
             f"{api_url.rstrip('/')}/accounts",
             json=credentials(author, password),
-            headers=language_header(language),
+            headers={**language_header(language), **forwarded_for(client_address)},
             timeout=timeout,
         )
     except requests.RequestException as exc:
@@ -318,6 +326,12 @@ def language_header(language: str | None) -> dict[str, str]:
     return {"Accept-Language": language} if language else {}
 
 
+def forwarded_for(client_address: str | None) -> dict[str, str]:
+    """``X-Forwarded-For`` with the person's browser's address (nothing when unknown): every browser reaches
+    the API from the UI's address, and the API's sign-in throttle and sign-up holds go by address."""
+    return {"X-Forwarded-For": client_address} if client_address else {}
+
+
 class ChatSession:
     """One name's session on the chat API, shared by the threads acting for it.
 
@@ -338,12 +352,19 @@ class ChatSession:
     """
 
     def __init__(
-        self, api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT, language: str | None = None
+        self,
+        api_url: str,
+        author: str,
+        *,
+        timeout: float = SESSION_TIMEOUT,
+        language: str | None = None,
+        client_address: str | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._author = author
         self.timeout = timeout
         self.language = language
+        self.client_address = client_address  # the person's browser's, forwarded with every request
         self._token: str | None = None
         self._closed = False
         self._signed_in = False  # opened with a password: only the password opens it again
@@ -383,7 +404,12 @@ class ChatSession:
         if self._signed_in and password is None:
             raise SessionLost(f"the signed-in session of {self._author!r} has ended", signed_in=True)
         grant = open_session(
-            self.api_url, self._author, password=password, timeout=self.timeout, language=self.language
+            self.api_url,
+            self._author,
+            password=password,
+            timeout=self.timeout,
+            language=self.language,
+            client_address=self.client_address,
         )
         self._token, self._author = grant.token, grant.author
         self._signed_in = self._signed_in or password is not None
@@ -436,7 +462,7 @@ class ChatSession:
         return send(method, url, headers={**headers, **self._headers(token)}, **kwargs)
 
     def _headers(self, token: str) -> dict[str, str]:
-        return {**bearer(token), **language_header(self.language)}
+        return {**bearer(token), **language_header(self.language), **forwarded_for(self.client_address)}
 
     def close(self) -> None:
         """End the session for good (``DELETE /sessions``); never raises.

@@ -102,6 +102,7 @@ class Exchange:
     token: str | None
     body: bytes
     language: str | None = None  # the Accept-Language header
+    forwarded_for: str | None = None  # the X-Forwarded-For header
     status: int | None = None
     answer: bytes | None = None
 
@@ -131,6 +132,7 @@ class Recorder:
             token=token.strip() if scheme.lower() == "bearer" else None,
             body=body,
             language=environ.get("HTTP_ACCEPT_LANGUAGE"),
+            forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
         )
         self.exchanges.append(exchange)
 

@@ -743,6 +743,8 @@ def test_accounts_sign_up_sign_in_and_their_refusals(live: LiveApi, ui_server: s
         assert [e.json() for e in live.recorder.requests("POST", "/accounts")] == [
             {"author": "Ana", "password": PASSWORD}  # trimmed, as the join form trims a name
         ]
+        # from the browser's address, as the UI's server saw it
+        assert live.recorder.requests("POST", "/accounts")[0].forwarded_for == "127.0.0.1"
         ana.say("hola", 1)
         ana.pump(lambda: "hola" in ana.shown())
         assert live.messages[-1]["author"] == "Ana"

@@ -524,3 +524,19 @@ def test_the_error_code_is_read_from_either_shape(body: object, code: str | None
     response.status_code = 409
     response._content = json.dumps(body).encode()
     assert api_code(response) == code
+
+
+def test_every_request_for_a_person_says_where_their_browser_is(live: LiveApi) -> None:
+    """The UI forwards its user's address (X-Forwarded-For) where the API's per-address limits apply: the
+    sign-up, the sign-in and what the session does (the sign-out frees a name and needs none)."""
+    sign_up(live.url, "ana", PASSWORD, client_address="203.0.113.7")
+    session = ChatSession(live.url, "ana", client_address="203.0.113.7")
+    session.open(PASSWORD)
+    send_message(session, "hola")
+    session.close()
+    assert [(e.method, e.path, e.forwarded_for) for e in live.recorder.exchanges] == [
+        ("POST", "/accounts", "203.0.113.7"),
+        ("POST", "/sessions", "203.0.113.7"),
+        ("POST", "/messages", "203.0.113.7"),
+        ("DELETE", "/sessions", None),
+    ]
