@@ -420,11 +420,11 @@ def test_a_blocked_account_cannot_come_back_under_another_spelling(chat_stack, o
         again = open_window(chat_stack.ui_url, lang="es")
         again.account("signup", name.upper(), password)
         again.wait_for_join_error(translate("es", "account.name_taken"))
-        assert again.password_fields_empty()
+        again.wait_for(again.password_fields_empty, "the password fields to be emptied", PAGE_TIMEOUT)
         look_alike = name.replace("l", "I")  # two capital I for the two l's
         again.account("signin", look_alike, "not the password at all")
         again.wait_for_join_error(translate("es", "account.bad_credentials"))
-        assert again.password_fields_empty()
+        again.wait_for(again.password_fields_empty, "the password fields to be emptied", PAGE_TIMEOUT)
         again.driver.find_element(By.ID, "name").send_keys(look_alike)
         again.driver.find_element(By.ID, "join").click()
         again.wait_for_join_error(translate("es", "guest.name_taken"))
