@@ -229,8 +229,8 @@ class UserRecord:
 
 PASSWORD_MIN_CHARS = 10
 """The shortest password the API takes when ``GET /chat/settings`` does not say (the API's setting)."""
-PASSWORD_MAX_CHARS = 256
-"""The longest password the API takes (the accounts contract of issue 19)."""
+PASSWORD_MAX_CHARS = contract.MAX_PASSWORD_CHARS
+"""The longest password the API takes."""
 
 
 @dataclass(frozen=True, slots=True)
