@@ -4,7 +4,9 @@
 
 It only talks to the API (``settings.load().api_url``), never to Kafka. The page is in the
 person's language (their earlier choice, else the browser's, see ``ui.i18n``), which a switch at
-the top changes at any time. Joining opens an API session for the name; the process's one feed
+the top changes at any time. Joining opens an API session: with an account (the sign-up and sign-in
+forms, whose passwords are cleared after each attempt and never kept), or also under any free name when
+the API has guest names on (``GET /chat/settings``). The process's one feed
 (``ui.live``) shows every message, your own included, as it comes back from the API; a joined
 session follows its user's moderation and, when blocked, says why instead of showing the chat.
 README "The two commands" shows it in use.
@@ -25,7 +27,7 @@ from starlette.requests import Request
 from config import contract, settings
 
 from . import i18n
-from .client import ChatApiError, ChatSession, SendError, send_message
+from .client import ChatApiError, ChatSession, SendError, send_message, sign_up
 from .guard import Guard
 from .i18n import Lang, Text, text
 from .live import LiveFeed, ModerationWatch, get_chat_settings, get_feed, get_notices
@@ -33,6 +35,8 @@ from .models import ChatSettings, Standing
 from .render import (
     CSS,
     block_reason,
+    check_sign_in,
+    check_sign_up,
     join_failure,
     message_to_chat_content,
     render_intro,
@@ -42,6 +46,8 @@ from .render import (
     send_failure,
     validate_name,
 )
+
+PASSWORD_INPUTS = ("signin_password", "signup_password", "signup_password2")
 
 SETTINGS = settings.load()
 API_URL = SETTINGS.api_url
@@ -139,6 +145,54 @@ def page(lang: Lang) -> Tag:
     )
 
 
+def name_hint(lang: Lang) -> str:
+    return i18n.translate(lang, "join.name_placeholder", max=contract.MAX_AUTHOR_CHARS)
+
+
+def password_hint(lang: Lang, min_chars: int) -> str:
+    return i18n.translate(lang, "account.password_placeholder", min=min_chars)
+
+
+def password_input(input_id: str, label: str, autocomplete: str, placeholder: str | None = None) -> Tag:
+    """A password field: never echoed, never filled in by the server, and left to the browser's password
+    manager as a current or a new password."""
+    field = ui.input_password(input_id, label, value="", placeholder=placeholder)
+    field.children[1].attrs["autocomplete"] = autocomplete
+    return field
+
+
+def account_form(lang: Lang, kind: str, typed_name: str, min_chars: int) -> Tag:
+    """The sign-in (``kind`` "signin") or sign-up ("signup") form, with the name typed so far."""
+    new = kind == "signup"
+    fields = [
+        ui.input_text(
+            f"{kind}_name",
+            i18n.translate(lang, "join.name_label"),
+            value=typed_name,
+            placeholder=name_hint(lang),
+            autocomplete="username",
+        ),
+        password_input(
+            f"{kind}_password",
+            i18n.translate(lang, "account.password_label"),
+            "new-password" if new else "current-password",
+            password_hint(lang, min_chars) if new else None,
+        ),
+    ]
+    if new:
+        fields.append(
+            password_input(f"{kind}_password2", i18n.translate(lang, "account.password_again_label"), "new-password")
+        )
+    return tags.fieldset(
+        tags.legend(i18n.translate(lang, f"account.{kind}_title")),
+        *fields,
+        ui.input_action_button(
+            kind, i18n.translate(lang, f"account.{kind}_button"), class_="btn-primary" if not new else "btn-secondary"
+        ),
+        class_=f"join-form join-{kind}",
+    )
+
+
 def app_ui(request: Request) -> Tag:
     return page(i18n.choose(request.headers, request.cookies))
 
@@ -149,11 +203,12 @@ class Visit:
 
     chat_session: ChatSession | None = None  # the user's session on the API, once joined
     watch: ModerationWatch | None = None
-    joining: bool = False  # a POST /sessions is in flight
+    joining: bool = False  # a POST /accounts or /sessions is in flight
     ended: bool = False  # the browser session is over
     shown_seq: int = 0  # sequence number (in the feed's store) of the last message displayed
     chat_hidden: bool = False  # the user is blocked: the chat was cleared
     form_lang: Lang | None = None  # the language the join form was rendered in
+    form_guest: bool | None = None  # which join form is on the page: a guest's (True) or the accounts' (False)
 
     async def sign_out(self) -> None:
         """Stop following the user's moderation and end their API session (which frees the name)."""
@@ -175,8 +230,13 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     standing: reactive.Value[Standing | None] = reactive.Value(None)
     # the chat's slow mode and rate limit, as the API last said; when the user may send again (time.monotonic)
     chat_settings: reactive.Value[ChatSettings] = reactive.Value(ChatSettings())
+    # how people join, once the API has said (None before): its own value, so the forms are not rebuilt
+    # (and what is typed in them lost) each time the settings are read again
+    guest_names: reactive.Value[bool | None] = reactive.Value(None)
     send_again_at: reactive.Value[float] = reactive.Value(0.0)
     shared_settings = get_chat_settings(API_URL)
+    # where the person's browser is (as uvicorn sees it, behind a proxy it trusts), for the API's per-address limits
+    browser_address = session.http_conn.client.host if session.http_conn.client else None
     # the page was built in this language, from the same request headers
     first_lang = i18n.choose(session.http_conn.headers, session.http_conn.cookies)
 
@@ -204,6 +264,40 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
         join_error.set(reason)
         await chat.clear_messages()
 
+    def _joined(opened: ChatSession) -> None:
+        visit.chat_session = opened
+        user_name.set(opened.author)  # as the API normalised (or the account registered) it
+        visit.watch = ModerationWatch(session, opened, standing, lang_now, get_notices(API_URL))
+        visit.watch.start()
+
+    async def _enter(name: str, password: str | None, *, new_account: bool = False) -> None:
+        """Sign up (``new_account``), sign in (a ``password``) or join as a guest; the error, if any, is shown.
+        The password lives in this call's frame only."""
+        language = lang_now()
+        visit.joining = True
+        try:
+            if new_account and password is not None:
+                name = await asyncio.to_thread(
+                    sign_up, API_URL, name, password, language=language, client_address=browser_address
+                )
+            opened = ChatSession(API_URL, name, language=language, client_address=browser_address)
+            await asyncio.to_thread(opened.open, password)
+        except ChatApiError as exc:
+            min_chars = chat_settings.get().password_min_chars
+            join_error.set(join_failure(exc, account=password is not None, min_chars=min_chars))
+            return
+        finally:
+            visit.joining = False
+        if visit.ended:  # the browser went away meanwhile
+            await asyncio.to_thread(opened.close)
+            return
+        _joined(opened)
+
+    def _clear_passwords() -> None:
+        """Empty the password fields in the page (and so in the session's inputs)."""
+        for input_id in PASSWORD_INPUTS:
+            ui.update_text(input_id, value="")
+
     @reactive.effect
     @reactive.event(input.join)
     async def _join() -> None:
@@ -213,22 +307,36 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
         join_error.set(check.error)
         if check.name is None:
             return
-        opened = ChatSession(API_URL, check.name, language=lang_now())
-        visit.joining = True
+        await _enter(check.name, None)
+
+    @reactive.effect
+    @reactive.event(input.signin)
+    async def _sign_in() -> None:
         try:
-            await asyncio.to_thread(opened.open)
-        except ChatApiError as exc:
-            join_error.set(join_failure(exc))
-            return
+            if user_name() is not None or visit.joining:
+                return
+            password = input.signin_password()
+            check = check_sign_in(input.signin_name(), password)
+            join_error.set(check.error)
+            if check.name is not None:
+                await _enter(check.name, password)
         finally:
-            visit.joining = False
-        if visit.ended:  # the browser went away meanwhile
-            await asyncio.to_thread(opened.close)
-            return
-        visit.chat_session = opened
-        user_name.set(opened.author)  # as the API normalised it
-        visit.watch = ModerationWatch(session, opened, standing, lang_now, get_notices(API_URL))
-        visit.watch.start()
+            _clear_passwords()
+
+    @reactive.effect
+    @reactive.event(input.signup)
+    async def _sign_up() -> None:
+        try:
+            if user_name() is not None or visit.joining:
+                return
+            password = input.signup_password()
+            min_chars = chat_settings.get().password_min_chars
+            check = check_sign_up(input.signup_name(), password, input.signup_password2(), min_chars)
+            join_error.set(check.error)
+            if check.name is not None:
+                await _enter(check.name, password, new_account=True)
+        finally:
+            _clear_passwords()
 
     @reactive.effect
     def _follow_language() -> None:
@@ -238,19 +346,31 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
             visit.chat_session.language = current
         if visit.form_lang is not None and visit.form_lang != current:
             visit.form_lang = current
-            ui.update_text(
-                "name",
-                label=i18n.translate(current, "join.name_label"),
-                placeholder=i18n.translate(current, "join.name_placeholder", max=contract.MAX_AUTHOR_CHARS),
-            )
-            ui.update_action_button("join", label=i18n.translate(current, "join.button"))
+            if visit.form_guest:
+                ui.update_text("name", label=i18n.translate(current, "join.name_label"), placeholder=name_hint(current))
+                ui.update_action_button("join", label=i18n.translate(current, "join.button"))
+            if visit.form_guest is not None:
+                with reactive.isolate():
+                    min_chars = chat_settings().password_min_chars
+                for name_id in ("signin_name", "signup_name"):
+                    ui.update_text(
+                        name_id, label=i18n.translate(current, "join.name_label"), placeholder=name_hint(current)
+                    )
+                for password_id in PASSWORD_INPUTS:
+                    label = "account.password_again_label" if password_id.endswith("2") else "account.password_label"
+                    ui.update_text(password_id, label=i18n.translate(current, label))
+                ui.update_text("signup_password", placeholder=password_hint(current, min_chars))
+                ui.update_action_button("signin", label=i18n.translate(current, "account.signin_button"))
+                ui.update_action_button("signup", label=i18n.translate(current, "account.signup_button"))
         ui.update_radio_buttons("lang", label=i18n.translate(current, "lang.label"))
 
     @reactive.calc
     def placeholder() -> str:
         name, current = user_name(), standing()
         if name is None:
-            return i18n.translate(lang(), "chat.placeholder_join")
+            return i18n.translate(
+                lang(), "chat.placeholder_signin" if guest_names() is False else "chat.placeholder_join"
+            )
         if current is not None and current.blocked:
             return i18n.translate(lang(), "chat.placeholder_blocked")
         return i18n.translate(lang(), "chat.placeholder_send", name=name)
@@ -281,7 +401,9 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     @reactive.effect
     async def _follow_chat_settings() -> None:
         reactive.invalidate_later(shared_settings.refresh_s)
-        chat_settings.set(await shared_settings.current())
+        current = await shared_settings.current()
+        chat_settings.set(current)
+        guest_names.set(current.guest_names)
 
     @render.ui
     def send_limits() -> Tag | None:
@@ -320,7 +442,7 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
                 send_again_at.set(time.monotonic() + (exc.retry_after or 1))
             ui.notification_show(send_failure(exc, updated).render(now), type="error", duration=8)
             if exc.session_lost:
-                await _leave(text("join.session_lost"))
+                await _leave(text("account.session_ended" if exc.problem == "session_ended" else "join.session_lost"))
             elif not exc.blocked:  # not sent: what they typed is theirs to send again
                 chat.update_user_input(value=user_input)
         finally:
@@ -347,26 +469,39 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
 
     @render.ui
     def join_area() -> Tag:
-        name = user_name()
+        name, guests = user_name(), guest_names()
         if name is not None:
             return tags.p(*text("join.chatting_as", name=tags.strong(name)).children(lang()))
         # Not re-rendered on a switch (what was typed stays): _follow_language relabels it.
         with reactive.isolate():
             current = lang()
-            typed = input.name() if "name" in input else ""
-        visit.form_lang = current
-        return ui.div(
+            typed = {key: input[key]() if key in input else "" for key in ("name", "signin_name", "signup_name")}
+            min_chars = chat_settings().password_min_chars
+        visit.form_lang, visit.form_guest = current, guests
+        error = ui.div(ui.output_text("join_error_text"), class_="join-error", role="alert")
+        if guests is None:  # the API has not said yet how people join
+            return tags.p(i18n.translate(current, "status.connecting"), class_="join-form")
+        # accounts sign in either way: with guest names on, a guest cannot take an account's name
+        forms = ui.div(
+            account_form(current, "signin", typed["signin_name"] or "", min_chars),
+            account_form(current, "signup", typed["signup_name"] or "", min_chars),
+            class_="join-accounts",
+        )
+        if not guests:
+            return ui.div(forms, error)
+        guest = ui.div(
             ui.input_text(
                 "name",
                 i18n.translate(current, "join.name_label"),
-                value=typed or "",
-                placeholder=i18n.translate(current, "join.name_placeholder", max=contract.MAX_AUTHOR_CHARS),
+                value=typed["name"] or "",
+                placeholder=name_hint(current),
                 autocomplete="nickname",
             ),
             ui.input_action_button("join", i18n.translate(current, "join.button"), class_="btn-primary"),
-            ui.div(ui.output_text("join_error_text"), class_="join-error", role="alert"),
+            error,
             class_="join-form",
         )
+        return ui.div(guest, forms)
 
     @render.text
     def join_error_text() -> str:

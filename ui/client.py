@@ -1,8 +1,10 @@
-"""The UI's HTTP client of the chat API: sessions (who is speaking), sending, and looking up a user.
+"""The UI's HTTP client of the chat API: accounts and sessions (who is speaking), sending, and looking up a user.
 
 A :class:`ChatSession` holds one name's bearer token for the threads acting
 for it; when the API answers 401 (the session expired) it opens a new session
-for the same name and sends the request once more. Every request made for a
+for a guest's name and sends the request once more. A password is only ever an
+argument of the call that sends it: nothing here keeps one, so a signed-in
+session that expires is over (the person signs in again). Every request made for a
 user says their language (``Accept-Language``). Errors carry what happened
 (an HTTP status, a :data:`SendProblem`), which ``ui.render`` words for the user;
 their ``str()`` is for the log. The endpoints are in ``api/openapi.yaml``;
@@ -12,6 +14,7 @@ README "Trying the API by hand" lists them.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Mapping
@@ -24,6 +27,9 @@ import requests
 from .models import ChatSettings, FeedMessage, UserRecord
 
 log = logging.getLogger(__name__)
+
+CODE = re.compile(r"[a-z][a-z0-9_]*")
+"""What an API error code looks like (``name_taken``)."""
 
 READER_PREFIX = "ui-reader-"
 """The shared feed poller reads as ``ui-reader-<8 random hex digits>``; users cannot take such names."""
@@ -38,13 +44,24 @@ class ChatApiError(Exception):
     """A request to the chat API failed; ``str(error)`` describes why (for the log).
 
     ``status`` is the API's HTTP status (None if it gave none), ``api_error`` its
-    ``{"error": ...}`` text if it sent one.
+    ``{"error": ...}`` text if it sent one, ``code`` its stable error code (``name_taken``,
+    ``bad_credentials``...) and ``retry_after`` the seconds of its ``Retry-After``.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, api_error: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        api_error: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.api_error = api_error
+        self.code = code
+        self.retry_after = retry_after
 
 
 class ApiUnreachable(ChatApiError):
@@ -52,17 +69,23 @@ class ApiUnreachable(ChatApiError):
 
 
 class NameInUse(ChatApiError):
-    """``POST /sessions`` answered 409: another live session holds the name."""
+    """``POST /sessions`` answered 409 ``name_in_use``: another live session holds the name."""
 
 
 class SessionLost(ChatApiError):
-    """The session ended and this name cannot act any more: it was closed here,
-    or it expired and the name is now held by someone else."""
+    """The session ended and this name cannot act any more: it was closed here, it expired and the
+    name is now held by someone else, or (``signed_in``) it was an account's, which only its password
+    opens again."""
+
+    def __init__(self, message: str, *, signed_in: bool = False) -> None:
+        super().__init__(message)
+        self.signed_in = signed_in
 
 
-SendProblem = Literal["refused", "unreachable", "timeout", "session_lost", "renew_failed"]
+SendProblem = Literal["refused", "unreachable", "timeout", "session_lost", "session_ended", "renew_failed"]
 """Why a message was not sent: the API refused it (see the status), could not be reached, did not answer in
-time, the sender's name is someone else's now, or their expired session could not be renewed."""
+time, the sender's name is someone else's now, their signed-in session ended, or their expired session could
+not be renewed."""
 
 
 class SendError(Exception):
@@ -93,7 +116,8 @@ class SendError(Exception):
 
     @property
     def session_lost(self) -> bool:
-        return self.problem == "session_lost"
+        """True when the sender cannot send under this session any more (back to the join form)."""
+        return self.problem in ("session_lost", "session_ended")
 
     @property
     def blocked(self) -> bool:
@@ -118,10 +142,28 @@ def api_error(response: requests.Response) -> str | None:
 
 
 def api_code(response: requests.Response) -> str | None:
-    """The API's ``{"code": ...}``, if the body has one."""
+    """The API's ``{"code": ...}``, if the body has one; else an ``error`` that is a code itself
+    (``{"error": "name_taken", "message": ...}``, as the accounts contract words it)."""
     body = json_object(response)
-    code = body.get("code") if body is not None else None
-    return code if isinstance(code, str) and code else None
+    if body is None:
+        return None
+    code = body.get("code")
+    if isinstance(code, str) and code:
+        return code
+    error = body.get("error")
+    return error if isinstance(error, str) and CODE.fullmatch(error) else None
+
+
+def failure(response: requests.Response, what: str, kind: type[ChatApiError] = ChatApiError) -> ChatApiError:
+    """The error for an answer of the API that is not a success (``what``: the request, for the log)."""
+    error = api_error(response)
+    return kind(
+        error or f"HTTP {response.status_code} from {what}",
+        status=response.status_code,
+        api_error=error,
+        code=api_code(response),
+        retry_after=retry_after(response),
+    )
 
 
 def retry_after(response: requests.Response) -> int | None:
@@ -176,35 +218,82 @@ class SessionGrant:
     expires_at: str
 
 
-def open_session(
-    api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT, language: str | None = None
-) -> SessionGrant:
-    """``POST /sessions`` for ``author`` (who reads ``language``).
+def credentials(author: str, password: str | None) -> dict[str, str]:
+    """The JSON body of ``POST /sessions`` and ``POST /accounts``: a guest sends no password."""
+    return {"author": author} if password is None else {"author": author, "password": password}
 
-    Raises :class:`NameInUse` (409) when another live session holds the name,
-    and :class:`ChatApiError` (with the status) when the API refuses the name
-    (400, with its explanation), answers anything else, or cannot be reached.
+
+def open_session(
+    api_url: str,
+    author: str,
+    *,
+    password: str | None = None,
+    timeout: float = SESSION_TIMEOUT,
+    language: str | None = None,
+    client_address: str | None = None,
+) -> SessionGrant:
+    """``POST /sessions`` for ``author`` (who reads ``language``): a guest's without ``password``, an account's
+    with it.
+
+    Raises :class:`NameInUse` (409 ``name_in_use``) when another live session holds the name, and
+    :class:`ChatApiError` (with the status, the code and ``Retry-After``) when the API refuses the name
+    (400, 409 ``name_taken``), the credentials (401 ``bad_credentials``), the attempt (429), answers
+    anything else, or cannot be reached. ``client_address`` is the person's browser's (``X-Forwarded-For``).
     """
     try:
         response = requests.post(
             f"{api_url.rstrip('/')}/sessions",
-            json={"author": author},
-            headers=language_header(language),
+            json=credentials(author, password),
+            headers={**language_header(language), **forwarded_for(client_address)},
             timeout=timeout,
         )
     except requests.RequestException as exc:
         raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
     with response:
-        status, error = response.status_code, api_error(response)
-        if status == 409:
-            raise NameInUse(error_text(response), status=status, api_error=error)
+        status = response.status_code
+        if status == 409 and api_code(response) != "name_taken":
+            raise failure(response, "POST /sessions", NameInUse)
         if status not in (200, 201):
-            raise ChatApiError(error or f"HTTP {status} from POST /sessions", status=status, api_error=error)
+            raise failure(response, "POST /sessions")
         body = json_object(response) or {}
         token, name, expires_at = body.get("token"), body.get("author"), body.get("expires_at")
         if not (isinstance(token, str) and token and isinstance(name, str) and name):
             raise ChatApiError("malformed reply to POST /sessions")
         return SessionGrant(token, name, expires_at if isinstance(expires_at, str) else "")
+
+
+def sign_up(
+    api_url: str,
+    author: str,
+    password: str,
+    *,
+    timeout: float = SESSION_TIMEOUT,
+    language: str | None = None,
+    client_address: str | None = None,
+) -> str:
+    """``POST /accounts``: register ``author`` with ``password``; the name as the API registered it.
+
+    Raises :class:`ChatApiError` with the status, the code and ``Retry-After`` when the API refuses
+    (400 a name or password it does not take, 409 ``name_taken``, 403 ``address_held``, 429
+    ``too_many_attempts``), answers anything else, or cannot be reached (:class:`ApiUnreachable`).
+    ``client_address`` is the person's browser's (``X-Forwarded-For``).
+    """
+    try:
+        response = requests.post(
+            f"{api_url.rstrip('/')}/accounts",
+            json=credentials(author, password),
+            headers={**language_header(language), **forwarded_for(client_address)},
+            timeout=timeout,
+        )
+    except requests.RequestException as exc:
+        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
+    with response:
+        if response.status_code not in (200, 201):
+            raise failure(response, "POST /accounts")
+        name = (json_object(response) or {}).get("author")
+        if not (isinstance(name, str) and name):
+            raise ChatApiError("malformed reply to POST /accounts")
+        return name
 
 
 def end_session(api_url: str, token: str, *, timeout: float = SESSION_TIMEOUT, language: str | None = None) -> None:
@@ -237,6 +326,12 @@ def language_header(language: str | None) -> dict[str, str]:
     return {"Accept-Language": language} if language else {}
 
 
+def forwarded_for(client_address: str | None) -> dict[str, str]:
+    """``X-Forwarded-For`` with the person's browser's address (nothing when unknown): every browser reaches
+    the API from the UI's address, and the API's sign-in throttle and sign-up holds go by address."""
+    return {"X-Forwarded-For": client_address} if client_address else {}
+
+
 class ChatSession:
     """One name's session on the chat API, shared by the threads acting for it.
 
@@ -249,20 +344,30 @@ class ChatSession:
     good: later requests raise :class:`SessionLost` instead of opening
     another, so a request racing the close cannot take the name again.
 
-    A session never opened is opened by its first request. ``language`` (the
-    user's, which they may change at any time) goes with every request as
-    ``Accept-Language``.
+    A session never opened is opened by its first request, as a guest's. An
+    account's session is opened by :meth:`open` with the password, which is not
+    kept: when it expires, it is over (:class:`SessionLost` with ``signed_in``).
+    ``language`` (the user's, which they may change at any time) goes with every
+    request as ``Accept-Language``.
     """
 
     def __init__(
-        self, api_url: str, author: str, *, timeout: float = SESSION_TIMEOUT, language: str | None = None
+        self,
+        api_url: str,
+        author: str,
+        *,
+        timeout: float = SESSION_TIMEOUT,
+        language: str | None = None,
+        client_address: str | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._author = author
         self.timeout = timeout
         self.language = language
+        self.client_address = client_address  # the person's browser's, forwarded with every request
         self._token: str | None = None
         self._closed = False
+        self._signed_in = False  # opened with a password: only the password opens it again
         self._lock = threading.Lock()
 
     @property
@@ -278,32 +383,49 @@ class ChatSession:
     def closed(self) -> bool:
         return self._closed
 
-    def open(self) -> str:
-        """Create the session if it is not open yet; return its token.
+    @property
+    def signed_in(self) -> bool:
+        """True for an account's session (opened with a password)."""
+        return self._signed_in
 
-        Raises :class:`NameInUse`, :class:`ChatApiError`, or
-        :class:`SessionLost` once closed.
+    def open(self, password: str | None = None) -> str:
+        """Create the session if it is not open yet, as the account's with ``password``, else as a guest's;
+        return its token.
+
+        Raises :class:`NameInUse`, :class:`ChatApiError`, or :class:`SessionLost` once closed (or, for an
+        account, once its session ended).
         """
         with self._lock:
-            return self._token or self._open_locked()
+            return self._token or self._open_locked(password)
 
-    def _open_locked(self) -> str:
+    def _open_locked(self, password: str | None = None) -> str:
         if self._closed:
-            raise SessionLost(f"the session of {self._author!r} has ended")
-        grant = open_session(self.api_url, self._author, timeout=self.timeout, language=self.language)
+            raise SessionLost(f"the session of {self._author!r} has ended", signed_in=self._signed_in)
+        if self._signed_in and password is None:
+            raise SessionLost(f"the signed-in session of {self._author!r} has ended", signed_in=True)
+        grant = open_session(
+            self.api_url,
+            self._author,
+            password=password,
+            timeout=self.timeout,
+            language=self.language,
+            client_address=self.client_address,
+        )
         self._token, self._author = grant.token, grant.author
+        self._signed_in = self._signed_in or password is not None
         return grant.token
 
     def renew(self, stale: str) -> str:
         """A token to use instead of ``stale``, which the API answered 401 to.
 
-        Opens a new session for the same name, unless another thread already
-        did. Raises :class:`SessionLost` when closed or when someone else
-        holds the name now, :class:`ChatApiError` when the API cannot say.
+        Opens a new session for the same guest name, unless another thread
+        already did. Raises :class:`SessionLost` when closed, when someone
+        else holds the name now, or for an account (its password is not kept),
+        :class:`ChatApiError` when the API cannot say.
         """
         with self._lock:
             if self._closed:
-                raise SessionLost(f"the session of {self._author!r} has ended")
+                raise SessionLost(f"the session of {self._author!r} has ended", signed_in=self._signed_in)
             if self._token is not None and self._token != stale:
                 return self._token
             self._token = None
@@ -340,7 +462,7 @@ class ChatSession:
         return send(method, url, headers={**headers, **self._headers(token)}, **kwargs)
 
     def _headers(self, token: str) -> dict[str, str]:
-        return {**bearer(token), **language_header(self.language)}
+        return {**bearer(token), **language_header(self.language), **forwarded_for(self.client_address)}
 
     def close(self) -> None:
         """End the session for good (``DELETE /sessions``); never raises.
@@ -375,7 +497,8 @@ def send_message(session: ChatSession, text: str, *, timeout: float = SEND_TIMEO
     try:
         response = session.request("POST", f"{api_url}/messages", json={"data": text}, timeout=timeout)
     except SessionLost as exc:
-        raise SendError(f"Message not sent: {exc}.", problem="session_lost") from None
+        problem: SendProblem = "session_ended" if exc.signed_in else "session_lost"
+        raise SendError(f"Message not sent: {exc}.", problem=problem) from None
     except ApiUnreachable:
         raise SendError(unreachable, problem="unreachable") from None
     except ChatApiError as exc:

@@ -117,8 +117,98 @@ CATALOG: dict[str, dict[Lang, Entry]] = {
         "en": "Your session expired and someone else has taken your name since; join again, "
         "under another name or once their session ends.",
     },
+    # -- accounts: signing up and signing in (when the chat has no guest names)
+    "account.signin_title": {"es": "Entrar con tu cuenta", "en": "Sign in"},
+    "account.signup_title": {"es": "Crear una cuenta", "en": "Create an account"},
+    "account.password_label": {"es": "Contraseña", "en": "Password"},
+    "account.password_again_label": {"es": "Repite la contraseña", "en": "Password again"},
+    "account.password_placeholder": {
+        "es": Plural("min", one="Al menos {min} carácter", other="Al menos {min} caracteres"),
+        "en": Plural("min", one="At least {min} character", other="At least {min} characters"),
+    },
+    "account.signin_button": {"es": "Entrar", "en": "Sign in"},
+    "account.signup_button": {"es": "Crear la cuenta y entrar", "en": "Sign up and join"},
+    "account.password_empty": {"es": "Escribe tu contraseña.", "en": "Please enter your password."},
+    "account.password_too_short": {
+        "es": Plural(
+            "min",
+            one="La contraseña debe tener al menos {min} carácter.",
+            other="La contraseña debe tener al menos {min} caracteres.",
+        ),
+        "en": Plural(
+            "min",
+            one="The password must have at least {min} character.",
+            other="The password must have at least {min} characters.",
+        ),
+    },
+    "account.password_too_long": {
+        "es": "La contraseña puede tener como máximo {max} caracteres.",
+        "en": "The password can have at most {max} characters.",
+    },
+    "account.password_mismatch": {
+        "es": "Las dos contraseñas no coinciden; escríbelas otra vez.",
+        "en": "The two passwords do not match; please type them again.",
+    },
+    "account.name_taken": {
+        "es": "Ese nombre, u otro que se le parece, ya es de otra persona; elige otro. "
+        "Si la cuenta es tuya, entra con tu contraseña.",
+        "en": "That name, or one that looks like it, is already taken; please choose another. "
+        "If the account is yours, sign in with your password.",
+    },
+    "account.bad_credentials": {
+        "es": "Nombre o contraseña incorrectos.",
+        "en": "Wrong name or password.",
+    },
+    "account.too_many_attempts": {
+        "es": "Demasiados intentos. Vuelve a intentarlo dentro de {wait}.",
+        "en": "Too many attempts. Please try again in {wait}.",
+    },
+    "account.too_many_attempts_later": {
+        "es": "Demasiados intentos. Vuelve a intentarlo más tarde.",
+        "en": "Too many attempts. Please try again later.",
+    },
+    "account.address_held": {
+        "es": "Tras un bloqueo, no se pueden crear cuentas desde tu conexión durante un tiempo. "
+        "Vuelve a intentarlo dentro de {wait}.",
+        "en": "After a block, no new accounts can be created from your connection for a while. "
+        "Please try again in {wait}.",
+    },
+    "account.address_held_later": {
+        "es": "Tras un bloqueo, no se pueden crear cuentas desde tu conexión durante un tiempo. "
+        "Vuelve a intentarlo más tarde.",
+        "en": "After a block, no new accounts can be created from your connection for a while. Please try again later.",
+    },
+    "account.password_rejected": {
+        "es": "El servidor del chat no acepta esa contraseña; prueba con otra.",
+        "en": "The chat server does not accept that password; please try another.",
+    },
+    "account.session_ended": {
+        "es": "Tu sesión ha terminado; vuelve a entrar con tu nombre y tu contraseña.",
+        "en": "Your session has ended; please sign in again with your name and password.",
+    },
+    "guest.name_taken": {
+        "es": "Ese nombre, u otro que se le parece, ya es de otra persona; elige otro.",
+        "en": "That name, or one that looks like it, is already taken; please choose another.",
+    },
+    # -- how long to wait (from Retry-After), rounded up
+    "wait.seconds": {
+        "es": Plural("count", one="{count} segundo", other="{count} segundos"),
+        "en": Plural("count", one="{count} second", other="{count} seconds"),
+    },
+    "wait.minutes": {
+        "es": Plural("count", one="{count} minuto", other="{count} minutos"),
+        "en": Plural("count", one="{count} minute", other="{count} minutes"),
+    },
+    "wait.hours": {
+        "es": Plural("count", one="{count} hora", other="{count} horas"),
+        "en": Plural("count", one="{count} hour", other="{count} hours"),
+    },
     # -- the chat's input
     "chat.placeholder_join": {"es": "Entra con un nombre para chatear…", "en": "Join with a name to chat…"},
+    "chat.placeholder_signin": {
+        "es": "Entra o crea una cuenta para chatear…",
+        "en": "Sign in or sign up to chat…",
+    },
     "chat.placeholder_send": {"es": "Escribe como {name}…", "en": "Message as {name}…"},
     "chat.placeholder_blocked": {
         "es": "Se te ha bloqueado: ya no puedes enviar mensajes.",
@@ -278,6 +368,10 @@ CATALOG: dict[str, dict[Lang, Entry]] = {
     "send.session_lost": {
         "es": "Mensaje no enviado: tu sesión caducó y ahora otra persona usa tu nombre.",
         "en": "Message not sent: your session expired and your name is now in use by someone else.",
+    },
+    "send.session_ended": {
+        "es": "Mensaje no enviado: tu sesión ha terminado; vuelve a entrar con tu contraseña.",
+        "en": "Message not sent: your session has ended; please sign in again with your password.",
     },
     "send.renew_failed": {
         "es": "Mensaje no enviado: no se pudo renovar tu sesión; inténtalo de nuevo.",

@@ -227,13 +227,26 @@ class UserRecord:
         return cls(author, strikes, is_blocked, blocked_at if isinstance(blocked_at, str) else None)
 
 
+PASSWORD_MIN_CHARS = 10
+"""The shortest password the API takes when ``GET /chat/settings`` does not say (the API's setting)."""
+PASSWORD_MAX_CHARS = contract.MAX_PASSWORD_CHARS
+"""The longest password the API takes."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChatSettings:
-    """``GET /chat/settings``: the chat's slow mode (0: off) and the per-user rate limit."""
+    """``GET /chat/settings``: the chat's slow mode (0: off), the per-user rate limit, and how people join:
+    under any free name (``guest_names``) or with an account, whose password has ``password_min_chars`` or more.
+
+    ``guest_names`` is None until the API has said: the UI then offers no form yet. An API that predates
+    accounts says nothing of them: only guests can join it.
+    """
 
     slow_mode_s: int = 0
     rate_messages: int | None = None
     rate_window_s: float | None = None
+    guest_names: bool | None = None
+    password_min_chars: int = PASSWORD_MIN_CHARS
 
     @classmethod
     def from_json(cls, obj: object) -> ChatSettings | None:
@@ -246,7 +259,10 @@ class ChatSettings:
         messages, window = rate.get("messages"), rate.get("window_s")
         if not _is_int(messages) or isinstance(window, bool) or not isinstance(window, int | float):
             return None
-        return cls(slow, messages, float(window))
+        guests, min_chars = obj.get("guest_names", True), obj.get("password_min_chars", PASSWORD_MIN_CHARS)
+        if not isinstance(guests, bool) or not _is_int(min_chars) or not 1 <= min_chars <= PASSWORD_MAX_CHARS:
+            return None
+        return cls(slow, messages, float(window), guests, min_chars)
 
 
 @dataclass(frozen=True, slots=True)

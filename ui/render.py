@@ -1,5 +1,6 @@
 """What the user sees, as pure functions: the page's CSS, the first screen, chat messages, the
-moderation banner and status line, the connection status, errors, and the join form's name check.
+moderation banner and status line, the connection status, errors, and the join forms' checks (a name;
+an account's password, which they never keep).
 
 Every word comes from the catalog (``ui.i18n``) in the reader's language: notices are worded from
 their kind and numbers, errors from what happened (an HTTP status in its context). Chat text and
@@ -10,6 +11,7 @@ them, and a message is handed to shinychat as a Tag (HTML it inserts as is), nev
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +22,7 @@ from config import contract
 
 from .client import READER_PREFIX, ChatApiError, NameInUse, SendError
 from .i18n import Lang, Terms, Text, text
-from .models import FeedMessage, FeedStatus, Notice, Standing
+from .models import PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS, FeedMessage, FeedStatus, Notice, Standing
 
 # C0 controls (except tab and newline) and DEL: invisible, or worse, in a browser.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -40,6 +42,9 @@ CSS = """
 .chat-intro ul, .chat-rules ul { padding-left: 1.25rem; margin-bottom: .5rem; }
 .chat-rules { font-size: .9rem; }
 .join-form { max-width: 28rem; }
+.join-accounts { display: flex; flex-wrap: wrap; gap: 0 2.5rem; }
+.join-accounts fieldset { flex: 1 1 18rem; max-width: 24rem; }
+.join-accounts legend { font-size: 1.05rem; }
 .join-form .btn { margin-bottom: .5rem; }
 /* a focus ring on everything that can take the focus, over the theme's (which drops the outline) */
 html :is(a, button, input, summary, [contenteditable], [tabindex]):focus-visible {
@@ -256,12 +261,42 @@ def render_intro(lang: Lang, *, joined: bool) -> Tag:
 # -- errors ----------------------------------------------------------------------------------------
 
 
-def join_failure(error: ChatApiError) -> Text:
-    """Why ``POST /sessions`` did not let the user in."""
+def wait_text(seconds: int) -> Text:
+    """How long to wait (a ``Retry-After``), in the largest unit that says it, rounded up."""
+    if seconds < 60:
+        return text("wait.seconds", count=max(seconds, 1))
+    if seconds < 3600:
+        return text("wait.minutes", count=math.ceil(seconds / 60))
+    return text("wait.hours", count=math.ceil(seconds / 3600))
+
+
+def later(text_id: str, retry_after: int | None) -> Text:
+    """``text_id`` saying when to try again, or its ``_later`` form when the API did not say."""
+    return text(text_id, wait=wait_text(retry_after)) if retry_after else text(f"{text_id}_later")
+
+
+def join_failure(error: ChatApiError, *, account: bool = False, min_chars: int = PASSWORD_MIN_CHARS) -> Text:
+    """Why ``POST /accounts`` or ``POST /sessions`` did not let the user in (``account``: they signed up or
+    in with a password; ``min_chars``: the shortest password the API takes)."""
     if isinstance(error, NameInUse):
         return text("join.name_in_use")
     if error.status is None:
         return text("join.unreachable")
+    code = error.code or ""
+    if code == "name_taken":
+        return text("account.name_taken" if account else "guest.name_taken")
+    if code == "bad_credentials" or (account and error.status == 401):
+        return text("account.bad_credentials")
+    if error.status == 429:
+        return later("account.too_many_attempts", error.retry_after)
+    if code == "address_held" or (account and error.status == 403):
+        return later("account.address_held", error.retry_after)
+    if code == "password_too_short":
+        return text("account.password_too_short", min=min_chars)
+    if code == "password_too_long":
+        return text("account.password_too_long", max=PASSWORD_MAX_CHARS)
+    if error.status == 400 and code.startswith("password"):
+        return text("account.password_rejected")
     if error.status in (400, 413):
         return text("join.name_rejected")
     if error.status == 503:
@@ -310,3 +345,42 @@ def validate_name(raw: str | None) -> NameCheck:
     if name.casefold().startswith(READER_PREFIX):
         return NameCheck(None, text("join.name_reserved", prefix=READER_PREFIX))
     return NameCheck(name, None)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCheck:
+    """A sign-up or sign-in form's check: the name to send, or why nothing is sent."""
+
+    name: str | None
+    error: Text | None
+
+
+def check_sign_in(raw_name: str | None, password: str | None) -> AccountCheck:
+    """The sign-in form's check: a name the join form takes, and a password (whatever its length: the
+    minimum may have changed since the account was made)."""
+    check = validate_name(raw_name)
+    if check.name is None:
+        return AccountCheck(None, check.error)
+    if not password:
+        return AccountCheck(None, text("account.password_empty"))
+    if len(password) > PASSWORD_MAX_CHARS:
+        return AccountCheck(None, text("account.password_too_long", max=PASSWORD_MAX_CHARS))
+    return AccountCheck(check.name, None)
+
+
+def check_sign_up(raw_name: str | None, password: str | None, again: str | None, min_chars: int) -> AccountCheck:
+    """The sign-up form's check: a name the join form takes, a password of ``min_chars`` to
+    ``PASSWORD_MAX_CHARS`` characters, typed twice the same."""
+    check = validate_name(raw_name)
+    if check.name is None:
+        return AccountCheck(None, check.error)
+    password = password or ""
+    if not password:
+        return AccountCheck(None, text("account.password_empty"))
+    if len(password) < min_chars:
+        return AccountCheck(None, text("account.password_too_short", min=min_chars))
+    if len(password) > PASSWORD_MAX_CHARS:
+        return AccountCheck(None, text("account.password_too_long", max=PASSWORD_MAX_CHARS))
+    if password != (again or ""):
+        return AccountCheck(None, text("account.password_mismatch"))
+    return AccountCheck(check.name, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,14 @@ def live(tmp_path: Path) -> Iterator[LiveApi]:
             yield api
         finally:
             api.release()
+
+
+@pytest.fixture
+def accounts(live: LiveApi) -> Any:
+    """The live API's accounts (``api.accounts.Accounts``), with guest names off as the product's default."""
+    accounts = live.app.extensions["chat_accounts"]
+    accounts.guest_names = False
+    return accounts
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ the Spark relay and the ledger replaced by in-memory stand-ins below the app.
   on `chat_controlled` (the `message_id`, `chat_position` and `profane` headers; profane words
   masked) and counted for its author's rate limit, as the API's tail reads it from `chat`; a moderator's
   unblock on `chat_actions` becomes the ledger's "unblocked" notice, and a slow mode reaches the app.
-* `chat_sessions` is the API's own stand-in (tests/api/session_log.py), kept across a restart.
+* `chat_sessions` and `chat_accounts` are the API's own stand-ins (tests/api/session_log.py), kept across a
+  restart.
 * :meth:`LiveApi.strike` publishes a strike notice as the ledger does, with the contract's text.
 * :class:`Recorder` sits in front of the app (WSGI) and records every request and its answer.
 
@@ -101,6 +102,7 @@ class Exchange:
     token: str | None
     body: bytes
     language: str | None = None  # the Accept-Language header
+    forwarded_for: str | None = None  # the X-Forwarded-For header
     status: int | None = None
     answer: bytes | None = None
 
@@ -130,6 +132,7 @@ class Recorder:
             token=token.strip() if scheme.lower() == "bearer" else None,
             body=body,
             language=environ.get("HTTP_ACCEPT_LANGUAGE"),
+            forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
         )
         self.exchanges.append(exchange)
 
@@ -215,8 +218,12 @@ class LiveApi:
             "WAREHOUSE_DIR": tmp_path / "warehouse",
             "SECRET_KEY": secrets.token_urlsafe(32),
             "ADMIN_TOKEN": ADMIN_TOKEN,
-            # `chat_sessions` in memory, kept across a restart as the topic is
+            # `chat_sessions` and `chat_accounts` in memory, kept across a restart as the topics are
             "SESSION_LOG": LocalSessionLog(),
+            "ACCOUNT_LOG": LocalSessionLog(),
+            # as on test stacks: guests join under a name; the accounts tests turn it off (the `accounts` fixture)
+            "GUEST_NAMES": True,
+            "PASSWORD_HASH_PROFILE": "CHEAPEST",
         }
         self.topics = Topics()
         self._lock = threading.Lock()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import re
 import subprocess
@@ -29,7 +30,7 @@ from config import contract
 from stack.broker import free_port
 from tests.ui.live_api import REPO_ROOT, LiveApi, wait_until
 from tests.ui.samples import parse
-from ui.i18n import Lang, translate
+from ui.i18n import Lang, text, translate
 from ui.models import Notice, Standing
 from ui.render import block_reason, notice_text
 
@@ -156,6 +157,27 @@ class ShinyClient:
 
     def join(self, name: str, clicks: int) -> None:
         self.send("update", {"name": name, "join:shiny.action": clicks})
+
+    def sign_up(self, name: str, password: str, again: str, clicks: int) -> None:
+        self.send(
+            "update",
+            {
+                "signup_name": name,
+                "signup_password": password,
+                "signup_password2": again,
+                "signup:shiny.action": clicks,
+            },
+        )
+
+    def sign_in(self, name: str, password: str, clicks: int) -> None:
+        self.send("update", {"signin_name": name, "signin_password": password, "signin:shiny.action": clicks})
+
+    def cleared(self, input_id: str) -> int:
+        """How many times the server emptied the page's input ``input_id``."""
+        return sum(1 for message in self.input_messages(input_id) if message.get("value") == "")
+
+    def error_shown(self, expected: str) -> None:
+        self.pump(lambda: self.output("join_error_text") == expected)
 
     def say(self, text: str, seq: int) -> None:
         self.send("update", {"chat_user_input:shinychat.userInput": {"text": text, "attachments": [], "seq": seq}})
@@ -688,3 +710,130 @@ def test_ui_in_spanish_and_switching_language(live: LiveApi, ui_server: str) -> 
         assert ben.output("join_error_text") == translate("es", "join.name_empty")
         ben.switch("en")  # an error already shown follows the switch too
         ben.pump(lambda: ben.output("join_error_text") == translate("en", "join.name_empty"))
+
+
+PASSWORD = "correct horse battery"
+
+
+def test_accounts_sign_up_sign_in_and_their_refusals(live: LiveApi, ui_server: str) -> None:
+    """Beside the guest's join (the test API has guest names on), a sign-up and a sign-in form: passwords are
+    checked in the UI, cleared after every attempt and never sent back to the page; each refusal is worded in
+    the reader's language; a signed-in user chats under the spelling they registered."""
+    with open_ws(ui_server, "es-ES,es;q=0.9") as ws_ana, open_ws(ui_server) as ws_eve:
+        ana, eve = ShinyClient(ws_ana), ShinyClient(ws_eve)
+        ana.pump(lambda: 'id="signup"' in ana.output_html("join_area"))
+        form = ana.output_html("join_area")
+        assert 'id="join"' in form and 'id="signin"' in form
+        assert form.count('type="password"') == 3
+        assert 'autocomplete="current-password"' in form and form.count('autocomplete="new-password"') == 2
+        assert "Crear una cuenta" in form and escaped(translate("es", "account.password_placeholder", min=10)) in form
+
+        # checked before sending: the two passwords differ, or one is too short; nothing reaches the API
+        ana.sign_up("Ana", PASSWORD, PASSWORD + "!", 1)
+        ana.error_shown(translate("es", "account.password_mismatch"))
+        ana.sign_up("Ana", "short", "short", 2)
+        ana.error_shown(translate("es", "account.password_too_short", min=10))
+        assert live.recorder.requests("POST", "/accounts") == []
+        ana.pump(lambda: ana.cleared("signup_password") == 2 and ana.cleared("signup_password2") == 2)
+
+        ana.sign_up("  Ana ", PASSWORD, PASSWORD, 3)
+        ana.pump(lambda: "Estás en el chat como" in ana.output_html("join_area"))
+        assert "<strong>Ana</strong>" in ana.output_html("join_area")
+        ana.pump(lambda: ana.cleared("signup_password") == 3 and ana.cleared("signin_password") == 3)
+        assert [e.json() for e in live.recorder.requests("POST", "/accounts")] == [
+            {"author": "Ana", "password": PASSWORD}  # trimmed, as the join form trims a name
+        ]
+        # from the browser's address, as the UI's server saw it
+        assert live.recorder.requests("POST", "/accounts")[0].forwarded_for == "127.0.0.1"
+        ana.say("hola", 1)
+        ana.pump(lambda: "hola" in ana.shown())
+        assert live.messages[-1]["author"] == "Ana"
+
+        # someone else: a look-alike can neither be signed up nor joined as a guest, a wrong password gets the
+        # one answer
+        eve.pump(lambda: 'id="signin"' in eve.output_html("join_area"))
+        eve.sign_up("\u0410na", PASSWORD, PASSWORD, 1)  # a Cyrillic А
+        eve.error_shown(translate("en", "account.name_taken"))
+        eve.join("ANA", 1)
+        eve.error_shown(translate("en", "guest.name_taken"))
+        eve.sign_in("ANA", "not her password", 1)
+        eve.error_shown(translate("en", "account.bad_credentials"))
+        # the right password while Ana's own window is open: her live session holds the name
+        eve.sign_in("ANA", PASSWORD, 2)
+        eve.error_shown(translate("en", "join.name_in_use"))
+        # Ana closes her window and signs in from the other under another case: the registered spelling is
+        # the one shown and used
+        ws_ana.close()
+        wait_until(lambda: "Ana" not in live.holders())
+        eve.sign_in("ANA", PASSWORD, 3)
+        eve.pump(lambda: "Chatting as" in eve.output_html("join_area"))
+        assert "<strong>Ana</strong>" in eve.output_html("join_area")
+        eve.pump(lambda: eve.cleared("signin_password") == 4)
+
+        # the passwords never came back to either page
+        for client in (ana, eve):
+            assert PASSWORD not in json.dumps(client.received)
+            assert "not her password" not in json.dumps(client.received)
+
+
+def test_accounts_held_and_throttled_say_when_to_try_again(live: LiveApi, ui_server: str) -> None:
+    """A sign-up from an address a blocked user signed in from, and too many wrong passwords: the wait the
+    API's Retry-After gives, in the reader's words. Every browser reaches the API from the UI's address."""
+    with open_ws(ui_server) as ws:
+        mallory = ShinyClient(ws)
+        mallory.pump(lambda: 'id="signup"' in mallory.output_html("join_area"))
+        mallory.sign_up("mallory", PASSWORD, PASSWORD, 1)
+        mallory.pump(lambda: "Chatting as" in mallory.output_html("join_area"))
+        for _ in range(contract.STRIKE_LIMIT):
+            live.strike("mallory")
+        mallory.pump(lambda: "chat-blocked" in mallory.output_html("moderation"))
+    with open_ws(ui_server) as ws:
+        eve = ShinyClient(ws)
+        eve.pump(lambda: 'id="signup"' in eve.output_html("join_area"))
+        eve.sign_up("someone new", PASSWORD, PASSWORD, 1)
+        hours = math.ceil(live.app.config["SIGNUP_HOLD_S"] / 3600)
+        eve.error_shown(translate("en", "account.address_held", wait=text("wait.hours", count=hours)))
+
+        for clicks in range(1, live.app.config["SIGN_IN_LIMIT"] + 1):  # the last wrong one locks the address
+            eve.sign_in("nobody", f"guess number {clicks}", clicks)
+            eve.pump(lambda c=clicks: eve.cleared("signin_password") == c + 1)  # type: ignore[misc]
+        eve.error_shown(translate("en", "account.bad_credentials"))
+        eve.sign_in("nobody", "one guess more", live.app.config["SIGN_IN_LIMIT"] + 1)
+        minutes = math.ceil(live.app.config["SIGN_IN_WINDOW_S"] / 60)
+        eve.error_shown(translate("en", "account.too_many_attempts", wait=text("wait.minutes", count=minutes)))
+        assert live.app.extensions["chat_accounts"].by_address._locked  # the API's own lock-out, not the UI's
+
+
+def test_without_guest_names_only_accounts_join(live: LiveApi, ui_server: str) -> None:
+    live.app.extensions["chat_accounts"].guest_names = False
+    with open_ws(ui_server, "es") as ws:
+        ana = ShinyClient(ws)
+        ana.pump(lambda: 'id="signup"' in ana.output_html("join_area"))
+        form = ana.output_html("join_area")
+        assert 'id="join"' not in form and 'id="signin"' in form
+        ana.pump(lambda: bool(ana.placeholders()))
+        assert ana.placeholders()[-1] == translate("es", "chat.placeholder_signin")
+        ana.switch("en")  # the forms are relabelled, not re-rendered
+        ana.pump(lambda: bool(ana.input_messages("signup")))
+        assert ana.input_messages("signup")[-1]["label"]["html"] == translate("en", "account.signup_button")
+        assert ana.input_messages("signup_password2")[-1]["label"]["html"] == translate(
+            "en", "account.password_again_label"
+        )
+        assert "value" not in ana.input_messages("signin_name")[-1]
+
+
+def test_a_signed_in_session_that_ends_asks_to_sign_in_again(live: LiveApi, ui_server: str) -> None:
+    with open_ws(ui_server) as ws:
+        ana = ShinyClient(ws)
+        ana.pump(lambda: 'id="signup"' in ana.output_html("join_area"))
+        ana.sign_up("ana", PASSWORD, PASSWORD, 1)
+        ana.pump(lambda: "Chatting as" in ana.output_html("join_area"))
+        live.expire("ana")
+        ana.say("still here?", 1)
+        ana.pump(lambda: bool(ana.notifications("error")))
+        assert ana.notifications("error") == [escaped(translate("en", "send.session_ended"))]
+        ana.error_shown(translate("en", "account.session_ended"))
+        assert 'id="signin"' in ana.output_html("join_area")
+        signed = [e.json() for e in live.recorder.requests("POST", "/sessions") if e.json()["author"] == "ana"]
+        assert signed == [{"author": "ana", "password": PASSWORD}]  # and no renewal without it
+        assert live.messages == []

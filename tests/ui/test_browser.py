@@ -175,6 +175,23 @@ class ChatPage:
             PAGE_TIMEOUT,
         )
 
+    def account(self, kind: str, name: str, password: str) -> None:
+        """Fill in the sign-in (``kind`` "signin") or sign-up ("signup") form and send it."""
+        fields = {f"{kind}_name": name, f"{kind}_password": password}
+        if kind == "signup":
+            fields["signup_password2"] = password
+        for input_id, value in fields.items():
+            field = self.driver.find_element(By.ID, input_id)
+            field.clear()
+            field.send_keys(value)
+        self.driver.find_element(By.ID, kind).click()
+
+    def password_fields_empty(self) -> bool:
+        return self.script("return [...document.querySelectorAll('input[type=password]')].every((e) => !e.value)")
+
+    def wait_for_join_error(self, expected: str) -> None:
+        self.wait_for(lambda: self.text_of("#join_error_text") == expected, repr(expected), PAGE_TIMEOUT)
+
     @property
     def lang(self) -> str:
         return str(self.script("return document.documentElement.lang"))
@@ -378,6 +395,50 @@ def test_a_blocked_user_sees_no_chat_until_a_moderator_unblocks_them(chat_stack,
     troll.say(f"sorry ({run})")
     for window in (troll, bob):
         window.wait_for_message(troll_name, f"sorry ({run})")
+
+
+def test_a_blocked_account_cannot_come_back_under_another_spelling(chat_stack, open_window: OpenWindow) -> None:
+    """Issue 19: sign up, chat, be blocked after three strikes, then fail to come back as a variant of the
+    name (capitals, a look-alike) by signing up, signing in or joining as a guest."""
+    run = secrets.token_hex(3)
+    name, password = f"troll{run}", f"a long enough secret {run}"
+    troll = open_window(chat_stack.ui_url)
+    troll.account("signup", name, password)
+    troll.wait_for(lambda: troll.text_of("#join_area strong") == name, f"signing up as {name!r}", PAGE_TIMEOUT)
+    assert troll.driver.find_elements(By.CSS_SELECTOR, "input[type=password]") == []  # the forms are gone
+    troll.say(f"hola ({run})")
+    troll.wait_for_message(name, f"hola ({run})")
+    for text in ["mierda", "sh1t happens", "eres un cabrón"]:
+        troll.say(text)
+    troll.wait_for(
+        lambda: bool(troll.driver.find_elements(By.CSS_SELECTOR, "#moderation .chat-blocked")),
+        "the blocked banner",
+        MODERATION_TIMEOUT,
+    )
+    try:
+        # Another window, another try: every spelling that looks like the blocked name is refused.
+        again = open_window(chat_stack.ui_url, lang="es")
+        again.account("signup", name.upper(), password)
+        again.wait_for_join_error(translate("es", "account.name_taken"))
+        again.wait_for(again.password_fields_empty, "the password fields to be emptied", PAGE_TIMEOUT)
+        look_alike = name.replace("l", "I")  # two capital I for the two l's
+        again.account("signin", look_alike, "not the password at all")
+        again.wait_for_join_error(translate("es", "account.bad_credentials"))
+        again.wait_for(again.password_fields_empty, "the password fields to be emptied", PAGE_TIMEOUT)
+        again.driver.find_element(By.ID, "name").send_keys(look_alike)
+        again.driver.find_element(By.ID, "join").click()
+        again.wait_for_join_error(translate("es", "guest.name_taken"))
+        assert again.text_of("#join_area strong") == ""  # not in the chat under any of them
+        assert again.serious_accessibility_problems() == []
+    finally:
+        # the shared stack goes on: the block and the hold on this address (the UI's) are lifted
+        admin = {"Authorization": f"Bearer {chat_stack.admin_token}"}
+        unblock = requests.post(f"{chat_stack.api_url}/users/{name}/unblock", headers=admin, timeout=20)
+        assert unblock.status_code == 202, unblock.text
+        holds = requests.get(f"{chat_stack.api_url}/admin/holds", headers=admin, timeout=20).json()["holds"]
+        for hold in holds:
+            lifted = requests.delete(f"{chat_stack.api_url}/admin/holds/{hold['address']}", headers=admin, timeout=20)
+            assert lifted.status_code in (204, 404), lifted.text
 
 
 # -- two languages -------------------------------------------------------------------------------

@@ -5,12 +5,15 @@ Texts the tests expect come from the API's own answers or from config.contract.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import requests
 
 from config import contract
 from stack.broker import free_port
@@ -23,15 +26,17 @@ from ui.client import (
     NameInUse,
     SendError,
     SessionLost,
+    api_code,
     fetch_chat_settings,
     fetch_user,
     open_session,
     send_message,
+    sign_up,
     user_url,
 )
 from ui.i18n import text
 from ui.models import ChatSettings, FeedMessage, Standing, UserRecord
-from ui.render import block_reason
+from ui.render import block_reason, join_failure
 
 
 def joined(url: str, author: str) -> ChatSession:
@@ -173,9 +178,9 @@ def test_send_message_over_the_rate_limit_says_why_and_when(live: LiveApi) -> No
 
 
 def test_send_message_within_the_slow_mode_and_the_chat_settings(live: LiveApi) -> None:
-    assert fetch_chat_settings(live.url) == ChatSettings(0, 5, 5.0)
+    assert fetch_chat_settings(live.url) == ChatSettings(0, 5, 5.0, guest_names=True)  # an API without accounts: guests
     live.slow_mode(45)
-    assert fetch_chat_settings(live.url) == ChatSettings(45, 5, 5.0)
+    assert fetch_chat_settings(live.url) == ChatSettings(45, 5, 5.0, guest_names=True)
     session = joined(live.url, "alice")
     assert send_message(session, "one") is not None
     with pytest.raises(SendError) as info:
@@ -376,3 +381,162 @@ def test_a_session_without_a_language_sends_none(live: LiveApi) -> None:
     session.request("GET", f"{live.url}/messages", timeout=5).close()
     session.close()
     assert [e.language for e in live.recorder.exchanges] == [None, None, None]
+
+
+# -- accounts (issue 19), against the real API ------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+def test_sign_up_then_sign_in_under_the_registered_spelling(live: LiveApi, accounts: Any) -> None:
+    assert fetch_chat_settings(live.url) == ChatSettings(0, 5, 5.0, guest_names=False, password_min_chars=10)
+    assert sign_up(live.url, "  Luci\u0301a ", PASSWORD, language="es") == "Luc\u00eda"
+    session = ChatSession(live.url, "LUC\u00cdA", language="es")
+    session.open(PASSWORD)
+    assert session.author == "Luc\u00eda" and session.signed_in  # the spelling its owner registered
+    assert session.token in live.tokens_of("Luc\u00eda")
+    echo = send_message(session, "hola")
+    assert echo is not None and echo.author == "Luc\u00eda"
+    # each password went in its request's body, and only there
+    sent = [(e.path, e.json(), e.language) for e in live.recorder.exchanges if e.method == "POST"]
+    assert sent[:2] == [
+        ("/accounts", {"author": "  Luci\u0301a ", "password": PASSWORD}, "es"),
+        ("/sessions", {"author": "LUC\u00cdA", "password": PASSWORD}, "es"),
+    ]
+    assert PASSWORD not in repr(vars(session))  # not kept for a renewal
+    session.close()
+    assert live.holders() == []
+
+
+@pytest.mark.parametrize(
+    ("variant", "status", "code"),
+    [
+        ("LUCÍA", 409, "name_taken"),  # another case
+        ("Luc\u00ed\u0430", 409, "name_taken"),  # a Cyrillic а
+        ("Luci\u0301a", 409, "name_taken"),  # NFD
+        ("Lucía", 409, "name_taken"),  # the same
+        ("Lu\u200bcía", 400, "author_invisible"),  # a zero-width space inside
+    ],
+)
+def test_signing_up_a_taken_name_or_a_look_alike_is_refused(
+    live: LiveApi, accounts: Any, variant: str, status: int, code: str
+) -> None:
+    assert sign_up(live.url, "Lucía", PASSWORD) == "Lucía"
+    with pytest.raises(ChatApiError) as info:
+        sign_up(live.url, variant, "another good password")
+    assert (info.value.status, info.value.code) == (status, code)
+    assert info.value.api_error == live.last_error("POST", "/accounts")
+    assert not isinstance(info.value, NameInUse)  # not "in use for now": taken for good
+    assert join_failure(info.value, account=True) == text(
+        "account.name_taken" if status == 409 else "join.name_rejected"
+    )
+
+
+def test_sign_up_refusals_carry_their_code_and_when_to_try_again(live: LiveApi, accounts: Any) -> None:
+    with pytest.raises(ChatApiError) as short:
+        sign_up(live.url, "ana", "short")
+    assert (short.value.status, short.value.code, short.value.retry_after) == (400, "password_too_short", None)
+    # mallory signs in from here and is blocked: sign-ups from this address are held
+    assert sign_up(live.url, "mallory", PASSWORD) == "mallory"
+    open_session(live.url, "mallory", password=PASSWORD)
+    for _ in range(contract.STRIKE_LIMIT):
+        live.strike("mallory")
+    with pytest.raises(ChatApiError) as held:
+        sign_up(live.url, "mall0ry-2", PASSWORD)
+    assert (held.value.status, held.value.code) == (403, "address_held")
+    assert held.value.retry_after is not None and 0 < held.value.retry_after <= live.app.config["SIGNUP_HOLD_S"]
+    for error in (short.value, held.value):
+        assert PASSWORD not in str(error) and PASSWORD not in repr(error.args)
+
+
+@pytest.mark.parametrize(("name", "password"), [("ana", "wrong password!"), ("nobody", PASSWORD)])
+def test_wrong_credentials_get_one_answer_then_a_throttle(
+    live: LiveApi, accounts: Any, name: str, password: str
+) -> None:
+    sign_up(live.url, "ana", PASSWORD)
+    session = ChatSession(live.url, name)
+    with pytest.raises(ChatApiError) as info:
+        session.open(password)
+    assert (info.value.status, info.value.code) == (401, "bad_credentials")
+    assert password not in str(info.value)
+    assert session.token is None and not session.signed_in and live.holders() == []
+    for _ in range(live.app.config["SIGN_IN_LIMIT"]):
+        try:
+            open_session(live.url, name, password=password)
+        except ChatApiError as exc:
+            throttled = exc
+    assert (throttled.status, throttled.code) == (429, "too_many_attempts")
+    assert throttled.retry_after is not None and 0 < throttled.retry_after <= live.app.config["SIGN_IN_WINDOW_S"]
+
+
+def test_a_signed_in_session_that_ends_is_over_and_no_guest_takes_its_place(live: LiveApi, accounts: Any) -> None:
+    sign_up(live.url, "ana", PASSWORD)
+    session = ChatSession(live.url, "ana")
+    session.open(PASSWORD)
+    stale = session.token
+    live.expire("ana")
+    with pytest.raises(SendError) as info:
+        send_message(session, "still here?")
+    assert info.value.problem == "session_ended" and info.value.session_lost and not info.value.blocked
+    # no new session was asked for without the password
+    assert [e.json() for e in live.recorder.requests("POST", "/sessions")] == [{"author": "ana", "password": PASSWORD}]
+    assert live.messages == []
+    with pytest.raises(SessionLost) as lost:
+        session.renew(stale)  # type: ignore[arg-type]
+    assert lost.value.signed_in
+    session.close()
+
+
+def test_a_guest_cannot_take_an_accounts_name(live: LiveApi) -> None:
+    sign_up(live.url, "ana", PASSWORD)
+    with pytest.raises(ChatApiError) as info:
+        open_session(live.url, "ANA")
+    assert (info.value.status, info.value.code) == (409, "name_taken")
+    assert not isinstance(info.value, NameInUse)
+
+
+def test_without_guest_names_a_guest_is_refused(live: LiveApi, accounts: Any) -> None:
+    with pytest.raises(ChatApiError) as info:
+        open_session(live.url, "guest")
+    assert (info.value.status, info.value.code) == (400, "password_required")
+
+
+def test_a_guest_session_still_renews_itself(live: LiveApi) -> None:
+    session = joined(live.url, "guest")
+    assert not session.signed_in
+    live.expire("guest")
+    assert send_message(session, "renewed") is not None
+    assert live.session_log == [("open", "guest"), ("open", "guest")]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"error": "That name is taken", "code": "name_taken"}, "name_taken"),
+        ({"error": "name_taken", "message": "That name is taken"}, "name_taken"),  # the contract's wording
+        ({"error": "That name is taken"}, None),
+        ({"error": 5}, None),
+        ([], None),
+    ],
+)
+def test_the_error_code_is_read_from_either_shape(body: object, code: str | None) -> None:
+    response = requests.Response()
+    response.status_code = 409
+    response._content = json.dumps(body).encode()
+    assert api_code(response) == code
+
+
+def test_every_request_for_a_person_says_where_their_browser_is(live: LiveApi) -> None:
+    """The UI forwards its user's address (X-Forwarded-For) where the API's per-address limits apply: the
+    sign-up, the sign-in and what the session does (the sign-out frees a name and needs none)."""
+    sign_up(live.url, "ana", PASSWORD, client_address="203.0.113.7")
+    session = ChatSession(live.url, "ana", client_address="203.0.113.7")
+    session.open(PASSWORD)
+    send_message(session, "hola")
+    session.close()
+    assert [(e.method, e.path, e.forwarded_for) for e in live.recorder.exchanges] == [
+        ("POST", "/accounts", "203.0.113.7"),
+        ("POST", "/sessions", "203.0.113.7"),
+        ("POST", "/messages", "203.0.113.7"),
+        ("DELETE", "/sessions", None),
+    ]

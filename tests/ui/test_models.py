@@ -9,7 +9,17 @@ import pytest
 
 from config import contract
 from tests.ui.samples import msg, notice
-from ui.models import ChatSettings, FeedMessage, FeedStatus, MessageStore, Notice, NoticeKind, Standing, UserRecord
+from ui.models import (
+    PASSWORD_MIN_CHARS,
+    ChatSettings,
+    FeedMessage,
+    FeedStatus,
+    MessageStore,
+    Notice,
+    NoticeKind,
+    Standing,
+    UserRecord,
+)
 
 LIMIT = contract.STRIKE_LIMIT
 
@@ -241,3 +251,29 @@ def test_chat_settings_from_the_apis_json(body: object, expected: tuple[int, int
     assert (None if settings is None else (settings.slow_mode_s, settings.rate_messages, settings.rate_window_s)) == (
         expected
     )
+
+
+RATE = {"slow_mode_s": 0, "rate_limit": {"messages": 5, "window_s": 5}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, (True, PASSWORD_MIN_CHARS)),  # an API without accounts: only guests can join
+        ({"guest_names": False, "password_min_chars": 12}, (False, 12)),
+        ({"guest_names": True}, (True, PASSWORD_MIN_CHARS)),
+        ({"guest_names": "false"}, None),
+        ({"guest_names": None}, None),
+        ({"guest_names": False, "password_min_chars": 0}, None),
+        ({"guest_names": False, "password_min_chars": True}, None),
+        ({"guest_names": False, "password_min_chars": 10.5}, None),
+        ({"guest_names": False, "password_min_chars": 257}, None),
+    ],
+)
+def test_chat_settings_say_how_people_join(extra: dict[str, object], expected: tuple[bool, int] | None) -> None:
+    settings = ChatSettings.from_json({**RATE, **extra})
+    assert (None if settings is None else (settings.guest_names, settings.password_min_chars)) == expected
+
+
+def test_before_the_api_has_said_the_ui_does_not_know_how_people_join() -> None:
+    assert ChatSettings().guest_names is None

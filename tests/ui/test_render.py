@@ -1,5 +1,5 @@
 """ui/render.py: untrusted text is rendered as text; notices, the moderation banner and status line, errors
-and the first screen worded in each language from codes and numbers; and the join form's name check."""
+and the first screen worded in each language from codes and numbers; and the join forms' checks."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from config import contract
 from tests.ui.samples import HOSTILE, UNICODE, msg, notice, parse
 from ui.client import READER_PREFIX, ApiUnreachable, ChatApiError, NameInUse, SendError
 from ui.i18n import LANGUAGES, Lang, text
-from ui.models import FeedStatus, Notice, Standing, UserRecord
+from ui.models import PASSWORD_MAX_CHARS, FeedStatus, Notice, Standing, UserRecord
 from ui.render import (
     block_reason,
+    check_sign_in,
+    check_sign_up,
     clean_text,
     format_time,
     join_failure,
@@ -31,6 +33,7 @@ from ui.render import (
     status_text,
     strike_status_text,
     validate_name,
+    wait_text,
 )
 
 LIMIT = contract.STRIKE_LIMIT
@@ -467,3 +470,132 @@ def test_name_errors_in_spanish() -> None:
     )
     reserved = validate_name(READER_PREFIX + "x").error
     assert reserved is not None and f"«{READER_PREFIX}» están reservados" in reserved.render("es")
+
+
+# -- accounts: the forms' checks and the API's refusals ---------------------------------------------
+
+
+def test_sign_up_checks_the_passwords_before_anything_is_sent() -> None:
+    good = "correct horse"
+    assert check_sign_up("  ana ", good, good, 10).name == "ana"
+    assert check_sign_up("  ana ", good, good, 10).error is None
+    assert check_sign_up("", good, good, 10).error == text("join.name_empty")
+    assert check_sign_up("ana", "", "", 10).error == text("account.password_empty")
+    assert check_sign_up("ana", None, None, 10).error == text("account.password_empty")
+    assert check_sign_up("ana", "x" * 9, "x" * 9, 10).error == text("account.password_too_short", min=10)
+    assert check_sign_up("ana", "x" * 10, "x" * 10, 10).name == "ana"  # the minimum is allowed
+    too_long = "x" * (PASSWORD_MAX_CHARS + 1)
+    assert check_sign_up("ana", too_long, too_long, 10).error == text(
+        "account.password_too_long", max=PASSWORD_MAX_CHARS
+    )
+    mismatch = check_sign_up("ana", good, good + " ", 10)
+    assert mismatch.name is None and mismatch.error == text("account.password_mismatch")
+    assert mismatch.error.render("es") == "Las dos contraseñas no coinciden; escríbelas otra vez."
+    assert check_sign_up("ana", good, None, 10).error == text("account.password_mismatch")
+    # the minimum is the API's (GET /chat/settings), in the reader's words
+    short = check_sign_up("ana", "abc", "abc", 1)
+    assert short.name == "ana"
+    one = check_sign_up("ana", "a", "a", 2).error
+    assert one is not None and one.render("es") == "La contraseña debe tener al menos 2 caracteres."
+    assert text("account.password_too_short", min=1).render("en") == "The password must have at least 1 character."
+
+
+def test_sign_in_checks_only_what_any_account_has() -> None:
+    assert check_sign_in(" ana ", "short").name == "ana"  # an account made under an older minimum still signs in
+    assert check_sign_in("ana", "").error == text("account.password_empty")
+    assert check_sign_in("ana", None).error == text("account.password_empty")
+    assert check_sign_in(READER_PREFIX + "1", "x" * 12).error == text("join.name_reserved", prefix=READER_PREFIX)
+    too_long = check_sign_in("ana", "x" * (PASSWORD_MAX_CHARS + 1)).error
+    assert too_long == text("account.password_too_long", max=PASSWORD_MAX_CHARS)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "en", "es"),
+    [
+        (0, "1 second", "1 segundo"),
+        (1, "1 second", "1 segundo"),
+        (45, "45 seconds", "45 segundos"),
+        (60, "1 minute", "1 minuto"),
+        (61, "2 minutes", "2 minutos"),
+        (3599, "60 minutes", "60 minutos"),
+        (3600, "1 hour", "1 hora"),
+        (86400, "24 hours", "24 horas"),
+    ],
+)
+def test_the_wait_is_said_in_the_largest_unit_rounded_up(seconds: int, en: str, es: str) -> None:
+    assert (wait_text(seconds).render("en"), wait_text(seconds).render("es")) == (en, es)
+
+
+@pytest.mark.parametrize(
+    ("error", "account", "en", "es"),
+    [
+        (
+            ChatApiError("taken", status=409, code="name_taken"),
+            True,
+            "That name, or one that looks like it, is already taken; please choose another. "
+            "If the account is yours, sign in with your password.",
+            "Ese nombre, u otro que se le parece, ya es de otra persona; elige otro. "
+            "Si la cuenta es tuya, entra con tu contraseña.",
+        ),
+        (
+            ChatApiError("taken", status=409, code="name_taken"),
+            False,
+            "That name, or one that looks like it, is already taken; please choose another.",
+            "Ese nombre, u otro que se le parece, ya es de otra persona; elige otro.",
+        ),
+        (
+            ChatApiError("no", status=401, code="bad_credentials"),
+            True,
+            "Wrong name or password.",
+            "Nombre o contraseña incorrectos.",
+        ),
+        (
+            ChatApiError("slow down", status=429, code="too_many_attempts", retry_after=90),
+            True,
+            "Too many attempts. Please try again in 2 minutes.",
+            "Demasiados intentos. Vuelve a intentarlo dentro de 2 minutos.",
+        ),
+        (
+            ChatApiError("slow down", status=429, code="too_many_attempts"),
+            True,
+            "Too many attempts. Please try again later.",
+            "Demasiados intentos. Vuelve a intentarlo más tarde.",
+        ),
+        (
+            ChatApiError("held", status=403, code="address_held", retry_after=86400),
+            True,
+            "After a block, no new accounts can be created from your connection for a while. "
+            "Please try again in 24 hours.",
+            "Tras un bloqueo, no se pueden crear cuentas desde tu conexión durante un tiempo. "
+            "Vuelve a intentarlo dentro de 24 horas.",
+        ),
+        (
+            ChatApiError("short", status=400, code="password_too_short"),
+            True,
+            "The password must have at least 12 characters.",
+            "La contraseña debe tener al menos 12 caracteres.",
+        ),
+        (
+            ChatApiError("long", status=400, code="password_too_long"),
+            True,
+            f"The password can have at most {PASSWORD_MAX_CHARS} characters.",
+            f"La contraseña puede tener como máximo {PASSWORD_MAX_CHARS} caracteres.",
+        ),
+        (
+            ChatApiError("weak", status=400, code="password_common"),
+            True,
+            "The chat server does not accept that password; please try another.",
+            "El servidor del chat no acepta esa contraseña; prueba con otra.",
+        ),
+        (
+            ChatApiError("a/b", status=400, code="author_slash"),
+            True,
+            "That name cannot be used",
+            "Ese nombre no se puede usar",
+        ),
+    ],
+)
+def test_account_failures_are_worded_from_the_apis_code(error: ChatApiError, account: bool, en: str, es: str) -> None:
+    worded = join_failure(error, account=account, min_chars=12)
+    assert worded.render("en").startswith(en)
+    assert worded.render("es").startswith(es)
