@@ -38,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         DATA_DIR=s.data_dir,
         SESSION_TTL_S=s.session_ttl_s,
         ADMIN_TOKEN=s.admin_token,
+        READER_TOKEN=s.reader_token,
         SECRET_KEY=s.secret_key,
         SNAPSHOT_REFRESH_S=0.5,
         JSON_SORT_KEYS=False,

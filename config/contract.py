@@ -38,6 +38,8 @@ SPARK_TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"  # the same, for Spark's datetime
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 MAX_AUTHOR_CHARS = 64
 MAX_PASSWORD_CHARS = 256
+# a UI process reads the chat under a session of its own named so; only CHAT_READER_TOKEN opens one
+READER_PREFIX = "ui-reader-"
 MAX_DATA_CHARS = 2000
 # session tokens one POST /notices/poll may carry: the joined users one UI process follows
 MAX_POLL_TOKENS = 1000

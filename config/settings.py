@@ -146,6 +146,13 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "CHAT_READER_TOKEN",
+        "",
+        "the credential a UI process's feed reader signs in with (names starting `ui-reader-`), shared by the UI "
+        "and the API; `make up` makes one per run; unset: reader sessions only where CHAT_GUEST_NAMES allows",
+        secret=True,
+    ),
+    Setting(
         "CHAT_ADMIN_TOKEN",
         "",
         "the moderators' bearer token, at least 16 characters; unset: moderator calls are refused",
@@ -288,6 +295,7 @@ class Settings:
     sign_in_window_s: float
     signup_hold_s: float
     secret_key: str
+    reader_token: str
     admin_token: str
 
     @property
@@ -353,6 +361,7 @@ def load() -> Settings:
         sign_in_window_s=_seconds("CHAT_SIGN_IN_WINDOW_S", 300.0, 1, 86_400),
         signup_hold_s=_seconds("CHAT_SIGNUP_HOLD_S", 86_400.0, 0, 365 * 86_400),
         secret_key=_raw("CHAT_SECRET_KEY"),
+        reader_token=_raw("CHAT_READER_TOKEN"),
         admin_token=_admin_token(),
     )
 

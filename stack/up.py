@@ -8,6 +8,7 @@ README "The two commands" says what each part is.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -132,8 +133,10 @@ def prepare_dirs(s: settings.Settings) -> None:
 
 
 def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
-    """The streams, the API and the UI; only the API is given the secrets (CHAT_SECRET_KEY, CHAT_ADMIN_TOKEN)."""
+    """The streams, the API and the UI; only the API is given the secrets (CHAT_SECRET_KEY, CHAT_ADMIN_TOKEN), and
+    the UI the one it shares with the API (CHAT_READER_TOKEN: one per run unless set)."""
     streams_ready = s.run_dir / "streams.ready"
+    env = {**env, "CHAT_READER_TOKEN": s.reader_token or env.get("CHAT_READER_TOKEN") or secrets.token_urlsafe(32)}
     public_env = without_secrets(env)
     return [
         Service(
@@ -156,7 +159,7 @@ def build_services(s: settings.Settings, env: dict[str, str]) -> list[Service]:
             "ui",
             [PY, "-m", "uvicorn", "ui.app:app", "--host", s.ui_host, "--port", str(s.ui_port)],
             s.log_dir / "ui.log",
-            public_env,
+            {**public_env, "CHAT_READER_TOKEN": env["CHAT_READER_TOKEN"]},
             ready=lambda: http_ok(f"http://{s.ui_host}:{s.ui_port}/"),
         ),
     ]

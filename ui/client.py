@@ -24,6 +24,8 @@ from urllib.parse import quote
 
 import requests
 
+from config import contract
+
 from .models import ChatSettings, FeedMessage, UserRecord
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 CODE = re.compile(r"[a-z][a-z0-9_]*")
 """What an API error code looks like (``name_taken``)."""
 
-READER_PREFIX = "ui-reader-"
+READER_PREFIX = contract.READER_PREFIX
 """The shared feed poller reads as ``ui-reader-<8 random hex digits>``; users cannot take such names."""
 SEND_TIMEOUT = 10.0
 LOOKUP_TIMEOUT = 5.0
@@ -344,7 +346,8 @@ class ChatSession:
     good: later requests raise :class:`SessionLost` instead of opening
     another, so a request racing the close cannot take the name again.
 
-    A session never opened is opened by its first request, as a guest's. An
+    A session never opened is opened by its first request, as a guest's (or with
+    ``credential``, a service's such as the feed reader's, kept to renew it). An
     account's session is opened by :meth:`open` with the password, which is not
     kept: when it expires, it is over (:class:`SessionLost` with ``signed_in``).
     ``language`` (the user's, which they may change at any time) goes with every
@@ -359,9 +362,11 @@ class ChatSession:
         timeout: float = SESSION_TIMEOUT,
         language: str | None = None,
         client_address: str | None = None,
+        credential: str | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._author = author
+        self._credential = credential  # a service's (the feed reader's CHAT_READER_TOKEN), never a person's password
         self.timeout = timeout
         self.language = language
         self.client_address = client_address  # the person's browser's, forwarded with every request
@@ -406,7 +411,7 @@ class ChatSession:
         grant = open_session(
             self.api_url,
             self._author,
-            password=password,
+            password=password if password is not None else self._credential,
             timeout=self.timeout,
             language=self.language,
             client_address=self.client_address,

@@ -276,6 +276,28 @@ CATALOG: dict[str, dict[Lang, Entry]] = {
         "en": "You are blocked: strike {strike} of {limit} for profanity. You can no longer send or read messages. "
         "A moderator can unblock you.",
     },
+    "notice.warning_spam": {
+        "es": Plural(
+            "limit",
+            one="Aviso: falta {strike} de {limit} por spam: has enviado el mismo mensaje una y otra vez y nadie más "
+            "lo ha visto. Con {limit} falta se te bloquea.",
+            other="Aviso: falta {strike} de {limit} por spam: has enviado el mismo mensaje una y otra vez y nadie "
+            "más lo ha visto. Con {limit} faltas se te bloquea.",
+        ),
+        "en": Plural(
+            "limit",
+            one="Warning: strike {strike} of {limit} for spam: you sent the same message again and again, and "
+            "others did not see it. At {limit} strike you are blocked.",
+            other="Warning: strike {strike} of {limit} for spam: you sent the same message again and again, and "
+            "others did not see it. At {limit} strikes you are blocked.",
+        ),
+    },
+    "notice.blocked_spam": {
+        "es": "Se te ha bloqueado: falta {strike} de {limit} por spam (el mismo mensaje una y otra vez). "
+        "Ya no puedes enviar ni leer mensajes. El equipo de moderación puede desbloquearte.",
+        "en": "You are blocked: strike {strike} of {limit} for spam (the same message again and again). "
+        "You can no longer send or read messages. A moderator can unblock you.",
+    },
     "notice.unblocked": {
         "es": "El equipo de moderación te ha desbloqueado: tus faltas se han borrado y puedes volver a "
         "enviar y leer mensajes.",

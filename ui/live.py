@@ -19,6 +19,8 @@ from typing import Any
 
 from shiny import Session, reactive, ui
 
+from config import settings
+
 from .client import ChatApiError, ChatSession, fetch_chat_settings, fetch_user
 from .i18n import Lang
 from .models import ChatSettings, FeedStatus, Notice, NoticeBatch, Standing, UserRecord
@@ -100,7 +102,7 @@ def get_feed(api_url: str) -> LiveFeed:
     loop = asyncio.get_running_loop()
     with _feed_lock:
         if _feed is None:
-            _feed = LiveFeed(api_url)
+            _feed = LiveFeed(api_url, reader_token=settings.load().reader_token or None)
             # End the reader's session when the server exits (else it expires).
             atexit.register(_feed.stop, 0)
         _feed.start(loop)

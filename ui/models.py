@@ -144,6 +144,7 @@ class Notice:
     timestamp: str
     terms: tuple[str, ...] = ()
     message_id: str | None = None
+    category: str | None = None  # "spam" for a repeated-message strike; absent for profanity
 
     @property
     def blocked(self) -> bool:
@@ -178,6 +179,7 @@ class Notice:
             limit = contract.STRIKE_LIMIT
         raw_terms = obj.get("terms")
         terms = tuple(t for t in raw_terms if isinstance(t, str)) if isinstance(raw_terms, list) else ()
+        category = obj.get("category")
         message_id = obj.get("message_id")
         return cls(
             id=notice_id,
@@ -188,6 +190,7 @@ class Notice:
             text=text,
             timestamp=timestamp,
             terms=terms,
+            category=category if isinstance(category, str) and category else None,
             message_id=message_id if isinstance(message_id, str) else None,
         )
 

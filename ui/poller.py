@@ -230,7 +230,8 @@ class FeedPoller(LongPoller[int]):
     """Follows ``GET /messages`` and puts what it reads into a :class:`MessageStore`.
 
     It reads as a session of its own, under the name ``reader`` (by default a
-    fresh ``ui-reader-<8 hex>``), opened by its first request, renewed on a
+    fresh ``ui-reader-<8 hex>``), opened by its first request with
+    ``reader_token`` (CHAT_READER_TOKEN; without it, as a guest), renewed on a
     401 and ended (``DELETE /sessions``) by :meth:`stop`. Should the name be
     taken meanwhile, it goes on under a fresh one. A cursor the API rejects
     is dropped and the recent history read again (the store's de-duplication
@@ -251,11 +252,12 @@ class FeedPoller(LongPoller[int]):
         store: MessageStore | None = None,
         *,
         reader: str | None = None,
+        reader_token: str | None = None,
         on_poll: Callable[[], None] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(api_url, **options)
-        self.session = ChatSession(api_url, reader or reader_name())
+        self.session = ChatSession(api_url, reader or reader_name(), credential=reader_token)
         self.store = store if store is not None else MessageStore()
         self.on_poll = on_poll
         self._status = FeedStatus("connecting")

@@ -128,6 +128,8 @@ def message_to_chat_content(message: FeedMessage, *, own: bool = False) -> Tag:
 def notice_text(notice: Notice) -> Text:
     """A notice in words, from its kind and numbers (the API's ``text`` only for a kind the UI does not know)."""
     numbers = {"strike": notice.strike, "limit": notice.limit}
+    if notice.category == "spam" and notice.kind in ("warning", "blocked"):
+        return text(f"notice.{notice.kind}_spam", **numbers)
     if notice.kind == "warning":
         if notice.terms:
             return text("notice.warning", terms=Terms(tuple(clean_text(term) for term in notice.terms)), **numbers)

@@ -389,3 +389,25 @@ def test_a_sign_up_the_log_never_hands_back_is_a_503_not_an_account():
 def test_an_account_record_kafka_refuses_is_named_as_such():
     error = refused("account record")
     assert (error.status, error.code) == (503, "kafka_refused_account")
+
+
+# -- the UI's feed readers ---------------------------------------------------------------------------------
+
+READER_TOKEN = "reader-credential-of-the-test-0123456789"
+
+
+def test_a_feed_reader_signs_in_with_the_reader_token_alone_and_no_account_takes_its_name(tmp_path):
+    with make_app(tmp_path, GUEST_NAMES=False, READER_TOKEN=READER_TOKEN).test_client() as client:
+        assert client.post("/sessions", json={"author": "ui-reader-0a1b2c3d"}).status_code == 401
+        assert sign_in(client, "ui-reader-0a1b2c3d", "not the token, long enough").status_code == 401
+        granted = sign_in(client, "ui-reader-0a1b2c3d", READER_TOKEN)
+        assert granted.status_code == 201, granted.get_json()
+        token = granted.get_json()["token"]
+        assert client.get("/messages", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert sign_up(client, "UI-Reader-x").status_code == 409  # no account, so no blocked user, reads as one
+        assert sign_up(client, "ui-reader-0a1b2c3d").status_code == 409
+    with make_app(tmp_path / "no-token", GUEST_NAMES=False).test_client() as client:
+        assert sign_in(client, "ui-reader-0a1b2c3d", "").status_code in (400, 401)
+        assert client.post("/sessions", json={"author": "ui-reader-0a1b2c3d"}).status_code == 401
+    with make_app(tmp_path / "guests", GUEST_NAMES=True).test_client() as client:  # test stacks: a guest reader
+        assert client.post("/sessions", json={"author": "ui-reader-0a1b2c3d"}).status_code == 201

@@ -29,7 +29,8 @@ def data_settings(tmp_path, monkeypatch) -> settings.Settings:
 
 
 def test_the_secrets_go_to_the_api_alone(data_settings, monkeypatch):
-    assert set(SECRET_NAMES) == {"CHAT_SECRET_KEY", "CHAT_ADMIN_TOKEN"}
+    assert set(SECRET_NAMES) == {"CHAT_SECRET_KEY", "CHAT_ADMIN_TOKEN", "CHAT_READER_TOKEN"}
+    monkeypatch.delenv("CHAT_READER_TOKEN", raising=False)
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     env = child_env(CHAT_DATA_DIR=str(data_settings.data_dir))
@@ -40,6 +41,12 @@ def test_the_secrets_go_to_the_api_alone(data_settings, monkeypatch):
         assert not set(SECRETS) & set(services[name].env), name
         assert services[name].env["CHAT_DATA_DIR"] == str(data_settings.data_dir)  # the rest is kept
     assert without_secrets({"CHAT_ADMIN_TOKEN": "x", "PATH": "/bin"}) == {"PATH": "/bin"}
+    # the feed reader's credential, made for the run, goes to the API and the UI alone
+    reader = services["api"].env["CHAT_READER_TOKEN"]
+    assert len(reader) >= 32 and services["ui"].env["CHAT_READER_TOKEN"] == reader
+    assert "CHAT_READER_TOKEN" not in services["streams"].env
+    again = up.build_services(data_settings, env)
+    assert again[1].env["CHAT_READER_TOKEN"] != reader  # one per run, never a fixed default
 
 
 def test_a_child_started_without_an_environment_gets_no_secret_and_a_private_log(tmp_path, monkeypatch):

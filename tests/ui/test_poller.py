@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import requests
 import uvicorn
 
 from api.asgi import ChatAsgi
@@ -55,6 +56,28 @@ def poll_while(
 
 
 # -- the feed poller ---------------------------------------------------------------------------
+
+
+def test_with_guest_names_off_the_feed_reads_with_the_reader_token_and_renews_with_it(live: LiveApi, accounts) -> None:
+    live.app.config["READER_TOKEN"] = "reader-credential-of-the-test-0123456789"
+    live.say("alice", "first")
+    without = make_poller(live.url)
+    try:
+        without.poll_once()
+        assert data(without) == [] and not without.status().connected  # refused: no guests, no credential
+    finally:
+        without.stop(0)
+    poller = make_poller(live.url, reader_token="reader-credential-of-the-test-0123456789")
+    try:
+        assert poller.poll_once() == (1, 0.0)
+        assert data(poller) == ["first"] and poller.status().connected
+        stale = poller.session.token
+        ended = requests.delete(f"{live.url}/sessions", headers={"Authorization": f"Bearer {stale}"}, timeout=10)
+        assert ended.status_code == 204  # as if it had expired
+        poller.session.renew(stale)  # an expired reader session is opened again with the credential
+        assert poller.session.token != stale and not poller.session.signed_in
+    finally:
+        poller.stop(0)
 
 
 def test_poller_reads_history_then_long_polls_with_the_cursor(live: LiveApi) -> None:

@@ -230,6 +230,35 @@ def test_notices_are_worded_from_their_code_in_each_language(
     assert notice_text(notice).render("en") == en
 
 
+def test_a_spam_strike_is_worded_as_the_apis_spam_notice_and_read_from_its_category() -> None:
+    for kind, strike in (("warning", 1), ("blocked", LIMIT)):
+        raw = {
+            "id": "n1",
+            "author": "alice",
+            "kind": kind,
+            "strike": strike,
+            "limit": LIMIT,
+            "terms": [],
+            "text": NOT_THE_API_TEXT,
+            "timestamp": "2024-05-01 12:03:04",
+            "category": "spam",
+        }
+        spam = Notice.from_json(raw)
+        assert spam is not None and spam.category == "spam"
+        for lang in ("es", "en"):
+            worded = notice_text(spam).render(lang)
+            api = contract.notice_text(kind, strike, LIMIT, (), language=lang, category="spam")
+            assert worded.startswith(api.split(":")[0]) and "spam" in worded, (worded, api)
+        # the same notice without a category is a profanity strike, as before
+        plain = Notice.from_json({k: v for k, v in raw.items() if k != "category"})
+        assert plain is not None and "spam" not in notice_text(plain).render("en")
+    assert (
+        notice_text(Notice.from_json({**raw, "kind": "warning", "strike": 1}))
+        .render("es")
+        .startswith("Aviso: falta 1 de 3 por spam: has enviado el mismo mensaje una y otra vez")
+    )
+
+
 def test_the_english_notice_text_is_the_contracts() -> None:
     """The UI's English says what the API's English says (the contract's texts), word for word where it can."""
     for kind, strike in (("warning", 1), ("blocked", LIMIT), ("unblocked", 0)):
