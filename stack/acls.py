@@ -10,6 +10,7 @@ or updates each user from its password file (0600) and adds the ACLs; running it
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,8 @@ from kafka.admin import (
 from kafka.errors import KafkaError
 
 from config import contract, settings
-from config.cluster_security import kafka_client_kwargs
-from config.private import read_private
+from config.cluster_security import SECURED, KafkaAuth, kafka_client_kwargs
+from config.private import create_private, private_dir, read_private
 
 API_USER = "chat-api"
 STREAMS_USER = "chat-streams"
@@ -123,6 +124,20 @@ def apply_acls(bootstrap: str, roles=ROLES, security: dict | None = None) -> int
     if result["failed"]:
         raise KafkaError(f"Kafka refused ACLs: {result['failed']}")
     return len(acls)
+
+
+def provision(bootstrap: str, directory: Path, ca_file: Path, security: dict) -> dict[str, KafkaAuth]:
+    """Every role's user, its password made once into `directory` (files 0600), and its ACLs, as the admin
+    `security` names; return each role's credentials as its process is given them (the CHAT_KAFKA_* settings)."""
+    private_dir(directory)
+    auth = {}
+    for role in ROLES:
+        password_file = directory / f"{role.user}.password"
+        create_private(password_file, secrets.token_urlsafe(24) + "\n")
+        auth[role.user] = KafkaAuth(SECURED, role.user, password_file, ca_file)
+    set_users(bootstrap, {user: a.password() for user, a in auth.items()}, security)
+    apply_acls(bootstrap, security=security)
+    return auth
 
 
 def _password_file(arg: str) -> tuple[str, Path]:

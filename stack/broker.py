@@ -79,7 +79,7 @@ def keytool_bin() -> str:
     return str(found)
 
 
-def _private_file(path: Path, text: str) -> None:
+def write_private_file(path: Path, text: str) -> None:
     """Write `text` to `path` as a file only this user may read (0600), replacing what was there."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     os.fchmod(fd, 0o600)
@@ -295,7 +295,7 @@ class KafkaBroker:
             if self.voters
             else f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}"
         )
-        _private_file(
+        write_private_file(
             self.config_file,
             "\n".join(
                 [
@@ -340,7 +340,7 @@ class KafkaBroker:
             # the broker's own user exists from the start (inter-broker traffic needs it); its password goes
             # in a private java @argfile, not on a command line every local user can list
             password = self.security.admin_password()
-            _private_file(
+            write_private_file(
                 argfile,
                 f'kafka.tools.StorageTool {" ".join(args)} --add-scram "SCRAM-SHA-512=[name={ADMIN_USER},'
                 f'password={password}]"\n',

@@ -11,23 +11,26 @@ import json
 import os
 import secrets
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
+from py4j.protocol import Py4JJavaError
 
 from api.errors import ApiError
 from api.producer import ChatProducer
 from api.tail import Follower, KafkaTail
 from config import contract
-from config.cluster_security import SECURED, KafkaAuth
-from config.private import create_private, private_dir
+from config.cluster_security import SECURED, KafkaAuth, spark_auth_conf
+from config.private import create_private, private_dir, read_private
 from pipelines.relay import start_relay
 from pipelines.wordlists import load_word_lists
-from stack.acls import API_USER, STREAMS_USER, apply_acls, set_users
-from stack.broker import BrokerSecurity, KafkaBroker, free_port
+from stack.acls import API_USER, STREAMS_USER, provision
+from stack.broker import BrokerSecurity, KafkaBroker, free_port, port_open
+from stack.cluster import SparkStandalone
 from stack.topics import create_topics
 
 pytestmark = [
@@ -59,13 +62,7 @@ def secured(tmp_path_factory):
     try:
         admin = broker.admin_kwargs()
         create_topics(broker.bootstrap, security=admin)
-        secrets_dir = private_dir(home / "secrets")
-        auth = {}
-        for user in (API_USER, STREAMS_USER):
-            create_private(secrets_dir / f"{user}.password", secrets.token_urlsafe(18))
-            auth[user] = KafkaAuth(SECURED, user, secrets_dir / f"{user}.password", security.ca_file)
-        set_users(broker.bootstrap, {user: a.password() for user, a in auth.items()}, security=admin)
-        apply_acls(broker.bootstrap, security=admin)
+        auth = provision(broker.bootstrap, home / "secrets", security.ca_file, admin)
         yield Secured(broker, security, auth, home)
     finally:
         broker.stop()
@@ -253,3 +250,57 @@ def test_a_message_goes_through_the_api_and_the_spark_relay_on_the_secured_broke
     finally:
         consumer.close()
         query.stop()
+
+
+@pytest.fixture(scope="module")
+def spark_master(tmp_path_factory):
+    """A Spark standalone master (no workers: the check is who it talks to) with the shared secret on."""
+    home = tmp_path_factory.mktemp("spark-secured")
+    secret_file = private_dir(home / "secrets") / "spark.secret"
+    create_private(secret_file, secrets.token_urlsafe(32))
+    master = SparkStandalone(home / "spark", workers=0, auth_secret_file=secret_file)
+    master.start()
+    try:
+        while not port_open("127.0.0.1", master.master_port):
+            assert master.master.poll() is None, (master.home / "master.log").read_text()
+            time.sleep(0.3)
+        yield master
+    finally:
+        master.stop()
+
+
+def reaches_master(spark, port: int, conf: dict[str, str]) -> bool:
+    """Whether a Spark RPC client with `conf` gets a reference to the master's endpoint (what an application or
+    a worker does first), from a client RPC environment in the test session's JVM."""
+    jvm = spark.sparkContext._jvm
+    jconf = jvm.org.apache.spark.SparkConf(False)
+    for key, value in {"spark.rpc.lookupTimeout": "20s", "spark.rpc.askTimeout": "20s", **conf}.items():
+        jconf.set(key, value)
+    none = getattr(getattr(jvm.scala, "None$"), "MODULE$")
+    secret_file_entry = getattr(getattr(jvm.org.apache.spark.internal.config, "package$"), "MODULE$").AUTH_SECRET_FILE()
+    security = jvm.org.apache.spark.SecurityManager(jconf, none, secret_file_entry)
+    env = jvm.org.apache.spark.rpc.RpcEnv.create("probe", "127.0.0.1", 0, jconf, security, True)
+    try:
+        env.setupEndpointRef(jvm.org.apache.spark.rpc.RpcAddress("127.0.0.1", port), "Master")
+        return True
+    except Py4JJavaError:
+        return False
+    finally:
+        env.shutdown()
+
+
+def test_the_spark_master_refuses_a_client_without_the_secret(spark_master, spark):
+    port = spark_master.master_port
+    secret = read_private(spark_master.auth_secret_file).strip()
+    assert not reaches_master(spark, port, {})
+    assert not reaches_master(
+        spark,
+        port,
+        {"spark.authenticate": "true", "spark.authenticate.secret": "a-guess", "spark.network.crypto.enabled": "true"},
+    )
+    assert reaches_master(spark, port, spark_auth_conf(spark_master.auth_secret_file))
+    # the secret is in the private properties files only, never on a command line
+    for path in (spark_master.daemon_properties, spark_master.client_properties):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and secret in path.read_text(), path
+    cmdline = Path(f"/proc/{spark_master.master.pid}/cmdline").read_bytes().decode(errors="replace")
+    assert secret not in cmdline and str(spark_master.daemon_properties) in cmdline
