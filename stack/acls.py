@@ -3,7 +3,7 @@ topics its code reads and writes and nothing else; the broker's own `admin` (a s
 
     python -m stack.acls --password-file chat-api=api.password --password-file chat-streams=streams.password
 
-runs as the admin (CHAT_KAFKA_SECURITY_PROTOCOL=SASL_SSL, CHAT_KAFKA_SASL_USERNAME=admin and the rest), creates
+runs as the admin (CHAT_KAFKA_SECURITY_PROTOCOL=SASL_SSL, CHAT_KAFKA_SASL_USERNAME=admin, its password and CA files), creates
 or updates each user from its password file (0600) and adds the ACLs; running it again changes nothing.
 """
 
@@ -128,7 +128,7 @@ def apply_acls(bootstrap: str, roles=ROLES, security: dict | None = None) -> int
 
 def provision(bootstrap: str, directory: Path, ca_file: Path, security: dict) -> dict[str, KafkaAuth]:
     """Every role's user, its password made once into `directory` (files 0600), and its ACLs, as the admin
-    `security` names; return each role's credentials as its process is given them (the CHAT_KAFKA_* settings)."""
+    `security` names; return each role's credentials as its process is given them (CHAT_KAFKA_SECURITY_PROTOCOL and the settings after it)."""
     private_dir(directory)
     auth = {}
     for role in ROLES:
