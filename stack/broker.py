@@ -139,7 +139,9 @@ class BrokerSecurity:
     def _make_tls(self) -> None:
         create_private(self.store_password_file, secrets.token_urlsafe(24) + "\n")
         ca_store, csr, cert = self.home / "ca.p12", self.home / "broker.csr", self.home / "broker.crt"
-        for leftover in (ca_store, csr, cert, self.keystore, self.ca_file):
+        # made under another name, renamed when complete: `ensure` takes an existing keystore as finished
+        keystore = self.home / "broker.p12.new"
+        for leftover in (ca_store, csr, cert, keystore, self.ca_file):
             leftover.unlink(missing_ok=True)  # a run that stopped half-way
         password = ["-storepass:file", str(self.store_password_file)]
 
@@ -155,17 +157,18 @@ class BrokerSecurity:
             "-exportcert", "-rfc", "-alias", "ca", "-keystore", str(ca_store), *password, "-file", str(self.ca_file)
         )
         keytool(*keypair, "-alias", "broker", "-dname", BROKER_CERT_SUBJECT, "-validity", "825",
-                "-keystore", str(self.keystore), *password)  # fmt: skip
-        keytool("-certreq", "-alias", "broker", "-keystore", str(self.keystore), *password, "-file", str(csr))
+                "-keystore", str(keystore), *password)  # fmt: skip
+        keytool("-certreq", "-alias", "broker", "-keystore", str(keystore), *password, "-file", str(csr))
         # a server certificate for the clients, and a client one for the controllers' mutual TLS
         keytool("-gencert", "-rfc", "-alias", "ca", "-keystore", str(ca_store), *password, "-infile", str(csr),
                 "-outfile", str(cert), "-validity", "825", "-ext", san(self.hosts),
                 "-ext", "ku:c=digitalSignature,keyEncipherment", "-ext", "eku=serverAuth,clientAuth")  # fmt: skip
         cert.write_text(cert.read_text() + self.ca_file.read_text())  # the reply with its chain
-        keytool("-importcert", "-noprompt", "-alias", "broker", "-file", str(cert), "-keystore", str(self.keystore),
+        keytool("-importcert", "-noprompt", "-alias", "broker", "-file", str(cert), "-keystore", str(keystore),
                 *password)  # fmt: skip
         csr.unlink()
         cert.unlink()
+        os.replace(keystore, self.keystore)
         os.chmod(self.ca_file, 0o644)  # the CA's certificate is public: clients on other hosts get a copy
 
     def server_properties(self, client_listener: str) -> list[str]:

@@ -131,6 +131,8 @@ class KafkaCluster:
         wait until each serves clients (none does before a majority of the controllers is up)."""
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "cluster_id").write_text(self.cluster_id + "\n")
+        if self.security is not None:
+            self.security.ensure()  # once, before the nodes that share it are formatted side by side
         with ThreadPoolExecutor(len(self.brokers)) as pool:
             list(pool.map(KafkaBroker.ensure_formatted, self.brokers))
         for broker in self.brokers:
