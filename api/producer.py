@@ -13,6 +13,7 @@ from kafka.errors import KafkaError
 
 from api.errors import ApiError
 from config import contract
+from config.cluster_security import kafka_client_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ def refused(what: str) -> ApiError:
 class ChatProducer:
     """Created lazily, and again after Kafka was unreachable."""
 
-    def __init__(self, bootstrap: str, send_timeout_s: float = 10.0):
+    def __init__(self, bootstrap: str, send_timeout_s: float = 10.0, security: dict | None = None):
         self.bootstrap = bootstrap
+        # who the API is to a secured Kafka (config/cluster_security.py); {} on the loopback default
+        self.security = kafka_client_kwargs() if security is None else security
         self.send_timeout_s = send_timeout_s
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
@@ -56,6 +59,7 @@ class ChatProducer:
                         request_timeout_ms=5000,
                         delivery_timeout_ms=int(self.send_timeout_s * 1000),
                         allow_auto_create_topics=False,
+                        **self.security,
                     )
                 except KafkaError as exc:
                     self._retry_after = time.monotonic() + 1.0

@@ -21,6 +21,8 @@ import time
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from config.cluster_security import kafka_client_kwargs
+
 log = logging.getLogger(__name__)
 
 Positions = dict[int, int]  # partition → the next offset to read
@@ -253,8 +255,10 @@ class KafkaTail:
     # seconds without a record after which the consumer is checked for records waiting beyond it
     STALL_CHECK_S = 3.0
 
-    def __init__(self, bootstrap: str, followers: list[Follower], name: str = "tail"):
+    def __init__(self, bootstrap: str, followers: list[Follower], name: str = "tail", security: dict | None = None):
         self.bootstrap = bootstrap
+        # who the API is to a secured Kafka (config/cluster_security.py); {} on the loopback default
+        self.security = kafka_client_kwargs() if security is None else security
         self.followers = followers
         self.name = name
         self.connected = False
@@ -287,6 +291,7 @@ class KafkaTail:
             bootstrap_timeout_ms=3000,
             request_timeout_ms=10000,
             fetch_max_wait_ms=200,
+            **self.security,
         )
         try:
             by_topic: dict[str, list[TopicPartition]] = {}

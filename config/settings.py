@@ -45,6 +45,29 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("CHAT_KAFKA_PORT", "9092", "port of the embedded broker (and the default bootstrap)"),
     Setting("CHAT_KAFKA_CONTROLLER_PORT", "9093", "KRaft controller port of the embedded broker"),
+    Setting(
+        "CHAT_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "`PLAINTEXT` (the loopback default) or `SASL_SSL` (a secured cluster: SCRAM-SHA-512 over TLS; see Reliability)",
+    ),
+    Setting(
+        "CHAT_KAFKA_SASL_USERNAME", "", "with SASL_SSL: this process's Kafka user (`chat-api`, `chat-streams`, `admin`)"
+    ),
+    Setting(
+        "CHAT_KAFKA_SASL_PASSWORD_FILE",
+        "",
+        "with SASL_SSL: a file (mode 0600, owned by the chat's user) holding that user's password",
+    ),
+    Setting(
+        "CHAT_KAFKA_SSL_CAFILE",
+        "",
+        "with SASL_SSL: the PEM certificate of the CA that signed the brokers' certificates",
+    ),
+    Setting(
+        "CHAT_SPARK_AUTH_SECRET_FILE",
+        "",
+        "a file (0600) holding the Spark cluster's shared secret; set: `spark.authenticate` on for the chat's jobs",
+    ),
     Setting("CHAT_TOPIC_PARTITIONS", "1", "partitions of new topics (Kafka's unit of parallelism)"),
     Setting("CHAT_REPLICATION_FACTOR", "1", "replication factor of new topics"),
     Setting(
@@ -264,6 +287,11 @@ class Settings:
     embedded_kafka: bool  # no CHAT_KAFKA_BOOTSTRAP: `make up` starts a broker of its own
     kafka_port: int
     kafka_controller_port: int
+    kafka_security_protocol: str  # PLAINTEXT or SASL_SSL
+    kafka_sasl_username: str
+    kafka_sasl_password_file: Path | None
+    kafka_ssl_cafile: Path | None
+    spark_auth_secret_file: Path | None
     topic_partitions: int
     replication_factor: int
     min_insync_replicas: int  # 0: 1 below three replicas, else 2 (stack/topics.py)
@@ -330,6 +358,11 @@ def load() -> Settings:
         embedded_kafka=not bootstrap,
         kafka_port=kafka_port,
         kafka_controller_port=_whole("CHAT_KAFKA_CONTROLLER_PORT", 9093, 1),
+        kafka_security_protocol=_choice("CHAT_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", ("PLAINTEXT", "SASL_SSL")),
+        kafka_sasl_username=_raw("CHAT_KAFKA_SASL_USERNAME"),
+        kafka_sasl_password_file=_path("CHAT_KAFKA_SASL_PASSWORD_FILE", None),
+        kafka_ssl_cafile=_path("CHAT_KAFKA_SSL_CAFILE", None),
+        spark_auth_secret_file=_path("CHAT_SPARK_AUTH_SECRET_FILE", None),
         topic_partitions=_whole("CHAT_TOPIC_PARTITIONS", 1, 1),
         replication_factor=_whole("CHAT_REPLICATION_FACTOR", 1, 1),
         min_insync_replicas=_whole("CHAT_MIN_INSYNC_REPLICAS", 0),

@@ -1,4 +1,7 @@
-"""Kafka I/O of the Spark jobs, in one place: topics read as a stream, the sink options, a batch write."""
+"""Kafka I/O of the Spark jobs, in one place: topics read as a stream, the sink options, a batch write.
+
+Every function takes `security`, the connector's `kafka.*` security options; None: the settings'
+(config/cluster_security.py: nothing on the loopback default, SASL_SSL on a secured cluster)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from collections.abc import Sequence
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter
+
+from config.cluster_security import kafka_spark_options
 
 # What the Kafka sink takes: one record per row.
 RECORD_SCHEMA = "key string, value string, headers array<struct<key:string, value:binary>>"
@@ -21,13 +26,22 @@ SINK_OPTIONS = {
 }
 
 
+def _security(security: dict[str, str] | None) -> dict[str, str]:
+    return kafka_spark_options() if security is None else security
+
+
 def read_topics(
-    spark: SparkSession, bootstrap: str, topics: Sequence[str], starting_offsets: str = "earliest"
+    spark: SparkSession,
+    bootstrap: str,
+    topics: Sequence[str],
+    starting_offsets: str = "earliest",
+    security: dict[str, str] | None = None,
 ) -> DataFrame:
     """`topics` as one stream with the Kafka source's columns (key, value, headers, topic, partition, offset, ...)."""
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap)
+        .options(**_security(security))
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", starting_offsets)
         .option("includeHeaders", "true")
@@ -37,18 +51,20 @@ def read_topics(
     )
 
 
-def sink_options(bootstrap: str, topic: str) -> dict[str, str]:
-    return {"kafka.bootstrap.servers": bootstrap, "topic": topic, **SINK_OPTIONS}
+def sink_options(bootstrap: str, topic: str, security: dict[str, str] | None = None) -> dict[str, str]:
+    return {"kafka.bootstrap.servers": bootstrap, "topic": topic, **SINK_OPTIONS, **_security(security)}
 
 
-def stream_to_topic(records_df: DataFrame, bootstrap: str, topic: str) -> DataStreamWriter:
+def stream_to_topic(
+    records_df: DataFrame, bootstrap: str, topic: str, security: dict[str, str] | None = None
+) -> DataStreamWriter:
     """A streaming Kafka sink for `records_df` (RECORD_SCHEMA's columns); the caller adds checkpoint and trigger."""
-    return records_df.writeStream.format("kafka").options(**sink_options(bootstrap, topic))
+    return records_df.writeStream.format("kafka").options(**sink_options(bootstrap, topic, security))
 
 
-def write_records(records_df: DataFrame, bootstrap: str, topic: str) -> None:
+def write_records(records_df: DataFrame, bootstrap: str, topic: str, security: dict[str, str] | None = None) -> None:
     """Send `records_df` (RECORD_SCHEMA's columns) to `topic` now: at-least-once, with every acknowledgement awaited."""
-    records_df.write.format("kafka").options(**sink_options(bootstrap, topic)).save()
+    records_df.write.format("kafka").options(**sink_options(bootstrap, topic, security)).save()
 
 
 def header(name: str, value: Column) -> Column:

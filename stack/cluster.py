@@ -3,6 +3,7 @@ what tests/stack/test_cluster.py runs the chat on, and a way to try the scale-ou
 real cluster (README "Running on a cluster").
 
     python -m stack.cluster     # 3 KRaft brokers, a Spark master and 2 workers; prints what to export; Ctrl-C stops them
+    python -m stack.cluster --secured   # the same, secured: SASL_SSL + ACLs (stack/acls.py), Spark's shared secret
 
 The Spark daemons are started with `spark-class`: pip's pyspark ships it, not sbin/start-master.sh.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,8 +25,20 @@ from pathlib import Path
 import pyspark
 
 from config import settings
-from stack.broker import BrokerError, KafkaBroker, free_port, new_cluster_id, port_open
+from config.cluster_security import spark_auth_conf
+from config.private import create_private, private_dir
+from stack.acls import API_USER, STREAMS_USER, provision
+from stack.broker import (
+    BrokerError,
+    BrokerSecurity,
+    KafkaBroker,
+    free_port,
+    new_cluster_id,
+    port_open,
+    write_private_file,
+)
 from stack.processes import child_env, spawn, stop_process_group, tail, without_secrets
+from stack.topics import create_topics
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 
@@ -74,8 +88,10 @@ class KafkaCluster:
         heap: str = "512m",
         ports: list[tuple[int, int]] | None = None,
         jars: Path | None = None,
+        security: BrokerSecurity | None = None,
     ):
         self.home = Path(home)
+        self.security = security
         ports = ports or [(free_port(), free_port()) for _ in range(size)]
         if len(ports) != size:
             raise ClusterError(f"{size} brokers need {size} (port, controller port) pairs, got {len(ports)}")
@@ -97,6 +113,7 @@ class KafkaCluster:
                 node_id=node,
                 voters=voters,
                 cluster_id=cluster_id,
+                security=security,
             )
             for node, (port, controller) in enumerate(ports, start=1)
         ]
@@ -114,6 +131,8 @@ class KafkaCluster:
         wait until each serves clients (none does before a majority of the controllers is up)."""
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "cluster_id").write_text(self.cluster_id + "\n")
+        if self.security is not None:
+            self.security.ensure()  # once, before the nodes that share it are formatted side by side
         with ThreadPoolExecutor(len(self.brokers)) as pool:
             list(pool.map(KafkaBroker.ensure_formatted, self.brokers))
         for broker in self.brokers:
@@ -135,7 +154,9 @@ class KafkaCluster:
         """The node id that leads `topic`'s `partition` now."""
         from kafka import KafkaAdminClient
 
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.bootstrap, request_timeout_ms=10_000, **self.brokers[0].admin_kwargs()
+        )
         try:
             [described] = admin.describe_topics([topic])
             return next(p["leader_id"] for p in described["partitions"] if p["partition_index"] == partition)
@@ -145,7 +166,9 @@ class KafkaCluster:
 
 class SparkStandalone:
     """A Spark standalone master and `workers` workers, each offering `cores` task slots and `memory`
-    for executors (one executor per worker with the default spark.executor.memory=1g)."""
+    for executors (one executor per worker with the default spark.executor.memory=1g). With
+    `auth_secret_file` (0600), `spark.authenticate`: the daemons, the executors and the applications
+    must hold that secret (anyone who reaches an open master runs code on the workers)."""
 
     def __init__(
         self,
@@ -157,8 +180,10 @@ class SparkStandalone:
         master_port: int | None = None,
         master_ui_port: int | None = None,
         worker_ui_ports: list[int] | None = None,
+        auth_secret_file: Path | None = None,
     ):
         self.home = Path(home)
+        self.auth_secret_file = auth_secret_file
         self.workers = workers
         self.cores = cores
         self.memory = memory
@@ -176,6 +201,28 @@ class SparkStandalone:
     @property
     def master_ui(self) -> str:
         return f"http://127.0.0.1:{self.master_ui_port}"
+
+    @property
+    def daemon_properties(self) -> Path:
+        """The daemons' properties file when the secret is on (private: it holds the secret)."""
+        return self.home / "security" / "spark-daemons.conf"
+
+    @property
+    def client_properties(self) -> Path:
+        """conf/spark-defaults.conf plus the secret, for spark-submit's --properties-file (private)."""
+        return self.home / "security" / "spark-submit.conf"
+
+    def _write_properties(self) -> list[str]:
+        """Write the private properties files; the daemons' extra arguments ([] without a secret)."""
+        auth = spark_auth_conf(self.auth_secret_file)
+        if not auth:
+            return []
+        private_dir(self.daemon_properties.parent)
+        lines = "".join(f"{key} {value}\n" for key, value in auth.items())
+        write_private_file(self.daemon_properties, lines)
+        defaults = (settings.REPO_ROOT / "conf" / "spark-defaults.conf").read_text()
+        write_private_file(self.client_properties, f"{defaults}\n# the cluster's shared secret\n{lines}")
+        return ["--properties-file", str(self.daemon_properties)]
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
         # executors inherit the worker's environment: the venv's Python and the repository on PYTHONPATH,
@@ -207,6 +254,8 @@ class SparkStandalone:
         for port in (self.master_port, self.master_ui_port, *self.worker_ui_ports):
             if port_open("127.0.0.1", port):
                 raise ClusterError(f"port {port} is already in use")
+        self.home.mkdir(parents=True, exist_ok=True)
+        auth_args = self._write_properties()
         self.master = self._spawn(
             "master",
             "org.apache.spark.deploy.master.Master",
@@ -216,6 +265,7 @@ class SparkStandalone:
             str(self.master_port),
             "--webui-port",
             str(self.master_ui_port),
+            *auth_args,
         )
         for n, ui_port in enumerate(self.worker_ui_ports, start=1):
             # a worker retries its registration until the master is up: no need to wait for it here
@@ -234,6 +284,7 @@ class SparkStandalone:
                     str(ui_port),
                     "--work-dir",
                     str(self.home / f"worker-{n}"),
+                    *auth_args,
                 )
             )
         deadline = time.monotonic() + timeout_s
@@ -262,19 +313,48 @@ class SparkStandalone:
         stop_process_group(master, timeout_s)
 
 
-def spark_submit_argv(master_url: str, app: str, *app_args: str, conf: dict[str, str] | None = None) -> list[str]:
+def spark_submit_argv(
+    master_url: str,
+    app: str,
+    *app_args: str,
+    conf: dict[str, str] | None = None,
+    properties_file: Path | None = None,
+) -> list[str]:
     """`spark-submit --master <master_url> --properties-file conf/spark-defaults.conf [--conf k=v ...] <app>`,
-    with the spark-submit of the installed pyspark; run it from the repository root."""
+    with the spark-submit of the installed pyspark; run it from the repository root. A secured cluster's
+    `SparkStandalone.client_properties` replaces the properties file (the secret stays off the command line)."""
     argv = [
         str(SPARK_HOME / "bin" / "spark-submit"),
         "--master",
         master_url,
         "--properties-file",
-        str(settings.REPO_ROOT / "conf" / "spark-defaults.conf"),
+        str(properties_file or settings.REPO_ROOT / "conf" / "spark-defaults.conf"),
     ]
     for key, value in (conf or {}).items():
         argv += ["--conf", f"{key}={value}"]
     return [*argv, app, *app_args]
+
+
+def secured_instructions(kafka: KafkaCluster, spark: SparkStandalone, security: BrokerSecurity, took_s: float) -> str:
+    """Create the topics, the roles' users and their ACLs as the admin; say what each process needs."""
+    admin = kafka.brokers[0].admin_kwargs()
+    create_topics(kafka.bootstrap, partitions=2, replication_factor=3, security=admin)
+    auth = provision(kafka.bootstrap, security.home, security.ca_file, admin)
+    common = (
+        f"  CHAT_KAFKA_BOOTSTRAP={kafka.bootstrap} CHAT_SPARK_MASTER={spark.master_url}\n"
+        f"  CHAT_KAFKA_SECURITY_PROTOCOL=SASL_SSL CHAT_KAFKA_SSL_CAFILE={security.ca_file}\n"
+    )
+    roles = "".join(
+        f"  {what}: CHAT_KAFKA_SASL_USERNAME={user} CHAT_KAFKA_SASL_PASSWORD_FILE={auth[user].password_file}\n"
+        for what, user in (("the API", API_USER), ("the streams", STREAMS_USER))
+    )
+    return (
+        f"ready in {took_s:.0f}s, secured: topics, users and ACLs made. Every process of the chat takes\n{common}"
+        f"and its own Kafka user:\n{roles}"
+        f"  the streams' driver also CHAT_SPARK_AUTH_SECRET_FILE={spark.auth_secret_file}, or\n"
+        f"  spark-submit --properties-file {spark.client_properties} (conf/spark-defaults.conf and the secret)\n"
+        "Ctrl-C stops the clusters."
+    )
 
 
 def _interrupt(signum, _frame):
@@ -293,13 +373,30 @@ def main(argv: list[str] | None = None) -> int:
         help="the first broker's port; broker n listens on this + 2(n-1), its controller on the next",
     )
     parser.add_argument("--spark-port", type=int, default=7077, help="the Spark master's port (web UI: 8080)")
+    parser.add_argument(
+        "--secured",
+        action="store_true",
+        help="Kafka on SASL_SSL with per-role users and ACLs, Spark with spark.authenticate (secrets under HOME/security)",
+    )
     args = parser.parse_args(argv)
     home = args.home or settings.load().data_dir / "cluster"
+    security = secret_file = None
+    if args.secured:
+        security = BrokerSecurity(home / "security")
+        security.ensure()
+        secret_file = security.home / "spark.secret"
+        create_private(secret_file, secrets.token_urlsafe(32) + "\n")
     kafka = KafkaCluster(
-        home / "kafka", ports=[(args.kafka_port + 2 * n, args.kafka_port + 2 * n + 1) for n in range(3)]
+        home / "kafka",
+        ports=[(args.kafka_port + 2 * n, args.kafka_port + 2 * n + 1) for n in range(3)],
+        security=security,
     )
     spark = SparkStandalone(
-        home / "spark", master_port=args.spark_port, master_ui_port=8080, worker_ui_ports=[8081, 8082]
+        home / "spark",
+        master_port=args.spark_port,
+        master_ui_port=8080,
+        worker_ui_ports=[8081, 8082],
+        auth_secret_file=secret_file,
     )
     signal.signal(signal.SIGINT, _interrupt)  # also when started in the background, where SIGINT is ignored
     signal.signal(signal.SIGTERM, _interrupt)
@@ -320,14 +417,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"(`kill {b.process.pid}` stops it: the chat carries on with two)",
                 flush=True,
             )
-        print(
-            f"ready in {time.monotonic() - t0:.0f}s. In another shell, run the chat on them:\n\n"
-            f"  export CHAT_KAFKA_BOOTSTRAP={kafka.bootstrap}\n"
-            f"  export CHAT_SPARK_MASTER={spark.master_url}\n"
-            f"  export CHAT_REPLICATION_FACTOR=3 CHAT_TOPIC_PARTITIONS=2\n"
-            f"  make up\n\nCtrl-C stops the clusters.",
-            flush=True,
-        )
+        if security is None:
+            print(
+                f"ready in {time.monotonic() - t0:.0f}s. In another shell, run the chat on them:\n\n"
+                f"  export CHAT_KAFKA_BOOTSTRAP={kafka.bootstrap}\n"
+                f"  export CHAT_SPARK_MASTER={spark.master_url}\n"
+                f"  export CHAT_REPLICATION_FACTOR=3 CHAT_TOPIC_PARTITIONS=2\n"
+                f"  make up\n\nCtrl-C stops the clusters.",
+                flush=True,
+            )
+        else:
+            print(secured_instructions(kafka, spark, security, time.monotonic() - t0), flush=True)
         reported: set[int] = set()
         while True:
             time.sleep(1)

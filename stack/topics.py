@@ -12,6 +12,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from config import contract, settings
+from config.cluster_security import kafka_client_kwargs
 
 
 def min_insync_for(replication_factor: int) -> int:
@@ -27,13 +28,15 @@ def create_topics(
     replication_factor: int = 1,
     timeout_s: float = 60.0,
     min_insync_replicas: int | None = None,
+    security: dict | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
     Every topic gets `min.insync.replicas` (default: `min_insync_for(replication_factor)`).
     Retries until the broker answers or `timeout_s` passes, so it can run right
-    after the broker starts.
+    after the broker starts. `security`: kafka-python's security arguments (default: the settings').
     """
+    security = kafka_client_kwargs() if security is None else security
     min_insync = min_insync_replicas or min_insync_for(replication_factor)
     deadline = time.monotonic() + timeout_s
     while True:
@@ -43,6 +46,7 @@ def create_topics(
                 client_id="chat-topics",
                 request_timeout_ms=10_000,
                 bootstrap_timeout_ms=3_000,
+                **security,
             )
             break
         except KafkaError:
