@@ -9,6 +9,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from config import settings
+from config.cluster_security import spark_auth_conf
 
 CONF_DIR = settings.REPO_ROOT / "conf"
 
@@ -49,6 +50,7 @@ def get_spark(app_name: str, master: str | None = None, extra: dict[str, str] | 
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.master(master)
     builder = builder.config("spark.jars", ",".join(str(j) for j in spark_jars()))
-    for key, value in (extra or {}).items():
+    # a secured standalone cluster admits only holders of its secret (CHAT_SPARK_AUTH_SECRET_FILE; none locally)
+    for key, value in {**spark_auth_conf(settings.load().spark_auth_secret_file), **(extra or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

@@ -53,15 +53,16 @@ ROLES = (
     Role(
         API_USER,
         # the feed, the notices and the sessions it serves; `chat` and `chat_actions` for the shared rate limit
-        # and slow mode (api/flood.py)
+        # and slow mode (api/flood.py); the accounts (api/accounts.py), which it alone reads and writes
         reads=(
             contract.TOPIC_CONTROLLED,
             contract.TOPIC_NOTICES,
             contract.TOPIC_SESSIONS,
             contract.TOPIC_CHAT,
             contract.TOPIC_ACTIONS,
+            contract.TOPIC_ACCOUNTS,
         ),
-        writes=(contract.TOPIC_CHAT, contract.TOPIC_ACTIONS, contract.TOPIC_SESSIONS),
+        writes=(contract.TOPIC_CHAT, contract.TOPIC_ACTIONS, contract.TOPIC_SESSIONS, contract.TOPIC_ACCOUNTS),
     ),
     Role(
         STREAMS_USER,

@@ -34,6 +34,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from config import contract, settings
+from config.cluster_security import kafka_client_kwargs
 from pipelines.wordlists import SEPARATORS, STAND_INS, WORDLIST_DIR, load_word_lists, read_word_file
 
 PROG = "demo-data"
@@ -1136,6 +1137,7 @@ def _producer(bootstrap: str, timeout_s: float) -> KafkaProducer:
         request_timeout_ms=int(timeout_s * 1000),
         delivery_timeout_ms=int(timeout_s * 3000),
         allow_auto_create_topics=False,
+        **kafka_client_kwargs(),  # SASL_SSL on a secured cluster, nothing by default
     )
 
 

@@ -79,7 +79,7 @@ def refusal(producer: ChatProducer, topic: str) -> BaseException:
 def test_the_apis_credentials_write_its_topics_and_cannot_write_a_notice_or_the_moderated_feed(secured):
     producer = ChatProducer(secured.broker.bootstrap, send_timeout_s=5, security=secured.kwargs(API_USER))
     try:
-        for topic in (contract.TOPIC_CHAT, contract.TOPIC_ACTIONS, contract.TOPIC_SESSIONS):
+        for topic in (contract.TOPIC_CHAT, contract.TOPIC_ACTIONS, contract.TOPIC_SESSIONS, contract.TOPIC_ACCOUNTS):
             partition, offset = producer.publish(topic, "ana", {"author": "ana"}, [], what="message m-1")
             assert (partition, offset) == (0, 0)
         # a forged "blocked" notice or an unmoderated message in the feed: refused by the broker
@@ -124,16 +124,20 @@ def test_only_the_streams_write_notices_and_the_api_reads_them_with_its_own_tail
         tail.stop()
 
 
-def test_the_streams_cannot_read_the_sessions_and_the_api_cannot_join_a_group(secured):
-    """Least rights: the sessions are the API's alone; neither role has any consumer group but Spark's."""
-    tp = TopicPartition(contract.TOPIC_SESSIONS, 0)
-    consumer = KafkaConsumer(bootstrap_servers=secured.broker.bootstrap, group_id=None, **secured.kwargs(STREAMS_USER))
-    try:
-        consumer.assign([tp])
-        with pytest.raises(TopicAuthorizationFailedError):
-            consumer.end_offsets([tp])
-    finally:
-        consumer.close()
+def test_the_streams_cannot_read_the_sessions_or_the_accounts_and_the_api_cannot_join_a_group(secured):
+    """Least rights: the sessions and the accounts (password hashes) are the API's alone; neither role has any
+    consumer group but Spark's."""
+    for topic in (contract.TOPIC_SESSIONS, contract.TOPIC_ACCOUNTS):
+        tp = TopicPartition(topic, 0)
+        consumer = KafkaConsumer(
+            bootstrap_servers=secured.broker.bootstrap, group_id=None, **secured.kwargs(STREAMS_USER)
+        )
+        try:
+            consumer.assign([tp])
+            with pytest.raises(TopicAuthorizationFailedError):
+                consumer.end_offsets([tp])
+        finally:
+            consumer.close()
     consumer = KafkaConsumer(
         contract.TOPIC_CONTROLLED,
         bootstrap_servers=secured.broker.bootstrap,
