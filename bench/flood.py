@@ -485,9 +485,10 @@ def measure(
 
 
 @contextlib.contextmanager
-def limited_api(stack, work: Path):
-    """An API host of its own with the product's settings (the per-user rate limit on), one worker per core
-    as `make up` runs it, on `stack`'s Kafka and warehouse (its streams and ledger); yields its URL."""
+def limited_api(stack, work: Path, workers: int = 0):
+    """An API host of its own with the product's settings (the per-user rate limit and the spam rule on), one
+    worker per core as `make up` runs it unless `workers` says, on `stack`'s Kafka and warehouse (its streams
+    and ledger); yields its URL."""
     from stack.balancer import ApiHost
     from stack.harness import GUEST_NAMES
 
@@ -496,7 +497,7 @@ def limited_api(stack, work: Path):
         work / "api-flood",
         stack.kafka_bootstrap,
         secrets.token_urlsafe(32),
-        workers=0,
+        workers=workers,
         env={"CHAT_WAREHOUSE_DIR": str(stack.data_dir / "warehouse"), **GUEST_NAMES},  # its users sign in as guests
     )
     host.start()

@@ -225,6 +225,28 @@ def credentials(author: str, password: str | None) -> dict[str, str]:
     return {"author": author} if password is None else {"author": author, "password": password}
 
 
+def post_credentials(
+    api_url: str,
+    path: str,
+    author: str,
+    password: str | None,
+    timeout: float,
+    language: str | None,
+    client_address: str | None,
+) -> requests.Response:
+    """POST a name and password (or a guest's name alone) to ``path``, with the person's language and browser
+    address; :class:`ApiUnreachable` when the API cannot be reached."""
+    try:
+        return requests.post(
+            f"{api_url.rstrip('/')}{path}",
+            json=credentials(author, password),
+            headers={**language_header(language), **forwarded_for(client_address)},
+            timeout=timeout,
+        )
+    except requests.RequestException as exc:
+        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
+
+
 def open_session(
     api_url: str,
     author: str,
@@ -242,15 +264,7 @@ def open_session(
     (400, 409 ``name_taken``), the credentials (401 ``bad_credentials``), the attempt (429), answers
     anything else, or cannot be reached. ``client_address`` is the person's browser's (``X-Forwarded-For``).
     """
-    try:
-        response = requests.post(
-            f"{api_url.rstrip('/')}/sessions",
-            json=credentials(author, password),
-            headers={**language_header(language), **forwarded_for(client_address)},
-            timeout=timeout,
-        )
-    except requests.RequestException as exc:
-        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
+    response = post_credentials(api_url, "/sessions", author, password, timeout, language, client_address)
     with response:
         status = response.status_code
         if status == 409 and api_code(response) != "name_taken":
@@ -280,15 +294,7 @@ def sign_up(
     ``too_many_attempts``), answers anything else, or cannot be reached (:class:`ApiUnreachable`).
     ``client_address`` is the person's browser's (``X-Forwarded-For``).
     """
-    try:
-        response = requests.post(
-            f"{api_url.rstrip('/')}/accounts",
-            json=credentials(author, password),
-            headers={**language_header(language), **forwarded_for(client_address)},
-            timeout=timeout,
-        )
-    except requests.RequestException as exc:
-        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
+    response = post_credentials(api_url, "/accounts", author, password, timeout, language, client_address)
     with response:
         if response.status_code not in (200, 201):
             raise failure(response, "POST /accounts")

@@ -1,16 +1,14 @@
-"""Repeated-message spam on the real stack: an API host with the product's settings on the stack's broker and
-warehouse (the stack's own API runs with the rule out of reach), the real relay and ledger: readers never get
-the third copy, Delta records it as spam with its reason and a spam strike, and the sender is told."""
+"""Repeated-message spam on the real stack: an API host with the product's settings (bench/flood.py's) on the
+stack's broker and warehouse (the stack's own API runs with the rule out of reach), the real relay and ledger:
+readers never get the third copy, Delta records it as spam with its reason and a spam strike, and the sender is
+told."""
 
 from __future__ import annotations
-
-import secrets
 
 import pytest
 import requests
 
-from stack.balancer import ApiHost
-from stack.harness import GUEST_NAMES
+from bench.flood import limited_api
 from tests.stack.running import delta_rows, wait_until
 
 pytestmark = pytest.mark.integration
@@ -18,16 +16,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def product_api(chat_stack, tmp_path_factory):
-    env = {"CHAT_WAREHOUSE_DIR": str(chat_stack.data_dir / "warehouse"), **GUEST_NAMES}
-    host = ApiHost(
-        "api-spam", tmp_path_factory.mktemp("api-spam"), chat_stack.kafka_bootstrap, secrets.token_urlsafe(32), env=env
-    )
-    host.start()
-    try:
-        host.wait_healthy()
-        yield host.url
-    finally:
-        host.stop()
+    # one worker: the copies are judged in one process, so the third is marked whatever the tail's lag
+    with limited_api(chat_stack, tmp_path_factory.mktemp("api-spam"), workers=1) as url:
+        yield url
 
 
 def test_the_third_copy_is_withheld_from_readers_recorded_as_spam_and_a_spam_strike(chat_stack, product_api):
