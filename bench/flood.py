@@ -48,7 +48,8 @@ from bench.e2e_latency import _await, _Reader, _recorded_messages
 from bench.steady import SPREAD_LIMIT, load_average, spread
 from config import settings
 
-# what the flooder repeats: clean words, so the moderation never strikes (and blocks) it
+# what the flooder sends: clean words, so the moderation never strikes (and blocks) it, each copy numbered
+# (" #<thread>.<n>") as a spammer dodging the repeated-message rule would: the bench measures the rate limit
 FLOOD_TEXT = "Great deals on phone cases today only, visit my shop and tell your friends!"
 TARGET_RATIO = 1.5  # the flood's normal p99 over the calm one
 TARGET_P99_MS = 100
@@ -59,12 +60,16 @@ QUICK = {"users": 20, "warmup_s": 2, "window_s": 5, "windows": 3, "connections":
 # wrk's Lua: every answer counted by wall-clock second and status, every thread's counts summed at the end
 WRK_SCRIPT = """-- bench/flood.py's flooder: POST /messages with one session's token, as fast as the answers come
 wrk.method = "POST"
-wrk.body = '%(body)s'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %(token)s"
+local head = '%(head)s'
 local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) counts = {} end
+function setup(thread) table.insert(threads, thread); thread:set("id", #threads) end
+function init(args) counts = {}; sent = 0 end
+function request()
+  sent = sent + 1
+  return wrk.format(nil, nil, nil, head .. " #" .. id .. "." .. sent .. '"}')
+end
 function response(status, headers, body)
   local key = os.time() .. ":" .. status
   counts[key] = (counts[key] or 0) + 1
@@ -91,7 +96,7 @@ def wrk_script(token: str, text: str = FLOOD_TEXT) -> str:
     body = json.dumps({"data": text}, ensure_ascii=True)
     if "'" in body or "\\" in body:
         raise BenchError(f"the flood text cannot go in a Lua string as is: {text!r}")
-    return WRK_SCRIPT % {"body": body, "token": token}
+    return WRK_SCRIPT % {"head": body.removesuffix('"}'), "token": token}
 
 
 def parse_wrk_output(stdout: str) -> dict:
