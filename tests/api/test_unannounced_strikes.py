@@ -36,6 +36,7 @@ def app(kafka_only, tmp_path):
             "DATA_DIR": tmp_path,
             "WAREHOUSE_DIR": tmp_path / "warehouse",
             "START_FEED": True,
+            "GUEST_NAMES": True,  # its users sign in by name, as on the test stacks
         }
     )
     moderation = app.extensions["chat_moderation"]
