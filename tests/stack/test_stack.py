@@ -237,6 +237,7 @@ def test_broker_is_formatted_once_and_keeps_its_data_across_restarts(tmp_path: P
             "chat_notices",
             "chat_actions",
             "chat_sessions",
+            "chat_accounts",
         ]
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
         producer.send("chat", value=b"kept").get(timeout=10)
