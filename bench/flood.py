@@ -602,11 +602,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stack = None
     api_url = args.api
     if api_url is None:
-        from stack.harness import start_stack, stop_stack
+        from stack.harness import GUEST_NAMES, start_stack, stop_stack
 
         work = settings.load().data_dir / "bench" / f"flood-{os.getpid()}"
         say(f"starting the whole chat of its own in {work}")
-        stack = start_stack(work)
+        stack = start_stack(work, env=GUEST_NAMES)  # the product's limits; its made-up users sign in as guests
         api_url = stack.api_url
     try:
         result = measure(api_url, **sizes, progress=say)
