@@ -41,16 +41,47 @@ class Refused(ApiError):
         super().__init__(429, code, headers={"Retry-After": str(seconds)}, seconds=seconds, **params)
 
 
-class PostWindow:
+class AuthorWindow:
+    """Each author's recent messages (message id → an entry whose time `when()` gives), under one lock: what
+    the rate limit's and the spam rule's windows share."""
+
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        self._by_author: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def when(entry) -> float:
+        return entry
+
+    def release(self, author: str, message_id: str) -> None:
+        """Forget a message counted but not sent (Kafka refused it): it does not count."""
+        with self._lock:
+            sent = self._by_author.get(author)
+            if sent is not None:
+                sent.pop(message_id, None)
+                if not sent:
+                    del self._by_author[author]
+
+    def _forget_before(self, cutoff: float) -> None:
+        with self._lock:
+            for author in list(self._by_author):
+                kept = {i: e for i, e in self._by_author[author].items() if self.when(e) > cutoff}
+                if kept:
+                    self._by_author[author] = kept
+                else:
+                    del self._by_author[author]
+
+
+class PostWindow(AuthorWindow):
     """Each author's accepted messages (message id → time, seconds since the epoch) over the last
     `window_s` (or the slow mode's interval, when longer)."""
 
     def __init__(self, limit: int, window_s: float, clock=time.time):
         if limit < 1 or not window_s > 0:
             raise ValueError("a rate limit needs at least one message in a window of more than 0 s")
-        self.limit, self.window_s, self.clock = limit, window_s, clock
-        self._by_author: dict[str, dict[str, float]] = {}
-        self._lock = threading.Lock()
+        super().__init__(clock)
+        self.limit, self.window_s = limit, window_s
 
     def admit(self, author: str, message_id: str, slow_mode_s: int = 0) -> None:
         """Count `message_id` for `author` now, or raise Refused (429) when that would pass the limit or
@@ -71,15 +102,6 @@ class PostWindow:
                 raise Refused("rate_limited", wait_rate, limit=self.limit, window=self.window_s)
             sent[message_id] = now
 
-    def release(self, author: str, message_id: str) -> None:
-        """Forget a message admitted but not sent (Kafka refused it): it does not count."""
-        with self._lock:
-            sent = self._by_author.get(author)
-            if sent is not None:
-                sent.pop(message_id, None)
-                if not sent:
-                    del self._by_author[author]
-
     def seen(self, author: str, message_id: str, at: float, horizon_s: float) -> None:
         """A message read from `chat` (sent through any process); one already counted is not counted again."""
         if at <= self.clock() - horizon_s:
@@ -89,14 +111,7 @@ class PostWindow:
 
     def prune(self, horizon_s: float) -> None:
         """Forget what is older than `horizon_s` (the longer of the window and the slow mode)."""
-        cutoff = self.clock() - horizon_s
-        with self._lock:
-            for author in list(self._by_author):
-                kept = {i: t for i, t in self._by_author[author].items() if t > cutoff}
-                if kept:
-                    self._by_author[author] = kept
-                else:
-                    del self._by_author[author]
+        self._forget_before(self.clock() - horizon_s)
 
     def counted(self, author: str) -> int:
         """The author's messages in the window now."""
@@ -171,16 +186,19 @@ def record_headers(message_id: str, spam: Spam | None) -> list[tuple[str, bytes]
     return [(contract.MESSAGE_ID_HEADER, message_id.encode("ascii")), *(spam.headers() if spam else ())]
 
 
-class RepeatWindow:
+class RepeatWindow(AuthorWindow):
     """Each author's messages (message id → (time, text key, spam strike)) over the last `window_s`: from
     `repeats` copies of one text in the window on, a message is spam; one spam strike per author per window."""
 
     def __init__(self, repeats: int, window_s: float, clock=time.time):
         if repeats < 2 or not window_s > 0:
             raise ValueError("the spam rule needs at least 2 copies in a window of more than 0 s")
-        self.repeats, self.window_s, self.clock = repeats, window_s, clock
-        self._by_author: dict[str, dict[str, tuple[float, bytes, bool]]] = {}
-        self._lock = threading.Lock()
+        super().__init__(clock)
+        self.repeats, self.window_s = repeats, window_s
+
+    @staticmethod
+    def when(entry: tuple[float, bytes, bool]) -> float:
+        return entry[0]
 
     def judge(self, author: str, message_id: str, text: str) -> Spam | None:
         """Count `message_id` for `author` now and say whether it is spam; judge and count are one step."""
@@ -196,15 +214,6 @@ class RepeatWindow:
             sent[message_id] = (now, key, bool(spam and spam.strike))
         return spam
 
-    def release(self, author: str, message_id: str) -> None:
-        """Forget a message judged but not sent (Kafka refused it)."""
-        with self._lock:
-            sent = self._by_author.get(author)
-            if sent is not None:
-                sent.pop(message_id, None)
-                if not sent:
-                    del self._by_author[author]
-
     def knows(self, author: str, message_id: str) -> bool:
         with self._lock:
             return message_id in self._by_author.get(author, {})
@@ -219,14 +228,7 @@ class RepeatWindow:
             self._by_author.setdefault(author, {}).setdefault(message_id, (at, key, strike))
 
     def prune(self) -> None:
-        cutoff = self.clock() - self.window_s
-        with self._lock:
-            for author in list(self._by_author):
-                kept = {i: e for i, e in self._by_author[author].items() if e[0] > cutoff}
-                if kept:
-                    self._by_author[author] = kept
-                else:
-                    del self._by_author[author]
+        self._forget_before(self.clock() - self.window_s)
 
     def sizes(self) -> dict:
         with self._lock:
