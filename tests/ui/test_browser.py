@@ -148,6 +148,16 @@ class ChatPage:
             PAGE_TIMEOUT,
         )
 
+    def strike_out(self) -> None:
+        """Three profane messages back to back (one trip through the ledger, not three), then the blocked banner."""
+        for text in ["mierda", "sh1t happens", "eres un cabrón"]:
+            self.say(text)
+        self.wait_for(
+            lambda: bool(self.driver.find_elements(By.CSS_SELECTOR, "#moderation .chat-blocked")),
+            "the blocked banner",
+            MODERATION_TIMEOUT,
+        )
+
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
         try:
             WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda _: condition())
@@ -359,14 +369,7 @@ def test_a_blocked_user_sees_no_chat_until_a_moderator_unblocks_them(chat_stack,
     troll.join(troll_name)
     bob.join(bob_name)
 
-    # Three strikes, back to back (one trip through the ledger, not three).
-    for text in ["mierda", "sh1t happens", "eres un cabrón"]:
-        troll.say(text)
-    troll.wait_for(
-        lambda: bool(troll.driver.find_elements(By.CSS_SELECTOR, "#moderation .chat-blocked")),
-        "the blocked banner",
-        MODERATION_TIMEOUT,
-    )
+    troll.strike_out()
     assert "blocked" in troll.text_of("#moderation .chat-blocked")
     troll.wait_for(lambda: troll.messages() == [], "the chat to be cleared", PAGE_TIMEOUT)
     # The banner is in the page's live region (screen readers read it out), and the page stays accessible.
@@ -409,13 +412,7 @@ def test_a_blocked_account_cannot_come_back_under_another_spelling(chat_stack, o
     assert troll.driver.find_elements(By.CSS_SELECTOR, "input[type=password]") == []  # the forms are gone
     troll.say(f"hola ({run})")
     troll.wait_for_message(name, f"hola ({run})")
-    for text in ["mierda", "sh1t happens", "eres un cabrón"]:
-        troll.say(text)
-    troll.wait_for(
-        lambda: bool(troll.driver.find_elements(By.CSS_SELECTOR, "#moderation .chat-blocked")),
-        "the blocked banner",
-        MODERATION_TIMEOUT,
-    )
+    troll.strike_out()
     try:
         # Another window, another try: every spelling that looks like the blocked name is refused.
         again = open_window(chat_stack.ui_url, lang="es")
