@@ -327,7 +327,7 @@ class Accounts:
     def sign_up(self, author: str, password: str, client: str) -> Account:
         self.sign_ups.check(client)
         self.sign_ups.missed(client)  # every sign-up counts: each costs a slow hash
-        if author.casefold().startswith(contract.READER_PREFIX):  # the UI's feed readers' names
+        if contract.is_reader_name(author):
             raise NameTaken(author, False).error()
         self.check_name(author, guest=False)
         self.holds.check(client)

@@ -27,7 +27,7 @@ def open_session():
         raise ApiError(400, "body_not_object", fields='"author": ...') from None  # a guest's whole body
     name = clean_author(body.get("author"), current_app.config["MAX_AUTHOR_CHARS"])
     client = client_address()
-    if name.casefold().startswith(contract.READER_PREFIX):
+    if contract.is_reader_name(name):
         author = reader_name(name, body.get("password"), accounts.guest_names)
     elif "password" in body:
         password = clean_password(body["password"], 1)

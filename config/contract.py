@@ -40,6 +40,13 @@ MAX_AUTHOR_CHARS = 64
 MAX_PASSWORD_CHARS = 256
 # a UI process reads the chat under a session of its own named so; only CHAT_READER_TOKEN opens one
 READER_PREFIX = "ui-reader-"
+
+
+def is_reader_name(name: str) -> bool:
+    """A name of the UI's feed readers, in any case: no person may take one."""
+    return name.casefold().startswith(READER_PREFIX)
+
+
 MAX_DATA_CHARS = 2000
 # session tokens one POST /notices/poll may carry: the joined users one UI process follows
 MAX_POLL_TOKENS = 1000

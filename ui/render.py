@@ -344,7 +344,7 @@ def validate_name(raw: str | None) -> NameCheck:
         return NameCheck(None, text("join.name_too_long", max=limit, length=len(name)))
     if CONTROL_CHARS.search(name) or "\n" in name or "\t" in name:
         return NameCheck(None, text("join.name_control"))
-    if name.casefold().startswith(READER_PREFIX):
+    if contract.is_reader_name(name):
         return NameCheck(None, text("join.name_reserved", prefix=READER_PREFIX))
     return NameCheck(name, None)
 
