@@ -35,6 +35,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         KAFKA_SEND_TIMEOUT_S=10.0,
         START_FEED=True,
         WAREHOUSE_DIR=s.warehouse_dir,
+        OBJECT_STORE=s.object_store,  # how to reach WAREHOUSE_DIR when it is an s3a:// location
         DATA_DIR=s.data_dir,
         SESSION_TTL_S=s.session_ttl_s,
         ADMIN_TOKEN=s.admin_token,

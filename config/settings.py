@@ -14,6 +14,7 @@ from pathlib import Path
 
 from config import contract
 from config.hosts import default_hosts, default_origins
+from config.object_store import SCHEME, Location, ObjectStore, parse_object_location
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +36,30 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "CHAT_WAREHOUSE_DIR",
         "",
-        "where the Delta tables live; default `$CHAT_DATA_DIR/warehouse` (on a cluster: a path every Spark worker and the API see)",
+        "where the Delta tables live: a path (default `$CHAT_DATA_DIR/warehouse`; on a cluster one every Spark worker "
+        "and the API see) or `s3a://<bucket>/<prefix>` (object storage: CHAT_S3_ENDPOINT and the settings after it)",
+    ),
+    Setting(
+        "CHAT_CHECKPOINT_DIR",
+        "",
+        "where the streams keep their checkpoints: a path (default `$CHAT_DATA_DIR/checkpoints`) or `s3a://<bucket>/<prefix>`",
+    ),
+    Setting(
+        "CHAT_S3_ENDPOINT",
+        "",
+        "with s3a:// locations: the S3 service's URL (e.g. `http://127.0.0.1:9000` for S3Proxy or MinIO); unset: AWS S3",
+    ),
+    Setting("CHAT_S3_REGION", "us-east-1", "with s3a:// locations: the bucket's region"),
+    Setting(
+        "CHAT_S3_PATH_STYLE",
+        "off",
+        "with s3a:// locations: `on` addresses buckets as `<endpoint>/<bucket>` (S3Proxy, MinIO) instead of `<bucket>.<endpoint>`",
+    ),
+    Setting(
+        "CHAT_S3_CREDENTIALS_FILE",
+        "",
+        "with s3a:// locations: an AWS shared-credentials file (0600) whose `[default]` profile is used; unset: the "
+        "`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` environment variables",
     ),
     Setting("CHAT_JARS_DIR", "var/jars", "where `make jars` puts the Kafka and Spark jars"),
     Setting(
@@ -278,10 +302,20 @@ def _path(name: str, default: Path) -> Path:
     return _absolute(Path(raw)) if raw else default
 
 
+def _location(name: str) -> Location | None:
+    """A path, or an object-store URI (`s3a://bucket/prefix`); None when unset."""
+    raw = _raw(name)
+    if "://" in raw or raw.lower().startswith(f"{SCHEME}:"):
+        return parse_object_location(raw, name)
+    return _absolute(Path(raw)) if raw else None
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    warehouse_location: Path | None  # CHAT_WAREHOUSE_DIR as set; None: DATA_DIR/warehouse
+    warehouse_location: Location | None  # CHAT_WAREHOUSE_DIR as set; None: DATA_DIR/warehouse
+    checkpoint_location: Location | None  # CHAT_CHECKPOINT_DIR as set; None: DATA_DIR/checkpoints
+    object_store: ObjectStore
     jars_dir: Path
     kafka_bootstrap: str
     embedded_kafka: bool  # no CHAT_KAFKA_BOOTSTRAP: `make up` starts a broker of its own
@@ -331,11 +365,19 @@ class Settings:
         return self.api_workers or os.cpu_count() or 1
 
     @property
-    def warehouse_dir(self) -> Path:
+    def warehouse_dir(self) -> Location:
         return self.warehouse_location or self.data_dir / "warehouse"
 
+    @property
+    def checkpoint_dir(self) -> Location:
+        return self.checkpoint_location or self.data_dir / "checkpoints"
+
+    @property
+    def on_object_store(self) -> bool:
+        """Whether the warehouse or the checkpoints are on object storage."""
+        return not isinstance(self.warehouse_dir, Path) or not isinstance(self.checkpoint_dir, Path)
+
     # the folders under DATA_DIR, each named once
-    checkpoint_dir = property(lambda self: self.data_dir / "checkpoints")
     log_dir = property(lambda self: self.data_dir / "log")
     run_dir = property(lambda self: self.data_dir / "run")
     kafka_dir = property(lambda self: self.data_dir / "kafka")
@@ -352,7 +394,14 @@ def load() -> Settings:
     ui_port = _whole("CHAT_UI_PORT", 8000, 1)
     return Settings(
         data_dir=_path("CHAT_DATA_DIR", REPO_ROOT / "var"),
-        warehouse_location=_path("CHAT_WAREHOUSE_DIR", None),
+        warehouse_location=_location("CHAT_WAREHOUSE_DIR"),
+        checkpoint_location=_location("CHAT_CHECKPOINT_DIR"),
+        object_store=ObjectStore(
+            endpoint=_raw("CHAT_S3_ENDPOINT").rstrip("/"),
+            region=_text("CHAT_S3_REGION", "us-east-1"),
+            path_style=_switch("CHAT_S3_PATH_STYLE", False),
+            credentials_file=_path("CHAT_S3_CREDENTIALS_FILE", None),
+        ),
         jars_dir=_path("CHAT_JARS_DIR", REPO_ROOT / "var" / "jars"),
         kafka_bootstrap=bootstrap or f"127.0.0.1:{kafka_port}",
         embedded_kafka=not bootstrap,

@@ -195,7 +195,7 @@ def ensure_table(
     ones, such as `moderator_actions.seconds`) to one that does; return it."""
     location = paths.table_path(name, warehouse)
     wanted = schema or ALL_SCHEMAS[name]
-    if (location / "_delta_log").exists():
+    if DeltaTable.isDeltaTable(spark, str(location)):
         table = DeltaTable.forPath(spark, str(location))
         have = {f.name for f in table.toDF().schema.fields}
         missing = [f for f in wanted.fields if f.name not in have]
@@ -222,7 +222,7 @@ def register_tables(spark: SparkSession, warehouse: Path | None = None, database
     registered = []
     for name in paths.ALL_TABLES:
         location = paths.table_path(name, warehouse)
-        if not (location / "_delta_log").exists():
+        if not DeltaTable.isDeltaTable(spark, str(location)):
             continue
         spark.sql(f"CREATE TABLE IF NOT EXISTS {database}.{name} USING DELTA LOCATION '{location}'")
         registered.append(f"{database}.{name}")
