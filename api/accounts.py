@@ -306,15 +306,26 @@ class AccountStore:
     def announced(self, account: Account) -> bool:
         return account.account_id in self.board.announced or account.account_id in self._announced
 
-    def verify(self, name: str, password: str) -> Account | None:
+    def verify(
+        self,
+        name: str,
+        password: str,
+        gate: Callable[[], None] | None = None,
+        missed: Callable[[], None] | None = None,
+    ) -> Account | None:
         """The account `name` (any spelling of it) signs in to with `password`, or None; an unknown name costs
-        as long as a wrong password (a dummy hash is checked)."""
+        as long as a wrong password (a dummy hash is checked). `gate` (the throttles' check) and `missed` (their
+        count) run in the hashing slot, so guesses queued behind it see the misses before them."""
         account = self.owner(name)
         with self._hashing:
+            if gate is not None:
+                gate()
             try:
                 ok = self.hasher.verify(account.password_hash if account else self._dummy_hash, password)
             except (VerificationError, InvalidHashError):
                 ok = False
+            if not (ok and account is not None) and missed is not None:
+                missed()
         return account if ok and account is not None else None
 
     def saw(self, author: str, address: str) -> None:
@@ -547,11 +558,14 @@ class Accounts:
         password), 429 too_many_attempts past the limits per account and per address."""
         account_key = canonical_key(name)
         self.store.ready()
-        self.by_address.check(client)
-        self.by_account.check(account_key)
-        account = self.store.verify(name, password)
+
+        def gate() -> None:
+            self.by_address.check(client)
+            self.by_account.check(account_key)
+
+        gate()
+        account = self.store.verify(name, password, gate, lambda: self._missed(account_key, client))
         if account is None:
-            self._missed(account_key, client)
             raise ApiError(401, "bad_credentials")
         if not self.store.announced(account):  # its sign-up could not tell the ledger
             self.store.announce(account)
