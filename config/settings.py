@@ -170,12 +170,13 @@ SETTINGS: tuple[Setting, ...] = (
         "CHAT_SIGN_IN_LIMIT",
         "10",
         "wrong passwords per account, and per client address, within CHAT_SIGN_IN_WINDOW_S; past it sign-ins get a "
-        "429 with Retry-After for that window (counted per API process)",
+        "429 with Retry-After for that window (counted by every API process together, through `chat_accounts`)",
     ),
     Setting(
         "CHAT_SIGN_UP_LIMIT",
         "10",
-        "sign-ups (granted or not) per client address within CHAT_SIGN_IN_WINDOW_S; past it a 429 (per API process)",
+        "sign-ups (granted or not) per client address within CHAT_SIGN_IN_WINDOW_S; past it a 429 (counted by every "
+        "API process together)",
     ),
     Setting(
         "CHAT_SIGN_IN_WINDOW_S", "300", "the window and the lockout of the sign-in and sign-up limits (1 to 86400)"
@@ -185,6 +186,13 @@ SETTINGS: tuple[Setting, ...] = (
         "86400",
         "seconds new sign-ups are refused (403 with Retry-After) from the client addresses a blocked user signed in "
         "from, counted from the block; moderators list and lift holds; 0: no holds",
+    ),
+    Setting(
+        "CHAT_SEEN_RETENTION_S",
+        "2592000",
+        "how long the API remembers that a user signed in from a client address (from their latest sign-in there), "
+        "for address holds: a block holds the addresses its user signed in from within this time; at least "
+        "CHAT_SIGNUP_HOLD_S (3600 to 31536000)",
     ),
     Setting(
         "CHAT_SECRET_KEY",
@@ -356,6 +364,7 @@ class Settings:
     sign_up_limit: int
     sign_in_window_s: float
     signup_hold_s: float
+    seen_retention_s: float
     secret_key: str
     reader_token: str
     admin_token: str
@@ -392,6 +401,12 @@ def load() -> Settings:
     bootstrap = _raw("CHAT_KAFKA_BOOTSTRAP")
     ui_host = _text("CHAT_UI_HOST", "127.0.0.1")
     ui_port = _whole("CHAT_UI_PORT", 8000, 1)
+    signup_hold_s = _seconds("CHAT_SIGNUP_HOLD_S", 86_400.0, 0, 365 * 86_400)
+    seen_retention_s = _seconds("CHAT_SEEN_RETENTION_S", 30 * 86_400.0, 3600, 365 * 86_400)
+    if seen_retention_s < signup_hold_s:  # else a hold would forget its addresses before it ends
+        raise SystemExit(
+            f"CHAT_SEEN_RETENTION_S ({seen_retention_s:g}) must be at least CHAT_SIGNUP_HOLD_S ({signup_hold_s:g})"
+        )
     return Settings(
         data_dir=_path("CHAT_DATA_DIR", REPO_ROOT / "var"),
         warehouse_location=_location("CHAT_WAREHOUSE_DIR"),
@@ -441,7 +456,8 @@ def load() -> Settings:
         sign_in_limit=_whole("CHAT_SIGN_IN_LIMIT", 10, 1, 10_000),
         sign_up_limit=_whole("CHAT_SIGN_UP_LIMIT", 10, 1, 10_000),
         sign_in_window_s=_seconds("CHAT_SIGN_IN_WINDOW_S", 300.0, 1, 86_400),
-        signup_hold_s=_seconds("CHAT_SIGNUP_HOLD_S", 86_400.0, 0, 365 * 86_400),
+        signup_hold_s=signup_hold_s,
+        seen_retention_s=seen_retention_s,
         secret_key=_raw("CHAT_SECRET_KEY"),
         reader_token=_raw("CHAT_READER_TOKEN"),
         admin_token=_admin_token(),

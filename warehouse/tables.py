@@ -149,6 +149,18 @@ MODERATOR_ACTIONS_SCHEMA = schema("""
     seconds           int                      -- slow_mode: the interval set (0: lifted); null for an unblock
 """)
 
+# One row per account, from the `account` actions the API puts on `chat_actions` (never `chat_accounts`, which holds
+# the password hashes): no secret and no address here.
+ACCOUNTS_SCHEMA = schema("""
+    account_id        string not null,
+    author            string not null,         -- the name as registered (what readers see)
+    name_keys         array<string> not null,  -- its canonical keys (api/names.py): look-alikes share one
+    created_at        timestamp not null,      -- when the API granted it (UTC)
+    kafka_partition   int not null,            -- in `chat_actions`
+    kafka_offset      bigint not null,
+    batch_id          bigint not null          -- the ledger batch that recorded it
+""")
+
 # Built by the statistics job (pipelines/user_stats.py), replaced as a whole on every run. Delta has
 # no NOT NULL inside arrays: the nested fields are nullable, though the job never writes a null there.
 USER_STATS_SCHEMA = schema("""
@@ -174,6 +186,7 @@ SCHEMAS = {
     paths.USER_MODERATION: USER_MODERATION_SCHEMA,
     paths.REJECTED_MESSAGES: REJECTED_MESSAGES_SCHEMA,
     paths.MODERATOR_ACTIONS: MODERATOR_ACTIONS_SCHEMA,
+    paths.ACCOUNTS: ACCOUNTS_SCHEMA,
 }
 # created by its own job, not by the ledger's ensure_tables()
 ALL_SCHEMAS = {**SCHEMAS, paths.USER_STATS: USER_STATS_SCHEMA}
@@ -184,6 +197,7 @@ COMMENTS = {
     paths.USER_MODERATION: "per user: messages, strikes, blocked (3 strikes) and since when",
     paths.REJECTED_MESSAGES: "records of the chat topic that are not valid messages, with the reason",
     paths.MODERATOR_ACTIONS: "moderators' actions (unblock: strikes and block cleared), as the ledger applied them",
+    paths.ACCOUNTS: "accounts (name as registered, its keys, when), without password hashes or addresses",
     paths.USER_STATS: "per user statistics, rebuilt by pipelines/user_stats.py (make stats)",
 }
 
