@@ -57,6 +57,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         SIGN_UP_LIMIT=s.sign_up_limit,
         SIGN_IN_WINDOW_S=s.sign_in_window_s,
         SIGNUP_HOLD_S=s.signup_hold_s,
+        SEEN_RETENTION_S=s.seen_retention_s,
         # argon2-cffi's parameter profile for password hashes (tests take CHEAPEST)
         PASSWORD_HASH_PROFILE="RFC_9106_LOW_MEMORY",
     )

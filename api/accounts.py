@@ -28,7 +28,7 @@ from api.errors import ApiError
 from api.names import canonical_key, name_keys
 from api.tail import Follower
 from api.validation import clean_author, json_object
-from config import contract, settings
+from config import contract
 
 log = logging.getLogger(__name__)
 
@@ -639,7 +639,7 @@ def hasher_for(profile: str) -> PasswordHasher:
 def init_app(app: Flask) -> None:
     """Accounts on `chat_accounts` through the process's producer; a test passes ACCOUNT_LOG (a stand-in shared
     by the apps that stand for API processes) to run without a broker."""
-    retention = app.config.get("SEEN_RETENTION_S") or settings.load().seen_retention_s
+    retention = app.config["SEEN_RETENTION_S"]
     board = AccountBoard(float(retention))
     log_ = app.config.get("ACCOUNT_LOG")
     if log_ is None:
