@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from stack.balancer import ApiHost
+from tests.api.conftest import api_hosts
 
 pytestmark = pytest.mark.integration
 
@@ -22,19 +22,9 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def hosts(kafka_only, tmp_path_factory):
-    home = tmp_path_factory.mktemp("throttled-hosts")
-    secret = secrets.token_urlsafe(32)
     env = {"CHAT_SIGN_IN_LIMIT": str(LIMIT), "CHAT_SIGN_UP_LIMIT": str(LIMIT), "CHAT_SIGN_IN_WINDOW_S": "600"}
-    pair = [ApiHost(name, home / name, kafka_only, secret, env=env) for name in ("a", "b")]
-    for host in pair:
-        host.start()
-    try:
-        for host in pair:
-            host.wait_healthy()
+    with api_hosts(tmp_path_factory.mktemp("throttled-hosts"), kafka_only, env) as pair:
         yield pair
-    finally:
-        for host in pair:
-            host.stop()
 
 
 def new_address() -> dict:
