@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,8 @@ def check_figure(figure: dict) -> None:
     assert len(figure["pair_ratios"]) == REPS and all(r > 0 for r in figure["pair_ratios"]), figure
 
 
+# a broker, S3Proxy and Spark for 16 runs: minutes on a busy 2-core machine
+@pytest.mark.timeout(1800)
 def test_the_bench_measures_both_lakes_on_the_same_data(tmp_path):
     work, out = tmp_path / "work", tmp_path / "result.json"
     env = {
@@ -38,14 +41,15 @@ def test_the_bench_measures_both_lakes_on_the_same_data(tmp_path):
         "SPARK_LOCAL_IP": "127.0.0.1",
         "CHAT_DATA_DIR": str(tmp_path / "data"),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.object_store", "--messages", str(MESSAGES), "--users", "6"]
-        + ["--warmup", str(WARMUP), "--reps", str(REPS), "--work", str(work), "--json", str(out)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    argv = [sys.executable, "-m", "bench.object_store", "--messages", str(MESSAGES), "--users", "6"]
+    argv += ["--warmup", str(WARMUP), "--reps", str(REPS), "--work", str(work), "--json", str(out)]
+    bench = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = bench.communicate(timeout=1700)
+    except subprocess.TimeoutExpired:
+        bench.send_signal(signal.SIGINT)  # its `finally` stops the broker and S3Proxy it started
+        stdout, stderr = bench.communicate(timeout=60)
+    done = subprocess.CompletedProcess(argv, bench.returncode, stdout, stderr)
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(out.read_text())
     assert json.loads(done.stdout.splitlines()[-1]) == result  # the last line is the JSON, the table above it
