@@ -260,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.object_store", description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=at_least(10), default=3000, help="records per ledger batch")
     parser.add_argument("--users", type=at_least(2), default=300)
-    parser.add_argument("--warmup", type=at_least(1), default=2, help="ledger batches before the measured ones")
-    parser.add_argument("--reps", type=at_least(3), default=4, help="measured runs of each variant")
+    parser.add_argument("--warmup", type=at_least(0), default=2, help="ledger batches before the measured ones")
+    parser.add_argument(
+        "--reps", type=at_least(1), default=4, help="measured runs of each variant (3 or more for a spread)"
+    )
     parser.add_argument("--work", type=Path, default=None, help="a fresh folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result there")
     args = parser.parse_args(argv)
