@@ -66,7 +66,8 @@ CMD ["python", "-m", "uvicorn", "ui.app:app", "--host", "0.0.0.0", "--port", "80
 
 
 # Build-time only: Maven resolves Spark's Kafka connector and Delta Lake from conf/pom.xml alone, into
-# ${project.basedir}/../var/jars/spark = /app/var/jars/spark; the streams stage copies the jars, not Maven.
+# ${project.basedir}/../var/jars/spark = /app/var/jars/spark, and Hadoop's S3A client with its AWS SDK modules
+# into var/jars/s3 (loaded only for s3a:// locations); the streams stage copies the jars, not Maven.
 FROM base AS jars
 RUN mkdir -p /usr/share/man/man1 \
  && apt-get update \
@@ -74,7 +75,8 @@ RUN mkdir -p /usr/share/man/man1 \
  && rm -rf /var/lib/apt/lists/*
 COPY conf/pom.xml ./conf/pom.xml
 RUN mvn -q -B -f conf/pom.xml -Dmaven.repo.local=/app/var/m2 -Pspark package \
- && ls /app/var/jars/spark/*.jar > /dev/null
+ && mvn -q -B -f conf/pom.xml -Dmaven.repo.local=/app/var/m2 -Ps3 package \
+ && ls /app/var/jars/spark/*.jar /app/var/jars/s3/*.jar > /dev/null
 
 
 FROM base AS streams
@@ -86,6 +88,7 @@ RUN mkdir -p /usr/share/man/man1 \
  && rm -rf /var/lib/apt/lists/*
 RUN pip install --group pipelines
 COPY --from=jars /app/var/jars/spark ./var/jars/spark
+COPY --from=jars /app/var/jars/s3 ./var/jars/s3
 COPY config ./config
 COPY warehouse ./warehouse
 COPY pipelines ./pipelines

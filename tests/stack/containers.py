@@ -98,9 +98,68 @@ def compose_text(name: str = COMPOSE_FILE.name) -> str:
     return (ROOT / name).read_text(encoding="utf-8")
 
 
-def load_compose(name: str = COMPOSE_FILE.name) -> dict:
-    """A fresh copy of a compose file, compose.yml by default (tests may mutate it)."""
-    return copy.deepcopy(_compose_doc(name))
+def load_compose(name: str = COMPOSE_FILE.name, profiles: tuple[str, ...] = ()) -> dict:
+    """A fresh copy of a compose file, compose.yml by default (tests may mutate it), as Compose runs it with
+    `profiles` active (none by default; "*" all): see with_profiles."""
+    return with_profiles(copy.deepcopy(_compose_doc(name)), profiles)
+
+
+def with_profiles(doc: dict, profiles: tuple[str, ...]) -> dict:
+    """What Compose runs with `profiles` active: the services without `profiles` and those of an active
+    profile; a `depends_on` entry marked `required: false` on a service left out is dropped (Compose ignores
+    it), and so is a named volume only the left-out services use."""
+    services = doc.get("services", {})
+    active = {
+        name: service
+        for name, service in services.items()
+        if "*" in profiles or not service.get("profiles") or set(service["profiles"]) & set(profiles)
+    }
+    for service in active.values():
+        deps = service.get("depends_on")
+        if isinstance(deps, dict):
+            service["depends_on"] = {
+                d: spec for d, spec in deps.items() if d in active or (spec or {}).get("required", True)
+            }
+    left_out = set().union(*(named_volume_sources(s) for n, s in services.items() if n not in active))
+    kept = set().union(*(named_volume_sources(s) for s in active.values()))
+    if doc.get("volumes"):
+        doc["volumes"] = {v: spec for v, spec in doc["volumes"].items() if v in kept or v not in left_out}
+    doc["services"] = active
+    return doc
+
+
+_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_]\w*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<bare>[A-Za-z_]\w*)")
+
+
+def interpolate(text: str, variables: dict[str, str]) -> str:
+    """Compose's interpolation of one string: ${NAME}, $NAME, ${NAME:-default}, ${NAME-default},
+    ${NAME:?error} and ${NAME?error} (ValueError when unset), $$ for a literal $."""
+
+    def value(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group("name") or match.group("bare")
+        op, arg = match.group("op"), match.group("arg") or ""
+        given = variables.get(name)
+        unset = given is None or (given == "" and op is not None and op.startswith(":"))
+        if op in ("-", ":-"):
+            return arg if unset else given
+        if op in ("?", ":?"):
+            if unset:
+                raise ValueError(f"required variable {name} is missing a value: {arg}")
+            return given
+        return given or ""
+
+    return _VARIABLE.sub(value, text)
+
+
+def interpolated(doc, variables: dict[str, str]):
+    """A compose document with every string interpolated as Compose does with `variables` (.env, the shell)."""
+    if isinstance(doc, dict):
+        return {k: interpolated(v, variables) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [interpolated(v, variables) for v in doc]
+    return interpolate(doc, variables) if isinstance(doc, str) else doc
 
 
 @cache
@@ -657,3 +716,105 @@ def provided_modules(distributions: set[str]) -> set[str]:
         if ep.dist is not None and canonicalize_name(ep.dist.name) in distributions
     }
     return modules | scripts
+
+
+# -- the object-storage profile of compose.cluster.yml ------------------------------------------------
+
+S3_PROFILE = "s3"
+S3_SERVICE = "s3"
+S3_BUCKET_SERVICE = "s3-bucket"
+S3PROXY_IMAGE = re.compile(r"andrewgaul/s3proxy:(\d+\.\d+\.\d+)")
+# the .env README documents for the profile (the keys are made up there; any do)
+S3_DOTENV = {
+    "CHAT_SECRET_KEY": "a-secret-of-at-least-32-characters-here",
+    "S3_ACCESS_KEY": "chat-0a1b2c3d",
+    "S3_SECRET_KEY": "not-a-real-secret",
+    "CHAT_WAREHOUSE_DIR": "s3a://chat-lake/warehouse",
+    "CHAT_CHECKPOINT_DIR": "s3a://chat-lake/checkpoints",
+}
+
+
+def pom_property(name: str) -> str:
+    match = re.search(rf"<{re.escape(name)}>([^<]+)</{re.escape(name)}>", (ROOT / "conf" / "pom.xml").read_text())
+    assert match, f"conf/pom.xml has no <{name}>"
+    return match.group(1)
+
+
+def lake_clients(doc: dict) -> list[str]:
+    """The services that read or write the lake: those given CHAT_WAREHOUSE_DIR, but the bucket creator."""
+    return sorted(
+        n for n, s in doc["services"].items() if "CHAT_WAREHOUSE_DIR" in environment(s) and n != S3_BUCKET_SERVICE
+    )
+
+
+def object_store_problems(doc: dict, setting_names: frozenset[str]) -> list[str]:
+    """What is wrong with the `s3` profile of a compose document interpolated with its .env: the S3 server is
+    S3Proxy pinned at conf/pom.xml's version with the filesystem backend on a named volume, its endpoint
+    published on loopback and probed by its health check; every lake client names real settings, reaches the
+    server by its service name and port with path-style access and the server's keys, has s3a:// locations,
+    and starts after the bucket creator has completed and the server is healthy; the creator fills the
+    server's volume before the server starts."""
+    services, problems = doc["services"], []
+    server, creator = services.get(S3_SERVICE), services.get(S3_BUCKET_SERVICE)
+    if server is None or creator is None:
+        return [f"no {S3_SERVICE} or no {S3_BUCKET_SERVICE} service"]
+    env = environment(server)
+    image = S3PROXY_IMAGE.fullmatch(str(server.get("image", "")))
+    if not image or image.group(1) != pom_property("s3proxy.version"):
+        problems.append(f"{S3_SERVICE}: image {server.get('image')!r} is not S3Proxy at conf/pom.xml's version")
+    if env.get("JCLOUDS_PROVIDER") != "filesystem":
+        problems.append(f"{S3_SERVICE}: JCLOUDS_PROVIDER is {env.get('JCLOUDS_PROVIDER')!r}, not filesystem")
+    if env.get("S3PROXY_AUTHORIZATION", "none") == "none":
+        problems.append(f"{S3_SERVICE}: S3PROXY_AUTHORIZATION lets anyone in")
+    basedir = env.get("JCLOUDS_FILESYSTEM_BASEDIR", "")
+    volume = [
+        v.split(":")[0] for v in server.get("volumes", []) if isinstance(v, str) and v.split(":")[1:2] == [basedir]
+    ]
+    if not volume or volume[0] not in named_volume_sources(server):
+        problems.append(f"{S3_SERVICE}: its basedir {basedir!r} is not a named volume")
+    endpoint = urllib.parse.urlsplit(env.get("S3PROXY_ENDPOINT", ""))
+    port = endpoint.port
+    if [str(p) for p in server.get("ports", [])] != [f"{LOOPBACK}:{port}:{port}"]:
+        problems.append(f"{S3_SERVICE} publishes {server.get('ports')}, not {LOOPBACK}:{port}:{port} only")
+    if f"/dev/tcp/127.0.0.1/{port}" not in " ".join((server.get("healthcheck") or {}).get("test", [])):
+        problems.append(f"{S3_SERVICE}'s health check does not probe its endpoint's port {port}")
+    if depends_on(server) != {S3_BUCKET_SERVICE: "service_completed_successfully"}:
+        problems.append(f"{S3_SERVICE} does not start after {S3_BUCKET_SERVICE} completed: {depends_on(server)}")
+    if str(creator.get("restart", "no")) != "no":
+        problems.append(f"{S3_BUCKET_SERVICE} must run once, but restart={creator.get('restart')}")
+    if volume and f"{volume[0]}:{basedir}" not in [str(v) for v in creator.get("volumes", [])]:
+        problems.append(f"{S3_BUCKET_SERVICE} does not make the buckets in {S3_SERVICE}'s volume at {basedir}")
+    clients = lake_clients(doc)
+    if not {"streams", *(n for n in services if re.fullmatch(r"api-\d+", n))} <= set(clients):
+        problems.append(f"the lake's clients {clients} leave out the streams or an API host")
+    for name in clients:
+        client = environment(services[name])
+        unknown = sorted(k for k in client if k.startswith("CHAT_") and k not in setting_names)
+        if unknown:
+            problems.append(f"{name}: {unknown} are not settings of config/settings.py")
+        url = urllib.parse.urlsplit(client.get("CHAT_S3_ENDPOINT", ""))
+        if (url.hostname, url.port) != (S3_SERVICE, port):
+            problems.append(f"{name}: CHAT_S3_ENDPOINT {client.get('CHAT_S3_ENDPOINT')!r} is not {S3_SERVICE}:{port}")
+        if client.get("CHAT_S3_PATH_STYLE", "").lower() not in ("on", "true", "1", "yes"):
+            problems.append(f"{name}: CHAT_S3_PATH_STYLE is not on (S3Proxy serves path-style requests)")
+        keys = (client.get("AWS_ACCESS_KEY_ID"), client.get("AWS_SECRET_ACCESS_KEY"))
+        if not all(keys) or keys != (env.get("S3PROXY_IDENTITY"), env.get("S3PROXY_CREDENTIAL")):
+            problems.append(f"{name}: its S3 keys are not the server's")
+        for setting in ("CHAT_WAREHOUSE_DIR", "CHAT_CHECKPOINT_DIR"):
+            if not client.get(setting, "").startswith("s3a://"):
+                problems.append(f"{name}: {setting} is {client.get(setting)!r}, not an s3a:// location")
+            elif client[setting] != environment(creator).get(setting):
+                problems.append(f"{name}: {setting} is not the location {S3_BUCKET_SERVICE} makes the bucket of")
+        if {d: c for d, c in depends_on(services[name]).items() if d in (S3_SERVICE, S3_BUCKET_SERVICE)} != {
+            S3_BUCKET_SERVICE: "service_completed_successfully",
+            S3_SERVICE: "service_healthy",
+        }:
+            problems.append(f"{name} does not wait for the buckets and a healthy {S3_SERVICE}")
+    return problems
+
+
+def bucket_script(creator: dict) -> str:
+    """The shell script the bucket creator runs (`sh -c SCRIPT`)."""
+    argv = as_argv(creator.get("entrypoint")) + as_argv(creator.get("command"))
+    assert argv[:2] == ["sh", "-c"] and len(argv) == 3, argv
+    return argv[2]

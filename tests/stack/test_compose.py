@@ -8,18 +8,21 @@ volumes are declared, every long-running service has a health check, depends_on 
 satisfiable, and the Kafka clients' bootstrap addresses are ones the brokers advertise. In the cluster
 file, the brokers form one KRaft quorum with three replicas and min.insync.replicas=2, and the streams
 are submitted to the Spark master the workers register with, and two API hosts sharing one secret and no
-file sit behind HAProxy (conf/haproxy-cluster.cfg), the UI's way to the API. The negative tests feed deliberately broken
+file sit behind HAProxy (conf/haproxy-cluster.cfg), the UI's way to the API. The cluster file's `s3` profile (the lake on
+S3Proxy) is checked as Compose runs it with the .env README documents. The negative tests feed deliberately broken
 documents to the same checks, so they are known to be able to fail. test_dockerfile.py checks the images.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import re
 import subprocess
 
 import pytest
 
+from config import settings
 from stack.balancer import HAPROXY, compose_config
 from tests.stack.containers import (
     ALL_BUILT,
@@ -34,6 +37,10 @@ from tests.stack.containers import (
     EXPECTED_MODULES,
     LOOPBACK,
     ROOT,
+    S3_BUCKET_SERVICE,
+    S3_DOTENV,
+    S3_PROFILE,
+    S3_SERVICE,
     SERVICES,
     SPARK_DAEMONS,
     TARGETS,
@@ -42,15 +49,20 @@ from tests.stack.containers import (
     api_port,
     balancer_problems,
     brokers,
+    bucket_script,
     compose_text,
     depends_on,
     environment,
+    interpolate,
+    interpolated,
+    lake_clients,
     listener_port,
     load_compose,
     memory_mb,
     missing_module_files,
     named_volume_sources,
     non_loopback_ports,
+    object_store_problems,
     option,
     port_host_ip,
     project_modules,
@@ -63,6 +75,7 @@ from tests.stack.containers import (
     stage_env,
     stages,
     undeclared_volumes,
+    with_profiles,
 )
 
 # --------------------------------------------------------------------------
@@ -483,7 +496,8 @@ def test_cluster_streams_are_submitted_to_the_master_the_workers_join():
 def test_cluster_warehouse_is_one_volume_where_the_executors_write_it():
     """CHAT_WAREHOUSE_DIR is the same named volume at the same path for the driver, both workers
     (their executors write the Delta files) and the API (which reads them)."""
-    services = load_compose(CLUSTER_FILE.name)["services"]
+    # as Compose runs it when .env sets only the API's secret: the lake's locations at their defaults
+    services = interpolated(load_compose(CLUSTER_FILE.name), {"CHAT_SECRET_KEY": "set in .env"})["services"]
     warehouse = environment(services["streams"])["CHAT_WAREHOUSE_DIR"]
     hosts = API_SERVICES[CLUSTER_FILE.name]
     for api in hosts:
@@ -605,3 +619,170 @@ def test_the_balancer_runs_the_haproxy_branch_its_configuration_is_checked_with(
     branch = re.fullmatch(r"haproxy:(\d+\.\d+)[.\w-]*", image).group(1)
     version = subprocess.run([HAPROXY, "-v"], capture_output=True, text=True, check=True).stdout
     assert re.match(rf"HAProxy version {re.escape(branch)}\.", version), (image, version.splitlines()[0])
+
+
+# --------------------------------------------------------------------------
+# the cluster file's `s3` profile: the lake on S3Proxy
+# --------------------------------------------------------------------------
+
+
+def s3_profile(dotenv: dict[str, str] = S3_DOTENV) -> dict:
+    """compose.cluster.yml as `docker compose --profile s3 run stats` runs it with `dotenv` as its .env."""
+    return interpolated(load_compose(CLUSTER_FILE.name, (S3_PROFILE, "stats")), dotenv)
+
+
+def test_every_profile_matches_the_compose_specification():
+    assert schema_errors(load_compose(CLUSTER_FILE.name, ("*",))) == []
+    assert schema_errors(s3_profile()) == []
+
+
+def test_the_s3_profile_adds_its_server_and_bucket_creator_and_nothing_runs_them_by_default():
+    everything = load_compose(CLUSTER_FILE.name, ("*",))
+    default = load_compose(CLUSTER_FILE.name)
+    assert sorted(set(everything["services"]) - set(default["services"])) == [S3_SERVICE, S3_BUCKET_SERVICE, "stats"]
+    assert sorted(load_compose(CLUSTER_FILE.name, (S3_PROFILE,))["services"]) == sorted(
+        [*SERVICES[CLUSTER_FILE.name], S3_SERVICE, S3_BUCKET_SERVICE]
+    )
+    # without the profile the lake's clients wait for nothing of it, and its volume is not made
+    for name, service in default["services"].items():
+        assert not {S3_SERVICE, S3_BUCKET_SERVICE} & set(depends_on(service)), name
+    assert set(everything["volumes"]) - set(default["volumes"]) == {"s3-data"}
+    # Compose drops only the optional dependencies on services left out
+    doc = load_compose(CLUSTER_FILE.name, ("*",))
+    doc["services"]["streams"]["depends_on"][S3_SERVICE]["required"] = True
+    assert S3_SERVICE in depends_on(with_profiles(doc, ())["services"]["streams"])
+
+
+def test_the_s3_profile_is_wired():
+    """S3Proxy at the tested version, its endpoint the one every lake client names, the buckets made before the
+    server starts and the clients after both; every CHAT_* name a real setting."""
+    doc = s3_profile()
+    assert object_store_problems(doc, settings.NAMES) == []
+    assert lake_clients(doc) == sorted(["api-1", "api-2", "stats", "streams"])
+
+
+def test_the_lake_clients_settings_load_as_the_chat_reads_them(monkeypatch):
+    """The settings each client gets parse with config/settings.py: s3a:// locations, the endpoint, path style."""
+    services = s3_profile()["services"]
+    for name in lake_clients(s3_profile()):
+        for key in [k for k in os.environ if k.startswith("CHAT_")]:
+            monkeypatch.delenv(key)
+        for key, value in environment(services[name]).items():
+            monkeypatch.setenv(key, value)
+        loaded = settings.load()
+        assert loaded.on_object_store, name
+        assert str(loaded.warehouse_dir) == S3_DOTENV["CHAT_WAREHOUSE_DIR"], name
+        assert str(loaded.checkpoint_dir) == S3_DOTENV["CHAT_CHECKPOINT_DIR"], name
+        assert loaded.object_store.path_style and loaded.object_store.endpoint == "http://s3:9000", name
+        assert loaded.object_store.credentials() == (S3_DOTENV["S3_ACCESS_KEY"], S3_DOTENV["S3_SECRET_KEY"]), name
+
+
+def test_the_keys_come_from_dotenv_not_from_the_file():
+    raw = load_compose(CLUSTER_FILE.name, ("*",))["services"]
+    for name in [*lake_clients({"services": raw}), S3_SERVICE]:
+        env = environment(raw[name])
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3PROXY_IDENTITY", "S3PROXY_CREDENTIAL"):
+            if key in env:
+                assert re.fullmatch(r"\$\{S3_(ACCESS|SECRET)_KEY:-\}", env[key]), (name, key, env[key])
+    # without them the server lets nobody in and the chat stops at start naming the credentials (config/object_store.py)
+    keyless = {k: v for k, v in S3_DOTENV.items() if not k.startswith("S3_")}
+    assert "its S3 keys are not the server's" in " ".join(object_store_problems(s3_profile(keyless), settings.NAMES))
+
+
+def run_bucket_creator(tmp_path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The bucket creator's script with its environment, its volume at tmp_path instead of /data."""
+    creator = s3_profile()["services"][S3_BUCKET_SERVICE]
+    basedir = environment(s3_profile()["services"][S3_SERVICE])["JCLOUDS_FILESYSTEM_BASEDIR"]
+    script = bucket_script(creator).replace(f'"{basedir}/', f'"{tmp_path}/')
+    return subprocess.run(["sh", "-c", script], env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True)
+
+
+def test_the_bucket_creator_makes_the_buckets_the_locations_name(tmp_path):
+    env = environment(s3_profile()["services"][S3_BUCKET_SERVICE])
+    done = run_bucket_creator(tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chat-lake"]
+    again = run_bucket_creator(tmp_path, env)  # a second `up` finds them there
+    assert again.returncode == 0, again.stderr
+    two = run_bucket_creator(tmp_path, {**env, "CHAT_CHECKPOINT_DIR": "s3a://chat-checkpoints/streams"})
+    assert two.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["chat-checkpoints", "chat-lake"]
+
+
+def test_the_bucket_creator_refuses_a_profile_without_an_s3a_location(tmp_path):
+    """`--profile s3` with the locations left at their defaults: the creator fails (so the server and the lake's
+    clients do not start), saying what to set."""
+    local = {k: v for k, v in S3_DOTENV.items() if not k.startswith("CHAT_") or k == "CHAT_SECRET_KEY"}
+    env = environment(s3_profile(local)["services"][S3_BUCKET_SERVICE])
+    assert env["CHAT_WAREHOUSE_DIR"] == "/warehouse"
+    done = run_bucket_creator(tmp_path, env)
+    assert done.returncode != 0 and list(tmp_path.iterdir()) == []
+    assert "CHAT_WAREHOUSE_DIR" in done.stderr and "s3a://" in done.stderr
+
+
+def test_the_statistics_service_runs_the_job_once_on_demand():
+    stats = load_compose(CLUSTER_FILE.name, ("*",))["services"]["stats"]
+    argv = service_argv(stats)
+    assert stats["profiles"] == ["stats"] and str(stats.get("restart")) == "no"
+    assert service_build(stats)[2] == "streams" and stats["image"] == "moderated-chat/streams:latest"
+    assert argv[0] == "spark-submit" and project_modules(argv) == {"pipelines.user_stats"}
+    assert missing_module_files(argv) == []
+
+
+def test_s3_profile_check_can_fail():
+    def problems(change) -> list[str]:
+        doc = s3_profile()
+        change(doc["services"])
+        return object_store_problems(doc, settings.NAMES)
+
+    def endpoint(services):
+        services["api-2"]["environment"]["CHAT_S3_ENDPOINT"] = "http://minio:9000"
+
+    assert problems(endpoint) == ["api-2: CHAT_S3_ENDPOINT 'http://minio:9000' is not s3:9000"]
+
+    def misspelled(services):
+        services["streams"]["environment"]["CHAT_S3_PATHSTYLE"] = "on"
+        del services["streams"]["environment"]["CHAT_S3_PATH_STYLE"]
+
+    assert problems(misspelled) == [
+        "streams: ['CHAT_S3_PATHSTYLE'] are not settings of config/settings.py",
+        "streams: CHAT_S3_PATH_STYLE is not on (S3Proxy serves path-style requests)",
+    ]
+
+    def unordered(services):
+        del services["streams"]["depends_on"][S3_BUCKET_SERVICE]
+        services[S3_SERVICE]["depends_on"] = {}
+
+    assert problems(unordered) == [
+        "s3 does not start after s3-bucket completed: {}",
+        "streams does not wait for the buckets and a healthy s3",
+    ]
+
+    def server(services):
+        s3 = services[S3_SERVICE]
+        s3["image"] = "andrewgaul/s3proxy:latest"
+        s3["environment"]["JCLOUDS_PROVIDER"] = "filesystem-nio2"
+        s3["ports"] = ["9000:9000"]
+        s3["healthcheck"]["test"] = ["CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/80"]
+        services[S3_BUCKET_SERVICE]["volumes"] = ["other:/data"]
+        services["stats"]["environment"]["CHAT_WAREHOUSE_DIR"] = "s3a://other-lake/warehouse"
+
+    assert problems(server) == [
+        "s3: image 'andrewgaul/s3proxy:latest' is not S3Proxy at conf/pom.xml's version",
+        "s3: JCLOUDS_PROVIDER is 'filesystem-nio2', not filesystem",
+        "s3 publishes ['9000:9000'], not 127.0.0.1:9000:9000 only",
+        "s3's health check does not probe its endpoint's port 9000",
+        "s3-bucket does not make the buckets in s3's volume at /data",
+        "stats: CHAT_WAREHOUSE_DIR is not the location s3-bucket makes the bucket of",
+    ]
+    assert problems(lambda services: services.pop(S3_BUCKET_SERVICE)) == ["no s3 or no s3-bucket service"]
+
+
+def test_interpolation_follows_compose():
+    variables = {"SET": "v", "EMPTY": ""}
+    assert interpolate("${SET} $SET ${SET:-d} ${UNSET:-d} ${EMPTY:-d} ${EMPTY-d} $$SET", variables) == "v v v d d  $SET"
+    assert interpolate("${UNSET}", variables) == ""
+    with pytest.raises(ValueError, match="UNSET"):
+        interpolate("${UNSET:?set it}", variables)
+    with pytest.raises(ValueError, match="EMPTY"):
+        interpolate("${EMPTY:?set it}", variables)
+    assert interpolate("${EMPTY?set it}", variables) == ""

@@ -156,6 +156,9 @@ def test_the_streams_image_gets_the_spark_jars_from_a_build_stage_without_maven(
     # the pom writes the jars to ${project.basedir}/../var/jars = /app/var/jars
     assert "<jars.dir>${project.basedir}/../var/jars</jars.dir>" in (ROOT / "conf/pom.xml").read_text()
     assert ("jars", ["/app/var/jars/spark"], "./var/jars/spark") in copies(streams)
+    # and the S3A client, for a lake on s3a:// (compose.cluster.yml's s3 profile)
+    assert re.search(r"\bmvn\b[^&]*-Ps3 package", " ".join(jars.instructions("RUN"))), jars.instructions("RUN")
+    assert ("jars", ["/app/var/jars/s3"], "./var/jars/s3") in copies(streams)
     runs = " ".join(streams.instructions("RUN"))
     assert "openjdk-17-jre-headless" in runs and "maven" not in runs
     assert stage_env("streams")["CHAT_JARS_DIR"] == "/app/var/jars"
