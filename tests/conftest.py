@@ -8,6 +8,7 @@ tests exercise a real `kafka.Kafka` JVM and the real Spark relay.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import time
 from pathlib import Path
@@ -18,6 +19,13 @@ import requests
 from stack import harness
 from stack.broker import free_port, port_open
 from stack.harness import ChatStack, stop_stack
+
+# A test's JVM lives seconds to minutes: on 2 cores the C2 compiler's threads cost more than its code wins back.
+# Every Spark driver started under pytest reads it (the session below, spark-submit jobs, the test stacks' streams);
+# `make up` and `make bench` do not.
+os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1")
+# and so every Kafka broker (and its storage format tool) started under pytest
+os.environ.setdefault("KAFKA_JVM_PERFORMANCE_OPTS", "-XX:+UseG1GC -XX:TieredStopAtLevel=1")
 
 
 @pytest.fixture(scope="session")
