@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from kafka import KafkaConsumer, TopicPartition
 
 from stack import harness
 from stack.broker import free_port, port_open
@@ -101,6 +102,26 @@ def wait_for_messages(api_url: str, user: str, predicate, timeout_s: float = 60)
         seen.extend(body["messages"])
         cursor = body["cursor"]
     return seen
+
+
+def records_in(bootstrap: str, topic: str, partition: int = 0, timeout_s: float = 60) -> list:
+    """Every record in `topic`'s partition now: read from its start up to its end offset (rather than until the
+    consumer has been idle for seconds)."""
+    tp = TopicPartition(topic, partition)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        while consumer.position(tp) < end:
+            assert time.monotonic() < deadline, f"{topic}: read {len(records)} records of {end} in {timeout_s}s"
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
 
 
 @pytest.fixture(scope="session")
