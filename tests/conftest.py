@@ -21,27 +21,32 @@ from stack import harness
 from stack.broker import free_port, port_open
 from stack.harness import ChatStack, stop_stack
 
-# A test's JVM lives seconds to minutes: on 2 cores the C2 compiler's threads cost more than its code wins back.
-# Every Spark driver started under pytest reads it (the session below, spark-submit jobs, the test stacks' streams);
-# `make up` and `make bench` do not.
-os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1")
+# A JVM a test starts lives seconds to minutes: on 2 cores the C2 compiler's threads cost more than its code wins
+# back. Every Spark driver started under pytest reads it (spark-submit jobs, the test stacks' streams) except the
+# session below; `make up` and `make bench` do not.
+C1_ONLY = "-XX:TieredStopAtLevel=1"
+os.environ.setdefault("SPARK_SUBMIT_OPTS", C1_ONLY)
 # and so every Kafka broker (and its storage format tool) started under pytest
-os.environ.setdefault("KAFKA_JVM_PERFORMANCE_OPTS", "-XX:+UseG1GC -XX:TieredStopAtLevel=1")
+os.environ.setdefault("KAFKA_JVM_PERFORMANCE_OPTS", f"-XX:+UseG1GC {C1_ONLY}")
 
 
 @pytest.fixture(scope="session")
 def spark():
     from pipelines.session import get_spark
 
-    session = get_spark(
-        "chat-tests",
-        master="local[2]",
-        extra={
-            "spark.sql.shuffle.partitions": "1",
-            "spark.ui.enabled": "false",
-            "spark.default.parallelism": "2",
-        },
-    )
+    # this JVM serves every Spark test of the run: the default JIT's C2 pays off over that long
+    with pytest.MonkeyPatch.context() as env:
+        if os.environ.get("SPARK_SUBMIT_OPTS") == C1_ONLY:
+            env.delenv("SPARK_SUBMIT_OPTS")
+        session = get_spark(
+            "chat-tests",
+            master="local[2]",
+            extra={
+                "spark.sql.shuffle.partitions": "1",
+                "spark.ui.enabled": "false",
+                "spark.default.parallelism": "2",
+            },
+        )
     yield session
     session.stop()
 
