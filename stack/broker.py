@@ -44,6 +44,12 @@ def java_bin() -> str:
     return found
 
 
+def jvm_performance_opts() -> list[str]:
+    """The JIT and GC flags of the broker's JVMs: Kafka's own KAFKA_JVM_PERFORMANCE_OPTS when set (the tests set
+    it for their short-lived brokers), else G1."""
+    return (os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS") or "-XX:+UseG1GC").split()
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -260,7 +266,7 @@ class KafkaBroker:
             java_bin(),
             f"-Xmx{self.heap}",
             "-Xms256m",
-            "-XX:+UseG1GC",
+            *jvm_performance_opts(),
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={settings.REPO_ROOT / 'conf' / 'kafka-log4j2.properties'}",
             "-cp",

@@ -8,31 +8,45 @@ tests exercise a real `kafka.Kafka` JVM and the real Spark relay.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 import requests
+from kafka import KafkaConsumer, TopicPartition
 
 from stack import harness
 from stack.broker import free_port, port_open
 from stack.harness import ChatStack, stop_stack
+
+# A JVM a test starts lives seconds to minutes: on 2 cores the C2 compiler's threads cost more than its code wins
+# back. Every Spark driver started under pytest reads it (spark-submit jobs, the test stacks' streams) except the
+# session below; `make up` and `make bench` do not.
+C1_ONLY = "-XX:TieredStopAtLevel=1"
+os.environ.setdefault("SPARK_SUBMIT_OPTS", C1_ONLY)
+# and so every Kafka broker (and its storage format tool) started under pytest
+os.environ.setdefault("KAFKA_JVM_PERFORMANCE_OPTS", f"-XX:+UseG1GC {C1_ONLY}")
 
 
 @pytest.fixture(scope="session")
 def spark():
     from pipelines.session import get_spark
 
-    session = get_spark(
-        "chat-tests",
-        master="local[2]",
-        extra={
-            "spark.sql.shuffle.partitions": "1",
-            "spark.ui.enabled": "false",
-            "spark.default.parallelism": "2",
-        },
-    )
+    # this JVM serves every Spark test of the run: the default JIT's C2 pays off over that long
+    with pytest.MonkeyPatch.context() as env:
+        if os.environ.get("SPARK_SUBMIT_OPTS") == C1_ONLY:
+            env.delenv("SPARK_SUBMIT_OPTS")
+        session = get_spark(
+            "chat-tests",
+            master="local[2]",
+            extra={
+                "spark.sql.shuffle.partitions": "1",
+                "spark.ui.enabled": "false",
+                "spark.default.parallelism": "2",
+            },
+        )
     yield session
     session.stop()
 
@@ -93,6 +107,26 @@ def wait_for_messages(api_url: str, user: str, predicate, timeout_s: float = 60)
         seen.extend(body["messages"])
         cursor = body["cursor"]
     return seen
+
+
+def records_in(bootstrap: str, topic: str, partition: int = 0, timeout_s: float = 60) -> list:
+    """Every record in `topic`'s partition now: read from its start up to its end offset (rather than until the
+    consumer has been idle for seconds)."""
+    tp = TopicPartition(topic, partition)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        while consumer.position(tp) < end:
+            assert time.monotonic() < deadline, f"{topic}: read {len(records)} records of {end} in {timeout_s}s"
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
 
 
 @pytest.fixture(scope="session")

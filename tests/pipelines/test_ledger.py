@@ -10,10 +10,10 @@ from datetime import datetime
 import pyspark.sql.functions as F
 import pyspark.sql.types as T
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from pipelines.ledger import Ledger
 from pipelines.wordlists import load_word_lists
+from tests.conftest import records_in
 from tests.pipelines.records import chat, kafka_batch, slow_mode, unblock
 from warehouse import paths
 from warehouse.moderation_snapshot import ModerationSnapshot
@@ -92,11 +92,7 @@ def test_a_batch_lands_in_every_table_once_even_when_replayed(spark, tmp_path, k
     assert sorted((r.message_id, r.strike_number) for r in read(paths.STRIKES).collect())[-2:] == [("m7", 1), ("m8", 2)]
     assert read(paths.MESSAGES).where("message_id = 'm9'").first().verdict == "withheld"
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka_only, consumer_timeout_ms=3000)
-    consumer.assign([TopicPartition("chat_notices", 0)])
-    consumer.seek_to_beginning()
-    notices = [json.loads(r.value) for r in consumer]
-    consumer.close()
+    notices = [json.loads(r.value) for r in records_in(kafka_only, "chat_notices")]
     # at-least-once: the replay may send again, with the same ids; this test's users only (the broker is shared)
     unique = {n["id"]: n for n in notices if n.get("author") in ("mallory", "ana")}
     assert [(n["author"], n["kind"], n["strike"]) for n in sorted(unique.values(), key=lambda n: n["offset"])] == [
@@ -162,11 +158,7 @@ def test_an_unblock_clears_strikes_and_block_after_the_messages_of_its_batch(spa
     user = read(paths.USER_MODERATION).where("author = 'ubu'").first()
     assert (user.strikes, user.is_blocked) == (2, False)
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka_only, consumer_timeout_ms=3000)
-    consumer.assign([TopicPartition("chat_notices", 0)])
-    consumer.seek_to_beginning()
-    every = {n["id"]: n for n in (json.loads(r.value) for r in consumer)}
-    consumer.close()
+    every = {n["id"]: n for n in (json.loads(r.value) for r in records_in(kafka_only, "chat_notices"))}
     notices = {i: n for i, n in every.items() if n["author"] == "ubu"}
     assert sorted((n["batch"], n["kind"], n["strike"]) for n in every.values() if n["author"] == "wen") == [
         (0, "warning", 1),
@@ -252,13 +244,7 @@ def test_slow_mode_changes_land_in_an_older_moderator_actions_table_once_beside_
 
 
 def notices_of(bootstrap: str, authors: set[str]) -> list[dict]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=3000)
-    try:
-        consumer.assign([TopicPartition("chat_notices", 0)])
-        consumer.seek_to_beginning()
-        return [n for n in (json.loads(r.value) for r in consumer) if n["author"] in authors]
-    finally:
-        consumer.close()
+    return [n for n in (json.loads(r.value) for r in records_in(bootstrap, "chat_notices")) if n["author"] in authors]
 
 
 def test_a_batch_that_crashed_after_any_write_is_replayed_into_each_row_exactly_once(spark, tmp_path, kafka_only):

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import pyspark.sql.functions as F
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from api.feed import Feed
 from api.flood import RepeatWindow, record_headers
@@ -26,6 +25,7 @@ from pipelines.ledger_plan import (
 from pipelines.relay import build_relay
 from pipelines.wordlists import load_word_lists
 from tests.api.test_flood import Clock
+from tests.conftest import records_in
 from tests.pipelines.records import RAW_SCHEMA, chat
 from tests.pipelines.test_ledger import new_ledger
 from warehouse import paths
@@ -155,13 +155,9 @@ def test_delta_and_what_readers_get_agree_on_which_were_withheld_and_why_after_a
 
     # the ledger's notices, read back from Kafka, say what the API told at once: nothing new to tell
     told = [n.as_json() for n in notices.read("ana", None, 0)[0]]
-    consumer = KafkaConsumer(bootstrap_servers=kafka_only, consumer_timeout_ms=3000)
-    consumer.assign([TopicPartition(contract.TOPIC_NOTICES, 0)])
-    consumer.seek_to_beginning()
-    for record in consumer:
+    for record in records_in(kafka_only, contract.TOPIC_NOTICES):
         if json.loads(record.value)["id"].startswith("sp-"):
             notices.add_record(record.value, record.headers, record.partition, record.offset)
-    consumer.close()
     assert [n.as_json() for n in notices.read("ana", None, 0)[0]] == told
     assert [(n["message_id"], n["kind"], n["strike"], n.get("category")) for n in told] == [
         ("sp-0", "warning", 1, None),

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 
 import pyspark.sql.functions as F
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from config.contract import MAX_AUTHOR_CHARS
 from config.settings import REPO_ROOT
@@ -41,6 +40,7 @@ from stack.demo_data import (
     summarize,
 )
 from stack.topics import create_topics
+from tests.conftest import records_in
 
 NOW = datetime(2026, 11, 27, 18, 30, 15, tzinfo=UTC)
 DAYS = 7
@@ -263,12 +263,7 @@ def test_a_written_word_that_is_allow_listed_stays_plain():
 
 
 def read_topic(bootstrap: str, topic: str) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=3000)
-    consumer.assign([TopicPartition(topic, 0)])
-    consumer.seek_to_beginning()
-    out = list(consumer)
-    consumer.close()
-    return out
+    return records_in(bootstrap, topic)
 
 
 @pytest.mark.integration

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from stack.broker import KafkaBroker, free_port, port_open
 from stack.topics import create_topics
-from tests.conftest import auth, wait_for_messages
+from tests.conftest import auth, records_in, wait_for_messages
 from tests.stack.running import child_pid, delta_rows, post, wait_until
 
 pytestmark = pytest.mark.integration
@@ -44,18 +44,12 @@ def test_message_from_alice_reaches_bob_through_kafka_and_spark(chat_stack):
     assert [m for m in seen if m["id"] == sent["id"]] == [sent]
 
     # and it really went through both topics, with the id in the message_id header and the author as key
-    consumer = KafkaConsumer(bootstrap_servers=chat_stack.kafka_bootstrap, consumer_timeout_ms=5000)
-    try:
-        for topic in ("chat", "chat_controlled"):
-            tp = TopicPartition(topic, 0)
-            consumer.assign([tp])
-            consumer.seek_to_beginning(tp)
-            records = [r for r in consumer if dict(r.headers).get("message_id") == sent["id"].encode()]
-            assert len(records) == 1, topic
-            assert records[0].key == b"alice"
-            assert json.loads(records[0].value) == {k: sent[k] for k in ("author", "data", "timestamp")}
-    finally:
-        consumer.close()
+    for topic in ("chat", "chat_controlled"):
+        in_topic = records_in(chat_stack.kafka_bootstrap, topic)
+        records = [r for r in in_topic if dict(r.headers).get("message_id") == sent["id"].encode()]
+        assert len(records) == 1, topic
+        assert records[0].key == b"alice"
+        assert json.loads(records[0].value) == {k: sent[k] for k in ("author", "data", "timestamp")}
 
 
 def test_long_poll_returns_as_soon_as_a_message_arrives(chat_stack):
@@ -248,11 +242,7 @@ def test_broker_is_formatted_once_and_keeps_its_data_across_restarts(tmp_path: P
     broker.start()
     try:
         assert create_topics(broker.bootstrap) == []  # idempotent
-        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, consumer_timeout_ms=5000)
-        consumer.assign([TopicPartition("chat", 0)])
-        consumer.seek_to_beginning()
-        assert [r.value for r in consumer] == [b"kept"]
-        consumer.close()
+        assert [r.value for r in records_in(broker.bootstrap, "chat")] == [b"kept"]
     finally:
         broker.stop()
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 from kafka import KafkaConsumer, TopicPartition
 
-from tests.conftest import auth, wait_for_messages
+from tests.conftest import auth, records_in, wait_for_messages
 from tests.stack.running import child_pid, delta_rows, post, wait_until
 
 pytestmark = pytest.mark.integration
@@ -74,13 +74,7 @@ def queries_started(stack) -> int:
 
 def ids_in(bootstrap: str, topic: str) -> set[str]:
     """The `message_id` headers of every record in `topic`."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=1000)
-    try:
-        consumer.assign([TopicPartition(topic, 0)])
-        consumer.seek_to_beginning()
-        return {dict(r.headers).get("message_id", b"").decode() for r in consumer}
-    finally:
-        consumer.close()
+    return {dict(r.headers).get("message_id", b"").decode() for r in records_in(bootstrap, topic)}
 
 
 def delta_log(stack, table: str) -> Path:
