@@ -54,8 +54,9 @@ UNLIMITED_POSTS = {
 }
 
 
-def start_stack(data_dir: Path, timeout_s: float = 420, env: dict[str, str] | None = None) -> ChatStack:
-    """`python -m stack.up` on free ports in `data_dir`, ready; `env` adds settings (such as CHAT_API_WORKERS)."""
+def start_stack(data_dir: Path, timeout_s: float = 420, env: dict[str, str | None] | None = None) -> ChatStack:
+    """`python -m stack.up` on free ports in `data_dir`, ready; `env` adds settings (such as CHAT_API_WORKERS), or
+    removes a variable (None)."""
     kafka_port, controller_port, api_port, ui_port = (free_port() for _ in range(4))
     admin_token = secrets.token_urlsafe(24)
     # the settings a user of `make up` might have exported are cleared: this stack is all on its own ports

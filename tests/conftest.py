@@ -21,11 +21,14 @@ from stack import harness
 from stack.broker import free_port, port_open
 from stack.harness import ChatStack, stop_stack
 
-# A JVM a test starts lives seconds to minutes: on 2 cores the C2 compiler's threads cost more than its code wins
-# back. Every Spark driver started under pytest reads it (spark-submit jobs, the test stacks' streams) except the
-# session below; `make up` and `make bench` do not.
+# A JVM a test starts for seconds to a minute or two: on 2 cores the C2 compiler's threads cost more than its code
+# wins back. Every Spark driver started under pytest reads it (the spark-submit jobs) except the long-lived ones: the
+# session below and the test stacks' streams (`DEFAULT_JIT`), which serve many tests; `make up` and `make bench` do
+# not read it.
 C1_ONLY = "-XX:TieredStopAtLevel=1"
 os.environ.setdefault("SPARK_SUBMIT_OPTS", C1_ONLY)
+# the environment change that gives a test stack's streams the default JIT back (child_env: None removes)
+DEFAULT_JIT: dict[str, str | None] = {"SPARK_SUBMIT_OPTS": None} if os.environ["SPARK_SUBMIT_OPTS"] == C1_ONLY else {}
 # and so every Kafka broker (and its storage format tool) started under pytest
 os.environ.setdefault("KAFKA_JVM_PERFORMANCE_OPTS", f"-XX:+UseG1GC {C1_ONLY}")
 
@@ -53,7 +56,7 @@ def spark():
 
 def start_stack(data_dir: Path, timeout_s: float = 420) -> ChatStack:
     try:
-        return harness.start_stack(data_dir, timeout_s, env=harness.UNLIMITED_POSTS)
+        return harness.start_stack(data_dir, timeout_s, env={**harness.UNLIMITED_POSTS, **DEFAULT_JIT})
     except harness.StackError as exc:
         pytest.fail(str(exc))
 

@@ -18,7 +18,7 @@ from config.object_store import ObjectStore, parse_object_location
 from stack import harness
 from stack.processes import child_env
 from stack.s3proxy import S3Proxy
-from tests.conftest import auth
+from tests.conftest import DEFAULT_JIT, auth
 from tests.stack.running import child_pid, post, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -48,7 +48,7 @@ def s3_settings(proxy: S3Proxy) -> dict[str, str]:
 def s3_stack(s3, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("s3-stack")
     try:
-        stack = harness.start_stack(data_dir, env={**harness.UNLIMITED_POSTS, **s3_settings(s3)})
+        stack = harness.start_stack(data_dir, env={**harness.UNLIMITED_POSTS, **DEFAULT_JIT, **s3_settings(s3)})
     except harness.StackError as exc:
         pytest.fail(str(exc))
     try:
