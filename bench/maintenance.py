@@ -51,8 +51,8 @@ def _batch_messages(spark: SparkSession, first: int, last: int, batches: int) ->
     batch = (F.col("id") / PER_BATCH).cast("long")
     profane = F.rand(11) < 0.06
     term = F.element_at(F.array(*[F.lit(t) for t in TERMS]), (F.floor(F.rand(13) * len(TERMS)) + 1).cast("int"))
-    sent_at = (F.lit(START.timestamp()) + batch * slice_s + (F.col("id") % PER_BATCH) * (slice_s / PER_BATCH)).cast(
-        "timestamp"
+    sent_at = F.timestamp_seconds(
+        F.lit(START.timestamp()) + batch * slice_s + (F.col("id") % PER_BATCH) * (slice_s / PER_BATCH)
     )
     df = ids.select(
         F.concat(F.lit("m-"), F.col("id").cast("string")).alias("message_id"),
