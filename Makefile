@@ -81,12 +81,14 @@ $(DEPS_STAMP): pyproject.toml | check-tools
 jars: $(JARS_STAMP)
 
 $(JARS_STAMP): conf/pom.xml | check-tools
-	@echo "setup  resolving the Kafka broker, Spark's Kafka connector and Delta jars with Maven (once) ..."
+	@echo "setup  resolving the Kafka broker, Spark's Kafka connector, Delta, S3A and S3Proxy jars with Maven (once) ..."
 	@rm -rf var/jars
 	@$(MVN) -q -B -f conf/pom.xml -Dmaven.repo.local=$(CURDIR)/var/m2 -Pkafka package
 	@$(MVN) -q -B -f conf/pom.xml -Dmaven.repo.local=$(CURDIR)/var/m2 -Pspark package
+	@$(MVN) -q -B -f conf/pom.xml -Dmaven.repo.local=$(CURDIR)/var/m2 -Ps3 package
+	@$(MVN) -q -B -f conf/pom.xml -Dmaven.repo.local=$(CURDIR)/var/m2 -Ps3proxy package
 	@touch $@
-	@echo "setup  jars ready in var/jars ($$(ls var/jars/kafka | wc -l) for Kafka, $$(ls var/jars/spark | wc -l) for Spark)"
+	@echo "setup  jars ready in var/jars ($$(ls var/jars/kafka | wc -l) for Kafka, $$(ls var/jars/spark | wc -l) for Spark, $$(ls var/jars/s3 | wc -l) for S3A, $$(ls var/jars/s3proxy | wc -l) for S3Proxy)"
 
 # Installs the missing ones with apt-get as root, else through `sudo -n`; otherwise says what to run.
 # $(call apt,package:file ...)

@@ -35,6 +35,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         KAFKA_SEND_TIMEOUT_S=10.0,
         START_FEED=True,
         WAREHOUSE_DIR=s.warehouse_dir,
+        OBJECT_STORE=s.object_store,  # how to reach WAREHOUSE_DIR when it is an s3a:// location
         DATA_DIR=s.data_dir,
         SESSION_TTL_S=s.session_ttl_s,
         ADMIN_TOKEN=s.admin_token,
@@ -56,6 +57,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         SIGN_UP_LIMIT=s.sign_up_limit,
         SIGN_IN_WINDOW_S=s.sign_in_window_s,
         SIGNUP_HOLD_S=s.signup_hold_s,
+        SEEN_RETENTION_S=s.seen_retention_s,
         # argon2-cffi's parameter profile for password hashes (tests take CHEAPEST)
         PASSWORD_HASH_PROFILE="RFC_9106_LOW_MEMORY",
     )

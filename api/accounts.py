@@ -6,6 +6,7 @@ as the sessions are. README "Accounts" has the rules.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -13,6 +14,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -21,7 +23,7 @@ from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Blueprint, Flask, current_app, request
 
-from api.auth import GuessThrottle, client_address, format_utc, require_admin
+from api.auth import client_address, format_utc, require_admin
 from api.errors import ApiError
 from api.names import canonical_key, name_keys
 from api.tail import Follower
@@ -51,14 +53,24 @@ class AccountBoard(Follower):
     key the first in the log wins on every process and host."""
 
     topic = contract.TOPIC_ACCOUNTS
+    MAX_SEEN = 200_000  # (address, author) pairs remembered; past that the oldest sign-ins are forgotten
+    PRUNE_EVERY_S = 60.0
 
-    def __init__(self) -> None:
+    def __init__(self, seen_retention_s: float = 30 * 86_400.0, clock=time.time) -> None:
         super().__init__()
         self.accounts: dict[str, Account] = {}  # registered spelling → account
         self.by_key: dict[str, str] = {}  # key → registered spelling
         self.granted: dict[str, bool] = {}  # sign-up id → granted or not
-        self.seen: dict[str, dict[str, float]] = {}  # client address → {author: first signed in from it at}
+        self.seen: dict[str, dict[str, float]] = {}  # client address → {author: latest signed in from it at}
+        self.seen_pairs = 0
+        self.seen_retention_s = seen_retention_s
         self.lifted: dict[str, float] = {}  # client address → the latest moderator's lift of its hold
+        self.announced: set[str] = set()  # accounts the ledger has been told of on `chat_actions`
+        self.clock = clock
+        self._next_prune = 0.0
+        # this board's process: its own miss records are counted when made, not again when read back
+        self.instance = uuid.uuid4().hex
+        self.on_miss: Callable[[dict], None] | None = None  # another process's miss record (the throttles)
 
     def handle(self, record) -> None:
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
@@ -80,7 +92,13 @@ class AccountBoard(Follower):
             elif op == "seen":
                 address, author = record["address"], record["author"]
                 if isinstance(address, str) and isinstance(author, str):
-                    self.seen.setdefault(address, {}).setdefault(author, float(record.get("at", at)))
+                    self.note_seen(address, author, float(record.get("at", at)))
+            elif op == "announced":
+                if isinstance(record["id"], str):
+                    self.announced.add(record["id"])
+            elif op == contract.ACCOUNT_MISS_OP:
+                if record.get("by") != self.instance and self.on_miss is not None:
+                    self.on_miss(record)
             elif op == "lift":
                 address = record["address"]
                 if isinstance(address, str):
@@ -100,6 +118,34 @@ class AccountBoard(Follower):
             for k in keys:
                 self.by_key[k] = author
 
+    def note_seen(self, address: str, author: str, at: float) -> None:
+        """`author` signed in from `address` at `at`: the latest such time is kept, within the retention."""
+        now = self.clock()
+        if at <= now - self.seen_retention_s:
+            return
+        authors = self.seen.setdefault(address, {})
+        if author not in authors:
+            self.seen_pairs += 1
+        authors[author] = max(authors.get(author, 0.0), at)
+        if self.seen_pairs > self.MAX_SEEN or now >= self._next_prune:
+            self.prune_seen(now)
+
+    def prune_seen(self, now: float) -> None:
+        """Forget the sign-ins older than the retention; past MAX_SEEN pairs, the oldest ones down to 90 %."""
+        self._next_prune = now + self.PRUNE_EVERY_S
+        horizon = now - self.seen_retention_s
+        if self.seen_pairs > self.MAX_SEEN:
+            times = sorted(at for authors in self.seen.values() for at in authors.values())
+            horizon = max(horizon, times[len(times) - int(self.MAX_SEEN * 0.9)])
+        for address in list(self.seen):
+            authors = {a: at for a, at in self.seen[address].items() if at > horizon}
+            if authors:
+                self.seen[address] = authors
+            else:
+                del self.seen[address]
+        self.seen_pairs = sum(len(authors) for authors in self.seen.values())
+        self.lifted = {a: at for a, at in self.lifted.items() if a in self.seen}
+
     def owner(self, name: str, keys: tuple[str, ...]) -> Account | None:
         """The account of this spelling, else the one holding one of `keys` (the look key first)."""
         account = self.accounts.get(name)
@@ -115,7 +161,11 @@ class AccountBoard(Follower):
         return self.positions.get(partition, 0) > offset
 
     def sizes(self) -> dict:
-        return {"accounts": len(self.accounts), "account_addresses": len(self.seen)}
+        return {
+            "accounts": len(self.accounts),
+            "account_addresses": len(self.seen),
+            "account_address_sign_ins": self.seen_pairs,
+        }
 
 
 class AccountLog(Protocol):
@@ -133,6 +183,32 @@ class KafkaAccountLog:
         return self.producer.publish(contract.TOPIC_ACCOUNTS, key, record, [], what="account record", wait=wait)
 
 
+class ActionLog(Protocol):
+    """Where a new account is announced for the ledger (Delta `accounts`): `chat_actions` (KafkaActionLog); an
+    ApiError when it is not taken."""
+
+    def record(self, action: dict) -> None: ...
+
+
+class KafkaActionLog:
+    def __init__(self, producer):
+        self.producer = producer
+
+    def record(self, action: dict) -> None:
+        self.producer.send_action(action)
+
+
+class KeptActions:
+    """The actions of an app whose accounts log is a test's in-process stand-in (ACCOUNT_LOG): kept here, in
+    order, for the test to read, as the ledger would from `chat_actions`."""
+
+    def __init__(self) -> None:
+        self.actions: list[dict] = []
+
+    def record(self, action: dict) -> None:
+        self.actions.append(action)
+
+
 class NameTaken(Exception):
     """The name, or one of its look-alikes, belongs to someone: `same` when the spelling is identical."""
 
@@ -148,16 +224,27 @@ class NameTaken(Exception):
 class AccountStore:
     """Accounts shared by every API process through `chat_accounts`; argon2 password hashes."""
 
-    def __init__(self, board: AccountBoard, log_: AccountLog, hasher: PasswordHasher, settle_timeout_s: float = 10.0):
+    SEEN_REFRESH_S = 86_400.0  # a sign-in from a known address is noted again at most this often
+
+    def __init__(
+        self,
+        board: AccountBoard,
+        log_: AccountLog,
+        hasher: PasswordHasher,
+        settle_timeout_s: float = 10.0,
+        actions: ActionLog | None = None,
+    ):
         self.board = board
         self.log = log_
+        self.actions = actions or KeptActions()
         self.hasher = hasher
         self.settle_timeout_s = settle_timeout_s
         # an unknown name is checked against this, so that its answer takes as long as a wrong password's
         self._dummy_hash = hasher.hash(secrets.token_urlsafe(24))
         # each hash takes its memory cost (64 MiB by default) for its time: a burst of sign-ins waits its turn
         self._hashing = threading.BoundedSemaphore(2)
-        self._seen_sent: set[tuple[str, str]] = set()
+        self._seen_sent: dict[tuple[str, str], float] = {}  # (author, address) → when this process noted it
+        self._announced: set[str] = set()  # accounts this process announced, before the log hands that back
 
     def _settled(self, where: tuple[int, int] | None) -> None:
         if where is None or not self.board.wait_until(lambda: self.board.past(*where), self.settle_timeout_s):
@@ -188,32 +275,89 @@ class AccountStore:
         if not self.board.granted.get(account_id):
             taken = self.board.owner(author, keys)
             raise NameTaken(author, taken is not None and taken.author == author)
-        return self.board.accounts[author]
+        account = self.board.accounts[author]
+        self.announce(account)
+        return account
 
-    def verify(self, name: str, password: str) -> Account | None:
+    def announce(self, account: Account) -> bool:
+        """Tell the ledger of `account` on `chat_actions` (for Delta `accounts`; no hash, no address), then note
+        in `chat_accounts` that it was told. When Kafka refuses, the account stands (it is in `chat_accounts`)
+        and the account's next sign-in, on any process, announces it again; the ledger keeps one row per id."""
+        action = {
+            "id": account.account_id,
+            "action": contract.ACCOUNT_ACTION,
+            "author": account.author,
+            "keys": list(account.keys),
+            "by": "sign-up",
+            "timestamp": format_utc(account.created_at),
+        }
+        try:
+            self.actions.record(action)
+        except ApiError:
+            log.warning("account %s not announced to the ledger: its next sign-in will", account.account_id)
+            return False
+        self._announced.add(account.account_id)
+        try:
+            self.log.append(contract.ACCOUNTS_KEY, {"op": "announced", "id": account.account_id}, False)
+        except ApiError:
+            pass  # another process may announce it again at its next sign-in: the ledger keeps one row
+        return True
+
+    def announced(self, account: Account) -> bool:
+        return account.account_id in self.board.announced or account.account_id in self._announced
+
+    def verify(
+        self,
+        name: str,
+        password: str,
+        gate: Callable[[], None] | None = None,
+        missed: Callable[[], None] | None = None,
+    ) -> Account | None:
         """The account `name` (any spelling of it) signs in to with `password`, or None; an unknown name costs
-        as long as a wrong password (a dummy hash is checked)."""
+        as long as a wrong password (a dummy hash is checked). `gate` (the throttles' check) and `missed` (their
+        count) run in the hashing slot, so guesses queued behind it see the misses before them."""
         account = self.owner(name)
         with self._hashing:
+            if gate is not None:
+                gate()
             try:
                 ok = self.hasher.verify(account.password_hash if account else self._dummy_hash, password)
             except (VerificationError, InvalidHashError):
                 ok = False
+            if not (ok and account is not None) and missed is not None:
+                missed()
         return account if ok and account is not None else None
 
     def saw(self, author: str, address: str) -> None:
-        """Note once (in the log, for every process) that `author` signed in from `address`."""
-        if author in self.board.seen.get(address, {}) or (author, address) in self._seen_sent:
+        """Note (in the log, for every process) that `author` signed in from `address`: the first time, then at
+        most every SEEN_REFRESH_S, so that the latest sign-in there is known within a day. A UI feed reader's
+        sign-ins are not noted: it is no person, and its address is the UI's, which every browser shares."""
+        if contract.is_reader_name(author):
+            return
+        now = time.time()
+        refresh = min(self.SEEN_REFRESH_S, self.board.seen_retention_s / 4)
+        known = max(self.board.seen.get(address, {}).get(author, 0.0), self._seen_sent.get((author, address), 0.0))
+        if now - known < refresh:
             return
         if len(self._seen_sent) >= 100_000:
-            self._seen_sent.clear()
-        self._seen_sent.add((author, address))
+            self._seen_sent = {k: t for k, t in self._seen_sent.items() if now - t < refresh}
+        self._seen_sent[(author, address)] = now
         try:
             self.log.append(
-                contract.ACCOUNTS_KEY, {"op": "seen", "author": author, "address": address, "at": time.time()}, False
+                contract.ACCOUNTS_KEY, {"op": "seen", "author": author, "address": address, "at": now}, False
             )
         except ApiError:
-            self._seen_sent.discard((author, address))  # Kafka is away: the next sign-in notes it
+            self._seen_sent.pop((author, address), None)  # Kafka is away: the next sign-in notes it
+
+    def note_miss(self, kind: str, address: str, account_key: str | None = None) -> None:
+        """Tell every process of a wrong password (`kind` "sign_in", with the account's key) or a sign-up
+        ("sign_up") from `address`; nothing secret. Not waited for: this process has counted it already."""
+        record = {"op": contract.ACCOUNT_MISS_OP, "kind": kind, "account": account_key, "address": address}
+        record.update(at=time.time(), by=self.board.instance)
+        try:
+            self.log.append(contract.ACCOUNTS_KEY, record, False)
+        except ApiError:
+            pass  # Kafka is away: this process still counts it
 
     def lift(self, address: str) -> None:
         self._settled(self.log.append(contract.ACCOUNTS_KEY, {"op": "lift", "address": address, "at": time.time()}))
@@ -295,17 +439,84 @@ class ReservedNames:
         return any(other != author or self.moderation.is_blocked(other) for other in self.authors_for(keys) | {author})
 
 
+class SharedThrottle:
+    """At most `limit` misses per key (an account's key, a client address) within `window_s`, counted by every API
+    process: its own misses at once, the others' as `chat_accounts` brings their miss records. The miss that
+    reaches the limit locks the key out for `window_s` (429 with Retry-After, the right password included, else
+    the answer would tell a guesser when they got it). Memory: at most `limit` times per key, none older than
+    the window, at most MAX_KEYS keys."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self, limit: int, window_s: float, clock=time.time, code: str = "too_many_attempts"):
+        self.limit, self.window_s, self.clock, self.code = int(limit), float(window_s), clock, code
+        self._misses: dict[str, list[float]] = {}  # key → its latest miss times, oldest first
+        self._locked: dict[str, float] = {}  # key → until
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> None:
+        """429 while `key` is locked out."""
+        with self._lock:
+            left = self._locked.get(key, 0.0) - self.clock()
+            if left <= 0:
+                self._locked.pop(key, None)
+                return
+        seconds = math.ceil(left)
+        raise ApiError(429, self.code, headers={"Retry-After": str(seconds)}, seconds=seconds)
+
+    def missed(self, key: str, at: float | None = None) -> None:
+        """A miss of `key` at `at` (now by default; another process's miss carries its own time)."""
+        now = self.clock()
+        at = now if at is None else min(at, now)
+        if at <= now - self.window_s:
+            return
+        with self._lock:
+            if len(self._misses) >= self.MAX_KEYS and key not in self._misses:
+                self._forget(now)
+            times = self._misses.setdefault(key, [])
+            bisect.insort(times, at)  # another process's miss may arrive after a later one of ours
+            del times[: max(0, len(times) - self.limit)]
+            while times and times[0] <= now - self.window_s:
+                times.pop(0)
+            if len(times) >= self.limit:
+                self._locked[key] = max(self._locked.get(key, 0.0), times[-1] + self.window_s)
+
+    def _forget(self, now: float) -> None:
+        self._misses = {k: t for k, t in self._misses.items() if t and t[-1] > now - self.window_s}
+        self._locked = {k: until for k, until in self._locked.items() if until > now}
+        if len(self._misses) >= self.MAX_KEYS:  # a flood of fresh keys: forget the oldest half
+            keep = sorted(self._misses, key=lambda k: self._misses[k][-1])[len(self._misses) // 2 :]
+            self._misses = {k: self._misses[k] for k in keep}
+
+    def sizes(self) -> tuple[int, int]:
+        return len(self._misses), len(self._locked)
+
+
 class Accounts:
-    """What the endpoints use: the store, the holds, the reserved names and the throttles."""
+    """What the endpoints use: the store, the holds, the reserved names and the throttles (shared by every API
+    process through the miss records of `chat_accounts`)."""
 
     def __init__(self, store: AccountStore, holds: Holds, reserved: ReservedNames, config):
         self.store, self.holds, self.reserved = store, holds, reserved
         self.guest_names = bool(config["GUEST_NAMES"])
         self.password_min_chars = int(config["PASSWORD_MIN_CHARS"])
         window = float(config["SIGN_IN_WINDOW_S"])
-        self.by_account = GuessThrottle(config["SIGN_IN_LIMIT"], window, window, code="too_many_attempts")
-        self.by_address = GuessThrottle(config["SIGN_IN_LIMIT"], window, window, code="too_many_attempts")
-        self.sign_ups = GuessThrottle(config["SIGN_UP_LIMIT"], window, window, code="too_many_attempts")
+        self.by_account = SharedThrottle(config["SIGN_IN_LIMIT"], window)
+        self.by_address = SharedThrottle(config["SIGN_IN_LIMIT"], window)
+        self.sign_ups = SharedThrottle(config["SIGN_UP_LIMIT"], window)
+        store.board.on_miss = self.count_miss
+
+    def count_miss(self, record: dict) -> None:
+        """Another process's miss record, read from `chat_accounts`."""
+        at, address, kind = float(record["at"]), record["address"], record["kind"]
+        if not isinstance(address, str):
+            raise TypeError("not a miss record")
+        if kind == "sign_up":
+            self.sign_ups.missed(address, at)
+        elif kind == "sign_in":
+            self.by_address.missed(address, at)
+            if isinstance(record.get("account"), str):
+                self.by_account.missed(record["account"], at)
 
     def check_name(self, author: str, guest: bool) -> None:
         """409 name_taken when `author` (any spelling of it) is not free for a new account (`guest`: for a
@@ -327,6 +538,7 @@ class Accounts:
     def sign_up(self, author: str, password: str, client: str) -> Account:
         self.sign_ups.check(client)
         self.sign_ups.missed(client)  # every sign-up counts: each costs a slow hash
+        self.store.note_miss("sign_up", client)
         if contract.is_reader_name(author):
             raise NameTaken(author, False).error()
         self.check_name(author, guest=False)
@@ -336,26 +548,36 @@ class Accounts:
         except NameTaken as exc:
             raise exc.error() from None
 
+    def _missed(self, account_key: str, client: str) -> None:
+        self.by_address.missed(client)
+        self.by_account.missed(account_key)
+        self.store.note_miss("sign_in", client, account_key)
+
     def sign_in(self, name: str, password: str, client: str) -> Account:
         """The account `name` signs in to; 401 bad_credentials (the same for an unknown name and a wrong
         password), 429 too_many_attempts past the limits per account and per address."""
         account_key = canonical_key(name)
         self.store.ready()
-        self.by_address.check(client)
-        self.by_account.check(account_key)
-        account = self.store.verify(name, password)
+
+        def gate() -> None:
+            self.by_address.check(client)
+            self.by_account.check(account_key)
+
+        gate()
+        account = self.store.verify(name, password, gate, lambda: self._missed(account_key, client))
         if account is None:
-            self.by_address.missed(client)
-            self.by_account.missed(account_key)
             raise ApiError(401, "bad_credentials")
-        self.by_account.hit(account_key)
+        if not self.store.announced(account):  # its sign-up could not tell the ledger
+            self.store.announce(account)
         return account
 
     def sizes(self) -> dict:
         return {
             **self.store.board.sizes(),
-            "sign_in_accounts": len(self.by_account._misses),
-            "sign_in_addresses": len(self.by_address._misses),
+            "sign_in_accounts": self.by_account.sizes()[0],
+            "sign_in_addresses": self.by_address.sizes()[0],
+            "sign_in_lockouts": self.by_account.sizes()[1] + self.by_address.sizes()[1],
+            "sign_up_addresses": self.sign_ups.sizes()[0],
         }
 
 
@@ -417,14 +639,23 @@ def hasher_for(profile: str) -> PasswordHasher:
 def init_app(app: Flask) -> None:
     """Accounts on `chat_accounts` through the process's producer; a test passes ACCOUNT_LOG (a stand-in shared
     by the apps that stand for API processes) to run without a broker."""
-    board = AccountBoard()
+    retention = app.config["SEEN_RETENTION_S"]
+    board = AccountBoard(float(retention))
     log_ = app.config.get("ACCOUNT_LOG")
     if log_ is None:
         log_ = KafkaAccountLog(app.extensions["chat_producer"])
+        actions = app.config.get("ACTION_LOG") or KafkaActionLog(app.extensions["chat_producer"])
     else:
-        log_.attach(board)
-    store = AccountStore(board, log_, hasher_for(app.config.get("PASSWORD_HASH_PROFILE", "RFC_9106_LOW_MEMORY")))
+        actions = app.config.get("ACTION_LOG") or KeptActions()
+    store = AccountStore(
+        board,
+        log_,
+        hasher_for(app.config.get("PASSWORD_HASH_PROFILE", "RFC_9106_LOW_MEMORY")),
+        actions=actions,
+    )
     moderation = app.extensions["chat_moderation"]
     app.extensions["chat_accounts"] = Accounts(
         store, Holds(board, moderation, app.config["SIGNUP_HOLD_S"]), ReservedNames(moderation), app.config
     )
+    if app.config.get("ACCOUNT_LOG") is not None:  # after the throttles: the others' misses read from the start
+        log_.attach(board)

@@ -19,6 +19,7 @@ from api.errors import ApiError
 from api.feed import Feed, FeedMessage, header
 from api.tail import CursorSigner, Follower, Positions, merged
 from config import contract
+from config.object_store import is_object
 from warehouse import paths
 from warehouse.moderation_snapshot import ModerationSnapshot, UserState
 
@@ -445,9 +446,12 @@ def get_moderation() -> Moderation:
 
 
 def init_app(app: Flask, cursors: CursorSigner) -> None:
-    snapshot = ModerationSnapshot(
-        paths.table_path(paths.USER_MODERATION, app.config["WAREHOUSE_DIR"]), refresh_s=app.config["SNAPSHOT_REFRESH_S"]
-    )
+    location = paths.table_path(paths.USER_MODERATION, app.config["WAREHOUSE_DIR"])
+    storage_options = None
+    if is_object(location):  # a wrong endpoint or missing credentials stop the API here, the setting named
+        app.config["OBJECT_STORE"].check_reachable()
+        storage_options = app.config["OBJECT_STORE"].storage_options()
+    snapshot = ModerationSnapshot(location, refresh_s=app.config["SNAPSHOT_REFRESH_S"], storage_options=storage_options)
     notices = NoticeBoard(cursors=cursors)
     feed = app.extensions["chat_feed"]
     moderation = app.extensions["chat_moderation"] = Moderation(snapshot, notices, feed)

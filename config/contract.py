@@ -16,6 +16,9 @@ TOPIC_ACTIONS = "chat_actions"
 # the moderators' chat-wide slow mode, an action on `chat_actions`: `seconds` between two messages of a user (0: off)
 SLOW_MODE_ACTION = "slow_mode"
 MAX_SLOW_MODE_S = 3600  # one message an hour is already a closed chat
+# a new account, from the API process that granted it to the ledger (Delta `accounts`): its id, name, keys and
+# time, never its password hash or an address
+ACCOUNT_ACTION = "account"
 # the `author` of a chat-wide action in `moderator_actions` (no name can hold it)
 WHOLE_CHAT = "*"
 # who holds which name: the API's sessions (claims, renewals, ends), keyed by the name; compacted
@@ -24,6 +27,9 @@ TOPIC_SESSIONS = "chat_sessions"
 # every record under ACCOUNTS_KEY so that one partition orders them all; kept for ever, never compacted
 TOPIC_ACCOUNTS = "chat_accounts"
 ACCOUNTS_KEY = "accounts"
+# a `chat_accounts` record of a wrong password or a sign-up (an account key, a client address; nothing secret):
+# every API process counts them, so the sign-in and sign-up limits hold across processes
+ACCOUNT_MISS_OP = "miss"
 TOPICS = (TOPIC_CHAT, TOPIC_CONTROLLED, TOPIC_NOTICES, TOPIC_ACTIONS, TOPIC_SESSIONS, TOPIC_ACCOUNTS)
 # topic settings beyond the defaults: the sessions keep the latest record per name, not 7 days of them
 TOPIC_CONFIGS = {

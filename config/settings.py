@@ -14,6 +14,7 @@ from pathlib import Path
 
 from config import contract
 from config.hosts import default_hosts, default_origins
+from config.object_store import SCHEME, Location, ObjectStore, parse_object_location
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +36,30 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "CHAT_WAREHOUSE_DIR",
         "",
-        "where the Delta tables live; default `$CHAT_DATA_DIR/warehouse` (on a cluster: a path every Spark worker and the API see)",
+        "where the Delta tables live: a path (default `$CHAT_DATA_DIR/warehouse`; on a cluster one every Spark worker "
+        "and the API see) or `s3a://<bucket>/<prefix>` (object storage: CHAT_S3_ENDPOINT and the settings after it)",
+    ),
+    Setting(
+        "CHAT_CHECKPOINT_DIR",
+        "",
+        "where the streams keep their checkpoints: a path (default `$CHAT_DATA_DIR/checkpoints`) or `s3a://<bucket>/<prefix>`",
+    ),
+    Setting(
+        "CHAT_S3_ENDPOINT",
+        "",
+        "with s3a:// locations: the S3 service's URL (e.g. `http://127.0.0.1:9000` for S3Proxy or MinIO); unset: AWS S3",
+    ),
+    Setting("CHAT_S3_REGION", "us-east-1", "with s3a:// locations: the bucket's region"),
+    Setting(
+        "CHAT_S3_PATH_STYLE",
+        "off",
+        "with s3a:// locations: `on` addresses buckets as `<endpoint>/<bucket>` (S3Proxy, MinIO) instead of `<bucket>.<endpoint>`",
+    ),
+    Setting(
+        "CHAT_S3_CREDENTIALS_FILE",
+        "",
+        "with s3a:// locations: an AWS shared-credentials file (0600) whose `[default]` profile is used; unset: the "
+        "`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` environment variables",
     ),
     Setting("CHAT_JARS_DIR", "var/jars", "where `make jars` puts the Kafka and Spark jars"),
     Setting(
@@ -158,12 +182,13 @@ SETTINGS: tuple[Setting, ...] = (
         "CHAT_SIGN_IN_LIMIT",
         "10",
         "wrong passwords per account, and per client address, within CHAT_SIGN_IN_WINDOW_S; past it sign-ins get a "
-        "429 with Retry-After for that window (counted per API process)",
+        "429 with Retry-After for that window (counted by every API process together, through `chat_accounts`)",
     ),
     Setting(
         "CHAT_SIGN_UP_LIMIT",
         "10",
-        "sign-ups (granted or not) per client address within CHAT_SIGN_IN_WINDOW_S; past it a 429 (per API process)",
+        "sign-ups (granted or not) per client address within CHAT_SIGN_IN_WINDOW_S; past it a 429 (counted by every "
+        "API process together)",
     ),
     Setting(
         "CHAT_SIGN_IN_WINDOW_S", "300", "the window and the lockout of the sign-in and sign-up limits (1 to 86400)"
@@ -173,6 +198,13 @@ SETTINGS: tuple[Setting, ...] = (
         "86400",
         "seconds new sign-ups are refused (403 with Retry-After) from the client addresses a blocked user signed in "
         "from, counted from the block; moderators list and lift holds; 0: no holds",
+    ),
+    Setting(
+        "CHAT_SEEN_RETENTION_S",
+        "2592000",
+        "how long the API remembers that a user signed in from a client address (from their latest sign-in there), "
+        "for address holds: a block holds the addresses its user signed in from within this time; at least "
+        "CHAT_SIGNUP_HOLD_S (3600 to 31536000)",
     ),
     Setting(
         "CHAT_SECRET_KEY",
@@ -290,10 +322,20 @@ def _path(name: str, default: Path) -> Path:
     return _absolute(Path(raw)) if raw else default
 
 
+def _location(name: str) -> Location | None:
+    """A path, or an object-store URI (`s3a://bucket/prefix`); None when unset."""
+    raw = _raw(name)
+    if "://" in raw or raw.lower().startswith(f"{SCHEME}:"):
+        return parse_object_location(raw, name)
+    return _absolute(Path(raw)) if raw else None
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    warehouse_location: Path | None  # CHAT_WAREHOUSE_DIR as set; None: DATA_DIR/warehouse
+    warehouse_location: Location | None  # CHAT_WAREHOUSE_DIR as set; None: DATA_DIR/warehouse
+    checkpoint_location: Location | None  # CHAT_CHECKPOINT_DIR as set; None: DATA_DIR/checkpoints
+    object_store: ObjectStore
     jars_dir: Path
     kafka_bootstrap: str
     embedded_kafka: bool  # no CHAT_KAFKA_BOOTSTRAP: `make up` starts a broker of its own
@@ -336,6 +378,7 @@ class Settings:
     sign_up_limit: int
     sign_in_window_s: float
     signup_hold_s: float
+    seen_retention_s: float
     secret_key: str
     reader_token: str
     admin_token: str
@@ -345,11 +388,19 @@ class Settings:
         return self.api_workers or os.cpu_count() or 1
 
     @property
-    def warehouse_dir(self) -> Path:
+    def warehouse_dir(self) -> Location:
         return self.warehouse_location or self.data_dir / "warehouse"
 
+    @property
+    def checkpoint_dir(self) -> Location:
+        return self.checkpoint_location or self.data_dir / "checkpoints"
+
+    @property
+    def on_object_store(self) -> bool:
+        """Whether the warehouse or the checkpoints are on object storage."""
+        return not isinstance(self.warehouse_dir, Path) or not isinstance(self.checkpoint_dir, Path)
+
     # the folders under DATA_DIR, each named once
-    checkpoint_dir = property(lambda self: self.data_dir / "checkpoints")
     log_dir = property(lambda self: self.data_dir / "log")
     run_dir = property(lambda self: self.data_dir / "run")
     kafka_dir = property(lambda self: self.data_dir / "kafka")
@@ -364,9 +415,22 @@ def load() -> Settings:
     bootstrap = _raw("CHAT_KAFKA_BOOTSTRAP")
     ui_host = _text("CHAT_UI_HOST", "127.0.0.1")
     ui_port = _whole("CHAT_UI_PORT", 8000, 1)
+    signup_hold_s = _seconds("CHAT_SIGNUP_HOLD_S", 86_400.0, 0, 365 * 86_400)
+    seen_retention_s = _seconds("CHAT_SEEN_RETENTION_S", 30 * 86_400.0, 3600, 365 * 86_400)
+    if seen_retention_s < signup_hold_s:  # else a hold would forget its addresses before it ends
+        raise SystemExit(
+            f"CHAT_SEEN_RETENTION_S ({seen_retention_s:g}) must be at least CHAT_SIGNUP_HOLD_S ({signup_hold_s:g})"
+        )
     return Settings(
         data_dir=_path("CHAT_DATA_DIR", REPO_ROOT / "var"),
-        warehouse_location=_path("CHAT_WAREHOUSE_DIR", None),
+        warehouse_location=_location("CHAT_WAREHOUSE_DIR"),
+        checkpoint_location=_location("CHAT_CHECKPOINT_DIR"),
+        object_store=ObjectStore(
+            endpoint=_raw("CHAT_S3_ENDPOINT").rstrip("/"),
+            region=_text("CHAT_S3_REGION", "us-east-1"),
+            path_style=_switch("CHAT_S3_PATH_STYLE", False),
+            credentials_file=_path("CHAT_S3_CREDENTIALS_FILE", None),
+        ),
         jars_dir=_path("CHAT_JARS_DIR", REPO_ROOT / "var" / "jars"),
         kafka_bootstrap=bootstrap or f"127.0.0.1:{kafka_port}",
         embedded_kafka=not bootstrap,
@@ -408,7 +472,8 @@ def load() -> Settings:
         sign_in_limit=_whole("CHAT_SIGN_IN_LIMIT", 10, 1, 10_000),
         sign_up_limit=_whole("CHAT_SIGN_UP_LIMIT", 10, 1, 10_000),
         sign_in_window_s=_seconds("CHAT_SIGN_IN_WINDOW_S", 300.0, 1, 86_400),
-        signup_hold_s=_seconds("CHAT_SIGNUP_HOLD_S", 86_400.0, 0, 365 * 86_400),
+        signup_hold_s=signup_hold_s,
+        seen_retention_s=seen_retention_s,
         secret_key=_raw("CHAT_SECRET_KEY"),
         reader_token=_raw("CHAT_READER_TOKEN"),
         admin_token=_admin_token(),

@@ -191,20 +191,36 @@ class Ledger:
     def _actions_df(self, unblocks: list[Row]) -> DataFrame:
         return self.spark.createDataFrame(unblocks, plan.PARSED_ACTION_SCHEMA)
 
-    def read_actions(self, records: DataFrame, batch_id: int) -> tuple[list[Row], list[Row]]:
-        """The batch's valid unblocks and slow-mode changes, in Kafka order; the other `chat_actions` records
-        are logged and ignored."""
+    def read_actions(self, records: DataFrame, batch_id: int) -> tuple[list[Row], list[Row], list[Row]]:
+        """The batch's valid unblocks, slow-mode changes and new accounts, in Kafka order; the other
+        `chat_actions` records are logged and ignored."""
         parsed = (
             plan.parse_actions(records.where(F.col("topic") == contract.TOPIC_ACTIONS)).orderBy("partition", "offset")
         ).collect()
         for record in parsed:
-            if not record.is_valid and not record.is_slow_mode:
+            if not record.is_valid and not record.is_slow_mode and not record.is_account:
                 print(
                     f"ledger: batch {batch_id}: ignored a record of {contract.TOPIC_ACTIONS} that is not a valid "
                     f"moderator's action (partition {record.partition}, offset {record.offset})",
                     flush=True,
                 )
-        return [r for r in parsed if r.is_valid], [r for r in parsed if r.is_slow_mode]
+        return (
+            [r for r in parsed if r.is_valid],
+            [r for r in parsed if r.is_slow_mode],
+            [r for r in parsed if r.is_account],
+        )
+
+    def record_accounts(self, accounts: list[Row], batch_id: int) -> None:
+        """MERGE the batch's new accounts into `accounts` by account id: a replayed batch, or an account the API
+        sent twice, inserts nothing more."""
+        rows = plan.to_account_rows(self._actions_df(accounts), batch_id)
+        (
+            DeltaTable.forPath(self.spark, self.path(paths.ACCOUNTS))
+            .alias("t")
+            .merge(rows.alias("s"), "t.account_id = s.account_id")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
 
     def process_batch(self, batch_df: DataFrame, batch_id: int) -> None:
         clock = StepClock()
@@ -216,9 +232,13 @@ class Ledger:
         # One read of the batch's Kafka ranges for both topics: the Kafka source does not push a filter
         # on `topic` down, so filtering it twice would read every `chat` record twice.
         records = plan.with_rejections(batch_df).localCheckpoint()
-        unblocks, slow_modes = self.read_actions(records, batch_id)
+        unblocks, slow_modes, accounts = self.read_actions(records, batch_id)
+        if accounts:  # no MERGE (a Delta commit) for the batches without a sign-up
+            self.record_accounts(accounts, batch_id)
         validated = records.where(F.col("topic") == contract.TOPIC_CHAT)
         if validated.isEmpty():
+            if accounts:
+                print(f"ledger: batch {batch_id}: {len(accounts)} account(s)", flush=True)
             if unblocks or slow_modes:
                 if unblocks:
                     self.announce_unblocks(unblocks, batch_id)
@@ -266,6 +286,7 @@ class Ledger:
         self._known_through = batch_id
         print(
             f"ledger: batch {batch_id}: {struck.count()} messages, {strike_count} strikes, {len(unblocks)} unblocks, "
+            f"{len(accounts)} accounts, "
             f"{rejected_count} rejected in {clock.elapsed():.1f}s ({clock})",
             flush=True,
         )

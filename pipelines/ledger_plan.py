@@ -17,13 +17,15 @@ from pipelines.kafka_io import header
 from pipelines.moderation import with_moderation
 from pipelines.validation import header_text, with_validated_message
 from pipelines.wordlists import WordLists
-from warehouse.tables import MESSAGES_SCHEMA, STRIKES_SCHEMA
+from warehouse.tables import ACCOUNTS_SCHEMA, MESSAGES_SCHEMA, STRIKES_SCHEMA
 
 STRIKE_LIMIT = contract.STRIKE_LIMIT
 # a record of `chat_actions`, as the API writes it
-ACTION_SCHEMA = "id string, action string, author string, by string, timestamp string, seconds int"
+ACTION_SCHEMA = "id string, action string, author string, by string, timestamp string, seconds int, keys array<string>"
 # what parse_actions gives
-PARSED_ACTION_SCHEMA = f"{ACTION_SCHEMA}, partition int, offset bigint, is_valid boolean, is_slow_mode boolean"
+PARSED_ACTION_SCHEMA = (
+    f"{ACTION_SCHEMA}, partition int, offset bigint, is_valid boolean, is_slow_mode boolean, is_account boolean"
+)
 # the moderated messages of a batch: the columns of `messages` but the verdict and the batch, the Kafka time,
 # and whether the API marked the message as its author's spam strike
 MODERATED_COLUMNS = [
@@ -39,6 +41,11 @@ MODERATED_COLUMNS = [
 def sent_at(timestamp: Column) -> Column:
     """A message's (or an action's) `YYYY-MM-DD HH:MM:SS` text as a timestamp."""
     return F.to_timestamp(timestamp, contract.SPARK_TIMESTAMP_FORMAT)
+
+
+def try_sent_at(timestamp: Column) -> Column:
+    """sent_at, null (not a failed batch) for a text that is not such a time."""
+    return F.try_to_timestamp(timestamp, F.lit(contract.SPARK_TIMESTAMP_FORMAT))
 
 
 def raw_text(value: Column) -> Column:
@@ -96,6 +103,18 @@ def is_slow_mode(action: Column, action_id: Column, seconds: Column) -> Column:
         (action == contract.SLOW_MODE_ACTION)
         & (F.length(action_id) > 0)
         & seconds.between(0, contract.MAX_SLOW_MODE_S),
+        F.lit(False),
+    )
+
+
+def is_account(action: Column, action_id: Column, author: Column, keys: Column, timestamp: Column) -> Column:
+    """Whether a parsed `chat_actions` record is a new account to record: an id, a name, keys and a time."""
+    return F.coalesce(
+        (action == contract.ACCOUNT_ACTION)
+        & (F.length(action_id) > 0)
+        & (F.length(author) > 0)
+        & (F.size(keys) > 0)
+        & try_sent_at(timestamp).isNotNull(),
         F.lit(False),
     )
 
@@ -270,12 +289,15 @@ def to_notice_records(strikes_df: DataFrame) -> DataFrame:
 
 def parse_actions(records_df: DataFrame) -> DataFrame:
     """`chat_actions` records as actions (PARSED_ACTION_SCHEMA); `is_valid` marks the unblocks to apply,
-    `is_slow_mode` the slow-mode changes to record."""
+    `is_slow_mode` the slow-mode changes to record, `is_account` the new accounts."""
     return (
         records_df.select(F.from_json(F.col("value").cast("string"), ACTION_SCHEMA).alias("a"), "partition", "offset")
         .select("a.*", "partition", "offset")
         .withColumn("is_valid", is_unblock(F.col("action"), F.col("id"), F.col("author")))
         .withColumn("is_slow_mode", is_slow_mode(F.col("action"), F.col("id"), F.col("seconds")))
+        .withColumn(
+            "is_account", is_account(F.col("action"), F.col("id"), F.col("author"), F.col("keys"), F.col("timestamp"))
+        )
     )
 
 
@@ -343,4 +365,29 @@ def to_unblocked_notices(unblocks_df: DataFrame, batch_id: int, until: dict[int,
         F.col("author").alias("key"),
         F.to_json(body, {"ignoreNullFields": "false"}).alias("value"),
         F.array(header(contract.NOTICE_ID_HEADER, notice_id)).alias("headers"),
+    )
+
+
+# -- the accounts ---------------------------------------------------------------------------------------
+
+
+def to_account_rows(accounts_df: DataFrame, batch_id: int) -> DataFrame:
+    """`accounts` rows from valid `account` actions, once per account id (its first record in Kafka order: an API
+    that sent it again after a failure, or a replayed batch, adds nothing); the MERGE on `account_id` keeps
+    earlier batches' rows."""
+    first = Window.partitionBy("id").orderBy("partition", "offset")
+    return (
+        accounts_df.where("is_account")
+        .withColumn("n", F.row_number().over(first))
+        .where(F.col("n") == 1)
+        .select(
+            F.col("id").alias("account_id"),
+            "author",
+            F.col("keys").alias("name_keys"),
+            try_sent_at(F.col("timestamp")).alias("created_at"),
+            F.col("partition").alias("kafka_partition"),
+            F.col("offset").alias("kafka_offset"),
+            batch_column(batch_id).alias("batch_id"),
+        )
+        .select(*ACCOUNTS_SCHEMA.names)
     )

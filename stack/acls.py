@@ -41,14 +41,13 @@ class Role:
     user: str
     reads: tuple[str, ...]
     writes: tuple[str, ...]
-    # consumer groups (by name prefix) its consumers may join
-    group_prefixes: tuple[str, ...] = ()
 
 
 # What each process does with each topic today (api/: the producer and the tail's followers; pipelines/: the
 # relay and the ledger). Only the streams write the moderated feed and the notices: a "blocked" notice or a
-# moderated message from anyone else is refused. The API's tail has no group; Spark's Kafka source names its
-# consumers' groups with this prefix.
+# moderated message from anyone else is refused. No role has a consumer group: the API's tail assigns its
+# partitions, and Spark's Kafka source assigns its own and keeps its offsets in its checkpoint, so a group READ
+# would only let a stolen credential join groups (tests/stack/test_secured_kafka.py runs the relay without one).
 ROLES = (
     Role(
         API_USER,
@@ -68,31 +67,26 @@ ROLES = (
         STREAMS_USER,
         reads=(contract.TOPIC_CHAT, contract.TOPIC_ACTIONS),
         writes=(contract.TOPIC_CONTROLLED, contract.TOPIC_NOTICES),
-        group_prefixes=("spark-kafka-source-",),
     ),
 )
 
 
 def role_acls(role: Role) -> list[ACL]:
     """ALLOW entries for `role`: READ (which implies DESCRIBE) on what it reads, WRITE on what it writes (enough
-    for an idempotent producer since Kafka 3.0), READ on its groups; from any host."""
+    for an idempotent producer since Kafka 3.0); from any host."""
 
-    def allow(operation: ACLOperation, kind: ResourceType, name: str, pattern=ACLResourcePatternType.LITERAL) -> ACL:
+    def allow(operation: ACLOperation, kind: ResourceType, name: str) -> ACL:
         return ACL(
             principal=f"User:{role.user}",
             host="*",
             operation=operation,
             permission_type=ACLPermissionType.ALLOW,
-            resource_pattern=ResourcePattern(kind, name, pattern),
+            resource_pattern=ResourcePattern(kind, name, ACLResourcePatternType.LITERAL),
         )
 
     return [
         *(allow(ACLOperation.READ, ResourceType.TOPIC, t) for t in role.reads),
         *(allow(ACLOperation.WRITE, ResourceType.TOPIC, t) for t in role.writes),
-        *(
-            allow(ACLOperation.READ, ResourceType.GROUP, g, ACLResourcePatternType.PREFIXED)
-            for g in role.group_prefixes
-        ),
     ]
 
 

@@ -60,16 +60,19 @@ def start_stack(data_dir: Path, timeout_s: float = 420, env: dict[str, str] | No
     admin_token = secrets.token_urlsafe(24)
     # the settings a user of `make up` might have exported are cleared: this stack is all on its own ports
     env = child_env(
-        CHAT_ADMIN_TOKEN=admin_token,
-        CHAT_DATA_DIR=str(data_dir),
-        CHAT_KAFKA_PORT=str(kafka_port),
-        CHAT_KAFKA_CONTROLLER_PORT=str(controller_port),
-        CHAT_API_PORT=str(api_port),
-        CHAT_UI_PORT=str(ui_port),
-        CHAT_KAFKA_BOOTSTRAP=None,
-        CHAT_API_URL=None,
-        CHAT_WAREHOUSE_DIR=None,
-        **(env or {}),
+        **{
+            "CHAT_ADMIN_TOKEN": admin_token,
+            "CHAT_DATA_DIR": str(data_dir),
+            "CHAT_KAFKA_PORT": str(kafka_port),
+            "CHAT_KAFKA_CONTROLLER_PORT": str(controller_port),
+            "CHAT_API_PORT": str(api_port),
+            "CHAT_UI_PORT": str(ui_port),
+            "CHAT_KAFKA_BOOTSTRAP": None,
+            "CHAT_API_URL": None,
+            "CHAT_WAREHOUSE_DIR": None,
+            "CHAT_CHECKPOINT_DIR": None,
+            **(env or {}),
+        }
     )
     log = data_dir / "stack-up.out"
     process = spawn([sys.executable, "-m", "stack.up"], log, env)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from config import contract
+from config.object_store import Location, is_object
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,9 @@ def _format_time(value) -> str | None:
 class ModerationSnapshot:
     """A dict author → UserState, swapped whole when a new table version is read."""
 
-    def __init__(self, table_path: Path, refresh_s: float = 0.5):
-        self.table_path = Path(table_path)
+    def __init__(self, table_path: Location, refresh_s: float = 0.5, storage_options: dict[str, str] | None = None):
+        self.table_path = table_path if is_object(table_path) else Path(table_path)
+        self.storage_options = storage_options
         self.refresh_s = refresh_s
         self._users: dict[str, UserState] = {}
         self._table = None
@@ -83,10 +85,17 @@ class ModerationSnapshot:
 
         try:
             if self._table is None:
-                if not (self.table_path / "_delta_log").is_dir():
-                    self.error = "user_moderation does not exist yet (the ledger creates it)"
-                    return False
-                self._table = DeltaTable(str(self.table_path))
+                if is_object(self.table_path):
+                    uri = self.table_path.as_s3()
+                    if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options):
+                        self.error = "user_moderation does not exist yet (the ledger creates it)"
+                        return False
+                    self._table = DeltaTable(uri, storage_options=self.storage_options)
+                else:
+                    if not (self.table_path / "_delta_log").is_dir():
+                        self.error = "user_moderation does not exist yet (the ledger creates it)"
+                        return False
+                    self._table = DeltaTable(str(self.table_path))
             else:
                 self._table.update_incremental()
             version = self._table.version()

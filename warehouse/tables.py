@@ -164,6 +164,18 @@ MODERATOR_ACTIONS_SCHEMA = schema("""
     seconds           int                      -- slow_mode: the interval set (0: lifted); null for an unblock
 """)
 
+# One row per account, from the `account` actions the API puts on `chat_actions` (never `chat_accounts`, which holds
+# the password hashes): no secret and no address here.
+ACCOUNTS_SCHEMA = schema("""
+    account_id        string not null,
+    author            string not null,         -- the name as registered (what readers see)
+    name_keys         array<string> not null,  -- its canonical keys (api/names.py): look-alikes share one
+    created_at        timestamp not null,      -- when the API granted it (UTC)
+    kafka_partition   int not null,            -- in `chat_actions`
+    kafka_offset      bigint not null,
+    batch_id          bigint not null          -- the ledger batch that recorded it
+""")
+
 # Built by the statistics job (pipelines/user_stats.py), replaced as a whole on every run. Delta has
 # no NOT NULL inside arrays: the nested fields are nullable, though the job never writes a null there.
 USER_STATS_SCHEMA = schema("""
@@ -189,6 +201,7 @@ SCHEMAS = {
     paths.USER_MODERATION: USER_MODERATION_SCHEMA,
     paths.REJECTED_MESSAGES: REJECTED_MESSAGES_SCHEMA,
     paths.MODERATOR_ACTIONS: MODERATOR_ACTIONS_SCHEMA,
+    paths.ACCOUNTS: ACCOUNTS_SCHEMA,
 }
 # created by its own job, not by the ledger's ensure_tables()
 ALL_SCHEMAS = {**SCHEMAS, paths.USER_STATS: USER_STATS_SCHEMA}
@@ -199,6 +212,7 @@ COMMENTS = {
     paths.USER_MODERATION: "per user: messages, strikes, blocked (3 strikes) and since when",
     paths.REJECTED_MESSAGES: "records of the chat topic that are not valid messages, with the reason",
     paths.MODERATOR_ACTIONS: "moderators' actions (unblock: strikes and block cleared), as the ledger applied them",
+    paths.ACCOUNTS: "accounts (name as registered, its keys, when), without password hashes or addresses",
     paths.USER_STATS: "per user statistics, rebuilt by pipelines/user_stats.py (make stats)",
 }
 
@@ -210,7 +224,7 @@ def ensure_table(
     ones, such as `moderator_actions.seconds`) to one that does; return it."""
     location = paths.table_path(name, warehouse)
     wanted = schema or ALL_SCHEMAS[name]
-    if (location / "_delta_log").exists():
+    if DeltaTable.isDeltaTable(spark, str(location)):
         table = DeltaTable.forPath(spark, str(location))
         have = {f.name for f in table.toDF().schema.fields}
         missing = [f for f in wanted.fields if f.name not in have]
@@ -253,7 +267,7 @@ def register_tables(spark: SparkSession, warehouse: Path | None = None, database
     registered = []
     for name in paths.ALL_TABLES:
         location = paths.table_path(name, warehouse)
-        if not (location / "_delta_log").exists():
+        if not DeltaTable.isDeltaTable(spark, str(location)):
             continue
         spark.sql(f"CREATE TABLE IF NOT EXISTS {database}.{name} USING DELTA LOCATION '{location}'")
         registered.append(f"{database}.{name}")

@@ -7,12 +7,17 @@ apps made on the same DATA_DIR stand for API processes (or hosts) sharing one Ka
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import yaml
 
 from api import create_app, i18n
 from api.spec import SPEC_PATH
+from stack.balancer import ApiHost
 from stack.broker import free_port
 from tests.api.session_log import LocalSessionLog
 
@@ -96,3 +101,20 @@ def client(tmp_path):
 @pytest.fixture
 def ana(client) -> dict:
     return sign_in(client, "ana")
+
+
+@contextmanager
+def api_hosts(home: Path, bootstrap: str, env: dict[str, str]) -> Iterator[list[ApiHost]]:
+    """Two API processes ("hosts" a and b, gunicorn as `make up` runs it) on one broker, sharing only Kafka and a
+    secret, with the settings `env`; healthy when yielded, stopped after."""
+    secret = secrets.token_urlsafe(32)
+    pair = [ApiHost(name, home / name, bootstrap, secret, env=env) for name in ("a", "b")]
+    for host in pair:
+        host.start()
+    try:
+        for host in pair:
+            host.wait_healthy()
+        yield pair
+    finally:
+        for host in pair:
+            host.stop()

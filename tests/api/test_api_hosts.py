@@ -18,29 +18,18 @@ import requests
 from kafka import KafkaProducer
 
 from config import contract
-from stack.balancer import ApiHost
 from stack.harness import GUEST_NAMES
-from tests.api.conftest import ADMIN
+from tests.api.conftest import ADMIN, api_hosts
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def hosts(kafka_only, tmp_path_factory):
-    home = tmp_path_factory.mktemp("hosts")
-    secret = secrets.token_urlsafe(32)
     # guests for the sessions' tests, moderators and many sign-ups from one address for the accounts' tests
     env = {**GUEST_NAMES, "CHAT_ADMIN_TOKEN": ADMIN, "CHAT_SIGN_UP_LIMIT": "1000"}
-    pair = [ApiHost(name, home / name, kafka_only, secret, env=env) for name in ("a", "b")]
-    for host in pair:
-        host.start()
-    try:
-        for host in pair:
-            host.wait_healthy()
+    with api_hosts(tmp_path_factory.mktemp("hosts"), kafka_only, env) as pair:
         yield pair
-    finally:
-        for host in pair:
-            host.stop()
 
 
 @pytest.fixture(scope="module")

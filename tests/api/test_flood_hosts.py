@@ -5,7 +5,6 @@ enforced by the other."""
 
 from __future__ import annotations
 
-import secrets
 import time
 import uuid
 from collections import Counter
@@ -16,8 +15,8 @@ import requests
 from kafka import KafkaConsumer, TopicPartition
 
 from config import contract
-from stack.balancer import ApiHost
 from stack.harness import GUEST_NAMES
+from tests.api.conftest import api_hosts
 
 pytestmark = pytest.mark.integration
 
@@ -29,27 +28,17 @@ MODERATOR = {"Authorization": f"Bearer {ADMIN}"}
 
 @pytest.fixture(scope="module")
 def hosts(kafka_only, tmp_path_factory):
-    home = tmp_path_factory.mktemp("flood-hosts")
-    secret = secrets.token_urlsafe(32)
     env = {
         **GUEST_NAMES,
         "CHAT_ADMIN_TOKEN": ADMIN,
         "CHAT_RATE_LIMIT_MESSAGES": str(LIMIT),
         "CHAT_RATE_LIMIT_WINDOW_S": str(WINDOW_S),
     }
-    pair = [ApiHost(name, home / name, kafka_only, secret, env=env) for name in ("a", "b")]
-    for host in pair:
-        host.start()
-    try:
-        for host in pair:
-            host.wait_healthy()
+    with api_hosts(tmp_path_factory.mktemp("flood-hosts"), kafka_only, env) as pair:
         set_slow_mode(pair[0].url, 0)  # whatever an earlier test on this broker left
         for host in pair:
             wait_for_slow_mode(host.url, 0)
         yield pair
-    finally:
-        for host in pair:
-            host.stop()
 
 
 def sign_in(url: str, author: str) -> dict:

@@ -15,6 +15,7 @@ from pipelines.ledger_plan import (
     notice_text,
     parse_actions,
     prior_strikes_since_unblock,
+    to_account_rows,
     to_action_rows,
     to_message_rows,
     to_moderated_rows,
@@ -29,7 +30,7 @@ from pipelines.ledger_plan import (
 )
 from pipelines.wordlists import load_word_lists
 from tests.pipelines.records import chat, kafka_batch, slow_mode, unblock
-from warehouse.tables import MESSAGES_SCHEMA, MODERATOR_ACTIONS_SCHEMA, STRIKES_SCHEMA
+from warehouse.tables import ACCOUNTS_SCHEMA, MESSAGES_SCHEMA, MODERATOR_ACTIONS_SCHEMA, STRIKES_SCHEMA
 
 MODERATED = (
     "author string, is_profane boolean, kafka_partition int, kafka_offset long, "
@@ -391,3 +392,56 @@ def test_prior_strikes_count_earlier_batches_since_the_last_unblock(spark):
     actual = prior_strikes_since_unblock(strikes, unblocks, authors, 5).orderBy("author")
     expected = spark.createDataFrame([("ana", 2), ("bob", 1)], "author string, prior_strikes int")
     assert_df_equality(actual, expected, ignore_nullable=True)
+
+
+def account(account_id, author, keys=("k",), timestamp="2026-11-27 10:02:00", **extra) -> bytes:
+    """A new account on `chat_actions`, as the API writes it (api/accounts.py AccountStore.announce)."""
+    action = {"id": account_id, "action": contract.ACCOUNT_ACTION, "author": author, "keys": list(keys)}
+    return json.dumps({**action, "by": "sign-up", "timestamp": timestamp, **extra}).encode()
+
+
+def test_new_accounts_are_recorded_once_each_without_anything_else(spark):
+    parsed = parse_actions(
+        actions(
+            spark,
+            [
+                account("acc-1", "Lucía", ["lucia", "lucía"]),
+                unblock("act-2", "ana"),
+                account("acc-1", "Lucía", ["lucia", "lucía"], timestamp="2026-11-27 10:05:00"),  # sent again
+                account("acc-4", "Zoë 🌍", ["zoe 🌍"], hash="$argon2id$never-taken"),  # a field of no column
+                account("acc-5", "bob", []),  # no key
+                account(None, "carol"),
+                account("acc-7", "", ["x"]),
+                account("acc-8", "dave", ["dave"], timestamp="yesterday"),
+                json.dumps({"id": "acc-9", "action": "account", "author": "eve", "keys": None}).encode(),
+                account("acc-10", None),
+            ],
+        )
+    ).orderBy("offset")
+    assert ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in parsed.schema) == PARSED_ACTION_SCHEMA
+    assert [(r.offset, r.is_valid, r.is_slow_mode, r.is_account) for r in parsed.collect()] == [
+        (0, False, False, True),
+        (1, True, False, False),
+        (2, False, False, True),
+        (3, False, False, True),
+        (4, False, False, False),
+        (5, False, False, False),
+        (6, False, False, False),
+        (7, False, False, False),
+        (8, False, False, False),
+        (9, False, False, False),
+    ]
+    actual = to_account_rows(parsed, 4).orderBy("kafka_offset")
+    expected = spark.createDataFrame(
+        [
+            ("acc-1", "Lucía", ["lucia", "lucía"], datetime(2026, 11, 27, 10, 2, 0), 0, 0, 4),
+            ("acc-4", "Zoë 🌍", ["zoe 🌍"], datetime(2026, 11, 27, 10, 2, 0), 0, 3, 4),
+        ],
+        ACCOUNTS_SCHEMA,
+    )
+    assert_df_equality(actual, expected, ignore_nullable=True)
+    assert "hash" not in " ".join(ACCOUNTS_SCHEMA.names)
+    # the moderators' actions take only the unblock
+    state = spark.createDataFrame([], "author string, strikes int, is_blocked boolean")
+    assert [r.action_id for r in to_action_rows(parsed.where("is_valid"), state, 4).collect()] == ["act-2"]
+    assert to_slow_mode_rows(parsed.where("is_slow_mode"), 4).isEmpty()
