@@ -23,7 +23,7 @@ from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Blueprint, Flask, current_app, request
 
-from api.auth import client_address, format_utc, require_admin
+from api.auth import Lockout, client_address, format_utc, require_admin
 from api.errors import ApiError
 from api.names import canonical_key, name_keys
 from api.tail import Follower
@@ -439,7 +439,7 @@ class ReservedNames:
         return any(other != author or self.moderation.is_blocked(other) for other in self.authors_for(keys) | {author})
 
 
-class SharedThrottle:
+class SharedThrottle(Lockout):
     """At most `limit` misses per key (an account's key, a client address) within `window_s`, counted by every API
     process: its own misses at once, the others' as `chat_accounts` brings their miss records. The miss that
     reaches the limit locks the key out for `window_s` (429 with Retry-After, the right password included, else
@@ -449,20 +449,8 @@ class SharedThrottle:
     MAX_KEYS = 100_000
 
     def __init__(self, limit: int, window_s: float, clock=time.time, code: str = "too_many_attempts"):
-        self.limit, self.window_s, self.clock, self.code = int(limit), float(window_s), clock, code
-        self._misses: dict[str, list[float]] = {}  # key → its latest miss times, oldest first
-        self._locked: dict[str, float] = {}  # key → until
-        self._lock = threading.Lock()
-
-    def check(self, key: str) -> None:
-        """429 while `key` is locked out."""
-        with self._lock:
-            left = self._locked.get(key, 0.0) - self.clock()
-            if left <= 0:
-                self._locked.pop(key, None)
-                return
-        seconds = math.ceil(left)
-        raise ApiError(429, self.code, headers={"Retry-After": str(seconds)}, seconds=seconds)
+        super().__init__(clock, code)  # _misses: key → its latest miss times, oldest first
+        self.limit, self.window_s = int(limit), float(window_s)
 
     def missed(self, key: str, at: float | None = None) -> None:
         """A miss of `key` at `at` (now by default; another process's miss carries its own time)."""

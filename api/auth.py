@@ -263,7 +263,28 @@ class SessionStore:
         return {**self.board.sizes(), "renewals_in_flight": len(self._renewing)}
 
 
-class GuessThrottle:
+class Lockout:
+    """Keys locked out until a time (`_locked`), answered with a 429 and Retry-After (`check`); a subclass decides
+    when a key is locked."""
+
+    def __init__(self, clock, code: str):
+        self.clock, self.code = clock, code  # the 429's error code
+        self._misses: dict[str, list[float]] = {}  # key → its recent miss times
+        self._locked: dict[str, float] = {}  # key → until
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> None:
+        """429 while `key` is locked out."""
+        with self._lock:
+            left = self._locked.get(key, 0.0) - self.clock()
+            if left <= 0:
+                self._locked.pop(key, None)
+                return
+        seconds = math.ceil(left)
+        raise ApiError(429, self.code, headers={"Retry-After": str(seconds)}, seconds=seconds)
+
+
+class GuessThrottle(Lockout):
     """Wrong moderators' tokens per client address: after `limit` of them within `window_s`, the address gets a
     429 (with Retry-After) on every moderator call for `lockout_s`, the right token included (else the answer
     would tell a guesser when they got it). A right token in time is answered at once and forgets the misses.
@@ -279,21 +300,8 @@ class GuessThrottle:
         clock=time.monotonic,
         code: str = "admin_guesses_locked",
     ):
-        self.limit, self.window_s, self.lockout_s, self.clock = limit, window_s, lockout_s, clock
-        self.code = code  # the 429's error code
-        self._misses: dict[str, list[float]] = {}
-        self._locked: dict[str, float] = {}  # client → until
-        self._lock = threading.Lock()
-
-    def check(self, client: str) -> None:
-        """429 while `client` is locked out."""
-        with self._lock:
-            left = self._locked.get(client, 0.0) - self.clock()
-            if left <= 0:
-                self._locked.pop(client, None)
-                return
-        seconds = math.ceil(left)
-        raise ApiError(429, self.code, headers={"Retry-After": str(seconds)}, seconds=seconds)
+        super().__init__(clock, code)
+        self.limit, self.window_s, self.lockout_s = limit, window_s, lockout_s
 
     def missed(self, client: str) -> None:
         now = self.clock()

@@ -59,6 +59,7 @@ class S3Proxy:
 
     def create_bucket(self, name: str) -> None:
         parse_object_location(f"s3a://{name}", "bucket")  # the same name rules as the settings
+        private_dir(self.home)  # the objects are the chat's data: this user's alone, as DATA_DIR is
         (self.buckets / name).mkdir(parents=True, exist_ok=True)
 
     def _classpath(self) -> str:

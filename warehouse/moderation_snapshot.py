@@ -85,17 +85,12 @@ class ModerationSnapshot:
 
         try:
             if self._table is None:
-                if is_object(self.table_path):
-                    uri = self.table_path.as_s3()
-                    if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options):
-                        self.error = "user_moderation does not exist yet (the ledger creates it)"
-                        return False
-                    self._table = DeltaTable(uri, storage_options=self.storage_options)
-                else:
-                    if not (self.table_path / "_delta_log").is_dir():
-                        self.error = "user_moderation does not exist yet (the ledger creates it)"
-                        return False
-                    self._table = DeltaTable(str(self.table_path))
+                # delta-rs names the same place whether it is a path or on object storage
+                uri = self.table_path.as_s3() if is_object(self.table_path) else str(self.table_path)
+                if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options):
+                    self.error = "user_moderation does not exist yet (the ledger creates it)"
+                    return False
+                self._table = DeltaTable(uri, storage_options=self.storage_options)
             else:
                 self._table.update_incremental()
             version = self._table.version()

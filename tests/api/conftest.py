@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,3 +119,12 @@ def api_hosts(home: Path, bootstrap: str, env: dict[str, str]) -> Iterator[list[
     finally:
         for host in pair:
             host.stop()
+
+
+def eventually(what, check, timeout_s: float = 30):
+    """`check()`'s first truthy result, asked every 0.2 s; fails with `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not (result := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+    return result

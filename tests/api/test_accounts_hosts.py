@@ -7,12 +7,11 @@ counts these records, so each test comes from an address of its own (X-Forwarded
 from __future__ import annotations
 
 import secrets
-import time
 
 import pytest
 import requests
 
-from tests.api.conftest import api_hosts
+from tests.api.conftest import api_hosts, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +36,6 @@ def sign_in(url: str, author: str, password: str, address: dict) -> requests.Res
 
 def sign_up(url: str, author: str, address: dict) -> requests.Response:
     return requests.post(f"{url}/accounts", json={"author": author, "password": PASSWORD}, headers=address, timeout=60)
-
-
-def eventually(what, check, timeout_s: float = 30):
-    deadline = time.monotonic() + timeout_s
-    while not (result := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-    return result
 
 
 def test_a_brute_force_spread_over_two_hosts_is_throttled_at_the_limit(hosts):

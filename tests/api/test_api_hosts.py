@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 
 from config import contract
 from stack.harness import GUEST_NAMES
-from tests.api.conftest import ADMIN, api_hosts
+from tests.api.conftest import ADMIN, api_hosts, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -207,14 +207,6 @@ def publish_block(bootstrap: str, author: str) -> None:
     }
     producer.send(contract.TOPIC_NOTICES, key=author.encode(), value=json.dumps(notice).encode()).get(timeout=10)
     producer.close()
-
-
-def eventually(what, check, timeout_s: float = 30):
-    deadline = time.monotonic() + timeout_s
-    while not (result := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-    return result
 
 
 def test_a_blocked_account_stays_out_under_every_spelling_on_every_host(hosts, kafka_only):
