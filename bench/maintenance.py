@@ -1,7 +1,10 @@
 """Delta maintenance, before and after: 2,000 ledger batches' worth of small files, then the statistics job,
 analysts' queries and ledger-like batches before, during and after `pipelines.maintenance`.
 
-    python -m bench.maintenance [--batches 2000] [--work DIR] [--repeat 3] [--out FILE]
+    python -m bench.maintenance [--batches 2000] [--work DIR] [--reuse] [--repeat 3] [--out FILE]
+
+The built tables are kept in WORK/built and each run works on a copy in WORK/run: `--reuse` skips the build
+(the slow part) when WORK/built holds as many batches.
 
 The file pattern of the ledger (README "Delta tables"): every batch leaves one small file in `messages` and
 in `strikes` (the batch's time slice: 50 messages, 6 % profane, 500 authors, 30 days in all), one in
@@ -18,6 +21,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import shutil
 import statistics
 import threading
@@ -248,28 +252,69 @@ def counts(spark: SparkSession, warehouse: Path) -> tuple[dict, dict]:
     return files, rows
 
 
+def vacuum_listing(spark: SparkSession, warehouse: Path, repeat: int) -> dict:
+    """VACUUM of `messages` (nothing old enough to delete: the cost is its file listing) with Spark's default
+    listing parallelism and with the configured one, alternating, in the same JVM."""
+    key = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+    configured = spark.conf.get(key)
+    runs: dict[str, list[float]] = {"10000": [], configured: []}
+    try:
+        for _ in range(repeat):
+            for value in runs:
+                spark.conf.set(key, value)
+                started = time.monotonic()
+                run_maintenance(spark, warehouse, compact=(), vacuum=[paths.MESSAGES], log=lambda _: None)
+                runs[value].append(time.monotonic() - started)
+    finally:
+        spark.conf.set(key, configured)
+    return {
+        f"parallelism_{value}": {
+            "median_s": round(statistics.median(t), 2),
+            "min_s": round(min(t), 2),
+            "max_s": round(max(t), 2),
+        }
+        for value, t in runs.items()
+    }
+
+
+def prepared(spark: SparkSession, work: Path, batches: int, reuse: bool) -> tuple[Path, float | None]:
+    """WORK/run: a fresh copy of WORK/built (built first unless `reuse` finds it); the build's seconds or None."""
+    built, marker = work / "built", work / "built" / "batches.json"
+    build_s = None
+    if not (reuse and marker.exists() and json.loads(marker.read_text()) == {"batches": batches}):
+        shutil.rmtree(built, ignore_errors=True)
+        started = time.monotonic()
+        build(spark, paths.warehouse_dir(built), batches)
+        build_s = round(time.monotonic() - started, 1)
+        marker.write_text(json.dumps({"batches": batches}))
+    run = work / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(built, run)
+    return run, build_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=2000)
     parser.add_argument("--work", type=Path, default=settings.load().data_dir / "bench" / "maintenance")
+    parser.add_argument("--reuse", action="store_true", help="use WORK/built if it holds as many batches")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of the statistics job (queries: 2n+1)")
     parser.add_argument("--out", type=Path, help="also write the result here (JSON)")
     args = parser.parse_args()
     from pipelines.session import get_spark
 
-    shutil.rmtree(args.work, ignore_errors=True)
-    data_dir = args.work
-    warehouse = paths.warehouse_dir(data_dir)
     spark = get_spark("bench-maintenance")
     spark.sparkContext.setLogLevel("ERROR")
     result: dict = {"batches_simulated": args.batches, "messages": args.batches * PER_BATCH}
     end = START + SPAN
     try:
-        started = time.monotonic()
-        build(spark, warehouse, args.batches)
-        result["build_s"] = round(time.monotonic() - started, 1)
+        data_dir, result["build_s"] = prepared(spark, args.work, args.batches, args.reuse)
+        warehouse = paths.warehouse_dir(data_dir)
         result["files_before"], rows_before = counts(spark, warehouse)
-        print(f"maintenance-bench: built in {result['build_s']}s; files {result['files_before']}", flush=True)
+        print(
+            f"maintenance-bench: built in {result['build_s']}s (None: reused); files {result['files_before']}",
+            flush=True,
+        )
         result["before"] = measure_reads(spark, data_dir, warehouse, end, args.repeat)
         print(f"maintenance-bench: before {result['before']}", flush=True)
 
@@ -294,6 +339,8 @@ def main() -> None:
         result["batch_after_maintenance"] = _summary([batches.run_one() for _ in range(6)])
         print(f"maintenance-bench: maintenance {result['maintenance_steps']}", flush=True)
 
+        result["vacuum_listing"] = vacuum_listing(spark, warehouse, 2)
+        print(f"maintenance-bench: vacuum {result['vacuum_listing']}", flush=True)
         result["files_after"], rows_after = counts(spark, warehouse)
         added = batches.next - args.batches  # the timed batches' messages
         result["rows_kept"] = rows_after[paths.MESSAGES] == rows_before[paths.MESSAGES] + added * PER_BATCH and all(
@@ -305,6 +352,7 @@ def main() -> None:
         }
     finally:
         spark.stop()
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
