@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a file by spark-submit: make the reposit
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from config.object_store import is_object
 from pipelines import cli
 from warehouse import paths
 
@@ -173,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.session import get_spark
 
     warehouse = paths.warehouse_dir(cli.data_dir(args))
+    if is_object(warehouse):
+        # S3SingleDriverLogStore: two drivers committing to one table on S3 can overwrite each other's commit
+        print(
+            f"maintenance: {warehouse} is on object storage: run this only while the chat's streams are stopped "
+            "(there the streams process compacts its tables itself, CHAT_MAINTENANCE_INTERVAL_S)",
+            file=sys.stderr,
+            flush=True,
+        )
     spark = get_spark("chat-maintenance")
     spark.sparkContext.setLogLevel("WARN")
     try:
