@@ -139,7 +139,7 @@ def data_files(proxy: S3Proxy, table: str) -> int:
 
     store = ObjectStore(proxy.endpoint, path_style=True, credentials_file=proxy.credentials_file)
     location = parse_object_location(f"{WAREHOUSE}/{table}", "table")
-    return len(DeltaTable(location.as_s3(), storage_options=store.storage_options()).files())
+    return len(DeltaTable(location.as_s3(), storage_options=store.storage_options()).file_uris())
 
 
 def test_maintenance_by_hand_compacts_and_vacuums_the_tables_on_s3_and_they_read_the_same(s3, s3_stack):
