@@ -147,6 +147,11 @@ def test_maintenance_by_hand_compacts_and_vacuums_the_tables_on_s3_and_they_read
     for i in range(3):
         sent = post(s3_stack.api_url, "mantenimiento", f"lote {i}")["id"]
         assert wait_until(lambda sent=sent: sent in ids_in(s3, "messages", "mantenimiento"), timeout_s=240)
+    # the ledger commits `user_moderation` after `messages`: wait for the last batch's MERGE too
+    assert wait_until(
+        lambda: [r["messages"] for r in delta_rows(s3, "user_moderation") if r["author"] == "mantenimiento"] == [3],
+        timeout_s=240,
+    )
     tables = ("messages", "strikes", "user_moderation")
     rows = {t: sorted(map(repr, delta_rows(s3, t))) for t in tables}
     files = {t: data_files(s3, t) for t in tables}
