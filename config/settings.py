@@ -106,6 +106,18 @@ SETTINGS: tuple[Setting, ...] = (
         "`realtime` (Spark's real-time mode) or `microbatch` (back-to-back micro-batches); see below",
     ),
     Setting("CHAT_LEDGER_TRIGGER_SECONDS", "1", "seconds between the ledger's micro-batches"),
+    Setting(
+        "CHAT_MAINTENANCE_INTERVAL_S",
+        "600",
+        "seconds between the streams process's compactions (`OPTIMIZE`, clustering) of the ledger's append-only "
+        "tables; 0: none (then run `python -m pipelines.maintenance`) (0 to 86400)",
+    ),
+    Setting(
+        "CHAT_VACUUM_INTERVAL_S",
+        "86400",
+        "seconds between its `VACUUM`s of every table (files removed more than `delta.deletedFileRetentionDuration`, "
+        "7 days, ago); 0: none (0 to 2592000)",
+    ),
     Setting("CHAT_API_HOST", "127.0.0.1", "address the API listens on"),
     Setting("CHAT_API_PORT", "5000", "port the API listens on"),
     Setting("CHAT_API_URL", "", "the API the UI talks to; default `http://127.0.0.1:$CHAT_API_PORT`"),
@@ -340,6 +352,8 @@ class Settings:
     spark_master: str
     relay_trigger: str
     ledger_trigger_s: float
+    maintenance_interval_s: float  # 0: no scheduled compaction
+    vacuum_interval_s: float  # 0: no scheduled VACUUM
     api_host: str
     api_port: int
     api_url: str
@@ -433,6 +447,8 @@ def load() -> Settings:
         spark_master=_text("CHAT_SPARK_MASTER", "local[*]"),
         relay_trigger=_choice("CHAT_RELAY_TRIGGER", "realtime", ("realtime", "microbatch")),
         ledger_trigger_s=_seconds("CHAT_LEDGER_TRIGGER_SECONDS", 1.0),
+        maintenance_interval_s=_seconds("CHAT_MAINTENANCE_INTERVAL_S", 600.0, 0, 86_400),
+        vacuum_interval_s=_seconds("CHAT_VACUUM_INTERVAL_S", 86_400.0, 0, 30 * 86_400),
         api_host=api_host,
         api_port=api_port,
         api_url=_text("CHAT_API_URL", f"http://127.0.0.1:{api_port}").rstrip("/"),

@@ -19,6 +19,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from config import contract, settings
 from pipelines.ledger import start_ledger
+from pipelines.maintenance import Scheduler
 from pipelines.relay import start_relay
 from pipelines.supervise import run_queries
 from pipelines.wordlists import load_word_lists
@@ -27,6 +28,7 @@ from pipelines.wordlists import load_word_lists
 def main() -> int:
     s = settings.load()
     word_lists = load_word_lists()
+    maintenance: list[Scheduler] = []
     print(
         f"streams: starting Spark ({s.spark_master}), Kafka {s.kafka_bootstrap}, data {s.data_dir}; "
         f"{len(word_lists.profane)} listed words, {len(word_lists.allow)} allowed",
@@ -43,10 +45,17 @@ def main() -> int:
             f"ledger (every {s.ledger_trigger_s:g}s) -> Delta {s.warehouse_dir}",
             flush=True,
         )
+        # after start_ledger: the tables exist and have their layout
+        maintenance.append(Scheduler(spark, s.warehouse_dir, s.maintenance_interval_s, s.vacuum_interval_s))
+        maintenance[0].start()
         return [relay, ledger]
 
-    # the ledger's micro-batches are small: few shuffle partitions, and AQE coalesces the rest
-    return run_queries("chat-streams", start, s.run_dir / "streams.ready", {"spark.sql.shuffle.partitions": "2"})
+    try:
+        # the ledger's micro-batches are small: few shuffle partitions, and AQE coalesces the rest
+        return run_queries("chat-streams", start, s.run_dir / "streams.ready", {"spark.sql.shuffle.partitions": "2"})
+    finally:
+        for scheduler in maintenance:
+            scheduler.stop(timeout_s=0)
 
 
 if __name__ == "__main__":

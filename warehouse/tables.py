@@ -29,6 +29,21 @@ TABLE_PROPERTIES = {
     "delta.deletedFileRetentionDuration": "interval 7 days",
 }
 
+# Layout: liquid clustering by what analysts filter on (a time range, one author). OPTIMIZE
+# (pipelines/maintenance.py) clusters the ledger's small files so such a filter skips most of them by their
+# min/max statistics; no partitions by date, which would cut a small chat's table into tiny files per day.
+CLUSTERING = {
+    paths.MESSAGES: ("sent_at", "author"),
+    paths.STRIKES: ("struck_at", "author"),
+    paths.REJECTED_MESSAGES: ("seen_at",),
+}
+# Properties of one table, on top of TABLE_PROPERTIES; a table made before gains them at the ledger's start.
+LAYOUT_PROPERTIES = {
+    # the ledger MERGEs this table every batch: it compacts in that MERGE's own commit (Delta's auto
+    # compaction), since an OPTIMIZE beside a MERGE that read the same files fails one of the two
+    paths.USER_MODERATION: {"delta.autoOptimize.autoCompact": "true"},
+}
+
 _TYPES = {
     "string": T.StringType,
     "boolean": T.BooleanType,
@@ -216,13 +231,29 @@ def ensure_table(
         if missing:
             columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
             spark.sql(f"ALTER TABLE delta.`{location}` ADD COLUMNS ({columns})")
+        ensure_layout(spark, name, location)
         return table
     builder = (
         DeltaTable.createIfNotExists(spark).location(str(location)).addColumns(wanted).comment(COMMENTS.get(name, name))
     )
-    for key, value in TABLE_PROPERTIES.items():
+    for key, value in {**TABLE_PROPERTIES, **LAYOUT_PROPERTIES.get(name, {})}.items():
         builder = builder.property(key, value)
+    if name in CLUSTERING:
+        builder = builder.clusterBy(*CLUSTERING[name])
     return builder.execute()
+
+
+def ensure_layout(spark: SparkSession, name: str, location: Path) -> None:
+    """Give a table made before its layout its clustering columns and LAYOUT_PROPERTIES (no data is rewritten:
+    the next OPTIMIZE clusters the files)."""
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{location}`").first()
+    wanted = CLUSTERING.get(name)
+    if wanted and not detail.partitionColumns and tuple(detail.clusteringColumns or ()) != wanted:
+        spark.sql(f"ALTER TABLE delta.`{location}` CLUSTER BY ({', '.join(wanted)})")
+    missing = {k: v for k, v in LAYOUT_PROPERTIES.get(name, {}).items() if detail.properties.get(k) != v}
+    if missing:
+        pairs = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
+        spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ({pairs})")
 
 
 def ensure_tables(spark: SparkSession, warehouse: Path | None = None) -> None:
