@@ -29,13 +29,14 @@ export SPARK_CONF_DIR := $(CURDIR)/conf
 # Spark's driver and web UI listen on loopback only
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help up test lint stats sql demo-data bench deps jars debian fonts check-tools clean
+.PHONY: help up test lint stats maintain sql demo-data bench deps jars debian fonts check-tools clean
 
 help:
 	@echo "make up      install what is missing, start Kafka, the Spark relay, the API and the UI"
 	@echo "make test    install what is missing, lint, run the whole test suite"
 	@echo "make lint    ruff check and ruff format --check (make test runs it first)"
 	@echo "make stats   build Delta user_stats with spark-submit, print a summary, write var/reports/user_stats.html"
+	@echo "make maintain  compact (OPTIMIZE) and VACUUM the Delta tables now (ARGS=--no-vacuum: compact only; on S3 only with the streams stopped)"
 	@echo "make sql     a Spark SQL shell with the tables as chat.<table>; make sql Q=\"SELECT ...\" runs one query"
 	@echo "make demo-data N=5000   send realistic chat traffic (and some malformed records) to the running chat"
 	@echo "make bench   the benchmark suite on a broker and stack of its own: bench/results/latest.json"
@@ -57,6 +58,9 @@ lint: deps
 
 stats: deps jars fonts
 	@. $(VENV)/bin/activate && spark-submit --properties-file conf/spark-defaults.conf pipelines/user_stats.py $(ARGS)
+
+maintain: deps jars
+	@$(PY) -m pipelines.maintenance $(ARGS)
 
 sql: deps jars
 	@$(PY) -m pipelines.sql $(if $(Q),-e "$$Q") $(ARGS)
