@@ -458,8 +458,10 @@ class LiveApi:
 
     @property
     def notices_log(self) -> list[dict[str, Any]]:
-        """The JSON body of every ``POST /notices/poll``: ``tokens``, and ``after`` and ``wait`` but on a first read."""
-        return [e.json() for e in self.notices_requests()]
+        """The JSON body of every ``POST /notices/poll``: ``tokens``, and ``after`` and ``wait`` but on a first read.
+        A poll the UI cut (it closes a waiting poll's connection when it follows someone new) before its body was
+        sent has none: the app answered it 400, and it is left out."""
+        return [e.json() for e in self.notices_requests() if e.body]
 
     @property
     def user_uris(self) -> list[str]:

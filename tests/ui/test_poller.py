@@ -478,7 +478,8 @@ def test_following_someone_cuts_the_long_poll_in_flight(live: LiveApi) -> None:
         wait_until(lambda: len(bob) == 1)
         assert waiting.status is None  # the API is still holding the long-poll that was cut
         assert bob == [NoticeBatch((Notice.from_json(bob_backlog),), backlog=True)]  # type: ignore[arg-type]
-        after_cut = live.notices_log[live.notices_requests().index(waiting) + 1]
+        requests = live.notices_requests()
+        after_cut = requests[requests.index(waiting) + 1].json()
         assert "after" not in after_cut and len(after_cut["tokens"]) == 2
 
         live.strike("bob")
