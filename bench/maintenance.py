@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import shutil
 import statistics
 import threading
@@ -34,6 +33,7 @@ import pyspark.sql.functions as F
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
+from bench.steady import load_average
 from config import settings
 from pipelines import user_stats
 from pipelines.maintenance import COMPACTED, VACUUMED, file_count, run_maintenance
@@ -352,7 +352,7 @@ def main() -> None:
         }
     finally:
         spark.stop()
-    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    result["load_average"] = load_average()
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
