@@ -98,7 +98,7 @@ def test_optimize_compacts_many_small_files_into_few_and_keeps_every_row(spark, 
     assert DeltaRsTable(str(location)).to_pyarrow_table().num_rows == 36
 
 
-def test_vacuum_with_the_retention_keeps_the_current_and_the_recent_versions_readable(spark, tmp_path):
+def test_vacuum_keeps_compacted_files_for_the_retention_and_deletes_them_past_it_reading_the_same(spark, tmp_path):
     warehouse = tmp_path / "warehouse"
     ensure_tables(spark, warehouse)
     location = paths.table_path(paths.MESSAGES, warehouse)
@@ -109,24 +109,16 @@ def test_vacuum_with_the_retention_keeps_the_current_and_the_recent_versions_rea
     on_disk = len(list(location.glob("*.parquet")))
     assert on_disk == 5 + 1, "the compacted files stay on disk until the retention has passed"
 
+    # within the retention: removed 0 s ago, so within the 7 days kept
     outcomes = run_maintenance(spark, warehouse, compact=[], vacuum=[paths.MESSAGES])
 
     assert [(o.action, o.files_before, o.files_after) for o in outcomes] == [("vacuum", 1, 1)]
-    assert len(list(location.glob("*.parquet"))) == on_disk, "removed 0 s ago: within the 7 days kept"
+    assert len(list(location.glob("*.parquet"))) == on_disk
     assert_df_equality(read(spark, location), rows, ignore_row_order=True)
     assert_df_equality(read(spark, location, version_before), rows, ignore_row_order=True)
     assert DeltaRsTable(str(location)).to_pyarrow_table().num_rows == 15
 
-
-def test_vacuum_past_the_retention_deletes_the_compacted_files_and_the_table_reads_the_same(spark, tmp_path):
-    warehouse = tmp_path / "warehouse"
-    ensure_tables(spark, warehouse)
-    location = paths.table_path(paths.MESSAGES, warehouse)
-    append_batches(spark, location, range(4))
-    old_version = DeltaTable.forPath(spark, str(location)).history(1).first().version
-    rows = read(spark, location).localCheckpoint()
-    run_maintenance(spark, warehouse, compact=[paths.MESSAGES], vacuum=[])
-    # the retention as if 7 days had passed: Delta refuses so short a one unless its check is off
+    # past the retention, as if 7 days had passed: Delta refuses so short a one unless its check is off
     spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
     try:
         spark.sql(
@@ -138,9 +130,9 @@ def test_vacuum_past_the_retention_deletes_the_compacted_files_and_the_table_rea
 
     assert len(list(location.glob("*.parquet"))) == 1
     assert_df_equality(read(spark, location), rows, ignore_row_order=True)
-    assert DeltaRsTable(str(location)).to_pyarrow_table().num_rows == 12
+    assert DeltaRsTable(str(location)).to_pyarrow_table().num_rows == 15
     with pytest.raises(Exception, match="(?i)file|path|exist"):
-        read(spark, location, old_version).collect()  # the point of the retention: old versions are gone
+        read(spark, location, version_before).collect()  # the point of the retention: old versions are gone
 
 
 def test_a_table_made_before_the_layout_gains_it_at_the_ledgers_start_and_keeps_its_rows(spark, tmp_path):
