@@ -27,7 +27,7 @@ from api.auth import Lockout, client_address, format_utc, require_moderator
 from api.errors import ApiError
 from api.names import canonical_key, name_keys
 from api.tail import Follower
-from api.validation import clean_author, json_object
+from api.validation import clean_author, has_surrogates, json_object
 from config import contract
 
 log = logging.getLogger(__name__)
@@ -576,6 +576,8 @@ def clean_password(value, min_chars: int, field: str = "password") -> str:
         raise ApiError(400, "field_required", field=field)
     if not isinstance(value, str):
         raise ApiError(400, "field_not_string", field=field)
+    if has_surrogates(value):  # no UTF-8 form: argon2 could not hash it
+        raise ApiError(400, "data_control", field=field)
     if len(value) < min_chars:
         raise ApiError(400, "password_too_short", field=field, length=len(value), minimum=min_chars)
     if len(value) > contract.MAX_PASSWORD_CHARS:

@@ -184,6 +184,19 @@ HOSTILE = [
         "data is too long (2001 characters, at most 2000)",
         id="data of 2001 characters",
     ),
+    # a password with a lone surrogate has no UTF-8 form to hash: a 400, not argon2's UnicodeEncodeError (a 500)
+    pytest.param(
+        sign_in_as(b'{"author": "zed", "password": "long enough \\ud800"}'),
+        400,
+        "password must not contain control characters",
+        id="sign-in password lone surrogate",
+    ),
+    pytest.param(
+        Hostile("POST", "/accounts", body=b'{"author": "zed", "password": "\\udfff long enough"}', auth=None),
+        400,
+        "password must not contain control characters",
+        id="sign-up password lone surrogate",
+    ),
     # a moderator's sign-in
     pytest.param(moderator_sign_in(b'{"name": '), 400, NOT_JSON, id="moderator sign-in truncated JSON"),
     pytest.param(
@@ -510,3 +523,14 @@ def test_edge_values_the_document_allows_are_accepted(table, query, tmp_path):
     got, headers, body = send(table, read(query))
     assert got == 200, body
     assert set(json.loads(body)) == {"messages", "cursor"}
+
+
+def test_a_feed_readers_password_with_a_lone_surrogate_is_a_wrong_one(tmp_path):
+    """The reader's password is compared as UTF-8 bytes with CHAT_READER_TOKEN: a lone surrogate has no such form."""
+    with make_app(tmp_path, READER_TOKEN="the UI's reader token", GUEST_NAMES=False).test_client() as client:
+        answer = client.post(
+            "/sessions", data=b'{"author": "ui-reader-1", "password": "\\ud800"}', content_type="application/json"
+        )
+        assert (answer.status_code, answer.get_json()["code"]) == (401, "bad_credentials")
+        right = client.post("/sessions", json={"author": "ui-reader-1", "password": "the UI's reader token"})
+        assert right.status_code == 201
