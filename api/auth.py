@@ -289,10 +289,10 @@ class Lockout:
 
 
 class GuessThrottle(Lockout):
-    """Wrong moderators' tokens per client address: after `limit` of them within `window_s`, the address gets a
-    429 (with Retry-After) on every moderator call for `lockout_s`, the right token included (else the answer
-    would tell a guesser when they got it). A right token in time is answered at once and forgets the misses.
-    Each API process counts its own."""
+    """Wrong moderators' tokens and secrets (POST /moderators/sign_in) per client address: after `limit` of them
+    within `window_s`, the address gets a 429 (with Retry-After) on every moderator call and sign-in for
+    `lockout_s`, the right token included (else the answer would tell a guesser when they got it). A right
+    token in time is answered at once and forgets the misses. Each API process counts its own."""
 
     MAX_CLIENTS = 10_000  # addresses remembered; past that the oldest misses are forgotten
 
