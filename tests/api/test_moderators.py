@@ -1,8 +1,9 @@
 """api/moderators.py and api/auth.py: named moderators (CHAT_MODERATORS_FILE) sign in with their secret, act under
 their own names (the `by` of their `chat_actions` records, which the ledger copies into Delta `moderator_actions`),
 and a chatter's session token is a 403 on every moderator endpoint; CHAT_ADMIN_TOKEN still works, as `moderator`.
-Every request goes through both doors: the Flask app and the ASGI app around it (api/asgi.py). No broker: the
-actions go to test_flood.py's in-process stand-in of `chat` and `chat_actions`."""
+Every request goes through both doors: the Flask app and the ASGI app around it (api/asgi.py). The light tests
+send the actions to test_flood.py's in-process stand-in of `chat` and `chat_actions`; the integration test at the
+end reads them back from a real broker's `chat_actions`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import os
 
 import pytest
+from kafka import KafkaConsumer
 
 from api.accounts import hasher_for
 from api.asgi import ChatAsgi
@@ -19,6 +21,7 @@ from tests.api.asgi_client import Request, run
 from tests.api.conftest import ADMIN, make_app, token_for
 from tests.api.test_flood import SharedKafka
 from tests.api.test_notices import notice
+from tests.conftest import records_in
 
 SECRETS = {"mia": "mia's secret of the tests", "noor": "noor's secret of the tests"}
 
@@ -35,11 +38,14 @@ def moderators_file(path) -> str:
 class Doors:
     """One app (moderators from a real file) with its two doors; `call` answers (status, JSON body) either way."""
 
-    def __init__(self, tmp_path, **config):
-        self.kafka = SharedKafka()
-        self.app = make_app(tmp_path, MODERATORS_FILE=moderators_file(tmp_path / "moderators"), **config)
-        self.app.extensions["chat_producer"] = self.kafka
-        self.kafka.apps = [self.app]
+    def __init__(self, tmp_path, bootstrap: str | None = None, **config):
+        """`bootstrap`: a real broker's, for the app's producer; else the in-process stand-in."""
+        kafka = {"KAFKA_BOOTSTRAP": bootstrap, "KAFKA_SEND_TIMEOUT_S": 10.0} if bootstrap else {}
+        self.app = make_app(tmp_path, MODERATORS_FILE=moderators_file(tmp_path / "moderators"), **kafka, **config)
+        if bootstrap is None:
+            self.kafka = SharedKafka()
+            self.app.extensions["chat_producer"] = self.kafka
+            self.kafka.apps = [self.app]
         self.asgi = ChatAsgi(self.app)
         # a known user with a warning: unblocking them is a 202
         self.app.extensions["chat_moderation"].notices.add_record(notice("ana", "warning", 1, "m1", 1), [])
@@ -240,3 +246,39 @@ def test_the_command_writes_a_line_the_api_signs_in_with(tmp_path):
     os.close(fd)
     client = make_app(tmp_path, MODERATORS_FILE=path).test_client()
     assert client.post("/moderators/sign_in", json={"name": "mia", "secret": SECRETS["mia"]}).status_code == 201
+
+
+def actions_in_kafka(bootstrap: str) -> dict[str, dict]:
+    """Every action in the broker's `chat_actions`, by id, as the ledger reads them."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = consumer.partitions_for_topic(contract.TOPIC_ACTIONS)
+    finally:
+        consumer.close()
+    records = [r for p in sorted(partitions) for r in records_in(bootstrap, contract.TOPIC_ACTIONS, p)]
+    return {action["id"]: action for action in (json.loads(r.value) for r in records if r.value)}
+
+
+@pytest.mark.integration
+def test_on_a_real_broker_each_action_in_chat_actions_carries_its_moderators_name(tmp_path, kafka_only):
+    doors = Doors(tmp_path, bootstrap=kafka_only)
+    try:
+        mia = doors.sign_in("wsgi", "mia")
+        noor = doors.sign_in("asgi", "noor")
+        sent = [
+            doors.call("wsgi", "POST", "/users/ana/unblock", mia),
+            doors.call("asgi", "POST", "/users/ana/unblock", noor),
+            doors.call("asgi", "PUT", "/chat/slow_mode", noor, {"seconds": 0}),  # 0: later tests see no slow mode
+            doors.call("wsgi", "POST", "/users/ana/unblock", ADMIN),
+        ]
+        assert [status for status, _ in sent] == [202] * 4, sent
+        in_kafka = actions_in_kafka(kafka_only)
+        assert [in_kafka[answer["id"]] for _, answer in sent] == [answer for _, answer in sent]
+        assert [(in_kafka[a["id"]]["action"], in_kafka[a["id"]]["by"]) for _, a in sent] == [
+            ("unblock", "mia"),
+            ("unblock", "noor"),
+            ("slow_mode", "noor"),
+            ("unblock", "moderator"),
+        ]
+    finally:
+        doors.app.extensions["chat_producer"].close()
