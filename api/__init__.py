@@ -39,6 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         DATA_DIR=s.data_dir,
         SESSION_TTL_S=s.session_ttl_s,
         ADMIN_TOKEN=s.admin_token,
+        MODERATORS_FILE=s.moderators_file,  # read (and checked) by auth.init_app
         READER_TOKEN=s.reader_token,
         SECRET_KEY=s.secret_key,
         SNAPSHOT_REFRESH_S=0.5,
@@ -76,6 +77,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         flood,
         health,
         messages,
+        moderators,
         notices,
         poll,
         producer,
@@ -94,6 +96,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     feed.init_app(app, cursors)
     notices.init_app(app, cursors)
     auth.init_app(app)
+    moderators.init_app(app)
     accounts.init_app(app)
     flood.init_app(app)
     limits = app.extensions["chat_flood"]
@@ -114,6 +117,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(accounts.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(moderators.bp)
     app.register_blueprint(poll.bp)
     app.register_blueprint(chat.bp)
     app.register_blueprint(health.bp)

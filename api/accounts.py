@@ -23,11 +23,11 @@ from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Blueprint, Flask, current_app, request
 
-from api.auth import Lockout, client_address, format_utc, require_admin
+from api.auth import Lockout, client_address, format_utc, require_moderator
 from api.errors import ApiError
 from api.names import canonical_key, name_keys
 from api.tail import Follower
-from api.validation import clean_author, json_object
+from api.validation import clean_author, has_surrogates, json_object
 from config import contract
 
 log = logging.getLogger(__name__)
@@ -359,8 +359,10 @@ class AccountStore:
         except ApiError:
             pass  # Kafka is away: this process still counts it
 
-    def lift(self, address: str) -> None:
-        self._settled(self.log.append(contract.ACCOUNTS_KEY, {"op": "lift", "address": address, "at": time.time()}))
+    def lift(self, address: str, by: str) -> None:
+        """Lift the hold on `address` for every process; `by`: the moderator, kept in the record."""
+        record = {"op": "lift", "address": address, "at": time.time(), "by": by}
+        self._settled(self.log.append(contract.ACCOUNTS_KEY, record))
 
 
 def _epoch_s(timestamp: str | None) -> float | None:
@@ -574,6 +576,8 @@ def clean_password(value, min_chars: int, field: str = "password") -> str:
         raise ApiError(400, "field_required", field=field)
     if not isinstance(value, str):
         raise ApiError(400, "field_not_string", field=field)
+    if has_surrogates(value):  # no UTF-8 form: argon2 could not hash it
+        raise ApiError(400, "data_control", field=field)
     if len(value) < min_chars:
         raise ApiError(400, "password_too_short", field=field, length=len(value), minimum=min_chars)
     if len(value) > contract.MAX_PASSWORD_CHARS:
@@ -603,19 +607,19 @@ def _address(raw: str) -> str:
 
 @bp.get("/admin/holds")
 def list_holds():
-    require_admin()
+    require_moderator()
     return {"holds": get_accounts().holds.listing()}
 
 
 @bp.delete("/admin/holds/<address>")
 def lift_hold(address: str):
     """Lift a sign-up hold; recorded in `chat_accounts`, so every process lifts it."""
-    require_admin()
+    moderator = require_moderator()
     address = _address(address)
     accounts = get_accounts()
     if accounts.holds.hold(address, time.time())[0] <= time.time():
         raise ApiError(404, "no_hold", address=address)
-    accounts.store.lift(address)
+    accounts.store.lift(address, moderator)
     return "", 204
 
 

@@ -416,7 +416,8 @@ class ChatAsgi:
         except BadCursor as exc:
             raise ApiError(400, "bad_cursor", source=exc.source) from None
         if wait:
-            self._hold(None if self.auth.is_admin(token) else token, client)
+            moderator = self.auth.moderator_of(token) is not None  # a moderator's polls count per address only
+            self._hold(None if moderator else token, client)
             try:
                 found = await self._wait(
                     self.notices, lambda: self.notices.read_many({author}, position)[0], wait, receive
@@ -424,7 +425,7 @@ class ChatAsgi:
                 if found is None:
                     return  # the client has gone
             finally:
-                self._release(None if self.auth.is_admin(token) else token, client)
+                self._release(None if moderator else token, client)
             user_or_admin(author, token, self.auth, client)  # the session may have ended while the request waited
         notices, cursor = self.notices.read_many({author}, position)
         language = request_language(scope)

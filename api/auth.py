@@ -1,6 +1,7 @@
 """Who is speaking: signed session tokens, the live sessions that hold names (settled through the Kafka
-topic `chat_sessions`, which every API process reads whole and follows), and the moderators' token.
-README "Trying the API by hand" has the rules.
+topic `chat_sessions`, which every API process reads whole and follows), and the moderators: a named moderator's
+token (POST /moderators/sign_in, api/moderators.py) or the shared CHAT_ADMIN_TOKEN. README "Trying the API by
+hand" and "Moderators" have the rules.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,8 @@ from config.private import create_private, private_dir, read_private
 log = logging.getLogger(__name__)
 
 TOKEN_SALT = "chat-session"
+MODERATOR_SALT = "chat-moderator"  # a moderator's token is no session token, nor the other way round
+MODERATOR_TOKEN_TTL_S = 8 * 3600.0  # a shift: then the moderator signs in again
 
 
 def load_secret(data_dir: Path) -> str:
@@ -285,10 +289,10 @@ class Lockout:
 
 
 class GuessThrottle(Lockout):
-    """Wrong moderators' tokens per client address: after `limit` of them within `window_s`, the address gets a
-    429 (with Retry-After) on every moderator call for `lockout_s`, the right token included (else the answer
-    would tell a guesser when they got it). A right token in time is answered at once and forgets the misses.
-    Each API process counts its own."""
+    """Wrong moderators' tokens and secrets (POST /moderators/sign_in) per client address: after `limit` of them
+    within `window_s`, the address gets a 429 (with Retry-After) on every moderator call and sign-in for
+    `lockout_s`, the right token included (else the answer would tell a guesser when they got it). A right
+    token in time is answered at once and forgets the misses. Each API process counts its own."""
 
     MAX_CLIENTS = 10_000  # addresses remembered; past that the oldest misses are forgotten
 
@@ -332,15 +336,74 @@ class GuessThrottle(Lockout):
 class Auth:
     MAX_VERIFIED = 100_000  # tokens remembered as verified; past that the memory starts afresh
 
-    def __init__(self, store: SessionStore, secret: str, admin_token: str, guesses: GuessThrottle | None = None):
+    def __init__(
+        self,
+        store: SessionStore,
+        secret: str,
+        admin_token: str,
+        guesses: GuessThrottle | None = None,
+        moderators: Iterable[tuple[str, str]] = (),
+        moderator_ttl_s: float = MODERATOR_TOKEN_TTL_S,
+    ):
+        """`moderators`: (name, argon2id hash of their secret) of CHAT_MODERATORS_FILE; CHAT_ADMIN_TOKEN, when
+        set, is one more moderator, named settings.SHARED_MODERATOR."""
         problem = settings.admin_token_problem(admin_token)
         if problem:
             raise SystemExit(problem)
         self.store = store
         self.admin_token = admin_token
+        self.moderators = dict(moderators)  # name → hash
+        if admin_token and settings.SHARED_MODERATOR in self.moderators:
+            raise SystemExit(
+                f"CHAT_MODERATORS_FILE names {settings.SHARED_MODERATOR!r}, the name CHAT_ADMIN_TOKEN's actions are "
+                "recorded under: rename that moderator, or unset CHAT_ADMIN_TOKEN"
+            )
+        self.moderator_ttl_s = moderator_ttl_s
         self.guesses = guesses or GuessThrottle()
         self._signer = URLSafeSerializer(secret, salt=TOKEN_SALT, signer_kwargs={"digest_method": hashlib.sha256})
+        self._moderator_signer = URLSafeSerializer(
+            secret, salt=MODERATOR_SALT, signer_kwargs={"digest_method": hashlib.sha256}
+        )
+        # what a moderator's token must carry to stay good: a keyed digest of their secret's hash (or of the
+        # shared token), so a changed secret, or a moderator taken out of the file, ends their tokens at restart
+        key = secret.encode()
+        credentials = {**self.moderators, **({settings.SHARED_MODERATOR: admin_token} if admin_token else {})}
+        self._fingerprints = {
+            name: hmac.new(key, credential.encode(), hashlib.sha256).hexdigest()[:32]
+            for name, credential in credentials.items()
+        }
         self._verified: dict[str, tuple[str, str]] = {}
+
+    @property
+    def moderation_on(self) -> bool:
+        """Whether any moderator can act (CHAT_ADMIN_TOKEN or CHAT_MODERATORS_FILE set)."""
+        return bool(self._fingerprints)
+
+    def issue_moderator(self, name: str) -> tuple[str, float]:
+        """A token for the moderator `name` (who has just proved their secret), and when it expires."""
+        expires_at = time.time() + self.moderator_ttl_s
+        return self._moderator_signer.dumps({"m": name, "f": self._fingerprints[name], "e": expires_at}), expires_at
+
+    def moderator_of(self, token: str) -> str | None:
+        """The moderator `token` speaks for: the shared CHAT_ADMIN_TOKEN's name, or the name in a moderator's
+        token this API signed, unexpired, for a moderator still configured with the same secret; else None."""
+        if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            return settings.SHARED_MODERATOR
+        if not self._fingerprints:
+            return None
+        try:
+            claims = self._moderator_signer.loads(token)
+        except BadSignature:
+            return None
+        if not isinstance(claims, dict):
+            return None
+        name, fingerprint, expires_at = claims.get("m"), claims.get("f"), claims.get("e")
+        if not isinstance(name, str) or not isinstance(fingerprint, str) or not isinstance(expires_at, int | float):
+            return None
+        known = self._fingerprints.get(name)
+        if known is None or not hmac.compare_digest(known, fingerprint) or expires_at <= time.time():
+            return None
+        return name
 
     def issue(self, author: str) -> tuple[str, Session]:
         session = self.store.open(author)
@@ -394,9 +457,6 @@ class Auth:
     def sizes(self) -> dict:
         return {**self.store.sizes(), "verified_tokens": len(self._verified), **self.guesses.sizes()}
 
-    def is_admin(self, token: str) -> bool:
-        return bool(self.admin_token) and hmac.compare_digest(token.encode(), self.admin_token.encode())
-
     def is_signed(self, token: str) -> bool:
         """Whether `token` is a session token this API signed (whatever its session's state)."""
         try:
@@ -405,17 +465,18 @@ class Auth:
             return False
         return True
 
-    def admin_attempt(self, token: str, client: str) -> bool:
-        """Whether `token` is the moderators' token; a wrong one counts against `client`, which gets a 429
-        once it has missed too often (GuessThrottle)."""
-        if not self.admin_token:
-            return False
+    def moderator_attempt(self, token: str, client: str) -> str | None:
+        """The moderator `token` speaks for (moderator_of), or None; a wrong one counts against `client`, which
+        gets a 429 once it has missed too often (GuessThrottle)."""
+        if not self.moderation_on:
+            return None
         self.guesses.check(client)
-        if self.is_admin(token):
+        name = self.moderator_of(token)
+        if name is not None:
             self.guesses.hit(client)
-            return True
-        self.guesses.missed(client)
-        return False
+        else:
+            self.guesses.missed(client)
+        return name
 
 
 def unauthorized(code: str) -> ApiError:
@@ -450,12 +511,20 @@ def client_address() -> str:
     return (request.remote_addr if has_request_context() else None) or "?"
 
 
-def require_admin() -> None:
+def require_moderator() -> str:
+    """The name of the moderator this request's bearer token speaks for (recorded as `by` of their actions);
+    403 for a chatter's session token (no guess: it is not counted) or a wrong token (counted: 429 past the
+    guess limit), 401 without a token."""
     auth = get_auth()
-    if not auth.admin_token:
+    if not auth.moderation_on:
         raise ApiError(403, "moderation_off")
-    if not auth.admin_attempt(bearer_token(), client_address()):
+    token = bearer_token()
+    if auth.is_signed(token):
         raise ApiError(403, "moderator_token_required")
+    name = auth.moderator_attempt(token, client_address())
+    if name is None:
+        raise ApiError(403, "moderator_token_required")
+    return name
 
 
 def user_or_admin(author: str, token: str | None = None, auth: Auth | None = None, client: str | None = None) -> None:
@@ -463,7 +532,8 @@ def user_or_admin(author: str, token: str | None = None, auth: Auth | None = Non
     has guessed the moderators' token wrong too often)."""
     auth = auth or get_auth()
     token = token if token is not None else bearer_token()
-    if not auth.is_signed(token) and auth.admin_attempt(token, client if client is not None else client_address()):
+    client = client if client is not None else client_address()
+    if not auth.is_signed(token) and auth.moderator_attempt(token, client) is not None:
         return
     session = auth.session_for(token)
     if session.author != author:
@@ -486,6 +556,14 @@ def init_app(app: Flask) -> None:
         app.config.get("ADMIN_GUESS_WINDOW_S", 60.0),
         app.config.get("ADMIN_LOCKOUT_S", 60.0),
     )
+    moderators = app.config.get("MODERATORS")  # a test's (name, hash) pairs; else CHAT_MODERATORS_FILE's
+    if moderators is None:
+        moderators = settings.load_moderators(app.config.get("MODERATORS_FILE"), app.config["ADMIN_TOKEN"])
     app.extensions["chat_auth"] = Auth(
-        store, app.config.get("SECRET_KEY") or load_secret(data_dir), app.config["ADMIN_TOKEN"], guesses
+        store,
+        app.config.get("SECRET_KEY") or load_secret(data_dir),
+        app.config["ADMIN_TOKEN"],
+        guesses,
+        moderators,
+        app.config.get("MODERATOR_TOKEN_TTL_S", MODERATOR_TOKEN_TTL_S),
     )

@@ -61,9 +61,11 @@ ERRORS: dict[str, dict[str, str]] = {
         "cannot_send_as": "signed in as {author!r}: you cannot send as {claimed!r}",
         "cannot_read_as": "signed in as {author!r}: you cannot read as {claimed!r}",
         "own_notices_only": "signed in as {author!r}: you can only read your own notices",
-        "moderation_off": "moderator actions are switched off: start the API with CHAT_ADMIN_TOKEN set",
-        "moderator_token_required": "this needs the moderators' token (CHAT_ADMIN_TOKEN)",
-        "admin_guesses_locked": "too many wrong moderators' tokens from this address; try again in {seconds} s",
+        "moderation_off": "moderator actions are switched off: start the API with CHAT_MODERATORS_FILE or "
+        "CHAT_ADMIN_TOKEN set",
+        "moderator_token_required": "this needs a moderator's token (POST /moderators/sign_in) or CHAT_ADMIN_TOKEN",
+        "bad_moderator_credentials": "wrong moderator name or secret",
+        "admin_guesses_locked": "too many wrong moderators' tokens or secrets from this address; try again in {seconds} s",
         # accounts
         "password_too_short": "{field} is too short ({length} characters, at least {minimum})",
         "password_too_long": "{field} is too long ({length} characters, at most {maximum})",
@@ -138,9 +140,12 @@ ERRORS: dict[str, dict[str, str]] = {
         "cannot_send_as": "has iniciado sesión como {author!r}: no puedes enviar como {claimed!r}",
         "cannot_read_as": "has iniciado sesión como {author!r}: no puedes leer como {claimed!r}",
         "own_notices_only": "has iniciado sesión como {author!r}: solo puedes leer tus propios avisos",
-        "moderation_off": "las acciones de moderación están desactivadas: arranca la API con CHAT_ADMIN_TOKEN",
-        "moderator_token_required": "esto necesita el token del equipo de moderación (CHAT_ADMIN_TOKEN)",
-        "admin_guesses_locked": "demasiados tokens de moderación erróneos desde esta dirección; inténtalo de nuevo en {seconds} s",
+        "moderation_off": "las acciones de moderación están desactivadas: arranca la API con CHAT_MODERATORS_FILE "
+        "o CHAT_ADMIN_TOKEN",
+        "moderator_token_required": "esto necesita un token de moderación (POST /moderators/sign_in) "
+        "o CHAT_ADMIN_TOKEN",
+        "bad_moderator_credentials": "nombre o secreto de moderación incorrectos",
+        "admin_guesses_locked": "demasiados tokens o secretos de moderación erróneos desde esta dirección; inténtalo de nuevo en {seconds} s",
         "password_too_short": "{field} es demasiado corta ({length} caracteres, como mínimo {minimum})",
         "password_too_long": "{field} es demasiado larga ({length} caracteres, como máximo {maximum})",
         "name_taken": "el nombre {wanted!r}, u otro que se le parece, ya está cogido; elige otro nombre",

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, request
 from api.accounts import clean_password, get_accounts
 from api.auth import NameInUse, client_address, current_session, format_utc, get_auth
 from api.errors import ApiError
-from api.validation import clean_author, json_object
+from api.validation import clean_author, has_surrogates, json_object
 from config import contract
 
 bp = Blueprint("sessions", __name__)
@@ -51,7 +51,12 @@ def reader_name(name: str, password, guest_names: bool) -> str:
     token = current_app.config.get("READER_TOKEN") or ""
     if password is None and guest_names:
         return name
-    if token and isinstance(password, str) and hmac.compare_digest(password.encode(), token.encode()):
+    if (
+        token
+        and isinstance(password, str)
+        and not has_surrogates(password)  # no UTF-8 form to compare
+        and hmac.compare_digest(password.encode(), token.encode())
+    ):
         return name
     raise ApiError(401, "bad_credentials")
 

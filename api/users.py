@@ -1,5 +1,5 @@
 """GET /users/<author> (strikes, blocked), GET /users/<author>/notices (the warnings sent to them, for
-their own session) and POST /users/<author>/unblock (moderators: through Kafka to the ledger)."""
+their own session) and POST /users/<author>/unblock (moderators: through Kafka to the ledger, recorded under the moderator's name)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 from flask import Blueprint, current_app, request
 
 from api import i18n
-from api.auth import require_admin, user_or_admin
+from api.auth import require_moderator, user_or_admin
 from api.errors import ApiError, request_language
 from api.feed import BadCursor
 from api.messages import utc_now
@@ -67,9 +67,9 @@ def get_notices(author: str):
 def unblock(author: str):
     """Clear a user's block and strikes. The ledger applies it (it is the one writer of the Delta tables)
     and announces it on `chat_notices`; the API lifts the block when that notice arrives."""
-    require_admin()
+    moderator = require_moderator()
     author = _author(author)
     _known_state(author)
-    action = {"id": str(uuid.uuid4()), "action": "unblock", "author": author, "by": "moderator", "timestamp": utc_now()}
+    action = {"id": str(uuid.uuid4()), "action": "unblock", "author": author, "by": moderator, "timestamp": utc_now()}
     get_producer().send_action(action)
     return action, 202

@@ -40,6 +40,30 @@ def clean_author(value, max_chars: int, field: str = "author") -> str:
     return author
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogates(text: str) -> bool:
+    """Whether `text` holds a lone surrogate (JSON's `\\ud800` escapes decode to one): it has no UTF-8 form, so
+    it can be neither hashed nor compared as bytes."""
+    return _SURROGATE.search(text) is not None
+
+
+def clean_field(value, field: str, max_chars: int) -> str:
+    """A required, non-empty string of at most `max_chars` characters with a UTF-8 form (400 otherwise)."""
+    if value is None:
+        raise ApiError(400, "field_required", field=field)
+    if not isinstance(value, str):
+        raise ApiError(400, "field_not_string", field=field)
+    if not value:
+        raise ApiError(400, "field_empty", field=field)
+    if len(value) > max_chars:
+        raise ApiError(400, "field_too_long", field=field, length=len(value), maximum=max_chars)
+    if has_surrogates(value):
+        raise ApiError(400, "data_control", field=field)
+    return value
+
+
 def clean_text(value, max_chars: int) -> str:
     if value is None:
         raise ApiError(400, "field_required", field="data")

@@ -8,6 +8,7 @@ their current values. README "Configuration" explains them in context.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from config import contract
 from config.hosts import default_hosts, default_origins
 from config.object_store import SCHEME, Location, ObjectStore, parse_object_location
+from config.private import NotPrivate, read_private
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -220,9 +222,17 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "CHAT_MODERATORS_FILE",
+        "",
+        "a file (0600) naming the moderators, one `<name>:<argon2id hash of their secret>` line each (`python -m "
+        "api.moderators <name>` writes one); they sign in with POST /moderators/sign_in and their actions are "
+        "recorded under their names; unset: only CHAT_ADMIN_TOKEN",
+    ),
+    Setting(
         "CHAT_ADMIN_TOKEN",
         "",
-        "the moderators' bearer token, at least 16 characters; unset: moderator calls are refused",
+        "a shared moderators' bearer token, at least 16 characters, whose actions are recorded as `moderator`; "
+        "unset (and no CHAT_MODERATORS_FILE): moderator calls are refused",
         secret=True,
     ),
 )
@@ -304,6 +314,68 @@ def admin_token_problem(token: str) -> str | None:
     return None
 
 
+SHARED_MODERATOR = "moderator"  # the name CHAT_ADMIN_TOKEN's actions are recorded under
+MAX_MODERATOR_NAME_CHARS = 40
+MODERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+MODERATOR_HASH = re.compile(r"\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+")
+MAX_MODERATORS = 1000
+
+
+def parse_moderators(text: str, where: str) -> tuple[tuple[str, str], ...]:
+    """(name, argon2id hash) of each `<name>:<hash>` line of a moderators file (blank lines and `#` comments
+    skipped); SystemExit naming `where`, the line and the fix for anything else."""
+    moderators: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, colon, hashed = (part.strip() for part in line.partition(":"))
+        at = f"CHAT_MODERATORS_FILE {where} line {number}"
+        if not colon:
+            raise SystemExit(f"{at}: expected `<name>:<argon2id hash>` (python -m api.moderators <name> writes one)")
+        if not MODERATOR_NAME.fullmatch(name):
+            raise SystemExit(
+                f"{at}: the name {name[:60]!r} must be 1 to 40 letters, digits, `_`, `.` or `-`, starting with a "
+                "letter or a digit"
+            )
+        if not MODERATOR_HASH.fullmatch(hashed):
+            raise SystemExit(
+                f"{at}: {name}'s secret must be an argon2id hash ($argon2id$v=…), not the secret itself: "
+                f"python -m api.moderators {name}"
+            )
+        if name in moderators:
+            raise SystemExit(f"{at}: {name} is named twice; keep one line per moderator")
+        moderators[name] = hashed
+    if not moderators:
+        raise SystemExit(f"CHAT_MODERATORS_FILE {where} names no moderator: add a line, or unset the setting")
+    if len(moderators) > MAX_MODERATORS:
+        raise SystemExit(f"CHAT_MODERATORS_FILE {where} names {len(moderators)} moderators, at most {MAX_MODERATORS}")
+    return tuple(moderators.items())
+
+
+def load_moderators(path: Path | None, admin_token: str = "") -> tuple[tuple[str, str], ...]:
+    """The moderators of CHAT_MODERATORS_FILE (none when unset), read when the API starts (only the API reads
+    it); SystemExit when it is missing, not private (0600, this user's), malformed, or names the shared
+    moderator while CHAT_ADMIN_TOKEN is set."""
+    if path is None:
+        return ()
+    try:
+        text = read_private(path, limit=1024 * 1024)
+    except FileNotFoundError:
+        raise SystemExit(f"CHAT_MODERATORS_FILE: {path} does not exist") from None
+    except NotPrivate as exc:
+        raise SystemExit(f"CHAT_MODERATORS_FILE: {exc}") from None
+    except OSError as exc:
+        raise SystemExit(f"CHAT_MODERATORS_FILE: cannot read {path}: {exc.strerror or exc}") from None
+    moderators = parse_moderators(text, str(path))
+    if admin_token and any(name == SHARED_MODERATOR for name, _ in moderators):
+        raise SystemExit(
+            f"CHAT_MODERATORS_FILE {path} names {SHARED_MODERATOR!r}, the name CHAT_ADMIN_TOKEN's actions are "
+            "recorded under: rename that moderator, or unset CHAT_ADMIN_TOKEN"
+        )
+    return moderators
+
+
 def _admin_token() -> str:
     token = _raw("CHAT_ADMIN_TOKEN")
     problem = admin_token_problem(token)
@@ -381,6 +453,7 @@ class Settings:
     seen_retention_s: float
     secret_key: str
     reader_token: str
+    moderators_file: Path | None  # read by the API at its start (load_moderators)
     admin_token: str
 
     @property
@@ -476,6 +549,7 @@ def load() -> Settings:
         seen_retention_s=seen_retention_s,
         secret_key=_raw("CHAT_SECRET_KEY"),
         reader_token=_raw("CHAT_READER_TOKEN"),
+        moderators_file=_path("CHAT_MODERATORS_FILE", None),
         admin_token=_admin_token(),
     )
 

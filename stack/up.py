@@ -191,6 +191,11 @@ def main() -> int:
     except NotPrivate as exc:
         say("error", str(exc))
         return 1
+    try:  # the API reads it when it starts, and would stop on a bad one: say so before anything starts
+        settings.load_moderators(s.moderators_file, s.admin_token)
+    except SystemExit as exc:
+        say("error", str(exc))
+        return 1
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     # what this process settled, so that the services agree with it (a relative data dir, the embedded broker)

@@ -49,14 +49,15 @@ def both(tmp_path_factory):
     """One app, reached through Flask's WSGI door and through the ASGI app around it."""
     app = make_app(tmp_path_factory.mktemp("asgi-hostile"))
     client = app.test_client()
-    target = TableTarget(app, {"user": token_for(client, "ana"), "other": token_for(client, "bob")})
-    return target, ChatAsgi(app)
+    moderator = client.post("/moderators/sign_in", json={"name": "moderator", "secret": ADMIN}).get_json()["token"]
+    tokens = {"user": token_for(client, "ana"), "other": token_for(client, "bob"), "moderator": moderator}
+    return TableTarget(app, tokens), ChatAsgi(app)
 
 
 def asgi_request(target: TableTarget, request: Hostile) -> Request:
     """The hostile request as a server would hand it to an ASGI app (path decoded as UTF-8)."""
     headers = []
-    if request.auth in ("user", "other"):
+    if request.auth in ("user", "other", "moderator"):
         headers.append((b"authorization", f"Bearer {target.tokens[request.auth]}".encode()))
     elif request.auth == "admin":
         headers.append((b"authorization", f"Bearer {ADMIN}".encode()))

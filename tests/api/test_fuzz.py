@@ -132,6 +132,9 @@ def fuzz_target(request, tmp_path_factory, kafka_only):
         KAFKA_SEND_TIMEOUT_S=10.0,
         ALLOWED_HOSTS=HOSTS,
         SIGN_UP_LIMIT=10_000,  # every generated sign-up comes from the one test client address
+        # nor do the fuzzed moderators' tokens and secrets lock that address out: every campaign meets the
+        # checks behind the guess throttle (tests/api/test_admin_throttle.py and test_moderators.py test it)
+        ADMIN_GUESS_LIMIT=1_000_000,
     )
     seed_moderation_state(app)
     # Stopped (never started) tails answer a long-poll at once: `wait` is still parsed and checked,
@@ -140,7 +143,7 @@ def fuzz_target(request, tmp_path_factory, kafka_only):
     app.extensions["chat_moderation"].notices.stop()
     yield FuzzTarget(app, token_for(app.test_client(), USER), request.param)
     # the campaigns set slow modes on the shared broker's `chat_actions`: lift it for the apps of later tests (as
-    # PUT /chat/slow_mode does, whose client address the fuzzed moderators' tokens may have locked out by now)
+    # PUT /chat/slow_mode does)
     publish_slow_mode(app.extensions["chat_producer"], 0, by="tests/api/test_fuzz.py")
     app.extensions["chat_producer"].close()
 
@@ -205,7 +208,7 @@ CAMPAIGNS = [
     Campaign("GET /users/{author}", P, expect=frozenset({404})),
     Campaign("GET /users/{author}", P, author=USER, expect=frozenset({200})),
     Campaign("GET /users/{author}", N, expect=frozenset({400})),
-    # the right moderators' token first: the fuzzed ones below can lock the client address out (429) for a while
+    # the right moderators' token first (under the default guess limit, the fuzzed ones below would lock it out)
     Campaign("PUT /chat/slow_mode", P, "admin", expect=frozenset({202})),
     Campaign("GET /admin/holds", P, "admin", expect=frozenset({200})),
     Campaign("DELETE /admin/holds/{address}", P, "admin", expect=frozenset({404})),
@@ -224,6 +227,11 @@ CAMPAIGNS = [
     Campaign("PUT /chat/slow_mode", N, "admin", expect=frozenset({401})),
     Campaign("GET /admin/holds", N, "admin", expect=frozenset({401})),
     Campaign("DELETE /admin/holds/{address}", N, "admin", expect=frozenset({401})),
+    Campaign("GET /moderators/me", P, "admin", expect=frozenset({200})),
+    Campaign("GET /moderators/me", P, "user", expect=frozenset({403})),  # a chatter's token
+    Campaign("GET /moderators/me", N, "admin", expect=frozenset({401})),
+    Campaign("POST /moderators/sign_in", P, expect=frozenset({403})),  # no generated secret is a moderator's
+    Campaign("POST /moderators/sign_in", N, expect=frozenset({400})),
     Campaign("POST /accounts", P, expect=frozenset({201})),
     Campaign("POST /accounts", N, expect=frozenset({400})),
     # nothing in these three can be made invalid (no body, no credentials, no parameter but an Accept-Language

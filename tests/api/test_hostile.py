@@ -30,7 +30,7 @@ class Hostile:
     query: bytes = b""
     body: bytes | None = None
     content_type: str | None = "application/json"
-    auth: str | None = "user"  # "user", "other", "admin", None, or a literal Authorization value
+    auth: str | None = "user"  # "user", "other", "moderator", "admin", None, or a literal Authorization value
     environ: dict = field(default_factory=dict)  # overrides; bytes for wsgi.input are wrapped in a stream
 
 
@@ -45,13 +45,15 @@ def table(tmp_path_factory):
     """Nothing listens on its Kafka port: an input wrongly let through would come back as a 503 here."""
     app = make_app(tmp_path_factory.mktemp("hostile"))
     client = app.test_client()
-    yield TableTarget(app, {"user": token_for(client, USER), "other": token_for(client, "bob")})
+    # the holder of CHAT_ADMIN_TOKEN signed in as the moderator `moderator`: a moderator's token
+    moderator = client.post("/moderators/sign_in", json={"name": "moderator", "secret": ADMIN}).get_json()["token"]
+    yield TableTarget(app, {"user": token_for(client, USER), "other": token_for(client, "bob"), "moderator": moderator})
     app.extensions["chat_producer"].close()
 
 
 def send(target: TableTarget, request: Hostile) -> tuple[int, dict, bytes]:
     headers = {}
-    if request.auth in ("user", "other"):
+    if request.auth in ("user", "other", "moderator"):
         headers["Authorization"] = f"Bearer {target.tokens[request.auth]}"
     elif request.auth == "admin":
         headers["Authorization"] = f"Bearer {ADMIN}"
@@ -85,6 +87,10 @@ def sign_in_as(body: bytes, **kw) -> Hostile:
     return Hostile("POST", "/sessions", body=body, auth=None, **kw)
 
 
+def moderator_sign_in(body: bytes, **kw) -> Hostile:
+    return Hostile("POST", "/moderators/sign_in", body=body, auth=None, **kw)
+
+
 def read(query: bytes, path: str = "/messages", **kw) -> Hostile:
     return Hostile("GET", path, query=query, **kw)
 
@@ -108,6 +114,7 @@ BAD_LIMIT = "limit must be a whole number from 1 to 500"
 BAD_CURSOR = "after must be a cursor returned by GET /messages"
 BAD_QUERY = "the query string is not valid UTF-8"
 NO_ENDPOINT = "no such endpoint"
+NOT_A_MODERATOR = "this needs a moderator's token (POST /moderators/sign_in) or CHAT_ADMIN_TOKEN"
 
 HOSTILE = [
     # malformed, truncated and non-object JSON
@@ -176,6 +183,80 @@ HOSTILE = [
         413,
         "data is too long (2001 characters, at most 2000)",
         id="data of 2001 characters",
+    ),
+    # a password with a lone surrogate has no UTF-8 form to hash: a 400, not argon2's UnicodeEncodeError (a 500)
+    pytest.param(
+        sign_in_as(b'{"author": "zed", "password": "long enough \\ud800"}'),
+        400,
+        "password must not contain control characters",
+        id="sign-in password lone surrogate",
+    ),
+    pytest.param(
+        Hostile("POST", "/accounts", body=b'{"author": "zed", "password": "\\udfff long enough"}', auth=None),
+        400,
+        "password must not contain control characters",
+        id="sign-up password lone surrogate",
+    ),
+    # a moderator's sign-in
+    pytest.param(moderator_sign_in(b'{"name": '), 400, NOT_JSON, id="moderator sign-in truncated JSON"),
+    pytest.param(
+        moderator_sign_in(b"null"),
+        400,
+        'body must be a JSON object {"name": ..., "secret": ...}',
+        id="moderator sign-in JSON null",
+    ),
+    pytest.param(moderator_sign_in(b"[" * 60_000), 400, "nested too deeply", id="moderator sign-in 60k brackets"),
+    pytest.param(
+        moderator_sign_in(b'{"name": 7, "secret": "x"}'), 400, "name must be a string", id="moderator name number"
+    ),
+    pytest.param(
+        moderator_sign_in(b'{"name": "moderator", "secret": ["x"]}'),
+        400,
+        "secret must be a string",
+        id="moderator secret list",
+    ),
+    pytest.param(moderator_sign_in(b'{"name": "moderator"}'), 400, "secret is required", id="moderator no secret"),
+    pytest.param(
+        moderator_sign_in(b'{"name": "moderator", "secret": "x", "role": "admin"}'),
+        400,
+        "unknown field(s): role",
+        id="moderator sign-in extra field",
+    ),
+    pytest.param(
+        moderator_sign_in(b'{"name": "moderator", "secret": "\\ud800"}'),
+        400,
+        "secret must not contain control characters",
+        id="moderator secret lone surrogate",
+    ),
+    pytest.param(
+        moderator_sign_in(b'{"name": "\\udfff", "secret": "x"}'),
+        400,
+        "name must not contain control characters",
+        id="moderator name lone surrogate",
+    ),
+    pytest.param(
+        moderator_sign_in(b'{"name": "moderator", "secret": "' + b"x" * 1025 + b'"}'),
+        400,
+        "secret is too long (1025 characters, at most 1024)",
+        id="moderator secret of 1025 characters",
+    ),
+    pytest.param(
+        moderator_sign_in(b'{"name": "moderator", "secret": "' + b"x" * (64 * 1024) + b'"}'),
+        413,
+        TOO_LARGE,
+        id="moderator sign-in 64 KiB+ body",
+    ),
+    pytest.param(
+        moderator_sign_in(b'{"name": "moderator\\u0000", "secret": "x"}'),
+        403,
+        "wrong moderator name or secret",
+        id="moderator name with NUL",
+    ),
+    pytest.param(
+        moderator_sign_in(b'{"name": "moderator", "secret": "x"}', content_type="text/plain"),
+        400,
+        SEND_JSON,
+        id="moderator sign-in text/plain",
     ),
     # invalid UTF-8, control characters, lone surrogates
     pytest.param(post_message(b'{"data": "\xff\xfe"}'), 400, NOT_JSON, id="invalid UTF-8 in data"),
@@ -327,10 +408,19 @@ HOSTILE = [
     pytest.param(read(b"", auth="Bearer \xff\xfe"), 401, NOT_ISSUED, id="Bearer latin-1 bytes"),
     pytest.param(read(b"", auth=f"Bearer {ADMIN}"), 401, NOT_ISSUED, id="moderators' token as a session"),
     pytest.param(post_message(b'{"data": "hola"}', auth="Bearer e30.e30"), 401, NOT_ISSUED, id="forged token"),
+    pytest.param(read(b"", auth="moderator"), 401, NOT_ISSUED, id="a moderator's token as a session"),
+    pytest.param(Hostile("GET", "/moderators/me", auth="user"), 403, NOT_A_MODERATOR, id="moderators/me as a user"),
+    pytest.param(
+        Hostile("GET", "/moderators/me", auth="Bearer e30.e30"), 403, NOT_A_MODERATOR, id="moderators/me forged token"
+    ),
+    pytest.param(
+        Hostile("GET", "/moderators/me", auth="Bearer " + "x" * 10_240), 401, NOT_BEARER, id="moderators/me 10 KB token"
+    ),
+    pytest.param(Hostile("GET", "/moderators/me", auth=None), 401, "sign in first", id="moderators/me no token"),
     pytest.param(
         Hostile("POST", f"/users/{USER}/unblock", auth="user"),
         403,
-        "this needs the moderators' token (CHAT_ADMIN_TOKEN)",
+        NOT_A_MODERATOR,
         id="unblock as a user",
     ),
     pytest.param(
@@ -433,3 +523,14 @@ def test_edge_values_the_document_allows_are_accepted(table, query, tmp_path):
     got, headers, body = send(table, read(query))
     assert got == 200, body
     assert set(json.loads(body)) == {"messages", "cursor"}
+
+
+def test_a_feed_readers_password_with_a_lone_surrogate_is_a_wrong_one(tmp_path):
+    """The reader's password is compared as UTF-8 bytes with CHAT_READER_TOKEN: a lone surrogate has no such form."""
+    with make_app(tmp_path, READER_TOKEN="the UI's reader token", GUEST_NAMES=False).test_client() as client:
+        answer = client.post(
+            "/sessions", data=b'{"author": "ui-reader-1", "password": "\\ud800"}', content_type="application/json"
+        )
+        assert (answer.status_code, answer.get_json()["code"]) == (401, "bad_credentials")
+        right = client.post("/sessions", json={"author": "ui-reader-1", "password": "the UI's reader token"})
+        assert right.status_code == 201

@@ -201,6 +201,7 @@ CASES: dict[str, Case] = {
     "password_too_long": lambda t: post("/accounts", {"author": "zoe", "password": "x" * 257}, auth=None),
     "name_taken": lambda t: post("/accounts", {"author": "DAN", "password": "long enough"}, auth=None),
     "bad_credentials": lambda t: post("/sessions", {"author": "nobody", "password": "long enough"}, auth=None),
+    "bad_moderator_credentials": lambda t: post("/moderators/sign_in", {"name": "nobody", "secret": "x"}, auth=None),
     "no_hold": lambda t: Hostile("DELETE", "/admin/holds/192.0.2.1", auth="admin"),
 }
 # codes no request to this app can bring about: the server's own answers (tests/api/test_server.py), the

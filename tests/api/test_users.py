@@ -19,7 +19,10 @@ def test_unblock_needs_the_moderators_token(client, ana, tmp_path):
     response = client.post("/users/ana/unblock", headers=ana)
     assert (response.status_code, response.get_json()) == (
         403,
-        {"error": "this needs the moderators' token (CHAT_ADMIN_TOKEN)", "code": "moderator_token_required"},
+        {
+            "error": "this needs a moderator's token (POST /moderators/sign_in) or CHAT_ADMIN_TOKEN",
+            "code": "moderator_token_required",
+        },
     )
     unknown = client.post("/users/nobody/unblock", headers={"Authorization": f"Bearer {ADMIN}"})
     assert (unknown.status_code, unknown.get_json()) == (

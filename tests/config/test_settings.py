@@ -183,6 +183,41 @@ def test_a_short_admin_token_stops_the_start_with_the_fix(monkeypatch):
     assert settings.load().admin_token == ""  # moderator calls switched off
 
 
+HASH = "$argon2id$v=19$m=65536,t=3,p=4$y3MmCyyrl70E29Bq/mQdRQ$/XMLmA7VlmZKeZwOWtQhr77EwS6Jslah/J8KX3cCI4c"
+
+
+def test_the_moderators_file_is_read_when_the_api_starts_and_a_bad_one_stops_it_with_the_fix(monkeypatch, tmp_path):
+    path = tmp_path / "moderators"
+    monkeypatch.setenv("CHAT_MODERATORS_FILE", str(path))
+    assert settings.load().moderators_file == path  # load() takes the path only: the API reads the file
+    monkeypatch.delenv("CHAT_MODERATORS_FILE")
+    assert settings.load().moderators_file is None and settings.load_moderators(None) == ()
+    text = f"# moderators\n\nmia:{HASH}\n  noor.b : {HASH}  \n"
+    assert settings.parse_moderators(text, "f") == (("mia", HASH), ("noor.b", HASH))
+    for bad, problem in [
+        (f"mia {HASH}", r"f line 1: expected `<name>:<argon2id hash>` \(python -m api.moderators <name>"),
+        (f"mia:{HASH}\n-mia:{HASH}", r"f line 2: the name '-mia' must be 1 to 40 letters"),
+        (f"{'m' * 41}:{HASH}", "must be 1 to 40 letters"),
+        (f"mía:{HASH}", "must be 1 to 40 letters"),
+        ("mia:correct horse battery staple", r"line 1: mia's secret must be an argon2id hash .* not the secret itself"),
+        ("mia:$argon2i$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA", "must be an argon2id hash"),
+        (f"mia:{HASH}\nmia:{HASH}", "f line 2: mia is named twice"),
+        ("# nobody yet\n", "names no moderator: add a line, or unset the setting"),
+    ]:
+        with pytest.raises(SystemExit, match=problem):
+            settings.parse_moderators(bad, "f")
+    with pytest.raises(SystemExit, match=r"CHAT_MODERATORS_FILE: .*moderators does not exist"):
+        settings.load_moderators(path)
+    path.write_text(f"moderator:{HASH}\n", encoding="utf-8")
+    path.chmod(0o640)
+    with pytest.raises(SystemExit, match=r"is open to other users \(mode 0640\): chmod 600"):
+        settings.load_moderators(path)
+    path.chmod(0o600)
+    assert settings.load_moderators(path) == (("moderator", HASH),)
+    with pytest.raises(SystemExit, match="names 'moderator', the name CHAT_ADMIN_TOKEN's actions are recorded under"):
+        settings.load_moderators(path, admin_token="x" * 16)
+
+
 def test_the_rate_limit_defaults_to_a_few_messages_per_few_seconds_and_takes_sane_values(monkeypatch):
     monkeypatch.delenv("CHAT_RATE_LIMIT_MESSAGES", raising=False)
     monkeypatch.delenv("CHAT_RATE_LIMIT_WINDOW_S", raising=False)

@@ -44,20 +44,21 @@ def chat(author, data, second=0) -> bytes:
     return json.dumps({"author": author, "data": data, "timestamp": f"2026-11-27 10:00:{second:02d}"}).encode()
 
 
-def slow_mode(action_id, seconds) -> bytes:
-    """A moderator's slow-mode change on `chat_actions`, as the API writes it (PUT /chat/slow_mode)."""
+def slow_mode(action_id, seconds, by="moderator") -> bytes:
+    """A moderator's slow-mode change on `chat_actions`, as the API writes it (PUT /chat/slow_mode); `by`: the
+    moderator's name."""
     return json.dumps(
         {
             "id": action_id,
             "action": "slow_mode",
-            "by": "moderator",
+            "by": by,
             "timestamp": "2026-11-27 10:01:00",
             "seconds": seconds,
         }
     ).encode()
 
 
-def unblock(action_id, author) -> bytes:
+def unblock(action_id, author, by="moderator") -> bytes:
     return json.dumps(
-        {"id": action_id, "action": "unblock", "author": author, "by": "moderator", "timestamp": "2026-11-27 10:01:00"}
+        {"id": action_id, "action": "unblock", "author": author, "by": by, "timestamp": "2026-11-27 10:01:00"}
     ).encode()

@@ -297,7 +297,13 @@ def test_a_second_unblock_of_a_user_in_the_batch_clears_nothing_more(spark):
     unblocks = parse_actions(
         actions(
             spark,
-            [unblock("act-1", "ana"), unblock("act-2", "nobody"), unblock("act-3", "ana"), unblock("act-4", "bob")],
+            # named moderators (api/moderators.py) and the shared token's `moderator`: each row keeps its own
+            [
+                unblock("act-1", "ana", by="mia"),
+                unblock("act-2", "nobody"),
+                unblock("act-3", "ana", by="noor"),
+                unblock("act-4", "bob", by="mia"),
+            ],
         )
     )
     state = spark.createDataFrame(
@@ -307,10 +313,10 @@ def test_a_second_unblock_of_a_user_in_the_batch_clears_nothing_more(spark):
     at = datetime(2026, 11, 27, 10, 1, 0)
     expected = spark.createDataFrame(
         [
-            ("act-1", "unblock", "ana", "moderator", at, 3, True, 0, 0, 6, None),
+            ("act-1", "unblock", "ana", "mia", at, 3, True, 0, 0, 6, None),
             ("act-2", "unblock", "nobody", "moderator", at, 0, False, 0, 1, 6, None),  # no row yet: nothing to clear
-            ("act-3", "unblock", "ana", "moderator", at, 0, False, 0, 2, 6, None),
-            ("act-4", "unblock", "bob", "moderator", at, 1, False, 0, 3, 6, None),  # not blocked: a warning cleared
+            ("act-3", "unblock", "ana", "noor", at, 0, False, 0, 2, 6, None),
+            ("act-4", "unblock", "bob", "mia", at, 1, False, 0, 3, 6, None),  # not blocked: a warning cleared
         ],
         MODERATOR_ACTIONS_SCHEMA,
     )
@@ -322,7 +328,7 @@ def test_slow_mode_changes_are_recorded_chat_wide_with_their_interval_and_bad_on
         actions(
             spark,
             [
-                slow_mode("act-1", 30),
+                slow_mode("act-1", 30, by="noor"),
                 slow_mode("act-2", 0),  # lifted
                 slow_mode("act-3", -1),
                 slow_mode("act-4", contract.MAX_SLOW_MODE_S + 1),
@@ -345,7 +351,7 @@ def test_slow_mode_changes_are_recorded_chat_wide_with_their_interval_and_bad_on
     at = datetime(2026, 11, 27, 10, 1, 0)
     expected = spark.createDataFrame(
         [
-            ("act-1", "slow_mode", "*", "moderator", at, 0, False, 0, 0, 9, 30),
+            ("act-1", "slow_mode", "*", "noor", at, 0, False, 0, 0, 9, 30),
             ("act-2", "slow_mode", "*", "moderator", at, 0, False, 0, 1, 9, 0),
         ],
         MODERATOR_ACTIONS_SCHEMA,

@@ -98,3 +98,16 @@ def test_make_up_stops_at_once_with_the_fix(data_settings, monkeypatch, capsys):
     finally:
         os.umask(umask)
     assert f"chmod 700 {data_settings.run_dir}" in capsys.readouterr().out
+
+
+def test_make_up_stops_at_once_on_a_bad_moderators_file(data_settings, monkeypatch, capsys, tmp_path):
+    moderators = tmp_path / "moderators"
+    moderators.write_text("mia:mia's secret in clear\n")
+    moderators.chmod(0o600)
+    monkeypatch.setenv("CHAT_MODERATORS_FILE", str(moderators))
+    umask = os.umask(0o022)
+    try:
+        assert up.main() == 1
+    finally:
+        os.umask(umask)
+    assert "mia's secret must be an argon2id hash" in capsys.readouterr().out
