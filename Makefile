@@ -19,9 +19,9 @@ DEBIAN_FONTS := fonts-noto-cjk:/usr/share/fonts/opentype/noto/NotoSansCJK-Regula
 # the load tool `make bench` drives: wrk (bench/api_load.py)
 DEBIAN_BENCH := wrk:/usr/bin/wrk
 # tests/ui/test_browser.py drives Chromium through chromedriver; the cluster test puts HAProxy in front
-# of two API hosts (stack/balancer.py)
+# of two API hosts (stack/balancer.py); tests/bench/test_flood.py and test_run.py drive wrk
 DEBIAN_TEST := chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver nodejs:/usr/bin/node npm:/usr/bin/npm \
-	haproxy:/usr/sbin/haproxy $(DEBIAN_FONTS)
+	haproxy:/usr/sbin/haproxy $(DEBIAN_FONTS) $(DEBIAN_BENCH)
 # axe-core (package.json): the accessibility checker tests/ui/test_browser.py injects into the page
 AXE := node_modules/axe-core/axe.min.js
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
@@ -42,7 +42,7 @@ help:
 	@echo "make bench   the benchmark suite on a broker and stack of its own: bench/results/latest.json"
 	@echo "make deps    only the Python virtual environment ($(VENV))"
 	@echo "make jars    only the JVM jars (var/jars) from Maven Central"
-	@echo "make debian  only the Debian packages the tests need (apt-get): Chromium, chromedriver, fonts"
+	@echo "make debian  only the Debian packages the tests need (apt-get): Chromium, chromedriver, HAProxy, fonts, wrk"
 	@echo "make clean   remove var/ (broker data, checkpoints, warehouse, jars), $(VENV) and node_modules/"
 
 up: deps jars
