@@ -55,22 +55,22 @@ _MERGE_INSERT = {
 
 
 class StepClock:
-    """How long each step of a batch took, for the batch's log line."""
+    """How long each step of a batch took, for the batch's log line (and bench/ledger_batch.py: `seconds`)."""
 
     def __init__(self) -> None:
         self.started = self._last = time.monotonic()
-        self.steps: list[str] = []
+        self.seconds: dict[str, float] = {}  # step → seconds, in the order the steps ran
 
     def step(self, name: str) -> None:
         now = time.monotonic()
-        self.steps.append(f"{name} {now - self._last:.1f}s")
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
         self._last = now
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def __str__(self) -> str:
-        return ", ".join(self.steps)
+        return ", ".join(f"{name} {s:.1f}s" for name, s in self.seconds.items())
 
 
 @dataclass
@@ -87,6 +87,8 @@ class Ledger:
     # batches so a batch need not read Delta for them; None until a batch completes in this process
     _strikes: dict[str, int] = field(default_factory=dict, init=False)
     _known_through: int | None = field(default=None, init=False)
+    # the step clock of the last batch this process ran, complete or not
+    last_clock: StepClock | None = field(default=None, init=False)
 
     def path(self, table: str) -> str:
         return str(paths.table_path(table, self.warehouse))
@@ -223,7 +225,7 @@ class Ledger:
         )
 
     def process_batch(self, batch_df: DataFrame, batch_id: int) -> None:
-        clock = StepClock()
+        clock = self.last_clock = StepClock()
         # localCheckpoint (not persist) cuts the lineage: the moderation expressions are large, and
         # every later write would otherwise analyse and optimise them again. (On a cluster, where an
         # executor can be lost, a reliable checkpoint() would be the safer choice.)
