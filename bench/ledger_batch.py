@@ -6,8 +6,9 @@
 A real broker and the ledger's micro-batch query (bench/object_store.py's `Variant`, on local disk): each round
 sends one batch of demo traffic to `chat` and the ledger takes it as one micro-batch. A batch's figure is its
 foreachBatch time (`addBatch`: the ledger's Spark jobs and Delta commits, its notices), the checkpoint's offset and
-commit logs apart; the split by step is the ledger's own StepClock. With `--ab`, a second lakehouse (`b`) takes the
-same records with those Spark settings, the two in alternating order in the same run, so both see the same noise.
+commit logs apart; the split by step is the ledger's own StepClock. With `--ab` or `--b-ledger`, a second lakehouse
+(`b`) takes the same records, with those Spark settings or with pipelines/ledger.py as it is at a git commit (a code
+change measured against its parent), the two in alternating order in the same run, so both see the same noise.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import argparse
 import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from bench.object_store import Variant, at_least, restored_environment, traffic
 from bench.steady import load_average
+from config.settings import REPO_ROOT
 from stack import demo_data
 from stack.broker import KafkaBroker, free_port
 from stack.topics import create_topics
@@ -78,17 +82,33 @@ def spark_settings(spark: SparkSession, settings: dict[str, str]):
                 spark.conf.set(key, value)
 
 
-def run(messages: int, users: int, warmup: int, reps: int, work: Path, ab: dict[str, str]) -> dict:
+def ledger_at(commit: str) -> types.ModuleType:
+    """pipelines/ledger.py as it is at `commit`, as a module of its own (the rest of the code is this checkout's)."""
+    source = subprocess.run(
+        ["git", "show", f"{commit}:pipelines/ledger.py"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    module = types.ModuleType(f"ledger_at_{commit}")
+    module.__package__, module.__file__ = "pipelines", str(REPO_ROOT / "pipelines" / "ledger.py")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{commit}:pipelines/ledger.py", "exec"), module.__dict__)
+    return module
+
+
+def run(
+    messages: int, users: int, warmup: int, reps: int, work: Path, ab: dict[str, str], b_ledger: str | None = None
+) -> dict:
     """The batches measured under `work` (a fresh folder); the result as main prints it."""
     with restored_environment():
-        return _run(messages, users, warmup, reps, work, ab)
+        return _run(messages, users, warmup, reps, work, ab, b_ledger)
 
 
-def _run(messages: int, users: int, warmup: int, reps: int, work: Path, ab: dict[str, str]) -> dict:
+def _run(
+    messages: int, users: int, warmup: int, reps: int, work: Path, ab: dict[str, str], b_ledger: str | None
+) -> dict:
     load_before = load_average()
     work.mkdir(parents=True, exist_ok=True)
     rounds = traffic(messages, users, warmup + reps)
-    names = ("a", "b") if ab else ("a",)
+    names = ("a", "b") if ab or b_ledger else ("a",)
     settings = {"a": {}, "b": ab}
     broker = KafkaBroker(work / "kafka", free_port(), free_port(), work / "kafka" / "kafka.log")
     broker.start()
@@ -103,6 +123,9 @@ def _run(messages: int, users: int, warmup: int, reps: int, work: Path, ab: dict
             name: Variant(spark, name, broker.bootstrap, work / name, work / name / "warehouse", work / name / "ckpt")
             for name in names
         }
+        if b_ledger:
+            b = variants["b"]
+            b.ledger = ledger_at(b_ledger).Ledger(spark, b.warehouse, b.bootstrap, b.ledger.word_lists, b.checkpoint)
         measured: dict[str, list[dict]] = {name: [] for name in names}
         loads_during = []
         with contextlib.redirect_stdout(sys.stderr):  # the ledger's own log lines
@@ -136,13 +159,14 @@ def _run(messages: int, users: int, warmup: int, reps: int, work: Path, ab: dict
         "table_records": messages * (warmup + reps),
         "messages_rows": messages_rows,
         "ab_settings": ab,
+        "b_ledger": b_ledger,
         "variants": {name: summary(measured[name]) for name in names},
         "load_before": load_before,
         "load_during": {"min": min(loads_during), "max": max(loads_during)},
         "load_after": load_average(),
         "seconds": round(elapsed, 1),
     }
-    if ab:
+    if len(names) == 2:
         a, b = (result["variants"][n]["batch"]["runs_s"] for n in names)
         result["ratio_b_a_p50"] = round(statistics.median(b) / statistics.median(a), 3)
         result["pair_ratios_b_a"] = [round(y / x, 3) for x, y in zip(a, b, strict=True) if x > 0]
@@ -158,8 +182,10 @@ def table(result: dict) -> str:
             f"{name:8} {b['p50_s']:>10.2f} {b['p99_s']:>7.2f} {b['min_s']:>6.2f}-{b['max_s']:<6.2f} "
             f"{v['checkpoint_logs']['p50_s']:>14.2f}  {steps}"
         )
-    if result["ab_settings"]:
-        lines.append(f"b = a with {result['ab_settings']}; p50 b/a {result['ratio_b_a_p50']}")
+    if "ratio_b_a_p50" in result:
+        what = [f"pipelines/ledger.py at {result['b_ledger']}"] if result["b_ledger"] else []
+        what += [str(result["ab_settings"])] if result["ab_settings"] else []
+        lines.append(f"b = a with {' and '.join(what)}; p50 b/a {result['ratio_b_a_p50']}")
     lines.append(
         f"{result['messages_per_batch']:,} messages a batch, {result['reps']} measured after {result['warmup']} "
         f"warm-up; load before {result['load_before']}, during {result['load_during']}, after {result['load_after']}"
@@ -183,13 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ab", type=setting, action="append", default=[], metavar="KEY=VALUE", help="a Spark setting of variant b"
     )
+    parser.add_argument("--b-ledger", metavar="COMMIT", help="variant b runs pipelines/ledger.py as at this commit")
     parser.add_argument("--work", type=Path, default=None, help="a fresh folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result there")
     args = parser.parse_args(argv)
     if args.work is not None and args.work.exists() and any(args.work.iterdir()):
         parser.error(f"--work {args.work} is not empty: the bench starts from empty tables")
     with tempfile.TemporaryDirectory(prefix="bench-ledger-batch-") as tmp:
-        result = run(args.messages, args.users, args.warmup, args.reps, args.work or Path(tmp), dict(args.ab))
+        result = run(
+            args.messages, args.users, args.warmup, args.reps, args.work or Path(tmp), dict(args.ab), args.b_ledger
+        )
     print(table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
