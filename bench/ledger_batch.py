@@ -6,9 +6,10 @@
 A real broker and the ledger's micro-batch query (bench/object_store.py's `Variant`, on local disk): each round
 sends one batch of demo traffic to `chat` and the ledger takes it as one micro-batch. A batch's figure is its
 foreachBatch time (`addBatch`: the ledger's Spark jobs and Delta commits, its notices), the checkpoint's offset and
-commit logs apart; the split by step is the ledger's own StepClock. With `--ab` or `--b-ledger`, a second lakehouse
-(`b`) takes the same records, with those Spark settings or with pipelines/ledger.py as it is at a git commit (a code
-change measured against its parent), the two in alternating order in the same run, so both see the same noise.
+commit logs apart; the split by step is the ledger's own StepClock. With `--ab`, `--b-table-property` or
+`--b-ledger`, a second lakehouse (`b`) takes the same records, with those Spark settings, with those properties on
+its tables, or with pipelines/ledger.py as it is at a git commit (a code change measured against its parent), the two
+in alternating order in the same run, so both see the same noise.
 """
 
 from __future__ import annotations
@@ -94,21 +95,45 @@ def ledger_at(commit: str) -> types.ModuleType:
     return module
 
 
+def set_table_properties(spark: SparkSession, warehouse: Path, properties: dict[str, str]) -> None:
+    """`properties` on each of the ledger's tables under `warehouse`."""
+    from warehouse import paths
+    from warehouse.tables import SCHEMAS
+
+    pairs = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+    for name in SCHEMAS:
+        spark.sql(f"ALTER TABLE delta.`{paths.table_path(name, warehouse)}` SET TBLPROPERTIES ({pairs})")
+
+
 def run(
-    messages: int, users: int, warmup: int, reps: int, work: Path, ab: dict[str, str], b_ledger: str | None = None
+    messages: int,
+    users: int,
+    warmup: int,
+    reps: int,
+    work: Path,
+    ab: dict[str, str],
+    b_ledger: str | None = None,
+    b_tables: dict[str, str] | None = None,
 ) -> dict:
     """The batches measured under `work` (a fresh folder); the result as main prints it."""
     with restored_environment():
-        return _run(messages, users, warmup, reps, work, ab, b_ledger)
+        return _run(messages, users, warmup, reps, work, ab, b_ledger, b_tables or {})
 
 
 def _run(
-    messages: int, users: int, warmup: int, reps: int, work: Path, ab: dict[str, str], b_ledger: str | None
+    messages: int,
+    users: int,
+    warmup: int,
+    reps: int,
+    work: Path,
+    ab: dict[str, str],
+    b_ledger: str | None,
+    b_tables: dict[str, str],
 ) -> dict:
     load_before = load_average()
     work.mkdir(parents=True, exist_ok=True)
     rounds = traffic(messages, users, warmup + reps)
-    names = ("a", "b") if ab or b_ledger else ("a",)
+    names = ("a", "b") if ab or b_ledger or b_tables else ("a",)
     settings = {"a": {}, "b": ab}
     broker = KafkaBroker(work / "kafka", free_port(), free_port(), work / "kafka" / "kafka.log")
     broker.start()
@@ -123,6 +148,8 @@ def _run(
             name: Variant(spark, name, broker.bootstrap, work / name, work / name / "warehouse", work / name / "ckpt")
             for name in names
         }
+        if b_tables:
+            set_table_properties(spark, variants["b"].warehouse, b_tables)
         if b_ledger:
             b = variants["b"]
             b.ledger = ledger_at(b_ledger).Ledger(spark, b.warehouse, b.bootstrap, b.ledger.word_lists, b.checkpoint)
@@ -160,6 +187,7 @@ def _run(
         "messages_rows": messages_rows,
         "ab_settings": ab,
         "b_ledger": b_ledger,
+        "b_table_properties": b_tables,
         "variants": {name: summary(measured[name]) for name in names},
         "load_before": load_before,
         "load_during": {"min": min(loads_during), "max": max(loads_during)},
@@ -185,6 +213,7 @@ def table(result: dict) -> str:
     if "ratio_b_a_p50" in result:
         what = [f"pipelines/ledger.py at {result['b_ledger']}"] if result["b_ledger"] else []
         what += [str(result["ab_settings"])] if result["ab_settings"] else []
+        what += [f"table properties {result['b_table_properties']}"] if result["b_table_properties"] else []
         lines.append(f"b = a with {' and '.join(what)}; p50 b/a {result['ratio_b_a_p50']}")
     lines.append(
         f"{result['messages_per_batch']:,} messages a batch, {result['reps']} measured after {result['warmup']} "
@@ -210,6 +239,14 @@ def main(argv: list[str] | None = None) -> int:
         "--ab", type=setting, action="append", default=[], metavar="KEY=VALUE", help="a Spark setting of variant b"
     )
     parser.add_argument("--b-ledger", metavar="COMMIT", help="variant b runs pipelines/ledger.py as at this commit")
+    parser.add_argument(
+        "--b-table-property",
+        type=setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a table property of variant b's tables",
+    )
     parser.add_argument("--work", type=Path, default=None, help="a fresh folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result there")
     args = parser.parse_args(argv)
@@ -217,7 +254,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--work {args.work} is not empty: the bench starts from empty tables")
     with tempfile.TemporaryDirectory(prefix="bench-ledger-batch-") as tmp:
         result = run(
-            args.messages, args.users, args.warmup, args.reps, args.work or Path(tmp), dict(args.ab), args.b_ledger
+            args.messages,
+            args.users,
+            args.warmup,
+            args.reps,
+            args.work or Path(tmp),
+            dict(args.ab),
+            args.b_ledger,
+            dict(args.b_table_property),
         )
     print(table(result))
     if args.json:

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
+from bench.ledger_batch import figure, ledger_at
 from config.settings import REPO_ROOT
-
-pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+from pipelines import ledger
 
 MESSAGES, WARMUP, REPS = 20, 1, 2
 # a setting variant b runs with: one that changes nothing the bench checks
@@ -30,7 +30,24 @@ def check_figure(figure: dict) -> None:
     assert figure["p50_s"] == round(statistics.median(runs), 3), figure
 
 
+def test_a_figure_of_one_run_and_of_many():
+    assert figure([2.0]) == {"p50_s": 2.0, "p99_s": 2.0, "min_s": 2.0, "max_s": 2.0, "runs_s": [2.0]}
+    many = figure([float(s) for s in range(1, 102)])  # 1 … 101 s
+    assert (many["p50_s"], many["p99_s"], many["min_s"], many["max_s"]) == (51.0, 100.0, 1.0, 101.0)
+
+
+def test_ledger_at_a_commit_is_that_commits_file_as_a_module_of_its_own():
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    module = ledger_at(head.stdout.strip())
+    assert module.Ledger is not ledger.Ledger and module.Ledger.__module__ == module.__name__ in sys.modules
+    assert callable(module.Ledger.process_batch) and module.Ledger.process_batch is not ledger.Ledger.process_batch
+    with pytest.raises(subprocess.CalledProcessError):
+        ledger_at("0" * 40)
+
+
 # a broker and Spark for 6 ledger batches: minutes on a busy 2-core machine
+@pytest.mark.integration
+@pytest.mark.cluster
 @pytest.mark.timeout(900)
 def test_the_bench_measures_each_batch_and_its_steps(tmp_path):
     out = tmp_path / "result.json"
