@@ -55,22 +55,22 @@ _MERGE_INSERT = {
 
 
 class StepClock:
-    """How long each step of a batch took, for the batch's log line."""
+    """How long each step of a batch took, for the batch's log line (and bench/ledger_batch.py: `seconds`)."""
 
     def __init__(self) -> None:
         self.started = self._last = time.monotonic()
-        self.steps: list[str] = []
+        self.seconds: dict[str, float] = {}  # step → seconds, in the order the steps ran
 
     def step(self, name: str) -> None:
         now = time.monotonic()
-        self.steps.append(f"{name} {now - self._last:.1f}s")
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
         self._last = now
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def __str__(self) -> str:
-        return ", ".join(self.steps)
+        return ", ".join(f"{name} {s:.1f}s" for name, s in self.seconds.items())
 
 
 @dataclass
@@ -87,6 +87,8 @@ class Ledger:
     # batches so a batch need not read Delta for them; None until a batch completes in this process
     _strikes: dict[str, int] = field(default_factory=dict, init=False)
     _known_through: int | None = field(default=None, init=False)
+    # the step clock of the last batch this process ran, complete or not
+    last_clock: StepClock | None = field(default=None, init=False)
 
     def path(self, table: str) -> str:
         return str(paths.table_path(table, self.warehouse))
@@ -134,11 +136,12 @@ class Ledger:
         rows = DeltaTable.forPath(self.spark, self.path(paths.USER_MODERATION)).toDF()
         return rows if authors is None else rows.where(F.col("author").isin(authors))
 
-    def remember_strikes(self, strikes_df: DataFrame, incremental: bool) -> None:
-        """After a batch: the strikes it added, or (first batch in this process) all of them from Delta."""
+    def remember_strikes(self, batch_strikes: list[Row], incremental: bool) -> None:
+        """After a batch: the (author, strike_number) of the strikes it added, or (first batch in this process)
+        all of them from Delta."""
         if incremental:
-            for row in strikes_df.groupBy("author").agg(F.max("strike_number").alias("n")).collect():
-                self._strikes[row.author] = row.n
+            for row in batch_strikes:
+                self._strikes[row.author] = max(self._strikes.get(row.author, 0), row.strike_number)
         else:
             rows = self.moderation_rows().where(F.col("strikes") > 0).select("author", "strikes").collect()
             self._strikes = {row.author: row.strikes for row in rows}
@@ -223,7 +226,9 @@ class Ledger:
         )
 
     def process_batch(self, batch_df: DataFrame, batch_id: int) -> None:
-        clock = StepClock()
+        clock = self.last_clock = StepClock()
+        # Every count, collect and localCheckpoint is a Spark job, a fixed cost on a small batch
+        # (bench/ledger_batch.py): the batch-level figures come from one small collect each.
         # localCheckpoint (not persist) cuts the lineage: the moderation expressions are large, and
         # every later write would otherwise analyse and optimise them again. (On a cluster, where an
         # executor can be lost, a reliable checkpoint() would be the safer choice.)
@@ -236,7 +241,8 @@ class Ledger:
         if accounts:  # no MERGE (a Delta commit) for the batches without a sign-up
             self.record_accounts(accounts, batch_id)
         validated = records.where(F.col("topic") == contract.TOPIC_CHAT)
-        if validated.isEmpty():
+        chat_count, rejected_count = validated.agg(F.count(F.lit(1)), F.count("reject_reason")).first()
+        if not chat_count:
             if accounts:
                 print(f"ledger: batch {batch_id}: {len(accounts)} account(s)", flush=True)
             if unblocks or slow_modes:
@@ -251,17 +257,21 @@ class Ledger:
             self._known_through = batch_id if in_memory else None
             return
         clock.step("validate")
-        rejected = plan.to_rejected_rows(validated, batch_id).localCheckpoint()
-        rejected_count = rejected.count()
         if rejected_count:  # an empty append would still cost a Delta commit
-            self._append(rejected, paths.REJECTED_MESSAGES, batch_id)
+            self._append(plan.to_rejected_rows(validated, batch_id), paths.REJECTED_MESSAGES, batch_id)
         clock.step("rejected")
-        moderated = plan.to_moderated_rows(validated, self.word_lists).localCheckpoint()
-        clock.step("moderate")
-        authors = moderated.select("author").distinct()
+        # the valid records' authors, read without the moderation (at most a few more than the moderated
+        # messages' authors, when a repeated message id is dropped: their prior strikes then match no message)
+        authors = validated.where(F.col("reject_reason").isNull()).select("author").distinct()
+        moderated = plan.to_moderated_rows(validated, self.word_lists)
         struck = plan.with_strikes(moderated, self.prior_strikes(authors, batch_id, in_memory)).localCheckpoint()
-        strikes = plan.to_strike_rows(struck, batch_id).localCheckpoint()
-        strike_count = strikes.count()
+        clock.step("moderate")
+        strikes = plan.to_strike_rows(struck, batch_id)  # a filter of the checkpointed rows: no job of its own
+        message_count, batch_strikes = struck.agg(
+            F.count(F.lit(1)),
+            F.collect_list(F.when(F.col("is_strike"), F.struct("author", "strike_number"))),
+        ).first()
+        strike_count = len(batch_strikes)
         clock.step("strikes")
         # Notices first: the API blocks a user as soon as the "blocked" notice arrives, so the Delta
         # writes below do not delay the block. A crash before they commit replays this batch with the
@@ -278,14 +288,14 @@ class Ledger:
         clock.step("strikes-table")
         self.merge_moderation(plan.to_moderation_updates(struck, batch_id))
         clock.step("merge")
-        self.remember_strikes(strikes, incremental=in_memory)
+        self.remember_strikes(batch_strikes, incremental=in_memory)
         clock.step("remember")
         if unblocks or slow_modes:
             self.record_actions(unblocks, slow_modes, batch_id)
             clock.step("actions")
         self._known_through = batch_id
         print(
-            f"ledger: batch {batch_id}: {struck.count()} messages, {strike_count} strikes, {len(unblocks)} unblocks, "
+            f"ledger: batch {batch_id}: {message_count} messages, {strike_count} strikes, {len(unblocks)} unblocks, "
             f"{len(accounts)} accounts, "
             f"{rejected_count} rejected in {clock.elapsed():.1f}s ({clock})",
             flush=True,
