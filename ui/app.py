@@ -142,9 +142,10 @@ def page(lang: Lang) -> Tag:
         ui.div(ui.output_ui("moderation"), class_="chat-moderation", aria_live="polite"),
         tags.main(
             ui.output_ui("intro"),
-            ui.output_ui("join_area"),
-            # a moderator's sign-in, then their page (never rendered for a chatter's session)
+            # a moderator's sign-in (folded into one line), then their page (never rendered for a chatter's
+            # session); above the join forms, where the chat below cannot push it out of the window
             ui.output_ui("moderator_area"),
+            ui.output_ui("join_area"),
             # the slow mode, and when the user may send again after a message or a refusal
             ui.div(ui.output_ui("send_limits"), aria_live="polite"),
             # The chat is part of the static page, not rendered on join: messages
