@@ -244,6 +244,7 @@ CATALOG: dict[str, dict[Lang, Entry]] = {
     },
     "mod.since": {"es": "bloqueado desde {since} UTC", "en": "blocked since {since} UTC"},
     "mod.since_unknown": {"es": "bloqueado", "en": "blocked"},
+    "mod.told": {"es": "Lo que se le avisó:", "en": "What they were told:"},
     "mod.no_notices": {
         "es": "Los avisos de este bloqueo ya no están en el servidor.",
         "en": "The notices of this block are no longer on the server.",

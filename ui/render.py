@@ -444,11 +444,14 @@ def render_blocked_user(user: BlockedUser, lang: Lang, result: Text | None) -> T
         text("mod.since", since=clean_text(user.blocked_at)) if user.blocked_at else text("mod.since_unknown")
     ).render(lang)
     notices = (
-        tags.ol(
-            *(
-                tags.li(notice_text(n).render(lang), " ", time_span(n.timestamp, f"({format_time(n.timestamp)})"))
-                for n in user.notices
-            )
+        tags.div(
+            text("mod.told").render(lang),
+            tags.ol(
+                *(
+                    tags.li(notice_text(n).render(lang), " ", time_span(n.timestamp, f"({format_time(n.timestamp)})"))
+                    for n in user.notices
+                )
+            ),
         )
         if user.notices
         else tags.p(text("mod.no_notices").render(lang), class_="text-body-secondary")

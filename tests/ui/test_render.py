@@ -653,6 +653,7 @@ def test_the_moderator_page_lists_each_blocked_user_with_the_notices_that_blocke
             assert html.escape(notice_text(each).render(lang), quote=False) in markup
         assert text("mod.since", since="2024-05-01 12:03:04").render(lang) in markup
         assert text("mod.no_notices").render(lang) in markup  # bob's are no longer on the server
+        assert markup.count(text("mod.told").render(lang)) == 1  # alice's, addressed to her: said so
         assert text("mod.unblock_button", name="bob").render(lang) in markup
     en = str(render_moderator_page("mia", page, "en"))
     assert "Moderating as <strong>mia</strong>" in en and "3 strikes" in en and "blocked since" in en
