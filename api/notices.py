@@ -244,11 +244,17 @@ class NoticeBoard(Follower):
 
     def strike_notices(self, author: str) -> list[Notice]:
         """`author`'s warnings and block kept since their last unblock (the strikes that blocked them), oldest
-        first; none when the topic no longer held them at the start or they are past `per_author`."""
+        first (one per notice id); none when the topic no longer held them at the start or they are past
+        `per_author`."""
         with self._cond:
             notices = list(self._by_author.get(author, ()))
         since = next((i for i in range(len(notices) - 1, -1, -1) if notices[i].body["kind"] == "unblocked"), -1)
-        return notices[since + 1 :]
+        # a strike told at once that the ledger then worded otherwise is in twice, under one id: the ledger's
+        # wording, in the place it was first told
+        latest: dict[str, Notice] = {}
+        for notice in notices[since + 1 :]:
+            latest[notice.body["id"]] = notice  # a dict keeps the first insertion's place
+        return list(latest.values())
 
     def standing(self, author: str) -> Standing | None:
         return self._standing.get(author)
