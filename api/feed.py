@@ -180,6 +180,11 @@ class Feed(Follower):
         with self._cond:
             return tuple(self._profane.get(author, ()))
 
+    def profane_authors(self) -> list[str]:
+        """The authors with profane messages or spam strikes kept (whose strikes may be unannounced yet)."""
+        with self._cond:
+            return list(self._profane)
+
     # -- cursors ------------------------------------------------------------------------------
     def cursor(self, positions: Positions) -> str:
         return self.cursors.dumps("m", {"c": positions})

@@ -1,7 +1,8 @@
 """Named moderators: POST /moderators/sign_in (a name and a secret of CHAT_MODERATORS_FILE, or `moderator` and
 CHAT_ADMIN_TOKEN) answers a moderator's token; GET /moderators/me says whose it is (a UI tells a moderator from a
-chatter by it). The token is signed like the session tokens (api/auth.py Auth.issue_moderator); each action made
-with it is recorded under the moderator's name. README "Moderators" has the rules.
+chatter by it); GET /moderators/blocked lists the users blocked now. The token is signed like the session tokens
+(api/auth.py Auth.issue_moderator); each action made with it is recorded under the moderator's name. README
+"Moderators" has the rules.
 
     python -m api.moderators NAME        # reads NAME's secret, prints the CHAT_MODERATORS_FILE line for it
 """
@@ -17,15 +18,18 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Blueprint, Flask, current_app, request
 
+from api import i18n
 from api.accounts import hasher_for
 from api.auth import Auth, client_address, format_utc, require_moderator
-from api.errors import ApiError
-from api.validation import clean_field, json_object
+from api.errors import ApiError, request_language
+from api.notices import get_moderation
+from api.validation import clean_field, json_object, parse_limit
 from config import settings
 
 bp = Blueprint("moderators", __name__)
 
 MAX_SECRET_CHARS = 1024
+BLOCKED_LIMIT = 500  # the most users GET /moderators/blocked lists in one answer
 
 
 class ModeratorSignIn:
@@ -77,6 +81,29 @@ def me():
     """The moderator the bearer token speaks for; 403 for a chatter's session token."""
     name = require_moderator()
     return {"name": name}
+
+
+@bp.get("/moderators/blocked")
+def blocked():
+    """The users blocked now (those GET /users/<author> calls blocked), newest block first, each with the strike
+    notices that blocked them as far as this API still has them; for moderators (403 a chatter's token)."""
+    require_moderator()
+    limit = parse_limit(request.args.get("limit"), default=100, maximum=BLOCKED_LIMIT)
+    users, total = get_moderation().blocked(limit)
+    language = request_language()
+    answer = {
+        "blocked": [
+            {
+                "author": state.author,
+                "strikes": state.strikes,
+                "blocked_at": state.blocked_at,
+                "notices": [notice.as_json(language) for notice in notices],
+            }
+            for state, notices in users
+        ],
+        "total": total,
+    }
+    return answer, 200, i18n.language_headers(language)
 
 
 def init_app(app: Flask) -> None:

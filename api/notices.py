@@ -242,6 +242,20 @@ class NoticeBoard(Follower):
             newer.sort(key=lambda n: n.seq)
         return newer
 
+    def strike_notices(self, author: str) -> list[Notice]:
+        """`author`'s warnings and block kept since their last unblock (the strikes that blocked them), oldest
+        first (one per notice id); none when the topic no longer held them at the start or they are past
+        `per_author`."""
+        with self._cond:
+            notices = list(self._by_author.get(author, ()))
+        since = next((i for i in range(len(notices) - 1, -1, -1) if notices[i].body["kind"] == "unblocked"), -1)
+        # a strike told at once that the ledger then worded otherwise is in twice, under one id: the ledger's
+        # wording, in the place it was first told
+        latest: dict[str, Notice] = {}
+        for notice in notices[since + 1 :]:
+            latest[notice.body["id"]] = notice  # a dict keeps the first insertion's place
+        return list(latest.values())
+
     def standing(self, author: str) -> Standing | None:
         return self._standing.get(author)
 
@@ -381,6 +395,19 @@ class Moderation:
         """The feed took in the `chat_controlled` record at (partition, offset): tell its author at once."""
         body = self.instant_notice(message) if message is not None else None
         self.notices.tell_at_once(partition, offset, body)
+
+    def blocked(self, limit: int) -> tuple[list[tuple[UserState, list[Notice]]], int]:
+        """The users blocked now, as `is_blocked` says of each (the snapshot, the notices since, and the blocks
+        the ledger has not announced yet), newest block first, at most `limit`, each with the strike notices
+        that blocked them; and how many are blocked in all."""
+        candidates = set(self.snapshot.blocked_authors()) | set(self.notices.standing_authors())
+        if self.feed is not None:
+            candidates.update(self.feed.profane_authors())
+        states = [state for state in map(self.state, candidates) if state is not None and state.is_blocked]
+        states.sort(key=lambda s: s.author)
+        # newest first ("YYYY-MM-DD HH:MM:SS" sorts as time does), a block of no known time last; by name within
+        states.sort(key=lambda s: (s.blocked_at is not None, s.blocked_at or ""), reverse=True)
+        return [(state, self.notices.strike_notices(state.author)) for state in states[:limit]], len(states)
 
     def is_blocked(self, author: str) -> bool:
         state = self.state(author)

@@ -27,11 +27,21 @@ from starlette.requests import Request
 from config import contract, settings
 
 from . import i18n
-from .client import ChatApiError, ChatSession, SendError, send_message, sign_up
+from .client import (
+    ChatApiError,
+    ChatSession,
+    SendError,
+    fetch_blocked,
+    moderator_name,
+    moderator_sign_in,
+    send_message,
+    sign_up,
+    unblock_user,
+)
 from .guard import Guard
 from .i18n import Lang, Text, text
 from .live import LiveFeed, ModerationWatch, get_chat_settings, get_feed, get_notices
-from .models import ChatSettings, Standing
+from .models import BlockedList, ChatSettings, Standing
 from .render import (
     CSS,
     block_reason,
@@ -39,15 +49,20 @@ from .render import (
     check_sign_up,
     join_failure,
     message_to_chat_content,
+    moderator_failure,
     render_intro,
     render_limits,
     render_moderation,
+    render_moderator_page,
     render_status,
     send_failure,
+    unblock_result,
     validate_name,
 )
 
 PASSWORD_INPUTS = ("signin_password", "signup_password", "signup_password2")
+MODERATOR_REFRESH_S = 3.0
+"""How often a moderator's page reads the blocked users again (GET /moderators/blocked)."""
 
 SETTINGS = settings.load()
 API_URL = SETTINGS.api_url
@@ -78,6 +93,13 @@ SCRIPT = """
     document.title = TITLES[input.value];
     document.cookie = `%(cookie)s=${input.value}; path=/; max-age=31536000; SameSite=Lax`;
     label(document);
+  });
+  // a moderator's unblock button: the name goes to the server as data (with a count, so a second click counts)
+  let unblocks = 0;
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest && event.target.closest("button.mod-unblock");
+    if (!button || !window.Shiny) return;
+    Shiny.setInputValue("unblock", {author: button.dataset.author, n: ++unblocks});
   });
   new MutationObserver(() => label(document)).observe(document.documentElement, {subtree: true, childList: true});
 })();
@@ -120,6 +142,9 @@ def page(lang: Lang) -> Tag:
         ui.div(ui.output_ui("moderation"), class_="chat-moderation", aria_live="polite"),
         tags.main(
             ui.output_ui("intro"),
+            # a moderator's sign-in (folded into one line), then their page (never rendered for a chatter's
+            # session); above the join forms, where the chat below cannot push it out of the window
+            ui.output_ui("moderator_area"),
             ui.output_ui("join_area"),
             # the slow mode, and when the user may send again after a message or a refusal
             ui.div(ui.output_ui("send_limits"), aria_live="polite"),
@@ -193,6 +218,24 @@ def account_form(lang: Lang, kind: str, typed_name: str, min_chars: int) -> Tag:
     )
 
 
+def moderator_form(lang: Lang) -> Tag:
+    """The moderators' sign-in (a name and a secret of CHAT_MODERATORS_FILE, or `moderator` and CHAT_ADMIN_TOKEN),
+    folded away under its title: chatters have no use for it."""
+    secret = ui.input_password("mod_secret", i18n.translate(lang, "mod.secret_label"), value="")
+    secret.children[1].attrs["autocomplete"] = "current-password"
+    return tags.details(
+        tags.summary(i18n.translate(lang, "mod.signin_title")),
+        tags.fieldset(
+            ui.input_text("mod_name", i18n.translate(lang, "mod.name_label"), value="", autocomplete="username"),
+            secret,
+            ui.input_action_button("mod_signin", i18n.translate(lang, "mod.signin_button"), class_="btn-secondary"),
+            ui.div(ui.output_text("mod_error_text"), class_="join-error", role="alert"),
+            class_="join-form",
+        ),
+        class_="mod-signin",
+    )
+
+
 def app_ui(request: Request) -> Tag:
     return page(i18n.choose(request.headers, request.cookies))
 
@@ -209,6 +252,8 @@ class Visit:
     chat_hidden: bool = False  # the user is blocked: the chat was cleared
     form_lang: Lang | None = None  # the language the join form was rendered in
     form_guest: bool | None = None  # which join form is on the page: a guest's (True) or the accounts' (False)
+    moderator_token: str | None = None  # a moderator's token, once GET /moderators/me has said whose it is
+    moderator_busy: bool = False  # a moderator's sign-in is in flight
 
     async def sign_out(self) -> None:
         """Stop following the user's moderation and end their API session (which frees the name)."""
@@ -237,6 +282,13 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
     shared_settings = get_chat_settings(API_URL)
     # where the person's browser is (as uvicorn sees it, behind a proxy it trusts), for the API's per-address limits
     browser_address = session.http_conn.client.host if session.http_conn.client else None
+    # the moderator signed in on this page (None: nobody; a chatter never), their page's list and results
+    moderator: reactive.Value[str | None] = reactive.Value(None)
+    moderator_error: reactive.Value[Text | None] = reactive.Value(None)
+    blocked: reactive.Value[BlockedList | None] = reactive.Value(None)
+    blocked_problem: reactive.Value[Text | None] = reactive.Value(None)
+    unblock_results: reactive.Value[dict[str, Text]] = reactive.Value({})
+    refresh_blocked: reactive.Value[int] = reactive.Value(0)
     # the page was built in this language, from the same request headers
     first_lang = i18n.choose(session.http_conn.headers, session.http_conn.cookies)
 
@@ -337,6 +389,115 @@ def server(input: Inputs, output: Outputs, session: Session) -> None:
                 await _enter(check.name, password, new_account=True)
         finally:
             _clear_passwords()
+
+    # -- moderators ----------------------------------------------------------------------------
+
+    def _stop_moderating(reason: Text | None = None) -> None:
+        visit.moderator_token = None
+        moderator.set(None)
+        blocked.set(None)
+        blocked_problem.set(None)
+        unblock_results.set({})
+        moderator_error.set(reason)
+
+    @reactive.effect
+    @reactive.event(input.mod_signin)
+    async def _moderator_sign_in() -> None:
+        name, secret = (input.mod_name() or "").strip(), input.mod_secret() or ""
+        ui.update_text("mod_secret", value="")  # the secret lives in this call's frame only
+        if moderator.get() is not None or visit.moderator_busy:
+            return
+        if not name or not secret:
+            moderator_error.set(text("mod.missing"))
+            return
+        language = lang_now()
+        visit.moderator_busy = True
+        try:
+            grant = await asyncio.to_thread(
+                moderator_sign_in, API_URL, name, secret, language=language, client_address=browser_address
+            )
+            # the page is for a token the API itself calls a moderator's
+            verified = await asyncio.to_thread(
+                moderator_name, API_URL, grant.token, language=language, client_address=browser_address
+            )
+        except ChatApiError as exc:
+            moderator_error.set(moderator_failure(exc))
+            return
+        finally:
+            visit.moderator_busy = False
+        if visit.ended:
+            return
+        visit.moderator_token = grant.token
+        moderator_error.set(None)
+        moderator.set(verified)
+
+    @reactive.effect
+    @reactive.event(input.mod_signout)
+    def _moderator_sign_out() -> None:
+        _stop_moderating()
+
+    @reactive.effect
+    async def _follow_blocked() -> None:
+        """The moderator's list of blocked users, read again every MODERATOR_REFRESH_S (and after an unblock)."""
+        refresh_blocked()
+        if moderator() is None or visit.moderator_token is None:
+            return
+        reactive.invalidate_later(MODERATOR_REFRESH_S)
+        token = visit.moderator_token
+        try:
+            listed = await asyncio.to_thread(
+                fetch_blocked, API_URL, token, language=lang_now(), client_address=browser_address
+            )
+        except ChatApiError as exc:
+            if visit.moderator_token != token:
+                return
+            if exc.status in (401, 403) and exc.code != "moderation_off":
+                _stop_moderating(text("mod.not_moderator"))  # the token is no longer good (expired, secret changed)
+            else:
+                blocked_problem.set(moderator_failure(exc))
+            return
+        if visit.moderator_token == token:
+            blocked.set(listed)
+            blocked_problem.set(None)
+
+    @reactive.effect
+    @reactive.event(input.unblock)
+    async def _unblock() -> None:
+        value, token = input.unblock(), visit.moderator_token
+        author = value.get("author") if isinstance(value, dict) else None
+        if token is None or moderator.get() is None or not isinstance(author, str) or not author:
+            return  # not a moderator's page: nothing to do, whatever the browser sends
+        try:
+            await asyncio.to_thread(unblock_user, API_URL, token, author, language=lang_now())
+            result = unblock_result(author, None)
+        except ChatApiError as exc:
+            result = unblock_result(author, exc)
+        unblock_results.set({**unblock_results.get(), author: result})
+        refresh_blocked.set(refresh_blocked.get() + 1)
+
+    @render.ui
+    def moderator_area() -> Tag | None:
+        name = moderator()
+        if name is not None:
+            return ui.div(
+                ui.output_ui("moderator_page"),
+                ui.input_action_button("mod_signout", i18n.translate(lang(), "mod.signout_button"), class_="btn-sm"),
+            )
+        if user_name() is not None:
+            return None  # a chatter's session: no moderators' sign-in, no page
+        return moderator_form(lang())
+
+    @render.ui
+    def moderator_page() -> Tag | None:
+        name = moderator()
+        if name is None or visit.moderator_token is None:
+            return None
+        return render_moderator_page(name, blocked(), lang(), unblock_results(), blocked_problem())
+
+    @render.text
+    def mod_error_text() -> str:
+        error = moderator_error()
+        return error.render(lang()) if error is not None else ""
 
     @reactive.effect
     def _follow_language() -> None:

@@ -26,7 +26,7 @@ import requests
 
 from config import contract
 
-from .models import ChatSettings, FeedMessage, UserRecord
+from .models import BlockedList, ChatSettings, FeedMessage, UserRecord
 
 log = logging.getLogger(__name__)
 
@@ -575,3 +575,101 @@ def fetch_user(
         if record is None:
             raise ChatApiError("malformed reply to GET /users/<author>")
         return record
+
+
+# -- moderators ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModeratorGrant:
+    """``POST /moderators/sign_in``'s answer: the moderator's bearer token and name."""
+
+    token: str
+    name: str
+    expires_at: str
+
+
+def moderator_sign_in(
+    api_url: str,
+    name: str,
+    secret: str,
+    *,
+    timeout: float = SESSION_TIMEOUT,
+    language: str | None = None,
+    client_address: str | None = None,
+) -> ModeratorGrant:
+    """``POST /moderators/sign_in`` with a moderator's name and secret (the secret lives in this call only).
+
+    Raises :class:`ChatApiError` with the status, the code and ``Retry-After`` when the API refuses (403
+    ``bad_moderator_credentials`` or ``moderation_off``, 429 too many wrong secrets from the address, 400),
+    and :class:`ApiUnreachable` when it cannot be reached. ``client_address``: the browser's (``X-Forwarded-For``),
+    which the API's guess throttle counts by.
+    """
+    try:
+        response = requests.post(
+            f"{api_url.rstrip('/')}/moderators/sign_in",
+            json={"name": name, "secret": secret},
+            headers={**language_header(language), **forwarded_for(client_address)},
+            timeout=timeout,
+        )
+    except requests.RequestException as exc:
+        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
+    with response:
+        if response.status_code not in (200, 201):
+            raise failure(response, "POST /moderators/sign_in")
+        body = json_object(response) or {}
+        token, who, expires_at = body.get("token"), body.get("name"), body.get("expires_at")
+        if not (isinstance(token, str) and token and isinstance(who, str) and who):
+            raise ChatApiError("malformed reply to POST /moderators/sign_in")
+        return ModeratorGrant(token, who, expires_at if isinstance(expires_at, str) else "")
+
+
+def moderator_request(
+    method: str,
+    api_url: str,
+    path: str,
+    token: str,
+    *,
+    timeout: float = LOOKUP_TIMEOUT,
+    language: str | None = None,
+    client_address: str | None = None,
+) -> requests.Response:
+    """A moderator's request with their token; :class:`ApiUnreachable` when the API cannot be reached."""
+    headers = {**bearer(token), **language_header(language), **forwarded_for(client_address)}
+    try:
+        return requests.request(method, f"{api_url.rstrip('/')}{path}", headers=headers, timeout=timeout)
+    except requests.RequestException as exc:
+        raise ApiUnreachable(f"cannot reach {api_url} ({type(exc).__name__})") from None
+
+
+def moderator_name(api_url: str, token: str, **kw: Any) -> str:
+    """``GET /moderators/me``: whose moderator's token ``token`` is. :class:`ChatApiError` for any other answer
+    (403: a chatter's token, or one no longer good), so the UI shows the moderator page only on this 200."""
+    with moderator_request("GET", api_url, "/moderators/me", token, **kw) as response:
+        if response.status_code != 200:
+            raise failure(response, "GET /moderators/me")
+        name = (json_object(response) or {}).get("name")
+        if not (isinstance(name, str) and name):
+            raise ChatApiError("malformed reply to GET /moderators/me")
+        return name
+
+
+def fetch_blocked(api_url: str, token: str, *, limit: int = 100, **kw: Any) -> BlockedList:
+    """``GET /moderators/blocked``: the users blocked now, newest first; :class:`ChatApiError` otherwise."""
+    with moderator_request("GET", api_url, f"/moderators/blocked?limit={int(limit)}", token, **kw) as response:
+        if response.status_code != 200:
+            raise failure(response, "GET /moderators/blocked")
+        listed = BlockedList.from_json(json_object(response))
+        if listed is None:
+            raise ChatApiError("malformed reply to GET /moderators/blocked")
+        return listed
+
+
+def unblock_user(api_url: str, token: str, author: str, **kw: Any) -> int:
+    """``POST /users/<author>/unblock`` with a moderator's token: the status (202: in Kafka, the ledger applies
+    it); :class:`ChatApiError` for any other answer."""
+    path = user_url("", author, "unblock")
+    with moderator_request("POST", api_url, path, token, timeout=SEND_TIMEOUT, **kw) as response:
+        if response.status_code != 202:
+            raise failure(response, "POST /users/<author>/unblock")
+        return response.status_code

@@ -186,6 +186,90 @@ CATALOG: dict[str, dict[Lang, Entry]] = {
         "es": "Tu sesión ha terminado; vuelve a entrar con tu nombre y tu contraseña.",
         "en": "Your session has ended; please sign in again with your name and password.",
     },
+    # -- moderators: their sign-in and page
+    "mod.signin_title": {"es": "Moderación", "en": "Moderators"},
+    "mod.name_label": {"es": "Nombre de moderación", "en": "Moderator name"},
+    "mod.secret_label": {"es": "Clave de moderación", "en": "Moderator secret"},
+    "mod.signin_button": {"es": "Entrar a moderar", "en": "Sign in to moderate"},
+    "mod.signout_button": {"es": "Dejar de moderar", "en": "Stop moderating"},
+    "mod.missing": {
+        "es": "Escribe tu nombre y tu clave de moderación.",
+        "en": "Please enter your moderator name and secret.",
+    },
+    "mod.bad_credentials": {
+        "es": "Nombre o clave de moderación incorrectos.",
+        "en": "Wrong moderator name or secret.",
+    },
+    "mod.off": {
+        "es": "Este chat no tiene moderación configurada.",
+        "en": "This chat has no moderators configured.",
+    },
+    "mod.too_many_attempts": {
+        "es": "Demasiados intentos fallidos desde tu conexión. Vuelve a intentarlo dentro de {wait}.",
+        "en": "Too many wrong attempts from your connection. Please try again in {wait}.",
+    },
+    "mod.too_many_attempts_later": {
+        "es": "Demasiados intentos fallidos desde tu conexión. Vuelve a intentarlo más tarde.",
+        "en": "Too many wrong attempts from your connection. Please try again later.",
+    },
+    "mod.not_moderator": {
+        "es": "Ese token no es de moderación (o ya no vale); vuelve a entrar a moderar.",
+        "en": "That is not a moderator's token (or it is no longer good); please sign in to moderate again.",
+    },
+    "mod.unreachable": {
+        "es": "No se puede contactar con el servidor del chat; vuelve a intentarlo en un momento.",
+        "en": "The chat server cannot be reached; please try again in a moment.",
+    },
+    "mod.rejected": {
+        "es": "El servidor del chat no acepta ese nombre o esa clave.",
+        "en": "The chat server does not accept that name or secret.",
+    },
+    "mod.failed": {"es": "No se pudo: {detail}", "en": "It did not work: {detail}"},
+    "mod.page_title": {"es": "Moderación: {name}", "en": "Moderating as {name}"},
+    "mod.blocked_title": {"es": "Usuarios bloqueados", "en": "Blocked users"},
+    "mod.none_blocked": {"es": "No hay nadie bloqueado.", "en": "Nobody is blocked."},
+    "mod.shown_of": {
+        "es": Plural(
+            "total",
+            one="Se muestran {shown} de {total} usuario bloqueado.",
+            other="Se muestran {shown} de {total} usuarios bloqueados.",
+        ),
+        "en": Plural(
+            "total", one="Showing {shown} of {total} blocked user.", other="Showing {shown} of {total} blocked users."
+        ),
+    },
+    "mod.strikes": {
+        "es": Plural("count", one="{count} falta", other="{count} faltas"),
+        "en": Plural("count", one="{count} strike", other="{count} strikes"),
+    },
+    "mod.since": {"es": "bloqueado desde {since} UTC", "en": "blocked since {since} UTC"},
+    "mod.since_unknown": {"es": "bloqueado", "en": "blocked"},
+    "mod.told": {"es": "Lo que se le avisó:", "en": "What they were told:"},
+    "mod.no_notices": {
+        "es": "Los avisos de este bloqueo ya no están en el servidor.",
+        "en": "The notices of this block are no longer on the server.",
+    },
+    "mod.unblock_button": {"es": "Desbloquear a {name}", "en": "Unblock {name}"},
+    "mod.unblock_sent": {
+        "es": "Desbloqueo de {name} enviado (202); se aplica en unos segundos.",
+        "en": "Unblock of {name} sent (202); it takes effect within seconds.",
+    },
+    "mod.unblock_failed": {
+        "es": "No se pudo desbloquear a {name}: {reason}",
+        "en": "Could not unblock {name}: {reason}",
+    },
+    "mod.unknown_user": {
+        "es": "el servidor no conoce a ese usuario.",
+        "en": "the server does not know that user.",
+    },
+    "mod.kafka_down": {
+        "es": "el servidor del chat no puede guardarlo ahora; vuelve a intentarlo.",
+        "en": "the chat server cannot record it right now; please try again.",
+    },
+    "mod.list_stale": {
+        "es": "La lista no se puede actualizar: {reason}",
+        "en": "The list cannot be refreshed: {reason}",
+    },
     "guest.name_taken": {
         "es": "Ese nombre, u otro que se le parece, ya es de otra persona; elige otro.",
         "en": "That name, or one that looks like it, is already taken; please choose another.",

@@ -230,6 +230,49 @@ class UserRecord:
         return cls(author, strikes, is_blocked, blocked_at if isinstance(blocked_at, str) else None)
 
 
+@dataclass(frozen=True, slots=True)
+class BlockedUser:
+    """One user of ``GET /moderators/blocked``: blocked now, with the strike notices that blocked them (as far as
+    the API still has them)."""
+
+    author: str
+    strikes: int
+    blocked_at: str | None = None
+    notices: tuple[Notice, ...] = ()
+
+    @classmethod
+    def from_json(cls, obj: object) -> BlockedUser | None:
+        """Build the entry from the API's JSON, or None if it is malformed (a malformed notice is left out)."""
+        if not isinstance(obj, Mapping):
+            return None
+        author, strikes, blocked_at, notices = (
+            obj.get("author"),
+            obj.get("strikes"),
+            obj.get("blocked_at"),
+            obj.get("notices"),
+        )
+        if not (isinstance(author, str) and author) or not _is_int(strikes) or strikes < 0:
+            return None
+        parsed = tuple(n for n in map(Notice.from_json, notices if isinstance(notices, list) else []) if n)
+        return cls(author, strikes, blocked_at if isinstance(blocked_at, str) else None, parsed)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedList:
+    """``GET /moderators/blocked``: the blocked users listed (newest block first) and how many there are in all."""
+
+    users: tuple[BlockedUser, ...]
+    total: int
+
+    @classmethod
+    def from_json(cls, obj: object) -> BlockedList | None:
+        if not isinstance(obj, Mapping) or not isinstance(obj.get("blocked"), list):
+            return None
+        users = tuple(u for u in map(BlockedUser.from_json, obj["blocked"]) if u is not None)
+        total = obj.get("total")
+        return cls(users, total if _is_int(total) and total >= len(users) else len(users))
+
+
 PASSWORD_MIN_CHARS = 10
 """The shortest password the API takes when ``GET /chat/settings`` does not say (the API's setting)."""
 PASSWORD_MAX_CHARS = contract.MAX_PASSWORD_CHARS

@@ -22,7 +22,16 @@ from config import contract
 
 from .client import READER_PREFIX, ChatApiError, NameInUse, SendError
 from .i18n import Lang, Terms, Text, text
-from .models import PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS, FeedMessage, FeedStatus, Notice, Standing
+from .models import (
+    PASSWORD_MAX_CHARS,
+    PASSWORD_MIN_CHARS,
+    BlockedList,
+    BlockedUser,
+    FeedMessage,
+    FeedStatus,
+    Notice,
+    Standing,
+)
 
 # C0 controls (except tab and newline) and DEL: invisible, or worse, in a browser.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -51,6 +60,12 @@ html :is(a, button, input, summary, [contenteditable], [tabindex]):focus-visible
   outline: 3px solid var(--bs-primary); outline-offset: 2px;
 }
 .join-error { color: var(--bs-danger-text-emphasis); min-height: 1.5em; }
+.mod-page { max-width: 48rem; }
+.mod-page h2 { font-size: 1.2rem; }
+.mod-page h3 { font-size: 1.05rem; }
+.mod-user { border-top: 1px solid var(--bs-border-color); padding: .5rem 0; }
+.mod-user ol { margin: .25rem 0; padding-left: 1.25rem; font-size: .9rem; }
+.mod-result { font-size: .9rem; }
 /* A message cut by the top of the scrolled chat keeps its author line in view: without this,
    the top message showed only its text in a window where the chat had scrolled (issue 21). */
 .chat-msg-header {
@@ -386,3 +401,114 @@ def check_sign_up(raw_name: str | None, password: str | None, again: str | None,
     if password != (again or ""):
         return AccountCheck(None, text("account.password_mismatch"))
     return AccountCheck(check.name, None)
+
+
+# -- moderators ----------------------------------------------------------------------------------
+
+
+def moderator_failure(error: ChatApiError) -> Text:
+    """Why a moderator's sign-in (or a request with their token) did not work."""
+    if error.status is None:
+        return text("mod.unreachable")
+    code = error.code or ""
+    if code == "moderation_off":
+        return text("mod.off")
+    if code == "bad_moderator_credentials":
+        return text("mod.bad_credentials")
+    if error.status == 429:
+        return later("mod.too_many_attempts", error.retry_after)
+    if error.status in (401, 403):
+        return text("mod.not_moderator")
+    if error.status in (400, 413):
+        return text("mod.rejected")
+    return text("mod.failed", detail=clean_text(str(error)))
+
+
+def unblock_result(name: str, error: ChatApiError | None) -> Text:
+    """What became of a moderator's unblock of ``name`` (``error``: None for the API's 202)."""
+    if error is None:
+        return text("mod.unblock_sent", name=name)
+    if error.status == 404:
+        reason = text("mod.unknown_user")
+    elif error.status == 503:
+        reason = text("mod.kafka_down")
+    else:
+        reason = moderator_failure(error)
+    return text("mod.unblock_failed", name=name, reason=reason)
+
+
+def render_blocked_user(user: BlockedUser, lang: Lang, result: Text | None) -> Tag:
+    """One blocked user: name, strikes, since when, the notices that blocked them, and the unblock button (which
+    carries the name in a data attribute: the page's script hands it to the server, never as markup)."""
+    since = (
+        text("mod.since", since=clean_text(user.blocked_at)) if user.blocked_at else text("mod.since_unknown")
+    ).render(lang)
+    notices = (
+        tags.div(
+            text("mod.told").render(lang),
+            tags.ol(
+                *(
+                    tags.li(notice_text(n).render(lang), " ", time_span(n.timestamp, f"({format_time(n.timestamp)})"))
+                    for n in user.notices
+                )
+            ),
+        )
+        if user.notices
+        else tags.p(text("mod.no_notices").render(lang), class_="text-body-secondary")
+    )
+    name = clean_text(user.author)
+    return tags.li(
+        tags.strong(name, class_="mod-author"),
+        " · ",
+        text("mod.strikes", count=user.strikes).render(lang),
+        " · ",
+        since,
+        notices,
+        tags.button(
+            text("mod.unblock_button", name=name).render(lang),
+            type="button",
+            class_="btn btn-sm btn-outline-danger mod-unblock",
+            data_author=user.author,
+        ),
+        None if result is None else tags.span(" ", result.render(lang), class_="mod-result", role="status"),
+        class_="mod-user",
+    )
+
+
+def render_moderator_page(
+    name: str,
+    blocked: BlockedList | None,
+    lang: Lang,
+    results: dict[str, Text] | None = None,
+    problem: Text | None = None,
+) -> Tag:
+    """The moderator's page: who they are, the blocked users (None: not read yet) with an unblock button each,
+    what became of their unblocks (``results`` by name), and why the list could not be refreshed (``problem``)."""
+    results = results or {}
+    body: list[Tag | None] = []
+    if problem is not None:
+        body.append(tags.p(text("mod.list_stale", reason=problem).render(lang), class_="join-error", role="alert"))
+    if blocked is None:
+        body.append(tags.p(text("status.connecting").render(lang)))
+    elif not blocked.users:
+        body.append(tags.p(text("mod.none_blocked").render(lang), class_="mod-none"))
+    else:
+        if blocked.total > len(blocked.users):
+            body.append(tags.p(text("mod.shown_of", shown=len(blocked.users), total=blocked.total).render(lang)))
+        body.append(
+            tags.ul(
+                *(render_blocked_user(u, lang, results.get(u.author)) for u in blocked.users),
+                class_="list-unstyled mod-blocked",
+            )
+        )
+    # unblocks of users no longer listed (lifted since): their result still shows
+    listed = {u.author for u in blocked.users} if blocked is not None else set()
+    gone = [tags.li(result.render(lang)) for author, result in results.items() if author not in listed]
+    return tags.section(
+        tags.h2(*text("mod.page_title", name=tags.strong(clean_text(name))).children(lang)),
+        tags.h3(text("mod.blocked_title").render(lang)),
+        *body,
+        tags.ul(*gone, class_="mod-result list-unstyled", role="status") if gone else None,
+        class_="mod-page",
+        id="mod_page",
+    )

@@ -57,6 +57,7 @@ class ModerationSnapshot:
         self.storage_options = storage_options
         self.refresh_s = refresh_s
         self._users: dict[str, UserState] = {}
+        self._blocked: tuple[str, ...] = ()  # the authors blocked in that version
         self._table = None
         self.version: int | None = None
         self.loaded_at: float | None = None
@@ -111,6 +112,7 @@ class ModerationSnapshot:
                 )
                 for r in rows
             }
+            self._blocked = tuple(a for a, state in self._users.items() if state.is_blocked)
             self.version, self.loaded_at, self.error = version, time.time(), None
             return True
         except Exception as exc:  # noqa: BLE001 - a bad read must not kill the refresher
@@ -124,6 +126,10 @@ class ModerationSnapshot:
     def authors(self) -> list[str]:
         """Every author of the table as last read (the dict is swapped whole on a refresh: listing it is safe)."""
         return list(self._users)
+
+    def blocked_authors(self) -> tuple[str, ...]:
+        """The authors blocked in the table as last read."""
+        return self._blocked
 
     def status(self) -> dict:
         return {

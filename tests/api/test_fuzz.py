@@ -230,6 +230,10 @@ CAMPAIGNS = [
     Campaign("GET /moderators/me", P, "admin", expect=frozenset({200})),
     Campaign("GET /moderators/me", P, "user", expect=frozenset({403})),  # a chatter's token
     Campaign("GET /moderators/me", N, "admin", expect=frozenset({401})),
+    Campaign("GET /moderators/blocked", P, "admin", expect=frozenset({200})),
+    Campaign("GET /moderators/blocked", P, "user", expect=frozenset({403})),  # a chatter's token
+    Campaign("GET /moderators/blocked", N, "admin", keep_token=True, expect=frozenset({400})),
+    Campaign("GET /moderators/blocked", N, "admin", expect=frozenset({401})),
     Campaign("POST /moderators/sign_in", P, expect=frozenset({403})),  # no generated secret is a moderator's
     Campaign("POST /moderators/sign_in", N, expect=frozenset({400})),
     Campaign("POST /accounts", P, expect=frozenset({201})),

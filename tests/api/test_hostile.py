@@ -418,6 +418,26 @@ HOSTILE = [
     ),
     pytest.param(Hostile("GET", "/moderators/me", auth=None), 401, "sign in first", id="moderators/me no token"),
     pytest.param(
+        Hostile("GET", "/moderators/blocked", auth="user"), 403, NOT_A_MODERATOR, id="moderators/blocked as a user"
+    ),
+    pytest.param(
+        Hostile("GET", "/moderators/blocked", auth="Bearer e30.e30"),
+        403,
+        NOT_A_MODERATOR,
+        id="moderators/blocked forged token",
+    ),
+    pytest.param(Hostile("GET", "/moderators/blocked", auth=None), 401, "sign in first", id="blocked no token"),
+    pytest.param(
+        read(b"limit=" + b"9" * 5_000, path="/moderators/blocked", auth="moderator"),
+        400,
+        "limit must be a whole number from 1 to 500",
+        id="blocked limit of 5000 digits",
+    ),
+    pytest.param(
+        read(b"limit=%D9%A3", path="/moderators/blocked", auth="admin"), 400, BAD_LIMIT, id="blocked limit Arabic digit"
+    ),
+    pytest.param(read(b"limit=\xff", path="/moderators/blocked", auth="admin"), 400, BAD_QUERY, id="blocked raw bytes"),
+    pytest.param(
         Hostile("POST", f"/users/{USER}/unblock", auth="user"),
         403,
         NOT_A_MODERATOR,

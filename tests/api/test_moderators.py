@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 
+import pyarrow as pa
 import pytest
+from deltalake import write_deltalake
 from kafka import KafkaConsumer
 
 from api.accounts import hasher_for
@@ -20,7 +23,7 @@ from config import contract
 from tests.api.asgi_client import Request, run
 from tests.api.conftest import ADMIN, make_app, token_for
 from tests.api.test_flood import SharedKafka
-from tests.api.test_notices import notice
+from tests.api.test_notices import notice, served
 from tests.conftest import records_in
 
 SECRETS = {"mia": "mia's secret of the tests", "noor": "noor's secret of the tests"}
@@ -63,7 +66,8 @@ class Doors:
         if body is not None:
             data = json.dumps(body).encode()
             raw += [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-        answer = run(self.asgi, Request(method, path, headers=raw, body=data, client=(client, 40000)))
+        path, _, query = path.partition("?")
+        answer = run(self.asgi, Request(method, path, query.encode(), raw, data, client=(client, 40000)))
         return answer.status, json.loads(answer.body) if answer.body else None
 
     def sign_in(self, door: str, name: str, secret: str | None = None, client="127.0.0.1") -> str:
@@ -132,12 +136,13 @@ def test_a_chatters_token_is_a_403_on_every_moderator_endpoint_and_no_guess(tmp_
         ("GET", "/admin/holds", None),
         ("DELETE", "/admin/holds/192.0.2.1", None),
         ("GET", "/moderators/me", None),
+        ("GET", "/moderators/blocked", None),
     ]:
         status, answer = doors.call(door, method, path, doors.ana, body)
         assert (status, answer["code"]) == (403, "moderator_token_required"), path
     assert doors.call(door, "GET", "/moderators/me")[0] == 401
     assert doors.actions() == []
-    # five refusals, yet the address is not locked out (limit 2): a session token is no guess at a moderator's
+    # six refusals, yet the address is not locked out (limit 2): a session token is no guess at a moderator's
     assert doors.call(door, "POST", "/users/ana/unblock", doors.sign_in(door, "mia"))[0] == 202
 
 
@@ -282,3 +287,117 @@ def test_on_a_real_broker_each_action_in_chat_actions_carries_its_moderators_nam
         ]
     finally:
         doors.app.extensions["chat_producer"].close()
+
+
+def moderation_table(path, rows: list[tuple]) -> None:
+    """Delta `user_moderation` as the ledger leaves it (written with deltalake here): (author, strikes, blocked at)."""
+    schema = pa.schema(
+        [
+            ("author", pa.string()),
+            ("messages", pa.int64()),
+            ("strikes", pa.int32()),
+            ("is_blocked", pa.bool_()),
+            ("blocked_at", pa.timestamp("us", "UTC")),
+            ("blocked_partition", pa.int32()),
+            ("blocked_offset", pa.int64()),
+            ("last_batch_id", pa.int64()),
+        ]
+    )
+    columns = [
+        [a for a, _, _ in rows],
+        [5] * len(rows),
+        [s for _, s, _ in rows],
+        [at is not None for _, _, at in rows],
+        [at for _, _, at in rows],
+        [0 if at else None for _, _, at in rows],
+        [100 + i if at else None for i, (_, _, at) in enumerate(rows)],
+        [1] * len(rows),
+    ]
+    write_deltalake(str(path), pa.table(columns, schema=schema), mode="append")
+
+
+def at(text: str, body: bytes) -> bytes:
+    """A notice of tests/api/test_notices.py's, sent at `text` (UTC)."""
+    return json.dumps({**json.loads(body), "timestamp": text}).encode()
+
+
+@DOORS
+def test_the_blocked_list_names_whom_the_user_page_calls_blocked_newest_first_with_their_strikes(tmp_path, door):
+    """The three ways the API knows of a block: the Delta snapshot, the ledger's notices since, and the third strike
+    the feed served that the ledger has not announced yet; and an unblock announced after the snapshot lifts one."""
+    doors = Doors(tmp_path)
+    app = doors.app
+    moderation, feed = app.extensions["chat_moderation"], app.extensions["chat_feed"]
+    moderation.notices.caught_up = True  # the board has read what the topic held (else no instant block is told)
+    # in the snapshot: carla blocked long ago, dan blocked but unblocked since (the notice is newer), eli struck once
+    moderation_table(
+        moderation.snapshot.table_path,
+        [("carla", 3, datetime(2026, 11, 20, 8, 0, tzinfo=UTC)), ("dan", 3, datetime(2026, 11, 21, 8, 0, tzinfo=UTC))]
+        + [("eli", 1, None)],
+    )
+    assert moderation.snapshot.refresh()
+    moderation.notices.add_record(notice("dan", "unblocked", 0, batch=2), [])
+    # the ledger's notices: bob blocked, unblocked, struck twice again and blocked again (the last three blocked him)
+    board = moderation.notices
+    for strike, kind, offset in ((1, "warning", 1), (2, "warning", 2), (3, "blocked", 3)):
+        board.add_record(at("2026-11-25 09:00:00", notice("bob", kind, strike, f"b{offset}", offset, batch=3)), [])
+    board.add_record(notice("bob", "unblocked", 0, batch=4), [])
+    for strike, kind, offset in ((1, "warning", 11), (2, "warning", 12), (3, "blocked", 13)):
+        board.add_record(at("2026-11-26 09:00:00", notice("bob", kind, strike, f"b{offset}", offset, batch=5)), [])
+    # ana: two warnings, not blocked
+    for strike in (1, 2):
+        board.add_record(notice("ana", "warning", strike, f"a{strike}", 20 + strike, batch=6), [])
+    # eve: three profane messages served, not announced by the ledger yet: blocked at the third, told at once
+    for offset in (31, 32, 33):
+        served(feed, "eve", offset)
+    mia = doors.sign_in(door, "mia")
+
+    status, listed = doors.call(door, "GET", "/moderators/blocked", mia)
+    assert status == 200, listed
+    assert [u["author"] for u in listed["blocked"]] == ["eve", "bob", "carla"]
+    assert listed["total"] == 3
+    for user in ("ana", "bob", "carla", "dan", "eli", "eve"):  # the same users as GET /users/<author> says
+        page = doors.call(door, "GET", f"/users/{user}")[1]
+        assert page["is_blocked"] == (user in ("eve", "bob", "carla")), page
+        if page["is_blocked"]:
+            entry = next(u for u in listed["blocked"] if u["author"] == user)
+            assert (entry["strikes"], entry["blocked_at"]) == (page["strikes"], page["blocked_at"])
+    eve, bob, carla = listed["blocked"]
+    assert [(n["kind"], n["strike"], n["message_id"]) for n in eve["notices"]] == [
+        ("warning", 1, "eve-31"),
+        ("warning", 2, "eve-32"),
+        ("blocked", 3, "eve-33"),
+    ]
+    # only the strikes since bob's unblock: those of his first block are history
+    assert [(n["kind"], n["message_id"]) for n in bob["notices"]] == [
+        ("warning", "b11"),
+        ("warning", "b12"),
+        ("blocked", "b13"),
+    ]
+    assert bob["blocked_at"] == "2026-11-26 09:00:00" and "strike 3 of 3" in bob["notices"][-1]["text"].lower()
+    # carla's strikes are older than the notices this API has read: her block, without them
+    assert (carla["strikes"], carla["blocked_at"], carla["notices"]) == (3, "2026-11-20 08:00:00", [])
+
+    # bounded: the newest first, the total still counted
+    status, first = doors.call(door, "GET", "/moderators/blocked?limit=1", mia)
+    assert (status, [u["author"] for u in first["blocked"]], first["total"]) == (200, ["eve"], 3)
+    # in the reader's language
+    answer = doors.app.test_client().get(
+        "/moderators/blocked", headers={"Authorization": f"Bearer {mia}", "Accept-Language": "es"}
+    )
+    assert answer.headers["Content-Language"] == "es"
+    assert answer.get_json()["blocked"][1]["notices"][-1]["text"] != bob["notices"][-1]["text"]
+
+
+@DOORS
+def test_the_blocked_list_is_for_moderators_and_refuses_a_bad_limit(tmp_path, door):
+    doors = Doors(tmp_path)
+    assert doors.call(door, "GET", "/moderators/blocked", ADMIN) == (200, {"blocked": [], "total": 0})
+    status, answer = doors.call(door, "GET", "/moderators/blocked", doors.ana)
+    assert (status, answer["code"]) == (403, "moderator_token_required")
+    status, answer = doors.call(door, "GET", "/moderators/blocked")
+    assert (status, answer["code"]) == (401, "sign_in_first")
+    for limit in ("0", "501", "-1", "x", "1.5"):
+        status, answer = doors.call(door, "GET", f"/moderators/blocked?limit={limit}", ADMIN)
+        assert (status, answer["code"]) == (400, "limit_out_of_range"), limit
+    assert doors.call(door, "GET", "/moderators/blocked?limit=500", ADMIN)[0] == 200

@@ -351,3 +351,18 @@ def test_nothing_is_told_at_once_before_the_notices_topic_is_read(told):
     served_with_terms(feed, "cy", 30)
     assert board.read("cy", None, 0)[0] == []
     assert board.sizes()["told_at_once"] == 0
+
+
+def test_the_strikes_that_blocked_a_user_are_those_since_their_last_unblock_once_each():
+    """GET /moderators/blocked's notices: a strike told at once and then worded otherwise by the ledger is shown
+    once, in the ledger's words, where it was first told; what came before the last unblock is history."""
+    board = NoticeBoard()
+    board.add_record(notice("ana", "blocked", 3, "m0", 1, batch=1), [])
+    board.add_record(notice("ana", "unblocked", 0, batch=2), [])
+    told = json.loads(notice("ana", "warning", 1, "m1", 5))
+    board.tell_at_once(0, 5, told)
+    board.tell_at_once(0, 6, json.loads(notice("ana", "warning", 2, "m2", 6)))
+    board.add_record(json.dumps({**told, "terms": ["joder"], "batch": 3}).encode(), [])  # the ledger's wording
+    kept = board.strike_notices("ana")
+    assert [(n.body["message_id"], n.body["terms"]) for n in kept] == [("m1", ["joder"]), ("m2", ["mierda"])]
+    assert board.strike_notices("nobody") == []

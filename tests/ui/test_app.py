@@ -28,13 +28,24 @@ from websockets.sync.client import ClientConnection, connect
 import ui.app
 from config import contract
 from stack.broker import free_port
-from tests.ui.live_api import REPO_ROOT, LiveApi, wait_until
+from tests.ui.live_api import ADMIN_TOKEN, REPO_ROOT, LiveApi, wait_until
 from tests.ui.samples import parse
 from ui.i18n import Lang, text, translate
 from ui.models import Notice, Standing
 from ui.render import block_reason, notice_text
 
-OUTPUTS = ("title", "connection_status", "moderation", "intro", "join_area", "join_error_text", "send_limits")
+OUTPUTS = (
+    "title",
+    "connection_status",
+    "moderation",
+    "intro",
+    "join_area",
+    "join_error_text",
+    "send_limits",
+    "moderator_area",
+    "moderator_page",
+    "mod_error_text",
+)
 BLOCKED_PLACEHOLDER = translate("en", "chat.placeholder_blocked")
 NAME_IN_USE = translate("en", "join.name_in_use")
 
@@ -171,6 +182,17 @@ class ShinyClient:
 
     def sign_in(self, name: str, password: str, clicks: int) -> None:
         self.send("update", {"signin_name": name, "signin_password": password, "signin:shiny.action": clicks})
+
+    def moderator_sign_in(self, name: str, secret: str, clicks: int) -> None:
+        self.send("update", {"mod_name": name, "mod_secret": secret, "mod_signin:shiny.action": clicks})
+
+    def unblock(self, author: str, clicks: int) -> None:
+        """A click on ``author``'s unblock button, as the page's script reports it."""
+        self.send("update", {"unblock": {"author": author, "n": clicks}})
+
+    def outputs_ever(self, name: str) -> list[Any]:
+        """Every value the server sent for output ``name``, in order."""
+        return [m["values"][name] for m in self.received if name in (m.get("values") or {})]
 
     def cleared(self, input_id: str) -> int:
         """How many times the server emptied the page's input ``input_id``."""
@@ -837,3 +859,97 @@ def test_a_signed_in_session_that_ends_asks_to_sign_in_again(live: LiveApi, ui_s
         signed = [e.json() for e in live.recorder.requests("POST", "/sessions") if e.json()["author"] == "ana"]
         assert signed == [{"author": "ana", "password": PASSWORD}]  # and no renewal without it
         assert live.messages == []
+
+
+def test_a_moderator_signs_in_sees_the_blocked_users_live_and_unblocks_one(live: LiveApi, ui_server: str) -> None:
+    """Issue 17: the moderator's page, only for a token GET /moderators/me calls a moderator's; a chatter never
+    gets it (nor the moderators' sign-in once joined), and nothing of theirs reaches a moderator endpoint."""
+    auth = live.app.extensions["chat_auth"]
+    with open_ws(ui_server) as ws_mod, open_ws(ui_server) as ws_carol:
+        mod, carol = ShinyClient(ws_mod), ShinyClient(ws_carol)
+        carol.join("carol", 1)
+        carol.pump(lambda: "Chatting as" in carol.output_html("join_area"))
+        mod.connected()
+        assert 'id="mod_signin"' in mod.output_html("moderator_area")
+        assert mod.output_html("moderator_page") == ""
+
+        # wrong secrets: the API's 403 in words, then its throttle's 429 with the wait
+        auth.guesses.limit = 2
+        mod.moderator_sign_in("moderator", "not the secret at all", 1)
+        mod.pump(lambda: mod.output("mod_error_text") == translate("en", "mod.bad_credentials"))
+        assert mod.cleared("mod_secret") >= 1  # the secret is not left in the page
+        mod.moderator_sign_in("nobody", ADMIN_TOKEN, 2)
+        mod.pump(lambda: len(live.recorder.requests("POST", "/moderators/sign_in")) == 2)
+        mod.moderator_sign_in("moderator", ADMIN_TOKEN, 3)  # the right one, while the address is held off
+        mod.pump(lambda: "Too many wrong attempts" in str(mod.output("mod_error_text")))
+        locked = live.recorder.requests("POST", "/moderators/sign_in")[-1]
+        assert locked.status == 429 and re.search(
+            r"try again in (\d+ seconds|1 minute)\.", mod.output("mod_error_text")
+        )
+        assert live.requests_with("GET", "/moderators/me") == []  # no token: no page asked for
+        auth.guesses._locked.clear()  # the lockout's time has passed
+        auth.guesses.limit = 10
+
+        # mallory is blocked before the moderator signs in; nina after: the page follows without a reload
+        for _ in range(contract.STRIKE_LIMIT):
+            live.strike("mallory")
+        mod.moderator_sign_in("moderator", ADMIN_TOKEN, 4)
+        mod.pump(lambda: "mallory" in mod.output_html("moderator_page"))
+        (token,) = {
+            e.answer_json()["token"] for e in live.recorder.requests("POST", "/moderators/sign_in") if e.status == 201
+        }
+        assert live.requests_with("GET", "/moderators/me") == [token]  # verified before the page was rendered
+        page = mod.output_html("moderator_page")
+        assert "Moderating as <strong>moderator</strong>" in page and 'data-author="mallory"' in page
+        assert worded(json.loads(live.topics.notices[-1][0])) in page  # the block's notice, in words
+        assert mod.output("mod_error_text") == ""
+        for _ in range(contract.STRIKE_LIMIT):
+            live.strike("nina")
+        mod.pump(lambda: "nina" in mod.output_html("moderator_page"))
+
+        # unblock: POST /users/<a>/unblock with the moderator's token, its 202 said, and the list follows
+        mod.unblock("mallory", 1)
+        mod.pump(lambda: "Unblock of mallory sent (202)" in mod.output_html("moderator_page"))
+        assert live.requests_with("POST", "/users/mallory/unblock") == [token]
+        mod.pump(lambda: 'data-author="mallory"' not in mod.output_html("moderator_page"))
+        assert 'data-author="nina"' in mod.output_html("moderator_page")
+        assert not live.moderation.is_blocked("mallory")
+        # an unblock the API refuses says why
+        mod.unblock("nobody-known", 2)
+        mod.pump(lambda: "Could not unblock nobody-known" in mod.output_html("moderator_page"))
+        assert translate("en", "mod.unknown_user") in mod.output_html("moderator_page")
+
+        # the chatter: no sign-in form once joined, never a page, and no moderator request of theirs
+        carol.unblock("nina", 1)  # a crafted input from a chatter's page does nothing
+        carol.say("hello", 1)  # a marker behind it
+        carol.pump(lambda: "hello" in carol.shown())
+        assert carol.outputs_ever("moderator_page") in ([], [None], [""]) or all(
+            "mod-page" not in str(v) for v in carol.outputs_ever("moderator_page")
+        )
+        assert all("mod-page" not in str(v) for v in carol.outputs_ever("moderator_area"))
+        assert carol.output_html("moderator_area") == ""
+        assert live.requests_with("POST", "/users/nina/unblock") == []
+        carol_tokens = set(live.tokens_of("carol"))
+        for path in ("/moderators/me", "/moderators/blocked", "/users/nina/unblock"):
+            assert not carol_tokens & set(live.requests_with("GET" if "unblock" not in path else "POST", path))
+
+        # signing out of moderation: the page is gone, the form is back
+        mod.send("update", {"mod_signout:shiny.action": 1})
+        mod.pump(lambda: 'id="mod_signin"' in mod.output_html("moderator_area"))
+        assert mod.output_html("moderator_page") == ""
+
+
+def test_a_moderator_page_whose_token_stops_being_good_goes_away(live: LiveApi, ui_server: str) -> None:
+    """A token the API no longer takes (a secret changed at a restart, expired): the page is not kept on the
+    strength of an earlier answer; the moderator is asked to sign in again."""
+    with open_ws(ui_server) as ws_mod:
+        mod = ShinyClient(ws_mod)
+        mod.connected()
+        mod.moderator_sign_in("moderator", ADMIN_TOKEN, 1)
+        mod.pump(lambda: translate("en", "mod.none_blocked") in mod.output_html("moderator_page"))
+        auth = live.app.extensions["chat_auth"]
+        # the API no longer takes the tokens it signed (as after a restart with the secret changed)
+        auth._fingerprints = dict.fromkeys(auth._fingerprints, "0" * 32)
+        mod.pump(lambda: mod.output("mod_error_text") == translate("en", "mod.not_moderator"))
+        assert 'id="mod_signin"' in mod.output_html("moderator_area")
+        assert mod.output_html("moderator_page") == ""

@@ -400,6 +400,45 @@ def test_a_blocked_user_sees_no_chat_until_a_moderator_unblocks_them(chat_stack,
         window.wait_for_message(troll_name, f"sorry ({run})")
 
 
+def test_a_moderator_unblocks_from_the_moderator_page(chat_stack, open_window: OpenWindow) -> None:
+    """Issue 17: a moderator signs in on the page, sees the blocked user with the notices that blocked them, and
+    unblocks them with the page's button (its click goes through the page's script); the chatter's window never
+    has the page."""
+    run = secrets.token_hex(3)
+    troll_name = f"troll-{run}"
+    troll, moderator = open_window(chat_stack.ui_url), open_window(chat_stack.ui_url)
+    troll.join(troll_name)
+    troll.strike_out()
+    assert troll.driver.find_elements(By.CSS_SELECTOR, "#mod_signin, #mod_page") == []  # joined: none of it
+
+    moderator.driver.find_element(By.CSS_SELECTOR, ".mod-signin summary").click()
+    moderator.driver.find_element(By.ID, "mod_name").send_keys("moderator")
+    moderator.driver.find_element(By.ID, "mod_secret").send_keys(chat_stack.admin_token)
+    moderator.driver.find_element(By.ID, "mod_signin").click()
+    button = f"#mod_page button.mod-unblock[data-author='{troll_name}']"
+    moderator.wait_for(
+        lambda: bool(moderator.driver.find_elements(By.CSS_SELECTOR, button)), "the troll on the page", PAGE_TIMEOUT
+    )
+    assert moderator.password_fields_empty()
+    entry = moderator.text_of(f"#mod_page li.mod-user:has({button.removeprefix('#mod_page ')})")
+    assert (
+        f"{contract.STRIKE_LIMIT} strikes" in entry
+        and "blocked since" in entry
+        and f"strike {contract.STRIKE_LIMIT} of {contract.STRIKE_LIMIT}" in entry
+    )
+    assert moderator.serious_accessibility_problems() == []
+
+    moderator.driver.find_element(By.CSS_SELECTOR, button).click()
+    moderator.wait_for(
+        lambda: f"Unblock of {troll_name} sent (202)" in moderator.text_of("#mod_page"), "the 202", PAGE_TIMEOUT
+    )
+    troll.wait_for(lambda: troll.text_of("#moderation") == "", "the banner to go", MODERATION_TIMEOUT)
+    moderator.wait_for(
+        lambda: not moderator.driver.find_elements(By.CSS_SELECTOR, button), "the troll to leave the list", PAGE_TIMEOUT
+    )
+    assert troll.driver.find_elements(By.CSS_SELECTOR, "#mod_page") == []
+
+
 def test_a_blocked_account_cannot_come_back_under_another_spelling(chat_stack, open_window: OpenWindow) -> None:
     """Issue 19: sign up, chat, be blocked after three strikes, then fail to come back as a variant of the
     name (capitals, a look-alike) by signing up, signing in or joining as a guest."""

@@ -17,7 +17,7 @@ import requests
 
 from config import contract
 from stack.broker import free_port
-from tests.ui.live_api import Answer, Double, LiveApi, schema_errors, session_grant
+from tests.ui.live_api import ADMIN_TOKEN, Answer, Double, LiveApi, schema_errors, session_grant
 from tests.ui.samples import AWKWARD_NAMES
 from ui.client import (
     ApiUnreachable,
@@ -27,15 +27,19 @@ from ui.client import (
     SendError,
     SessionLost,
     api_code,
+    fetch_blocked,
     fetch_chat_settings,
     fetch_user,
+    moderator_name,
+    moderator_sign_in,
     open_session,
     send_message,
     sign_up,
+    unblock_user,
     user_url,
 )
 from ui.i18n import text
-from ui.models import ChatSettings, FeedMessage, Standing, UserRecord
+from ui.models import BlockedList, BlockedUser, ChatSettings, FeedMessage, Standing, UserRecord
 from ui.render import block_reason, join_failure
 
 
@@ -540,3 +544,57 @@ def test_every_request_for_a_person_says_where_their_browser_is(live: LiveApi) -
         ("POST", "/messages", "203.0.113.7"),
         ("DELETE", "/sessions", None),
     ]
+
+
+# -- moderators --------------------------------------------------------------------------------------
+
+
+def test_a_moderator_signs_in_is_verified_lists_the_blocked_and_unblocks(live: LiveApi) -> None:
+    grant = moderator_sign_in(live.url, "moderator", ADMIN_TOKEN, language="es", client_address="203.0.113.7")
+    assert grant.name == "moderator" and grant.token != ADMIN_TOKEN and grant.expires_at
+    (sent,) = live.recorder.requests("POST", "/moderators/sign_in")
+    assert (sent.language, sent.forwarded_for) == ("es", "203.0.113.7")
+    assert moderator_name(live.url, grant.token) == "moderator"
+    assert fetch_blocked(live.url, grant.token) == BlockedList((), 0)
+    for _ in range(contract.STRIKE_LIMIT):
+        live.strike("zoë 🦊")
+    listed = fetch_blocked(live.url, grant.token, limit=5)
+    (user,) = listed.users
+    assert (user.author, user.strikes, listed.total) == ("zoë 🦊", contract.STRIKE_LIMIT, 1)
+    assert [n.kind for n in user.notices] == ["warning"] * (contract.STRIKE_LIMIT - 1) + ["blocked"]
+    assert unblock_user(live.url, grant.token, "zoë 🦊") == 202
+    assert live.requests_with("POST", "/users/zoë 🦊/unblock") == [grant.token]
+    assert fetch_blocked(live.url, grant.token).users == ()
+    with pytest.raises(ChatApiError) as unknown:
+        unblock_user(live.url, grant.token, "nobody")
+    assert (unknown.value.status, unknown.value.code) == (404, "unknown_user")
+
+
+def test_a_chatters_token_or_a_wrong_secret_is_no_moderator(live: LiveApi) -> None:
+    chatter = live.open_session("carol")
+    for call in (moderator_name, fetch_blocked):
+        with pytest.raises(ChatApiError) as refused:
+            call(live.url, chatter)
+        assert (refused.value.status, refused.value.code) == (403, "moderator_token_required")
+    with pytest.raises(ChatApiError) as wrong:
+        moderator_sign_in(live.url, "moderator", "not the secret")
+    assert (wrong.value.status, wrong.value.code) == (403, "bad_moderator_credentials")
+
+
+def test_moderator_calls_to_an_api_that_is_down_say_so() -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ApiUnreachable):
+        moderator_sign_in(down, "moderator", "secret", timeout=2)
+    for call in (moderator_name, fetch_blocked):
+        with pytest.raises(ApiUnreachable):
+            call(down, "token", timeout=2)
+    with pytest.raises(ApiUnreachable):
+        unblock_user(down, "token", "ana")
+
+
+def test_a_malformed_blocked_list_is_refused_and_odd_entries_left_out() -> None:
+    assert BlockedList.from_json({"blocked": "x"}) is None and BlockedList.from_json([]) is None
+    listed = BlockedList.from_json(
+        {"blocked": [{"author": "ana", "strikes": 3, "blocked_at": None, "notices": [{"id": 1}]}, {"strikes": 1}]}
+    )
+    assert listed == BlockedList((BlockedUser("ana", 3, None, ()),), 1)

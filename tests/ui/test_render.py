@@ -13,7 +13,7 @@ from config import contract
 from tests.ui.samples import HOSTILE, UNICODE, msg, notice, parse
 from ui.client import READER_PREFIX, ApiUnreachable, ChatApiError, NameInUse, SendError
 from ui.i18n import LANGUAGES, Lang, text
-from ui.models import PASSWORD_MAX_CHARS, FeedStatus, Notice, Standing, UserRecord
+from ui.models import PASSWORD_MAX_CHARS, BlockedList, BlockedUser, FeedStatus, Notice, Standing, UserRecord
 from ui.render import (
     block_reason,
     check_sign_in,
@@ -22,16 +22,19 @@ from ui.render import (
     format_time,
     join_failure,
     message_to_chat_content,
+    moderator_failure,
     notice_text,
     notification_type,
     render_intro,
     render_limits,
     render_message_text,
     render_moderation,
+    render_moderator_page,
     render_status,
     send_failure,
     status_text,
     strike_status_text,
+    unblock_result,
     validate_name,
     wait_text,
 )
@@ -628,3 +631,90 @@ def test_account_failures_are_worded_from_the_apis_code(error: ChatApiError, acc
     worded = join_failure(error, account=account, min_chars=12)
     assert worded.render("en").startswith(en)
     assert worded.render("es").startswith(es)
+
+
+# -- the moderator's page ----------------------------------------------------------------------------
+
+
+def blocked_user(author: str = "alice", *notices: Notice, blocked_at: str | None = "2024-05-01 12:03:04"):
+    return BlockedUser(author, LIMIT, blocked_at, notices)
+
+
+def test_the_moderator_page_lists_each_blocked_user_with_the_notices_that_blocked_them_and_a_button() -> None:
+    struck = (notice(1), notice(2, strike=2), notice(3, "blocked", LIMIT))
+    page = BlockedList((blocked_user("alice", *struck), blocked_user("bob", blocked_at=None)), 2)
+    for lang in LANGUAGES:
+        markup = str(render_moderator_page("mia", page, lang))
+        parsed = parse(markup)
+        buttons = [attrs for tag, attrs in parsed.elements if tag == "button"]
+        assert [b["data-author"] for b in buttons] == ["alice", "bob"]
+        assert all("mod-unblock" in (b["class"] or "") for b in buttons)
+        for each in struck:
+            assert html.escape(notice_text(each).render(lang), quote=False) in markup
+        assert text("mod.since", since="2024-05-01 12:03:04").render(lang) in markup
+        assert text("mod.no_notices").render(lang) in markup  # bob's are no longer on the server
+        assert markup.count(text("mod.told").render(lang)) == 1  # alice's, addressed to her: said so
+        assert text("mod.unblock_button", name="bob").render(lang) in markup
+    en = str(render_moderator_page("mia", page, "en"))
+    assert "Moderating as <strong>mia</strong>" in en and "3 strikes" in en and "blocked since" in en
+    es = str(render_moderator_page("mia", page, "es"))
+    assert "Moderación: <strong>mia</strong>" in es and "3 faltas" in es and "bloqueado desde" in es
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_a_hostile_name_on_the_moderator_page_is_text_and_rides_the_button_as_data(hostile: str) -> None:
+    markup = str(render_moderator_page(hostile, BlockedList((blocked_user(hostile),), 1), "en"))
+    assert "<script>" not in markup and "<img" not in markup
+    (button,) = [attrs for tag, attrs in parse(markup).elements if tag == "button"]
+    assert button["data-author"] == hostile  # the browser reads back the very name
+
+
+def test_the_moderator_page_says_none_bounded_stale_and_each_unblocks_result() -> None:
+    assert text("status.connecting").render("en") in str(render_moderator_page("mia", None, "en"))
+    none = str(render_moderator_page("mia", BlockedList((), 0), "es"))
+    assert text("mod.none_blocked").render("es") in none and "<button" not in none
+    bounded = str(render_moderator_page("mia", BlockedList((blocked_user(),), 7), "en"))
+    assert "Showing 1 of 7 blocked users." in bounded
+    sent = unblock_result("alice", None)
+    failed = unblock_result("bob", ChatApiError("x", status=503, code="kafka_unavailable"))
+    results = {"alice": sent, "bob": failed}
+    markup = str(
+        render_moderator_page("mia", BlockedList((blocked_user(),), 1), "en", results, text("mod.unreachable"))
+    )
+    assert "Unblock of alice sent (202)" in markup  # next to alice
+    assert "Could not unblock bob: the chat server cannot record it right now" in markup  # bob, no longer listed
+    assert "The list cannot be refreshed: The chat server cannot be reached" in markup
+
+
+@pytest.mark.parametrize(
+    ("error", "en", "es"),
+    [
+        (
+            ChatApiError("wrong", status=403, code="bad_moderator_credentials"),
+            "Wrong moderator name or secret.",
+            "Nombre o clave de moderación incorrectos.",
+        ),
+        (ChatApiError("off", status=403, code="moderation_off"), "This chat has no moderators", "no tiene moderación"),
+        (
+            ChatApiError("locked", status=429, code="admin_guesses_locked", retry_after=42),
+            "Please try again in 42 seconds.",
+            "Vuelve a intentarlo dentro de 42 segundos.",
+        ),
+        (ChatApiError("locked", status=429), "Please try again later.", "más tarde"),
+        (ApiUnreachable("down"), "cannot be reached", "No se puede contactar"),
+        (ChatApiError("x", status=403, code="moderator_token_required"), "not a moderator's token", "no es de"),
+        (ChatApiError("x", status=400, code="field_too_long"), "does not accept that name or secret", "no acepta"),
+        (ChatApiError("boom <b>", status=500), "It did not work: boom <b>", "No se pudo: boom <b>"),
+    ],
+)
+def test_moderator_failures_are_worded_from_the_apis_code(error: ChatApiError, en: str, es: str) -> None:
+    worded = moderator_failure(error)
+    assert en in worded.render("en") and es in worded.render("es")
+
+
+def test_unblock_results() -> None:
+    assert unblock_result("ana", None).render("es") == "Desbloqueo de ana enviado (202); se aplica en unos segundos."
+    gone = unblock_result("ana", ChatApiError("x", status=404, code="unknown_user"))
+    assert gone.render("en") == "Could not unblock ana: the server does not know that user."
+    expired = unblock_result("ana", ChatApiError("x", status=403, code="moderator_token_required"))
+    assert "please sign in to moderate again" in expired.render("en")
