@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -24,6 +25,19 @@ from tests.api.session_log import LocalSessionLog
 
 ADMIN = "admin-token-for-tests"
 SPEC = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))  # api/openapi.yaml
+# Delta `user_moderation` as the API reads it, for tables the tests write with deltalake as a ledger commit would
+MODERATION_ARROW_SCHEMA = pa.schema(
+    [
+        ("author", pa.string()),
+        ("messages", pa.int64()),
+        ("strikes", pa.int32()),
+        ("is_blocked", pa.bool_()),
+        ("blocked_at", pa.timestamp("us", "UTC")),
+        ("blocked_partition", pa.int32()),
+        ("blocked_offset", pa.int64()),
+        ("last_batch_id", pa.int64()),
+    ]
+)
 
 
 SESSION_LOGS: dict[str, LocalSessionLog] = {}

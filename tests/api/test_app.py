@@ -10,7 +10,7 @@ from deltalake import write_deltalake
 
 from api import create_app
 from config import contract
-from tests.api.conftest import SPEC
+from tests.api.conftest import MODERATION_ARROW_SCHEMA, SPEC
 
 
 def test_the_factory_takes_its_defaults_from_config_and_a_tests_overrides(monkeypatch, tmp_path):
@@ -73,18 +73,7 @@ def test_health_reports_the_version_of_the_moderation_snapshot(client, tmp_path)
     the version read (the table written here with deltalake, as a ledger commit would add versions)."""
     snapshot = client.application.extensions["chat_moderation"].snapshot
     assert client.get("/health").get_json()["snapshot"]["version"] is None
-    schema = pa.schema(
-        [
-            ("author", pa.string()),
-            ("messages", pa.int64()),
-            ("strikes", pa.int32()),
-            ("is_blocked", pa.bool_()),
-            ("blocked_at", pa.timestamp("us", "UTC")),
-            ("blocked_partition", pa.int32()),
-            ("blocked_offset", pa.int64()),
-            ("last_batch_id", pa.int64()),
-        ]
-    )
+    schema = MODERATION_ARROW_SCHEMA
     for version, author in enumerate(("ana", "bob")):
         row = [[author], [1], [0], [False], [None], [None], [None], [version]]
         write_deltalake(str(snapshot.table_path), pa.table(row, schema=schema), mode="append")

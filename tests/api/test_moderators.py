@@ -21,7 +21,7 @@ from api.asgi import ChatAsgi
 from api.moderators import file_line
 from config import contract
 from tests.api.asgi_client import Request, run
-from tests.api.conftest import ADMIN, make_app, token_for
+from tests.api.conftest import ADMIN, MODERATION_ARROW_SCHEMA, make_app, token_for
 from tests.api.test_flood import SharedKafka
 from tests.api.test_notices import notice, served
 from tests.conftest import records_in
@@ -291,18 +291,7 @@ def test_on_a_real_broker_each_action_in_chat_actions_carries_its_moderators_nam
 
 def moderation_table(path, rows: list[tuple]) -> None:
     """Delta `user_moderation` as the ledger leaves it (written with deltalake here): (author, strikes, blocked at)."""
-    schema = pa.schema(
-        [
-            ("author", pa.string()),
-            ("messages", pa.int64()),
-            ("strikes", pa.int32()),
-            ("is_blocked", pa.bool_()),
-            ("blocked_at", pa.timestamp("us", "UTC")),
-            ("blocked_partition", pa.int32()),
-            ("blocked_offset", pa.int64()),
-            ("last_batch_id", pa.int64()),
-        ]
-    )
+    schema = MODERATION_ARROW_SCHEMA
     columns = [
         [a for a, _, _ in rows],
         [5] * len(rows),
