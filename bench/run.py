@@ -23,8 +23,10 @@ used the cores meanwhile.
    steady rate with the slowest 1% explained (`e2e_latency_ms`), the
    moderation feedback (`warning_latency_ms`, `block_latency_ms`,
    `block_ui_latency_ms` in Chromium, `unblock_latency_ms`), the API's POST
-   rate, the stack's memory (`stack_rss_mib`), and last one user flooding
-   while 20 chat (bench/flood.py: `flood_normal_p99_ratio`, `flood_share`).
+   rate, the stack's memory (`stack_rss_mib`), how fresh Delta `messages` is at
+   50 msg/s (bench/ledger.py: `delta_freshness_ms`, `ledger_batch_seconds`), and
+   last one user flooding while 20 chat (bench/flood.py: `flood_normal_p99_ratio`,
+   `flood_share`).
 5. `stats`: the statistics job on 1 and 10 million messages (`stats_seconds`).
 
 A throughput figure is the median of at least three measured windows after a
