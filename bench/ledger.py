@@ -35,7 +35,7 @@ from pathlib import Path
 from bench.api_load import ApiClient, BenchError, error_key, latency_summary, sleep_until
 from bench.e2e_latency import StackView, _await, _recorded_messages, _Schedule, checkpoint_batches
 from bench.flood import Phase, windowed
-from bench.steady import load_average
+from bench.steady import _warning, cpu_times, load_average, usage_between
 from config import settings
 from config.object_store import is_object
 from warehouse import paths
@@ -223,6 +223,7 @@ def measure(
             raise BenchError(f"the ledger did not record the warm-up message in {ledger_timeout_s:g}s")
         progress(f"warm-up message in Delta after {time.time() - began:.1f}s; posting at {rate:g}/s")
 
+        cpu_start = cpu_times()  # the bench's process tree (with its stack, when it started one) against the rest
         wall_offset = time.time() - time.perf_counter()
         begin = time.perf_counter() + 0.05
         count = round(rate * (warmup_s + window_s * windows))
@@ -253,6 +254,7 @@ def measure(
         for t in threads:
             t.join()
         posting_ended = time.time()
+        machine = usage_between(cpu_start, cpu_times())
         if failures:
             raise BenchError(f"a writer failed: {failures[0]!r}") from failures[0]
         progress(f"{len(posted):,} accepted; waiting up to {drain_s:g}s for all of them in Delta")
@@ -293,6 +295,8 @@ def measure(
             "during_mean": round(sum(watcher.loads) / len(watcher.loads), 2) if watcher.loads else None,
             "after": load_average(),
         },
+        # cores used while posting: `ours` the bench's process tree, `foreign` everything else (other work)
+        "machine": {**machine, "warning": _warning(machine)},
     }
     return figures
 
@@ -326,6 +330,8 @@ def format_result(r: dict) -> str:
         f"({b['batches']}); load average {load['load_average']['before'][0]} before, "
         f"{load['load_average']['during_max']} at most during"
     )
+    if load["machine"]["warning"]:
+        line += f"; BUSY MACHINE: {load['machine']['warning']}"
     if f["missing"]:
         line += f"; MISSING {f['missing']}: {', '.join(f['missing_ids'])}"
     if load["late_sends"]:

@@ -115,6 +115,7 @@ def test_a_short_run_on_the_stack_finds_every_posted_message_in_delta(chat_stack
     assert 0 < f["p50"] <= f["p99"] <= f["max"]
     # each measured message was matched to the ledger batch that recorded it, and those batches timed
     assert load["split_ms"]["messages"] == f["samples"] and b["batches"] >= 1 and b["p50"] > 0
+    assert load["machine"]["seconds"] > 0 and "foreign" in load["machine"] and "warning" in load["machine"]
 
     # the API, reading Delta by itself (its snapshot of user_moderation, refreshed every 0.5 s), counts every
     # accepted message of the bench's writers
@@ -125,3 +126,19 @@ def test_a_short_run_on_the_stack_finds_every_posted_message_in_delta(chat_stack
         )
 
     assert ledger._await(lambda: recorded() == load["accepted"], 10, step_s=0.5), (recorded(), load["accepted"])
+
+
+def test_the_readable_line_names_missing_ids_and_a_busy_machine():
+    posted, seen, batches = synthetic_run()
+    del seen["m3"]
+    result = summarize(posted, seen, batches, PHASE)
+    result["ledger_load"] = {
+        "rate": 2.0,
+        "split_ms": result.pop("split_ms"),
+        "load_average": {"before": [0.5, 0.4, 0.3], "during_max": 1.2},
+        "late_sends": 0,
+        "post_errors": {},
+        "machine": {"warning": "other processes used 0.50 cores"},
+    }
+    line = ledger.format_result(result)
+    assert "39 of 40" in line and "MISSING 1: m3" in line and "BUSY MACHINE: other processes used 0.50 cores" in line
