@@ -36,7 +36,7 @@ help:
 	@echo "make test    install what is missing, lint, run the whole test suite"
 	@echo "make lint    ruff check and ruff format --check (make test runs it first)"
 	@echo "make stats   build Delta user_stats with spark-submit, print a summary, write var/reports/user_stats.html"
-	@echo "make maintain  compact (OPTIMIZE) and VACUUM the Delta tables now (ARGS=--no-vacuum: compact only; on S3 only with the streams stopped)"
+	@echo "make maintain  compact (OPTIMIZE), VACUUM and checkpoint the Delta tables now (ARGS=--no-vacuum: compact only; on S3 only with the streams stopped)"
 	@echo "make sql     a Spark SQL shell with the tables as chat.<table>; make sql Q=\"SELECT ...\" runs one query"
 	@echo "make demo-data N=5000   send realistic chat traffic (and some malformed records) to the running chat"
 	@echo "make bench   the benchmark suite on a broker and stack of its own: bench/results/latest.json"

@@ -120,6 +120,13 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds between its `VACUUM`s of every table (files removed more than `delta.deletedFileRetentionDuration`, "
         "7 days, ago); 0: none (0 to 2592000)",
     ),
+    Setting(
+        "CHAT_DELTA_CHECKPOINT_INTERVAL_S",
+        "60",
+        "seconds between its Delta checkpoints of the tables that have new commits (outside the ledger's batches); a "
+        "cold reader replays at most the commits of one interval; 0: none (then only every 1000th commit writes one) "
+        "(0 to 3600)",
+    ),
     Setting("CHAT_API_HOST", "127.0.0.1", "address the API listens on"),
     Setting("CHAT_API_PORT", "5000", "port the API listens on"),
     Setting("CHAT_API_URL", "", "the API the UI talks to; default `http://127.0.0.1:$CHAT_API_PORT`"),
@@ -426,6 +433,7 @@ class Settings:
     ledger_trigger_s: float
     maintenance_interval_s: float  # 0: no scheduled compaction
     vacuum_interval_s: float  # 0: no scheduled VACUUM
+    delta_checkpoint_interval_s: float  # 0: no scheduled Delta checkpoint
     api_host: str
     api_port: int
     api_url: str
@@ -522,6 +530,7 @@ def load() -> Settings:
         ledger_trigger_s=_seconds("CHAT_LEDGER_TRIGGER_SECONDS", 1.0),
         maintenance_interval_s=_seconds("CHAT_MAINTENANCE_INTERVAL_S", 600.0, 0, 86_400),
         vacuum_interval_s=_seconds("CHAT_VACUUM_INTERVAL_S", 86_400.0, 0, 30 * 86_400),
+        delta_checkpoint_interval_s=_seconds("CHAT_DELTA_CHECKPOINT_INTERVAL_S", 60.0, 0, 3600),
         api_host=api_host,
         api_port=api_port,
         api_url=_text("CHAT_API_URL", f"http://127.0.0.1:{api_port}").rstrip("/"),

@@ -46,7 +46,11 @@ def main() -> int:
             flush=True,
         )
         # after start_ledger: the tables exist and have their layout
-        maintenance.append(Scheduler(spark, s.warehouse_dir, s.maintenance_interval_s, s.vacuum_interval_s))
+        maintenance.append(
+            Scheduler(
+                spark, s.warehouse_dir, s.maintenance_interval_s, s.vacuum_interval_s, s.delta_checkpoint_interval_s
+            )
+        )
         maintenance[0].start()
         return [relay, ledger]
 

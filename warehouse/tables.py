@@ -21,10 +21,13 @@ TABLE_PROPERTIES = {
     "delta.enableDeletionVectors": "false",
     "delta.checkpointPolicy": "classic",
     # durability, set on purpose rather than left to defaults: a checkpoint (a Parquet summary of the
-    # log) every 10 commits keeps reading the table cheap with a commit per ledger batch; the log is
-    # kept 30 days, so `VERSION AS OF` and DESCRIBE HISTORY reach back that far; files a commit
-    # removed stay 7 days before VACUUM may delete them, so readers of older versions are safe
-    "delta.checkpointInterval": "10",
+    # log) keeps reading the table cheap with a commit per ledger batch; the streams process's maintenance
+    # thread writes one every CHAT_DELTA_CHECKPOINT_INTERVAL_S (pipelines/maintenance.py), outside the ledger's
+    # batches, so a commit writes one itself only every 1000 commits (in the batch, 0.5-2 s more: README
+    # "A ledger batch"), a fallback for when that thread is off; the log is kept 30 days, so `VERSION AS OF`
+    # and DESCRIBE HISTORY reach back that far; files a commit removed stay 7 days before VACUUM may delete
+    # them, so readers of older versions are safe
+    "delta.checkpointInterval": "1000",
     "delta.logRetentionDuration": "interval 30 days",
     "delta.deletedFileRetentionDuration": "interval 7 days",
 }
@@ -37,6 +40,9 @@ CLUSTERING = {
     paths.STRIKES: ("struck_at", "author"),
     paths.REJECTED_MESSAGES: ("seen_at",),
 }
+# TABLE_PROPERTIES that changed since tables were first made: a table made before gains them at the ledger's start
+# (it was made with a checkpoint every 10 commits, each written inside a ledger batch).
+UPDATED_PROPERTIES = ("delta.checkpointInterval",)
 # Properties of one table, on top of TABLE_PROPERTIES; a table made before gains them at the ledger's start.
 LAYOUT_PROPERTIES = {
     # the ledger MERGEs this table every batch: it compacts in that MERGE's own commit (Delta's auto
@@ -244,13 +250,14 @@ def ensure_table(
 
 
 def ensure_layout(spark: SparkSession, name: str, location: Path) -> None:
-    """Give a table made before its layout its clustering columns and LAYOUT_PROPERTIES (no data is rewritten:
-    the next OPTIMIZE clusters the files)."""
+    """Give a table made before its layout its clustering columns, LAYOUT_PROPERTIES and UPDATED_PROPERTIES (no
+    data is rewritten: the next OPTIMIZE clusters the files)."""
     detail = spark.sql(f"DESCRIBE DETAIL delta.`{location}`").first()
     wanted = CLUSTERING.get(name)
     if wanted and not detail.partitionColumns and tuple(detail.clusteringColumns or ()) != wanted:
         spark.sql(f"ALTER TABLE delta.`{location}` CLUSTER BY ({', '.join(wanted)})")
-    missing = {k: v for k, v in LAYOUT_PROPERTIES.get(name, {}).items() if detail.properties.get(k) != v}
+    wanted_properties = {**{k: TABLE_PROPERTIES[k] for k in UPDATED_PROPERTIES}, **LAYOUT_PROPERTIES.get(name, {})}
+    missing = {k: v for k, v in wanted_properties.items() if detail.properties.get(k) != v}
     if missing:
         pairs = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
         spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ({pairs})")

@@ -59,6 +59,8 @@ def test_the_bench_measures_each_batch_and_its_steps(tmp_path):
     }
     argv = [sys.executable, "-m", "bench.ledger_batch", "--messages", str(MESSAGES), "--users", "6", "--ab", AB]
     argv += ["--warmup", str(WARMUP), "--reps", str(REPS), "--work", str(tmp_path / "work"), "--json", str(out)]
+    # a's tables as made before the checkpoints left the ledger's batch; b's checkpointed by the maintenance thread
+    argv += ["--a-table-property", "delta.checkpointInterval=10", "--b-checkpoint-interval", "1"]
     bench = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = bench.communicate(timeout=800)
@@ -72,12 +74,24 @@ def test_the_bench_measures_each_batch_and_its_steps(tmp_path):
 
     assert (result["messages_per_batch"], result["warmup"], result["reps"]) == (MESSAGES, WARMUP, REPS)
     assert result["ab_settings"] == dict([AB.split("=")])
+    assert result["a_table_properties"] == {"delta.checkpointInterval": "10"}
+    assert result["b_checkpoint_interval_s"] == 1
+    # the thread checkpointed b's tables (each had commits) while the batches ran, and said how long each took
+    assert result["b_checkpoints"], result
+    for written in result["b_checkpoints"]:
+        assert written["line"].startswith("maintenance: checkpoint ") and written["seconds"] >= 0, written
+    # a cold reader of a's tables replays at most 10 commits (0 … 9 before the first checkpoint, at 10, then 9 at
+    # most); the figure is there for b
+    assert 0 <= result["variants"]["a"]["replayed_commits_max"] <= 10
+    assert result["variants"]["b"]["replayed_commits_max"] >= 0
+    assert "maintenance thread wrote" in stdout
     assert set(result["variants"]) == {"a", "b"}
     for variant in result["variants"].values():
         check_figure(variant["batch"])
         check_figure(variant["checkpoint_logs"])
         assert len(variant["runs"]) == REPS
         for run in variant["runs"]:
+            assert isinstance(run["beside_checkpoint"], bool), run
             # a batch with messages runs every step once, in order, all inside its foreachBatch time
             assert list(run["steps"]) == STEPS, run
             assert all(s >= 0 for s in run["steps"].values()), run

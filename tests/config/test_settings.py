@@ -249,3 +249,19 @@ def test_a_bad_rate_limit_stops_the_start_naming_the_setting(monkeypatch, name, 
     monkeypatch.setenv(name, raw)
     with pytest.raises(SystemExit, match=re.escape(error)):
         settings.load()
+
+
+def test_the_delta_checkpoint_interval_is_a_minute_by_default_and_0_switches_it_off(monkeypatch):
+    monkeypatch.delenv("CHAT_DELTA_CHECKPOINT_INTERVAL_S", raising=False)
+    assert settings.load().delta_checkpoint_interval_s == 60.0
+    monkeypatch.setenv("CHAT_DELTA_CHECKPOINT_INTERVAL_S", "0")
+    assert settings.load().delta_checkpoint_interval_s == 0.0
+    monkeypatch.setenv("CHAT_DELTA_CHECKPOINT_INTERVAL_S", "2.5")
+    assert settings.load().delta_checkpoint_interval_s == 2.5
+
+
+@pytest.mark.parametrize("raw", ["-1", "3601", "nan", "1m"])
+def test_a_bad_delta_checkpoint_interval_stops_the_start_naming_the_setting(monkeypatch, raw):
+    monkeypatch.setenv("CHAT_DELTA_CHECKPOINT_INTERVAL_S", raw)
+    with pytest.raises(SystemExit, match=f"CHAT_DELTA_CHECKPOINT_INTERVAL_S must be a number of seconds.*{raw!r}"):
+        settings.load()

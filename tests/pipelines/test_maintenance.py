@@ -1,5 +1,6 @@
 """Delta maintenance on real Spark and Delta: compaction keeps every row, VACUUM keeps the current version
-readable, an old table gains its layout, the scheduler carries on after a failure, and a JVM killed
+readable, a Delta checkpoint is written outside the ledger's commits (only for new commits, safely beside
+concurrent appends), an old table gains its layout, the scheduler carries on after a failure, and a JVM killed
 half-way through an OPTIMIZE leaves the table readable with nothing lost."""
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ from delta.tables import DeltaTable
 from deltalake import DeltaTable as DeltaRsTable
 
 from config import settings
-from pipelines.maintenance import COMPACTED, Scheduler, file_count, run_maintenance
+from pipelines.maintenance import (
+    COMPACTED,
+    Checkpointed,
+    Scheduler,
+    checkpoint_table,
+    checkpoint_tables,
+    commits_since_checkpoint,
+    file_count,
+    run_maintenance,
+)
 from tests.pipelines.conftest import spark_env
 from warehouse import paths
 from warehouse.tables import (
@@ -139,9 +149,9 @@ def test_a_table_made_before_the_layout_gains_it_at_the_ledgers_start_and_keeps_
     warehouse = tmp_path / "warehouse"
     for name, schema in ((paths.MESSAGES, MESSAGES_SCHEMA), (paths.USER_MODERATION, USER_MODERATION_SCHEMA)):
         builder = DeltaTable.create(spark).location(str(paths.table_path(name, warehouse))).addColumns(schema)
-        for key, value in TABLE_PROPERTIES.items():
+        for key, value in {**TABLE_PROPERTIES, "delta.checkpointInterval": "10"}.items():
             builder = builder.property(key, value)
-        builder.execute()  # as the code before clustering made it
+        builder.execute()  # as the code before clustering (and before the checkpoints left the ledger) made it
     location = paths.table_path(paths.MESSAGES, warehouse)
     append_batches(spark, location, range(3))
     rows = read(spark, location).localCheckpoint()
@@ -160,6 +170,8 @@ def test_a_table_made_before_the_layout_gains_it_at_the_ledgers_start_and_keeps_
     assert {k: moderation.properties.get(k) for k in LAYOUT_PROPERTIES[paths.USER_MODERATION]} == (
         LAYOUT_PROPERTIES[paths.USER_MODERATION]
     )
+    # the ledger's commits no longer write the checkpoints: the raised interval reaches the old tables too
+    assert detail.properties["delta.checkpointInterval"] == moderation.properties["delta.checkpointInterval"] == "1000"
     assert versions == {
         n: DeltaTable.forPath(spark, str(paths.table_path(n, warehouse))).history(1).first().version for n in versions
     }
@@ -189,6 +201,120 @@ def test_user_moderation_compacts_itself_in_the_merge_that_finds_many_small_file
         f"u{b}-{i}" for b in range(5) for i in range(2)
     )
     assert "OPTIMIZE" in {r.operation for r in DeltaTable.forPath(spark, location).history().collect()}
+
+
+def checkpoint_files(location: Path) -> list[str]:
+    return sorted(p.name for p in (location / "_delta_log").glob("*.checkpoint*.parquet"))
+
+
+def test_a_checkpoint_is_written_outside_the_commits_only_when_there_are_new_ones_and_deltalake_reads_it(
+    spark, tmp_path
+):
+    warehouse = tmp_path / "warehouse"
+    ensure_tables(spark, warehouse)
+    location = paths.table_path(paths.MESSAGES, warehouse)
+    append_batches(spark, location, range(10))  # versions 1 … 10
+
+    # version 10 is where a checkpoint interval of 10 had the ledger's commit write one in its batch
+    assert checkpoint_files(location) == []
+    assert commits_since_checkpoint(spark, location) == (10, 11)  # a cold reader replays versions 0 … 10
+
+    lines: list[str] = []
+    written = checkpoint_tables(spark, warehouse, [paths.MESSAGES, paths.USER_STATS], log=lines.append)
+
+    assert [(c.table, c.version, c.commits_before) for c in written] == [(paths.MESSAGES, 10, 11)]  # no user_stats
+    assert lines == [f"maintenance: {written[0]}"]
+    assert lines[0].startswith(f"maintenance: checkpoint {paths.MESSAGES} at version 10 (11 commits since the last)")
+    assert checkpoint_files(location) == ["00000000000000000010.checkpoint.parquet"]
+    assert commits_since_checkpoint(spark, location) == (10, 0)
+    # nothing new: nothing written
+    assert checkpoint_table(spark, warehouse, paths.MESSAGES) is None
+    assert checkpoint_files(location) == ["00000000000000000010.checkpoint.parquet"]
+
+    append_batches(spark, location, range(10, 12))
+    assert commits_since_checkpoint(spark, location) == (12, 2)
+    outcome = checkpoint_table(spark, warehouse, paths.MESSAGES)
+    assert isinstance(outcome, Checkpointed) and (outcome.version, outcome.commits_before) == (12, 2)
+    assert checkpoint_files(location)[-1] == "00000000000000000012.checkpoint.parquet"
+    rows = read(spark, location)
+    assert rows.count() == 36 and rows.select("message_id").distinct().count() == 36
+    from_rs = DeltaRsTable(str(location))
+    assert from_rs.version() == 12
+    assert sorted(from_rs.to_pyarrow_table().column("message_id").to_pylist()) == sorted(
+        r.message_id for r in rows.collect()
+    )
+
+
+def test_checkpoints_written_while_appends_commit_lose_nothing_for_spark_or_deltalake(spark, tmp_path):
+    warehouse = tmp_path / "warehouse"
+    ensure_tables(spark, warehouse)
+    location = paths.table_path(paths.MESSAGES, warehouse)
+    failures: list[BaseException] = []
+
+    def appends() -> None:
+        try:
+            append_batches(spark, location, range(16))
+        except BaseException as exc:  # noqa: BLE001 - the test fails on it below
+            failures.append(exc)
+
+    writer = threading.Thread(target=appends)
+    writer.start()
+    written: list[Checkpointed] = []
+    while writer.is_alive():  # as the scheduler does beside the ledger: checkpoints while the commits go on
+        outcome = checkpoint_table(spark, warehouse, paths.MESSAGES)
+        if outcome is not None:
+            written.append(outcome)
+    writer.join()
+
+    assert failures == []
+    assert len(written) >= 2, "the checkpoints ran beside the appends"
+    assert [c.version for c in written] == sorted({c.version for c in written})
+    assert written[0].version < 16, "at least one checkpoint was of a version the appends went on from"
+    expected = sorted(f"m-{b}-{i}" for b in range(16) for i in range(3))
+    assert sorted(r.message_id for r in read(spark, location).select("message_id").collect()) == expected
+    assert DeltaTable.forPath(spark, str(location)).history(1).first().version == 16
+    # a cold reader in each: Spark with the JVM's DeltaLogs forgotten, and delta-rs, from the newest checkpoint on
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
+    assert sorted(r.message_id for r in read(spark, location).select("message_id").collect()) == expected
+    from_rs = DeltaRsTable(str(location))
+    assert from_rs.version() == 16
+    assert sorted(from_rs.to_pyarrow_table().column("message_id").to_pylist()) == expected
+    for checkpoint in written:  # and each checkpointed version as it was
+        at = DeltaRsTable(str(location), version=checkpoint.version).to_pyarrow_table()
+        assert at.num_rows == 3 * checkpoint.version
+
+
+def test_the_scheduler_writes_checkpoints_on_their_own_interval(spark, tmp_path):
+    warehouse = tmp_path / "warehouse"
+    ensure_tables(spark, warehouse)
+    location = paths.table_path(paths.STRIKES, warehouse)
+    lines: list[str] = []
+    done = threading.Event()
+
+    def log(text: str) -> None:
+        lines.append(text)
+        if f"checkpoint {paths.STRIKES} at version 0" in text:
+            done.set()
+
+    scheduler = Scheduler(spark, warehouse, interval_s=0, vacuum_interval_s=0, checkpoint_interval_s=0.2, log=log)
+    assert scheduler.enabled
+    scheduler.start()
+    try:
+        assert done.wait(300), lines
+    finally:
+        scheduler.stop()
+
+    assert not scheduler.is_alive()
+    assert lines[0] == (
+        "maintenance: OPTIMIZE messages, strikes, rejected_messages, moderator_actions every 0s, "
+        "VACUUM every 0s, Delta checkpoints every 0.2s (0: never)"
+    )
+    assert checkpoint_files(location) == ["00000000000000000000.checkpoint.parquet"]
+    assert not [line for line in lines if "optimize" in line or "vacuum" in line or "failed" in line], lines
+    # every table once: later runs find no new commit and write nothing
+    assert sum(" at version " in line for line in lines) == len(
+        [n for n in paths.ALL_TABLES if DeltaTable.isDeltaTable(spark, str(paths.table_path(n, warehouse)))]
+    )
 
 
 def test_the_scheduler_compacts_on_its_interval_and_carries_on_after_a_failed_run(spark, tmp_path):
