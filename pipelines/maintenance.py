@@ -140,13 +140,20 @@ def checkpoint_tables(
     spark: SparkSession, warehouse: Path, names: Iterable[str] = CHECKPOINTED, log: Callable[[str], None] = print
 ) -> list[Checkpointed]:
     """A checkpoint of each of the `names` tables that has commits after its last one; each is logged."""
-    written = []
+    return _each(spark, warehouse, checkpoint_table, names, log)
+
+
+def _each(
+    spark: SparkSession, warehouse: Path, step: Callable, names: Iterable[str], log: Callable[[str], None]
+) -> list:
+    """`step` on each of the `names` tables in turn; what it did to each (None: nothing) is logged and returned."""
+    outcomes = []
     for name in names:
-        outcome = checkpoint_table(spark, warehouse, name)
+        outcome = step(spark, warehouse, name)
         if outcome is not None:
             log(f"maintenance: {outcome}")
-            written.append(outcome)
-    return written
+            outcomes.append(outcome)
+    return outcomes
 
 
 def run_maintenance(
@@ -157,14 +164,7 @@ def run_maintenance(
     log: Callable[[str], None] = print,
 ) -> list[Outcome]:
     """OPTIMIZE the `compact` tables, then VACUUM the `vacuum` ones; each table's outcome is logged."""
-    outcomes = []
-    for step, names in ((optimize_table, compact), (vacuum_table, vacuum)):
-        for name in names:
-            outcome = step(spark, warehouse, name)
-            if outcome is not None:
-                log(f"maintenance: {outcome}")
-                outcomes.append(outcome)
-    return outcomes
+    return _each(spark, warehouse, optimize_table, compact, log) + _each(spark, warehouse, vacuum_table, vacuum, log)
 
 
 def _stopped(spark: SparkSession) -> bool:
