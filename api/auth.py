@@ -353,11 +353,9 @@ class Auth:
         self.store = store
         self.admin_token = admin_token
         self.moderators = dict(moderators)  # name → hash
-        if admin_token and settings.SHARED_MODERATOR in self.moderators:
-            raise SystemExit(
-                f"CHAT_MODERATORS_FILE names {settings.SHARED_MODERATOR!r}, the name CHAT_ADMIN_TOKEN's actions are "
-                "recorded under: rename that moderator, or unset CHAT_ADMIN_TOKEN"
-            )
+        problem = settings.shared_moderator_problem(self.moderators, admin_token)
+        if problem:
+            raise SystemExit(problem)
         self.moderator_ttl_s = moderator_ttl_s
         self.guesses = guesses or GuessThrottle()
         self._signer = URLSafeSerializer(secret, salt=TOKEN_SALT, signer_kwargs={"digest_method": hashlib.sha256})

@@ -375,12 +375,20 @@ def load_moderators(path: Path | None, admin_token: str = "") -> tuple[tuple[str
     except OSError as exc:
         raise SystemExit(f"CHAT_MODERATORS_FILE: cannot read {path}: {exc.strerror or exc}") from None
     moderators = parse_moderators(text, str(path))
-    if admin_token and any(name == SHARED_MODERATOR for name, _ in moderators):
-        raise SystemExit(
-            f"CHAT_MODERATORS_FILE {path} names {SHARED_MODERATOR!r}, the name CHAT_ADMIN_TOKEN's actions are "
+    problem = shared_moderator_problem((name for name, _ in moderators), admin_token, f" {path}")
+    if problem:
+        raise SystemExit(problem)
+    return moderators
+
+
+def shared_moderator_problem(names, admin_token: str, where: str = "") -> str | None:
+    """Why moderators named `names` cannot stand beside CHAT_ADMIN_TOKEN (one of them has its name), or None."""
+    if admin_token and SHARED_MODERATOR in names:
+        return (
+            f"CHAT_MODERATORS_FILE{where} names {SHARED_MODERATOR!r}, the name CHAT_ADMIN_TOKEN's actions are "
             "recorded under: rename that moderator, or unset CHAT_ADMIN_TOKEN"
         )
-    return moderators
+    return None
 
 
 def _admin_token() -> str:
